@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test suite under every runtime: Node (Dawn), Bun (Dawn), Deno (Dawn) and Deno's built-in WebGPU.
+# Installs what is missing first (npm packages; Mesa lavapipe when running as root on a GPU-less box).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+[ -d node_modules/webgpu ] || npm ci --no-audit --no-fund
+if [ "$(id -u)" = 0 ] && ! dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | grep -Eq '^(2[5-9]|[3-9][0-9])\.'; then
+  ODC_SKIP_FASHION=1 bash .ci/setup-system.sh
+fi
+bin=node_modules/.bin
+files=$(ls test/*.test.ts)
+status=0
+run() {
+  local name=$1; shift
+  echo "=== $name ==="
+  local start=$SECONDS
+  if "$@"; then echo "=== $name: ok ($((SECONDS - start)) s)"; else echo "=== $name: FAILED ($((SECONDS - start)) s)"; status=1; fi
+}
+run "node (Dawn)" node --import tsx --test --test-concurrency=1 $files
+run "bun (Dawn)" "$bin/bun" test --timeout 900000 $files
+run "deno (Dawn)" "$bin/deno" test -A --no-check $files
+ODC_WEBGPU=builtin run "deno (built-in WebGPU)" "$bin/deno" test -A --no-check $files
+exit $status

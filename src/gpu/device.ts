@@ -1,0 +1,291 @@
+/**
+ * The GPU device and everything a kernel launch needs: adapter limits and features, the buffer pool,
+ * the pipeline cache, and a recorder that batches dispatches into one shared encoder and compute pass,
+ * submitting in chunks. Nothing here reads from the GPU unless a caller asks (`read`).
+ */
+import { findGpu, type WebGpuImplementation } from './runtime.ts';
+import { BufferPool } from './pool.ts';
+import { PipelineCache, type Access, type KernelSource, type LayoutSpec } from './pipelines.ts';
+import type { Params } from './params.ts';
+
+export interface Binding {
+  buffer: GPUBuffer;
+  access: Access;
+}
+
+export interface DispatchArgs {
+  kernel: KernelSource;
+  /** Storage buffers at @binding(1), @binding(2), ... in this order. */
+  bindings: readonly Binding[];
+  /** The uniform block at @binding(0), if the kernel declares one. */
+  params?: Params;
+  /** Workgroup counts; x may exceed the per-dimension limit only through `grid`. */
+  workgroups: readonly [number, number?, number?];
+}
+
+export interface GpuFeatures {
+  f16: boolean;
+  subgroups: boolean;
+  timestampQuery: boolean;
+}
+
+export interface GpuStats {
+  dispatches: number;
+  submits: number;
+  reads: number;
+}
+
+const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment on every adapter we know
+const UNIFORM_SLOTS_PER_SUBMIT = 256;
+/** Dispatches per submit: small enough that the GPU starts early, large enough to amortise the submit. */
+const DISPATCHES_PER_SUBMIT = 64;
+
+const NO_ADAPTER_HELP =
+  'No WebGPU adapter was found. On a machine with a GPU, install its Vulkan driver (NVIDIA, AMD or Intel). ' +
+  'On a CPU-only Debian 12 machine install Mesa lavapipe 25.x from bookworm-backports: ' +
+  '`bash .ci/setup-system.sh` (as root) does it; Debian 12\'s own mesa-vulkan-drivers 22.x does not work with Dawn.';
+
+export class Gpu {
+  readonly pool: BufferPool;
+  readonly pipelines: PipelineCache;
+  readonly stats: GpuStats = { dispatches: 0, submits: 0, reads: 0 };
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private dispatchesInEncoder = 0;
+  private usedInEncoder = new Set<GPUBuffer>();
+  private uniformStaging = new Uint8Array(UNIFORM_SLOT * UNIFORM_SLOTS_PER_SUBMIT);
+  private uniformBuffer: GPUBuffer | null = null;
+  private uniformSlots = 0;
+  private freeUniformBuffers: GPUBuffer[] = [];
+  private usedUniformBuffers: GPUBuffer[] = [];
+  private firstError: string | null = null;
+  private readonly compileErrors: string[] = [];
+  private lostReason: string | null = null;
+
+  private constructor(
+    readonly device: GPUDevice,
+    readonly adapterName: string,
+    readonly implementation: WebGpuImplementation,
+    readonly runtime: string,
+    readonly features: GpuFeatures,
+  ) {
+    this.pool = new BufferPool(device);
+    this.pipelines = new PipelineCache(device, (message) => {
+      this.compileErrors.push(message);
+    });
+    device.addEventListener('uncapturederror', (event) => {
+      const message = (event as GPUUncapturedErrorEvent).error.message;
+      this.firstError ??= message;
+    });
+    void device.lost.then((info) => {
+      this.lostReason = `${info.reason}: ${info.message}`;
+    });
+  }
+
+  /** Opens the adapter with its real limits and the optional features it offers. */
+  static async create(): Promise<Gpu> {
+    const entry = await findGpu();
+    const adapter = await entry.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) throw new Error(NO_ADAPTER_HELP);
+    const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+    const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
+    const limitNames = [
+      'maxStorageBufferBindingSize',
+      'maxBufferSize',
+      'maxStorageBuffersPerShaderStage',
+      'maxComputeWorkgroupStorageSize',
+      'maxComputeInvocationsPerWorkgroup',
+      'maxComputeWorkgroupSizeX',
+      'maxComputeWorkgroupSizeY',
+      'maxComputeWorkgroupsPerDimension',
+    ] as const;
+    const requiredLimits: Record<string, number> = {};
+    for (const name of limitNames) requiredLimits[name] = adapter.limits[name];
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    const info = adapter.info;
+    const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unknown adapter';
+    return new Gpu(device, name, entry.implementation, entry.runtime, {
+      f16: requiredFeatures.includes('shader-f16'),
+      subgroups: requiredFeatures.includes('subgroups'),
+      timestampQuery: requiredFeatures.includes('timestamp-query'),
+    });
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+
+  /** True on CPU adapters (lavapipe/llvmpipe/SwiftShader), where kernel variants differ. */
+  get isCpuAdapter(): boolean {
+    return /llvmpipe|lavapipe|swiftshader|cpu/i.test(this.adapterName);
+  }
+
+  private checkHealthy(): void {
+    if (this.lostReason) {
+      throw new Error(`The GPU device was lost (${this.lostReason}). Restart the process; training resumes from the last checkpoint with --resume.`);
+    }
+    if (this.compileErrors.length > 0 || this.firstError) {
+      // A WGSL compile error explains the "invalid pipeline" errors that follow it: report it first.
+      const message = this.compileErrors.length > 0 ? this.compileErrors.join('\n') : this.firstError;
+      this.compileErrors.length = 0;
+      this.firstError = null;
+      throw new Error(`WebGPU error: ${message}`);
+    }
+  }
+
+  /** Throws a clear error if a buffer of this many bytes cannot be bound as one storage buffer. */
+  checkBindingSize(bytes: number, what: string): void {
+    const limit = this.limits.maxStorageBufferBindingSize;
+    if (bytes > limit) {
+      throw new RangeError(
+        `${what} needs ${bytes} bytes, over this device's maxStorageBufferBindingSize of ${limit} bytes; ` +
+          'use a smaller batch or split the tensor.',
+      );
+    }
+  }
+
+  private ensurePass(): GPUComputePassEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): GPUCommandEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    return this.encoder;
+  }
+
+  private uniformBinding(params: Params): GPUBufferBinding {
+    if (this.uniformSlots === UNIFORM_SLOTS_PER_SUBMIT) this.flush();
+    if (!this.uniformBuffer) {
+      this.uniformBuffer =
+        this.freeUniformBuffers.pop() ??
+        this.device.createBuffer({ size: this.uniformStaging.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    }
+    const data = params.data;
+    if (data.byteLength > UNIFORM_SLOT) throw new RangeError('uniform block over 256 bytes');
+    const offset = this.uniformSlots * UNIFORM_SLOT;
+    this.uniformStaging.set(data, offset);
+    this.uniformSlots++;
+    return { buffer: this.uniformBuffer, offset, size: data.byteLength };
+  }
+
+  /** Records one kernel launch into the shared compute pass. */
+  dispatch(args: DispatchArgs): void {
+    this.checkHealthy();
+    const [x, y = 1, z = 1] = args.workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const maxDim = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxDim || y > maxDim || z > maxDim) {
+      throw new RangeError(`${args.kernel.family}.${args.kernel.entry}: ${x}x${y}x${z} workgroups exceed ${maxDim} per dimension`);
+    }
+    const layout: LayoutSpec = { uniforms: args.params !== undefined, access: args.bindings.map((b) => b.access) };
+    const pipeline = this.pipelines.get(args.kernel, layout);
+    const entries: GPUBindGroupEntry[] = [];
+    if (args.params) entries.push({ binding: 0, resource: this.uniformBinding(args.params) });
+    args.bindings.forEach((b, i) => {
+      entries.push({ binding: i + 1, resource: { buffer: b.buffer } });
+      this.usedInEncoder.add(b.buffer);
+    });
+    const bindGroup = this.device.createBindGroup({ layout: this.pipelines.bindGroupLayout(layout), entries });
+    const pass = this.ensurePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.stats.dispatches++;
+    if (++this.dispatchesInEncoder >= DISPATCHES_PER_SUBMIT) this.flush();
+  }
+
+  /** Records a buffer-to-buffer copy (sizes in bytes, multiples of 4). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.checkHealthy();
+    if (bytes === 0) return;
+    this.endPass().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.usedInEncoder.add(src);
+    this.usedInEncoder.add(dst);
+  }
+
+  /** Writes host data into a buffer, flushing first if recorded work still uses that buffer. */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.checkHealthy();
+    if (this.usedInEncoder.has(buffer)) this.flush();
+    this.device.queue.writeBuffer(buffer, byteOffset, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Submits everything recorded so far. Cheap when nothing is pending. */
+  flush(): void {
+    if (!this.encoder && this.uniformSlots === 0) return;
+    const encoder = this.endPass();
+    if (this.uniformBuffer) {
+      this.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformStaging, 0, this.uniformSlots * UNIFORM_SLOT);
+      this.usedUniformBuffers.push(this.uniformBuffer);
+      this.uniformBuffer = null;
+      this.uniformSlots = 0;
+    }
+    this.device.queue.submit([encoder.finish()]);
+    this.encoder = null;
+    this.dispatchesInEncoder = 0;
+    this.usedInEncoder = new Set();
+    this.stats.submits++;
+    this.pool.afterSubmit();
+    // Uniform buffers written for this submit may be rewritten now: later writes queue behind it.
+    this.freeUniformBuffers.push(...this.usedUniformBuffers);
+    this.usedUniformBuffers = [];
+  }
+
+  /** Copies `bytes` bytes from a buffer back to the host. The only way data leaves the GPU. */
+  async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
+    this.checkHealthy();
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({ size: Math.max(4, size), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.copy(buffer, byteOffset, staging, 0, size);
+    this.flush();
+    this.stats.reads++;
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (err) {
+      this.checkHealthy();
+      throw err;
+    }
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    this.checkHealthy();
+    return out;
+  }
+
+  /** Waits until the GPU has finished all submitted work (for benchmarks). */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.checkHealthy();
+  }
+}
+
+let current: Gpu | null = null;
+let opening: Promise<Gpu> | null = null;
+
+/** Opens the process-wide GPU once; later calls return the same one. */
+export function initGpu(): Promise<Gpu> {
+  opening ??= Gpu.create().then((g) => (current = g));
+  return opening;
+}
+
+/** The process-wide GPU; throws if initGpu() has not completed. */
+export function gpu(): Gpu {
+  if (!current) throw new Error('No GPU: call `await initGpu()` before creating tensors or running ops.');
+  return current;
+}
+
+/** Splits a 1-D launch of `count` workgroups into a 2-D grid within the per-dimension limit. */
+export function grid(count: number): [number, number] {
+  const max = current?.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+  if (count <= max) return [Math.max(count, 0), 1];
+  const y = Math.ceil(count / max);
+  return [Math.ceil(count / y), y];
+}

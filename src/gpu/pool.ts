@@ -1,0 +1,73 @@
+/**
+ * Buffer pool with size classes and deferred release.
+ *
+ * A released buffer may still be referenced by commands recorded into the not-yet-submitted encoder,
+ * and `queue.writeBuffer` runs ahead of those commands, so recycling it early would corrupt data.
+ * Released buffers therefore wait in `pending` until the next submit, and only then become reusable.
+ */
+
+const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
+const MAX_FREE_PER_CLASS = 64;
+
+/** Rounds a byte size up to its size class: powers of two up to 4 KiB, then steps of 1/8 of a power. */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(16, Math.ceil(bytes / 16) * 16);
+  if (b <= 4096) return 2 ** Math.ceil(Math.log2(b));
+  const step = 2 ** (Math.floor(Math.log2(b)) - 3);
+  return Math.ceil(b / step) * step;
+}
+
+export class BufferPool {
+  private readonly free = new Map<number, GPUBuffer[]>();
+  private pending: GPUBuffer[] = [];
+  private live = 0;
+  private liveBytes = 0;
+
+  constructor(private readonly device: GPUDevice) {}
+
+  /** A storage buffer of at least `bytes` bytes; contents are undefined. */
+  acquire(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
+    const list = this.free.get(size);
+    const buffer = list?.pop() ?? this.device.createBuffer({ size, usage: STORAGE_USAGE });
+    this.live++;
+    this.liveBytes += size;
+    return buffer;
+  }
+
+  /** Returns a buffer; it becomes reusable after the next submit. */
+  release(buffer: GPUBuffer): void {
+    this.live--;
+    this.liveBytes -= buffer.size;
+    this.pending.push(buffer);
+  }
+
+  /** Called by the recorder right after a submit: pending buffers are now safe to reuse. */
+  afterSubmit(): void {
+    for (const buffer of this.pending) {
+      const list = this.free.get(buffer.size) ?? [];
+      if (list.length < MAX_FREE_PER_CLASS) {
+        list.push(buffer);
+        this.free.set(buffer.size, list);
+      } else {
+        buffer.destroy();
+      }
+    }
+    this.pending = [];
+  }
+
+  /** Buffers handed out and not yet released (tests check this for leaks). */
+  get liveCount(): number {
+    return this.live;
+  }
+
+  get liveByteCount(): number {
+    return this.liveBytes;
+  }
+
+  /** Destroys every cached buffer (not the live ones). */
+  trim(): void {
+    for (const list of this.free.values()) for (const b of list) b.destroy();
+    this.free.clear();
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * Tensor: a shape, a dtype and a GPU buffer (refcounted storage, so views share it), plus the autograd
+ * fields. Lifetime is explicit: `dispose()`, or create inside `tidy()` (src/tensor/scope.ts).
+ */
+import { gpu } from '../gpu/device.ts';
+import { trackTensor } from './scope.ts';
+import type { GradNode } from './autograd.ts';
+
+export type DType = 'f32' | 'i32' | 'u32';
+export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
+export type Shape = readonly number[];
+
+class Storage {
+  refs = 1;
+  constructor(readonly buffer: GPUBuffer) {}
+}
+
+let nextId = 1;
+
+export function sizeOf(shape: Shape): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Throws a clear error unless every dimension is a non-negative integer. */
+export function checkShape(shape: Shape, what = 'shape'): void {
+  if (!Array.isArray(shape)) throw new TypeError(`${what} must be an array of dimensions, got ${String(shape)}`);
+  for (const d of shape) {
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
+      throw new RangeError(`${what} [${shape.join(', ')}] has an invalid dimension ${String(d)}: dimensions must be non-negative integers`);
+    }
+  }
+}
+
+export function shapesEqual(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+export function fmtShape(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+export class Tensor<D extends DType = DType> {
+  readonly id = nextId++;
+  readonly size: number;
+  requiresGrad = false;
+  /** Accumulated gradient of a leaf after backward(); owned by the leaf (not by any scope). */
+  grad: Tensor<'f32'> | null = null;
+  /** The op that produced this tensor, while a backward pass may still need it. */
+  node: GradNode | null = null;
+  private storage: Storage | null;
+
+  private constructor(readonly shape: Shape, readonly dtype: D, storage: Storage) {
+    this.size = sizeOf(shape);
+    this.storage = storage;
+    trackTensor(this);
+  }
+
+  /** An uninitialised tensor (kernels write every element before anyone reads it). */
+  static empty<D extends DType = 'f32'>(shape: Shape, dtype: D = 'f32' as D): Tensor<D> {
+    checkShape(shape);
+    const bytes = sizeOf(shape) * 4;
+    gpu().checkBindingSize(bytes, `A tensor of shape ${fmtShape(shape)}`);
+    return new Tensor(shape.slice(), dtype, new Storage(gpu().pool.acquire(bytes)));
+  }
+
+  /** A tensor holding `data` (row-major); length must match the shape. */
+  static from<D extends DType = 'f32'>(data: ArrayLike<number>, shape: Shape, dtype: D = 'f32' as D): Tensor<D> {
+    checkShape(shape);
+    if (data.length !== sizeOf(shape)) {
+      throw new RangeError(`Tensor.from: ${data.length} values do not fill shape ${fmtShape(shape)} (${sizeOf(shape)} elements)`);
+    }
+    const t = Tensor.empty(shape, dtype);
+    const Ctor = dtype === 'f32' ? Float32Array : dtype === 'i32' ? Int32Array : Uint32Array;
+    const host = data instanceof Ctor ? data : Ctor.from(data);
+    if (host.length > 0) gpu().write(t.buffer, host);
+    return t;
+  }
+
+  get isDisposed(): boolean {
+    return this.storage === null;
+  }
+
+  get buffer(): GPUBuffer {
+    if (!this.storage) throw new Error(`Tensor #${this.id} ${fmtShape(this.shape)} was used after dispose()`);
+    return this.storage.buffer;
+  }
+
+  /** True while another tensor object views the same storage (in-place writes would show through). */
+  get isShared(): boolean {
+    return (this.storage?.refs ?? 0) > 1;
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** A new tensor object over the same storage with another shape of the same size (no copy). */
+  view(shape: Shape = this.shape): Tensor<D> {
+    checkShape(shape);
+    if (sizeOf(shape) !== this.size) throw new RangeError(`cannot view ${fmtShape(this.shape)} as ${fmtShape(shape)}: sizes differ`);
+    const storage = this.storage;
+    if (!storage) throw new Error(`Tensor #${this.id} was used after dispose()`);
+    storage.refs++;
+    return new Tensor(shape.slice(), this.dtype, storage);
+  }
+
+  /** Releases this tensor's hold on its storage (idempotent). Does not touch `grad`. */
+  dispose(): void {
+    const storage = this.storage;
+    if (!storage) return;
+    this.storage = null;
+    this.node = null;
+    if (--storage.refs === 0) gpu().pool.release(storage.buffer);
+  }
+
+  /** Copies the values to the host (waits for the GPU). */
+  async data(): Promise<TypedArrayFor<D>> {
+    const bytes = await gpu().read(this.buffer, this.size * 4);
+    const out = this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
+    return out as TypedArrayFor<D>;
+  }
+
+  toString(): string {
+    return `Tensor#${this.id}(${fmtShape(this.shape)}, ${this.dtype}${this.requiresGrad ? ', grad' : ''})`;
+  }
+}
+
+/** Throws unless `t` has dtype `dtype`. */
+export function expectDType(t: Tensor, dtype: DType, what: string): void {
+  if (t.dtype !== dtype) throw new TypeError(`${what}: expected a ${dtype} tensor, got ${t.dtype} ${fmtShape(t.shape)}`);
+}
+
+/** Throws unless `t` has exactly `shape` (-1 matches any size). */
+export function expectShape(t: Tensor, shape: Shape, what: string): void {
+  const ok = t.shape.length === shape.length && shape.every((d, i) => d === -1 || d === t.shape[i]);
+  if (!ok) throw new RangeError(`${what}: expected shape ${fmtShape(shape.map((d) => (d === -1 ? Number.NaN : d)))
+    .replace(/NaN/g, '*')}, got ${fmtShape(t.shape)}`);
+}
