@@ -1,0 +1,95 @@
+// Deterministic two-pass reductions and their broadcasts (src/ops/reduce.ts).
+// The partition into workgroups depends only on the shape, and every tree/loop adds in a fixed order,
+// so a given input always gives bit-identical output (no atomics).
+
+struct Params {
+  n: u32,       // elements (sum) or rows (sum_axis0)
+  cols: u32,    // columns (sum_axis0, broadcast_rows)
+  groups: u32,  // partial sums
+  per: u32,     // elements (or rows) per partial
+  alpha: f32,   // scale applied to the result (1 for sum, 1/n for mean)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// pass 1 / broadcast: src -> dst
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+var<workgroup> red: array<f32, 256>;
+
+fn linear_index(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
+  return (wid.x + wid.y * nwg.x) * 256u + lid;
+}
+
+// Sum of v over the 256 threads of the workgroup (fixed tree order). Call from uniform control flow.
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+// dst[g] = sum of src[g*per .. min((g+1)*per, n)), one workgroup per partial.
+@compute @workgroup_size(256)
+fn sum_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.x;
+  let lo = g * p.per;
+  let hi = min(lo + p.per, p.n);
+  var acc = 0.0;
+  for (var i = lo + lid; i < hi; i = i + 256u) { acc = acc + src[i]; }
+  let total = workgroup_sum(lid, acc);
+  if (lid == 0u) { dst[g] = total; }
+}
+
+// dst[0] = alpha * sum of src[0 .. groups), one workgroup.
+@compute @workgroup_size(256)
+fn sum_final(@builtin(local_invocation_index) lid: u32) {
+  var acc = 0.0;
+  for (var i = lid; i < p.groups; i = i + 256u) { acc = acc + src[i]; }
+  let total = workgroup_sum(lid, acc);
+  if (lid == 0u) { dst[0] = p.alpha * total; }
+}
+
+// src is [n, cols]; dst[g * cols + c] = sum over rows g*per .. min((g+1)*per, n) of src[r, c] (in row order).
+@compute @workgroup_size(256)
+fn sum_axis0_partial(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.groups * p.cols) { return; }
+  let g = i / p.cols;
+  let c = i % p.cols;
+  let lo = g * p.per;
+  let hi = min(lo + p.per, p.n);
+  var acc = 0.0;
+  for (var r = lo; r < hi; r = r + 1u) { acc = acc + src[r * p.cols + c]; }
+  dst[i] = acc;
+}
+
+// dst[c] = alpha * sum over g of src[g * cols + c] (in group order).
+@compute @workgroup_size(256)
+fn sum_axis0_final(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let c = linear_index(wid, nwg, lid);
+  if (c >= p.cols) { return; }
+  var acc = 0.0;
+  for (var g = 0u; g < p.groups; g = g + 1u) { acc = acc + src[g * p.cols + c]; }
+  dst[c] = p.alpha * acc;
+}
+
+// Backward of sum/mean: dst[i] = alpha * src[0] for i < n.
+@compute @workgroup_size(256)
+fn broadcast_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i < p.n) { dst[i] = p.alpha * src[0]; }
+}
+
+// Backward of sum_axis0: dst[r, c] = alpha * src[c] for the n = rows * cols elements.
+@compute @workgroup_size(256)
+fn broadcast_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i < p.n) { dst[i] = p.alpha * src[i % p.cols]; }
+}

@@ -1,0 +1,47 @@
+// Fused SGD update, PyTorch's rule (torch.optim.SGD, dampening 0), one thread per parameter element:
+//   g' = g + wd * p
+//   momentum == 0:  p = p - lr * g'                                   (sgd_plain)
+//   else:           b = g' on the first step, else b = momentum * b + g'
+//                   d = g' + momentum * b if nesterov, else d = b
+//                   p = p - lr * d                                    (sgd_momentum)
+
+struct Params {
+  n: u32,
+  lr: f32,
+  momentum: f32,
+  wd: f32,
+  nesterov: u32,
+  first: u32,   // 1 on the first step of this parameter: the buffer is initialised to g'
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> buf: array<f32>;
+
+fn linear_index(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
+  return (wid.x + wid.y * nwg.x) * 256u + lid;
+}
+
+@compute @workgroup_size(256)
+fn sgd_plain(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.n) { return; }
+  let w = param[i];
+  let g = grad[i] + p.wd * w;
+  param[i] = w - p.lr * g;
+}
+
+@compute @workgroup_size(256)
+fn sgd_momentum(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.n) { return; }
+  let w = param[i];
+  let g = grad[i] + p.wd * w;
+  var b = g;
+  if (p.first == 0u) { b = p.momentum * buf[i] + g; }
+  buf[i] = b;
+  var d = b;
+  if (p.nesterov != 0u) { d = g + p.momentum * b; }
+  param[i] = w - p.lr * d;
+}

@@ -1,0 +1,198 @@
+/**
+ * Row ops (shaders/rows.wgsl): L2 normalisation of rows, row argmax, gather/scatter of rows by a u32
+ * index, and counting equal entries of two u32 vectors. Everything is deterministic (no atomics).
+ *
+ * Index entries outside [0, N) are never used to address memory (checking them would need a readback):
+ * gatherRows returns a zero row for them (and their gradient is dropped); scatterRows ignores them.
+ */
+import { gpu, grid } from '../gpu/device.ts';
+import { params } from '../gpu/params.ts';
+import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
+import { record } from '../tensor/autograd.ts';
+import { zeros } from './elementwise.ts';
+
+const FAMILY = 'rows';
+/** scatterRows up to this many rows compares positions pairwise; above, it marks winners in an [N] scratch. */
+const SCATTER_PAIRWISE_MAX = 1024;
+
+function uniforms(rows: number, cols: number, count: number, eps = 0) {
+  return params().u32(rows, cols, count).f32(eps);
+}
+
+function expectMatrix(x: Tensor, op: string, what: string): [number, number] {
+  expectDType(x, 'f32', `${op}: ${what}`);
+  if (x.rank !== 2) throw new RangeError(`${op}: ${what} must be a rank-2 [rows, cols] tensor, got ${fmtShape(x.shape)}`);
+  return [x.shape[0], x.shape[1]];
+}
+
+function expectIndex(index: Tensor, op: string, what = 'index'): number {
+  expectDType(index, 'u32', `${op}: ${what}`);
+  if (index.rank !== 1) throw new RangeError(`${op}: ${what} must be a rank-1 [B] u32 tensor, got ${fmtShape(index.shape)}`);
+  return index.shape[0];
+}
+
+/** x / (||x|| + eps) per row of [B, D]; differentiable (the gradient is recomputed from x, nothing saved). */
+export function l2NormalizeRows(x: Tensor<'f32'>, eps = 1e-10): Tensor<'f32'> {
+  const [rows, cols] = expectMatrix(x, 'l2NormalizeRows', 'x');
+  if (!(eps >= 0)) throw new RangeError(`l2NormalizeRows: eps must be >= 0, got ${eps}`);
+  const out = Tensor.empty([rows, cols], 'f32');
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: 'l2n_forward' },
+    params: uniforms(rows, cols, 0, eps),
+    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+    workgroups: grid(rows),
+  });
+  return record(out, 'l2NormalizeRows', [x], (g) => {
+    const gx = Tensor.empty([rows, cols], 'f32');
+    gpu().dispatch({
+      kernel: { family: FAMILY, entry: 'l2n_backward' },
+      params: uniforms(rows, cols, 0, eps),
+      bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: g.buffer, access: 'read' }, { buffer: gx.buffer, access: 'rw' }],
+      workgroups: grid(rows),
+    });
+    return [gx];
+  });
+}
+
+/**
+ * Index of the largest entry of each row of [B, K] (u32 [B]). Ties go to the lowest index. NaN-safe
+ * rule (torch.argmax's): a NaN counts as larger than every number, so a row containing NaN returns the
+ * index of its first NaN. -0 and +0 are equal (the lower index wins).
+ */
+export function argmaxRows(x: Tensor<'f32'>): Tensor<'u32'> {
+  const [rows, cols] = expectMatrix(x, 'argmaxRows', 'x');
+  if (cols === 0 && rows > 0) throw new RangeError(`argmaxRows: rows of ${fmtShape(x.shape)} are empty`);
+  const out = Tensor.empty([rows], 'u32');
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: 'argmax_rows' },
+    params: uniforms(rows, cols, 0),
+    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+    workgroups: grid(rows),
+  });
+  return out;
+}
+
+/** flag[b] = 1 for the first (or last) in-range occurrence of each index value, else 0. */
+function markOwners(index: Tensor<'u32'>, count: number, which: 'first' | 'last'): Tensor<'u32'> {
+  const b = index.size;
+  const flag = Tensor.empty([b], 'u32');
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: which === 'first' ? 'mark_first' : 'mark_last' },
+    params: uniforms(b, 0, count),
+    bindings: [{ buffer: index.buffer, access: 'read' }, { buffer: flag.buffer, access: 'rw' }],
+    workgroups: grid(Math.ceil(b / 256)),
+  });
+  return flag;
+}
+
+/**
+ * out[b] = x[index[b]] for x [N, D], index u32 [B]: [B, D]. Differentiable in x: the gradient row n is
+ * the sum, in increasing b, of the gradient rows b with index[b] == n (one writer per row, no atomics,
+ * bit-reproducible); rows never indexed get 0. An out-of-range index gives a zero row. The backward
+ * does O(B^2 * D) work in the worst case (each first occurrence scans the later positions): meant for
+ * batch-sized B; the forward is O(B * D) for any B.
+ */
+export function gatherRows(x: Tensor<'f32'>, index: Tensor<'u32'>): Tensor<'f32'> {
+  const [n, d] = expectMatrix(x, 'gatherRows', 'x');
+  const b = expectIndex(index, 'gatherRows');
+  const out = Tensor.empty([b, d], 'f32');
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: 'gather_forward' },
+    params: uniforms(b, d, n),
+    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: index.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+    workgroups: grid(Math.ceil((b * d) / 256)),
+  });
+  return record(out, 'gatherRows', [x], (g) => {
+    const gx = zeros([n, d]);
+    const owner = markOwners(index, n, 'first');
+    gpu().dispatch({
+      kernel: { family: FAMILY, entry: 'gather_backward' },
+      params: uniforms(b, d, n),
+      bindings: [
+        { buffer: g.buffer, access: 'read' },
+        { buffer: index.buffer, access: 'read' },
+        { buffer: owner.buffer, access: 'read' },
+        { buffer: gx.buffer, access: 'rw' },
+      ],
+      workgroups: grid(Math.ceil((b * d) / 256)),
+    });
+    owner.dispose();
+    return [gx];
+  });
+}
+
+/**
+ * dst[index[b]] = src[b] in place, for dst [N, D], src [B, D]. With duplicate indices the LAST
+ * occurrence wins (deterministically: the winning position per destination row is marked first, then
+ * only winners copy; up to 1024 rows by pairwise comparison, above by a u32 atomicMax into an [N]
+ * scratch, whose result does not depend on execution order). Rows not indexed are untouched; out-of-range indices are ignored. Not recorded for
+ * autograd: dst must not require grad.
+ */
+export function scatterRows(dst: Tensor<'f32'>, index: Tensor<'u32'>, src: Tensor<'f32'>): void {
+  const [n, d] = expectMatrix(dst, 'scatterRows', 'dst');
+  const [bs, ds] = expectMatrix(src, 'scatterRows', 'src');
+  const b = expectIndex(index, 'scatterRows');
+  if (ds !== d || bs !== b) {
+    throw new RangeError(`scatterRows: src must be [${b}, ${d}] (index length, dst row length), got ${fmtShape(src.shape)}`);
+  }
+  if (dst.requiresGrad) throw new Error('scatterRows: dst requires grad; in-place writes are not differentiable');
+  if (src.buffer === dst.buffer) throw new Error('scatterRows: src and dst share storage');
+  if (b <= SCATTER_PAIRWISE_MAX) {
+    // Small batches: each position checks the later ones (O(B^2), no [N] scratch).
+    const owner = markOwners(index, n, 'last');
+    gpu().dispatch({
+      kernel: { family: FAMILY, entry: 'scatter_rows' },
+      params: uniforms(b, d, n),
+      bindings: [
+        { buffer: src.buffer, access: 'read' },
+        { buffer: index.buffer, access: 'read' },
+        { buffer: owner.buffer, access: 'read' },
+        { buffer: dst.buffer, access: 'rw' },
+      ],
+      workgroups: grid(Math.ceil((b * d) / 256)),
+    });
+    owner.dispose();
+    return;
+  }
+  // Large batches: per destination row, 1 + the last position writing it (u32 atomicMax, order-free).
+  const win = Tensor.empty([n], 'u32');
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: 'fill_u32' },
+    params: uniforms(0, 0, n),
+    bindings: [{ buffer: win.buffer, access: 'rw' }],
+    workgroups: grid(Math.ceil(n / 256)),
+  });
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: 'mark_winner' },
+    params: uniforms(b, 0, n),
+    bindings: [{ buffer: index.buffer, access: 'read' }, { buffer: win.buffer, access: 'rw' }],
+    workgroups: grid(Math.ceil(b / 256)),
+  });
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: 'scatter_rows_win' },
+    params: uniforms(b, d, n),
+    bindings: [
+      { buffer: src.buffer, access: 'read' },
+      { buffer: index.buffer, access: 'read' },
+      { buffer: win.buffer, access: 'read' },
+      { buffer: dst.buffer, access: 'rw' },
+    ],
+    workgroups: grid(Math.ceil((b * d) / 256)),
+  });
+  win.dispose();
+}
+
+/** Number of positions where two u32 vectors of equal length are equal, as a u32 [1] (no readback). */
+export function countEqual(a: Tensor<'u32'>, b: Tensor<'u32'>): Tensor<'u32'> {
+  const n = expectIndex(a, 'countEqual', 'a');
+  const m = expectIndex(b, 'countEqual', 'b');
+  if (n !== m) throw new RangeError(`countEqual: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
+  const out = Tensor.empty([1], 'u32');
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: 'count_equal' },
+    params: uniforms(0, 0, n),
+    bindings: [{ buffer: a.buffer, access: 'read' }, { buffer: b.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+    workgroups: [1],
+  });
+  return out;
+}
