@@ -28,6 +28,12 @@ export class Rng {
     return [...this.s];
   }
 
+  /** Restores a state from state(). */
+  setState(state: readonly number[]): void {
+    if (state.length !== 4 || state.every((w) => w === 0)) throw new RangeError('Rng.setState: expected 4 words, not all zero');
+    this.s.set(state);
+  }
+
   /** A uniformly distributed u32. */
   nextU32(): number {
     const s = this.s;

@@ -1,0 +1,38 @@
+/**
+ * Runs every benchmark module, prints one table and writes JSON.
+ *   npx tsx bench/run.ts [--quick] [--only gemm,conv,odc,train] [--out bench/out/results.json]
+ * --quick is implied on CPU adapters (lavapipe), where full sizes would take hours.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { initGpu } from '../src/gpu/device.ts';
+import { printTable, type BenchOptions, type BenchRow } from './common.ts';
+
+const MODULES: Record<string, () => Promise<{ run(o: BenchOptions): Promise<BenchRow[]> }>> = {
+  gemm: () => import('./gemm.ts'),
+  conv: () => import('./conv.ts'),
+  odc: () => import('./odc.ts'),
+  train: () => import('./train-step.ts'),
+};
+
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const gpu = await initGpu();
+const quick = process.argv.includes('--quick') || (gpu.isCpuAdapter && !process.argv.includes('--full'));
+const only = (flag('--only') ?? Object.keys(MODULES).join(',')).split(',');
+const out = flag('--out') ?? 'bench/out/results.json';
+console.log(`adapter: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})${quick ? ', quick sizes' : ''}`);
+const rows: BenchRow[] = [];
+for (const name of only) {
+  const load = MODULES[name];
+  if (!load) throw new Error(`unknown bench "${name}" (known: ${Object.keys(MODULES).join(', ')})`);
+  const mod = await load();
+  rows.push(...(await mod.run({ quick })));
+}
+printTable(rows);
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, JSON.stringify({ adapter: gpu.adapterName, implementation: gpu.implementation, runtime: gpu.runtime, quick, date: new Date().toISOString(), rows }, null, 2));
+console.log(`wrote ${out}`);

@@ -1,0 +1,143 @@
+/**
+ * Backbones: convnet-s (28x28 digits), ResNet-18 (CIFAR or ImageNet stem) and ResNet-50 (the paper's
+ * network: "pytorch" style, stride on the 3x3 conv of each first bottleneck). Each ends in a global
+ * average pool, so `forward` returns [N, featureDim]. Parameter names match torchvision's ResNets.
+ */
+import { Module } from '../nn/module.ts';
+import { BatchNorm, Conv2d, GlobalAvgPool, MaxPool2d, ReLU, Sequential } from '../nn/layers.ts';
+import { add, relu } from '../ops/elementwise.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import type { Rng } from '../util/rng.ts';
+
+export type BackboneName = 'convnet-s' | 'resnet18' | 'resnet50';
+export type Stem = 'cifar' | 'imagenet';
+
+export abstract class Backbone extends Module {
+  abstract readonly featureDim: number;
+}
+
+/** Four conv3x3-BN-ReLU blocks (32/64/128/256 channels), max-pool 2 after the first three, global pool. */
+export class ConvNetS extends Backbone {
+  readonly featureDim = 256;
+  private readonly body: Sequential;
+
+  constructor(inChannels: number, rng: Rng) {
+    super();
+    const widths = [32, 64, 128, 256];
+    const layers: Module[] = [];
+    let c = inChannels;
+    widths.forEach((w, i) => {
+      layers.push(new Conv2d(c, w, 3, rng, 1, 1), new BatchNorm(w), new ReLU());
+      if (i < 3) layers.push(new MaxPool2d(2));
+      c = w;
+    });
+    layers.push(new GlobalAvgPool());
+    this.body = this.addModule('features', new Sequential(...layers));
+  }
+
+  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+    return this.body.forward(x);
+  }
+}
+
+class BasicBlock extends Module {
+  static readonly expansion = 1;
+  private readonly conv1: Conv2d;
+  private readonly bn1: BatchNorm;
+  private readonly conv2: Conv2d;
+  private readonly bn2: BatchNorm;
+  private readonly downsample: Sequential | null;
+
+  constructor(inC: number, planes: number, stride: number, rng: Rng) {
+    super();
+    this.conv1 = this.addModule('conv1', new Conv2d(inC, planes, 3, rng, stride, 1));
+    this.bn1 = this.addModule('bn1', new BatchNorm(planes));
+    this.conv2 = this.addModule('conv2', new Conv2d(planes, planes, 3, rng, 1, 1));
+    this.bn2 = this.addModule('bn2', new BatchNorm(planes));
+    this.downsample =
+      stride !== 1 || inC !== planes ? this.addModule('downsample', new Sequential(new Conv2d(inC, planes, 1, rng, stride, 0), new BatchNorm(planes))) : null;
+  }
+
+  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+    const h = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
+    return relu(add(h, this.downsample ? this.downsample.forward(x) : x));
+  }
+}
+
+class Bottleneck extends Module {
+  static readonly expansion = 4;
+  private readonly conv1: Conv2d;
+  private readonly bn1: BatchNorm;
+  private readonly conv2: Conv2d;
+  private readonly bn2: BatchNorm;
+  private readonly conv3: Conv2d;
+  private readonly bn3: BatchNorm;
+  private readonly downsample: Sequential | null;
+
+  constructor(inC: number, planes: number, stride: number, rng: Rng) {
+    super();
+    const outC = planes * Bottleneck.expansion;
+    this.conv1 = this.addModule('conv1', new Conv2d(inC, planes, 1, rng));
+    this.bn1 = this.addModule('bn1', new BatchNorm(planes));
+    this.conv2 = this.addModule('conv2', new Conv2d(planes, planes, 3, rng, stride, 1));
+    this.bn2 = this.addModule('bn2', new BatchNorm(planes));
+    this.conv3 = this.addModule('conv3', new Conv2d(planes, outC, 1, rng));
+    this.bn3 = this.addModule('bn3', new BatchNorm(outC));
+    this.downsample =
+      stride !== 1 || inC !== outC ? this.addModule('downsample', new Sequential(new Conv2d(inC, outC, 1, rng, stride, 0), new BatchNorm(outC))) : null;
+  }
+
+  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+    let h = relu(this.bn1.forward(this.conv1.forward(x)));
+    h = relu(this.bn2.forward(this.conv2.forward(h)));
+    h = this.bn3.forward(this.conv3.forward(h));
+    return relu(add(h, this.downsample ? this.downsample.forward(x) : x));
+  }
+}
+
+/** ResNet with torchvision's names (conv1, bn1, layer1..layer4); CIFAR stem = 3x3 conv, no max-pool. */
+export class ResNet extends Backbone {
+  readonly featureDim: number;
+  private readonly stem: Module[];
+  private readonly stages: Sequential[] = [];
+  private readonly pool = new GlobalAvgPool();
+
+  constructor(depth: 18 | 50, inChannels: number, stem: Stem, rng: Rng) {
+    super();
+    const Block = depth === 18 ? BasicBlock : Bottleneck;
+    const blocks = depth === 18 ? [2, 2, 2, 2] : [3, 4, 6, 3];
+    const conv1 =
+      stem === 'imagenet' ? new Conv2d(inChannels, 64, 7, rng, 2, 3) : new Conv2d(inChannels, 64, 3, rng, 1, 1);
+    this.stem = [this.addModule('conv1', conv1), this.addModule('bn1', new BatchNorm(64)), new ReLU()];
+    if (stem === 'imagenet') this.stem.push(new MaxPool2d(3, 2, 1));
+    let inC = 64;
+    blocks.forEach((count, stage) => {
+      const planes = 64 * 2 ** stage;
+      const layers: Module[] = [];
+      for (let b = 0; b < count; b++) {
+        layers.push(new Block(inC, planes, b === 0 && stage > 0 ? 2 : 1, rng));
+        inC = planes * Block.expansion;
+      }
+      this.stages.push(this.addModule(`layer${stage + 1}`, new Sequential(...layers)));
+    });
+    this.featureDim = inC;
+  }
+
+  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+    let h = x;
+    for (const layer of this.stem) h = layer.forward(h);
+    for (const stage of this.stages) h = stage.forward(h);
+    return this.pool.forward(h);
+  }
+}
+
+export function createBackbone(name: BackboneName, inChannels: number, stem: Stem, rng: Rng): Backbone {
+  switch (name) {
+    case 'convnet-s':
+      return new ConvNetS(inChannels, rng);
+    case 'resnet18':
+      return new ResNet(18, inChannels, stem, rng);
+    case 'resnet50':
+      return new ResNet(50, inChannels, stem, rng);
+  }
+}

@@ -1,0 +1,429 @@
+/**
+ * The ODC trainer (ODC-SPEC section 2.8), and the DeepCluster baseline on the same engine.
+ *
+ * ODC iteration, in the spec's order:
+ *   1. sample indices, augment the batch on the GPU
+ *   2. forward: backbone -> neck -> f -> head -> logits
+ *   3. y := memory labels of the batch BEFORE this step's update
+ *   4. loss := weighted CE(logits, y) with the current weights
+ *   5. memory update with f (momentum update + relabel)
+ *   6. backward, SGD step
+ *   7. every centroidInterval iterations: full centroid recompute; every iteration: small-cluster
+ *      handling, then re-weighting
+ * Initial clustering runs once on the random-init network in eval mode; the head is re-initialised
+ * right after it. Losses, accuracies and change counts stay on the GPU and are read once per logging
+ * interval.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gpu } from '../gpu/device.ts';
+import { Tensor } from '../tensor/tensor.ts';
+import { tidy } from '../tensor/scope.ts';
+import { backward } from '../tensor/autograd.ts';
+import { weightedCrossEntropy } from '../ops/loss.ts';
+import { argmaxRows, countEqual } from '../ops/rows.ts';
+import { SGD } from '../optim/sgd.ts';
+import { stepLr } from '../optim/schedule.ts';
+import { OdcModel } from '../models/odc-model.ts';
+import { GpuAugmenter, cifarPreset, imagenetPreset, mnistPreset, type AugmentConfig } from '../data/augment.ts';
+import { loadDataset, type ImageDataset } from '../data/dataset.ts';
+import { UniformSampler, balancedEpoch, batches, streamRng } from '../data/sampler.ts';
+import { Rng } from '../util/rng.ts';
+import { nmi } from '../eval/nmi.ts';
+import { OdcMemory } from './memory.ts';
+import { kmeans, normalizeRowsInto } from './kmeans.ts';
+import { extractFeatures } from './extract.ts';
+import { loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.ts';
+import { Progress } from './progress.ts';
+import { validateConfig, type TrainConfig } from './config.ts';
+
+export interface TrainOptions {
+  config: TrainConfig;
+  /** Output folder: checkpoint.odc, log.jsonl, config.json. */
+  outDir: string;
+  /** Continue from outDir/checkpoint.odc. */
+  resume?: boolean;
+  /** Data set to use instead of loading config.data (tests). */
+  dataset?: ImageDataset;
+  /** Stop after this many iterations in total (tests, benchmarks); a checkpoint is written there. */
+  stopAfterIterations?: number;
+  quiet?: boolean;
+}
+
+export interface EpochSummary {
+  epoch: number;
+  loss: number;
+  headAccuracy: number;
+  changeRatio: number;
+  imagesPerSecond: number;
+  seconds: number;
+  /** NMI of the memory labels against the true labels, when the data set has labels. */
+  nmi?: number;
+  smallClusters: number;
+  minCluster: number;
+  maxCluster: number;
+}
+
+export interface TrainResult {
+  epochs: EpochSummary[];
+  /** NMI of the initial clustering (random-init network) against the true labels, when available. */
+  initialNmi?: number;
+  iterations: number;
+  seconds: number;
+  checkpoint: string;
+}
+
+/**
+ * Loads the configured data set. With data.limit, a seeded random subset of that many images is kept
+ * (in data-set order): some sources are sorted by class, so the first images would be one class.
+ */
+export async function loadTrainingData(config: TrainConfig, split: 'train' | 'test' = 'train'): Promise<ImageDataset> {
+  const { source, path, limit, imageSize } = config.data;
+  if (source === 'synthetic') throw new Error('data.source "synthetic" is only available to tests (pass a dataset)');
+  const spec = path ? `${source}:${path}` : source;
+  const ds = await loadDataset(spec, { split, size: imageSize > 0 ? imageSize : undefined });
+  if (!(limit > 0 && limit < ds.n)) return ds;
+  const picked = new Rng(config.seed + 5).shuffle(Array.from({ length: ds.n }, (_, i) => i)).slice(0, limit).sort((a, b) => a - b);
+  return subsetDataset(ds, picked);
+}
+
+/** A copy of the images (and labels) at `indices`, in that order. */
+export function subsetDataset(ds: ImageDataset, indices: readonly number[]): ImageDataset {
+  const per = ds.height * ds.width * ds.channels;
+  const images = new Uint8Array(indices.length * per);
+  indices.forEach((src, i) => images.set(ds.images.subarray(src * per, (src + 1) * per), i * per));
+  return {
+    ...ds,
+    name: `${ds.name}[${indices.length} of ${ds.n}]`,
+    n: indices.length,
+    images,
+    labels: ds.labels ? Int32Array.from(indices, (i) => ds.labels![i]) : null,
+  };
+}
+
+/** The augmentation of a preset at the data set's (or configured) resolution. */
+export function augmentConfig(config: TrainConfig, ds: ImageDataset): AugmentConfig {
+  const size = config.data.imageSize > 0 ? config.data.imageSize : ds.height;
+  const out = { outHeight: size, outWidth: size };
+  switch (config.augment) {
+    case 'mnist':
+      return mnistPreset({ ...out, evalResize: size });
+    case 'cifar':
+      return cifarPreset({ ...out, evalResize: size });
+    case 'imagenet':
+      return imagenetPreset(size === 224 ? {} : { ...out, evalResize: Math.round((size * 256) / 224) });
+    case 'none':
+      return mnistPreset({ ...out, evalResize: size, crop: { scale: [1, 1], ratio: [1, 1] }, rotationDeg: 0, jitter: null, ...meanStd(ds) });
+  }
+}
+
+function meanStd(ds: ImageDataset): Pick<AugmentConfig, 'mean' | 'std'> {
+  return ds.channels === 1 ? { mean: [0.5], std: [0.5] } : { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+}
+
+export function buildModel(config: TrainConfig, inChannels: number, rng: Rng): OdcModel {
+  return new OdcModel(
+    {
+      backbone: config.model.backbone,
+      stem: config.model.stem,
+      inChannels,
+      neckHidden: config.model.neckHidden,
+      featureDim: config.model.featureDim,
+      numClusters: config.odc.k,
+      dropout: config.model.dropout,
+      withNeck: config.mode === 'odc',
+    },
+    rng,
+  );
+}
+
+/** SGD with the head in its own group (ODC: head momentum 0). Parameter order = model.parameters(). */
+export function buildOptimizer(model: OdcModel, config: TrainConfig): SGD {
+  const head = new Set(model.head.parameters());
+  const body = model.parameters().filter((p) => !head.has(p));
+  const o = config.optim;
+  return new SGD([{ params: body }, { params: model.head.parameters(), momentum: o.headMomentum }], {
+    lr: o.lr,
+    momentum: o.momentum,
+    weightDecay: o.weightDecay,
+    nesterov: o.nesterov,
+  });
+}
+
+/** Per-iteration metrics accumulated on the GPU between log points (one read per interval). */
+class MetricSlots {
+  readonly loss: Tensor<'f32'>;
+  readonly correct: Tensor<'u32'>;
+  readonly changed: Tensor<'u32'>;
+  readonly rows: number[] = [];
+
+  constructor(readonly capacity: number) {
+    this.loss = Tensor.empty([capacity], 'f32');
+    this.correct = Tensor.empty([capacity], 'u32');
+    this.changed = Tensor.empty([capacity], 'u32');
+  }
+
+  record(loss: Tensor<'f32'>, correct: Tensor<'u32'>, changed: Tensor<'u32'> | null, rows: number): void {
+    const i = this.rows.length;
+    gpu().copy(loss.buffer, 0, this.loss.buffer, i * 4, 4);
+    gpu().copy(correct.buffer, 0, this.correct.buffer, i * 4, 4);
+    if (changed) gpu().copy(changed.buffer, 0, this.changed.buffer, i * 4, 4);
+    this.rows.push(rows);
+  }
+
+  get full(): boolean {
+    return this.rows.length === this.capacity;
+  }
+
+  /** Reads and clears the slots: mean loss, accuracy, change ratio; throws on a non-finite loss. */
+  async drain(tracksChange: boolean): Promise<{ loss: number; accuracy: number; changeRatio: number; count: number }> {
+    const count = this.rows.length;
+    if (count === 0) return { loss: Number.NaN, accuracy: Number.NaN, changeRatio: Number.NaN, count };
+    const [loss, correct, changed] = await Promise.all([this.loss.data(), this.correct.data(), this.changed.data()]);
+    let l = 0;
+    let c = 0;
+    let ch = 0;
+    let total = 0;
+    for (let i = 0; i < count; i++) {
+      if (!Number.isFinite(loss[i])) throw new NonFiniteLossError(loss[i]);
+      l += loss[i];
+      c += correct[i];
+      ch += changed[i];
+      total += this.rows[i];
+    }
+    this.rows.length = 0;
+    return { loss: l / count, accuracy: c / total, changeRatio: tracksChange ? ch / total : 0, count };
+  }
+
+  dispose(): void {
+    this.loss.dispose();
+    this.correct.dispose();
+    this.changed.dispose();
+  }
+}
+
+export class NonFiniteLossError extends Error {
+  constructor(value: number) {
+    super(
+      `The loss became ${value}: training stopped. The last good checkpoint is kept; lower optim.lr ` +
+        '(e.g. --set optim.lr=0.01) and resume with --resume, or restart.',
+    );
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+/** Runs ODC (or the DeepCluster baseline) training as configured. */
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const config = validateConfig(options.config);
+  const outDir = options.outDir;
+  mkdirSync(outDir, { recursive: true });
+  const progress = new Progress(join(outDir, 'log.jsonl'), options.quiet);
+  const dataset = options.dataset ?? (await loadTrainingData(config));
+  const n = dataset.n;
+  if (config.odc.k > n) throw new RangeError(`odc.k = ${config.odc.k} clusters need at least as many images; the data set has ${n}`);
+  const augmenter = new GpuAugmenter(dataset, augmentConfig(config, dataset));
+  const modelRng = new Rng(config.seed);
+  const model = buildModel(config, dataset.channels, modelRng);
+  const sgd = buildOptimizer(model, config);
+  const augmentRng = new Rng(config.seed + 1);
+  const clusterRng = new Rng(config.seed + 2);
+  const sampler = new UniformSampler(n, config.seed + 3);
+  const batchSize = config.optim.batchSize;
+  const featureDim = config.mode === 'odc' ? config.model.featureDim : model.backbone.featureDim;
+  let memory: OdcMemory | null = null;
+  let dcLabels: Uint32Array | null = null; // DeepCluster: this epoch's pseudo-labels (fixed for the epoch)
+  let position: TrainPosition = { epoch: 0, batchInEpoch: 0, iteration: 0 };
+  let history: Array<Record<string, number>> = [];
+  const trueLabels = dataset.labels;
+  let initialNmi: number | undefined;
+  const started = performance.now();
+
+  const saveState = async (): Promise<string> =>
+    saveCheckpoint(outDir, { model, sgd, memory }, {
+      config,
+      inChannels: dataset.channels,
+      position,
+      rngs: { model: modelRng.state(), augment: augmentRng.state(), cluster: clusterRng.state() },
+      history,
+    });
+
+  try {
+    if (options.resume) {
+      const ckpt = await loadCheckpoint(outDir);
+      memory = ckpt.restore(model, sgd);
+      position = ckpt.meta.position;
+      history = ckpt.meta.history;
+      modelRng.setState(ckpt.meta.rngs.model);
+      augmentRng.setState(ckpt.meta.rngs.augment);
+      clusterRng.setState(ckpt.meta.rngs.cluster);
+      progress.message(`resumed from ${join(outDir, 'checkpoint.odc')} at epoch ${position.epoch + 1}, batch ${position.batchInEpoch}, iteration ${position.iteration}`);
+    } else {
+      writeFileSync(join(outDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+      if (config.mode === 'odc') {
+        // Initial clustering on the random-init network (eval mode), then a fresh head (spec 2.2).
+        const t0 = performance.now();
+        const raw = extractFeatures(model, (x) => model.features(x), augmenter, featureDim, batchSize);
+        memory = OdcMemory.create({
+          n,
+          dim: featureDim,
+          k: config.odc.k,
+          momentum: config.odc.memoryMomentum,
+          minCluster: config.odc.minCluster,
+          seed: clusterRng.nextU32(),
+          kmeansIterations: config.odc.kmeansIterations,
+        });
+        const report = await memory.init(raw);
+        raw.dispose();
+        model.head.reset();
+        if (trueLabels) initialNmi = nmi(await memory.labels.data(), trueLabels);
+        const stats = await memory.stats();
+        progress.message(
+          `initial clustering: ${n} images, K = ${config.odc.k}, inertia ${report.inertia[0].toFixed(1)} -> ${report.inertia[report.inertia.length - 1].toFixed(1)}, ` +
+            `cluster sizes ${stats.min}..${stats.max}` + (initialNmi !== undefined ? `, NMI vs labels ${initialNmi.toFixed(4)}` : '') +
+            ` (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+        );
+        progress.event({ event: 'init', inertia: report.inertia, nmi: initialNmi, ...stats });
+      }
+    }
+
+    const iterationsPerEpoch = Math.ceil(n / batchSize);
+    const totalIterations = iterationsPerEpoch * config.optim.epochs;
+    const slots = new MetricSlots(config.log.interval);
+    const summaries: EpochSummary[] = [];
+    let imagesSinceStart = 0;
+    const runStart = performance.now();
+    try {
+      for (let epoch = position.epoch; epoch < config.optim.epochs; epoch++) {
+        const epochStart = performance.now();
+        sgd.setLr(stepLr(config.optim.lr, epoch, { steps: config.optim.lrSteps, gamma: config.optim.lrGamma }));
+        let order: Uint32Array;
+        if (config.mode === 'odc') {
+          order = sampler.epoch(epoch);
+        } else {
+          // DeepCluster: re-cluster backbone features every epoch, balanced sampling, fresh head.
+          dcLabels = await deepClusterLabels(model, augmenter, config, clusterRng, batchSize);
+          if (position.batchInEpoch === 0) model.head.reset();
+          order = balancedEpoch(dcLabels, config.odc.k, n, streamRng(config.seed + 4, epoch));
+        }
+        const epochBatches = batches(order, batchSize);
+        let epochLoss = 0;
+        let epochAcc = 0;
+        let epochChange = 0;
+        let epochLogs = 0;
+        for (let b = position.batchInEpoch; b < epochBatches.length; b++) {
+          const idx = epochBatches[b];
+          tidy(() => {
+            const idxT = Tensor.from(idx, [idx.length], 'u32');
+            const x = augmenter.augment(idx, augmentRng);
+            const y = memory ? memory.labelsOf(idxT) : Tensor.from(idx.map((i) => dcLabels![i]), [idx.length], 'u32');
+            const f = model.features(x);
+            const logits = model.head.forward(f);
+            const loss = weightedCrossEntropy(logits, y, memory ? memory.weights : null, { chunks: config.odc.lossChunks });
+            const correct = countEqual(argmaxRows(logits), y);
+            memory?.update(idxT, f);
+            backward(loss);
+            sgd.step();
+            slots.record(loss, correct, memory?.changeCount ?? null, idx.length);
+          });
+          sgd.zeroGrad();
+          if (memory) {
+            if ((position.iteration + 1) % config.odc.centroidInterval === 0) memory.recomputeCentroids();
+            await memory.handleSmallClusters();
+            memory.updateWeights(config.odc.reweightPow);
+          }
+          position = { epoch, batchInEpoch: b + 1, iteration: position.iteration + 1 };
+          imagesSinceStart += idx.length;
+          const last = b === epochBatches.length - 1;
+          if (slots.full || last) {
+            const m = await slots.drain(memory !== null);
+            const stats = memory ? await memory.stats() : null;
+            const elapsed = (performance.now() - runStart) / 1000;
+            const rate = imagesSinceStart / elapsed;
+            epochLoss += m.loss * m.count;
+            epochAcc += m.accuracy * m.count;
+            epochChange += m.changeRatio * m.count;
+            epochLogs += m.count;
+            progress.report({
+              epoch,
+              iteration: position.iteration,
+              iterationsPerEpoch,
+              totalIterations,
+              imagesPerSecond: rate,
+              etaSeconds: ((totalIterations - position.iteration) * batchSize) / rate,
+              loss: m.loss,
+              headAccuracy: m.accuracy,
+              changeRatio: m.changeRatio,
+              lr: sgd.lr,
+              ...(stats ? { smallClusters: stats.small, minCluster: stats.min, maxCluster: stats.max } : {}),
+            });
+          }
+          if (options.stopAfterIterations !== undefined && position.iteration >= options.stopAfterIterations) break;
+        }
+        const stopped = options.stopAfterIterations !== undefined && position.iteration >= options.stopAfterIterations && position.batchInEpoch < epochBatches.length;
+        if (stopped) break;
+        // End of epoch: summary, NMI of the current labels against the truth, checkpoint.
+        const labelsNow = memory ? await memory.labels.data() : dcLabels!;
+        const stats = memory ? await memory.stats() : histogramStats(dcLabels!, config.odc.k, config.odc.minCluster);
+        const seconds = (performance.now() - epochStart) / 1000;
+        const summary: EpochSummary = {
+          epoch,
+          loss: epochLoss / epochLogs,
+          headAccuracy: epochAcc / epochLogs,
+          changeRatio: epochChange / epochLogs,
+          imagesPerSecond: order.length / seconds,
+          seconds,
+          ...(trueLabels ? { nmi: nmi(labelsNow, trueLabels) } : {}),
+          smallClusters: stats.small,
+          minCluster: stats.min,
+          maxCluster: stats.max,
+        };
+        summaries.push(summary);
+        history.push({ ...summary });
+        position = { epoch: epoch + 1, batchInEpoch: 0, iteration: position.iteration };
+        progress.message(
+          `epoch ${epoch + 1}/${config.optim.epochs}: loss ${summary.loss.toFixed(4)}, head acc ${(100 * summary.headAccuracy).toFixed(1)}%, ` +
+            `change ${(100 * summary.changeRatio).toFixed(2)}%` + (summary.nmi !== undefined ? `, NMI ${summary.nmi.toFixed(4)}` : '') +
+            `, ${summary.imagesPerSecond.toFixed(1)} img/s`,
+        );
+        progress.event({ event: 'epoch', ...summary });
+        if ((epoch + 1) % config.log.checkpointEvery === 0 || epoch + 1 === config.optim.epochs) await saveState();
+      }
+    } finally {
+      slots.dispose();
+    }
+    const checkpoint = await saveState();
+    return { epochs: summaries, initialNmi, iterations: position.iteration, seconds: (performance.now() - started) / 1000, checkpoint };
+  } finally {
+    memory?.dispose();
+    augmenter.dispose();
+    sgd.dispose();
+    model.dispose();
+  }
+}
+
+function histogramStats(labels: Uint32Array, k: number, minCluster: number): { small: number; min: number; max: number } {
+  const h = new Uint32Array(k);
+  for (const l of labels) h[l]++;
+  let min = Infinity;
+  let max = 0;
+  let small = 0;
+  for (const v of h) {
+    min = Math.min(min, v);
+    max = Math.max(max, v);
+    if (v < minCluster) small++;
+  }
+  return { small, min, max };
+}
+
+/** DeepCluster's clustering step: backbone features (eval), L2-normalised, k-means with K clusters. */
+async function deepClusterLabels(model: OdcModel, augmenter: GpuAugmenter, config: TrainConfig, rng: Rng, batchSize: number): Promise<Uint32Array> {
+  const dim = model.backbone.featureDim;
+  const raw = extractFeatures(model, (x) => model.backbone.forward(x), augmenter, dim, batchSize);
+  const normalized = Tensor.empty([augmenter.n, dim], 'f32');
+  normalizeRowsInto(raw, normalized, augmenter.n, dim);
+  raw.dispose();
+  const km = kmeans(normalized, augmenter.n, dim, config.odc.k, { iterations: config.odc.kmeansIterations, seed: rng.nextU32() });
+  const labels = await km.labels.data();
+  for (const t of [normalized, km.labels, km.centroids, km.inertia, km.emptyStats]) t.dispose();
+  return labels;
+}
