@@ -1,0 +1,162 @@
+// 2-D pooling over NHWC tensors. One thread per output element in the forward passes; one thread per
+// input element in the backward passes, which gather from the windows that cover that element (no
+// atomics, fixed summation order: deterministic). Launched on a 2-D grid of 256-wide workgroups.
+//
+// Window (oh, ow) covers padded rows [oh·stride, oh·stride + kernel) i.e. input rows
+// [oh·stride - pad, oh·stride - pad + kernel); padding never wins a max and counts as 0 in an average.
+
+struct Params {
+  total: u32, // threads: output elements (forward) or input elements (backward)
+  n: u32,
+  h: u32,
+  w: u32,
+  c: u32,
+  oh: u32,
+  ow: u32,
+  kernel: u32,
+  stride: u32,
+  pad: u32,
+  inv_area: f32, // 1 / (kernel·kernel) for avg pooling, 1 / (h·w) for global average pooling
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read_write> argmax_out: array<u32>;
+@group(0) @binding(2) var<storage, read> argmax_in: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dst3: array<f32>;
+
+fn linear_index(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
+  return (wid.x + wid.y * nwg.x) * 256u + lid;
+}
+
+// First and one-past-last window index along one axis covering padded coordinate q (= input + pad).
+fn window_range(q: u32, count: u32) -> vec2u {
+  var lo = 0u;
+  if (q >= p.kernel) { lo = (q - p.kernel) / p.stride + 1u; }
+  let hi = min(q / p.stride + 1u, count);
+  return vec2u(lo, hi);
+}
+
+// Max pooling forward. src = x, dst = y, argmax_out = ih·W + iw of the maximum (first in window order:
+// row-major over the window, strict > so ties keep the earliest).
+@compute @workgroup_size(256)
+fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.total) { return; }
+  let ch = i % p.c;
+  let ox = (i / p.c) % p.ow;
+  let oy = (i / (p.c * p.ow)) % p.oh;
+  let b = i / (p.c * p.ow * p.oh);
+  var best = 0.0;
+  var best_at = 0u;
+  var found = false;
+  for (var ky = 0u; ky < p.kernel; ky++) {
+    let py = oy * p.stride + ky;
+    if (py < p.pad || py >= p.h + p.pad) { continue; }
+    let iy = py - p.pad;
+    for (var kx = 0u; kx < p.kernel; kx++) {
+      let px = ox * p.stride + kx;
+      if (px < p.pad || px >= p.w + p.pad) { continue; }
+      let ix = px - p.pad;
+      let v = src[((b * p.h + iy) * p.w + ix) * p.c + ch];
+      if (!found || v > best) {
+        best = v;
+        best_at = iy * p.w + ix;
+        found = true;
+      }
+    }
+  }
+  dst[i] = best;
+  argmax_out[i] = best_at;
+}
+
+// Max pooling backward. src = dy, argmax_in = saved argmax, dst3 = dx.
+@compute @workgroup_size(256)
+fn max_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.total) { return; }
+  let ch = i % p.c;
+  let ix = (i / p.c) % p.w;
+  let iy = (i / (p.c * p.w)) % p.h;
+  let b = i / (p.c * p.w * p.h);
+  let here = iy * p.w + ix;
+  let ys = window_range(iy + p.pad, p.oh);
+  let xs = window_range(ix + p.pad, p.ow);
+  var acc = 0.0;
+  for (var oy = ys.x; oy < ys.y; oy++) {
+    for (var ox = xs.x; ox < xs.y; ox++) {
+      let o = ((b * p.oh + oy) * p.ow + ox) * p.c + ch;
+      if (argmax_in[o] == here) { acc += src[o]; }
+    }
+  }
+  dst3[i] = acc;
+}
+
+// Average pooling forward (count_include_pad: divide by kernel²). src = x, dst = y.
+@compute @workgroup_size(256)
+fn avg_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.total) { return; }
+  let ch = i % p.c;
+  let ox = (i / p.c) % p.ow;
+  let oy = (i / (p.c * p.ow)) % p.oh;
+  let b = i / (p.c * p.ow * p.oh);
+  var acc = 0.0;
+  for (var ky = 0u; ky < p.kernel; ky++) {
+    let py = oy * p.stride + ky;
+    if (py < p.pad || py >= p.h + p.pad) { continue; }
+    for (var kx = 0u; kx < p.kernel; kx++) {
+      let px = ox * p.stride + kx;
+      if (px < p.pad || px >= p.w + p.pad) { continue; }
+      acc += src[((b * p.h + py - p.pad) * p.w + px - p.pad) * p.c + ch];
+    }
+  }
+  dst[i] = acc * p.inv_area;
+}
+
+// Average pooling backward. src = dy, dst = dx.
+@compute @workgroup_size(256)
+fn avg_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.total) { return; }
+  let ch = i % p.c;
+  let ix = (i / p.c) % p.w;
+  let iy = (i / (p.c * p.w)) % p.h;
+  let b = i / (p.c * p.w * p.h);
+  let ys = window_range(iy + p.pad, p.oh);
+  let xs = window_range(ix + p.pad, p.ow);
+  var acc = 0.0;
+  for (var oy = ys.x; oy < ys.y; oy++) {
+    for (var ox = xs.x; ox < xs.y; ox++) {
+      acc += src[((b * p.oh + oy) * p.ow + ox) * p.c + ch];
+    }
+  }
+  dst[i] = acc * p.inv_area;
+}
+
+// Global average pooling forward: [N, H, W, C] -> [N, C], one thread per (n, c). src = x, dst = y.
+@compute @workgroup_size(256)
+fn gap_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.total) { return; }
+  let ch = i % p.c;
+  let b = i / p.c;
+  let hw = p.h * p.w;
+  var acc = 0.0;
+  for (var s = 0u; s < hw; s++) {
+    acc += src[(b * hw + s) * p.c + ch];
+  }
+  dst[i] = acc * p.inv_area;
+}
+
+// Global average pooling backward: dx[n, h, w, c] = dy[n, c] / (H·W). src = dy, dst = dx.
+@compute @workgroup_size(256)
+fn gap_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.total) { return; }
+  let ch = i % p.c;
+  let b = i / (p.c * p.h * p.w);
+  dst[i] = src[b * p.c + ch] * p.inv_area;
+}

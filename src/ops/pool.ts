@@ -1,0 +1,118 @@
+/**
+ * Pooling over NHWC tensors: max and average 2-D pooling (square kernel, stride, symmetric zero-size
+ * padding; no ceil mode, no dilation) and global average pooling to [N, C]. One WGSL family
+ * (shaders/pool.wgsl). Backward passes gather from the windows covering each input element: no atomics,
+ * deterministic. Max pooling saves the argmax (u32) during the forward pass.
+ */
+import { gpu, grid } from '../gpu/device.ts';
+import { params } from '../gpu/params.ts';
+import { Tensor, expectDType, fmtShape, type Shape } from '../tensor/tensor.ts';
+import { record } from '../tensor/autograd.ts';
+
+const FAMILY = 'pool';
+
+export interface PoolOptions {
+  kernel: number;
+  /** Defaults to `kernel`. */
+  stride?: number;
+  /** Implicit padding on each side; padding never wins a max and counts as 0 in an average. Default 0. */
+  padding?: number;
+}
+
+interface PoolGeometry {
+  n: number;
+  h: number;
+  w: number;
+  c: number;
+  oh: number;
+  ow: number;
+  kernel: number;
+  stride: number;
+  pad: number;
+}
+
+function expectNhwc(x: Tensor<'f32'>, op: string): void {
+  expectDType(x, 'f32', op);
+  if (x.rank !== 4) throw new RangeError(`${op}: expected x of shape [N, H, W, C], got ${fmtShape(x.shape)}`);
+  if (x.size === 0) throw new RangeError(`${op}: x ${fmtShape(x.shape)} is empty`);
+}
+
+function poolGeometry(x: Tensor<'f32'>, opts: PoolOptions, op: string): PoolGeometry {
+  expectNhwc(x, op);
+  if (!opts || typeof opts !== 'object') throw new TypeError(`${op}: options { kernel, stride?, padding? } are required`);
+  const kernel = opts.kernel;
+  const stride = opts.stride ?? kernel;
+  const pad = opts.padding ?? 0;
+  const isInt = (v: number, min: number) => typeof v === 'number' && Number.isInteger(v) && v >= min;
+  if (!isInt(kernel, 1)) throw new RangeError(`${op}: kernel must be a positive integer, got ${String(kernel)}`);
+  if (!isInt(stride, 1)) throw new RangeError(`${op}: stride must be a positive integer, got ${String(stride)}`);
+  if (!isInt(pad, 0)) throw new RangeError(`${op}: padding must be a non-negative integer, got ${String(pad)}`);
+  if (2 * pad > kernel) throw new RangeError(`${op}: padding ${pad} must be at most half the kernel size ${kernel}`);
+  const [n, h, w, c] = x.shape;
+  const oh = Math.floor((h + 2 * pad - kernel) / stride) + 1;
+  const ow = Math.floor((w + 2 * pad - kernel) / stride) + 1;
+  if (h + 2 * pad < kernel || w + 2 * pad < kernel) {
+    throw new RangeError(`${op}: kernel ${kernel} is larger than the padded input ${h + 2 * pad}x${w + 2 * pad} (x ${fmtShape(x.shape)}, padding ${pad})`);
+  }
+  return { n, h, w, c, oh, ow, kernel, stride, pad };
+}
+
+function launch(entry: string, geo: PoolGeometry, total: number, invArea: number, buffers: Array<[GPUBuffer, 'read' | 'rw']>): void {
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry },
+    params: params().u32(total, geo.n, geo.h, geo.w, geo.c, geo.oh, geo.ow, geo.kernel, geo.stride, geo.pad).f32(invArea),
+    bindings: buffers.map(([buffer, access]) => ({ buffer, access })),
+    workgroups: grid(Math.ceil(total / 256)),
+  });
+}
+
+function outShape(geo: PoolGeometry): Shape {
+  return [geo.n, geo.oh, geo.ow, geo.c];
+}
+
+/**
+ * Max pooling, [N, H, W, C] -> [N, OH, OW, C] with OH = floor((H + 2·padding - kernel) / stride) + 1.
+ * The gradient goes to the maximum of each window (the first in row-major window order on ties).
+ */
+export function maxPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
+  const geo = poolGeometry(x, opts, 'maxPool2d');
+  const out = Tensor.empty(outShape(geo), 'f32');
+  const argmax = Tensor.empty(outShape(geo), 'u32');
+  launch('max_forward', geo, out.size, 1, [[x.buffer, 'read'], [out.buffer, 'rw'], [argmax.buffer, 'rw']]);
+  record(out, 'maxPool2d', [x], (g) => {
+    const dx = Tensor.empty(x.shape, 'f32');
+    launch('max_backward', geo, dx.size, 1, [[g.buffer, 'read'], [argmax.buffer, 'read'], [dx.buffer, 'rw']]);
+    argmax.dispose(); // a node runs backward once
+    return [dx];
+  });
+  if (!out.node) argmax.dispose();
+  return out;
+}
+
+/** Average pooling (count_include_pad: every window divides by kernel²), same geometry as maxPool2d. */
+export function avgPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
+  const geo = poolGeometry(x, opts, 'avgPool2d');
+  const invArea = 1 / (geo.kernel * geo.kernel);
+  const out = Tensor.empty(outShape(geo), 'f32');
+  launch('avg_forward', geo, out.size, invArea, [[x.buffer, 'read'], [out.buffer, 'rw']]);
+  return record(out, 'avgPool2d', [x], (g) => {
+    const dx = Tensor.empty(x.shape, 'f32');
+    launch('avg_backward', geo, dx.size, invArea, [[g.buffer, 'read'], [dx.buffer, 'rw']]);
+    return [dx];
+  });
+}
+
+/** Mean over H and W: [N, H, W, C] -> [N, C]. */
+export function globalAvgPool(x: Tensor<'f32'>): Tensor<'f32'> {
+  expectNhwc(x, 'globalAvgPool');
+  const [n, h, w, c] = x.shape;
+  const geo: PoolGeometry = { n, h, w, c, oh: 1, ow: 1, kernel: 1, stride: 1, pad: 0 };
+  const invArea = 1 / (h * w);
+  const out = Tensor.empty([n, c], 'f32');
+  launch('gap_forward', geo, out.size, invArea, [[x.buffer, 'read'], [out.buffer, 'rw']]);
+  return record(out, 'globalAvgPool', [x], (g) => {
+    const dx = Tensor.empty(x.shape, 'f32');
+    launch('gap_backward', geo, dx.size, invArea, [[g.buffer, 'read'], [dx.buffer, 'rw']]);
+    return [dx];
+  });
+}
