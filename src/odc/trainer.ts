@@ -69,6 +69,8 @@ export interface TrainResult {
   /** NMI of the initial clustering (random-init network) against the true labels, when available. */
   initialNmi?: number;
   iterations: number;
+  /** Clusters dissolved and refilled by splitting during training (this process only). */
+  splits: number;
   seconds: number;
   checkpoint: string;
 }
@@ -291,6 +293,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const slots = new MetricSlots(config.log.interval);
     const summaries: EpochSummary[] = [];
     let imagesSinceStart = 0;
+    let splits = 0;
+    let splitsSinceLog = 0;
     const runStart = performance.now();
     try {
       for (let epoch = position.epoch; epoch < config.optim.epochs; epoch++) {
@@ -328,7 +332,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           sgd.zeroGrad();
           if (memory) {
             if ((position.iteration + 1) % config.odc.centroidInterval === 0) memory.recomputeCentroids();
-            await memory.handleSmallClusters();
+            const handled = await memory.handleSmallClusters();
+            splits += handled.splits.length;
+            splitsSinceLog += handled.splits.length;
             memory.updateWeights(config.odc.reweightPow);
           }
           position = { epoch, batchInEpoch: b + 1, iteration: position.iteration + 1 };
@@ -355,7 +361,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
               changeRatio: m.changeRatio,
               lr: sgd.lr,
               ...(stats ? { smallClusters: stats.small, minCluster: stats.min, maxCluster: stats.max } : {}),
-            });
+            }, { splits: splitsSinceLog });
+            splitsSinceLog = 0;
           }
           if (options.stopAfterIterations !== undefined && position.iteration >= options.stopAfterIterations) break;
         }
@@ -392,7 +399,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       slots.dispose();
     }
     const checkpoint = await saveState();
-    return { epochs: summaries, initialNmi, iterations: position.iteration, seconds: (performance.now() - started) / 1000, checkpoint };
+    return { epochs: summaries, initialNmi, iterations: position.iteration, splits, seconds: (performance.now() - started) / 1000, checkpoint };
   } finally {
     memory?.dispose();
     augmenter.dispose();
