@@ -1,0 +1,103 @@
+/**
+ * ODC training-step throughput: one full iteration (GPU augmentation, forward, weighted loss, memory
+ * update + relabel, backward, SGD, small-cluster handling, re-weighting) on random images, as img/s.
+ *   npx tsx bench/train-step.ts [--quick]
+ * Quick (lavapipe): convnet-s on 28x28 at batch 64 and 256 (the TensorFlow.js comparison point).
+ * Full (a real GPU): also resnet18 (CIFAR stem, 32x32, batch 512) and resnet50 (224x224, batch 256).
+ */
+import { pathToFileURL } from 'node:url';
+import { gpu, initGpu } from '../src/gpu/device.ts';
+import { Tensor } from '../src/tensor/tensor.ts';
+import { tidy } from '../src/tensor/scope.ts';
+import { backward } from '../src/tensor/autograd.ts';
+import { weightedCrossEntropy } from '../src/ops/loss.ts';
+import { GpuAugmenter } from '../src/data/augment.ts';
+import { augmentConfig, buildModel, buildOptimizer } from '../src/odc/trainer.ts';
+import { applyOverride, presetConfig, type TrainConfig } from '../src/odc/config.ts';
+import { OdcMemory } from '../src/odc/memory.ts';
+import { Rng } from '../src/util/rng.ts';
+import type { ImageDataset } from '../src/data/dataset.ts';
+import { printTable, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
+
+interface Case {
+  name: string;
+  preset: string;
+  size: number;
+  channels: 1 | 3;
+  batch: number;
+  k: number;
+  n: number;
+}
+
+function randomDataset(n: number, size: number, channels: 1 | 3): ImageDataset {
+  const rng = new Rng(1);
+  const images = new Uint8Array(n * size * size * channels);
+  for (let i = 0; i < images.length; i++) images[i] = rng.nextU32() & 255;
+  return { name: 'random', n, height: size, width: size, channels, images, labels: null, numClasses: null };
+}
+
+async function benchCase(c: Case): Promise<BenchRow> {
+  let config: TrainConfig = presetConfig(c.preset);
+  config = applyOverride(config, `odc.k=${c.k}`);
+  config = applyOverride(config, `odc.minCluster=2`);
+  config = applyOverride(config, `data.imageSize=${c.size}`);
+  const ds = randomDataset(c.n, c.size, c.channels);
+  const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
+  const model = buildModel(config, c.channels, new Rng(0));
+  const sgd = buildOptimizer(model, config);
+  const memory = OdcMemory.create({ n: c.n, dim: config.model.featureDim, k: c.k, minCluster: 2, seed: 0, kmeansIterations: 3 });
+  const feats = Tensor.from(new Float32Array(c.n * config.model.featureDim).map((_, i) => ((i * 7919) % 101) / 101), [c.n, config.model.featureDim]);
+  await memory.init(feats);
+  feats.dispose();
+  const rng = new Rng(2);
+  let iteration = 0;
+  const step = async () => {
+    const idx = new Uint32Array(c.batch).map(() => rng.int(c.n));
+    tidy(() => {
+      const idxT = Tensor.from(idx, [c.batch], 'u32');
+      const y = memory.labelsOf(idxT);
+      const f = model.features(augmenter.augment(idx, rng));
+      const loss = weightedCrossEntropy(model.head.forward(f), y, memory.weights);
+      memory.update(idxT, f);
+      backward(loss);
+      sgd.step();
+    });
+    sgd.zeroGrad();
+    if (++iteration % 10 === 0) memory.recomputeCentroids();
+    await memory.handleSmallClusters();
+    memory.updateWeights();
+  };
+  try {
+    const ms = await timeGpu(c.name, step, { iterations: 3 });
+    return { name: c.name, ms, value: (c.batch * 1000) / ms, unit: 'img/s' };
+  } finally {
+    memory.dispose();
+    sgd.dispose();
+    model.dispose();
+    augmenter.dispose();
+  }
+}
+
+export async function run(options: BenchOptions): Promise<BenchRow[]> {
+  const cases: Case[] = [
+    { name: 'ODC step convnet-s 28x28 b64', preset: 'demo', size: 28, channels: 1, batch: 64, k: 40, n: 2048 },
+    { name: 'ODC step convnet-s 28x28 b256', preset: 'demo', size: 28, channels: 1, batch: 256, k: 40, n: 2048 },
+  ];
+  if (!options.quick) {
+    cases.push(
+      { name: 'ODC step resnet18 cifar 32x32 b512', preset: 'cifar', size: 32, channels: 3, batch: 512, k: 1000, n: 50000 },
+      { name: 'ODC step resnet50 224x224 b256', preset: 'imagenet', size: 224, channels: 3, batch: 256, k: 10000, n: 20000 },
+    );
+  }
+  const rows: BenchRow[] = [];
+  for (const c of cases) rows.push(await benchCase(c));
+  return rows;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const g = await initGpu();
+  const rows = await run({ quick: process.argv.includes('--quick') || g.isCpuAdapter });
+  printTable(rows);
+  console.log(`(${gpu().adapterName})`);
+  process.exit(0);
+}

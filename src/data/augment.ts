@@ -1,0 +1,414 @@
+/**
+ * GPU data augmentation (spec 3.1): the data set's images are uploaded once; each call turns a batch of
+ * image indices into an augmented, normalised NHWC f32 batch [B, outH, outW, C] with one kernel launch
+ * (shaders/augment.wgsl), plus a small per-sample reduction before it when contrast jitter needs each
+ * image's mean grayscale (and one launch of each per image buffer when the images need several). The
+ * random parameters of each sample are drawn on the host from a seeded Rng (`sampleParams`) and uploaded
+ * as a small buffer, so a batch is reproducible from the generator state.
+ *
+ * Semantics: torchvision's transforms applied to a float image in [0, 1] (tensor semantics: every colour
+ * op clamps to [0, 1]; nothing is rounded to 8 bits between ops, unlike PIL images), in this order:
+ *   RandomResizedCrop(out, scale, ratio, bilinear) - RandomHorizontalFlip(p) - RandomRotation(deg,
+ *   nearest, black fill, no expand) - ColorJitter(b, c, s, h; the four ops in a random order per sample)
+ *   - RandomGrayscale(p) - Normalize(mean, std).
+ * Deviation: the resize is plain bilinear (align_corners=False) without torchvision's antialiasing.
+ * For crops upscaled to the output (CIFAR, MNIST: the crop is never larger than the output) the two are
+ * identical; for crops shrunk by a large factor (ImageNet-sized photos) antialiasing would blur more.
+ * Gray (1-channel) data sets: saturation, hue and grayscale are the identity (as in torchvision).
+ *
+ * Eval mode (`extract`): Resize(evalResize) on the shorter side + CenterCrop(out) + Normalize, no
+ * randomness.
+ *
+ * Memory: the images are stored as bytes (4 per u32) in storage buffers ("shards") of at most
+ * maxStorageBufferBindingSize bytes each (128 MiB on lavapipe and most GPUs), whole images per buffer,
+ * one kernel launch per shard: e.g. 60,000 x 28 x 28 = 47 MB is one buffer, CIFAR-10's 50,000 x 32 x 32 x 3
+ * = 154 MB two. At most MAX_SHARDS (8, i.e. 1 GiB at 128 MiB each); larger data sets are rejected with
+ * a clear error.
+ */
+import { gpu, grid, type Binding } from '../gpu/device.ts';
+import { params, type Params } from '../gpu/params.ts';
+import { keep } from '../tensor/scope.ts';
+import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
+import type { Rng } from '../util/rng.ts';
+import { imageBytes, type ImageDataset } from './dataset.ts';
+
+export interface CropConfig {
+  /** Range of the crop's area as a fraction of the image's. */
+  scale: readonly [number, number];
+  /** Range of the crop's aspect ratio width / height (sampled log-uniformly). */
+  ratio: readonly [number, number];
+}
+
+export interface JitterConfig {
+  /** Factor uniform in [max(0, 1 - b), 1 + b]; 0 disables. */
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  /** Shift uniform in [-h, h] (h <= 0.5); 0 disables. */
+  hue: number;
+}
+
+export interface AugmentConfig {
+  outHeight: number;
+  outWidth: number;
+  /** RandomResizedCrop; null: the eval geometry (resize + center crop) also in training. */
+  crop: CropConfig | null;
+  flipP: number;
+  /** Uniform angle in [-deg, deg]; 0 disables. */
+  rotationDeg: number;
+  jitter: JitterConfig | null;
+  grayscaleP: number;
+  /** Per channel (the first C are used). */
+  mean: readonly number[];
+  std: readonly number[];
+  /** Eval: the shorter side is resized to this before the center crop. */
+  evalResize: number;
+}
+
+/** Jitter op codes, in the order of torchvision's ColorJitter.fn_idx values. */
+export const OP_BRIGHTNESS = 0;
+export const OP_CONTRAST = 1;
+export const OP_SATURATION = 2;
+export const OP_HUE = 3;
+export const OP_NONE = 4;
+
+export type Geometry =
+  /** A crop of the source image, resized to the output (RandomResizedCrop). */
+  | { kind: 'crop'; top: number; left: number; height: number; width: number }
+  /** Resize the whole image to height x width, then crop the output at (top, left) (eval). */
+  | { kind: 'resize-crop'; height: number; width: number; top: number; left: number };
+
+/** The random choices for one sample: everything the kernel (and the CPU reference) needs. */
+export interface SampleParams {
+  geometry: Geometry;
+  flip: boolean;
+  /** Degrees, counter-clockwise as torchvision's rotate. */
+  angle: number;
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  hue: number;
+  /** Jitter ops to apply in this order (codes OP_*), disabled ops left out. */
+  order: number[];
+  grayscale: boolean;
+}
+
+const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+const IMAGENET_STD = [0.229, 0.224, 0.225];
+
+/** ODC's ImageNet training augmentation (spec 3.1); eval = Resize 256 + CenterCrop 224. */
+export function imagenetPreset(overrides: Partial<AugmentConfig> = {}): AugmentConfig {
+  return {
+    outHeight: 224,
+    outWidth: 224,
+    crop: { scale: [0.08, 1], ratio: [3 / 4, 4 / 3] },
+    flipP: 0.5,
+    rotationDeg: 2,
+    jitter: { brightness: 0.4, contrast: 0.4, saturation: 1.0, hue: 0.5 },
+    grayscaleP: 0.2,
+    mean: IMAGENET_MEAN,
+    std: IMAGENET_STD,
+    evalResize: 256,
+    ...overrides,
+  };
+}
+
+/** The spec 3.1 values at CIFAR's 32x32 (eval: the 32x32 image itself). */
+export function cifarPreset(overrides: Partial<AugmentConfig> = {}): AugmentConfig {
+  return imagenetPreset({ outHeight: 32, outWidth: 32, evalResize: 32, ...overrides });
+}
+
+/**
+ * Grayscale digits (MNIST, Fashion-MNIST): only what keeps a digit a digit: a mild random resized crop
+ * (scale 0.6..1, ratio 0.8..1.25), rotation within +-10 degrees, brightness and contrast jitter 0.4,
+ * no flip, no saturation/hue/grayscale; normalised with MNIST's mean 0.1307 and std 0.3081.
+ */
+export function mnistPreset(overrides: Partial<AugmentConfig> = {}): AugmentConfig {
+  return {
+    outHeight: 28,
+    outWidth: 28,
+    crop: { scale: [0.6, 1], ratio: [0.8, 1.25] },
+    flipP: 0,
+    rotationDeg: 10,
+    jitter: { brightness: 0.4, contrast: 0.4, saturation: 0, hue: 0 },
+    grayscaleP: 0,
+    mean: [0.1307],
+    std: [0.3081],
+    evalResize: 28,
+    ...overrides,
+  };
+}
+
+/** Python's round(): halves go to the even neighbour. */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** torchvision RandomResizedCrop.get_params: 10 attempts, then a center crop within the ratio range. */
+export function sampleCrop(rng: Rng, height: number, width: number, crop: CropConfig): Geometry {
+  const area = height * width;
+  const logLo = Math.log(crop.ratio[0]);
+  const logHi = Math.log(crop.ratio[1]);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const target = area * rng.range(crop.scale[0], crop.scale[1]);
+    const aspect = Math.exp(rng.range(logLo, logHi));
+    const w = roundHalfEven(Math.sqrt(target * aspect));
+    const h = roundHalfEven(Math.sqrt(target / aspect));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      const top = rng.int(height - h + 1);
+      const left = rng.int(width - w + 1);
+      return { kind: 'crop', top, left, height: h, width: w };
+    }
+  }
+  const inRatio = width / height;
+  const lo = Math.min(crop.ratio[0], crop.ratio[1]);
+  const hi = Math.max(crop.ratio[0], crop.ratio[1]);
+  let w = width;
+  let h = height;
+  if (inRatio < lo) h = roundHalfEven(w / lo);
+  else if (inRatio > hi) w = roundHalfEven(h * hi);
+  return { kind: 'crop', top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), height: h, width: w };
+}
+
+/** Eval geometry: torchvision Resize(size) on the shorter side, then CenterCrop(outH, outW). */
+export function evalGeometry(height: number, width: number, config: AugmentConfig): Geometry {
+  const r = config.evalResize;
+  let rh: number;
+  let rw: number;
+  if (height <= width) {
+    rh = r;
+    rw = Math.floor((r * width) / height);
+  } else {
+    rw = r;
+    rh = Math.floor((r * height) / width);
+  }
+  if (rh < config.outHeight || rw < config.outWidth) {
+    throw new RangeError(`augment: evalResize ${r} makes a ${rw}x${rh} image, smaller than the ${config.outWidth}x${config.outHeight} output`);
+  }
+  return { kind: 'resize-crop', height: rh, width: rw, top: roundHalfEven((rh - config.outHeight) / 2), left: roundHalfEven((rw - config.outWidth) / 2) };
+}
+
+/**
+ * The random parameters of `count` samples, drawn from rng in a fixed order per sample: crop (2
+ * uniforms per attempt, 2 integers when one fits), flip (1 if flipP > 0), angle (1 if rotationDeg > 0),
+ * jitter order (a Fisher-Yates shuffle of 4) and factors (1 per enabled op), grayscale (1 if p > 0).
+ */
+export function sampleParams(rng: Rng, count: number, height: number, width: number, config: AugmentConfig): SampleParams[] {
+  const out: SampleParams[] = [];
+  const j = config.jitter;
+  for (let i = 0; i < count; i++) {
+    const geometry = config.crop ? sampleCrop(rng, height, width, config.crop) : evalGeometry(height, width, config);
+    const flip = config.flipP > 0 ? rng.uniform() < config.flipP : false;
+    const angle = config.rotationDeg > 0 ? rng.range(-config.rotationDeg, config.rotationDeg) : 0;
+    let brightness = 1;
+    let contrast = 1;
+    let saturation = 1;
+    let hue = 0;
+    let order: number[] = [];
+    if (j) {
+      const perm = rng.shuffle([OP_BRIGHTNESS, OP_CONTRAST, OP_SATURATION, OP_HUE]);
+      if (j.brightness > 0) brightness = rng.range(Math.max(0, 1 - j.brightness), 1 + j.brightness);
+      if (j.contrast > 0) contrast = rng.range(Math.max(0, 1 - j.contrast), 1 + j.contrast);
+      if (j.saturation > 0) saturation = rng.range(Math.max(0, 1 - j.saturation), 1 + j.saturation);
+      if (j.hue > 0) hue = rng.range(-j.hue, j.hue);
+      const enabled = [j.brightness > 0, j.contrast > 0, j.saturation > 0, j.hue > 0];
+      order = perm.filter((op) => enabled[op]);
+    }
+    const grayscale = config.grayscaleP > 0 ? rng.uniform() < config.grayscaleP : false;
+    out.push({ geometry, flip, angle, brightness, contrast, saturation, hue, order, grayscale });
+  }
+  return out;
+}
+
+/** The eval parameters (no randomness) of `count` samples. */
+export function evalParams(count: number, height: number, width: number, config: AugmentConfig): SampleParams[] {
+  const geometry = evalGeometry(height, width, config);
+  return Array.from({ length: count }, () => ({
+    geometry,
+    flip: false,
+    angle: 0,
+    brightness: 1,
+    contrast: 1,
+    saturation: 1,
+    hue: 0,
+    order: [],
+    grayscale: false,
+  }));
+}
+
+export const PARAM_STRIDE = 24;
+
+/** Packs sample parameters into the kernel's per-sample float block (see shaders/augment.wgsl). */
+export function encodeParams(samples: readonly SampleParams[], srcH: number, srcW: number, outH: number, outW: number): Float32Array {
+  const out = new Float32Array(samples.length * PARAM_STRIDE);
+  samples.forEach((s, b) => {
+    const o = b * PARAM_STRIDE;
+    const g = s.geometry;
+    if (g.kind === 'crop') {
+      // source row of output row y: top + (y + 0.5) * h / outH - 0.5, clamped to the crop's rows
+      const sy = g.height / outH;
+      const sx = g.width / outW;
+      out.set([sy, g.top + 0.5 * sy - 0.5, g.top, g.top + g.height - 1], o);
+      out.set([sx, g.left + 0.5 * sx - 0.5, g.left, g.left + g.width - 1], o + 4);
+    } else {
+      // resized row y + top maps to source row (y + top + 0.5) * srcH / height - 0.5
+      const sy = srcH / g.height;
+      const sx = srcW / g.width;
+      out.set([sy, (g.top + 0.5) * sy - 0.5, 0, srcH - 1], o);
+      out.set([sx, (g.left + 0.5) * sx - 0.5, 0, srcW - 1], o + 4);
+    }
+    const rad = (s.angle * Math.PI) / 180;
+    out.set([s.flip ? 1 : 0, s.angle !== 0 ? 1 : 0, Math.cos(rad), Math.sin(rad)], o + 8);
+    out.set([s.brightness, s.contrast, s.saturation, s.hue], o + 12);
+    for (let k = 0; k < 4; k++) out[o + 16 + k] = s.order[k] ?? OP_NONE;
+    out[o + 20] = s.grayscale ? 1 : 0;
+    out[o + 21] = Math.min(s.order.length, 4);
+  });
+  return out;
+}
+
+export interface AugmenterOptions {
+  /** Largest image buffer in bytes (default: the device's maxStorageBufferBindingSize); tests lower it. */
+  maxShardBytes?: number;
+}
+
+const MAX_SHARDS = 8;
+
+/** Holds a data set's images on the GPU and produces augmented or eval batches from indices. */
+export class GpuAugmenter {
+  readonly channels: 1 | 3;
+  readonly height: number;
+  readonly width: number;
+  readonly n: number;
+  readonly perShard: number;
+  private shards: Tensor<'u32'>[] = [];
+  private readonly mean: number[];
+  private readonly invStd: number[];
+
+  constructor(
+    readonly dataset: ImageDataset,
+    readonly config: AugmentConfig,
+    options: AugmenterOptions = {},
+  ) {
+    const { n, height, width, channels } = dataset;
+    this.n = n;
+    this.height = height;
+    this.width = width;
+    this.channels = channels;
+    if (n === 0) throw new RangeError(`GpuAugmenter: data set "${dataset.name}" is empty`);
+    if (!(config.outHeight > 0 && config.outWidth > 0)) throw new RangeError(`GpuAugmenter: output size ${config.outWidth}x${config.outHeight} is invalid`);
+    if (config.mean.length < channels || config.std.length < channels) {
+      throw new RangeError(`GpuAugmenter: mean/std need ${channels} values for data set "${dataset.name}", got ${config.mean.length}/${config.std.length}`);
+    }
+    if (config.jitter && !(config.jitter.hue >= 0 && config.jitter.hue <= 0.5)) throw new RangeError(`GpuAugmenter: hue ${config.jitter.hue} must be in [0, 0.5]`);
+    this.mean = config.mean.slice(0, channels).concat([0, 0, 0]).slice(0, 3);
+    this.invStd = config.std.slice(0, channels).map((s) => 1 / s).concat([1, 1, 1]).slice(0, 3);
+    const per = imageBytes(dataset);
+    const limit = Math.min(options.maxShardBytes ?? Infinity, gpu().limits.maxStorageBufferBindingSize);
+    this.perShard = Math.floor(limit / per);
+    const total = n * per;
+    if (this.perShard === 0 || Math.ceil(n / this.perShard) > MAX_SHARDS) {
+      throw new RangeError(
+        `GpuAugmenter: data set "${dataset.name}" has ${total} bytes of images (${n} x ${height}x${width}x${channels}); ` +
+          `the GPU copy is limited to ${MAX_SHARDS} buffers of maxStorageBufferBindingSize = ${limit} bytes of whole images. Use a subset (headDataset) or smaller images.`,
+      );
+    }
+    for (let first = 0; first < n; first += this.perShard) {
+      const count = Math.min(this.perShard, n - first);
+      const bytes = new Uint8Array(Math.ceil((count * per) / 4) * 4);
+      bytes.set(dataset.images.subarray(first * per, (first + count) * per));
+      this.shards.push(keep(Tensor.from(new Uint32Array(bytes.buffer), [bytes.length / 4], 'u32')));
+    }
+  }
+
+  /** Draws the random parameters of `count` samples (host only). */
+  sample(count: number, rng: Rng): SampleParams[] {
+    return sampleParams(rng, count, this.height, this.width, this.config);
+  }
+
+  /** An augmented batch [B, outH, outW, C] for these image indices, parameters drawn from rng. */
+  augment(indices: Tensor<'u32'> | Uint32Array, rng: Rng): Tensor<'f32'> {
+    const count = indices instanceof Tensor ? indices.size : indices.length;
+    return this.augmentWith(indices, this.sample(count, rng));
+  }
+
+  /** The eval batch (resize + center crop + normalise) for feature extraction. */
+  extract(indices: Tensor<'u32'> | Uint32Array): Tensor<'f32'> {
+    const count = indices instanceof Tensor ? indices.size : indices.length;
+    return this.augmentWith(indices, evalParams(count, this.height, this.width, this.config), false);
+  }
+
+  /** A batch with the given per-sample parameters (tests pass fixed ones). */
+  augmentWith(indices: Tensor<'u32'> | Uint32Array, samples: readonly SampleParams[], needMean = true): Tensor<'f32'> {
+    if (this.shards.length === 0) throw new Error('GpuAugmenter: used after dispose()');
+    // validate everything before allocating anything
+    if (indices instanceof Tensor) {
+      expectDType(indices, 'u32', 'GpuAugmenter indices');
+      if (indices.rank !== 1) throw new RangeError(`GpuAugmenter: indices must be a 1-D u32 tensor, got ${fmtShape(indices.shape)}`);
+    } else {
+      for (let i = 0; i < indices.length; i++) {
+        if (indices[i] >= this.n) throw new RangeError(`GpuAugmenter: index ${indices[i]} at position ${i} is outside data set "${this.dataset.name}" of ${this.n} images`);
+      }
+    }
+    const batch = indices instanceof Tensor ? indices.size : indices.length;
+    if (samples.length !== batch) throw new RangeError(`GpuAugmenter: ${samples.length} parameter sets for ${batch} indices`);
+    samples.forEach((s, i) => this.checkSample(s, i));
+    const idx = indices instanceof Tensor ? indices : Tensor.from(indices.length > 0 ? indices : new Uint32Array(1), [Math.max(indices.length, 1)], 'u32');
+    const { outHeight: oh, outWidth: ow } = this.config;
+    const out = Tensor.empty([batch, oh, ow, this.channels], 'f32');
+    if (batch > 0) {
+      const block = encodeParams(samples, this.height, this.width, oh, ow);
+      const sp = Tensor.from(block, [block.length], 'f32');
+      const means = needMean && samples.some((s) => s.order.includes(OP_CONTRAST)) ? Tensor.empty([batch], 'f32') : null;
+      const uniforms = (shard: number): Params =>
+        params()
+          .u32(batch, this.channels, this.height, this.width, oh, ow, this.perShard, imageBytes(this.dataset), this.n, means ? 1 : 0, 0x7fc00000, shard)
+          .f32(this.mean[0], this.mean[1], this.mean[2], 0, this.invStd[0], this.invStd[1], this.invStd[2], 0);
+      const inputs = (shard: Tensor<'u32'>): Binding[] => [
+        { buffer: shard.buffer, access: 'read' },
+        { buffer: idx.buffer, access: 'read' },
+        { buffer: sp.buffer, access: 'read' },
+      ];
+      // One launch per shard and kernel (threads whose image lies in another shard return at once).
+      if (means) {
+        this.shards.forEach((shard, k) => {
+          gpu().dispatch({
+            kernel: { family: 'augment', entry: 'contrast_mean' },
+            params: uniforms(k),
+            bindings: [...inputs(shard), { buffer: means.buffer, access: 'rw' }],
+            workgroups: grid(batch),
+          });
+        });
+      }
+      this.shards.forEach((shard, k) => {
+        gpu().dispatch({
+          kernel: { family: 'augment', entry: 'augment' },
+          params: uniforms(k),
+          bindings: [...inputs(shard), { buffer: (means ?? sp).buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+          workgroups: grid(Math.ceil((batch * oh * ow) / 256)),
+        });
+      });
+      means?.dispose();
+      sp.dispose();
+    }
+    if (idx !== indices) idx.dispose();
+    return out;
+  }
+
+  private checkSample(s: SampleParams, i: number): void {
+    const g = s.geometry;
+    const ok =
+      g.kind === 'crop'
+        ? g.top >= 0 && g.left >= 0 && g.height >= 1 && g.width >= 1 && g.top + g.height <= this.height && g.left + g.width <= this.width
+        : g.top >= 0 && g.left >= 0 && g.top + this.config.outHeight <= g.height && g.left + this.config.outWidth <= g.width;
+    if (!ok) throw new RangeError(`GpuAugmenter: sample ${i}: geometry ${JSON.stringify(g)} does not fit a ${this.width}x${this.height} image / ${this.config.outWidth}x${this.config.outHeight} output`);
+    if (s.order.length > 4 || s.order.some((op) => !(op >= OP_BRIGHTNESS && op <= OP_HUE))) throw new RangeError(`GpuAugmenter: sample ${i}: bad jitter order [${s.order.join(', ')}]`);
+  }
+
+  /** Frees the GPU copy of the images. */
+  dispose(): void {
+    for (const t of this.shards) t.dispose();
+    this.shards = [];
+  }
+}
