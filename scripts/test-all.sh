@@ -3,11 +3,7 @@
 # Installs what is missing first (npm packages; Mesa lavapipe when running as root on a GPU-less box).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-[ -d node_modules/webgpu ] || npm ci --no-audit --no-fund
-if [ "$(id -u)" = 0 ] && ! dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | grep -Eq '^(2[5-9]|[3-9][0-9])\.'; then
-  ODC_SKIP_FASHION=1 bash .ci/setup-system.sh
-fi
+source scripts/setup.sh
 bin=node_modules/.bin
 files=$(ls test/*.test.ts)
 status=0
