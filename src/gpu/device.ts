@@ -59,6 +59,8 @@ export class Gpu {
   private uniformSlots = 0;
   private freeUniformBuffers: GPUBuffer[] = [];
   private usedUniformBuffers: GPUBuffer[] = [];
+  /** While set (inside `compileAll`), dispatches only collect their kernels for parallel compilation. */
+  private collecting: Array<{ source: KernelSource; layout: LayoutSpec }> | null = null;
   private firstError: string | null = null;
   private readonly compileErrors: string[] = [];
   private lostReason: string | null = null;
@@ -185,6 +187,10 @@ export class Gpu {
       throw new RangeError(`${args.kernel.family}.${args.kernel.entry}: ${x}x${y}x${z} workgroups exceed ${maxDim} per dimension`);
     }
     const layout: LayoutSpec = { uniforms: args.params !== undefined, access: args.bindings.map((b) => b.access) };
+    if (this.collecting) {
+      this.collecting.push({ source: args.kernel, layout });
+      return;
+    }
     const pipeline = this.pipelines.get(args.kernel, layout);
     const entries: GPUBindGroupEntry[] = [];
     if (args.params) entries.push({ binding: 0, resource: this.uniformBinding(args.params) });
@@ -199,6 +205,27 @@ export class Gpu {
     pass.dispatchWorkgroups(x, y, z);
     this.stats.dispatches++;
     if (++this.dispatchesInEncoder >= DISPATCHES_PER_SUBMIT) this.flush();
+  }
+
+  /**
+   * Warm-up: runs `fn` with every dispatch turned into a compile request (nothing executes, so results
+   * are garbage and must be discarded), then compiles all the kernels it asked for in parallel with
+   * createComputePipelineAsync. Run one training step through it before training so the first real
+   * step does not stall on dozens of sequential shader compilations.
+   */
+  async compileAll(fn: () => void): Promise<number> {
+    if (this.collecting) throw new Error('compileAll() calls cannot nest');
+    const kernels: Array<{ source: KernelSource; layout: LayoutSpec }> = [];
+    this.collecting = kernels;
+    try {
+      fn();
+    } finally {
+      this.collecting = null;
+    }
+    const before = this.pipelines.size;
+    await this.pipelines.prepare(kernels);
+    this.checkHealthy();
+    return this.pipelines.size - before;
   }
 
   /** Records a buffer-to-buffer copy (sizes in bytes, multiples of 4). */

@@ -100,9 +100,9 @@ export class PipelineCache {
 
   /** Compiles kernels in parallel (call at warm-up); already cached or in-flight ones are skipped. */
   async prepare(kernels: ReadonlyArray<{ source: KernelSource; layout: LayoutSpec }>): Promise<void> {
+    const unique = new Map(kernels.map((k) => [kernelKey(k.source, k.layout), k]));
     await Promise.all(
-      kernels.map(({ source, layout }) => {
-        const key = kernelKey(source, layout);
+      [...unique].map(([key, { source, layout }]) => {
         if (this.pipelines.has(key)) return undefined;
         let pending = this.inFlight.get(key);
         if (!pending) {

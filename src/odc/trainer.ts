@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { gpu } from '../gpu/device.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { tidy } from '../tensor/scope.ts';
-import { backward } from '../tensor/autograd.ts';
+import { backward, noGrad } from '../tensor/autograd.ts';
 import { weightedCrossEntropy } from '../ops/loss.ts';
 import { argmaxRows, countEqual } from '../ops/rows.ts';
 import { SGD } from '../optim/sgd.ts';
@@ -250,6 +250,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     });
 
   try {
+    const t0 = performance.now();
+    const compiled = await warmUp(model, augmenter, config, modelRng, sgd);
+    progress.message(`compiled ${compiled} GPU kernels in parallel (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     if (options.resume) {
       const ckpt = await loadCheckpoint(outDir);
       memory = ckpt.restore(model, sgd);
@@ -420,6 +423,32 @@ function histogramStats(labels: Uint32Array, k: number, minCluster: number): { s
     if (v < minCluster) small++;
   }
   return { small, min, max };
+}
+
+/**
+ * Compiles every kernel of an evaluation batch and a training step in parallel before the first real
+ * step (nothing executes). RNG states are restored, so a warm-up never changes the run's results.
+ */
+async function warmUp(model: OdcModel, augmenter: GpuAugmenter, config: TrainConfig, modelRng: Rng, sgd: SGD): Promise<number> {
+  const rngState = modelRng.state();
+  const batch = Math.min(config.optim.batchSize, augmenter.n);
+  const idx = Uint32Array.from({ length: batch }, (_, i) => i);
+  try {
+    return await gpu().compileAll(() =>
+      tidy(() => {
+        model.eval();
+        noGrad(() => model.features(augmenter.extract(idx)));
+        model.train();
+        const logits = model.forward(augmenter.augment(idx, new Rng(0)));
+        const labels = Tensor.from(new Uint32Array(batch), [batch], 'u32');
+        backward(weightedCrossEntropy(logits, labels, null, { chunks: config.odc.lossChunks }));
+      }),
+    );
+  } finally {
+    sgd.zeroGrad();
+    modelRng.setState(rngState);
+    model.train();
+  }
 }
 
 /** DeepCluster's clustering step: backbone features (eval), L2-normalised, k-means with K clusters. */
