@@ -1,0 +1,225 @@
+/**
+ * A small binary container for named typed arrays plus JSON metadata, used for the ODC memory state
+ * and reusable for whole training checkpoints.
+ *
+ * Layout (all integers little-endian):
+ *   bytes 0..8    magic "ODCREC01"
+ *   bytes 8..12   u32 header length H
+ *   bytes 12..16  u32 CRC-32 of the header bytes
+ *   bytes 16..16+H  header, UTF-8 JSON: { meta, records: [{ name, dtype, shape, offset, bytes, crc32 }], dataBytes }
+ *   zero padding to a multiple of 8, then the data section (each record at `offset` from its start,
+ *   8-byte aligned), then the 8-byte trailer "ODCEND01".
+ * Each record carries the CRC-32 of its bytes; reading verifies the magic, the header CRC, the file
+ * length (truncation), every record CRC and the trailer, and throws a `CheckpointError` naming the file
+ * and what is wrong. Values round-trip bit-exactly (raw bytes, including NaN payloads and -0).
+ *
+ * Writing goes to a temporary file beside the target, is fsync'ed, then renamed over the target, so a
+ * crash never leaves a half-written checkpoint under the real name.
+ */
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+
+export type RecordDType = 'f32' | 'f64' | 'i32' | 'u32' | 'u8';
+export type RecordArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array;
+
+/** A typed array with an optional logical shape (defaults to [length]). */
+export interface TensorRecord {
+  data: RecordArray;
+  shape?: readonly number[];
+}
+
+export interface ReadRecord {
+  dtype: RecordDType;
+  shape: number[];
+  data: RecordArray;
+}
+
+export interface RecordFile {
+  meta: unknown;
+  records: Map<string, ReadRecord>;
+}
+
+interface HeaderEntry {
+  name: string;
+  dtype: RecordDType;
+  shape: number[];
+  offset: number;
+  bytes: number;
+  crc32: number;
+}
+
+interface Header {
+  meta: unknown;
+  records: HeaderEntry[];
+  dataBytes: number;
+}
+
+export class CheckpointError extends Error {
+  constructor(where: string, what: string) {
+    super(`${where}: ${what}`);
+    this.name = 'CheckpointError';
+  }
+}
+
+const MAGIC = 'ODCREC01';
+const TRAILER = 'ODCEND01';
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) {
+    let c = i;
+    for (let j = 0; j < 8; j++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[i] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC-32 (IEEE 802.3, as zlib) of some bytes, optionally continuing from a previous value. */
+export function crc32(bytes: Uint8Array, previous = 0): number {
+  let c = (previous ^ 0xffffffff) >>> 0;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function dtypeOf(a: RecordArray): RecordDType {
+  if (a instanceof Float32Array) return 'f32';
+  if (a instanceof Float64Array) return 'f64';
+  if (a instanceof Int32Array) return 'i32';
+  if (a instanceof Uint32Array) return 'u32';
+  if (a instanceof Uint8Array) return 'u8';
+  throw new TypeError('checkpoint records must be Float32Array, Float64Array, Int32Array, Uint32Array or Uint8Array');
+}
+
+const ELEMENT_BYTES: Record<RecordDType, number> = { f32: 4, f64: 8, i32: 4, u32: 4, u8: 1 };
+
+function bytesOf(a: RecordArray): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function align8(n: number): number {
+  return Math.ceil(n / 8) * 8;
+}
+
+function normalise(records: Record<string, RecordArray | TensorRecord>): Array<{ name: string; data: RecordArray; shape: number[] }> {
+  return Object.entries(records).map(([name, r]) => {
+    const data = ArrayBuffer.isView(r) ? r : r.data;
+    const shape = ArrayBuffer.isView(r) ? [data.length] : [...(r.shape ?? [data.length])];
+    dtypeOf(data);
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (size !== data.length) throw new RangeError(`checkpoint record "${name}": shape [${shape.join(', ')}] does not match ${data.length} values`);
+    return { name, data, shape };
+  });
+}
+
+function buildHeader(items: Array<{ name: string; data: RecordArray; shape: number[] }>, meta: unknown): { prefix: Uint8Array; header: Header } {
+  let offset = 0;
+  const entries: HeaderEntry[] = items.map((it) => {
+    const e: HeaderEntry = { name: it.name, dtype: dtypeOf(it.data), shape: it.shape, offset, bytes: it.data.byteLength, crc32: crc32(bytesOf(it.data)) };
+    offset = align8(offset + it.data.byteLength);
+    return e;
+  });
+  const header: Header = { meta: meta ?? null, records: entries, dataBytes: offset };
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const prefix = new Uint8Array(align8(16 + json.length));
+  prefix.set(new TextEncoder().encode(MAGIC), 0);
+  const view = new DataView(prefix.buffer);
+  view.setUint32(8, json.length, true);
+  view.setUint32(12, crc32(json), true);
+  prefix.set(json, 16);
+  return { prefix, header };
+}
+
+/** Encodes records + metadata into one byte array (see the layout above). */
+export function encodeRecords(records: Record<string, RecordArray | TensorRecord>, meta: unknown = null): Uint8Array {
+  const items = normalise(records);
+  const { prefix, header } = buildHeader(items, meta);
+  const out = new Uint8Array(prefix.length + header.dataBytes + TRAILER.length);
+  out.set(prefix, 0);
+  items.forEach((it, i) => out.set(bytesOf(it.data), prefix.length + header.records[i].offset));
+  out.set(new TextEncoder().encode(TRAILER), prefix.length + header.dataBytes);
+  return out;
+}
+
+/** Decodes and verifies a record file's bytes; `where` names the source in errors. */
+export function decodeRecords(bytes: Uint8Array, where = 'checkpoint'): RecordFile {
+  if (bytes.length < 16) throw new CheckpointError(where, `truncated: ${bytes.length} bytes, shorter than the 16-byte preamble`);
+  const magic = new TextDecoder().decode(bytes.subarray(0, 8));
+  if (magic !== MAGIC) throw new CheckpointError(where, `not an ODC record file (magic "${magic.replace(/[^\x20-\x7e]/g, '?')}", expected "${MAGIC}")`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = view.getUint32(8, true);
+  const headerCrc = view.getUint32(12, true);
+  if (16 + headerLength > bytes.length) throw new CheckpointError(where, `truncated: header needs ${headerLength} bytes, file has ${bytes.length - 16} after the preamble`);
+  const json = bytes.subarray(16, 16 + headerLength);
+  if (crc32(json) !== headerCrc) throw new CheckpointError(where, 'corrupt header (CRC-32 mismatch)');
+  let header: Header;
+  try {
+    header = JSON.parse(new TextDecoder().decode(json)) as Header;
+  } catch (err) {
+    throw new CheckpointError(where, `corrupt header JSON: ${(err as Error).message}`);
+  }
+  const dataStart = align8(16 + headerLength);
+  const expected = dataStart + header.dataBytes + TRAILER.length;
+  if (bytes.length < expected) throw new CheckpointError(where, `truncated: ${bytes.length} bytes, expected ${expected}`);
+  if (bytes.length > expected) throw new CheckpointError(where, `${bytes.length - expected} unexpected bytes after the end of the data`);
+  const trailer = new TextDecoder().decode(bytes.subarray(expected - TRAILER.length, expected));
+  if (trailer !== TRAILER) throw new CheckpointError(where, 'corrupt: end marker missing');
+  const records = new Map<string, ReadRecord>();
+  for (const e of header.records) {
+    const per = ELEMENT_BYTES[e.dtype];
+    if (per === undefined) throw new CheckpointError(where, `record "${e.name}" has unknown dtype ${String(e.dtype)}`);
+    const size = e.shape.reduce((a, b) => a * b, 1);
+    if (size * per !== e.bytes || e.offset + e.bytes > header.dataBytes) throw new CheckpointError(where, `record "${e.name}" has an inconsistent size or offset`);
+    const raw = bytes.subarray(dataStart + e.offset, dataStart + e.offset + e.bytes);
+    if (crc32(raw) !== e.crc32) throw new CheckpointError(where, `record "${e.name}" is corrupt (CRC-32 mismatch)`);
+    const copy = new Uint8Array(raw).buffer; // aligned private copy (Buffer#slice would share memory)
+    const data: RecordArray =
+      e.dtype === 'f32' ? new Float32Array(copy) : e.dtype === 'f64' ? new Float64Array(copy) : e.dtype === 'i32' ? new Int32Array(copy) : e.dtype === 'u32' ? new Uint32Array(copy) : new Uint8Array(copy);
+    records.set(e.name, { dtype: e.dtype, shape: e.shape, data });
+  }
+  return { meta: header.meta, records };
+}
+
+/** Writes records + metadata to `path` atomically (temp file, fsync, rename). */
+export async function writeRecords(path: string, records: Record<string, RecordArray | TensorRecord>, meta: unknown = null): Promise<void> {
+  const items = normalise(records);
+  const { prefix } = buildHeader(items, meta);
+  const tmp = `${path}.tmp-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+  const fh = await open(tmp, 'w');
+  try {
+    let pos = 0;
+    const put = async (b: Uint8Array) => {
+      let done = 0;
+      while (done < b.length) {
+        const { bytesWritten } = await fh.write(b, done, Math.min(b.length - done, 1 << 30), pos);
+        done += bytesWritten;
+        pos += bytesWritten;
+      }
+    };
+    await put(prefix);
+    const zeros = new Uint8Array(8);
+    for (let i = 0; i < items.length; i++) {
+      const b = bytesOf(items[i].data);
+      await put(b);
+      const pad = align8(b.length) - b.length;
+      if (pad > 0) await put(zeros.subarray(0, pad));
+    }
+    await put(new TextEncoder().encode(TRAILER));
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await fh.close();
+  await rename(tmp, path);
+}
+
+/** Reads and verifies a file written by `writeRecords`. */
+export async function readRecords(path: string): Promise<RecordFile> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new CheckpointError(path, `cannot read: ${(err as Error).message}`);
+  }
+  return decodeRecords(bytes, path);
+}

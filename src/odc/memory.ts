@@ -1,0 +1,502 @@
+/**
+ * The ODC memories (spec section 2) on the GPU: the sample memory (features [N, D] f32 with unit-norm
+ * rows, labels [N] u32) and the centroid memory ([K, D] f32, plain means, NOT normalised), plus the loss
+ * weights [K]. Every per-sample step is a WGSL kernel; the host reads back only the label histogram
+ * (which clusters are small / largest) and one count per split, inside `handleSmallClusters`, and
+ * whatever `stats()`, `changeRatio()`, `save()` ask for.
+ *
+ * Trainer usage, in the spec's order (2.8):
+ *
+ *   const memory = OdcMemory.create({ n, dim, k, momentum: 0.5, minCluster, seed });
+ *   await memory.init(rawFeatures);                 // [N, D] neck outputs of the untrained network
+ *   // every iteration:
+ *   const y = memory.labelsOf(indices);             // labels BEFORE the update, for the loss
+ *   ... loss with memory.weights ...
+ *   memory.update(indices, neckFeatures);           // momentum update + relabel (GPU only)
+ *   if ((iter + 1) % centroidInterval === 0) memory.recomputeCentroids();
+ *   await memory.handleSmallClusters();
+ *   memory.updateWeights(0.5);
+ *   // for logs: await memory.stats(), await memory.changeRatio()
+ *
+ * Rules chosen where the reference is loose (documented for reproducibility):
+ * - Duplicate indices inside one batch: the LAST occurrence wins (its row and label are written). Every
+ *   occurrence is still mixed against the same pre-update row, relabelled and counted in the change ratio.
+ * - argmax ties go to the lowest cluster index; the "largest" cluster is the lowest id among the largest.
+ * - Centroid means are computed with 64-bit fixed-point integer atomics (scale 2^24), so they do not
+ *   depend on the GPU's scheduling (WGSL has no float atomics).
+ * - The 2-means of a split runs on the GPU (src/odc/split.ts); the recycled id gets 2-means side 1.
+ * - Out-of-range indices passed as host arrays throw before any GPU work; passed as GPU tensors they
+ *   cannot be checked without a readback, so the kernels skip them and count them, and the next
+ *   `stats()` / `checkErrors()` throws.
+ */
+import { gpu } from '../gpu/device.ts';
+import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
+import { Rng } from '../util/rng.ts';
+import { readRecords, writeRecords, type RecordArray } from './checkpoint-io.ts';
+import {
+  centroidMeans,
+  compactIndices,
+  fillU32,
+  histogram,
+  kmeans,
+  launch,
+  maskBias,
+  nearest,
+  normalizeRowsInto,
+  wg,
+} from './kmeans.ts';
+import { twoMeansSplit } from './split.ts';
+
+export interface OdcMemoryOptions {
+  /** Dataset size N (one memory row per sample). */
+  n: number;
+  /** Feature dimension D (the neck's output width). */
+  dim: number;
+  /** Number of clusters K (<= N). */
+  k: number;
+  /** Weight of the fresh feature: new = (1 - m) old + m fresh (ODC: 0.5). */
+  momentum?: number;
+  /** Clusters with fewer members (strict <) are dissolved and refilled (ODC: 20). */
+  minCluster: number;
+  seed?: number;
+  /** Initial k-means iterations (ODC: 20). */
+  kmeansIterations?: number;
+  /** Initial k-means seeding: 'random' distinct points (faiss, ODC; default) or 'kmeans++' (small k). */
+  kmeansInit?: 'random' | 'kmeans++';
+  /** 2-means restarts per split (lowest inertia kept). */
+  splitRestarts?: number;
+  /** Lloyd steps per 2-means restart (ODC: 20). */
+  splitMaxIter?: number;
+}
+
+export interface SplitRecord {
+  /** The recycled (previously small, now emptied) cluster id. */
+  dead: number;
+  /** The cluster that was split: the largest at that moment (lowest id on ties). */
+  big: number;
+  /** Its size before the split. */
+  bigSize: number;
+  /** Members moved to `dead` (2-means side 1). */
+  moved: number;
+}
+
+export interface SmallClusterReport {
+  /** Clusters with fewer than minCluster members at the start of the call, ascending. */
+  small: number[];
+  /** Members of small clusters reassigned to their nearest allowed centroid. */
+  reassigned: number;
+  splits: SplitRecord[];
+  /** Only with `{ trace: true }` (tests): all labels right after the move step, before any split. */
+  labelsAfterMoves?: Uint32Array;
+}
+
+export interface MemoryStats {
+  min: number;
+  max: number;
+  empty: number;
+  small: number;
+  total: number;
+}
+
+export interface InitReport {
+  /** k-means inertia at each assignment step (last: the final assignment). */
+  inertia: number[];
+  /** Empty clusters before / after each iteration's repair. */
+  emptyBefore: number[];
+  emptyAfter: number[];
+  smallClusters: SmallClusterReport;
+}
+
+/** Indices for a batch: host arrays are range-checked on the host; GPU tensors in the kernels. */
+export type Indices = Tensor<'u32'> | Uint32Array | readonly number[];
+
+function checkInt(name: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RangeError(`OdcMemory: ${name} must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+}
+
+export class OdcMemory {
+  readonly n: number;
+  readonly dim: number;
+  readonly k: number;
+  readonly momentum: number;
+  readonly minCluster: number;
+  readonly seed: number;
+  readonly kmeansIterations: number;
+  readonly kmeansInit: 'random' | 'kmeans++';
+  readonly splitRestarts: number;
+  readonly splitMaxIter: number;
+  /** [N, D] unit-norm memory features. */
+  readonly features: Tensor<'f32'>;
+  /** [N] memory labels in [0, K). */
+  readonly labels: Tensor<'u32'>;
+  /** [K, D] centroids: plain means of member features (not normalised). */
+  readonly centroids: Tensor<'f32'>;
+  /** [K] loss weights, proportional to (n_c + 1e-5)^-power, summing to 1. */
+  readonly weights: Tensor<'f32'>;
+  /** [1] number of batch rows whose label changed in the last `update` (GPU scalar; read it lazily). */
+  readonly changeCount: Tensor<'u32'>;
+  /** Rows in the last `update` batch (denominator of the change ratio). */
+  lastBatchSize = 0;
+  private readonly status: Tensor<'u32'>;
+  private rng: Rng;
+
+  private constructor(o: Required<OdcMemoryOptions>, rngState?: number[]) {
+    this.n = o.n;
+    this.dim = o.dim;
+    this.k = o.k;
+    this.momentum = o.momentum;
+    this.minCluster = o.minCluster;
+    this.seed = o.seed;
+    this.kmeansIterations = o.kmeansIterations;
+    this.kmeansInit = o.kmeansInit;
+    this.splitRestarts = o.splitRestarts;
+    this.splitMaxIter = o.splitMaxIter;
+    this.rng = new Rng(rngState ?? o.seed);
+    this.features = Tensor.empty([o.n, o.dim], 'f32');
+    this.labels = Tensor.empty([o.n], 'u32');
+    this.centroids = Tensor.empty([o.k, o.dim], 'f32');
+    this.weights = Tensor.from(new Float32Array(o.k).fill(1 / o.k), [o.k], 'f32');
+    this.changeCount = Tensor.empty([1], 'u32');
+    this.status = Tensor.empty([4], 'u32');
+    fillU32(this.features, 0);
+    fillU32(this.labels, 0);
+    fillU32(this.centroids, 0);
+    fillU32(this.changeCount, 0);
+    fillU32(this.status, 0);
+  }
+
+  /**
+   * Validates the sizes (clear errors before any GPU work) and allocates the memories: features 0,
+   * labels 0, centroids 0, uniform weights. Call `init` (or `load`) before training.
+   */
+  static create(options: OdcMemoryOptions): OdcMemory {
+    const n = checkInt('n', options.n, 1);
+    const dim = checkInt('dim', options.dim, 1);
+    const k = checkInt('k', options.k, 1);
+    const minCluster = checkInt('minCluster', options.minCluster, 1);
+    const momentum = options.momentum ?? 0.5;
+    if (typeof momentum !== 'number' || !(momentum >= 0 && momentum <= 1)) throw new RangeError(`OdcMemory: momentum must be in [0, 1], got ${String(momentum)}`);
+    if (k > n) throw new RangeError(`OdcMemory: k = ${k} clusters need at least k samples, got n = ${n}`);
+    if (k > 1 && minCluster * (k - 1) > n) {
+      throw new RangeError(`OdcMemory: minCluster = ${minCluster} is too large for n = ${n} samples in k = ${k} clusters (need minCluster * (k - 1) <= n)`);
+    }
+    const seed = options.seed ?? 0;
+    const o: Required<OdcMemoryOptions> = {
+      n,
+      dim,
+      k,
+      momentum,
+      minCluster,
+      seed,
+      kmeansIterations: checkInt('kmeansIterations', options.kmeansIterations ?? 20, 0),
+      kmeansInit: options.kmeansInit ?? 'random',
+      splitRestarts: checkInt('splitRestarts', options.splitRestarts ?? 3, 1),
+      splitMaxIter: checkInt('splitMaxIter', options.splitMaxIter ?? 20, 0),
+    };
+    gpu().checkBindingSize(n * dim * 4, `The ODC feature memory [${n}, ${dim}]`);
+    return new OdcMemory(o);
+  }
+
+  private checkFeatures(features: Tensor<'f32'>, rows: number | null, what: string): number {
+    expectDType(features, 'f32', what);
+    if (features.rank !== 2 || features.shape[1] !== this.dim || (rows !== null && features.shape[0] !== rows)) {
+      throw new RangeError(`${what}: expected features [${rows ?? 'B'}, ${this.dim}] (memory dim ${this.dim}), got ${fmtShape(features.shape)}`);
+    }
+    return features.shape[0];
+  }
+
+  /** Uploads host indices after checking them, or passes a u32 tensor through. */
+  private indexTensor(indices: Indices, what: string): { t: Tensor<'u32'>; owned: boolean; count: number } {
+    if (indices instanceof Tensor) {
+      expectDType(indices, 'u32', what);
+      if (indices.rank !== 1) throw new RangeError(`${what}: indices must be 1-D, got ${fmtShape(indices.shape)}`);
+      return { t: indices, owned: false, count: indices.size };
+    }
+    for (let i = 0; i < indices.length; i++) {
+      const v = indices[i];
+      if (!Number.isInteger(v) || v < 0 || v >= this.n) throw new RangeError(`${what}: index ${String(v)} at position ${i} is out of range [0, ${this.n})`);
+    }
+    return { t: Tensor.from(Uint32Array.from(indices), [indices.length], 'u32'), owned: true, count: indices.length };
+  }
+
+  /**
+   * Initial clustering (spec 2.2 + the port's fix from section 6): L2-normalise the raw features into
+   * the memory, k-means (seeded, GPU), labels = final nearest-centroid assignment, centroids = plain
+   * means, one small-cluster pass (so no cluster starts empty), centroids recomputed, weights (power 0.5).
+   */
+  async init(rawFeatures: Tensor<'f32'>): Promise<InitReport> {
+    this.checkFeatures(rawFeatures, this.n, 'OdcMemory.init');
+    normalizeRowsInto(rawFeatures, this.features, this.n, this.dim);
+    const km = kmeans(this.features, this.n, this.dim, this.k, { iterations: this.kmeansIterations, seed: this.rng.nextU32(), init: this.kmeansInit });
+    gpu().copy(km.labels.buffer, 0, this.labels.buffer, 0, this.n * 4);
+    gpu().copy(km.centroids.buffer, 0, this.centroids.buffer, 0, this.k * this.dim * 4);
+    const inertia = [...(await km.inertia.data())];
+    const empties = await km.emptyStats.data();
+    for (const t of [km.labels, km.centroids, km.inertia, km.emptyStats]) t.dispose();
+    this.recomputeCentroids();
+    const smallClusters = await this.handleSmallClusters();
+    this.recomputeCentroids();
+    this.updateWeights();
+    const it = this.kmeansIterations;
+    return {
+      inertia,
+      emptyBefore: Array.from({ length: it }, (_, i) => empties[2 * i]),
+      emptyAfter: Array.from({ length: it }, (_, i) => empties[2 * i + 1]),
+      smallClusters,
+    };
+  }
+
+  /**
+   * Spec 2.3, GPU work only: for each batch row b, fresh = f_b / (||f_b|| + 1e-10), mix =
+   * (1 - m) bank[i_b] + m fresh, new = mix / (||mix|| + 1e-10); new label = argmax_c new . centroid_c
+   * (dot product, un-normalised centroids, ties to the lowest c); changeCount = #rows whose label
+   * changed; then the rows and labels are scattered back (last occurrence of a duplicate index wins).
+   */
+  update(indices: Indices, features: Tensor<'f32'>): void {
+    const b = this.checkFeatures(features, null, 'OdcMemory.update');
+    const idx = this.indexTensor(indices, 'OdcMemory.update');
+    if (idx.count !== b) {
+      if (idx.owned) idx.t.dispose();
+      throw new RangeError(`OdcMemory.update: ${idx.count} indices for ${b} feature rows`);
+    }
+    this.lastBatchSize = b;
+    fillU32(this.changeCount, 0, 1);
+    if (b === 0) {
+      if (idx.owned) idx.t.dispose();
+      return;
+    }
+    const d = this.dim;
+    const fresh = Tensor.empty([b, d], 'f32');
+    const winner = Tensor.empty([b], 'u32');
+    const newLabels = Tensor.empty([b], 'u32');
+    launch(
+      'odc_memory',
+      'momentum',
+      { n: b, d, k: this.n, f0: this.momentum },
+      [[idx.t, 'read'], [features, 'read'], [this.features, 'read'], [fresh, 'rw'], [winner, 'rw'], [this.status, 'rw']],
+      wg(b),
+    );
+    nearest({ x: fresh, n: b, d, centroids: this.centroids, k: this.k, labels: newLabels });
+    launch('odc_memory', 'count_changes', { n: b, k: this.n }, [[idx.t, 'read'], [newLabels, 'read'], [this.labels, 'read'], [this.changeCount, 'rw']], wg(b));
+    launch(
+      'odc_memory',
+      'scatter_update',
+      { n: b, d, k: this.n },
+      [[idx.t, 'read'], [fresh, 'read'], [newLabels, 'read'], [winner, 'read'], [this.features, 'rw'], [this.labels, 'rw']],
+      wg(b),
+    );
+    for (const t of [fresh, winner, newLabels]) t.dispose();
+    if (idx.owned) idx.t.dispose();
+  }
+
+  /** Fraction of the last batch whose label changed (reads one number back). */
+  async changeRatio(): Promise<number> {
+    if (this.lastBatchSize === 0) return 0;
+    return (await this.changeCount.data())[0] / this.lastBatchSize;
+  }
+
+  /** Labels of the given samples (a new u32 tensor; gather on the GPU). */
+  labelsOf(indices: Indices): Tensor<'u32'> {
+    const idx = this.indexTensor(indices, 'OdcMemory.labelsOf');
+    const out = Tensor.empty([idx.count], 'u32');
+    if (idx.count > 0) launch('odc_memory', 'gather_u32', { n: idx.count, k: this.n }, [[idx.t, 'read'], [this.labels, 'read'], [out, 'rw'], [this.status, 'rw']], wg(idx.count));
+    if (idx.owned) idx.t.dispose();
+    return out;
+  }
+
+  /** Spec 2.4: every non-empty centroid = plain mean of its members' features; empty ones keep theirs. */
+  recomputeCentroids(): void {
+    centroidMeans({ x: this.features, n: this.n, d: this.dim, labels: this.labels, k: this.k, out: this.centroids });
+  }
+
+  /** A new [K] u32 tensor with the label histogram. */
+  histogram(): Tensor<'u32'> {
+    const hist = Tensor.empty([this.k], 'u32');
+    histogram(this.labels, this.n, this.k, hist);
+    return hist;
+  }
+
+  private async readHistogram(): Promise<Uint32Array> {
+    const hist = this.histogram();
+    const h = await hist.data();
+    hist.dispose();
+    return h;
+  }
+
+  /**
+   * Spec 2.5. Reads the histogram (host decides which clusters are small), moves every member of a
+   * small cluster to its nearest allowed centroid (dot product over clusters that were not small;
+   * GPU), re-reads the histogram, then refills each small id in ascending order by splitting the
+   * current largest cluster with GPU 2-means and recomputing the centroids of both halves. Reads one
+   * count back per split. Afterwards no cluster is empty.
+   */
+  async handleSmallClusters(options: { trace?: boolean } = {}): Promise<SmallClusterReport> {
+    await this.checkErrors();
+    let h = await this.readHistogram();
+    const small: number[] = [];
+    for (let c = 0; c < this.k; c++) if (h[c] < this.minCluster) small.push(c);
+    if (small.length === 0) return { small, reassigned: 0, splits: [], ...(options.trace ? { labelsAfterMoves: await this.labels.data() } : {}) };
+    if (small.length === this.k) throw new Error(`OdcMemory: all ${this.k} clusters have fewer than minCluster = ${this.minCluster} members; nothing to move them to`);
+    const maskHost = new Uint32Array(this.k);
+    let members = 0;
+    for (const c of small) {
+      maskHost[c] = 1;
+      members += h[c];
+    }
+    if (members > 0) {
+      const mask = Tensor.from(maskHost, [this.k], 'u32');
+      const idx = compactIndices(this.labels, this.n, this.k, members, { mask });
+      const bias = Tensor.empty([this.k], 'f32');
+      maskBias(mask, this.k, bias);
+      const dest = Tensor.empty([members], 'u32');
+      nearest({ x: this.features, n: members, d: this.dim, idx, centroids: this.centroids, k: this.k, bias, labels: dest });
+      launch('odc_memory', 'scatter_labels', { n: members }, [[idx, 'read'], [dest, 'read'], [this.labels, 'rw']], wg(members));
+      for (const t of [mask, idx, bias, dest]) t.dispose();
+      h = await this.readHistogram();
+    }
+    const labelsAfterMoves = options.trace ? await this.labels.data() : undefined;
+    const splits: SplitRecord[] = [];
+    for (const dead of small) {
+      let big = 0;
+      for (let c = 1; c < this.k; c++) if (h[c] > h[big]) big = c;
+      const size = h[big];
+      if (size < 2) throw new Error(`OdcMemory: cannot refill cluster ${dead}: the largest cluster ${big} has ${size} member(s)`);
+      const idx = compactIndices(this.labels, this.n, this.k, size, { value: big });
+      const { side, count1 } = twoMeansSplit(this.features, this.dim, idx, size, this.rng, { restarts: this.splitRestarts, maxIter: this.splitMaxIter });
+      launch('kmeans', 'tm_relabel', { n: size, a: dead }, [[idx, 'read'], [side, 'read'], [this.labels, 'rw']], wg(size));
+      const lab = Tensor.empty([size], 'u32');
+      launch('odc_memory', 'gather_u32', { n: size, k: this.n }, [[idx, 'read'], [this.labels, 'read'], [lab, 'rw'], [this.status, 'rw']], wg(size));
+      const list = Tensor.from([big, dead], [2], 'u32');
+      centroidMeans({ x: this.features, n: size, d: this.dim, idx, labels: lab, k: this.k, out: this.centroids, list, listLength: 2 });
+      const moved = (await count1.data())[0];
+      for (const t of [idx, side, count1, lab, list]) t.dispose();
+      h[dead] = moved;
+      h[big] = size - moved;
+      splits.push({ dead, big, bigSize: size, moved });
+    }
+    return { small, reassigned: members, splits, ...(labelsAfterMoves ? { labelsAfterMoves } : {}) };
+  }
+
+  /** Spec 1.4 / 2.7: w_c = (n_c + eps)^-power, normalised to sum 1 (GPU; ODC runs power 0.5, eps 1e-5). */
+  updateWeights(power = 0.5, eps = 1e-5): void {
+    if (!(power >= 0)) throw new RangeError(`OdcMemory.updateWeights: power must be >= 0, got ${power}`);
+    const hist = this.histogram();
+    launch('odc_memory', 'weights', { k: this.k, f0: power, f1: eps }, [[hist, 'read'], [this.weights, 'rw']], 'one');
+    hist.dispose();
+  }
+
+  /** Throws if a kernel met an out-of-range index passed as a GPU tensor (reads 4 bytes). */
+  async checkErrors(): Promise<void> {
+    const s = await this.status.data();
+    if (s[0] > 0) {
+      fillU32(this.status, 0);
+      throw new RangeError(`OdcMemory: ${s[0]} out-of-range sample index(es) (memory holds ${this.n} rows) were passed as GPU tensors and skipped`);
+    }
+  }
+
+  /** Histogram summary for logs (spec 2.8 step 7d): min, max, #empty, #small (< minCluster), total. */
+  async stats(): Promise<MemoryStats> {
+    await this.checkErrors();
+    const h = await this.readHistogram();
+    let min = Infinity;
+    let max = 0;
+    let empty = 0;
+    let small = 0;
+    let total = 0;
+    for (const v of h) {
+      min = Math.min(min, v);
+      max = Math.max(max, v);
+      if (v === 0) empty++;
+      if (v < this.minCluster) small++;
+      total += v;
+    }
+    return { min, max, empty, small, total };
+  }
+
+  /** Metadata describing this memory (sizes, settings, generator state). */
+  meta(): Record<string, unknown> {
+    return {
+      format: 'odc-memory',
+      version: 1,
+      n: this.n,
+      dim: this.dim,
+      k: this.k,
+      momentum: this.momentum,
+      minCluster: this.minCluster,
+      seed: this.seed,
+      kmeansIterations: this.kmeansIterations,
+      kmeansInit: this.kmeansInit,
+      splitRestarts: this.splitRestarts,
+      splitMaxIter: this.splitMaxIter,
+      rng: this.rng.state(),
+      lastBatchSize: this.lastBatchSize,
+    };
+  }
+
+  /** Host copies of the state (bit-exact) for a checkpoint: features, labels, centroids, weights. */
+  async exportState(): Promise<{ meta: Record<string, unknown>; records: Record<string, { data: RecordArray; shape: number[] }> }> {
+    return {
+      meta: this.meta(),
+      records: {
+        'memory.features': { data: await this.features.data(), shape: [this.n, this.dim] },
+        'memory.labels': { data: await this.labels.data(), shape: [this.n] },
+        'memory.centroids': { data: await this.centroids.data(), shape: [this.k, this.dim] },
+        'memory.weights': { data: await this.weights.data(), shape: [this.k] },
+        'memory.changeCount': { data: await this.changeCount.data(), shape: [1] },
+      },
+    };
+  }
+
+  /** Rebuilds a memory from `exportState()` output (or records read from a checkpoint). */
+  static fromState(meta: unknown, records: ReadonlyMap<string, { data: RecordArray; shape: readonly number[] }> | Record<string, { data: RecordArray; shape: readonly number[] }>): OdcMemory {
+    const m = meta as Record<string, unknown> | null;
+    if (!m || m.format !== 'odc-memory' || m.version !== 1) throw new Error('OdcMemory.fromState: metadata is not an odc-memory v1 state');
+    const get = (name: string) => (records instanceof Map ? records.get(name) : (records as Record<string, { data: RecordArray; shape: readonly number[] }>)[name]);
+    const memory = OdcMemory.create({
+      n: m.n as number,
+      dim: m.dim as number,
+      k: m.k as number,
+      momentum: m.momentum as number,
+      minCluster: m.minCluster as number,
+      seed: m.seed as number,
+      kmeansIterations: m.kmeansIterations as number,
+      kmeansInit: (m.kmeansInit as 'random' | 'kmeans++' | undefined) ?? 'random',
+      splitRestarts: m.splitRestarts as number,
+      splitMaxIter: m.splitMaxIter as number,
+    });
+    memory.rng = new Rng(m.rng as number[]);
+    memory.lastBatchSize = (m.lastBatchSize as number) ?? 0;
+    const put = (name: string, t: Tensor, Ctor: Float32ArrayConstructor | Uint32ArrayConstructor) => {
+      const r = get(name);
+      if (!r) throw new Error(`OdcMemory.fromState: record "${name}" is missing`);
+      if (!(r.data instanceof Ctor) || r.data.length !== t.size) {
+        throw new RangeError(`OdcMemory.fromState: record "${name}" must be a ${Ctor.name} of ${t.size} values, got ${r.data.constructor.name} of ${r.data.length}`);
+      }
+      gpu().write(t.buffer, r.data);
+    };
+    put('memory.features', memory.features, Float32Array);
+    put('memory.labels', memory.labels, Uint32Array);
+    put('memory.centroids', memory.centroids, Float32Array);
+    put('memory.weights', memory.weights, Float32Array);
+    if (get('memory.changeCount')) put('memory.changeCount', memory.changeCount, Uint32Array);
+    return memory;
+  }
+
+  /** Writes the memory state to `path` (checkpoint-io format, atomic rename). */
+  async save(path: string): Promise<void> {
+    const { meta, records } = await this.exportState();
+    await writeRecords(path, records, meta);
+  }
+
+  /** Restores a memory saved by `save` (bit-exact). */
+  static async load(path: string): Promise<OdcMemory> {
+    const file = await readRecords(path);
+    return OdcMemory.fromState(file.meta, file.records);
+  }
+
+  /** Releases every GPU buffer of this memory. */
+  dispose(): void {
+    for (const t of [this.features, this.labels, this.centroids, this.weights, this.changeCount, this.status]) t.dispose();
+  }
+}
