@@ -1,0 +1,377 @@
+// One tiled GEMM body, C[M, N] = A[M, K] · B[K, N], shared by matmul/linear and conv2d (forward, dgrad,
+// wgrad). The operands are never materialised: three small hooks (row_info/k_first/k_next, read_a,
+// read_b, write_c) map GEMM coordinates onto the real tensors, selected by the compile-time MODE:
+//   MODE 0  matmul:      A = a or aᵀ, B = b or bᵀ (TRANS_A/TRANS_B), optional bias in the epilogue
+//   MODE 1  conv fwd:    A = im2col(x) [N·OH·OW, KH·KW·Cin], B = w [KH·KW·Cin, Cout]
+//   MODE 2  conv dgrad:  one GEMM per stride phase (ph, pw) = ((ih + pad) mod s, (iw + pad) mod s):
+//                        the input pixels ih = s·t + ph - pad only meet kernel taps kh = ph + s·jh, at
+//                        oh = t - jh, so A = dy gathered at (t - jh, u - jw) [N·Ht·Wt, KHp·KWp·Cout] and
+//                        B = w at (kh, kw, ci, co) seen as [KHp·KWp·Cout, Cin]: no stride waste.
+//   MODE 3  conv wgrad:  A = im2col(x)ᵀ [KH·KW·Cin, N·OH·OW], B = dy [N·OH·OW, Cout]
+// Branches on MODE/TRANS_* are on constants and vanish at compile time.
+//
+// Grid: tile rows run fastest (tileM = wid.x + wid.y · nwg.x), so consecutive workgroups share the
+// same columns of B while it is hot in cache; wid.z = split · tilesN + tileN.
+// Split-K: split s covers k in [s·kchunk, min(K, (s+1)·kchunk)) and writes its partial product at
+// C[s·M·N ..]; `sum_splits` adds the partials in a fixed order (deterministic, no atomics).
+//
+// Two bodies share the hooks: `gemm_regs` (no workgroup memory, TM×TN outputs per invocation in
+// registers; fastest measured on lavapipe, which runs a workgroup as 8-wide SIMD on one CPU thread) and
+// `gemm_tiled` (A/B tiles staged in workgroup memory, for real GPUs).
+
+const MODE: u32 = {{MODE}}u;
+const TRANS_A: bool = {{TRANS_A}};
+const TRANS_B: bool = {{TRANS_B}};
+const HAS_BIAS: bool = {{HAS_BIAS}};
+const TM: u32 = {{TM}}u;   // output rows per invocation
+const TN: u32 = {{TN}}u;   // output columns per invocation (multiple of 4)
+const WGM: u32 = {{WGM}}u; // invocations along M in a workgroup
+const WGN: u32 = {{WGN}}u; // invocations along N in a workgroup
+const TK: u32 = {{TK}}u;   // K step of gemm_tiled
+const VEC_B: bool = {{VEC_B}}; // B rows are vec4-aligned (N % 4 == 0, B index k·N + n): load 4 columns at once
+const TN4: u32 = TN / 4u;
+// gemm_regs column layout: false = each invocation owns TN adjacent columns; true = its j-th vec4 of
+// columns is at tn·4 + j·WGN·4, so neighbouring invocations read neighbouring vec4s of B.
+const COLS_STRIDED: bool = {{COLS_STRIDED}};
+const BM: u32 = WGM * TM;  // workgroup tile rows
+const BN: u32 = WGN * TN;  // workgroup tile columns
+
+struct Params {
+  M: u32, N: u32, K: u32, kchunk: u32,
+  tilesN: u32, splits: u32, batch: u32, H: u32,
+  W: u32, Cin: u32, OH: u32, OW: u32,
+  Cout: u32, KH: u32, KW: u32, stride: u32,
+  pad: u32, ph: u32, pw: u32, t0h: u32,
+  t0w: u32, Ht: u32, Wt: u32, KHp: u32,
+  KWp: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> C: array<f32>;
+
+// ---- hooks -------------------------------------------------------------------------------------------
+// The K loop never divides (integer division per k made lavapipe's conv GEMMs 5-10x slower):
+// k_first() decomposes the first k once, k_next() steps the decomposition with compares, and read_a()
+// only adds a per-row base to a per-k offset and checks the window bounds.
+
+struct Row {
+  base: i32, // linear offset contributed by the row
+  y: i32,    // mode-specific coordinates used for bounds checks
+  x: i32,
+  ok: bool,  // m < M
+  out: u32,  // row of C this GEMM row is stored to (dgrad phases scatter rows)
+}
+
+struct KPos {
+  off: i32, // linear offset contributed by k
+  y: i32,
+  x: i32,
+  c: i32,   // innermost counter (channel or ow)
+  n: i32,   // image (wgrad)
+  k: i32,   // k itself, or kh·KW + kw (dgrad)
+}
+
+fn row_info(m: u32) -> Row {
+  let ok = m < p.M;
+  if (MODE == 1u) { // m = (n, oh, ow) -> the window's top-left input pixel (may be in the padding)
+    let ow = m % p.OW;
+    let t = m / p.OW;
+    let ih0 = i32((t % p.OH) * p.stride) - i32(p.pad);
+    let iw0 = i32(ow * p.stride) - i32(p.pad);
+    return Row(((i32(t / p.OH) * i32(p.H) + ih0) * i32(p.W) + iw0) * i32(p.Cin), ih0, iw0, ok, m);
+  }
+  if (MODE == 2u) { // m = (n, ti, ui) of this phase: input pixel ih = s·(t0h + ti) + ph - pad; y, x = t, u
+    let u = p.t0w + m % p.Wt;
+    let q = m / p.Wt;
+    let t = p.t0h + q % p.Ht;
+    let n = q / p.Ht;
+    let ih = t * p.stride + p.ph - p.pad;
+    let iw = u * p.stride + p.pw - p.pad;
+    return Row(i32(n * p.OH * p.OW * p.Cout), i32(t), i32(u), ok, (n * p.H + ih) * p.W + iw);
+  }
+  if (MODE == 3u) { // m = (kh, kw, ci)
+    let ci = m % p.Cin;
+    let t = m / p.Cin;
+    let kh = i32(t / p.KW);
+    let kw = i32(t % p.KW);
+    return Row((kh * i32(p.W) + kw) * i32(p.Cin) + i32(ci), kh, kw, ok, m);
+  }
+  return Row(i32(select(m * p.K, m, TRANS_A)), 0, 0, ok, m);
+}
+
+fn wgrad_offset(q: KPos) -> i32 {
+  return ((q.n * i32(p.H) + q.y) * i32(p.W) + q.x) * i32(p.Cin);
+}
+
+fn k_first(k: u32) -> KPos {
+  let ki = i32(k);
+  if (MODE == 1u) { // k = (kh, kw, ci)
+    let ci = i32(k % p.Cin);
+    let t = k / p.Cin;
+    let kh = i32(t / p.KW);
+    let kw = i32(t % p.KW);
+    return KPos((kh * i32(p.W) + kw) * i32(p.Cin) + ci, kh, kw, ci, 0, ki);
+  }
+  if (MODE == 2u) { // k = (jh, jw, co); y, x = jh, jw; k = kh·KW + kw of the tap
+    let co = i32(k % p.Cout);
+    let t = k / p.Cout;
+    let jh = t / p.KWp;
+    let jw = t % p.KWp;
+    return KPos(co, i32(jh), i32(jw), co, 0, i32((p.ph + p.stride * jh) * p.KW + p.pw + p.stride * jw));
+  }
+  if (MODE == 3u) { // k = (n, oh, ow): y, x = the window's top-left input pixel
+    let ow = k % p.OW;
+    let t = k / p.OW;
+    var q = KPos(0, i32((t % p.OH) * p.stride) - i32(p.pad), i32(ow * p.stride) - i32(p.pad), i32(ow), i32(t / p.OH), ki);
+    q.off = wgrad_offset(q);
+    return q;
+  }
+  return KPos(i32(select(k, k * p.M, TRANS_A)), 0, 0, 0, 0, ki);
+}
+
+fn k_next(q0: KPos) -> KPos {
+  var q = q0;
+  if (MODE != 2u) { q.k += 1; } // dgrad's k is the tap index, stepped below
+  if (MODE == 1u) {
+    q.c += 1;
+    q.off += 1;
+    if (q.c == i32(p.Cin)) {
+      q.c = 0;
+      q.x += 1;
+      if (q.x == i32(p.KW)) { q.x = 0; q.y += 1; }
+      q.off = (q.y * i32(p.W) + q.x) * i32(p.Cin);
+    }
+  } else if (MODE == 2u) {
+    q.c += 1;
+    q.off = q.c;
+    if (q.c == i32(p.Cout)) {
+      q.c = 0;
+      q.off = 0;
+      q.x += 1;
+      if (q.x == i32(p.KWp)) { q.x = 0; q.y += 1; }
+      q.k = (i32(p.ph) + i32(p.stride) * q.y) * i32(p.KW) + i32(p.pw) + i32(p.stride) * q.x;
+    }
+  } else if (MODE == 3u) {
+    q.c += 1;
+    q.x += i32(p.stride);
+    q.off += i32(p.stride * p.Cin);
+    if (q.c == i32(p.OW)) {
+      q.c = 0;
+      q.x = -i32(p.pad);
+      q.y += i32(p.stride);
+      if (q.y == i32(p.OH * p.stride) - i32(p.pad)) { q.y = -i32(p.pad); q.n += 1; }
+      q.off = wgrad_offset(q);
+    }
+  } else {
+    q.off += i32(select(1u, p.M, TRANS_A));
+  }
+  return q;
+}
+
+// A[m, k], zero outside the operand (padding, tails).
+fn read_a(r: Row, q: KPos) -> f32 {
+  var idx = r.base + q.off;
+  var ok = r.ok;
+  if (MODE == 1u || MODE == 3u) {
+    ok = ok && u32(r.y + q.y) < p.H && u32(r.x + q.x) < p.W;
+  } else if (MODE == 2u) { // dy[n, t - jh, u - jw, co]
+    let oh = r.y - q.y;
+    let ow = r.x - q.x;
+    ok = ok && u32(oh) < p.OH && u32(ow) < p.OW;
+    idx = r.base + (oh * i32(p.OW) + ow) * i32(p.Cout) + q.off;
+  }
+  return select(0.0, A[u32(select(0, idx, ok))], ok);
+}
+
+// B[k, n], zero for n >= N.
+fn read_b(q: KPos, n: u32) -> f32 {
+  let ok = n < p.N;
+  let ni = i32(select(0u, n, ok));
+  var idx: i32;
+  if (MODE == 2u) {
+    idx = (q.k * i32(p.Cin) + ni) * i32(p.Cout) + q.c;
+  } else if (MODE == 0u && TRANS_B) {
+    idx = ni * i32(p.K) + q.k;
+  } else {
+    idx = q.k * i32(p.N) + ni;
+  }
+  let u = u32(idx);
+  return select(0.0, B[u >> 2u][u & 3u], ok);
+}
+
+// B[k, n .. n + 3] when VEC_B (n % 4 == 0): one vector load.
+fn read_b4(q: KPos, n: u32) -> vec4<f32> {
+  if (VEC_B) {
+    let ok = n < p.N;
+    let u = u32(q.k) * p.N + select(0u, n, ok);
+    return select(vec4<f32>(0.0), B[u >> 2u], ok);
+  }
+  return vec4<f32>(read_b(q, n), read_b(q, n + 1u), read_b(q, n + 2u), read_b(q, n + 3u));
+}
+
+fn write_c(r: Row, n: u32, split: u32, v: f32) {
+  if (r.ok && n < p.N) {
+    var o = v;
+    if (HAS_BIAS && p.splits == 1u) { o = o + bias[n]; }
+    C[split * p.M * p.N + r.out * p.N + n] = o;
+  }
+}
+
+// ---- bodies ------------------------------------------------------------------------------------------
+
+// One k-step of the register block: acc[i][j] += A[row i, k] · b[j].
+fn k_step(acc: ptr<function, array<vec4<f32>, TM * TN4>>, rows: ptr<function, array<Row, TM>>, q: KPos, b: array<vec4<f32>, TN4>) {
+  for (var i = 0u; i < TM; i++) {
+    let a = read_a((*rows)[i], q);
+    for (var j = 0u; j < TN4; j++) {
+      (*acc)[i * TN4 + j] = fma(vec4<f32>(a), b[j], (*acc)[i * TN4 + j]);
+    }
+  }
+}
+
+@compute @workgroup_size(WGM * WGN)
+fn gemm_regs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) t: u32) {
+  let split = wid.z / p.tilesN;
+  let tile_n = wid.z % p.tilesN;
+  let tile_m = wid.x + wid.y * nwg.x;
+  // With WGM == 1 every invocation of a workgroup shares its rows (the same A values).
+  let tm = select(t / WGN, 0u, WGM == 1u);
+  let tn = select(t % WGN, t, WGM == 1u);
+  let m0 = (tile_m * WGM + tm) * TM;
+  let n0 = tile_n * BN + select(tn * TN, tn * 4u, COLS_STRIDED);
+  let nstep = select(4u, WGN * 4u, COLS_STRIDED);
+  let kb = split * p.kchunk;
+  let ke = min(p.K, kb + p.kchunk);
+
+  var rows: array<Row, TM>;
+  for (var i = 0u; i < TM; i++) { rows[i] = row_info(m0 + i); }
+  var acc: array<vec4<f32>, TM * TN4>;
+  var q = k_first(kb);
+  for (var k = kb; k < ke; k++) {
+    var b: array<vec4<f32>, TN4>;
+    for (var j = 0u; j < TN4; j++) {
+      b[j] = read_b4(q, n0 + nstep * j);
+    }
+    k_step(&acc, &rows, q, b);
+    q = k_next(q);
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN4; j++) {
+      let v = acc[i * TN4 + j];
+      let n = n0 + nstep * j;
+      write_c(rows[i], n, split, v.x);
+      write_c(rows[i], n + 1u, split, v.y);
+      write_c(rows[i], n + 2u, split, v.z);
+      write_c(rows[i], n + 3u, split, v.w);
+    }
+  }
+}
+
+var<workgroup> As: array<f32, TK * BM>; // [k][m]
+var<workgroup> Bs: array<f32, TK * BN>; // [k][n]
+
+@compute @workgroup_size(WGM * WGN)
+fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) t: u32) {
+  let split = wid.z / p.tilesN;
+  let tile_n = wid.z % p.tilesN;
+  let tile_m = wid.x + wid.y * nwg.x;
+  let tm = t / WGN;
+  let tn = t % WGN;
+  let mb = tile_m * BM;
+  let nb = tile_n * BN;
+  let kb = split * p.kchunk;
+  let ke = min(p.K, kb + p.kchunk);
+  let threads = WGM * WGN;
+
+  var acc: array<vec4<f32>, TM * TN4>;
+  for (var k0 = kb; k0 < ke; k0 += TK) {
+    for (var e = t; e < TK * BM; e += threads) {
+      let kk = e % TK;
+      let mm = e / TK;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (k < ke) { v = read_a(row_info(mb + mm), k_first(k)); }
+      As[kk * BM + mm] = v;
+    }
+    for (var e = t; e < TK * BN; e += threads) {
+      let kk = e / BN;
+      let nn = e % BN;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (k < ke) { v = read_b(k_first(k), nb + nn); }
+      Bs[kk * BN + nn] = v;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk++) {
+      var b: array<vec4<f32>, TN4>;
+      for (var j = 0u; j < TN4; j++) {
+        let o = kk * BN + tn * TN + 4u * j;
+        b[j] = vec4<f32>(Bs[o], Bs[o + 1u], Bs[o + 2u], Bs[o + 3u]);
+      }
+      for (var i = 0u; i < TM; i++) {
+        let a = As[kk * BM + tm * TM + i];
+        for (var j = 0u; j < TN4; j++) {
+          acc[i * TN4 + j] = fma(vec4<f32>(a), b[j], acc[i * TN4 + j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN4; j++) {
+      let v = acc[i * TN4 + j];
+      let r = row_info(mb + tm * TM + i);
+      let n = nb + tn * TN + 4u * j;
+      write_c(r, n, split, v.x);
+      write_c(r, n + 1u, split, v.y);
+      write_c(r, n + 2u, split, v.z);
+      write_c(r, n + 3u, split, v.w);
+    }
+  }
+}
+
+// ---- small deterministic reductions ------------------------------------------------------------------
+
+@group(0) @binding(1) var<storage, read> parts: array<f32>;
+@group(0) @binding(2) var<storage, read> sum_bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> sum_out: array<f32>;
+
+// sum_out[i] = Σ_s parts[s·M·N + i] (+ bias[i % N]), s in order. One invocation per element.
+@compute @workgroup_size(256)
+fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) t: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + t;
+  let mn = p.M * p.N;
+  if (i >= mn) { return; }
+  var s = 0.0;
+  for (var q = 0u; q < p.splits; q++) { s += parts[q * mn + i]; }
+  if (HAS_BIAS) { s += sum_bias[i % p.N]; }
+  sum_out[i] = s;
+}
+
+@group(0) @binding(2) var<storage, read_write> colsum_out: array<f32>;
+
+// colsum_out = transpose of parts viewed as [M, N] (row-major [N, M]). One invocation per element.
+@compute @workgroup_size(256)
+fn transpose2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) t: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + t;
+  if (i >= p.M * p.N) { return; }
+  colsum_out[(i % p.N) * p.M + i / p.N] = parts[i];
+}
+
+// colsum_out[n] = Σ_m parts[m·N + n] over rows [0, M), in order (bias gradient). One invocation per column.
+@compute @workgroup_size(64)
+fn column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) t: u32) {
+  let n = (wid.x + wid.y * nwg.x) * 64u + t;
+  if (n >= p.N) { return; }
+  var s = 0.0;
+  for (var m = 0u; m < p.M; m++) { s += parts[m * p.N + n]; }
+  colsum_out[n] = s;
+}

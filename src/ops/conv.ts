@@ -1,0 +1,119 @@
+/**
+ * conv2d over NHWC activations with [KH, KW, Cin, Cout] weights (no bias, dilation 1, groups 1), as
+ * implicit GEMM on the shared GEMM core (src/ops/matmul.ts, shaders/gemm.wgsl):
+ *   forward  out[N·OH·OW, Cout]   = im2col(x) · W                    (MODE 1, im2col in the A hook)
+ *   dgrad    dx[N·H·W, Cin]       = dy gathered · W flipped/ᵀ          (MODE 2, one GEMM per stride phase)
+ *   wgrad    dW[KH·KW·Cin, Cout]  = im2col(x)ᵀ · dy, K = N·OH·OW      (MODE 3, split-K + ordered sum)
+ * 1×1 stride-1 unpadded convs are plain matmuls (MODE 0).
+ */
+import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
+import { record } from '../tensor/autograd.ts';
+import { runGemm } from './matmul.ts';
+
+export interface Conv2dOptions {
+  stride?: number;
+  padding?: number;
+}
+
+interface ConvGeometry {
+  batch: number;
+  H: number;
+  W: number;
+  Cin: number;
+  OH: number;
+  OW: number;
+  Cout: number;
+  KH: number;
+  KW: number;
+  stride: number;
+  pad: number;
+}
+
+function geometry(x: Tensor, weight: Tensor, opts: Conv2dOptions): ConvGeometry {
+  expectDType(x, 'f32', 'conv2d: x');
+  expectDType(weight, 'f32', 'conv2d: weight');
+  if (x.rank !== 4) throw new RangeError(`conv2d: x must be NHWC [N, H, W, Cin], got shape ${fmtShape(x.shape)}`);
+  if (weight.rank !== 4) throw new RangeError(`conv2d: weight must be [KH, KW, Cin, Cout], got shape ${fmtShape(weight.shape)}`);
+  const stride = opts.stride ?? 1;
+  const pad = opts.padding ?? 0;
+  if (!Number.isInteger(stride) || stride < 1) throw new RangeError(`conv2d: stride must be a positive integer, got ${stride}`);
+  if (!Number.isInteger(pad) || pad < 0) throw new RangeError(`conv2d: padding must be a non-negative integer, got ${pad}`);
+  const [batch, H, W, Cin] = x.shape;
+  const [KH, KW, Cw, Cout] = weight.shape;
+  if (Cw !== Cin) {
+    throw new RangeError(`conv2d: x ${fmtShape(x.shape)} has Cin = ${Cin} but weight ${fmtShape(weight.shape)} expects Cin = ${Cw} (weight is [KH, KW, Cin, Cout])`);
+  }
+  if (KH < 1 || KW < 1) throw new RangeError(`conv2d: empty kernel ${fmtShape(weight.shape)}`);
+  const OH = Math.floor((H + 2 * pad - KH) / stride) + 1;
+  const OW = Math.floor((W + 2 * pad - KW) / stride) + 1;
+  if (OH < 1 || OW < 1) {
+    throw new RangeError(`conv2d: a ${KH}x${KW} kernel does not fit input ${H}x${W} with padding ${pad} (output would be ${OH}x${OW})`);
+  }
+  return { batch, H, W, Cin, OH, OW, Cout, KH, KW, stride, pad };
+}
+
+function isPointwise(g: ConvGeometry): boolean {
+  return g.KH === 1 && g.KW === 1 && g.stride === 1 && g.pad === 0;
+}
+
+function forward(x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
+  const M = g.batch * g.OH * g.OW;
+  if (isPointwise(g)) runGemm({ mode: 0, M, N: g.Cout, K: g.Cin, a: x, b: w, out });
+  else runGemm({ mode: 1, M, N: g.Cout, K: g.KH * g.KW * g.Cin, a: x, b: w, out, conv: g });
+}
+
+/**
+ * dx from dy: out[N·H·W, Cin], one GEMM per stride phase (ph, pw) — the input pixels with
+ * (ih + pad) mod s = ph only meet kernel taps kh ≡ ph (mod s) — so no multiply is wasted on the zeros a
+ * stride-s transposed convolution would otherwise insert. Phases no tap reaches are written as zeros.
+ */
+function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
+  if (isPointwise(g)) {
+    runGemm({ mode: 0, M: g.batch * g.H * g.W, N: g.Cin, K: g.Cout, transB: true, a: dy, b: w, out });
+    return;
+  }
+  const s = g.stride;
+  for (let ph = 0; ph < s; ph++) {
+    for (let pw = 0; pw < s; pw++) {
+      const t0h = Math.max(0, Math.ceil((g.pad - ph) / s));
+      const t0w = Math.max(0, Math.ceil((g.pad - pw) / s));
+      const Ht = Math.ceil((g.H + g.pad - ph) / s) - t0h;
+      const Wt = Math.ceil((g.W + g.pad - pw) / s) - t0w;
+      if (Ht <= 0 || Wt <= 0) continue;
+      const KHp = Math.max(0, Math.ceil((g.KH - ph) / s));
+      const KWp = Math.max(0, Math.ceil((g.KW - pw) / s));
+      const phase = { ph, pw, t0h, t0w, Ht, Wt, KHp, KWp };
+      runGemm({ mode: 2, M: g.batch * Ht * Wt, N: g.Cin, K: KHp * KWp * g.Cout, a: dy, b: w, out, conv: { ...g, phase } });
+    }
+  }
+}
+
+/** dW from x and dy: out[KH·KW·Cin, Cout], split over the huge K = N·OH·OW. */
+function wgrad(x: GPUBuffer, dy: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
+  const K = g.batch * g.OH * g.OW;
+  if (isPointwise(g)) runGemm({ mode: 0, M: g.Cin, N: g.Cout, K, transA: true, a: x, b: dy, out });
+  else runGemm({ mode: 3, M: g.KH * g.KW * g.Cin, N: g.Cout, K, a: x, b: dy, out, conv: g });
+}
+
+/**
+ * 2-D convolution: x NHWC [N, H, W, Cin], weight [KH, KW, Cin, Cout] → [N, OH, OW, Cout] with
+ * OH = floor((H + 2·padding - KH) / stride) + 1. Differentiable in x and weight.
+ */
+export function conv2d(x: Tensor<'f32'>, weight: Tensor<'f32'>, opts: Conv2dOptions = {}): Tensor<'f32'> {
+  const g = geometry(x, weight, opts);
+  const out = Tensor.empty([g.batch, g.OH, g.OW, g.Cout], 'f32');
+  forward(x.buffer, weight.buffer, out.buffer, g);
+  return record(out, 'conv2d', [x, weight], (dy) => {
+    let dx: Tensor<'f32'> | null = null;
+    let dw: Tensor<'f32'> | null = null;
+    if (x.requiresGrad) {
+      dx = Tensor.empty(x.shape, 'f32');
+      dgrad(dy.buffer, weight.buffer, dx.buffer, g);
+    }
+    if (weight.requiresGrad) {
+      dw = Tensor.empty(weight.shape, 'f32');
+      wgrad(x.buffer, dy.buffer, dw.buffer, g);
+    }
+    return [dx, dw];
+  });
+}

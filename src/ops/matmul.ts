@@ -1,0 +1,281 @@
+/**
+ * matmul and linear, and the shared GEMM launcher that conv2d (src/ops/conv.ts) reuses.
+ *
+ * One WGSL GEMM body (shaders/gemm.wgsl) with read-A / read-B / write-C hooks selected by a compile-time
+ * MODE serves matmul (with transposes and a fused bias epilogue), implicit-GEMM conv forward, dgrad and
+ * wgrad. Two bodies are shipped and chosen per adapter: register-blocked without workgroup memory for
+ * CPU adapters (lavapipe), workgroup-memory tiles for GPUs. Split-K writes partial products into a
+ * temporary buffer that a second kernel sums in a fixed order, so results are deterministic.
+ */
+import { gpu, grid } from '../gpu/device.ts';
+import { params } from '../gpu/params.ts';
+import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
+import { record } from '../tensor/autograd.ts';
+
+const FAMILY = 'gemm';
+
+export type GemmMode = 0 | 1 | 2 | 3;
+
+/** A GEMM kernel variant: tile shape and body. */
+export interface GemmVariant {
+  body: 'regs' | 'tiled';
+  /** Output rows / columns per invocation (TN a multiple of 4). */
+  tm: number;
+  tn: number;
+  /** Invocations along M / N per workgroup. */
+  wgm: number;
+  wgn: number;
+  /** K step of the tiled body (ignored by regs). */
+  tk: number;
+  /** regs body: invocation columns interleaved by vec4 instead of adjacent. */
+  strided?: boolean;
+  /** Aim for at least this many workgroups before splitting K. */
+  minWorkgroups: number;
+  /** Smallest K range per split. */
+  minKChunk: number;
+}
+
+/**
+ * lavapipe: 16 rows × 8 columns per invocation, 8 invocations (one 256-bit SIMD batch) sharing their
+ * rows, columns interleaved by vec4 across invocations: a 16×64 tile. Fastest of the variants tried
+ * (see the list in bench/gemm.ts).
+ */
+export const CPU_VARIANT: GemmVariant = { body: 'regs', tm: 16, tn: 8, wgm: 1, wgn: 8, tk: 1, strided: true, minWorkgroups: 8, minKChunk: 256 };
+/** lavapipe, narrow outputs (N < 48, e.g. dgrad into 3 input channels): invocations along M instead, 64×8 (or 64×4) tiles. */
+export const CPU_NARROW_VARIANT: GemmVariant = { body: 'regs', tm: 8, tn: 8, wgm: 8, wgn: 1, tk: 1, minWorkgroups: 8, minKChunk: 256 };
+/** GPUs: 64×64 tiles staged in workgroup memory, 16×16 invocations with 4×4 outputs each, K step 16. */
+export const GPU_VARIANT: GemmVariant = { body: 'tiled', tm: 4, tn: 4, wgm: 16, wgn: 16, tk: 16, minWorkgroups: 264, minKChunk: 128 };
+
+let variantOverride: GemmVariant | null = null;
+
+/** Forces a GEMM variant (tests and benchmarks); null restores the per-adapter, per-shape choice. */
+export function setGemmVariant(v: GemmVariant | null): void {
+  variantOverride = v;
+}
+
+/** The variant a GEMM with N output columns runs with. */
+export function gemmVariant(N = 64): GemmVariant {
+  if (variantOverride) return variantOverride;
+  if (!gpu().isCpuAdapter) return GPU_VARIANT;
+  if (N >= 48) return CPU_VARIANT;
+  return N <= 4 ? { ...CPU_NARROW_VARIANT, tn: 4 } : CPU_NARROW_VARIANT;
+}
+
+/** Convolution geometry for the conv modes; phase fields only for dgrad (MODE 2). */
+export interface ConvParams {
+  batch: number;
+  H: number;
+  W: number;
+  Cin: number;
+  OH: number;
+  OW: number;
+  Cout: number;
+  KH: number;
+  KW: number;
+  stride: number;
+  pad: number;
+  phase?: { ph: number; pw: number; t0h: number; t0w: number; Ht: number; Wt: number; KHp: number; KWp: number };
+}
+
+/** Shape of the GEMM and, for conv modes, of the convolution. */
+export interface GemmSpec {
+  mode: GemmMode;
+  M: number;
+  N: number;
+  K: number;
+  transA?: boolean;
+  transB?: boolean;
+  a: GPUBuffer;
+  b: GPUBuffer;
+  bias?: GPUBuffer | null;
+  out: GPUBuffer;
+  conv?: ConvParams;
+  /** Force a split count (tests); default chosen from the variant's occupancy target. */
+  splits?: number;
+}
+
+function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: boolean, hasBias: boolean, vecB = false): Record<string, string | number> {
+  return {
+    VEC_B: String(vecB),
+    MODE: mode,
+    TRANS_A: String(transA),
+    TRANS_B: String(transB),
+    HAS_BIAS: String(hasBias),
+    TM: v.tm,
+    TN: v.tn,
+    WGM: v.wgm,
+    WGN: v.wgn,
+    TK: v.tk,
+    COLS_STRIDED: String(v.strided ?? false),
+  };
+}
+
+/** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
+export function runGemm(spec: GemmSpec): void {
+  const g = gpu();
+  if (spec.mode === 0 && spec.transB && spec.M >= 64 && spec.K > 0 && gemmVariant(spec.N).body === 'regs') {
+    // On lavapipe, reading Bᵀ per invocation ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core);
+    // transposing B first costs ~25 ns per element of B, which M >= 64 rows amortise.
+    const bt = g.pool.acquire(spec.N * spec.K * 4);
+    transpose(spec.b, spec.N, spec.K, bt);
+    runGemm({ ...spec, transB: false, b: bt });
+    g.pool.release(bt);
+    return;
+  }
+  const { M, N, K } = spec;
+  const v = gemmVariant(N);
+  if (M === 0 || N === 0) return;
+  const hasBias = !!spec.bias;
+  const vecB = N % 4 === 0 && spec.mode !== 2 && !(spec.mode === 0 && spec.transB);
+  const defines = kernelDefines(v, spec.mode, !!spec.transA, !!spec.transB, hasBias, vecB);
+  const bm = v.wgm * v.tm;
+  const bn = v.wgn * v.tn;
+  const tilesM = Math.ceil(M / bm);
+  const tilesN = Math.ceil(N / bn);
+  const tiles = tilesM * tilesN;
+  let splits = spec.splits ?? 1;
+  // dgrad phases scatter their rows into dx, which a [splits, M, N] partial buffer cannot hold.
+  if (spec.splits === undefined && tiles < v.minWorkgroups && spec.mode !== 2) {
+    splits = Math.min(Math.ceil(v.minWorkgroups / tiles), Math.max(1, Math.floor(K / v.minKChunk)));
+  }
+  // Keep the partial buffer within one binding.
+  while (splits > 1 && splits * M * N * 4 > g.limits.maxStorageBufferBindingSize) splits = Math.ceil(splits / 2);
+  splits = Math.max(1, Math.min(splits, Math.max(K, 1)));
+  let kchunk = Math.ceil(K / splits);
+  if (v.body === 'tiled') kchunk = Math.ceil(kchunk / v.tk) * v.tk;
+  splits = Math.max(1, Math.ceil(K / Math.max(kchunk, 1)));
+  const c = spec.conv ?? { batch: 0, H: 0, W: 0, Cin: 0, OH: 0, OW: 0, Cout: 0, KH: 0, KW: 0, stride: 1, pad: 0 };
+  const ph = c.phase ?? { ph: 0, pw: 0, t0h: 0, t0w: 0, Ht: 1, Wt: 1, KHp: 1, KWp: 1 };
+  const block = params()
+    .u32(M, N, K, Math.max(kchunk, 1), tilesN, splits, c.batch, c.H, c.W, c.Cin, c.OH, c.OW, c.Cout, c.KH, c.KW, c.stride, c.pad)
+    .u32(ph.ph, ph.pw, ph.t0h, ph.t0w, ph.Ht, ph.Wt, ph.KHp, ph.KWp, 0, 0, 0);
+  const maxDim = g.limits.maxComputeWorkgroupsPerDimension;
+  if (tilesN * splits > maxDim) throw new RangeError(`gemm: ${tilesN * splits} column tiles exceed ${maxDim} workgroups`);
+  const [gx, gy] = grid(tilesM);
+  const partial = splits > 1 ? g.pool.acquire(splits * M * N * 4) : null;
+  const dummyBias = spec.bias ?? spec.a;
+  g.dispatch({
+    kernel: { family: FAMILY, entry: `gemm_${v.body}`, defines },
+    params: block,
+    bindings: [
+      { buffer: spec.a, access: 'read' },
+      { buffer: spec.b, access: 'read' },
+      { buffer: dummyBias, access: 'read' },
+      { buffer: partial ?? spec.out, access: 'rw' },
+    ],
+    workgroups: [gx, gy, tilesN * splits],
+  });
+  if (partial) {
+    g.dispatch({
+      kernel: { family: FAMILY, entry: 'sum_splits', defines },
+      params: block,
+      bindings: [
+        { buffer: partial, access: 'read' },
+        { buffer: dummyBias, access: 'read' },
+        { buffer: spec.out, access: 'rw' },
+      ],
+      workgroups: grid(Math.ceil((M * N) / 256)),
+    });
+    g.pool.release(partial);
+  }
+}
+
+/** out[cols, rows] = src[rows, cols]ᵀ. */
+export function transpose(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer): void {
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: 'transpose2d', defines: kernelDefines(gemmVariant(), 0, false, false, false) },
+    params: params().u32(rows, cols, ...new Array<number>(26).fill(0)),
+    bindings: [
+      { buffer: src, access: 'read' },
+      { buffer: out, access: 'rw' },
+    ],
+    workgroups: grid(Math.ceil((rows * cols) / 256)),
+  });
+}
+
+/** Column sums of a row-major [rows, cols] buffer into out[cols] (bias gradients), in a fixed order. */
+export function columnSums(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer): void {
+  const v = gemmVariant();
+  gpu().dispatch({
+    kernel: { family: FAMILY, entry: 'column_sums', defines: kernelDefines(v, 0, false, false, false) },
+    params: params().u32(rows, cols, ...new Array<number>(26).fill(0)),
+    bindings: [
+      { buffer: src, access: 'read' },
+      { buffer: out, access: 'rw' },
+    ],
+    workgroups: grid(Math.ceil(cols / 64)),
+  });
+}
+
+function fillZero(out: Tensor<'f32'>): void {
+  gpu().write(out.buffer, new Float32Array(out.size));
+}
+
+function expectMatrix(t: Tensor, op: string, what: string): void {
+  expectDType(t, 'f32', `${op}: ${what}`);
+  if (t.rank !== 2) throw new RangeError(`${op}: ${what} must be 2-D, got shape ${fmtShape(t.shape)}`);
+}
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+}
+
+/** C = op(A)·op(B) for 2-D f32 tensors; op transposes when transA/transB is set. Differentiable in both. */
+export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions = {}): Tensor<'f32'> {
+  expectMatrix(a, 'matmul', 'A');
+  expectMatrix(b, 'matmul', 'B');
+  const transA = !!opts.transA;
+  const transB = !!opts.transB;
+  const [M, Ka] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
+  const [Kb, N] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
+  if (Ka !== Kb) {
+    throw new RangeError(
+      `matmul: inner dimensions differ: op(A) is [${M}, ${Ka}] (A ${fmtShape(a.shape)}${transA ? ' transposed' : ''}), ` +
+        `op(B) is [${Kb}, ${N}] (B ${fmtShape(b.shape)}${transB ? ' transposed' : ''})`,
+    );
+  }
+  const out = Tensor.empty([M, N], 'f32');
+  if (Ka === 0) fillZero(out);
+  else runGemm({ mode: 0, M, N, K: Ka, transA, transB, a: a.buffer, b: b.buffer, out: out.buffer });
+  return record(out, 'matmul', [a, b], (g) => {
+    // C = op(A)·op(B): dop(A) = G·op(B)ᵀ, dop(B) = op(A)ᵀ·G, transposed back where op transposes.
+    let da: Tensor<'f32'> | null = null;
+    let db: Tensor<'f32'> | null = null;
+    if (a.requiresGrad) da = transA ? matmul(b, g, { transA: transB, transB: true }) : matmul(g, b, { transB: !transB });
+    if (b.requiresGrad) db = transB ? matmul(g, a, { transA: true, transB: transA }) : matmul(a, g, { transA: !transA });
+    return [da, db];
+  });
+}
+
+/** y = x·Wᵀ + b with x [B, in], weight [out, in], bias [out] (fused into the GEMM store). */
+export function linear(x: Tensor<'f32'>, weight: Tensor<'f32'>, bias: Tensor<'f32'> | null): Tensor<'f32'> {
+  expectMatrix(x, 'linear', 'x');
+  expectMatrix(weight, 'linear', 'weight');
+  const [rows, inF] = x.shape;
+  const [outF, inW] = weight.shape;
+  if (inF !== inW) throw new RangeError(`linear: x ${fmtShape(x.shape)} has ${inF} features but weight ${fmtShape(weight.shape)} expects ${inW} (weight is [out, in])`);
+  if (bias) {
+    expectDType(bias, 'f32', 'linear: bias');
+    if (bias.rank !== 1 || bias.shape[0] !== outF) throw new RangeError(`linear: bias must have shape [${outF}], got ${fmtShape(bias.shape)}`);
+  }
+  const out = Tensor.empty([rows, outF], 'f32');
+  if (inF === 0) {
+    fillZero(out);
+    if (bias && rows > 0) runGemm({ mode: 0, M: rows, N: outF, K: 0, a: x.buffer, b: weight.buffer, bias: bias.buffer, out: out.buffer });
+  } else {
+    runGemm({ mode: 0, M: rows, N: outF, K: inF, transB: true, a: x.buffer, b: weight.buffer, bias: bias?.buffer ?? null, out: out.buffer });
+  }
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return record(out, 'linear', inputs, (g) => {
+    const dx = x.requiresGrad ? matmul(g, weight) : null;
+    const dw = weight.requiresGrad ? matmul(g, x, { transA: true }) : null;
+    let db: Tensor<'f32'> | null = null;
+    if (bias?.requiresGrad) {
+      db = Tensor.empty([outF], 'f32');
+      if (rows === 0) fillZero(db);
+      else columnSums(g.buffer, rows, outF, db.buffer);
+    }
+    return bias ? [dx, dw, db] : [dx, dw];
+  });
+}
