@@ -22,6 +22,7 @@ import { tidy } from '../tensor/scope.ts';
 import { backward, noGrad } from '../tensor/autograd.ts';
 import { weightedCrossEntropy } from '../ops/loss.ts';
 import { argmaxRows, countEqual } from '../ops/rows.ts';
+import { sum } from '../ops/reduce.ts';
 import { SGD } from '../optim/sgd.ts';
 import { stepLr } from '../optim/schedule.ts';
 import { OdcModel } from '../models/odc-model.ts';
@@ -278,6 +279,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         // Initial clustering on the random-init network (eval mode), then a fresh head (spec 2.2).
         const t0 = performance.now();
         const raw = extractFeatures(model, (x) => model.features(x), augmenter, featureDim, batchSize);
+        await checkFinite(raw, 'the random-init network\'s features');
         memory = OdcMemory.create({
           n,
           dim: featureDim,
@@ -433,6 +435,16 @@ function histogramStats(labels: Uint32Array, k: number, minCluster: number): { s
     if (v < minCluster) small++;
   }
   return { small, min, max };
+}
+
+/** Throws a clear error if `t` holds a NaN or an infinity (one scalar read back: the sum). */
+async function checkFinite(t: Tensor<'f32'>, what: string): Promise<void> {
+  const total = sum(t);
+  const [value] = await total.data();
+  total.dispose();
+  if (!Number.isFinite(value)) {
+    throw new Error(`NaN or Inf in ${what} (their sum is ${value}): check the input images and normalisation (data.*, augment) and the model configuration.`);
+  }
 }
 
 /**
