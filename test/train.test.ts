@@ -104,6 +104,26 @@ test('an interrupted and resumed run reproduces the uninterrupted run bit-exactl
   }
 });
 
+test('a non-finite loss stops training with a clear error and keeps the last good checkpoint', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'odc-nan-'));
+  try {
+    const ds = syntheticDataset();
+    const config = applyOverride(tinyConfig(), 'optim.epochs=1');
+    await train({ config, outDir: dir, dataset: ds, quiet: true });
+    const good = readFileSync(join(dir, 'checkpoint.odc'));
+    // Resume for a second epoch with an absurd learning rate: the weights blow up within a few steps.
+    const exploding = applyOverride(applyOverride(config, 'optim.epochs=2'), 'optim.lr=1e30');
+    await assert.rejects(train({ config: exploding, outDir: dir, dataset: ds, quiet: true, resume: true }), (err: Error) => {
+      assert.equal(err.name, 'NonFiniteLossError');
+      assert.match(err.message, /last good checkpoint is kept/);
+      return true;
+    });
+    assert.ok(Buffer.compare(good, readFileSync(join(dir, 'checkpoint.odc'))) === 0, 'the epoch-1 checkpoint is untouched');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('configuration errors name the key and the problem', () => {
   assert.throws(() => applyOverride(presetConfig('demo'), 'odc.kk=3'), /unknown key "kk"/);
   assert.throws(() => applyOverride(presetConfig('demo'), 'optim.lr=fast'), /optim.lr: expected a number, got string/);
