@@ -135,9 +135,7 @@ fn stats_eval(@builtin(global_invocation_id) gid: vec3u) {
   w5[3u * C + c] = bs;
 }
 
-fn linear_index(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
+//!include grid
 
 // y = (x - mean) * scale + bias. r1 = x, r2 = stats, w3 = y.
 @compute @workgroup_size(256)

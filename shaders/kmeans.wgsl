@@ -2,28 +2,11 @@
 // centroid biases for L2 / masked dot-product assignment, faiss-style empty-cluster repair, and the
 // small kernels of the GPU 2-means splitter. Used by src/odc/kmeans.ts, src/odc/split.ts, src/odc/memory.ts.
 
-struct P {
-  n: u32,
-  d: u32,
-  k: u32,
-  flags: u32,
-  a: u32,
-  b: u32,
-  c: u32,
-  e: u32,
-  f0: f32,
-  f1: f32,
-  f2: f32,
-  f3: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: P;
+//!include odc_params
 
 const NEG_BIG: f32 = -3.0e38;
 
-fn linear_index(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
+//!include grid
 
 // ---------------------------------------------------------------------------------------------------
 // nearest: for each of n rows x (row r is x[idx[r]] when flags & 1), the argmax over c < k of

@@ -9,22 +9,7 @@
 // or a fixed tree; the only atomics are integer ones (histogram counts, 64-bit fixed-point sums built
 // from two u32 words, error flags), and integer addition is associative.
 
-struct P {
-  n: u32,      // rows / elements
-  d: u32,      // feature dimension
-  k: u32,      // clusters / bound for indices
-  flags: u32,  // entry-specific switches
-  a: u32,
-  b: u32,
-  c: u32,
-  e: u32,
-  f0: f32,
-  f1: f32,
-  f2: f32,
-  f3: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: P;
+//!include odc_params
 
 const EPS_NORM: f32 = 1e-10;
 // Fixed-point scale of the centroid sums: |x| <= ~1 (unit rows) gives |x * 2^24| <= 2^24 in an i32.
@@ -32,9 +17,8 @@ const FIX_SCALE: f32 = 16777216.0;
 const FIX_INV: f32 = 5.9604644775390625e-8; // 2^-24
 const CHUNK: u32 = 4096u;                   // elements per workgroup in compaction and sums (256 x 16)
 
-fn linear_index(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
+//!include grid
+//!include workgroup_sum
 
 fn chunk_index(wid: vec3u, nwg: vec3u) -> u32 {
   return wid.x + wid.y * nwg.x;
@@ -204,8 +188,6 @@ fn histogram(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
 @group(0) @binding(1) var<storage, read> we_hist: array<u32>;
 @group(0) @binding(2) var<storage, read_write> we_w: array<f32>;
 
-var<workgroup> red_f: array<f32, 256>;
-
 @compute @workgroup_size(256)
 fn weights(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
@@ -214,13 +196,7 @@ fn weights(@builtin(local_invocation_index) lid: u32) {
     we_w[c] = w;
     s += w;
   }
-  red_f[lid] = s;
-  workgroupBarrier();
-  for (var h = 128u; h > 0u; h >>= 1u) {
-    if (lid < h) { red_f[lid] = red_f[lid] + red_f[lid + h]; }
-    workgroupBarrier();
-  }
-  let inv = 1.0 / red_f[0];
+  let inv = 1.0 / workgroup_sum(lid, s);
   for (var c = lid; c < p.k; c += 256u) { we_w[c] = we_w[c] * inv; }
 }
 
@@ -394,13 +370,8 @@ fn sum_partial(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
       s += v;
     }
   }
-  red_f[lid] = s;
-  workgroupBarrier();
-  for (var h = 128u; h > 0u; h >>= 1u) {
-    if (lid < h) { red_f[lid] = red_f[lid] + red_f[lid + h]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { sp_part[ch] = red_f[0]; }
+  let total = workgroup_sum(lid, s);
+  if (lid == 0u) { sp_part[ch] = total; }
 }
 
 @group(0) @binding(1) var<storage, read> sf_part: array<f32>;
@@ -410,13 +381,8 @@ fn sum_partial(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
 fn sum_final(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
   for (var j = lid; j < p.n; j += 256u) { s += sf_part[j]; }
-  red_f[lid] = s;
-  workgroupBarrier();
-  for (var h = 128u; h > 0u; h >>= 1u) {
-    if (lid < h) { red_f[lid] = red_f[lid] + red_f[lid + h]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { sf_out[p.a] = red_f[0]; }
+  let total = workgroup_sum(lid, s);
+  if (lid == 0u) { sf_out[p.a] = total; }
 }
 
 // row_norm2: out[r] = ||x[r]||^2 (n rows of d).

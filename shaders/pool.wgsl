@@ -27,9 +27,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> argmax_in: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst3: array<f32>;
 
-fn linear_index(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
+//!include grid
 
 // First and one-past-last window index along one axis covering padded coordinate q (= input + pad).
 fn window_range(q: u32, count: u32) -> vec2u {

@@ -16,24 +16,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-var<workgroup> red: array<f32, 256>;
-
-fn linear_index(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
-
-// Sum of v over the 256 threads of the workgroup (fixed tree order). Call from uniform control flow.
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+//!include grid
+//!include workgroup_sum
 
 // dst[g] = sum of src[g*per .. min((g+1)*per, n)), one workgroup per partial.
 @compute @workgroup_size(256)

@@ -50,9 +50,7 @@ fn row_index(wid: vec3u, nwg: vec3u) -> u32 {
   return wid.x + wid.y * nwg.x;
 }
 
-fn linear_index(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * 256u + lid;
-}
+//!include grid
 
 fn sum64x2(lid: u32, a: f32, b: f32) -> vec2f {
   red[lid] = a;

@@ -3,6 +3,14 @@
  *
  * A template parameter is written `{{NAME}}` in the .wgsl file; only values that must be compile-time
  * constants (tile sizes, workgroup sizes, fused epilogues) are templated. Shapes travel in uniforms.
+ *
+ * WGSL has no #include: a line `//!include NAME` (a WGSL comment, so the file stays valid as written)
+ * pulls in shaders/include/NAME.wgsl, for declarations several families share. The included text is
+ * appended after the family's own text (WGSL module-scope declarations may appear in any order), so the
+ * line numbers of compile errors inside the family's own code stay those of its file (errors in included
+ * code point past its last line, into the section marked `// ---- included from ...`). Each include is
+ * added once however often it is named; included files may not include others. Includes are resolved
+ * before `{{NAME}}` templating, so an included file may use template parameters too.
  */
 import { readFileSync } from 'node:fs';
 
@@ -12,11 +20,33 @@ function shaderUrl(family: string): URL {
   return new URL(`../../shaders/${family}.wgsl`, import.meta.url);
 }
 
-/** Raw text of shaders/<family>.wgsl (cached). */
+const INCLUDE = /^[ \t]*\/\/!include[ \t]+(\S+)[ \t]*$/gm;
+
+function includeText(family: string, name: string): string {
+  let text: string;
+  try {
+    if (!/^\w+$/.test(name)) throw new Error('an include name is letters, digits and _');
+    text = readFileSync(new URL(`../../shaders/include/${name}.wgsl`, import.meta.url), 'utf8');
+  } catch (cause) {
+    throw new Error(`shaders/${family}.wgsl: //!include ${name}: cannot read shaders/include/${name}.wgsl`, { cause });
+  }
+  if (/^[ \t]*\/\/!include\b/m.test(text)) {
+    throw new Error(`shaders/include/${name}.wgsl (included by shaders/${family}.wgsl) may not include other files`);
+  }
+  return text;
+}
+
+/** `own` (the text of shaders/<family>.wgsl) with the files its `//!include` lines name appended. */
+export function resolveIncludes(family: string, own: string): string {
+  const names = [...new Set(Array.from(own.matchAll(INCLUDE), (m) => m[1]))];
+  return [own, ...names.map((name) => `\n// ---- included from shaders/include/${name}.wgsl\n${includeText(family, name)}`)].join('');
+}
+
+/** Text of shaders/<family>.wgsl with its `//!include` files appended, before templating (cached). */
 export function shaderSource(family: string): string {
   let text = sources.get(family);
   if (text === undefined) {
-    text = readFileSync(shaderUrl(family), 'utf8');
+    text = resolveIncludes(family, readFileSync(shaderUrl(family), 'utf8'));
     sources.set(family, text);
   }
   return text;
