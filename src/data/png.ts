@@ -7,6 +7,7 @@
  * Ancillary chunks are skipped (their CRC is still checked). Errors name the file and the problem.
  */
 import { deflateSync, inflateSync } from 'node:zlib';
+import { crc32 } from '../util/crc32.ts';
 
 export interface DecodedImage {
   width: number;
@@ -18,22 +19,8 @@ export interface DecodedImage {
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32 (the PNG/zlib polynomial) of bytes. */
-export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
-  let c = 0xffffffff;
-  for (let i = start; i < end; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
+/** CRC-32 (the PNG/zlib polynomial) of bytes[start, end). */
+export { crc32 };
 
 /** True when bytes start with the PNG signature. */
 export function isPng(bytes: Uint8Array): boolean {

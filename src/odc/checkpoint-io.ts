@@ -17,6 +17,7 @@
  * crash never leaves a half-written checkpoint under the real name.
  */
 import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { crc32 as crc32Range } from '../util/crc32.ts';
 
 export type RecordDType = 'f32' | 'f64' | 'i32' | 'u32' | 'u8';
 export type RecordArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array;
@@ -63,21 +64,9 @@ export class CheckpointError extends Error {
 const MAGIC = 'ODCREC01';
 const TRAILER = 'ODCEND01';
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let j = 0; j < 8; j++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[i] = c >>> 0;
-  }
-  return t;
-})();
-
 /** CRC-32 (IEEE 802.3, as zlib) of some bytes, optionally continuing from a previous value. */
 export function crc32(bytes: Uint8Array, previous = 0): number {
-  let c = (previous ^ 0xffffffff) >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  return crc32Range(bytes, 0, bytes.length, previous);
 }
 
 function dtypeOf(a: RecordArray): RecordDType {
