@@ -27,7 +27,8 @@ function kBucket(k: number): number {
   return Math.max(8, 2 ** Math.ceil(Math.log2(k)));
 }
 
-function checkFeatures(t: Tensor, what: string): [number, number] {
+/** [N, D] of a 2-D f32 feature matrix; throws naming `what` otherwise (also used by linear-probe.ts). */
+export function checkFeatures(t: Tensor, what: string): [number, number] {
   expectDType(t, 'f32', what);
   if (t.rank !== 2) throw new RangeError(`${what}: expected features of shape [N, D], got ${fmtShape(t.shape)}`);
   return [t.shape[0], t.shape[1]];

@@ -18,17 +18,12 @@ import { weightedCrossEntropy } from '../ops/loss.ts';
 import { argmaxRows, gatherRows } from '../ops/rows.ts';
 import { SGD } from '../optim/sgd.ts';
 import { Rng } from '../util/rng.ts';
+import { checkFeatures } from './knn.ts';
 
 const FAMILY = 'knn'; // shaders/knn.wgsl holds the evaluation feature kernels
 
 function uniforms(rows: number, cols: number, dim: number) {
   return params().u32(rows, cols, dim, 0, 0, 0, 0, 0);
-}
-
-function checkFeatures(t: Tensor, what: string): [number, number] {
-  expectDType(t, 'f32', what);
-  if (t.rank !== 2) throw new RangeError(`${what}: expected features of shape [N, D], got ${fmtShape(t.shape)}`);
-  return [t.shape[0], t.shape[1]];
 }
 
 /** [2, D]: row 0 the column means of x [N, D], row 1 the reciprocal population std (1 where constant). */

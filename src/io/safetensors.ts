@@ -232,36 +232,38 @@ function convDims(shape: readonly number[], what: string): [number, number, numb
   return [shape[0], shape[1], shape[2], shape[3]];
 }
 
-/** Engine conv weight [KH, KW, Cin, Cout] -> PyTorch [Cout, Cin, KH, KW] (OIHW). */
-export function toOIHW(data: ArrayLike<number>, shape: readonly number[]): { data: Float32Array; shape: number[] } {
-  const [kh, kw, ci, co] = convDims(shape, 'toOIHW');
-  if (data.length !== kh * kw * ci * co) throw new RangeError(`toOIHW: ${data.length} values for shape [${shape.join(', ')}]`);
+/**
+ * The one index map between engine [KH, KW, Cin, Cout] and PyTorch [Cout, Cin, KH, KW] order, applied
+ * in either direction (a pure permutation: every output value is one input value).
+ */
+function permuteConv(data: ArrayLike<number>, kh: number, kw: number, ci: number, co: number, direction: 'toOIHW' | 'fromOIHW'): Float32Array {
   const out = new Float32Array(data.length);
+  const toTorch = direction === 'toOIHW';
   for (let h = 0; h < kh; h++) {
     for (let w = 0; w < kw; w++) {
       for (let i = 0; i < ci; i++) {
         for (let o = 0; o < co; o++) {
-          out[((o * ci + i) * kh + h) * kw + w] = data[((h * kw + w) * ci + i) * co + o];
+          const engine = ((h * kw + w) * ci + i) * co + o;
+          const torch = ((o * ci + i) * kh + h) * kw + w;
+          if (toTorch) out[torch] = data[engine];
+          else out[engine] = data[torch];
         }
       }
     }
   }
-  return { data: out, shape: [co, ci, kh, kw] };
+  return out;
+}
+
+/** Engine conv weight [KH, KW, Cin, Cout] -> PyTorch [Cout, Cin, KH, KW] (OIHW). */
+export function toOIHW(data: ArrayLike<number>, shape: readonly number[]): { data: Float32Array; shape: number[] } {
+  const [kh, kw, ci, co] = convDims(shape, 'toOIHW');
+  if (data.length !== kh * kw * ci * co) throw new RangeError(`toOIHW: ${data.length} values for shape [${shape.join(', ')}]`);
+  return { data: permuteConv(data, kh, kw, ci, co, 'toOIHW'), shape: [co, ci, kh, kw] };
 }
 
 /** PyTorch [Cout, Cin, KH, KW] -> engine [KH, KW, Cin, Cout] (inverse of toOIHW). */
 export function fromOIHW(data: ArrayLike<number>, shape: readonly number[]): { data: Float32Array; shape: number[] } {
   const [co, ci, kh, kw] = convDims(shape, 'fromOIHW');
   if (data.length !== kh * kw * ci * co) throw new RangeError(`fromOIHW: ${data.length} values for shape [${shape.join(', ')}]`);
-  const out = new Float32Array(data.length);
-  for (let o = 0; o < co; o++) {
-    for (let i = 0; i < ci; i++) {
-      for (let h = 0; h < kh; h++) {
-        for (let w = 0; w < kw; w++) {
-          out[((h * kw + w) * ci + i) * co + o] = data[((o * ci + i) * kh + h) * kw + w];
-        }
-      }
-    }
-  }
-  return { data: out, shape: [kh, kw, ci, co] };
+  return { data: permuteConv(data, kh, kw, ci, co, 'fromOIHW'), shape: [kh, kw, ci, co] };
 }

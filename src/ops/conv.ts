@@ -8,26 +8,15 @@
  */
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
-import { runGemm } from './matmul.ts';
+import { runGemm, type ConvParams } from './matmul.ts';
 
 export interface Conv2dOptions {
   stride?: number;
   padding?: number;
 }
 
-interface ConvGeometry {
-  batch: number;
-  H: number;
-  W: number;
-  Cin: number;
-  OH: number;
-  OW: number;
-  Cout: number;
-  KH: number;
-  KW: number;
-  stride: number;
-  pad: number;
-}
+/** The convolution's geometry: ConvParams without the dgrad phase fields. */
+type ConvGeometry = Omit<ConvParams, 'phase'>;
 
 function geometry(x: Tensor, weight: Tensor, opts: Conv2dOptions): ConvGeometry {
   expectDType(x, 'f32', 'conv2d: x');
