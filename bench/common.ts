@@ -3,8 +3,10 @@
  * them all, prints one table and writes JSON. Timing uses tinybench; each timed task ends with
  * `await gpu().sync()` so GPU time is included.
  */
+import { pathToFileURL } from 'node:url';
 import { Bench } from 'tinybench';
-import { gpu } from '../src/gpu/device.ts';
+import { gpu, initGpu, type Gpu } from '../src/gpu/device.ts';
+import { Tensor } from '../src/tensor/tensor.ts';
 
 export interface BenchRow {
   /** What was measured, e.g. "gemm 1024^3" or "conv fwd+bwd 64x64 32x32 b64". */
@@ -44,4 +46,52 @@ export function printTable(rows: readonly BenchRow[]): void {
   console.log(fmt(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const l of lines) console.log(fmt(l));
+}
+
+/**
+ * Process CPU milliseconds (all threads, lavapipe's workers included) of one call, best of `reps`.
+ * On a CPU adapter shared with other jobs this is steadier than wall time: flops / cpu-ms is the
+ * throughput per busy core.
+ */
+export async function cpuMs(task: () => void, reps = 2): Promise<number> {
+  let best = Infinity;
+  for (let r = 0; r < reps; r++) {
+    const start = process.cpuUsage();
+    task();
+    await gpu().sync();
+    const used = process.cpuUsage(start);
+    best = Math.min(best, (used.user + used.system) / 1000);
+  }
+  return best;
+}
+
+/** An f32 tensor of uniform values in [-scale, scale) (Math.random, not seeded). */
+export function randomTensor(shape: number[], scale = 1): Tensor<'f32'> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = (Math.random() * 2 - 1) * scale;
+  return Tensor.from(data, shape);
+}
+
+/** Quick sizes: asked for with --quick, or implied on a CPU adapter unless --full is given. */
+export function quickSizes(g: Gpu): boolean {
+  return process.argv.includes('--quick') || (g.isCpuAdapter && !process.argv.includes('--full'));
+}
+
+/** The header line naming the adapter, e.g. "adapter: llvmpipe (dawn under node), quick sizes". */
+export function adapterLine(g: Gpu, quick: boolean): string {
+  return `adapter: ${g.adapterName} (${g.implementation} under ${g.runtime})${quick ? ', quick sizes' : ''}`;
+}
+
+/**
+ * When the module at `moduleUrl` is the program being run (`npx tsx bench/x.ts [--quick|--full]`):
+ * initialises the GPU, runs `run`, prints its table and exits. Does nothing when the module is imported.
+ */
+export async function runIfMain(moduleUrl: string, run: (o: BenchOptions) => Promise<BenchRow[]>): Promise<void> {
+  if (moduleUrl !== pathToFileURL(process.argv[1] ?? '').href) return;
+  const g = await initGpu();
+  const quick = quickSizes(g);
+  console.log(adapterLine(g, quick));
+  printTable(await run({ quick }));
+  process.exit(0);
 }

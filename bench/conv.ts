@@ -4,30 +4,11 @@
  * GFLOP/s counts useful multiply-adds only: forward 2·N·OH·OW·Cout·KH·KW·Cin, forward+backward 3x that.
  *   npx tsx bench/conv.ts [--quick]
  */
-import { pathToFileURL } from 'node:url';
-import { gpu, initGpu } from '../src/gpu/device.ts';
-import { Tensor } from '../src/tensor/tensor.ts';
+import { gpu } from '../src/gpu/device.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { backward } from '../src/tensor/autograd.ts';
 import { conv2d } from '../src/ops/conv.ts';
-import { printTable, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
-
-/**
- * Process CPU milliseconds (all threads, lavapipe's workers included) of one call, best of `reps`.
- * On a CPU adapter shared with other jobs this is steadier than wall time: flops / cpu-ms is the
- * throughput per busy core.
- */
-async function cpuMs(task: () => void, reps = 2): Promise<number> {
-  let best = Infinity;
-  for (let r = 0; r < reps; r++) {
-    const start = process.cpuUsage();
-    task();
-    await gpu().sync();
-    const used = process.cpuUsage(start);
-    best = Math.min(best, (used.user + used.system) / 1000);
-  }
-  return best;
-}
+import { cpuMs, randomTensor, runIfMain, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
 
 interface ConvShape {
   name: string;
@@ -50,13 +31,6 @@ const RESNET18: Omit<ConvShape, 'batch'>[] = [
   { name: 'r18 layer3 3x3 256→256 14', hw: 14, cin: 256, cout: 256, k: 3, stride: 1, pad: 1 },
   { name: 'r18 layer4 3x3 512→512 7', hw: 7, cin: 512, cout: 512, k: 3, stride: 1, pad: 1 },
 ];
-
-function randomTensor(shape: number[], scale = 1): Tensor<'f32'> {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = (Math.random() * 2 - 1) * scale;
-  return Tensor.from(data, shape);
-}
 
 async function measure(s: ConvShape, rows: BenchRow[], note = ''): Promise<void> {
   const x = randomTensor([s.batch, s.hw, s.hw, s.cin]);
@@ -98,10 +72,4 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
   return rows;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const g = await initGpu();
-  const quick = process.argv.includes('--quick') || (g.isCpuAdapter && !process.argv.includes('--full'));
-  console.log(`adapter: ${g.adapterName} (${g.implementation} under ${g.runtime})${quick ? ', quick sizes' : ''}`);
-  printTable(await run({ quick }));
-  process.exit(0);
-}
+await runIfMain(import.meta.url, run);

@@ -20,35 +20,9 @@
  *   A loaded as vec4 along k (4 k-steps per load)                             4.0-4.8 (slower)
  *   conv im2col decomposition with integer division per k (before k_next)    0.9 -> 6.9 after removing it
  */
-import { pathToFileURL } from 'node:url';
-import { gpu, initGpu } from '../src/gpu/device.ts';
-import { Tensor } from '../src/tensor/tensor.ts';
+import { gpu } from '../src/gpu/device.ts';
 import { gemmVariant, matmul } from '../src/ops/matmul.ts';
-import { printTable, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
-
-/**
- * Process CPU milliseconds (all threads, lavapipe's workers included) of one call, best of `reps`.
- * On a CPU adapter shared with other jobs this is steadier than wall time: flops / cpu-ms is the
- * throughput per busy core.
- */
-async function cpuMs(task: () => void, reps = 2): Promise<number> {
-  let best = Infinity;
-  for (let r = 0; r < reps; r++) {
-    const start = process.cpuUsage();
-    task();
-    await gpu().sync();
-    const used = process.cpuUsage(start);
-    best = Math.min(best, (used.user + used.system) / 1000);
-  }
-  return best;
-}
-
-function randomTensor(shape: number[]): Tensor<'f32'> {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = Math.random() * 2 - 1;
-  return Tensor.from(data, shape);
-}
+import { cpuMs, randomTensor, runIfMain, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
 
 export async function run(options: BenchOptions): Promise<BenchRow[]> {
   const sizes = options.quick ? [256, 512, 1024, 2048] : [256, 512, 1024, 2048, 4096];
@@ -78,10 +52,4 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
   return rows;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const g = await initGpu();
-  const quick = process.argv.includes('--quick') || (g.isCpuAdapter && !process.argv.includes('--full'));
-  console.log(`adapter: ${g.adapterName} (${g.implementation} under ${g.runtime})${quick ? ', quick sizes' : ''}`);
-  printTable(await run({ quick }));
-  process.exit(0);
-}
+await runIfMain(import.meta.url, run);

@@ -6,13 +6,12 @@
  * --quick (implied on CPU adapters such as lavapipe) runs a scaled-down memory, N = 20,000, D = 128,
  * K = 200, batch 512; every row names its sizes.
  */
-import { pathToFileURL } from 'node:url';
-import { gpu, initGpu } from '../src/gpu/device.ts';
+import { gpu } from '../src/gpu/device.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { Rng } from '../src/util/rng.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { kmeans } from '../src/odc/kmeans.ts';
-import { printTable, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
+import { runIfMain, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
 
 interface Size {
   n: number;
@@ -102,10 +101,4 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
   return rows;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const g = await initGpu();
-  const quick = process.argv.includes('--quick') || (g.isCpuAdapter && !process.argv.includes('--full'));
-  console.log(`adapter: ${g.adapterName} (${g.implementation} under ${g.runtime})${quick ? ', quick sizes' : ''}`);
-  printTable(await run({ quick }));
-  process.exit(0);
-}
+await runIfMain(import.meta.url, run);

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { initGpu } from '../src/gpu/device.ts';
-import { printTable, type BenchOptions, type BenchRow } from './common.ts';
+import { adapterLine, printTable, quickSizes, type BenchOptions, type BenchRow } from './common.ts';
 
 const MODULES: Record<string, () => Promise<{ run(o: BenchOptions): Promise<BenchRow[]> }>> = {
   gemm: () => import('./gemm.ts'),
@@ -21,10 +21,10 @@ function flag(name: string): string | undefined {
 }
 
 const gpu = await initGpu();
-const quick = process.argv.includes('--quick') || (gpu.isCpuAdapter && !process.argv.includes('--full'));
+const quick = quickSizes(gpu);
 const only = (flag('--only') ?? Object.keys(MODULES).join(',')).split(',');
 const out = flag('--out') ?? 'bench/out/results.json';
-console.log(`adapter: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})${quick ? ', quick sizes' : ''}`);
+console.log(adapterLine(gpu, quick));
 const rows: BenchRow[] = [];
 for (const name of only) {
   const load = MODULES[name];

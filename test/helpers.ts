@@ -25,6 +25,12 @@ export function randomValues(seed: number, n: number, lo = -1, hi = 1): Float64A
   return out;
 }
 
+/** n integers uniform in [0, bound) from a seed (labels, row indices). */
+export function randomInts(seed: number, n: number, bound: number): number[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, () => rng.int(bound));
+}
+
 /** A reference array and the equal GPU tensor (the f32 rounding of the same values). */
 export function randomPair(seed: number, shape: number[], lo = -1, hi = 1): { ref: RefArray; gpu: Tensor<'f32'> } {
   const values = Float64Array.from(Float32Array.from(randomValues(seed, shape.reduce((a, b) => a * b, 1), lo, hi)));

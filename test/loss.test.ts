@@ -1,12 +1,11 @@
 import { test, before } from 'node:test';
 import fc from 'fast-check';
-import { assert, assertClose, randomPair, randomValues, setupGpu, RUNS } from './helpers.ts';
+import { assert, assertClose, randomInts, randomPair, randomValues, setupGpu, RUNS } from './helpers.ts';
 import { weightedCrossEntropy } from '../src/ops/loss.ts';
 import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { gpu } from '../src/gpu/device.ts';
-import { Rng } from '../src/util/rng.ts';
 import { refWeightedCrossEntropy, refWeightedCrossEntropyGrad } from '../src/ref/loss.ts';
 import { finiteDifference, refArray } from '../src/ref/array.ts';
 
@@ -20,11 +19,6 @@ const GRAD_TOL = { rtol: 1e-4, atol: 1e-6 };
 before(async () => {
   await setupGpu();
 });
-
-function randomLabels(seed: number, b: number, k: number): number[] {
-  const rng = new Rng(seed);
-  return Array.from({ length: b }, () => rng.int(k));
-}
 
 function randomWeights(seed: number, k: number): number[] {
   // f32-representable positive weights, including tiny ones (ODC's are ~n_c^-0.5 normalised to sum 1)
@@ -44,7 +38,7 @@ test('the reference gradient equals finite differences of the reference loss', (
   fc.assert(
     fc.property(caseArb, ({ b, k, chunks, weighted, seed, gOut }) => {
       const x = refArray([b, k], randomValues(seed, b * k, -3, 3));
-      const labels = randomLabels(seed + 1, b, k);
+      const labels = randomInts(seed + 1, b, k);
       const w = weighted ? randomWeights(seed + 2, k) : null;
       const analytic = refWeightedCrossEntropyGrad(x, labels, w, chunks, gOut);
       const numeric = finiteDifference((v) => gOut * refWeightedCrossEntropy(v, labels, w, chunks), x);
@@ -76,7 +70,7 @@ test('GPU loss and logits gradient match the f64 reference (B = 1, odd K, severa
   await fc.assert(
     fc.asyncProperty(caseArb, async ({ b, k, chunks, weighted, seed, gOut }) => {
       const x = randomPair(seed, [b, k], -3, 3);
-      const labels = randomLabels(seed + 1, b, k);
+      const labels = randomInts(seed + 1, b, k);
       const w = weighted ? randomWeights(seed + 2, k) : null;
       const yT = Tensor.from(labels, [b], 'u32');
       const wT = w ? Tensor.from(w, [k]) : null;
@@ -104,7 +98,7 @@ test('the loss is invariant to scaling the class weights (ODC invariant 13)', as
       fc.constantFrom(1e-4, 0.5, 8, 1000),
       async (b, k, chunks, seed, c) => {
         const x = randomPair(seed, [b, k], -2, 2);
-        const y = Tensor.from(randomLabels(seed + 1, b, k), [b], 'u32');
+        const y = Tensor.from(randomInts(seed + 1, b, k), [b], 'u32');
         const w = randomWeights(seed + 2, k);
         const w1 = Tensor.from(w, [k]);
         const w2 = Tensor.from(w.map((v) => v * c), [k]);
@@ -139,7 +133,7 @@ test('ODC batch: 16 rows in 4 chunks with duplicate labels; repeated runs are bi
   const b = 16;
   const k = 7;
   const x = randomPair(9, [b, k]);
-  const labels = randomLabels(10, b, 3); // only classes 0..2
+  const labels = randomInts(10, b, 3); // only classes 0..2
   const w = randomWeights(11, k);
   const y = Tensor.from(labels, [b], 'u32');
   const wT = Tensor.from(w, [k]);

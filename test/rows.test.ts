@@ -1,6 +1,6 @@
 import { test, before } from 'node:test';
 import fc from 'fast-check';
-import { assert, assertClose, randomPair, randomValues, setupGpu, RUNS } from './helpers.ts';
+import { assert, assertClose, randomInts, randomPair, randomValues, setupGpu, RUNS } from './helpers.ts';
 import { argmaxRows, countEqual, gatherRows, l2NormalizeRows, scatterRows } from '../src/ops/rows.ts';
 import { flatten, reshape } from '../src/ops/shape.ts';
 import { sum } from '../src/ops/reduce.ts';
@@ -31,11 +31,6 @@ const GATHER_GRAD_TOL = { rtol: 1e-6, atol: 1e-6 };
 before(async () => {
   await setupGpu();
 });
-
-function randomIndex(seed: number, b: number, n: number): number[] {
-  const rng = new Rng(seed);
-  return Array.from({ length: b }, () => rng.int(n));
-}
 
 const matArb = fc.record({
   b: fc.integer({ min: 1, max: 12 }),
@@ -110,7 +105,7 @@ test('gatherRows forward and deterministic scatter-add gradient match the refere
     fc.asyncProperty(matArb, fc.integer({ min: 1, max: 6 }), async ({ b, d, seed }, n) => {
       const x = randomPair(seed, [n, d]);
       const g = randomPair(seed + 1, [b, d]);
-      const index = randomIndex(seed + 2, b, n); // n small: duplicates are common
+      const index = randomInts(seed + 2, b, n); // n small: duplicates are common
       const idx = Tensor.from(index, [b], 'u32');
       x.gpu.requiresGrad = true;
       const y = gatherRows(x.gpu, idx);
@@ -153,7 +148,7 @@ test('scatterRows: the last duplicate wins, unindexed rows stay bit-identical', 
     fc.asyncProperty(matArb, fc.integer({ min: 1, max: 8 }), async ({ b, d, seed }, n) => {
       const dst = randomPair(seed, [n, d], -1e30, 1e30);
       const src = randomPair(seed + 1, [b, d]);
-      const index = randomIndex(seed + 2, b, n + 1); // n itself is out of range: ignored
+      const index = randomInts(seed + 2, b, n + 1); // n itself is out of range: ignored
       const idx = Tensor.from(index, [b], 'u32');
       const before = await dst.gpu.data();
       scatterRows(dst.gpu, idx, src.gpu);
@@ -179,7 +174,7 @@ test('scatterRows with a large batch (atomic winner path) also lets the last dup
   for (const [b, n, d] of [[1500, 7, 3], [1100, 3000, 2], [2000, 1, 1]]) {
     const dst = randomPair(b + n, [n, d]);
     const src = randomPair(b + n + 1, [b, d]);
-    const index = randomIndex(b + n + 2, b, n + 2); // some out of range
+    const index = randomInts(b + n + 2, b, n + 2); // some out of range
     const idx = Tensor.from(index, [b], 'u32');
     scatterRows(dst.gpu, idx, src.gpu);
     const after = await dst.gpu.data();
@@ -191,8 +186,8 @@ test('scatterRows with a large batch (atomic winner path) also lets the last dup
 test('countEqual counts equal positions', async () => {
   await fc.assert(
     fc.asyncProperty(fc.integer({ min: 0, max: 700 }), fc.integer(), async (n, seed) => {
-      const a = randomIndex(seed, n, 3);
-      const b = randomIndex(seed + 1, n, 3);
+      const a = randomInts(seed, n, 3);
+      const b = randomInts(seed + 1, n, 3);
       const ta = Tensor.from(a, [n], 'u32');
       const tb = Tensor.from(b, [n], 'u32');
       const c = countEqual(ta, tb);
