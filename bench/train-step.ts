@@ -1,12 +1,10 @@
 /**
  * ODC training-step throughput: one full iteration (GPU augmentation, forward, weighted loss, memory
  * update + relabel, backward, SGD, small-cluster handling, re-weighting) on random images, as img/s.
- *   npx tsx bench/train-step.ts [--quick]
+ *   npx tsx bench/train-step.ts [--quick | --full]
  * Quick (lavapipe): convnet-s on 28x28 at batch 64 and 256 (the TensorFlow.js comparison point).
  * Full (a real GPU): also resnet18 (CIFAR stem, 32x32, batch 512) and resnet50 (224x224, batch 256).
  */
-import { pathToFileURL } from 'node:url';
-import { gpu, initGpu } from '../src/gpu/device.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { backward } from '../src/tensor/autograd.ts';
@@ -17,7 +15,7 @@ import { applyOverride, presetConfig, type TrainConfig } from '../src/odc/config
 import { OdcMemory } from '../src/odc/memory.ts';
 import { Rng } from '../src/util/rng.ts';
 import type { ImageDataset } from '../src/data/dataset.ts';
-import { printTable, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
+import { runIfMain, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
 
 interface Case {
   name: string;
@@ -94,10 +92,4 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
   return rows;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const g = await initGpu();
-  const rows = await run({ quick: process.argv.includes('--quick') || g.isCpuAdapter });
-  printTable(rows);
-  console.log(`(${gpu().adapterName})`);
-  process.exit(0);
-}
+await runIfMain(import.meta.url, run);
