@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # The test suite under every runtime: Node (Dawn), Bun (Dawn), Deno (Dawn) and Deno's built-in WebGPU.
 # Installs what is missing first (npm packages; Mesa lavapipe when running as root on a GPU-less box).
+# Ends with one line "total: N passed, M failed" summed over the four runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 bin=node_modules/.bin
 files=$(ls test/*.test.ts)
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 status=0
 run() {
-  local name=$1; shift
+  local name=$1 log=$2; shift 2
   echo "=== $name ==="
   local start=$SECONDS
-  if "$@"; then echo "=== $name: ok ($((SECONDS - start)) s)"; else echo "=== $name: FAILED ($((SECONDS - start)) s)"; status=1; fi
+  if "$@" 2>&1 | tee "$logs/$log"; then echo "=== $name: ok ($((SECONDS - start)) s)"; else echo "=== $name: FAILED ($((SECONDS - start)) s)"; status=1; fi
 }
-run "node (Dawn)" node --import tsx --test --test-concurrency=1 $files
-run "bun (Dawn)" "$bin/bun" test --timeout 900000 $files
-run "deno (Dawn)" "$bin/deno" test -A --no-check $files
-ODC_WEBGPU=builtin run "deno (built-in WebGPU)" "$bin/deno" test -A --no-check $files
+run "node (Dawn)" node node --import tsx --test --test-concurrency=1 $files
+run "bun (Dawn)" bun "$bin/bun" test --timeout 900000 $files
+run "deno (Dawn)" deno "$bin/deno" test -A --no-check $files
+ODC_WEBGPU=builtin run "deno (built-in WebGPU)" deno-builtin "$bin/deno" test -A --no-check $files
+# count LOG SED-EXPRESSION: the last number the runner printed in its summary (0 if it printed none)
+count() { local v; v=$(sed 's/\x1b\[[0-9;]*m//g' "$logs/$1" | sed -n "$2" | tail -1); echo "${v:-0}"; }
+passed=$(( $(count node 's/^# pass \([0-9]*\)$/\1/p') + $(count bun 's/^ *\([0-9]*\) pass$/\1/p') \
+  + $(count deno 's/.*| \([0-9]*\) passed |.*/\1/p') + $(count deno-builtin 's/.*| \([0-9]*\) passed |.*/\1/p') ))
+failed=$(( $(count node 's/^# fail \([0-9]*\)$/\1/p') + $(count bun 's/^ *\([0-9]*\) fail$/\1/p') \
+  + $(count deno 's/.*| \([0-9]*\) failed.*/\1/p') + $(count deno-builtin 's/.*| \([0-9]*\) failed.*/\1/p') ))
+echo "total: $passed passed, $failed failed"
 exit $status
