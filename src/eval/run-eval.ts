@@ -15,7 +15,7 @@ import { NoSplitError, type ImageDataset } from '../data/dataset.ts';
 import { augmentConfig, buildModel, limitedRows, loadSource, loadTrainingData, subsetDataset } from '../odc/trainer.ts';
 import { loadCheckpoint } from '../odc/checkpoint.ts';
 import { extractFeatures } from '../odc/extract.ts';
-import { kmeans, normalizeRowsInto } from '../odc/kmeans.ts';
+import { kmeansLabels } from '../odc/kmeans.ts';
 import type { OdcModel } from '../models/odc-model.ts';
 import type { TrainConfig } from '../odc/config.ts';
 import { knnAccuracy } from './knn.ts';
@@ -66,16 +66,6 @@ function backboneFeatures(model: OdcModel, ds: ImageDataset, config: TrainConfig
   }
 }
 
-async function kmeansLabels(features: Tensor<'f32'>, k: number, seed: number): Promise<Uint32Array> {
-  const [n, d] = features.shape;
-  const normalized = Tensor.empty([n, d], 'f32');
-  normalizeRowsInto(features, normalized, n, d);
-  const km = kmeans(normalized, n, d, k, { iterations: 20, seed });
-  const labels = await km.labels.data();
-  for (const t of [normalized, km.labels, km.centroids, km.inertia, km.emptyStats]) t.dispose();
-  return labels;
-}
-
 export interface EvaluateOptions {
   runDir: string;
   baseline: boolean;
@@ -98,7 +88,7 @@ async function evaluateModel(model: OdcModel, splits: Splits, config: TrainConfi
       weightDecay: 5e-4,
       seed: config.seed,
     });
-    const clusters = await kmeansLabels(train, numClasses, config.seed);
+    const clusters = await kmeansLabels(train, numClasses, { iterations: 20, seed: config.seed });
     return {
       'kNN top-1': knn.top1,
       'linear probe': probe.testAccuracy,

@@ -342,3 +342,19 @@ export function kmeans(x: Tensor<'f32'>, n: number, d: number, k: number, option
   for (const t of [best, norms, bias, counts]) t.dispose();
   return { centroids, labels, inertia, emptyStats };
 }
+
+/**
+ * Labels of a k-means over the L2-normalised rows of raw features [N, D] (DeepCluster's clustering step
+ * and the evaluation's k-means): everything but the labels is released.
+ */
+export async function kmeansLabels(raw: Tensor<'f32'>, k: number, options: KMeansOptions = {}): Promise<Uint32Array> {
+  const [n, d] = raw.shape;
+  const normalized = Tensor.empty([n, d], 'f32');
+  normalizeRowsInto(raw, normalized, n, d);
+  const km = kmeans(normalized, n, d, k, options);
+  try {
+    return await km.labels.data();
+  } finally {
+    for (const t of [normalized, km.labels, km.centroids, km.inertia, km.emptyStats]) t.dispose();
+  }
+}

@@ -32,7 +32,7 @@ import { UniformSampler, balancedEpoch, batches, streamRng } from '../data/sampl
 import { Rng } from '../util/rng.ts';
 import { nmi } from '../eval/nmi.ts';
 import { OdcMemory } from './memory.ts';
-import { kmeans, normalizeRowsInto } from './kmeans.ts';
+import { kmeansLabels } from './kmeans.ts';
 import { extractFeatures } from './extract.ts';
 import { loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.ts';
 import { Progress } from './progress.ts';
@@ -477,11 +477,9 @@ async function warmUp(model: OdcModel, augmenter: GpuAugmenter, config: TrainCon
 async function deepClusterLabels(model: OdcModel, augmenter: GpuAugmenter, config: TrainConfig, rng: Rng, batchSize: number): Promise<Uint32Array> {
   const dim = model.backbone.featureDim;
   const raw = extractFeatures(model, (x) => model.backbone.forward(x), augmenter, dim, batchSize);
-  const normalized = Tensor.empty([augmenter.n, dim], 'f32');
-  normalizeRowsInto(raw, normalized, augmenter.n, dim);
-  raw.dispose();
-  const km = kmeans(normalized, augmenter.n, dim, config.odc.k, { iterations: config.odc.kmeansIterations, seed: rng.nextU32() });
-  const labels = await km.labels.data();
-  for (const t of [normalized, km.labels, km.centroids, km.inertia, km.emptyStats]) t.dispose();
-  return labels;
+  try {
+    return await kmeansLabels(raw, config.odc.k, { iterations: config.odc.kmeansIterations, seed: rng.nextU32() });
+  } finally {
+    raw.dispose();
+  }
 }
