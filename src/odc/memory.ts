@@ -107,6 +107,24 @@ export interface InitReport {
   smallClusters: SmallClusterReport;
 }
 
+/** Min/max cluster size, empty and small (< minCluster) cluster counts and the total of a label histogram. */
+export function summarizeHistogram(h: ArrayLike<number>, minCluster: number): MemoryStats {
+  let min = Infinity;
+  let max = 0;
+  let empty = 0;
+  let small = 0;
+  let total = 0;
+  for (let c = 0; c < h.length; c++) {
+    const v = h[c];
+    min = Math.min(min, v);
+    max = Math.max(max, v);
+    if (v === 0) empty++;
+    if (v < minCluster) small++;
+    total += v;
+  }
+  return { min, max, empty, small, total };
+}
+
 /** Indices for a batch: host arrays are range-checked on the host; GPU tensors in the kernels. */
 export type Indices = Tensor<'u32'> | Uint32Array | readonly number[];
 
@@ -398,20 +416,7 @@ export class OdcMemory {
   /** Histogram summary for logs (spec 2.8 step 7d): min, max, #empty, #small (< minCluster), total. */
   async stats(): Promise<MemoryStats> {
     await this.checkErrors();
-    const h = await this.readHistogram();
-    let min = Infinity;
-    let max = 0;
-    let empty = 0;
-    let small = 0;
-    let total = 0;
-    for (const v of h) {
-      min = Math.min(min, v);
-      max = Math.max(max, v);
-      if (v === 0) empty++;
-      if (v < this.minCluster) small++;
-      total += v;
-    }
-    return { min, max, empty, small, total };
+    return summarizeHistogram(await this.readHistogram(), this.minCluster);
   }
 
   /** Metadata describing this memory (sizes, settings, generator state). */

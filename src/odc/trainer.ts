@@ -31,7 +31,7 @@ import { loadDataset, type ImageDataset } from '../data/dataset.ts';
 import { UniformSampler, balancedEpoch, batches, streamRng } from '../data/sampler.ts';
 import { Rng } from '../util/rng.ts';
 import { nmi } from '../eval/nmi.ts';
-import { OdcMemory } from './memory.ts';
+import { OdcMemory, summarizeHistogram, type MemoryStats } from './memory.ts';
 import { kmeansLabels } from './kmeans.ts';
 import { extractFeatures } from './extract.ts';
 import { loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.ts';
@@ -423,18 +423,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   }
 }
 
-function histogramStats(labels: Uint32Array, k: number, minCluster: number): { small: number; min: number; max: number } {
+function histogramStats(labels: Uint32Array, k: number, minCluster: number): MemoryStats {
   const h = new Uint32Array(k);
   for (const l of labels) h[l]++;
-  let min = Infinity;
-  let max = 0;
-  let small = 0;
-  for (const v of h) {
-    min = Math.min(min, v);
-    max = Math.max(max, v);
-    if (v < minCluster) small++;
-  }
-  return { small, min, max };
+  return summarizeHistogram(h, minCluster);
 }
 
 /** Throws a clear error if `t` holds a NaN or an infinity (one scalar read back: the sum). */
