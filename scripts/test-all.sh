@@ -26,5 +26,14 @@ passed=$(( $(count node 's/^# pass \([0-9]*\)$/\1/p') + $(count bun 's/^ *\([0-9
   + $(count deno 's/.*| \([0-9]*\) passed |.*/\1/p') + $(count deno-builtin 's/.*| \([0-9]*\) passed |.*/\1/p') ))
 failed=$(( $(count node 's/^# fail \([0-9]*\)$/\1/p') + $(count bun 's/^ *\([0-9]*\) fail$/\1/p') \
   + $(count deno 's/.*| \([0-9]*\) failed.*/\1/p') + $(count deno-builtin 's/.*| \([0-9]*\) failed.*/\1/p') ))
+if [ "$failed" != 0 ] || [ "$status" != 0 ]; then
+  # The failures again, just above the total line, so a log cut to its tail still says what failed and with
+  # which fast-check seed (rerun one with FC_SEED=<seed> and the runner's name filter).
+  echo "=== failures"
+  for log in node bun deno deno-builtin; do
+    sed 's/\x1b\[[0-9;]*m//g' "$logs/$log" | grep -E '^not ok |^\(fail\) | \.\.\. FAILED|Property failed after|^ *\{ seed: |Counterexample:|AssertionError|^ *error: ' \
+      | grep -v '^ *error: Test failed' | head -40 | cut -c1-300 | sed "s/^/[$log] /"
+  done
+fi
 echo "total: $passed passed, $failed failed"
 exit $status

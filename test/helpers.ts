@@ -3,6 +3,7 @@
  * tolerances, and fast-check settings sized for lavapipe (a CPU pretending to be a GPU: keep shapes small).
  */
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { initGpu, type Gpu } from '../src/gpu/device.ts';
 import { Rng } from '../src/util/rng.ts';
 import { refArray, type RefArray } from '../src/ref/array.ts';
@@ -14,8 +15,16 @@ export function setupGpu(): Promise<Gpu> {
   return initGpu();
 }
 
+const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
+
 /** fast-check runs per property: small, since every run launches GPU kernels on a CPU. */
-export const RUNS = Number((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.ODC_TEST_RUNS ?? 12);
+export const RUNS = Number(env.ODC_TEST_RUNS ?? 12);
+
+// Property seeds: CI (CI=true) replays the same cases every run, so its verdict is reproducible; other
+// runs draw new cases each time. FC_SEED=<seed printed by a failing property> replays that run (use it
+// with the runner's test-name filter).
+const seed = env.FC_SEED ?? (env.CI === 'true' ? '1' : undefined);
+if (seed !== undefined) fc.configureGlobal({ ...fc.readConfigureGlobal(), seed: Number(seed) });
 
 /** Values uniform in [-1, 1) from a seed. */
 export function randomValues(seed: number, n: number, lo = -1, hi = 1): Float64Array {
