@@ -17,7 +17,7 @@ import { Rng } from '../src/util/rng.ts';
 import type { ImageDataset } from '../src/data/dataset.ts';
 import { runIfMain, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
 
-interface Case {
+export interface Case {
   name: string;
   preset: string;
   size: number;
@@ -34,7 +34,8 @@ function randomDataset(n: number, size: number, channels: 1 | 3): ImageDataset {
   return { name: 'random', n, height: size, width: size, channels, images, labels: null, numClasses: null };
 }
 
-async function benchCase(c: Case): Promise<BenchRow> {
+/** The model, memory and data of one case, and `step`, one full ODC iteration on them. */
+export async function trainingStep(c: Case): Promise<{ step: () => Promise<void>; dispose: () => void }> {
   let config: TrainConfig = presetConfig(c.preset);
   config = applyOverride(config, `odc.k=${c.k}`);
   config = applyOverride(config, `odc.minCluster=2`);
@@ -65,22 +66,30 @@ async function benchCase(c: Case): Promise<BenchRow> {
     await memory.handleSmallClusters();
     memory.updateWeights();
   };
-  try {
-    const ms = await timeGpu(c.name, step, { iterations: 3 });
-    return { name: c.name, ms, value: (c.batch * 1000) / ms, unit: 'img/s' };
-  } finally {
+  const dispose = () => {
     memory.dispose();
     sgd.dispose();
     model.dispose();
     augmenter.dispose();
+  };
+  return { step, dispose };
+}
+
+async function benchCase(c: Case): Promise<BenchRow> {
+  const { step, dispose } = await trainingStep(c);
+  try {
+    const ms = await timeGpu(c.name, step, { iterations: 3 });
+    return { name: c.name, ms, value: (c.batch * 1000) / ms, unit: 'img/s' };
+  } finally {
+    dispose();
   }
 }
 
+/** The demo's shape: convnet-s on 28x28 digits. */
+export const convnetCase = (batch: number): Case => ({ name: `ODC step convnet-s 28x28 b${batch}`, preset: 'demo', size: 28, channels: 1, batch, k: 40, n: 2048 });
+
 export async function run(options: BenchOptions): Promise<BenchRow[]> {
-  const cases: Case[] = [
-    { name: 'ODC step convnet-s 28x28 b64', preset: 'demo', size: 28, channels: 1, batch: 64, k: 40, n: 2048 },
-    { name: 'ODC step convnet-s 28x28 b256', preset: 'demo', size: 28, channels: 1, batch: 256, k: 40, n: 2048 },
-  ];
+  const cases: Case[] = [convnetCase(64), convnetCase(256)];
   if (!options.quick) {
     cases.push(
       { name: 'ODC step resnet18 cifar 32x32 b512', preset: 'cifar', size: 32, channels: 3, batch: 512, k: 1000, n: 50000 },

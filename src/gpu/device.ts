@@ -35,6 +35,16 @@ export interface GpuStats {
   reads: number;
 }
 
+/** GPU time of one kernel (shaders/<family>.wgsl entry point) summed over the calls `profile` saw. */
+export interface KernelTime {
+  kernel: string;
+  calls: number;
+  ms: number;
+}
+
+/** Timestamp pairs per query set (WebGPU allows 4096 queries per set). */
+const PROFILE_PAIRS_PER_SET = 2048;
+
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment on every adapter we know
 const UNIFORM_SLOTS_PER_SUBMIT = 256;
 /** Dispatches per submit: small enough that the GPU starts early, large enough to amortise the submit. */
@@ -61,6 +71,8 @@ export class Gpu {
   private usedUniformBuffers: GPUBuffer[] = [];
   /** While set (inside `compileAll`), dispatches only collect their kernels for parallel compilation. */
   private collecting: Array<{ source: KernelSource; layout: LayoutSpec }> | null = null;
+  /** While set (inside `profile`), each dispatch gets its own compute pass with timestamp writes. */
+  private profiling: { sets: GPUQuerySet[]; kernels: string[] } | null = null;
   private firstError: string | null = null;
   private readonly compileErrors: string[] = [];
   private lostReason: string | null = null;
@@ -199,10 +211,11 @@ export class Gpu {
       this.usedInEncoder.add(b.buffer);
     });
     const bindGroup = this.device.createBindGroup({ layout: this.pipelines.bindGroupLayout(layout), entries });
-    const pass = this.ensurePass();
+    const pass = this.profiling ? this.timedPass(`${args.kernel.family}.${args.kernel.entry}`) : this.ensurePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
+    if (this.profiling) this.endPass();
     this.stats.dispatches++;
     if (++this.dispatchesInEncoder >= DISPATCHES_PER_SUBMIT) this.flush();
   }
@@ -226,6 +239,54 @@ export class Gpu {
     await this.pipelines.prepare(kernels);
     this.checkHealthy();
     return this.pipelines.size - before;
+  }
+
+  /** A compute pass of its own for one profiled dispatch, bracketed by two timestamp writes. */
+  private timedPass(kernel: string): GPUComputePassEncoder {
+    const p = this.profiling!;
+    const pair = p.kernels.length % PROFILE_PAIRS_PER_SET;
+    if (pair === 0) p.sets.push(this.device.createQuerySet({ type: 'timestamp', count: 2 * PROFILE_PAIRS_PER_SET }));
+    p.kernels.push(kernel);
+    const encoder = this.endPass();
+    this.pass = encoder.beginComputePass({
+      timestampWrites: { querySet: p.sets[p.sets.length - 1], beginningOfPassWriteIndex: 2 * pair, endOfPassWriteIndex: 2 * pair + 1 },
+    });
+    return this.pass;
+  }
+
+  /**
+   * Runs `fn` with every dispatch timed by timestamp queries and returns GPU milliseconds per kernel,
+   * largest first. Each dispatch gets a compute pass of its own, so keep this out of real training:
+   * it is for finding where a step spends its time (`npx tsx bench/profile-step.ts`).
+   */
+  async profile(fn: () => void | Promise<void>): Promise<KernelTime[]> {
+    if (!this.features.timestampQuery) throw new Error(`Profiling needs the "timestamp-query" feature, which ${this.adapterName} does not offer.`);
+    if (this.profiling || this.collecting) throw new Error('profile() cannot nest or run inside compileAll()');
+    this.flush();
+    const p: { sets: GPUQuerySet[]; kernels: string[] } = { sets: [], kernels: [] };
+    this.profiling = p;
+    try {
+      await fn();
+    } finally {
+      this.profiling = null;
+    }
+    const totals = new Map<string, KernelTime>();
+    for (let s = 0; s < p.sets.length; s++) {
+      const pairs = Math.min(PROFILE_PAIRS_PER_SET, p.kernels.length - s * PROFILE_PAIRS_PER_SET);
+      const resolved = this.device.createBuffer({ size: 16 * pairs, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      this.endPass().resolveQuerySet(p.sets[s], 0, 2 * pairs, resolved, 0);
+      const ns = new BigInt64Array(await this.read(resolved, 16 * pairs));
+      resolved.destroy();
+      p.sets[s].destroy();
+      for (let i = 0; i < pairs; i++) {
+        const kernel = p.kernels[s * PROFILE_PAIRS_PER_SET + i];
+        const t = totals.get(kernel) ?? { kernel, calls: 0, ms: 0 };
+        t.calls++;
+        t.ms += Number(ns[2 * i + 1] - ns[2 * i]) / 1e6;
+        totals.set(kernel, t);
+      }
+    }
+    return [...totals.values()].sort((a, b) => b.ms - a.ms);
   }
 
   /** Records a buffer-to-buffer copy (sizes in bytes, multiples of 4). */
