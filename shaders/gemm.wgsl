@@ -6,7 +6,8 @@
 //   MODE 2  conv dgrad:  one GEMM per stride phase (ph, pw) = ((ih + pad) mod s, (iw + pad) mod s):
 //                        the input pixels ih = s·t + ph - pad only meet kernel taps kh = ph + s·jh, at
 //                        oh = t - jh, so A = dy gathered at (t - jh, u - jw) [N·Ht·Wt, KHp·KWp·Cout] and
-//                        B = w at (kh, kw, ci, co) seen as [KHp·KWp·Cout, Cin]: no stride waste.
+//                        B = the weight with each tap transposed, wt[kh, kw, co, ci], seen as
+//                        [KHp·KWp·Cout, Cin]: no stride waste, and B rows are contiguous (vec4 loads).
 //   MODE 3  conv wgrad:  A = im2col(x)ᵀ [KH·KW·Cin, N·OH·OW], B = dy [N·OH·OW, Cout]
 // Branches on MODE/TRANS_* are on constants and vanish at compile time.
 //
@@ -186,19 +187,18 @@ fn read_a(r: Row, q: KPos) -> f32 {
   return select(0.0, A[u32(select(0, idx, ok))], ok);
 }
 
+// The row of a row-major [K, N] B holding GEMM row k (dgrad: tap-major rows of the transposed weight).
+fn b_row(q: KPos) -> u32 {
+  if (MODE == 2u) { return u32(q.k) * p.Cout + u32(q.c); }
+  return u32(q.k);
+}
+
 // B[k, n], zero for n >= N.
 fn read_b(q: KPos, n: u32) -> f32 {
   let ok = n < p.N;
-  let ni = i32(select(0u, n, ok));
-  var idx: i32;
-  if (MODE == 2u) {
-    idx = (q.k * i32(p.Cin) + ni) * i32(p.Cout) + q.c;
-  } else if (MODE == 0u && TRANS_B) {
-    idx = ni * i32(p.K) + q.k;
-  } else {
-    idx = q.k * i32(p.N) + ni;
-  }
-  let u = u32(idx);
+  let ni = select(0u, n, ok);
+  var u = b_row(q) * p.N + ni;
+  if (MODE == 0u && TRANS_B) { u = ni * p.K + u32(q.k); }
   return select(0.0, B[u >> 2u][u & 3u], ok);
 }
 
@@ -206,7 +206,7 @@ fn read_b(q: KPos, n: u32) -> f32 {
 fn read_b4(q: KPos, n: u32) -> vec4<f32> {
   if (VEC_B) {
     let ok = n < p.N;
-    let u = u32(q.k) * p.N + select(0u, n, ok);
+    let u = b_row(q) * p.N + select(0u, n, ok);
     return select(vec4<f32>(0.0), B[u >> 2u], ok);
   }
   return vec4<f32>(read_b(q, n), read_b(q, n + 1u), read_b(q, n + 2u), read_b(q, n + 3u));
@@ -356,13 +356,15 @@ fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 @group(0) @binding(2) var<storage, read_write> colsum_out: array<f32>;
 
-// colsum_out = transpose of parts viewed as [M, N] (row-major [N, M]). One invocation per element.
+// colsum_out = each of the K matrices of parts [K, M, N] transposed ([K, N, M]). One invocation per element.
 @compute @workgroup_size(256)
 fn transpose2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) t: u32) {
   let i = (wid.x + wid.y * nwg.x) * 256u + t;
-  if (i >= p.M * p.N) { return; }
-  colsum_out[(i % p.N) * p.M + i / p.N] = parts[i];
+  let mn = p.M * p.N;
+  if (i >= p.K * mn) { return; }
+  let j = i % mn;
+  colsum_out[i - j + (j % p.N) * p.M + j / p.N] = parts[i];
 }
 
 // colsum_out[n] = Σ_m parts[m·N + n] over rows [0, M), in order (bias gradient). One invocation per column.

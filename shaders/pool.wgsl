@@ -1,6 +1,8 @@
 // 2-D pooling over NHWC tensors. One thread per output element in the forward passes; one thread per
 // input element in the backward passes, which gather from the windows that cover that element (no
-// atomics, fixed summation order: deterministic). Launched on a 2-D grid of 256-wide workgroups.
+// atomics, fixed summation order: deterministic), except max pooling with windows that do not overlap
+// (kernel <= stride), whose backward scatters from each window to its own inputs. Launched on a 2-D
+// grid of 256-wide workgroups.
 //
 // Window (oh, ow) covers padded rows [oh·stride, oh·stride + kernel) i.e. input rows
 // [oh·stride - pad, oh·stride - pad + kernel); padding never wins a max and counts as 0 in an average.
@@ -90,6 +92,34 @@ fn max_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
     }
   }
   dst3[i] = acc;
+}
+
+// Max pooling backward for windows that do not overlap (kernel <= stride), one thread per OUTPUT
+// element: writes its whole window, dy at the argmax and 0 elsewhere. Every input lies in at most one
+// window, so no two threads write the same element; inputs in no window are zeroed beforehand. On
+// lavapipe this ran ~4x faster than the gather (a quarter of the threads, fewer integer divisions).
+// src = dy, argmax_in = saved argmax, dst3 = dx.
+@compute @workgroup_size(256)
+fn max_backward_disjoint(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= p.total) { return; }
+  let ch = i % p.c;
+  let ox = (i / p.c) % p.ow;
+  let oy = (i / (p.c * p.ow)) % p.oh;
+  let b = i / (p.c * p.ow * p.oh);
+  let g = src[i];
+  let at = argmax_in[i];
+  for (var ky = 0u; ky < p.kernel; ky++) {
+    let py = oy * p.stride + ky;
+    if (py < p.pad || py >= p.h + p.pad) { continue; }
+    let iy = py - p.pad;
+    for (var kx = 0u; kx < p.kernel; kx++) {
+      let px = ox * p.stride + kx;
+      if (px < p.pad || px >= p.w + p.pad) { continue; }
+      let ix = px - p.pad;
+      dst3[((b * p.h + iy) * p.w + ix) * p.c + ch] = select(0.0, g, iy * p.w + ix == at);
+    }
+  }
 }
 
 // Average pooling forward (count_include_pad: divide by kernel²). src = x, dst = y.

@@ -126,7 +126,7 @@ export function runGemm(spec: GemmSpec): void {
   const v = gemmVariant(N);
   if (M === 0 || N === 0) return;
   const hasBias = !!spec.bias;
-  const vecB = N % 4 === 0 && spec.mode !== 2 && !(spec.mode === 0 && spec.transB);
+  const vecB = N % 4 === 0 && !(spec.mode === 0 && spec.transB);
   const defines = kernelDefines(v, spec.mode, !!spec.transA, !!spec.transB, hasBias, vecB);
   const bm = v.wgm * v.tm;
   const bn = v.wgn * v.tn;
@@ -180,16 +180,16 @@ export function runGemm(spec: GemmSpec): void {
   }
 }
 
-/** out[cols, rows] = src[rows, cols]ᵀ. */
-export function transpose(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer): void {
+/** out[b, cols, rows] = src[b, rows, cols]ᵀ for each of `batches` row-major matrices. */
+export function transpose(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer, batches = 1): void {
   gpu().dispatch({
     kernel: { family: FAMILY, entry: 'transpose2d', defines: kernelDefines(gemmVariant(), 0, false, false, false) },
-    params: params().u32(rows, cols, ...new Array<number>(26).fill(0)),
+    params: params().u32(rows, cols, batches, ...new Array<number>(25).fill(0)),
     bindings: [
       { buffer: src, access: 'read' },
       { buffer: out, access: 'rw' },
     ],
-    workgroups: grid(Math.ceil((rows * cols) / 256)),
+    workgroups: grid(Math.ceil((batches * rows * cols) / 256)),
   });
 }
 

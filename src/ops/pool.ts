@@ -1,13 +1,15 @@
 /**
  * Pooling over NHWC tensors: max and average 2-D pooling (square kernel, stride, symmetric zero-size
  * padding; no ceil mode, no dilation) and global average pooling to [N, C]. One WGSL family
- * (shaders/pool.wgsl). Backward passes gather from the windows covering each input element: no atomics,
- * deterministic. Max pooling saves the argmax (u32) during the forward pass.
+ * (shaders/pool.wgsl). Backward passes gather from the windows covering each input element, or, for max
+ * pooling with disjoint windows, scatter from each window: no atomics, deterministic. Max pooling saves
+ * the argmax (u32) during the forward pass.
  */
 import { gpu, grid } from '../gpu/device.ts';
 import { params } from '../gpu/params.ts';
 import { Tensor, expectDType, fmtShape, type Shape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
+import { fillInPlace } from './elementwise.ts';
 
 const FAMILY = 'pool';
 
@@ -81,7 +83,14 @@ export function maxPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
   launch('max_forward', geo, out.size, 1, [[x.buffer, 'read'], [out.buffer, 'rw'], [argmax.buffer, 'rw']]);
   record(out, 'maxPool2d', [x], (g) => {
     const dx = Tensor.empty(x.shape, 'f32');
-    launch('max_backward', geo, dx.size, 1, [[g.buffer, 'read'], [argmax.buffer, 'read'], [dx.buffer, 'rw']]);
+    if (geo.kernel <= geo.stride) {
+      // windows tile the input without overlap; inputs no window reaches (gaps, tails) start at zero
+      const covered = geo.kernel === geo.stride && geo.pad === 0 && geo.oh * geo.stride === geo.h && geo.ow * geo.stride === geo.w;
+      if (!covered) fillInPlace(dx, 0);
+      launch('max_backward_disjoint', geo, g.size, 1, [[g.buffer, 'read'], [argmax.buffer, 'read'], [dx.buffer, 'rw']]);
+    } else {
+      launch('max_backward', geo, dx.size, 1, [[g.buffer, 'read'], [argmax.buffer, 'read'], [dx.buffer, 'rw']]);
+    }
     argmax.dispose(); // a node runs backward once
     return [dx];
   });
