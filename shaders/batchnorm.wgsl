@@ -15,7 +15,7 @@ struct Params {
   channels: u32,
   nblocks: u32,
   rows_per_block: u32,
-  flags: u32, // 1: weight given, 2: bias given, 4: update running stats
+  flags: u32, // 1: weight given, 2: bias given, 4: update running stats, 8: ReLU fused after the BN
   eps: f32,
   momentum: f32,
   n: u32, // rows * channels
@@ -33,9 +33,16 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> w4: array<f32>;
 @group(0) @binding(5) var<storage, read_write> w5: array<f32>;
 @group(0) @binding(6) var<storage, read_write> w6: array<f32>;
+@group(0) @binding(7) var<storage, read> r7: array<f32>;
 
 const CT: u32 = {{CT}}u; // channels per workgroup
 const RL: u32 = {{RL}}u; // row lanes per workgroup (CT * RL = 256)
+const RELU: u32 = 8u;
+
+// The gradient reaching the BN output: dy, or with a fused ReLU dy where the (saved) output is positive.
+fn relu_masked(dy: f32, out: f32) -> f32 {
+  return select(dy, select(0.0, dy, out > 0.0), (p.flags & RELU) != 0u);
+}
 
 var<workgroup> sh_a: array<f32, 256>;
 var<workgroup> sh_b: array<f32, 256>;
@@ -137,17 +144,19 @@ fn stats_eval(@builtin(global_invocation_id) gid: vec3u) {
 
 //!include grid
 
-// y = (x - mean) * scale + bias. r1 = x, r2 = stats, w3 = y.
+// y = (x - mean) * scale + bias, then max(y, 0) with a fused ReLU. r1 = x, r2 = stats, w3 = y.
 @compute @workgroup_size(256)
 fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
   if (i >= p.n) { return; }
   let c = i % p.channels;
   let C = p.channels;
-  w3[i] = (r1[i] - r2[c]) * r2[2u * C + c] + r2[3u * C + c];
+  let y = (r1[i] - r2[c]) * r2[2u * C + c] + r2[3u * C + c];
+  w3[i] = select(y, max(y, 0.0), (p.flags & RELU) != 0u);
 }
 
-// Backward sums, pass 1. r1 = dy, r2 = x, r3 = stats, w4 = partial (Σ dy, Σ dy·(x - mean) per block).
+// Backward sums, pass 1. r1 = dy, r2 = x, r3 = stats, w4 = partial (Σ dy, Σ dy·(x - mean) per block),
+// r5 = the output (read only with a fused ReLU).
 @compute @workgroup_size({{CT}}, {{RL}})
 fn grad_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let c = wid.x * CT + lid.x;
@@ -160,7 +169,7 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
     let mean = r3[c];
     for (var r = start + lid.y; r < end; r += RL) {
       let i = r * p.channels + c;
-      let g = r1[i];
+      let g = relu_masked(r1[i], r5[i]);
       sdy += g;
       sdx += g * (r2[i] - mean);
     }
@@ -197,7 +206,7 @@ fn grad_finalize(@builtin(global_invocation_id) gid: vec3u) {
 }
 
 // Training dx = scale · (dy - (Σdy + x̂ · Σdy·x̂) / rows). r1 = dy, r2 = x, r3 = stats, r4 = Σ dy,
-// r5 = Σ dy·x̂, w6 = dx.
+// r5 = Σ dy·x̂, w6 = dx, r7 = the output (read only with a fused ReLU).
 @compute @workgroup_size(256)
 fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
@@ -205,14 +214,14 @@ fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   let c = i % p.channels;
   let C = p.channels;
   let xhat = (r2[i] - r3[c]) * r3[C + c];
-  w6[i] = r3[2u * C + c] * (r1[i] - (r4[c] + xhat * r5[c]) / f32(p.rows));
+  w6[i] = r3[2u * C + c] * (relu_masked(r1[i], r7[i]) - (r4[c] + xhat * r5[c]) / f32(p.rows));
 }
 
-// Eval dx = scale · dy. r1 = dy, r2 = stats, w3 = dx.
+// Eval dx = scale · dy. r1 = dy, r2 = stats, w3 = dx, r4 = the output (read only with a fused ReLU).
 @compute @workgroup_size(256)
 fn dx_eval(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
   if (i >= p.n) { return; }
   let c = i % p.channels;
-  w3[i] = r1[i] * r2[2u * p.channels + c];
+  w3[i] = relu_masked(r1[i], r4[i]) * r2[2u * p.channels + c];
 }

@@ -8,6 +8,8 @@ import { Tensor } from '../src/tensor/tensor.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { refBatchNorm, refBatchNormBackward, type RefBatchNormOptions } from '../src/ref/batchnorm.ts';
 import { finiteDifference, refArray, refDot, type RefArray } from '../src/ref/array.ts';
+import { refRelu } from '../src/ref/elementwise.ts';
+import { relu } from '../src/ops/elementwise.ts';
 
 before(async () => {
   await setupGpu();
@@ -179,6 +181,58 @@ test('eval: forward and gradients use the running stats (batch 1 allowed)', asyn
       fc.boolean(),
       (shape, seed, affine, gradX) => checkAgainstReference(shape, seed, affine, 0, 1e-5, 0.1, false, gradX),
     ),
+    { numRuns: RUNS },
+  );
+});
+
+test('fused BN + ReLU: bit-identical to relu(batchNorm(x)) on the GPU, and matches the f64 reference', async () => {
+  await fc.assert(
+    fc.asyncProperty(shapeArb, fc.integer(), fc.constantFrom<'affine' | 'none' | 'weight'>('affine', 'none', 'weight'), fc.boolean(), async (shape, seed, affine, training) => {
+      const gOut = randomPair(seed + 9, shape);
+      const run = async (fused: boolean) => {
+        const s = setup(shape, seed, affine, 0, 1e-5, 0.1, training);
+        for (const t of [s.x.gpu, s.weight?.gpu, s.bias?.gpu]) if (t) t.requiresGrad = true;
+        const y = tidy(() => {
+          const out = fused
+            ? batchNorm(s.x.gpu, s.state, s.weight?.gpu ?? null, s.bias?.gpu ?? null, training, { relu: true })
+            : relu(batchNorm(s.x.gpu, s.state, s.weight?.gpu ?? null, s.bias?.gpu ?? null, training));
+          backward(out, gOut.gpu);
+          return out;
+        });
+        const result = {
+          out: await y.data(),
+          dx: await s.x.gpu.grad!.data(),
+          dweight: s.weight ? await s.weight.gpu.grad!.data() : null,
+          dbias: s.bias ? await s.bias.gpu.grad!.data() : null,
+          runningVar: await s.state.runningVar.data(),
+          s,
+        };
+        y.dispose();
+        return result;
+      };
+      const fused = await run(true);
+      const plain = await run(false);
+      const what = `${training ? 'training' : 'eval'} ${JSON.stringify(shape)} ${affine}`;
+      assertBitEqual(fused.out, plain.out, `out ${what}`);
+      assertBitEqual(fused.dx, plain.dx, `dx ${what}`);
+      if (fused.dweight) assertBitEqual(fused.dweight, plain.dweight!, `dweight ${what}`);
+      if (fused.dbias) assertBitEqual(fused.dbias, plain.dbias!, `dbias ${what}`);
+      assertBitEqual(fused.runningVar, plain.runningVar, `runningVar ${what}`);
+      // the reference: relu of the f64 batch norm; its backward with dy masked where the GPU output is 0
+      const s = fused.s;
+      const r = refBatchNorm(s.x.ref, s.weight?.ref ?? null, s.bias?.ref ?? null, s.refOpts);
+      const rows = s.x.ref.data.length / shape[shape.length - 1];
+      const tol = tolerances(r, s.weight?.ref ?? null, s.refOpts.eps, 0, rows);
+      assertClose(fused.out, refRelu(r.out).data, tol.out, `out vs reference ${what}`);
+      const masked = refArray(shape, gOut.ref.data.map((g, i) => (fused.out[i] > 0 ? g : 0)));
+      const rg = refBatchNormBackward(masked, s.x.ref, s.weight?.ref ?? null, s.refOpts);
+      assertClose(fused.dx, rg.dx.data, tol.dx, `dx vs reference ${what}`);
+      if (fused.dweight) assertClose(fused.dweight, rg.dweight.data, tol.sums, `dweight vs reference ${what}`);
+      if (fused.dbias) assertClose(fused.dbias, rg.dbias.data, tol.sums, `dbias vs reference ${what}`);
+      fused.s.dispose();
+      plain.s.dispose();
+      gOut.gpu.dispose();
+    }),
     { numRuns: RUNS },
   );
 });

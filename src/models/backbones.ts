@@ -4,7 +4,7 @@
  * average pool, so `forward` returns [N, featureDim]. Parameter names match torchvision's ResNets.
  */
 import { Module } from '../nn/module.ts';
-import { BatchNorm, Conv2d, GlobalAvgPool, MaxPool2d, ReLU, Sequential } from '../nn/layers.ts';
+import { BatchNorm, Conv2d, GlobalAvgPool, MaxPool2d, ReLU, Sequential, runLayers } from '../nn/layers.ts';
 import { add, relu } from '../ops/elementwise.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
@@ -59,7 +59,7 @@ class BasicBlock extends Module {
   }
 
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
-    const h = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
+    const h = this.bn2.forward(this.conv2.forward(this.bn1.forwardRelu(this.conv1.forward(x))));
     return relu(add(h, this.downsample ? this.downsample.forward(x) : x));
   }
 }
@@ -88,8 +88,8 @@ class Bottleneck extends Module {
   }
 
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
-    let h = relu(this.bn1.forward(this.conv1.forward(x)));
-    h = relu(this.bn2.forward(this.conv2.forward(h)));
+    let h = this.bn1.forwardRelu(this.conv1.forward(x));
+    h = this.bn2.forwardRelu(this.conv2.forward(h));
     h = this.bn3.forward(this.conv3.forward(h));
     return relu(add(h, this.downsample ? this.downsample.forward(x) : x));
   }
@@ -124,8 +124,7 @@ export class ResNet extends Backbone {
   }
 
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
-    let h = x;
-    for (const layer of this.stem) h = layer.forward(h);
+    let h = runLayers(this.stem, x);
     for (const stage of this.stages) h = stage.forward(h);
     return this.pool.forward(h);
   }

@@ -37,7 +37,7 @@ export class Neck extends Module {
   }
 
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
-    const h = this.drop.forward(relu(this.bn0.forward(this.fc0.forward(x))));
+    const h = this.drop.forward(this.bn0.forwardRelu(this.fc0.forward(x)));
     return relu(this.fc1.forward(h));
   }
 }

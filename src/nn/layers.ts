@@ -63,6 +63,11 @@ export class BatchNorm extends Module {
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
     return batchNorm(x, this.state, this.weight, this.bias, this.training);
   }
+
+  /** relu(forward(x)) in the BN's own kernels (no separate ReLU pass forward or backward). */
+  forwardRelu(x: Tensor<'f32'>): Tensor<'f32'> {
+    return batchNorm(x, this.state, this.weight, this.bias, this.training, { relu: true });
+  }
 }
 
 export interface LinearOptions {
@@ -137,7 +142,27 @@ export class GlobalAvgPool extends Module {
   }
 }
 
-/** Runs its children in order; children are named "0", "1", ... like torch.nn.Sequential. */
+/**
+ * Runs `layers` in order on x. A BatchNorm directly followed by a ReLU runs as one fused kernel.
+ */
+export function runLayers(layers: readonly Module[], x: Tensor<'f32'>): Tensor<'f32'> {
+  let h = x;
+  for (let i = 0; i < layers.length; i++) {
+    const layer = layers[i];
+    if (layer instanceof BatchNorm && layers[i + 1] instanceof ReLU) {
+      h = layer.forwardRelu(h);
+      i++;
+    } else {
+      h = layer.forward(h);
+    }
+  }
+  return h;
+}
+
+/**
+ * Runs its children in order (`runLayers`, so BatchNorm + ReLU pairs are fused; the ReLU keeps its
+ * index); children are named "0", "1", ... like torch.nn.Sequential.
+ */
 export class Sequential extends Module {
   private readonly layers: Module[];
 
@@ -148,8 +173,6 @@ export class Sequential extends Module {
   }
 
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
-    let h = x;
-    for (const layer of this.layers) h = layer.forward(h);
-    return h;
+    return runLayers(this.layers, x);
   }
 }

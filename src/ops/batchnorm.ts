@@ -7,6 +7,8 @@
  * elementwise apply. The backward is the full batch-norm gradient: the same two-pass reduction gives
  * Σdy and Σdy·x̂ per channel (which are also d bias and d weight), then one elementwise pass gives dx.
  * Eval: statistics are the running stats; dx is dy times the per-channel scale.
+ * `relu: true` fuses a ReLU after the normalisation (conv-BN-ReLU blocks): the apply pass clamps, and the
+ * backward passes mask dy by the saved output, so no separate ReLU kernels or tensors are needed.
  */
 import { gpu, grid } from '../gpu/device.ts';
 import { params } from '../gpu/params.ts';
@@ -14,6 +16,14 @@ import { Tensor, expectDType, expectShape, fmtShape } from '../tensor/tensor.ts'
 import { record } from '../tensor/autograd.ts';
 
 const FAMILY = 'batchnorm';
+
+export interface BatchNormOptions {
+  /** Apply max(·, 0) to the output in the same kernel (the gradient is masked where the output is 0). */
+  relu?: boolean;
+}
+
+/** Uniform flag of a fused ReLU (shaders/batchnorm.wgsl). */
+const RELU_FLAG = 8;
 
 export interface BatchNormState {
   runningMean: Tensor<'f32'>;
@@ -97,7 +107,8 @@ function validate(x: Tensor<'f32'>, state: BatchNormState, weight: Tensor<'f32'>
  * Normalises x over every axis but the last. Training uses the batch mean and biased batch variance and
  * updates `state.runningMean`/`runningVar` in place (running = (1 - momentum)·running + momentum·stat,
  * with the unbiased variance); eval uses the running stats. `weight`/`bias` ([C]) may each be null.
- * Differentiable in x, weight and bias.
+ * With `options.relu` the result is relu(batchNorm(x)), in the same kernels. Differentiable in x, weight
+ * and bias.
  */
 export function batchNorm(
   x: Tensor<'f32'>,
@@ -105,8 +116,10 @@ export function batchNorm(
   weight: Tensor<'f32'> | null,
   bias: Tensor<'f32'> | null,
   training: boolean,
+  options: BatchNormOptions = {},
 ): Tensor<'f32'> {
   const channels = validate(x, state, weight, bias, training);
+  const reluFlag = options.relu ? RELU_FLAG : 0;
   const g = geometry(x.size / channels, channels);
   const affineFlags = (weight ? 1 : 0) | (bias ? 2 : 0);
   const dev = gpu();
@@ -153,7 +166,7 @@ export function batchNorm(
   const out = Tensor.empty(x.shape, 'f32');
   dev.dispatch({
     kernel: reductionKernel('apply', g),
-    params: uniforms(g, 0, 0, 0),
+    params: uniforms(g, reluFlag, 0, 0),
     bindings: [
       { buffer: x.buffer, access: 'read' },
       { buffer: stats.buffer, access: 'read' },
@@ -166,7 +179,7 @@ export function batchNorm(
   if (weight) inputs.push(weight);
   if (bias) inputs.push(bias);
   record(out, 'batchNorm', inputs, (gradOut) => {
-    const grads = batchNormBackward(gradOut, x, stats, g, training, {
+    const grads = batchNormBackward(gradOut, x, stats, g, training, reluFlag ? out : null, {
       x: x.requiresGrad,
       weight: weight?.requiresGrad ?? false,
       bias: bias?.requiresGrad ?? false,
@@ -193,9 +206,12 @@ function batchNormBackward(
   stats: Tensor<'f32'>,
   g: Geometry,
   training: boolean,
+  reluOut: Tensor<'f32'> | null,
   need: { x: boolean; weight: boolean; bias: boolean },
 ): BatchNormGrads {
   const dev = gpu();
+  const flags = reluOut ? RELU_FLAG : 0;
+  const maskBuffer = (reluOut ?? dy).buffer; // a placeholder binding without a fused ReLU
   const result: BatchNormGrads = { dx: null, dweight: null, dbias: null };
   let sumDy: Tensor<'f32'> | null = null;
   let sumDyXhat: Tensor<'f32'> | null = null;
@@ -205,12 +221,13 @@ function batchNormBackward(
     sumDyXhat = Tensor.empty([g.channels], 'f32');
     dev.dispatch({
       kernel: reductionKernel('grad_partial', g),
-      params: uniforms(g, 0, 0, 0),
+      params: uniforms(g, flags, 0, 0),
       bindings: [
         { buffer: dy.buffer, access: 'read' },
         { buffer: x.buffer, access: 'read' },
         { buffer: stats.buffer, access: 'read' },
         { buffer: partial.buffer, access: 'rw' },
+        { buffer: maskBuffer, access: 'read' },
       ],
       workgroups: [Math.ceil(g.channels / g.ct), g.nblocks],
     });
@@ -232,7 +249,7 @@ function batchNormBackward(
     if (training) {
       dev.dispatch({
         kernel: reductionKernel('dx_train', g),
-        params: uniforms(g, 0, 0, 0),
+        params: uniforms(g, flags, 0, 0),
         bindings: [
           { buffer: dy.buffer, access: 'read' },
           { buffer: x.buffer, access: 'read' },
@@ -240,17 +257,19 @@ function batchNormBackward(
           { buffer: sumDy!.buffer, access: 'read' },
           { buffer: sumDyXhat!.buffer, access: 'read' },
           { buffer: dx.buffer, access: 'rw' },
+          { buffer: maskBuffer, access: 'read' },
         ],
         workgroups: grid(Math.ceil(x.size / 256)),
       });
     } else {
       dev.dispatch({
         kernel: reductionKernel('dx_eval', g),
-        params: uniforms(g, 0, 0, 0),
+        params: uniforms(g, flags, 0, 0),
         bindings: [
           { buffer: dy.buffer, access: 'read' },
           { buffer: stats.buffer, access: 'read' },
           { buffer: dx.buffer, access: 'rw' },
+          { buffer: maskBuffer, access: 'read' },
         ],
         workgroups: grid(Math.ceil(x.size / 256)),
       });
