@@ -41,7 +41,7 @@ export interface GemmVariant {
  * (see the list in bench/gemm.ts).
  */
 export const CPU_VARIANT: GemmVariant = { body: 'regs', tm: 16, tn: 8, wgm: 1, wgn: 8, tk: 1, strided: true, minWorkgroups: 8, minKChunk: 256 };
-/** lavapipe, narrow outputs (N < 48, e.g. dgrad into 3 input channels): invocations along M instead, 64×8 (or 64×4) tiles. */
+/** lavapipe, narrow outputs (e.g. dgrad into 3 input channels; see gemmVariant): invocations along M instead, 64×8 (or 64×4) tiles. */
 export const CPU_NARROW_VARIANT: GemmVariant = { body: 'regs', tm: 8, tn: 8, wgm: 8, wgn: 1, tk: 1, minWorkgroups: 8, minKChunk: 256 };
 /** GPUs: 64×64 tiles staged in workgroup memory, 16×16 invocations with 4×4 outputs each, K step 16. */
 export const GPU_VARIANT: GemmVariant = { body: 'tiled', tm: 4, tn: 4, wgm: 16, wgn: 16, tk: 16, minWorkgroups: 264, minKChunk: 128 };
@@ -53,12 +53,24 @@ export function setGemmVariant(v: GemmVariant | null): void {
   variantOverride = v;
 }
 
-/** The variant a GEMM with N output columns runs with. */
-export function gemmVariant(N = 64): GemmVariant {
+/** Output elements computed for an M×N GEMM once both sides are rounded up to the variant's tile. */
+function paddedArea(v: GemmVariant, M: number, N: number): number {
+  const bm = v.wgm * v.tm;
+  const bn = v.wgn * v.tn;
+  return Math.ceil(M / bm) * bm * Math.ceil(N / bn) * bn;
+}
+
+/**
+ * The variant an M×N GEMM runs with. On CPU adapters: the 16×64 tile unless the narrow 64×8 (or 64×4)
+ * tile computes under 85% as many padded outputs (its 8×8 blocks are ~15% slower per output), i.e.
+ * narrow outputs with many rows (dgrad into few channels), but not few rows (a first conv's wgrad,
+ * M = 9), where 64-row tiles would idle most lanes.
+ */
+export function gemmVariant(N = 64, M = 4096): GemmVariant {
   if (variantOverride) return variantOverride;
   if (!gpu().isCpuAdapter) return GPU_VARIANT;
-  if (N >= 48) return CPU_VARIANT;
-  return N <= 4 ? { ...CPU_NARROW_VARIANT, tn: 4 } : CPU_NARROW_VARIANT;
+  const narrow = N <= 4 ? { ...CPU_NARROW_VARIANT, tn: 4 } : CPU_NARROW_VARIANT;
+  return paddedArea(narrow, M, N) < 0.85 * paddedArea(CPU_VARIANT, M, N) ? narrow : CPU_VARIANT;
 }
 
 /** Convolution geometry for the conv modes; phase fields only for dgrad (MODE 2). */
@@ -113,7 +125,7 @@ function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: 
 /** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();
-  if (spec.mode === 0 && spec.transB && spec.M >= 64 && spec.K > 0 && gemmVariant(spec.N).body === 'regs') {
+  if (spec.mode === 0 && spec.transB && spec.M >= 64 && spec.K > 0 && gemmVariant(spec.N, spec.M).body === 'regs') {
     // On lavapipe, reading Bᵀ per invocation ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core);
     // transposing B first costs ~25 ns per element of B, which M >= 64 rows amortise.
     const bt = g.pool.acquire(spec.N * spec.K * 4);
@@ -123,7 +135,7 @@ export function runGemm(spec: GemmSpec): void {
     return;
   }
   const { M, N, K } = spec;
-  const v = gemmVariant(N);
+  const v = gemmVariant(N, M);
   if (M === 0 || N === 0) return;
   const hasBias = !!spec.bias;
   const vecB = N % 4 === 0 && !(spec.mode === 0 && spec.transB);
