@@ -18,7 +18,6 @@ struct Params {
   flags: u32, // 1: weight given, 2: bias given, 4: update running stats, 8: ReLU fused after the BN
   eps: f32,
   momentum: f32,
-  n: u32, // rows * channels
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -142,17 +141,26 @@ fn stats_eval(@builtin(global_invocation_id) gid: vec3u) {
   w5[3u * C + c] = bs;
 }
 
-//!include grid
+// The elementwise passes (apply, dx_train, dx_eval) run on the reductions' tiles of CT channels × RL
+// rows, so the channel of an element needs no integer division (lavapipe scalarises u32 division: a
+// per-element `i % C` made these passes ~4x slower than a plain elementwise kernel). Workgroup (x, y)
+// takes channel tile x and rows y·RL + lane, then every RL·nwg.y rows.
 
 // y = (x - mean) * scale + bias, then max(y, 0) with a fused ReLU. r1 = x, r2 = stats, w3 = y.
-@compute @workgroup_size(256)
-fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
-  if (i >= p.n) { return; }
-  let c = i % p.channels;
+@compute @workgroup_size({{CT}}, {{RL}})
+fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c = wid.x * CT + lid.x;
+  if (c >= p.channels) { return; }
   let C = p.channels;
-  let y = (r1[i] - r2[c]) * r2[2u * C + c] + r2[3u * C + c];
-  w3[i] = select(y, max(y, 0.0), (p.flags & RELU) != 0u);
+  let mean = r2[c];
+  let scale = r2[2u * C + c];
+  let shift = r2[3u * C + c];
+  let clamp = (p.flags & RELU) != 0u;
+  for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
+    let i = r * C + c;
+    let y = (r1[i] - mean) * scale + shift;
+    w3[i] = select(y, max(y, 0.0), clamp);
+  }
 }
 
 // Backward sums, pass 1. r1 = dy, r2 = x, r3 = stats, w4 = partial (Σ dy, Σ dy·(x - mean) per block),
@@ -207,21 +215,31 @@ fn grad_finalize(@builtin(global_invocation_id) gid: vec3u) {
 
 // Training dx = scale · (dy - (Σdy + x̂ · Σdy·x̂) / rows). r1 = dy, r2 = x, r3 = stats, r4 = Σ dy,
 // r5 = Σ dy·x̂, w6 = dx, r7 = the output (read only with a fused ReLU).
-@compute @workgroup_size(256)
-fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
-  if (i >= p.n) { return; }
-  let c = i % p.channels;
+@compute @workgroup_size({{CT}}, {{RL}})
+fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c = wid.x * CT + lid.x;
+  if (c >= p.channels) { return; }
   let C = p.channels;
-  let xhat = (r2[i] - r3[c]) * r3[C + c];
-  w6[i] = r3[2u * C + c] * (relu_masked(r1[i], r7[i]) - (r4[c] + xhat * r5[c]) / f32(p.rows));
+  let mean = r3[c];
+  let invstd = r3[C + c];
+  let scale = r3[2u * C + c];
+  let sum_dy = r4[c];
+  let sum_dy_xhat = r5[c];
+  for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
+    let i = r * C + c;
+    let xhat = (r2[i] - mean) * invstd;
+    w6[i] = scale * (relu_masked(r1[i], r7[i]) - (sum_dy + xhat * sum_dy_xhat) / f32(p.rows));
+  }
 }
 
 // Eval dx = scale · dy. r1 = dy, r2 = stats, w3 = dx, r4 = the output (read only with a fused ReLU).
-@compute @workgroup_size(256)
-fn dx_eval(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
-  if (i >= p.n) { return; }
-  let c = i % p.channels;
-  w3[i] = relu_masked(r1[i], r4[i]) * r2[2u * p.channels + c];
+@compute @workgroup_size({{CT}}, {{RL}})
+fn dx_eval(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c = wid.x * CT + lid.x;
+  if (c >= p.channels) { return; }
+  let scale = r2[2u * p.channels + c];
+  for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
+    let i = r * p.channels + c;
+    w3[i] = relu_masked(r1[i], r4[i]) * scale;
+  }
 }

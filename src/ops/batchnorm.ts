@@ -10,7 +10,7 @@
  * `relu: true` fuses a ReLU after the normalisation (conv-BN-ReLU blocks): the apply pass clamps, and the
  * backward passes mask dy by the saved output, so no separate ReLU kernels or tensors are needed.
  */
-import { gpu, grid } from '../gpu/device.ts';
+import { gpu } from '../gpu/device.ts';
 import { params } from '../gpu/params.ts';
 import { Tensor, expectDType, expectShape, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
@@ -53,7 +53,12 @@ function geometry(rows: number, channels: number): Geometry {
 }
 
 function uniforms(g: Geometry, flags: number, eps: number, momentum: number) {
-  return params().u32(g.rows, g.channels, g.nblocks, g.rowsPerBlock, flags).f32(eps, momentum).u32(g.rows * g.channels);
+  return params().u32(g.rows, g.channels, g.nblocks, g.rowsPerBlock, flags).f32(eps, momentum);
+}
+
+/** Workgroups of the elementwise passes: channel tiles × row groups (each row group strides on). */
+function tileGrid(g: Geometry): [number, number] {
+  return [Math.ceil(g.channels / g.ct), Math.min(gpu().limits.maxComputeWorkgroupsPerDimension, Math.ceil(g.rows / g.rl))];
 }
 
 function reductionKernel(entry: string, g: Geometry) {
@@ -172,7 +177,7 @@ export function batchNorm(
       { buffer: stats.buffer, access: 'read' },
       { buffer: out.buffer, access: 'rw' },
     ],
-    workgroups: grid(Math.ceil(x.size / 256)),
+    workgroups: tileGrid(g),
   });
 
   const inputs: Tensor[] = [x];
@@ -259,7 +264,7 @@ function batchNormBackward(
           { buffer: dx.buffer, access: 'rw' },
           { buffer: maskBuffer, access: 'read' },
         ],
-        workgroups: grid(Math.ceil(x.size / 256)),
+        workgroups: tileGrid(g),
       });
     } else {
       dev.dispatch({
@@ -271,7 +276,7 @@ function batchNormBackward(
           { buffer: dx.buffer, access: 'rw' },
           { buffer: maskBuffer, access: 'read' },
         ],
-        workgroups: grid(Math.ceil(x.size / 256)),
+        workgroups: tileGrid(g),
       });
     }
     result.dx = dx;
