@@ -89,15 +89,53 @@ test('an interrupted and resumed run reproduces the uninterrupted run bit-exactl
     assert.equal(partial.iterations, 8, 'stopped mid-way through epoch 2');
     const finished = await train({ config: tinyConfig(), outDir: resumed, dataset: ds, quiet: true, resume: true });
     assert.equal(finished.iterations, 12);
-    const a = await readRecords(join(straight, 'checkpoint.odc'));
-    const b = await readRecords(join(resumed, 'checkpoint.odc'));
-    assert.deepEqual([...a.records.keys()].sort(), [...b.records.keys()].sort());
-    for (const [name, ra] of a.records) {
-      const rb = b.records.get(name)!;
-      const bytesA = new Uint8Array(ra.data.buffer, ra.data.byteOffset, ra.data.byteLength);
-      const bytesB = new Uint8Array(rb.data.buffer, rb.data.byteOffset, rb.data.byteLength);
-      assert.ok(Buffer.compare(bytesA, bytesB) === 0, `record ${name} differs after resume`);
+    await assertSameCheckpoint(straight, resumed);
+  } finally {
+    rmSync(straight, { recursive: true, force: true });
+    rmSync(resumed, { recursive: true, force: true });
+  }
+});
+
+/** Byte-level comparison of two checkpoints, record by record. */
+async function assertSameCheckpoint(dirA: string, dirB: string): Promise<void> {
+  const a = await readRecords(join(dirA, 'checkpoint.odc'));
+  const b = await readRecords(join(dirB, 'checkpoint.odc'));
+  assert.deepEqual([...a.records.keys()].sort(), [...b.records.keys()].sort());
+  for (const [name, ra] of a.records) {
+    const rb = b.records.get(name)!;
+    const bytesA = new Uint8Array(ra.data.buffer, ra.data.byteOffset, ra.data.byteLength);
+    const bytesB = new Uint8Array(rb.data.buffer, rb.data.byteOffset, rb.data.byteLength);
+    assert.ok(Buffer.compare(bytesA, bytesB) === 0, `record ${name} differs after resume`);
+  }
+}
+
+test('the DeepCluster baseline trains end to end and resumes mid-epoch bit-exactly', async () => {
+  const straight = mkdtempSync(join(tmpdir(), 'odc-dc-straight-'));
+  const resumed = mkdtempSync(join(tmpdir(), 'odc-dc-resumed-'));
+  try {
+    const ds = syntheticDataset();
+    const config = applyOverride(tinyConfig(), 'mode=deepcluster');
+    const base = gpu().pool.liveCount;
+    const result = await train({ config, outDir: straight, dataset: ds, quiet: true });
+    assert.equal(gpu().pool.liveCount, base, 'train() releases every buffer it allocated');
+    assert.equal(result.epochs.length, 2);
+    assert.equal(result.iterations, 12);
+    for (const e of result.epochs) {
+      assert.ok(Number.isFinite(e.loss) && e.loss > 0, `epoch loss ${e.loss}`);
+      assert.ok(e.nmi !== undefined && e.nmi >= 0 && e.nmi <= 1);
+      assert.equal(e.changeRatio, 0, 'no memory, no change ratio');
     }
+    const log = readFileSync(join(straight, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.ok(!log.some((r) => r.event === 'init'), 'no ODC memory initialisation');
+    const records = (await readRecords(join(straight, 'checkpoint.odc'))).records;
+    assert.ok(![...records.keys()].some((k) => k.startsWith('memory.')), 'no ODC memory in a DeepCluster checkpoint');
+    const labels = records.get('deepcluster.labels')!.data;
+    assert.equal(labels.length, ds.n);
+    assert.ok(labels.every((l) => l < 8), 'pseudo-labels in [0, K)');
+    // stopped in the middle of epoch 2, then resumed: the epoch goes on with its saved labels and head
+    await train({ config, outDir: resumed, dataset: ds, quiet: true, stopAfterIterations: 9 });
+    await train({ config, outDir: resumed, dataset: ds, quiet: true, resume: true });
+    await assertSameCheckpoint(straight, resumed);
   } finally {
     rmSync(straight, { recursive: true, force: true });
     rmSync(resumed, { recursive: true, force: true });

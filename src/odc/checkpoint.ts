@@ -1,6 +1,7 @@
 /**
  * Training checkpoints: everything needed to resume bit-exactly (model parameters and BN buffers,
- * optimiser momentum, the ODC memory, every RNG state, the position in the schedule), in one
+ * optimiser momentum, the ODC memory or DeepCluster's pseudo-labels of the epoch, every RNG state, the
+ * position in the schedule), in one
  * checkpoint-io file written atomically (temp file, fsync, rename over the old one), so a crash or a full
  * disk mid-write leaves the previous checkpoint intact.
  */
@@ -43,7 +44,11 @@ export interface TrainState {
   model: Module;
   sgd: SGD;
   memory: OdcMemory | null;
+  /** DeepCluster mode: this epoch's pseudo-labels (a mid-epoch resume must not re-cluster). */
+  pseudoLabels: Uint32Array | null;
 }
+
+const PSEUDO_LABELS = 'deepcluster.labels';
 
 /** Writes the checkpoint of `state` into `dir` (atomic: the previous one survives a failed write). */
 export async function saveCheckpoint(dir: string, state: TrainState, meta: Omit<CheckpointMeta, 'format' | 'version' | 'momentumBuffers' | 'memoryMeta' | 'sgdLr'>): Promise<string> {
@@ -60,6 +65,7 @@ export async function saveCheckpoint(dir: string, state: TrainState, meta: Omit<
     memoryMeta = m.meta;
     Object.assign(records, m.records);
   }
+  if (state.pseudoLabels) records[PSEUDO_LABELS] = { data: state.pseudoLabels, shape: [state.pseudoLabels.length] };
   const full: CheckpointMeta = { format: 'odc-train', version: 1, ...meta, sgdLr: sgdState.lr, momentumBuffers: sgdState.momentumBuffers.map((b) => b !== null), memoryMeta };
   const path = join(dir, CHECKPOINT_FILE);
   try {
@@ -76,6 +82,8 @@ export interface LoadedCheckpoint {
   meta: CheckpointMeta;
   /** Applies the saved tensors to a freshly built model/optimiser and returns the restored memory. */
   restore(model: Module, sgd: SGD | null): OdcMemory | null;
+  /** DeepCluster's pseudo-labels of the epoch in progress, if the checkpoint holds them. */
+  pseudoLabels: Uint32Array | null;
 }
 
 /** Reads `dir/checkpoint.odc` (verifying checksums) without touching any model yet. */
@@ -103,5 +111,6 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
       }
       return meta.memoryMeta ? OdcMemory.fromState(meta.memoryMeta, file.records) : null;
     },
+    pseudoLabels: (file.records.get(PSEUDO_LABELS)?.data as Uint32Array | undefined) ?? null,
   };
 }

@@ -252,7 +252,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const started = performance.now();
 
   const saveState = async (): Promise<string> =>
-    saveCheckpoint(outDir, { model, sgd, memory }, {
+    saveCheckpoint(outDir, { model, sgd, memory, pseudoLabels: dcLabels }, {
       config,
       inChannels: dataset.channels,
       position,
@@ -267,6 +267,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     if (options.resume) {
       const ckpt = await loadCheckpoint(outDir);
       memory = ckpt.restore(model, sgd);
+      dcLabels = ckpt.pseudoLabels;
       position = ckpt.meta.position;
       history = ckpt.meta.history;
       modelRng.setState(ckpt.meta.rngs.model);
@@ -319,9 +320,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         if (config.mode === 'odc') {
           order = sampler.epoch(epoch);
         } else {
-          // DeepCluster: re-cluster backbone features every epoch, balanced sampling, fresh head.
-          dcLabels = await deepClusterLabels(model, augmenter, config, clusterRng, batchSize);
-          if (position.batchInEpoch === 0) model.head.reset();
+          // DeepCluster: re-cluster backbone features every epoch, balanced sampling, fresh head; a run
+          // resumed mid-epoch goes on with the epoch's saved labels and head.
+          if (position.batchInEpoch === 0 || !dcLabels) {
+            dcLabels = await deepClusterLabels(model, augmenter, config, clusterRng, batchSize);
+            model.head.reset();
+          }
           order = balancedEpoch(dcLabels, config.odc.k, n, streamRng(config.seed + 4, epoch));
         }
         const epochBatches = batches(order, batchSize);
