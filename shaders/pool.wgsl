@@ -39,31 +39,38 @@ fn window_range(q: u32, count: u32) -> vec2u {
   return vec2u(lo, hi);
 }
 
+// Output element i of the per-output kernels as (channel, ox, oy, image).
+fn out_coords(i: u32) -> vec4u {
+  return vec4u(i % p.c, (i / p.c) % p.ow, (i / (p.c * p.ow)) % p.oh, i / (p.c * p.ow * p.oh));
+}
+
+// The input pixel iy·W + ix under tap (ky, kx) of window (oy, ox), or -1 where the tap is in the padding.
+fn window_pixel(oy: u32, ox: u32, ky: u32, kx: u32) -> i32 {
+  let py = oy * p.stride + ky;
+  let px = ox * p.stride + kx;
+  if (py < p.pad || py >= p.h + p.pad || px < p.pad || px >= p.w + p.pad) { return -1; }
+  return i32((py - p.pad) * p.w + px - p.pad);
+}
+
 // Max pooling forward. src = x, dst = y, argmax_out = ih·W + iw of the maximum (first in window order:
 // row-major over the window, strict > so ties keep the earliest).
 @compute @workgroup_size(256)
 fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
   if (i >= p.total) { return; }
-  let ch = i % p.c;
-  let ox = (i / p.c) % p.ow;
-  let oy = (i / (p.c * p.ow)) % p.oh;
-  let b = i / (p.c * p.ow * p.oh);
+  let o = out_coords(i);
+  let base = o.w * p.h * p.w;
   var best = 0.0;
   var best_at = 0u;
   var found = false;
   for (var ky = 0u; ky < p.kernel; ky++) {
-    let py = oy * p.stride + ky;
-    if (py < p.pad || py >= p.h + p.pad) { continue; }
-    let iy = py - p.pad;
     for (var kx = 0u; kx < p.kernel; kx++) {
-      let px = ox * p.stride + kx;
-      if (px < p.pad || px >= p.w + p.pad) { continue; }
-      let ix = px - p.pad;
-      let v = src[((b * p.h + iy) * p.w + ix) * p.c + ch];
+      let at = window_pixel(o.z, o.y, ky, kx);
+      if (at < 0) { continue; }
+      let v = src[(base + u32(at)) * p.c + o.x];
       if (!found || v > best) {
         best = v;
-        best_at = iy * p.w + ix;
+        best_at = u32(at);
         found = true;
       }
     }
@@ -103,21 +110,15 @@ fn max_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
 fn max_backward_disjoint(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
   if (i >= p.total) { return; }
-  let ch = i % p.c;
-  let ox = (i / p.c) % p.ow;
-  let oy = (i / (p.c * p.ow)) % p.oh;
-  let b = i / (p.c * p.ow * p.oh);
+  let o = out_coords(i);
+  let base = o.w * p.h * p.w;
   let g = src[i];
-  let at = argmax_in[i];
+  let best_at = argmax_in[i];
   for (var ky = 0u; ky < p.kernel; ky++) {
-    let py = oy * p.stride + ky;
-    if (py < p.pad || py >= p.h + p.pad) { continue; }
-    let iy = py - p.pad;
     for (var kx = 0u; kx < p.kernel; kx++) {
-      let px = ox * p.stride + kx;
-      if (px < p.pad || px >= p.w + p.pad) { continue; }
-      let ix = px - p.pad;
-      dst3[((b * p.h + iy) * p.w + ix) * p.c + ch] = select(0.0, g, iy * p.w + ix == at);
+      let at = window_pixel(o.z, o.y, ky, kx);
+      if (at < 0) { continue; }
+      dst3[(base + u32(at)) * p.c + o.x] = select(0.0, g, u32(at) == best_at);
     }
   }
 }
@@ -127,18 +128,13 @@ fn max_backward_disjoint(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgro
 fn avg_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
   if (i >= p.total) { return; }
-  let ch = i % p.c;
-  let ox = (i / p.c) % p.ow;
-  let oy = (i / (p.c * p.ow)) % p.oh;
-  let b = i / (p.c * p.ow * p.oh);
+  let o = out_coords(i);
+  let base = o.w * p.h * p.w;
   var acc = 0.0;
   for (var ky = 0u; ky < p.kernel; ky++) {
-    let py = oy * p.stride + ky;
-    if (py < p.pad || py >= p.h + p.pad) { continue; }
     for (var kx = 0u; kx < p.kernel; kx++) {
-      let px = ox * p.stride + kx;
-      if (px < p.pad || px >= p.w + p.pad) { continue; }
-      acc += src[((b * p.h + py - p.pad) * p.w + px - p.pad) * p.c + ch];
+      let at = window_pixel(o.z, o.y, ky, kx);
+      if (at >= 0) { acc += src[(base + u32(at)) * p.c + o.x]; }
     }
   }
   dst[i] = acc * p.inv_area;
