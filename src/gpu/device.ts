@@ -267,6 +267,9 @@ export class Gpu {
     this.profiling = p;
     try {
       await fn();
+    } catch (err) {
+      for (const set of p.sets) set.destroy();
+      throw err;
     } finally {
       this.profiling = null;
     }
