@@ -9,51 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { presetConfig, applyOverride, type TrainConfig } from '../src/odc/config.ts';
-import { readRecords } from '../src/odc/checkpoint-io.ts';
+import { presetConfig, applyOverride } from '../src/odc/config.ts';
 import { gpu } from '../src/gpu/device.ts';
-import { Rng } from '../src/util/rng.ts';
-import type { ImageDataset } from '../src/data/dataset.ts';
+import { assertSameCheckpoint, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 before(async () => {
   await setupGpu();
 });
-
-/** 96 grayscale 8x8 images of 4 kinds (bars at different places) with noise. */
-function syntheticDataset(n = 96): ImageDataset {
-  const rng = new Rng(42);
-  const images = new Uint8Array(n * 64);
-  const labels = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const kind = i % 4;
-    labels[i] = kind;
-    for (let y = 0; y < 8; y++) {
-      for (let x = 0; x < 8; x++) {
-        const on = kind === 0 ? y < 3 : kind === 1 ? y > 4 : kind === 2 ? x < 3 : x > 4;
-        images[i * 64 + y * 8 + x] = Math.min(255, Math.round((on ? 200 : 20) + rng.range(0, 50)));
-      }
-    }
-  }
-  return { name: 'synthetic-bars', n, height: 8, width: 8, channels: 1, images, labels, numClasses: 4 };
-}
-
-function tinyConfig(): TrainConfig {
-  let c = presetConfig('demo');
-  for (const o of [
-    'optim.batchSize=16',
-    'optim.epochs=2',
-    'odc.k=8',
-    'odc.minCluster=10',
-    'odc.centroidInterval=3',
-    'odc.kmeansIterations=5',
-    'model.neckHidden=32',
-    'model.featureDim=16',
-    'log.interval=4',
-  ]) {
-    c = applyOverride(c, o);
-  }
-  return c;
-}
 
 test('ODC trains end to end on a tiny data set: clustering, splits, checkpoints, and no leaked buffers', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'odc-train-'));
@@ -89,52 +51,6 @@ test('an interrupted and resumed run reproduces the uninterrupted run bit-exactl
     assert.equal(partial.iterations, 8, 'stopped mid-way through epoch 2');
     const finished = await train({ config: tinyConfig(), outDir: resumed, dataset: ds, quiet: true, resume: true });
     assert.equal(finished.iterations, 12);
-    await assertSameCheckpoint(straight, resumed);
-  } finally {
-    rmSync(straight, { recursive: true, force: true });
-    rmSync(resumed, { recursive: true, force: true });
-  }
-});
-
-/** Byte-level comparison of two checkpoints, record by record. */
-async function assertSameCheckpoint(dirA: string, dirB: string): Promise<void> {
-  const a = await readRecords(join(dirA, 'checkpoint.odc'));
-  const b = await readRecords(join(dirB, 'checkpoint.odc'));
-  assert.deepEqual([...a.records.keys()].sort(), [...b.records.keys()].sort());
-  for (const [name, ra] of a.records) {
-    const rb = b.records.get(name)!;
-    const bytesA = new Uint8Array(ra.data.buffer, ra.data.byteOffset, ra.data.byteLength);
-    const bytesB = new Uint8Array(rb.data.buffer, rb.data.byteOffset, rb.data.byteLength);
-    assert.ok(Buffer.compare(bytesA, bytesB) === 0, `record ${name} differs after resume`);
-  }
-}
-
-test('the DeepCluster baseline trains end to end and resumes mid-epoch bit-exactly', async () => {
-  const straight = mkdtempSync(join(tmpdir(), 'odc-dc-straight-'));
-  const resumed = mkdtempSync(join(tmpdir(), 'odc-dc-resumed-'));
-  try {
-    const ds = syntheticDataset();
-    const config = applyOverride(tinyConfig(), 'mode=deepcluster');
-    const base = gpu().pool.liveCount;
-    const result = await train({ config, outDir: straight, dataset: ds, quiet: true });
-    assert.equal(gpu().pool.liveCount, base, 'train() releases every buffer it allocated');
-    assert.equal(result.epochs.length, 2);
-    assert.equal(result.iterations, 12);
-    for (const e of result.epochs) {
-      assert.ok(Number.isFinite(e.loss) && e.loss > 0, `epoch loss ${e.loss}`);
-      assert.ok(e.nmi !== undefined && e.nmi >= 0 && e.nmi <= 1);
-      assert.equal(e.changeRatio, 0, 'no memory, no change ratio');
-    }
-    const log = readFileSync(join(straight, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    assert.ok(!log.some((r) => r.event === 'init'), 'no ODC memory initialisation');
-    const records = (await readRecords(join(straight, 'checkpoint.odc'))).records;
-    assert.ok(![...records.keys()].some((k) => k.startsWith('memory.')), 'no ODC memory in a DeepCluster checkpoint');
-    const labels = records.get('deepcluster.labels')!.data;
-    assert.equal(labels.length, ds.n);
-    assert.ok(labels.every((l) => l < 8), 'pseudo-labels in [0, K)');
-    // stopped in the middle of epoch 2, then resumed: the epoch goes on with its saved labels and head
-    await train({ config, outDir: resumed, dataset: ds, quiet: true, stopAfterIterations: 9 });
-    await train({ config, outDir: resumed, dataset: ds, quiet: true, resume: true });
     await assertSameCheckpoint(straight, resumed);
   } finally {
     rmSync(straight, { recursive: true, force: true });

@@ -1,0 +1,59 @@
+/**
+ * Shared by the end-to-end training tests (train.test.ts, deepcluster.test.ts): a tiny synthetic data
+ * set, a configuration small enough for lavapipe, and a byte-level checkpoint comparison.
+ */
+import { join } from 'node:path';
+import { assert } from './helpers.ts';
+import { presetConfig, applyOverride, type TrainConfig } from '../src/odc/config.ts';
+import { readRecords } from '../src/odc/checkpoint-io.ts';
+import { Rng } from '../src/util/rng.ts';
+import type { ImageDataset } from '../src/data/dataset.ts';
+
+/** 96 grayscale 8x8 images of 4 kinds (bars at different places) with noise. */
+export function syntheticDataset(n = 96): ImageDataset {
+  const rng = new Rng(42);
+  const images = new Uint8Array(n * 64);
+  const labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const kind = i % 4;
+    labels[i] = kind;
+    for (let y = 0; y < 8; y++) {
+      for (let x = 0; x < 8; x++) {
+        const on = kind === 0 ? y < 3 : kind === 1 ? y > 4 : kind === 2 ? x < 3 : x > 4;
+        images[i * 64 + y * 8 + x] = Math.min(255, Math.round((on ? 200 : 20) + rng.range(0, 50)));
+      }
+    }
+  }
+  return { name: 'synthetic-bars', n, height: 8, width: 8, channels: 1, images, labels, numClasses: 4 };
+}
+
+export function tinyConfig(): TrainConfig {
+  let c = presetConfig('demo');
+  for (const o of [
+    'optim.batchSize=16',
+    'optim.epochs=2',
+    'odc.k=8',
+    'odc.minCluster=10',
+    'odc.centroidInterval=3',
+    'odc.kmeansIterations=5',
+    'model.neckHidden=32',
+    'model.featureDim=16',
+    'log.interval=4',
+  ]) {
+    c = applyOverride(c, o);
+  }
+  return c;
+}
+
+/** Byte-level comparison of two checkpoints, record by record. */
+export async function assertSameCheckpoint(dirA: string, dirB: string): Promise<void> {
+  const a = await readRecords(join(dirA, 'checkpoint.odc'));
+  const b = await readRecords(join(dirB, 'checkpoint.odc'));
+  assert.deepEqual([...a.records.keys()].sort(), [...b.records.keys()].sort());
+  for (const [name, ra] of a.records) {
+    const rb = b.records.get(name)!;
+    const bytesA = new Uint8Array(ra.data.buffer, ra.data.byteOffset, ra.data.byteLength);
+    const bytesB = new Uint8Array(rb.data.buffer, rb.data.byteOffset, rb.data.byteLength);
+    assert.ok(Buffer.compare(bytesA, bytesB) === 0, `record ${name} differs after resume`);
+  }
+}
