@@ -4,7 +4,7 @@
  *   npx tsx bench/profile-step.ts [--batch 256]
  * Profiling gives each dispatch a compute pass of its own, so the total is a little above a real step's.
  */
-import { gpu, initGpu } from '../src/gpu/device.ts';
+import { initGpu } from '../src/gpu/device.ts';
 import { adapterLine } from './common.ts';
 import { convnetCase, trainingStep } from './train-step.ts';
 
@@ -16,7 +16,7 @@ const { step, dispose } = await trainingStep(convnetCase(batch));
 for (let i = 0; i < 2; i++) await step(); // compile every kernel and settle the pools first
 await g.sync();
 const start = performance.now();
-const times = await gpu().profile(step);
+const times = await g.profile(step);
 const wall = performance.now() - start;
 dispose();
 const total = times.reduce((s, t) => s + t.ms, 0);

@@ -38,9 +38,11 @@ const CT: u32 = {{CT}}u; // channels per workgroup
 const RL: u32 = {{RL}}u; // row lanes per workgroup (CT * RL = 256)
 const RELU: u32 = 8u;
 
-// The gradient reaching the BN output: dy, or with a fused ReLU dy where the (saved) output is positive.
-fn relu_masked(dy: f32, out: f32) -> f32 {
-  return select(dy, select(0.0, dy, out > 0.0), (p.flags & RELU) != 0u);
+// With a fused ReLU the gradient reaching the BN output is dy only where the saved output is positive.
+// Callers test `fused_relu() && !(out[i] > 0.0)`: `&&` short-circuits, so without a ReLU the output is
+// never read.
+fn fused_relu() -> bool {
+  return (p.flags & RELU) != 0u;
 }
 
 var<workgroup> sh_a: array<f32, 256>;
@@ -155,7 +157,7 @@ fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let mean = r2[c];
   let scale = r2[2u * C + c];
   let shift = r2[3u * C + c];
-  let clamp = (p.flags & RELU) != 0u;
+  let clamp = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * C + c;
     let y = (r1[i] - mean) * scale + shift;
@@ -175,9 +177,11 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
   var sdx = 0.0;
   if (c < p.channels) {
     let mean = r3[c];
+    let relu = fused_relu();
     for (var r = start + lid.y; r < end; r += RL) {
       let i = r * p.channels + c;
-      let g = relu_masked(r1[i], r5[i]);
+      var g = r1[i];
+      if (relu && !(r5[i] > 0.0)) { g = 0.0; }
       sdy += g;
       sdx += g * (r2[i] - mean);
     }
@@ -225,10 +229,13 @@ fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   let scale = r3[2u * C + c];
   let sum_dy = r4[c];
   let sum_dy_xhat = r5[c];
+  let relu = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * C + c;
     let xhat = (r2[i] - mean) * invstd;
-    w6[i] = scale * (relu_masked(r1[i], r7[i]) - (sum_dy + xhat * sum_dy_xhat) / f32(p.rows));
+    var g = r1[i];
+    if (relu && !(r7[i] > 0.0)) { g = 0.0; }
+    w6[i] = scale * (g - (sum_dy + xhat * sum_dy_xhat) / f32(p.rows));
   }
 }
 
@@ -238,8 +245,11 @@ fn dx_eval(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   let c = wid.x * CT + lid.x;
   if (c >= p.channels) { return; }
   let scale = r2[2u * p.channels + c];
+  let relu = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * p.channels + c;
-    w3[i] = relu_masked(r1[i], r4[i]) * scale;
+    var g = r1[i];
+    if (relu && !(r4[i] > 0.0)) { g = 0.0; }
+    w3[i] = g * scale;
   }
 }

@@ -1,9 +1,8 @@
 /**
  * Training checkpoints: everything needed to resume bit-exactly (model parameters and BN buffers,
  * optimiser momentum, the ODC memory or DeepCluster's pseudo-labels of the epoch, every RNG state, the
- * position in the schedule), in one
- * checkpoint-io file written atomically (temp file, fsync, rename over the old one), so a crash or a full
- * disk mid-write leaves the previous checkpoint intact.
+ * position in the schedule), in one checkpoint-io file written atomically (temp file, fsync, rename over
+ * the old one), so a crash or a full disk mid-write leaves the previous checkpoint intact.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
