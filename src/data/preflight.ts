@@ -23,6 +23,14 @@ export function checkTrainingData(ds: ImageDataset, config: TrainConfig): ImageD
   if (config.odc.k > ds.n) {
     throw new Error(`odc.k = ${config.odc.k} clusters need at least as many images, but ${what} has ${ds.n}: lower --k, or use more images (--limit, --data)`);
   }
+  const { k, minCluster } = config.odc;
+  if (config.mode === 'odc' && k > 1 && minCluster * (k - 1) > ds.n) {
+    // the memory's small-cluster handling must be able to fill every cluster but one to minCluster
+    throw new Error(
+      `odc.minCluster = ${minCluster} is too large for ${ds.n} images in odc.k = ${k} clusters (minCluster * (k - 1) = ${minCluster * (k - 1)} > ${ds.n}): ` +
+        `lower --min-cluster to ${Math.max(1, Math.floor(ds.n / (k - 1)))} or less, lower --k, or use more images`,
+    );
+  }
   const { backbone, stem } = config.model;
   const size = networkInputSize(config, ds);
   const min = minInputSize(backbone, stem);
