@@ -154,7 +154,9 @@ export async function ensureWritableFolder(dir: string, role: string): Promise<v
       mkdirSync(p);
     } catch (err) {
       if (codeOf(err) === 'EEXIST' && statOrNull(p, role)?.isDirectory()) continue;
-      throw new Error(`${dir}: cannot create the ${role} (${p}: ${fsReason(err)}): pick a folder you can write to`);
+      // mkdir fails with ENOENT where a file system refuses new folders (e.g. /proc)
+      const reason = codeOf(err) === 'ENOENT' ? 'this file system does not allow new folders there' : fsReason(err);
+      throw new Error(`${dir}: cannot create the ${role} (${p}: ${reason}): pick a folder you can write to`);
     }
   }
   const probe = join(target, `.odc-write-probe-${process.pid}`);
