@@ -338,7 +338,7 @@ test('checkDataset rejects inconsistent data sets', () => {
   const base: ImageDataset = { name: 't', n: 2, height: 2, width: 2, channels: 1, images: new Uint8Array(8), labels: Int32Array.from([0, 1]), numClasses: 2 };
   checkDataset(base);
   assert.throws(() => checkDataset({ ...base, images: new Uint8Array(7) }), /7 image bytes, expected/);
-  assert.throws(() => checkDataset({ ...base, labels: Int32Array.from([0, 2]) }), /label 2 of image 1 is outside 0\.\.1/);
+  assert.throws(() => checkDataset({ ...base, labels: Int32Array.from([0, 2]) }), /image 1 has label 2, outside 0\.\.1/);
   assert.throws(() => checkDataset({ ...base, labels: Int32Array.from([0]) }), /1 labels for 2 images/);
 });
 

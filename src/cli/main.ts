@@ -9,6 +9,8 @@
  * Common flags map to config keys: --epochs, --batch-size, --lr, --k, --limit, --seed, --mode, --data.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { ensureWritableFolder } from '../data/files.ts';
 import { initGpu } from '../gpu/device.ts';
 import { applyOverride, mergeConfig, presetConfig, PRESETS, type TrainConfig } from '../odc/config.ts';
 
@@ -102,6 +104,11 @@ export function configFromArgs(args: Args): TrainConfig {
   return config;
 }
 
+/** An output file's folder is made and proven writable before the work that ends by writing it. */
+async function checkOutputFile(path: string | undefined): Promise<void> {
+  if (path !== undefined) await ensureWritableFolder(dirname(resolve(path)), `folder of --out ${path}`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const args = parseArgs(argv);
   if (args.command === 'help' || args.flags.has('help')) {
@@ -129,6 +136,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'eval': {
       const { evaluateRun } = await import('../eval/run-eval.ts');
+      await checkOutputFile(one(args, 'out'));
       await evaluateRun({
         runDir: required(args, 'run'),
         baseline: !args.flags.has('no-baseline'),
@@ -143,11 +151,13 @@ async function main(argv: string[]): Promise<void> {
       if (layer !== 'backbone' && layer !== 'neck') throw new Error(`--layer must be backbone or neck, got ${layer}`);
       const split = one(args, 'split') ?? 'train';
       if (split !== 'train' && split !== 'test') throw new Error(`--split must be train or test, got ${split}`);
+      await checkOutputFile(required(args, 'out'));
       await extractToFile({ runDir: required(args, 'run'), out: required(args, 'out'), split, layer });
       return;
     }
     case 'export': {
       const { exportBackbone } = await import('../eval/run-eval.ts');
+      await checkOutputFile(required(args, 'out'));
       await exportBackbone({ runDir: required(args, 'run'), out: required(args, 'out') });
       return;
     }

@@ -5,9 +5,9 @@
  * Train: cifar-10-batches-bin/data_batch_{1..5}.bin (10,000 records each) and test_batch.bin;
  * cifar-100-binary/train.bin (50,000) and test.bin (10,000). Images are converted to HWC.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkDataset, type ImageDataset } from './dataset.ts';
+import { checkDataset, checkLabels, type ImageDataset } from './dataset.ts';
+import { checkFolder, readRegularFile } from './files.ts';
 
 const SIDE = 32;
 const PIXELS = SIDE * SIDE;
@@ -28,9 +28,9 @@ export function loadCifarFiles(files: readonly string[], kind: CifarKind, name: 
   const contents: Uint8Array[] = [];
   let n = 0;
   for (const file of files) {
-    if (!existsSync(file)) throw new Error(`${file}: file not found. ${HOW}`);
-    const bytes = new Uint8Array(readFileSync(file));
-    if (bytes.length === 0 || bytes.length % record !== 0) {
+    const bytes = readRegularFile(file, `${kind === 'cifar10' ? 'CIFAR-10' : 'CIFAR-100'} batch file`, HOW);
+    if (bytes.length === 0) throw new Error(`${file}: the file is empty (0 bytes): no images; replace it with the file from the CIFAR archive`);
+    if (bytes.length % record !== 0) {
       throw new Error(
         `${file}: size ${bytes.length} bytes is not a multiple of the ${kind === 'cifar10' ? 'CIFAR-10' : 'CIFAR-100'} record size ` +
           `${record} (${labelBytes} label byte${labelBytes > 1 ? 's' : ''} + 3072 pixels): truncated, or not a ${kind === 'cifar10' ? 'CIFAR-10' : 'CIFAR-100'} binary file`,
@@ -44,14 +44,14 @@ export function loadCifarFiles(files: readonly string[], kind: CifarKind, name: 
   let i = 0;
   files.forEach((file, f) => {
     const bytes = contents[f];
-    for (let r = 0; r < bytes.length / record; r++, i++) {
+    const records = bytes.length / record;
+    // labels of this file, checked before its pixels are copied: the error names the file and the record
+    const fileLabels = Int32Array.from({ length: records }, (_, r) => bytes[r * record + labelAt]);
+    checkLabels(fileLabels, numClasses, file, 'record');
+    if (labelBytes === 2) checkLabels(Int32Array.from({ length: records }, (_, r) => bytes[r * record]), 20, `${file} (coarse labels)`, 'record');
+    labels.set(fileLabels, i);
+    for (let r = 0; r < records; r++, i++) {
       const base = r * record;
-      const label = bytes[base + labelAt];
-      if (label >= numClasses) {
-        throw new Error(`${file}: record ${r} has label ${label}, outside 0..${numClasses - 1}: not a ${kind} file (or a corrupt one)`);
-      }
-      if (labelBytes === 2 && bytes[base] >= 20) throw new Error(`${file}: record ${r} has coarse label ${bytes[base]}, outside 0..19: not a CIFAR-100 file`);
-      labels[i] = label;
       const src = base + labelBytes;
       const dst = i * IMAGE;
       for (let p = 0; p < PIXELS; p++) {
@@ -66,11 +66,13 @@ export function loadCifarFiles(files: readonly string[], kind: CifarKind, name: 
 
 /** CIFAR-10 from the cifar-10-batches-bin folder: train = data_batch_1..5 (50,000), test = test_batch (10,000). */
 export function loadCifar10(dir: string, split: 'train' | 'test' = 'train'): ImageDataset {
+  checkFolder(dir, 'CIFAR-10 folder', { allowMissing: true }); // a missing folder is reported by its missing files
   const files = split === 'train' ? [1, 2, 3, 4, 5].map((k) => join(dir, `data_batch_${k}.bin`)) : [join(dir, 'test_batch.bin')];
   return loadCifarFiles(files, 'cifar10', `cifar10-${split}`);
 }
 
 /** CIFAR-100 from the cifar-100-binary folder (train.bin / test.bin); fine (100) or coarse (20) labels. */
 export function loadCifar100(dir: string, split: 'train' | 'test' = 'train', labels: 'fine' | 'coarse' = 'fine'): ImageDataset {
+  checkFolder(dir, 'CIFAR-100 folder', { allowMissing: true });
   return loadCifarFiles([join(dir, `${split}.bin`)], labels === 'fine' ? 'cifar100-fine' : 'cifar100-coarse', `cifar100-${split}`);
 }

@@ -41,12 +41,53 @@ export function checkDataset(ds: ImageDataset): ImageDataset {
     if (ds.labels.length !== ds.n) throw new RangeError(`${what}: ${ds.labels.length} labels for ${ds.n} images`);
     const k = ds.numClasses;
     if (k === null) throw new RangeError(`${what}: has labels but numClasses is null`);
-    for (let i = 0; i < ds.n; i++) {
-      const l = ds.labels[i];
-      if (l < 0 || l >= k) throw new RangeError(`${what}: label ${l} of image ${i} is outside 0..${k - 1}`);
-    }
+    checkLabels(ds.labels, k, what, 'image');
   }
   return ds;
+}
+
+/**
+ * The one label check of every source: each label must be a whole number in 0..numClasses-1. `source`
+ * names the file (or data set) in the error, `unit` what a label belongs to ("image", "record").
+ */
+export function checkLabels(labels: ArrayLike<number>, numClasses: number, source: string, unit: string): void {
+  if (!Number.isInteger(numClasses) || numClasses < 1) throw new RangeError(`${source}: the number of classes must be a positive integer, got ${numClasses}`);
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i];
+    if (!(Number.isInteger(l) && l >= 0 && l < numClasses)) {
+      throw new RangeError(
+        `${source}: ${unit} ${i} has label ${l}, outside 0..${numClasses - 1} (${numClasses} classes): a corrupt labels file, or one that belongs to other images`,
+      );
+    }
+  }
+}
+
+/**
+ * The class count of labels whose source does not state one: max + 1. A stray label (e.g. 200 among
+ * digits) would silently make that 201 classes, so when there are at least as many labels as classes
+ * and yet more than half of the classes 0..max have no image, the count is refused with an error that
+ * names the label and `fix` (how to state the count when such a gap is genuine).
+ */
+export function inferClassCount(labels: ArrayLike<number>, source: string, fix: string): number {
+  let max = -1;
+  let maxAt = -1;
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] > max) {
+      max = labels[i];
+      maxAt = i;
+    }
+  }
+  const classes = max + 1;
+  const seen = new Uint8Array(classes);
+  for (let i = 0; i < labels.length; i++) if (labels[i] >= 0) seen[labels[i]] = 1;
+  const empty = classes - seen.reduce((a, b) => a + b, 0);
+  if (labels.length >= classes && 2 * empty > classes) {
+    throw new RangeError(
+      `${source}: label ${max} (image ${maxAt}) would make ${classes} classes, ${empty} of them without a single image: a stray label in a corrupt file? ` +
+        `If there really are ${classes} classes, ${fix}`,
+    );
+  }
+  return Math.max(classes, 1);
 }
 
 /** The first `count` images (a view, no copy): small runs and tests. */
@@ -61,13 +102,6 @@ export function headDataset(ds: ImageDataset, count: number): ImageDataset {
   };
 }
 
-/** Number of distinct values 0..max in labels (max + 1), for loaders that do not know it. */
-export function countClasses(labels: ArrayLike<number>): number {
-  let max = -1;
-  for (let i = 0; i < labels.length; i++) if (labels[i] > max) max = labels[i];
-  return max + 1;
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Registry: `loadDataset('mnist')`, `loadDataset('cifar10:/data/cifar-10-batches-bin')`, ...
 
@@ -76,6 +110,8 @@ export interface LoadOptions {
   split?: 'train' | 'test';
   /** Image folders: output size (height = width) when the images differ in size. */
   size?: number;
+  /** Image folders: the pixel limit per image (default: ODC_MAX_IMAGE_PIXELS or PIL's 89,478,485). */
+  maxImagePixels?: number;
 }
 
 /** Thrown when a split other than 'train' is asked of a source that has only one set of images. */
@@ -127,7 +163,9 @@ export async function loadDataset(spec: string, options: LoadOptions = {}): Prom
     const known = listDatasets().map((d) => `  ${d.name}: ${d.help}`).join('\n');
     throw new Error(`Unknown data set "${name}" in spec "${spec}". Known data sets:\n${known}`);
   }
-  return checkDataset(await entry.loader(path, options));
+  const ds = checkDataset(await entry.loader(path, options));
+  if (ds.n === 0) throw new Error(`${spec}: the data set holds no images: point it at data with at least one image`);
+  return ds;
 }
 
 let builtinsRegistered: Promise<void> | null = null;
@@ -147,13 +185,14 @@ function registerBuiltins(): Promise<void> {
     def('mnist-idx', (p, o) => idx.loadMnist(p ?? idx.DEFAULT_MNIST_DIR, o.split ?? 'train'), 'a folder with the four MNIST IDX files (.gz or plain)');
     def('fashion-mnist', (p, o) => idx.loadFashionMnist(p ?? idx.DEFAULT_FASHION_DIR, o.split ?? 'train'), `a folder with the four Fashion-MNIST IDX files (default ${idx.DEFAULT_FASHION_DIR})`);
     def('idx', trainOnly('idx', (p) => {
-      if (!p) throw new Error('idx needs a path: idx:IMAGES[,LABELS]');
-      const [images, labels] = p.split(',');
-      return idx.loadIdx(images, labels);
-    }), 'idx:IMAGES_FILE[,LABELS_FILE]');
+      if (!p) throw new Error('idx needs a path: idx:IMAGES[,LABELS[,CLASSES]]');
+      const [images, labels, classes] = p.split(',');
+      if (classes !== undefined && !/^[1-9][0-9]*$/.test(classes)) throw new Error(`idx:${p}: the class count "${classes}" is not a positive whole number`);
+      return idx.loadIdx(images, labels || undefined, undefined, undefined, classes === undefined ? undefined : Number(classes));
+    }), 'idx:IMAGES_FILE[,LABELS_FILE[,CLASSES]] (without CLASSES: max label + 1, no class may be empty)');
     def('cifar10', (p, o) => cifar.loadCifar10(required(p, 'cifar10'), o.split ?? 'train'), 'the cifar-10-batches-bin folder');
     def('cifar100', (p, o) => cifar.loadCifar100(required(p, 'cifar100'), o.split ?? 'train'), 'the cifar-100-binary folder (fine labels)');
-    def('folder', trainOnly('folder', (p, o) => folder.loadImageFolder(required(p, 'folder'), { size: o.size })), 'a folder of PNG/JPEG images, one sub-folder per class or flat');
+    def('folder', trainOnly('folder', (p, o) => folder.loadImageFolder(required(p, 'folder'), { size: o.size, maxImagePixels: o.maxImagePixels })), 'a folder of PNG/JPEG images, one sub-folder per class or flat');
   })();
   return builtinsRegistered;
 }

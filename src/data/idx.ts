@@ -4,10 +4,10 @@
  * and label files), the number of dimensions, then one big-endian u32 per dimension, then the data.
  * Images: 3 dimensions [n, rows, cols] (gray) or 4 [n, rows, cols, 1|3]; labels: 1 dimension [n].
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { checkDataset, countClasses, type ImageDataset } from './dataset.ts';
+import { checkDataset, checkLabels, inferClassCount, type ImageDataset } from './dataset.ts';
+import { checkFolder, pathExists, readRegularFile } from './files.ts';
 
 /** Where Debian's dataset-fashion-mnist package installs the files. */
 export const DEFAULT_FASHION_DIR = '/usr/share/datasets/fashion-mnist';
@@ -18,14 +18,19 @@ interface IdxArray {
   data: Uint8Array;
 }
 
-/** Reads a file, gunzipping it when it starts with the gzip magic bytes; errors name the file. */
+/** The most bytes a gzipped IDX file may inflate to (a bound against decompression bombs). */
+export const MAX_IDX_BYTES = 2 ** 31;
+
+/** Reads a regular file, gunzipping it when it starts with the gzip magic bytes; errors name the file. */
 export function readMaybeGzip(path: string, howToGet?: string): Uint8Array {
-  if (!existsSync(path)) throw new Error(`${path}: file not found${howToGet ? `. ${howToGet}` : ''}`);
-  const raw = new Uint8Array(readFileSync(path));
+  const raw = readRegularFile(path, 'IDX file', howToGet);
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
     try {
-      return new Uint8Array(gunzipSync(raw));
+      return new Uint8Array(gunzipSync(raw, { maxOutputLength: MAX_IDX_BYTES }));
     } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new Error(`${path}: the gzip data inflates to more than ${MAX_IDX_BYTES} bytes (2 GiB, the largest IDX file this loader reads): a decompression bomb, or not an IDX file`);
+      }
       throw new Error(`${path}: corrupt or truncated gzip data (${(err as Error).message})`);
     }
   }
@@ -46,7 +51,7 @@ export function parseIdx(bytes: Uint8Array, file: string, expectDims: readonly n
   if (bytes.length < headerBytes) throw new Error(`${file}: truncated IDX header (${bytes.length} bytes, need ${headerBytes})`);
   const dims: number[] = [];
   for (let i = 0; i < ndim; i++) dims.push(view.getUint32(4 + 4 * i));
-  const count = dims.reduce((a, b) => a * b, 1);
+  const count = dims.reduce((a, b) => a * b, 1); // exact below 2^53; larger products cannot match a file length
   const have = bytes.length - headerBytes;
   if (have !== count) {
     throw new Error(`${file}: wrong length for the header's counts: dimensions [${dims.join(', ')}] need ${count} data bytes, the file has ${have}${have < count ? ' (truncated)' : ' (trailing bytes)'}`);
@@ -56,20 +61,26 @@ export function parseIdx(bytes: Uint8Array, file: string, expectDims: readonly n
 
 /**
  * An image data set from an IDX images file and an optional IDX labels file (each plain or .gz).
- * `name` defaults to the images file name.
+ * `name` defaults to the images file name. Labels must lie in 0..numClasses-1; without numClasses the
+ * count is inferred as max + 1 and every class below it must occur (see inferClassCount).
  */
-export function loadIdx(imagesPath: string, labelsPath?: string, name?: string, howToGet?: string): ImageDataset {
+export function loadIdx(imagesPath: string, labelsPath?: string, name?: string, howToGet?: string, numClasses?: number): ImageDataset {
   const img = parseIdx(readMaybeGzip(imagesPath, howToGet), imagesPath, [3, 4]);
   const [n, height, width] = img.dims;
   const channels = img.dims.length === 4 ? img.dims[3] : 1;
+  if (n === 0) throw new Error(`${imagesPath}: the IDX header declares 0 images: an empty data set (pass a file with images)`);
+  if (height === 0 || width === 0) throw new Error(`${imagesPath}: the IDX header declares ${height}x${width} images: empty images (a corrupt header?)`);
   if (channels !== 1 && channels !== 3) throw new Error(`${imagesPath}: ${channels} channels per pixel; only 1 or 3 are supported`);
   let labels: Int32Array | null = null;
+  let classes: number | null = null;
   if (labelsPath) {
     const lab = parseIdx(readMaybeGzip(labelsPath, howToGet), labelsPath, [1]);
     if (lab.dims[0] !== n) {
       throw new Error(`${labelsPath}: images/labels count mismatch: ${lab.dims[0]} labels for the ${n} images of ${imagesPath}`);
     }
     labels = Int32Array.from(lab.data);
+    classes = numClasses ?? inferClassCount(labels, labelsPath, 'give the class count: idx:IMAGES,LABELS,CLASSES');
+    checkLabels(labels, classes, labelsPath, 'image');
   }
   return checkDataset({
     name: name ?? imagesPath.replace(/^.*\//, ''),
@@ -79,23 +90,23 @@ export function loadIdx(imagesPath: string, labelsPath?: string, name?: string, 
     channels,
     images: img.data,
     labels,
-    numClasses: labels ? Math.max(countClasses(labels), 1) : null,
+    numClasses: classes,
   });
 }
 
 /** Finds `<dir>/<base>` or `<dir>/<base>.gz`; the error says where to get the files. */
 function findIdx(dir: string, base: string, howToGet: string): string {
-  for (const candidate of [join(dir, `${base}.gz`), join(dir, base)]) if (existsSync(candidate)) return candidate;
+  for (const candidate of [join(dir, `${base}.gz`), join(dir, base)]) if (pathExists(candidate, 'IDX file')) return candidate;
   throw new Error(`${join(dir, `${base}.gz`)}: file not found (nor ${join(dir, base)}). ${howToGet}`);
 }
 
 function loadIdxPair(dir: string, split: 'train' | 'test', name: string, howToGet: string): ImageDataset {
   if (split !== 'train' && split !== 'test') throw new Error(`${name}: split must be "train" or "test", got "${String(split)}"`);
+  checkFolder(dir, `${name} folder`, { allowMissing: true }); // a missing folder is reported by the missing files below
   const prefix = split === 'train' ? 'train' : 't10k';
   const images = findIdx(dir, `${prefix}-images-idx3-ubyte`, howToGet);
   const labels = findIdx(dir, `${prefix}-labels-idx1-ubyte`, howToGet);
-  const ds = loadIdx(images, labels, `${name}-${split}`, howToGet);
-  return { ...ds, numClasses: 10 };
+  return loadIdx(images, labels, `${name}-${split}`, howToGet, 10);
 }
 
 /** Fashion-MNIST (60,000 train / 10,000 test, 28x28 gray, 10 classes) from a folder of IDX files. */

@@ -15,10 +15,11 @@
  * Channels: `channels` 1 or 3; by default 3 if any image is colour, else 1. Gray images become RGB by
  * replication; colour images become gray with ITU-R 601-2 luma (L = 0.299 R + 0.587 G + 0.114 B, as PIL).
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkDataset, type ImageDataset } from './dataset.ts';
-import { decodePng, isPng, type DecodedImage } from './png.ts';
+import { checkFolder, listFolder, readRegularFile } from './files.ts';
+import { decodePng, isPng, maxImagePixels, type DecodedImage } from './png.ts';
 import { decodeJpeg, isJpeg } from './jpeg.ts';
 
 export type FitMode = 'resize-crop' | 'stretch' | 'center-crop';
@@ -30,16 +31,19 @@ export interface ImageFolderOptions {
   fit?: FitMode;
   channels?: 1 | 3;
   name?: string;
+  /** Largest accepted width * height per image (default: ODC_MAX_IMAGE_PIXELS, else PIL's 89,478,485). */
+  maxImagePixels?: number;
 }
 
 const IMAGE_EXT = /\.(png|jpe?g)$/i;
 
-/** Decodes one PNG or JPEG file (by content). */
-export function decodeImageFile(path: string): DecodedImage {
-  const bytes = new Uint8Array(readFileSync(path));
-  if (isPng(bytes)) return decodePng(bytes, path);
-  if (isJpeg(bytes)) return decodeJpeg(bytes, path);
-  throw new Error(`${path}: neither a PNG nor a JPEG file (unknown signature ${[...bytes.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ')})`);
+/** Decodes one PNG or JPEG file (by content; a regular file only); `maxPixels` as maxImagePixels. */
+export function decodeImageFile(path: string, maxPixels?: number): DecodedImage {
+  const bytes = readRegularFile(path, 'image file');
+  if (bytes.length === 0) throw new Error(`${path}: the image file is empty (0 bytes): replace or remove it`);
+  if (isPng(bytes)) return decodePng(bytes, path, maxPixels);
+  if (isJpeg(bytes)) return decodeJpeg(bytes, path, maxPixels);
+  throw new Error(`${path}: neither a PNG nor a JPEG file (unknown signature ${[...bytes.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}): replace or remove it`);
 }
 
 /** Bilinear resize (align_corners=False, source index clamped to the edges), HWC bytes, rounded. */
@@ -120,34 +124,52 @@ function toChannels(img: DecodedImage, channels: 1 | 3): Uint8Array {
   return out;
 }
 
-function listImages(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((f) => IMAGE_EXT.test(f) && statSync(join(dir, f)).isFile())
-    .sort();
+/** True for a folder (following links); entries that cannot be looked at count as files, checked on read. */
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The image names in a folder (by extension), sorted; errors name the folder when it has none. */
+function listImages(dir: string, role: string): string[] {
+  const names = listFolder(dir, role);
+  const images = names.filter((f) => IMAGE_EXT.test(f) && !isFolder(join(dir, f))).sort();
+  if (images.length === 0) {
+    const others = names.filter((f) => !f.startsWith('.'));
+    throw new Error(
+      others.length === 0
+        ? `${dir}: the ${role} is empty: put .png/.jpg/.jpeg images into it`
+        : `${dir}: the ${role} has no .png/.jpg/.jpeg images (only ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', ...' : ''}): put images into it`,
+    );
+  }
+  return images;
 }
 
 /** Loads a folder of images: class sub-folders (labelled) or flat (unlabelled). */
 export function loadImageFolder(dir: string, options: ImageFolderOptions = {}): ImageDataset {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir}: image folder not found (expected a directory of PNG/JPEG files, or of class sub-folders)`);
-  const classes = readdirSync(dir)
-    .filter((f) => statSync(join(dir, f)).isDirectory())
-    .sort();
-  const topLevel = listImages(dir);
+  checkFolder(dir, 'image folder', { howToGet: 'expected a folder of PNG/JPEG files, or of class sub-folders' });
+  const names = listFolder(dir, 'image folder');
+  const classes = names.filter((f) => isFolder(join(dir, f))).sort();
   const files: Array<{ path: string; label: number }> = [];
   if (classes.length > 0) {
+    const topLevel = names.filter((f) => IMAGE_EXT.test(f) && !isFolder(join(dir, f)));
     if (topLevel.length > 0) {
       throw new Error(`${dir}: has both class sub-folders (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', ...' : ''}) and images at the top level (${topLevel[0]}, ...); use one layout`);
     }
+    // as torchvision's ImageFolder, a class folder without images is an error (its class could never be seen)
     classes.forEach((cls, label) => {
-      for (const f of listImages(join(dir, cls))) files.push({ path: join(dir, cls, f), label });
+      for (const f of listImages(join(dir, cls), `class folder "${cls}"`)) files.push({ path: join(dir, cls, f), label });
     });
   } else {
-    for (const f of topLevel) files.push({ path: join(dir, f), label: -1 });
+    for (const f of listImages(dir, 'image folder')) files.push({ path: join(dir, f), label: -1 });
   }
-  if (files.length === 0) throw new Error(`${dir}: no .png/.jpg/.jpeg images found`);
 
   const fit = options.fit ?? 'resize-crop';
-  const decoded = files.map((f) => decodeImageFile(f.path));
+  const limit = maxImagePixels(options.maxImagePixels);
+  const decoded = files.map((f) => decodeImageFile(f.path, limit));
   let outH = options.height ?? options.size;
   let outW = options.width ?? options.size;
   if (outH === undefined || outW === undefined) {

@@ -5,6 +5,8 @@
  * PIL's convert('RGB') does (torchvision's image-folder loader), palette images become RGB, 16-bit
  * samples are scaled to 8 bits with round(v * 255 / 65535), and 1/2/4-bit gray is scaled to 0..255.
  * Ancillary chunks are skipped (their CRC is still checked). Errors name the file and the problem.
+ * Against decompression bombs (as PIL's MAX_IMAGE_PIXELS), the size declared in IHDR is checked against a
+ * pixel limit before anything is allocated, and inflate may produce at most the bytes that size needs.
  */
 import { deflateSync, inflateSync } from 'node:zlib';
 import { crc32 } from '../util/crc32.ts';
@@ -16,6 +18,33 @@ export interface DecodedImage {
   /** height * width * channels bytes, HWC. */
   data: Uint8Array;
 }
+
+/** PIL's default Image.MAX_IMAGE_PIXELS: 1024 * 1024 * 1024 // 4 // 3 pixels. */
+export const DEFAULT_MAX_IMAGE_PIXELS = 89_478_485;
+
+/**
+ * The largest image (width * height pixels) the decoders accept: `override` when given, else the
+ * environment variable ODC_MAX_IMAGE_PIXELS, else DEFAULT_MAX_IMAGE_PIXELS.
+ */
+export function maxImagePixels(override?: number): number {
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.ODC_MAX_IMAGE_PIXELS;
+  const [value, source] = override !== undefined ? [override, 'maxImagePixels'] : env !== undefined && env !== '' ? [Number(env), 'ODC_MAX_IMAGE_PIXELS'] : [DEFAULT_MAX_IMAGE_PIXELS, ''];
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${source} must be a positive whole number of pixels, got "${String(override ?? env)}"`);
+  return value;
+}
+
+/** Throws a clear error when a declared width x height exceeds the pixel limit. */
+export function checkImagePixels(width: number, height: number, file: string, limit: number): void {
+  if (width * height > limit) {
+    throw new Error(
+      `${file}: declares ${width}x${height} = ${width * height} pixels, over the limit of ${limit} (a decompression bomb or a corrupt header); ` +
+        'if the image is genuine, raise the limit with the environment variable ODC_MAX_IMAGE_PIXELS',
+    );
+  }
+}
+
+/** Bytes inflate may yield beyond what the header needs (some encoders leave a little trailing data). */
+const INFLATE_SLACK = 4096;
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -49,8 +78,9 @@ function paeth(a: number, b: number, c: number): number {
   return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }
 
-/** Decodes a PNG file's bytes; `file` is used in error messages. */
-export function decodePng(bytes: Uint8Array, file = 'PNG data'): DecodedImage {
+/** Decodes a PNG file's bytes; `file` is used in error messages; `maxPixels` as maxImagePixels. */
+export function decodePng(bytes: Uint8Array, file = 'PNG data', maxPixels?: number): DecodedImage {
+  const pixelLimit = maxImagePixels(maxPixels);
   const fail = (msg: string): never => {
     throw new Error(`${file}: ${msg}`);
   };
@@ -90,6 +120,7 @@ export function decodePng(bytes: Uint8Array, file = 'PNG data'): DecodedImage {
         if (!DEPTHS_OF[colorType].includes(depth)) fail(`bit depth ${depth} is not allowed for colour type ${colorType}`);
         if (data[10] !== 0 || data[11] !== 0) fail(`unknown compression (${data[10]}) or filter method (${data[11]})`);
         if (interlace > 1) fail(`unknown interlace method ${interlace}`);
+        checkImagePixels(width, height, file, pixelLimit);
         break;
       }
       case 'PLTE':
@@ -117,17 +148,26 @@ export function decodePng(bytes: Uint8Array, file = 'PNG data'): DecodedImage {
     compressed.set(d, off);
     off += d.length;
   }
-  let raw: Uint8Array;
-  try {
-    raw = new Uint8Array(inflateSync(compressed));
-  } catch (err) {
-    return fail(`corrupt or truncated compressed image data (${(err as Error).message})`);
-  }
-
   const samplesPerPixel = CHANNELS_OF[colorType];
   const bitsPerPixel = samplesPerPixel * depth;
   const bpp = Math.max(1, bitsPerPixel >> 3); // filter byte distance
   const passes = interlace === 1 ? ADAM7 : ([[0, 0, 1, 1]] as const);
+  let needed = 0;
+  for (const [x0, y0, dx, dy] of passes) {
+    const pw = Math.ceil((width - x0) / dx);
+    const ph = Math.ceil((height - y0) / dy);
+    if (pw > 0 && ph > 0) needed += ph * (Math.ceil((pw * bitsPerPixel) / 8) + 1);
+  }
+  let raw: Uint8Array;
+  try {
+    raw = new Uint8Array(inflateSync(compressed, { maxOutputLength: needed + INFLATE_SLACK }));
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+      return fail(`the compressed image data inflates to more than the ${needed} bytes a ${width}x${height} image needs (a decompression bomb or a corrupt file)`);
+    }
+    return fail(`corrupt or truncated compressed image data (${(err as Error).message})`);
+  }
+
   // samples[i] holds the full-resolution sample values (0..2^depth-1), samplesPerPixel per pixel.
   const samples = new Uint16Array(width * height * samplesPerPixel);
   let cursor = 0;

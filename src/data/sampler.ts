@@ -57,6 +57,22 @@ export function batchCount(n: number, batchSize: number): number {
 }
 
 /**
+ * The training batches of an epoch: `batches`, except that a last batch of a single image is dropped
+ * (batch norm in training mode cannot normalise one image: PyTorch raises on it). Every other epoch
+ * is split exactly as with drop_last False.
+ */
+export function trainingBatches(indices: Uint32Array, batchSize: number): Uint32Array[] {
+  const all = batches(indices, batchSize);
+  return all.length > 1 && all[all.length - 1].length === 1 ? all.slice(0, -1) : all;
+}
+
+/** Number of training batches of an epoch of n (trainingBatches: a last batch of one image is dropped). */
+export function trainingBatchCount(n: number, batchSize: number): number {
+  const count = batchCount(n, batchSize);
+  return count > 1 && n % batchSize === 1 ? count - 1 : count;
+}
+
+/**
  * DeepCluster's class-balanced epoch: from every non-empty cluster of `labels` (values in [0, k)) take
  * floor(n / nonEmpty) + 1 member indices, without replacement when the cluster has more members than
  * that and with replacement otherwise (the original code's `replace=len(cluster) <= size`), then shuffle

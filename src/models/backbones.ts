@@ -130,6 +130,52 @@ export class ResNet extends Backbone {
   }
 }
 
+/** One layer that shrinks the image: kernel, stride and padding of a conv or pool (output floor((h + 2p - k) / s) + 1). */
+export interface Downsample {
+  kernel: number;
+  stride: number;
+  padding: number;
+}
+
+/**
+ * The layers of a backbone that change the spatial size, in order (3x3 convs with padding 1 and
+ * stride 1 keep it and are left out). convnet-s: three 2x2 max-pools; ResNet: the stem (ImageNet: 7x7
+ * conv stride 2 padding 3, then 3x3 max-pool stride 2 padding 1; CIFAR: none), then the stride-2 3x3
+ * conv of the first block of layer2..layer4 (padding 1; the 1x1 stride-2 shortcut gives the same size).
+ */
+export function downsamplingLayers(name: BackboneName, stem: Stem): Downsample[] {
+  const stages: Downsample[] = [1, 2, 3].map(() => ({ kernel: 3, stride: 2, padding: 1 }));
+  switch (name) {
+    case 'convnet-s':
+      return [1, 2, 3].map(() => ({ kernel: 2, stride: 2, padding: 0 }));
+    case 'resnet18':
+    case 'resnet50':
+      return stem === 'imagenet' ? [{ kernel: 7, stride: 2, padding: 3 }, { kernel: 3, stride: 2, padding: 1 }, ...stages] : stages;
+  }
+}
+
+/** The side of the last feature map for an input side `size` (0 or less: some layer has no output). */
+export function featureMapSide(size: number, layers: readonly Downsample[]): number {
+  let h = size;
+  for (const { kernel, stride, padding } of layers) {
+    if (h + 2 * padding < kernel) return 0;
+    h = Math.floor((h + 2 * padding - kernel) / stride) + 1;
+  }
+  return h;
+}
+
+/**
+ * The smallest square input (pixels per side) a backbone accepts: every shrinking layer must leave at
+ * least one pixel. convnet-s: 8 (8 -> 4 -> 2 -> 1); ResNet-18/50, either stem: 1 (every stride-2 layer is
+ * padded, so a side h becomes ceil(h / 2) >= 1).
+ */
+export function minInputSize(name: BackboneName, stem: Stem): number {
+  const layers = downsamplingLayers(name, stem);
+  let size = 1;
+  while (featureMapSide(size, layers) < 1) size++;
+  return size;
+}
+
 export function createBackbone(name: BackboneName, inChannels: number, stem: Stem, rng: Rng): Backbone {
   switch (name) {
     case 'convnet-s':

@@ -14,7 +14,7 @@
  * right after it. Losses, accuracies and change counts stay on the GPU and are read once per logging
  * interval.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gpu } from '../gpu/device.ts';
 import { Tensor } from '../tensor/tensor.ts';
@@ -28,7 +28,9 @@ import { stepLr } from '../optim/schedule.ts';
 import { OdcModel } from '../models/odc-model.ts';
 import { GpuAugmenter, cifarPreset, imagenetPreset, mnistPreset, type AugmentConfig } from '../data/augment.ts';
 import { loadDataset, type ImageDataset } from '../data/dataset.ts';
-import { UniformSampler, balancedEpoch, batches, streamRng } from '../data/sampler.ts';
+import { UniformSampler, balancedEpoch, streamRng, trainingBatchCount, trainingBatches } from '../data/sampler.ts';
+import { ensureWritableFolder } from '../data/files.ts';
+import { checkTrainingData } from '../data/preflight.ts';
 import { Rng } from '../util/rng.ts';
 import { nmi } from '../eval/nmi.ts';
 import { OdcMemory, summarizeHistogram, type MemoryStats } from './memory.ts';
@@ -229,11 +231,11 @@ export class NonFiniteLossError extends Error {
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const config = validateConfig(options.config);
   const outDir = options.outDir;
-  mkdirSync(outDir, { recursive: true });
+  await ensureWritableFolder(outDir, 'output folder (--out)');
   const progress = new Progress(join(outDir, 'log.jsonl'), options.quiet);
   const dataset = options.dataset ?? (await loadTrainingData(config));
   const n = dataset.n;
-  if (config.odc.k > n) throw new RangeError(`odc.k = ${config.odc.k} clusters need at least as many images; the data set has ${n}`);
+  checkTrainingData(dataset, config);
   const augmenter = new GpuAugmenter(dataset, augmentConfig(config, dataset));
   const modelRng = new Rng(config.seed);
   const model = buildModel(config, dataset.channels, modelRng);
@@ -304,7 +306,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       }
     }
 
-    const iterationsPerEpoch = Math.ceil(n / batchSize);
+    const iterationsPerEpoch = trainingBatchCount(n, batchSize);
     const totalIterations = iterationsPerEpoch * config.optim.epochs;
     const slots = new MetricSlots(config.log.interval);
     const summaries: EpochSummary[] = [];
@@ -328,7 +330,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           }
           order = balancedEpoch(dcLabels, config.odc.k, n, streamRng(config.seed + 4, epoch));
         }
-        const epochBatches = batches(order, batchSize);
+        const epochBatches = trainingBatches(order, batchSize);
         let epochLoss = 0;
         let epochAcc = 0;
         let epochChange = 0;
