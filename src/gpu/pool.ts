@@ -65,6 +65,17 @@ export class BufferPool {
     return this.liveBytes;
   }
 
+  /** Released buffers kept for reuse (free lists and those waiting for the next submit), and their bytes. */
+  get cached(): { count: number; bytes: number } {
+    let count = this.pending.length;
+    let bytes = this.pending.reduce((total, b) => total + b.size, 0);
+    for (const [size, list] of this.free) {
+      count += list.length;
+      bytes += size * list.length;
+    }
+    return { count, bytes };
+  }
+
   /** Destroys every cached buffer (not the live ones). */
   trim(): void {
     for (const list of this.free.values()) for (const b of list) b.destroy();
