@@ -9,7 +9,8 @@
  * Common flags map to config keys: --epochs, --batch-size, --lr, --k, --limit, --seed, --mode, --data.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { initGpu } from '../gpu/device.ts';
+import { join } from 'node:path';
+import { GpuDeviceLostError, GpuOutOfMemoryError, initGpu } from '../gpu/device.ts';
 import { applyOverride, mergeConfig, presetConfig, PRESETS, type TrainConfig } from '../odc/config.ts';
 
 const USAGE = `odc: Online Deep Clustering on WebGPU
@@ -102,6 +103,16 @@ export function configFromArgs(args: Args): TrainConfig {
   return config;
 }
 
+/** A GPU fault's message, plus whether the last checkpoint is there (untouched: a fault never writes one) and how to go on. */
+function withCheckpointNote(err: unknown, outDir: string): unknown {
+  if (!(err instanceof GpuDeviceLostError || err instanceof GpuOutOfMemoryError)) return err;
+  const path = join(outDir, 'checkpoint.odc');
+  if (!existsSync(path)) err.message += ' No checkpoint had been written yet.';
+  else if (err instanceof GpuDeviceLostError) err.message += ` The last checkpoint, ${path}, is intact: run the same command with --resume to go on from it.`;
+  else err.message += ` The last checkpoint, ${path}, is intact (--resume continues it on a GPU with more memory; a smaller batch or model needs a new run).`;
+  return err;
+}
+
 async function main(argv: string[]): Promise<void> {
   const args = parseArgs(argv);
   if (args.command === 'help' || args.flags.has('help')) {
@@ -123,7 +134,9 @@ async function main(argv: string[]): Promise<void> {
       const outDir = one(args, 'out') ?? `runs/${config.preset}`;
       console.log(`odc train: preset ${config.preset}, mode ${config.mode}, ${config.model.backbone}, K = ${config.odc.k}, ${config.optim.epochs} epochs, batch ${config.optim.batchSize} -> ${outDir}`);
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
-      const result = await train({ config, outDir, resume: args.flags.has('resume'), quiet: args.flags.has('quiet') });
+      const result = await train({ config, outDir, resume: args.flags.has('resume'), quiet: args.flags.has('quiet') }).catch((err: unknown) => {
+        throw withCheckpointNote(err, outDir);
+      });
       console.log(`done: ${result.iterations} iterations in ${result.seconds.toFixed(1)} s; checkpoint ${result.checkpoint}`);
       return;
     }

@@ -6,6 +6,8 @@
  * Released buffers therefore wait in `pending` until the next submit, and only then become reusable.
  */
 
+import { GpuOutOfMemoryError, isOutOfMemory, mib } from './errors.ts';
+
 const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
 const MAX_FREE_PER_CLASS = 64;
 
@@ -23,15 +25,38 @@ export class BufferPool {
   private live = 0;
   private liveBytes = 0;
 
-  constructor(private readonly device: GPUDevice) {}
+  /**
+   * `onAllocationError` hears of a buffer the device could not create (out of memory, or invalid): WebGPU
+   * reports that later, through error scopes, while the buffer handed out is already unusable.
+   */
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly onAllocationError: (error: Error) => void,
+  ) {}
 
   /** A storage buffer of at least `bytes` bytes; contents are undefined. */
   acquire(bytes: number): GPUBuffer {
     const size = sizeClass(bytes);
     const list = this.free.get(size);
-    const buffer = list?.pop() ?? this.device.createBuffer({ size, usage: STORAGE_USAGE });
+    const buffer = list?.pop() ?? this.create(size);
     this.live++;
     this.liveBytes += size;
+    return buffer;
+  }
+
+  /** A new buffer, with out-of-memory and validation errors caught in scopes and reported with its size. */
+  private create(size: number): GPUBuffer {
+    this.device.pushErrorScope('validation');
+    this.device.pushErrorScope('out-of-memory');
+    const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
+    const report = (error: GPUError | null) => {
+      if (!error) return;
+      const detail = `allocating a ${mib(size)} buffer (with ${this.live} buffers, ${mib(this.liveBytes)}, in use): ${error.message}`;
+      this.onAllocationError(isOutOfMemory(error) ? new GpuOutOfMemoryError(detail) : new Error(`WebGPU error ${detail}`));
+    };
+    // A lost device rejects or empties the scopes; its loss is reported on its own.
+    this.device.popErrorScope().then(report, () => {});
+    this.device.popErrorScope().then(report, () => {});
     return buffer;
   }
 
