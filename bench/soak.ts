@@ -33,6 +33,8 @@ interface Sample {
   cachedBuffers: number;
   cachedMiB: number;
   rssMiB: number;
+  /** JavaScript heap in use (V8), to tell a JS-side leak from a native one. */
+  heapMiB: number;
   /** Mean milliseconds per iteration since the previous sample. */
   stepMs: number;
 }
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
   let last = performance.now();
   let windowStart = last;
   console.log(`soak: ${steps} steps of convnet-s ODC, batch ${batch}, ${dataset.n} images (${perEpoch} steps per epoch), K ${k}; sample every ${every}`);
-  console.log('  step  live buf  live MiB  cached buf  cached MiB  RSS MiB  ms/step');
+  console.log('  step  live buf  live MiB  cached buf  cached MiB  RSS MiB  heap MiB  ms/step');
   const started = performance.now();
   try {
     await train({
@@ -147,13 +149,14 @@ async function main(): Promise<void> {
           cachedBuffers: pool.cached.count,
           cachedMiB: pool.cached.bytes / MiB,
           rssMiB: process.memoryUsage().rss / MiB,
+          heapMiB: process.memoryUsage().heapUsed / MiB,
           stepMs: (now - windowStart) / every,
         };
         windowStart = now;
         samples.push(sample);
         console.log(
-          [sample.step, sample.liveBuffers, sample.liveMiB.toFixed(2), sample.cachedBuffers, sample.cachedMiB.toFixed(2), sample.rssMiB.toFixed(0), sample.stepMs.toFixed(0)]
-            .map((v, i) => String(v).padStart([6, 9, 9, 11, 11, 8, 8][i]))
+          [sample.step, sample.liveBuffers, sample.liveMiB.toFixed(2), sample.cachedBuffers, sample.cachedMiB.toFixed(2), sample.rssMiB.toFixed(0), sample.heapMiB.toFixed(1), sample.stepMs.toFixed(0)]
+            .map((v, i) => String(v).padStart([6, 9, 9, 11, 11, 8, 9, 8][i]))
             .join(' '),
         );
       },
@@ -170,7 +173,7 @@ async function main(): Promise<void> {
   const g = gpu();
   const table = samples
     .filter((s, i) => i === 0 || s.step % (every * 2) === 0 || i === samples.length - 1)
-    .map((s) => `| ${s.step} | ${s.liveBuffers} | ${s.liveMiB.toFixed(2)} | ${s.cachedBuffers} | ${s.cachedMiB.toFixed(2)} | ${s.rssMiB.toFixed(0)} | ${s.stepMs.toFixed(0)} |`);
+    .map((s) => `| ${s.step} | ${s.liveBuffers} | ${s.liveMiB.toFixed(2)} | ${s.cachedBuffers} | ${s.cachedMiB.toFixed(2)} | ${s.rssMiB.toFixed(0)} | ${s.heapMiB.toFixed(1)} | ${s.stepMs.toFixed(0)} |`);
   writeResults(`
 ## Soak (\`bench/soak.ts\`): ${steps} training steps
 
@@ -178,7 +181,7 @@ What: the real trainer (\`train()\`: augmentation, forward, loss, memory update,
 recomputes, small-cluster handling, logging reads, epoch ends with NMI and a checkpoint each) for ${steps} steps of
 convnet-s ODC at batch ${batch} on ${dataset.n} embedded MNIST digits (${perEpoch} steps per epoch), K ${k}. Every ${every}
 steps it records the live GPU buffers (\`gpu().pool.liveCount\`) and their MiB, the released buffers the pool
-keeps for reuse, the process RSS and the mean step time since the previous sample. Flat is judged over steps
+keeps for reuse, the process RSS, the JavaScript heap in use and the mean step time since the previous sample. Flat is judged over steps
 ${warmup}..${steps} (the first ${warmup} fill the pool and the pipeline cache).
 
 Command: \`${command}\`; run on ${new Date().toISOString().slice(0, 10)} under ${g.runtime} with ${g.implementation}, ${g.adapterName},
@@ -189,8 +192,8 @@ times are noisy; ${minutes.toFixed(1)} min in all.
 |---|---|---|---|
 ${verdicts.map((v) => `| ${v.name} | ${v.measured} | ${v.band} | ${v.flat ? 'flat' : '**grows**'} |`).join('\n')}
 
-| step | live buffers | live MiB | cached buffers | cached MiB | RSS MiB | ms / step |
-|---:|---:|---:|---:|---:|---:|---:|
+| step | live buffers | live MiB | cached buffers | cached MiB | RSS MiB | JS heap MiB | ms / step |
+|---:|---:|---:|---:|---:|---:|---:|---:|
 ${table.join('\n')}
 `);
   console.log('wrote the Soak section of bench/RESULTS.md');
