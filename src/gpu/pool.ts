@@ -6,7 +6,7 @@
  * Released buffers therefore wait in `pending` until the next submit, and only then become reusable.
  */
 
-import { GpuOutOfMemoryError, isOutOfMemory, mib } from './errors.ts';
+import { GpuOutOfMemoryError, mib } from './errors.ts';
 
 const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
 const MAX_FREE_PER_CLASS = 64;
@@ -26,7 +26,7 @@ export class BufferPool {
   private liveBytes = 0;
 
   /**
-   * `onAllocationError` hears of a buffer the device could not create (out of memory, or invalid): WebGPU
+   * `onAllocationError` hears of a buffer the device could not create (out of memory, or too large): WebGPU
    * reports that later, through error scopes, while the buffer handed out is already unusable.
    */
   constructor(
@@ -44,15 +44,18 @@ export class BufferPool {
     return buffer;
   }
 
-  /** A new buffer, with out-of-memory and validation errors caught in scopes and reported with its size. */
+  /**
+   * A new buffer, with out-of-memory and validation errors caught in scopes and reported with its size. The
+   * usage is always the same valid one, so a validation error here is a size the adapter does not allow:
+   * both are out-of-memory errors to the user.
+   */
   private create(size: number): GPUBuffer {
+    const inUse = `with ${this.live} buffers, ${mib(this.liveBytes)}, in use`;
     this.device.pushErrorScope('validation');
     this.device.pushErrorScope('out-of-memory');
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
     const report = (error: GPUError | null) => {
-      if (!error) return;
-      const detail = `allocating a ${mib(size)} buffer (with ${this.live} buffers, ${mib(this.liveBytes)}, in use): ${error.message}`;
-      this.onAllocationError(isOutOfMemory(error) ? new GpuOutOfMemoryError(detail) : new Error(`WebGPU error ${detail}`));
+      if (error) this.onAllocationError(new GpuOutOfMemoryError(`allocating a ${mib(size)} buffer (${inUse}) failed: ${error.message.trim()}`));
     };
     // A lost device rejects or empties the scopes; its loss is reported on its own.
     this.device.popErrorScope().then(report, () => {});

@@ -113,8 +113,12 @@ async function ffiFdSwap(runtime: 'bun' | 'deno'): Promise<FdSwap | null> {
   try {
     const signatures = { dup: ['i32'], dup2: ['i32', 'i32'], close: ['i32'], open: ['buffer', 'i32'] } as const;
     if (runtime === 'deno') {
-      type DenoFfi = { dlopen(path: string, symbols: Record<string, { parameters: string[]; result: string }>): { symbols: LibC; close(): void } };
+      type DenoFfi = {
+        dlopen(path: string, symbols: Record<string, { parameters: string[]; result: string }>): { symbols: LibC; close(): void };
+        permissions: { querySync(p: { name: 'ffi' }): { state: string } };
+      };
       const deno = (globalThis as unknown as { Deno: DenoFfi }).Deno;
+      if (deno.permissions.querySync({ name: 'ffi' }).state !== 'granted') return null; // never prompt for it
       const lib = deno.dlopen('libc.so.6', Object.fromEntries(Object.entries(signatures).map(([name, p]) => [name, { parameters: [...p], result: 'i32' }])));
       libc = lib.symbols;
       unload = () => lib.close();
@@ -156,10 +160,10 @@ function appending(fd: number): boolean {
 
 /**
  * Node: close descriptor 2 and open /dev/null in its place (the lowest free descriptor), then put a
- * reopened copy of the original back. Only for a terminal or a pipe, where reopening reaches the same
- * place with nothing lost (a file not opened for appending would lose its shared offset with stdout; a
- * socket, as Node's own child processes get, cannot be reopened), and only when
- * descriptors 0 and 1 are open, so the reopen lands on 2.
+ * reopened copy of the original back. Only for a terminal, a pipe or a file opened for appending, where
+ * reopening reaches the same place with nothing lost (a file not opened for appending would lose its
+ * shared offset with stdout; a socket, as Node's own child processes get, cannot be reopened), and only
+ * when descriptors 0 and 1 are open, so the reopen lands on 2.
  */
 function procFdSwap(): FdSwap | null {
   const g = globalThis as { process?: { platform: string } };
