@@ -99,7 +99,7 @@ function judge(samples: readonly Sample[], stepTimes: readonly number[], warmup:
       flat: rssGrowth < BANDS.rssMiB,
     },
     { name: 'pool bytes growth (fit)', measured: `${poolGrowth.toFixed(2)} MiB over ${span} steps`, band: `< ${BANDS.poolMiB} MiB`, flat: poolGrowth < BANDS.poolMiB },
-    { name: 'step time, last third / first third (medians)', measured: ratio.toFixed(2), band: `< ${BANDS.stepTimeRatio}`, flat: ratio < BANDS.stepTimeRatio },
+    { name: 'step time, last / first third (medians)', measured: ratio.toFixed(2), band: `< ${BANDS.stepTimeRatio}`, flat: ratio < BANDS.stepTimeRatio },
   ];
 }
 

@@ -16,7 +16,9 @@ import { syntheticDataset, tinyConfig } from './train-fixtures.ts';
 import { runCli as cli, type ChildResult } from './cli-child.ts';
 
 /** A tiny real run through the CLI: 96 digits, batch 16, so 6 iterations per epoch. */
-const TINY = ['--preset', 'demo', '--limit', '96', '--batch-size', '16', '--k', '4', '--min-cluster', '2', '--set', 'model.neckHidden=32', '--set', 'model.featureDim=16', '--quiet'];
+const TINY = ['--preset', 'demo', '--limit', '96', '--batch-size', '16', '--k', '4', '--min-cluster', '2', '--quiet'].concat(
+  ['--set', 'model.neckHidden=32', '--set', 'model.featureDim=16'],
+);
 
 /** Exit status 1 and exactly one message line on stderr, `odc: ...`, with no stack trace. */
 function assertOneMessage(result: ChildResult, pattern: RegExp): void {
@@ -61,7 +63,11 @@ test('a tensor over the adapter\'s buffer limit: GpuOutOfMemoryError naming its 
   const rows = Math.ceil(limit / 4 / 1024) + 1;
   assert.throws(
     () => Tensor.empty([rows, 1024]),
-    (err: Error) => err instanceof GpuOutOfMemoryError && err.message.includes(`[${rows}, 1024]`) && /over the .* MiB this adapter allows/.test(err.message) && /optim\.batchSize/.test(err.message),
+    (err: Error) =>
+      err instanceof GpuOutOfMemoryError &&
+      err.message.includes(`[${rows}, 1024]`) &&
+      /over the .* MiB this adapter allows/.test(err.message) &&
+      /optim\.batchSize/.test(err.message),
   );
 });
 
@@ -75,7 +81,8 @@ test('a buffer createBuffer refuses is reported by its error scope, with its siz
   // The scope settles asynchronously; the next read reports the failed allocation, not a garbage result.
   await assert.rejects(
     small.data(),
-    (err: Error) => err instanceof GpuOutOfMemoryError && err.message.includes(`allocating a ${(tooBig / 2 ** 20).toFixed(1)} MiB buffer`) && /optim\.batchSize/.test(err.message),
+    (err: Error) =>
+      err instanceof GpuOutOfMemoryError && err.message.includes(`allocating a ${(tooBig / 2 ** 20).toFixed(1)} MiB buffer`) && /optim\.batchSize/.test(err.message),
   );
   g.pool.release(buffer);
   small.dispose();
@@ -93,7 +100,7 @@ test('CLI: a device lost mid-run ends with one message and the checkpoint of the
     const before = readFileSync(join(dir, 'checkpoint.odc'));
     // Resumed for two more epochs, the device goes at the 8th submit: inside epoch 2, before its checkpoint.
     const result = cli('test/lose-device-cli.ts', ['8', 'train', ...TINY, '--epochs', '3', '--resume', '--out', dir]);
-    assertOneMessage(result, /the GPU device was lost \(destroyed.*The last checkpoint, .*checkpoint\.odc, is intact: run the same command with --resume/);
+    assertOneMessage(result, /the GPU device was lost \(destroyed.*The last checkpoint, .*checkpoint\.odc, is intact: run the same command with --resume to go on/);
     assert.ok(readFileSync(join(dir, 'checkpoint.odc')).equals(before), 'the checkpoint changed');
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -104,7 +111,7 @@ test('CLI: a batch too large for the adapter ends with one out-of-memory message
   const dir = mkdtempSync(join(tmpdir(), 'odc-oom-cli-'));
   try {
     const result = cli('src/cli/main.ts', ['train', ...TINY, '--limit', '2000', '--batch-size', '2000', '--epochs', '1', '--out', dir]);
-    assertOneMessage(result, /out of GPU memory: A tensor of shape \[2000, .*MiB.*this adapter allows.*Lower optim\.batchSize \(--batch-size\).*No checkpoint had been written yet/);
+    assertOneMessage(result, /out of GPU memory: A tensor of shape \[2000, .*MiB.*this adapter allows.*Lower optim\.batchSize \(--batch-size\).*No checkpoint had been written/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -103,13 +103,13 @@ export function configFromArgs(args: Args): TrainConfig {
   return config;
 }
 
-/** A GPU fault's message, plus whether the last checkpoint is there (untouched: a fault never writes one) and how to go on. */
+/** A GPU fault's message, plus whether the last checkpoint is there (a fault never writes one) and how to go on. */
 function withCheckpointNote(err: unknown, outDir: string): unknown {
   if (!(err instanceof GpuDeviceLostError || err instanceof GpuOutOfMemoryError)) return err;
   const path = join(outDir, 'checkpoint.odc');
   if (!existsSync(path)) err.message += ' No checkpoint had been written yet.';
-  else if (err instanceof GpuDeviceLostError) err.message += ` The last checkpoint, ${path}, is intact: run the same command with --resume to go on from it.`;
-  else err.message += ` The last checkpoint, ${path}, is intact (--resume continues it on a GPU with more memory; a smaller batch or model needs a new run).`;
+  else if (err instanceof GpuDeviceLostError) err.message += ` The last checkpoint, ${path}, is intact: run the same command with --resume to go on.`;
+  else err.message += ` The last checkpoint, ${path}, is intact (--resume continues it on a larger GPU; a smaller batch or model needs a new run).`;
   return err;
 }
 

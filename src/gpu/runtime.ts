@@ -119,7 +119,8 @@ async function ffiFdSwap(runtime: 'bun' | 'deno'): Promise<FdSwap | null> {
       };
       const deno = (globalThis as unknown as { Deno: DenoFfi }).Deno;
       if (deno.permissions.querySync({ name: 'ffi' }).state !== 'granted') return null; // never prompt for it
-      const lib = deno.dlopen('libc.so.6', Object.fromEntries(Object.entries(signatures).map(([name, p]) => [name, { parameters: [...p], result: 'i32' }])));
+      const symbols = Object.fromEntries(Object.entries(signatures).map(([name, p]) => [name, { parameters: [...p], result: 'i32' }]));
+      const lib = deno.dlopen('libc.so.6', symbols);
       libc = lib.symbols;
       unload = () => lib.close();
     } else {
