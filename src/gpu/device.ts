@@ -421,7 +421,6 @@ export function initGpu(): Promise<Gpu> {
   return opening;
 }
 
-
 /** The process-wide GPU; throws if initGpu() has not completed. */
 export function gpu(): Gpu {
   if (!current) throw new Error('No GPU: call `await initGpu()` before creating tensors or running ops.');
