@@ -4,7 +4,7 @@
  * submitting in chunks. Nothing here reads from the GPU unless a caller asks (`read`).
  */
 import { findGpu, withNativeStderrSilenced, type WebGpuImplementation } from './runtime.ts';
-import { BufferPool } from './pool.ts';
+import { BufferPool, sizeClass } from './pool.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError, isOutOfMemory, mib } from './errors.ts';
 import { PipelineCache, type Access, type KernelSource, type LayoutSpec } from './pipelines.ts';
 import type { Params } from './params.ts';
@@ -58,6 +58,10 @@ const NO_ADAPTER_HELP =
   'On a CPU-only Debian 12 machine install Mesa lavapipe 25.x from bookworm-backports: ' +
   '`bash .ci/setup-system.sh` (as root) does it; Debian 12\'s own mesa-vulkan-drivers 22.x does not work with Dawn.';
 
+/** Staging buffers kept for reuse by `read`: per size class, and only small ones (reads of a few values are the frequent ones). */
+const MAX_STAGING_PER_CLASS = 4;
+const MAX_CACHED_STAGING_BYTES = 1 << 20;
+
 /** How long a failed GPU wait gives `device.lost` to settle before the failure is reported as it is. */
 const LOSS_SETTLE_MS = 2000;
 
@@ -96,6 +100,8 @@ export class Gpu {
   private lostReason: string | null = null;
   /** Rejects with a GpuDeviceLostError once the device is lost, so no GPU wait outlives the device. */
   private readonly whenLost: Promise<never>;
+  /** Unmapped MAP_READ buffers by size, for reuse by `read`. */
+  private readonly freeStaging = new Map<number, GPUBuffer[]>();
   /** The first allocation that failed (an out-of-memory or validation error scope around createBuffer). */
   private allocationFailure: Error | null = null;
 
@@ -383,21 +389,39 @@ export class Gpu {
   async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
     this.checkHealthy();
     const size = Math.ceil(bytes / 4) * 4;
-    const staging = this.device.createBuffer({ size: Math.max(4, size), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const stagingSize = sizeClass(size);
+    const staging =
+      this.freeStaging.get(stagingSize)?.pop() ??
+      this.device.createBuffer({ size: stagingSize, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.copy(buffer, byteOffset, staging, 0, size);
     this.flush();
     this.stats.reads++;
     try {
-      await this.unlessLost(staging.mapAsync(GPUMapMode.READ));
+      await this.unlessLost(staging.mapAsync(GPUMapMode.READ, 0, size));
     } catch (err) {
       staging.destroy();
       throw err;
     }
-    const out = staging.getMappedRange().slice(0, bytes);
+    const out = staging.getMappedRange(0, size).slice(0, bytes);
     staging.unmap();
-    staging.destroy();
+    this.releaseStaging(staging);
     this.checkHealthy();
     return out;
+  }
+
+  /**
+   * Keeps a small staging buffer for the next read of its size class: Dawn keeps about 1 KiB of native
+   * memory for every buffer ever created, even destroyed and collected, which a read per iteration turns
+   * into a slow RSS creep over a long run (bench/soak.ts).
+   */
+  private releaseStaging(staging: GPUBuffer): void {
+    const list = this.freeStaging.get(staging.size) ?? [];
+    if (staging.size > MAX_CACHED_STAGING_BYTES || list.length >= MAX_STAGING_PER_CLASS) {
+      staging.destroy();
+      return;
+    }
+    list.push(staging);
+    this.freeStaging.set(staging.size, list);
   }
 
   /** Waits until the GPU has finished all submitted work (for benchmarks). */
