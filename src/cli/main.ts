@@ -9,9 +9,9 @@
  * Common flags map to config keys: --epochs, --batch-size, --lr, --k, --limit, --seed, --mode, --data.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { GpuDeviceLostError, GpuOutOfMemoryError, initGpu } from '../gpu/device.ts';
+import { initGpu } from '../gpu/device.ts';
 import { applyOverride, mergeConfig, presetConfig, PRESETS, type TrainConfig } from '../odc/config.ts';
+import { GpuDeviceLostError, GpuOutOfMemoryError } from '../gpu/errors.ts';
 
 const USAGE = `odc: Online Deep Clustering on WebGPU
 
@@ -103,16 +103,6 @@ export function configFromArgs(args: Args): TrainConfig {
   return config;
 }
 
-/** A GPU fault's message, plus whether the last checkpoint is there (a fault never writes one) and how to go on. */
-function withCheckpointNote(err: unknown, outDir: string): unknown {
-  if (!(err instanceof GpuDeviceLostError || err instanceof GpuOutOfMemoryError)) return err;
-  const path = join(outDir, 'checkpoint.odc');
-  if (!existsSync(path)) err.message += ' No checkpoint had been written yet.';
-  else if (err instanceof GpuDeviceLostError) err.message += ` The last checkpoint, ${path}, is intact: run the same command with --resume to go on.`;
-  else err.message += ` The last checkpoint, ${path}, is intact (--resume continues it on a larger GPU; a smaller batch or model needs a new run).`;
-  return err;
-}
-
 async function main(argv: string[]): Promise<void> {
   const args = parseArgs(argv);
   if (args.command === 'help' || args.flags.has('help')) {
@@ -167,6 +157,16 @@ async function main(argv: string[]): Promise<void> {
     default:
       throw new Error(`unknown command "${args.command}"\n\n${USAGE}`);
   }
+}
+
+/** A GPU fault's message, plus whether the last checkpoint is there (a fault never writes one) and how to go on. */
+function withCheckpointNote(err: unknown, outDir: string): unknown {
+  if (!(err instanceof GpuDeviceLostError || err instanceof GpuOutOfMemoryError)) return err;
+  const path = `${outDir}/checkpoint.odc`;
+  if (!existsSync(path)) err.message += ' No checkpoint had been written yet.';
+  else if (err instanceof GpuDeviceLostError) err.message += ` The last checkpoint, ${path}, is intact: run the same command with --resume to go on.`;
+  else err.message += ` The last checkpoint, ${path}, is intact (--resume continues it on a larger GPU; a smaller batch or model needs a new run).`;
+  return err;
 }
 
 main(process.argv.slice(2)).then(
