@@ -13,6 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { ensureWritableFolder } from '../data/files.ts';
 import { initGpu } from '../gpu/device.ts';
 import { applyOverride, mergeConfig, presetConfig, PRESETS, type TrainConfig } from '../odc/config.ts';
+import { GpuDeviceLostError, GpuOutOfMemoryError } from '../gpu/errors.ts';
 
 const USAGE = `odc: Online Deep Clustering on WebGPU
 
@@ -130,7 +131,9 @@ async function main(argv: string[]): Promise<void> {
       const outDir = one(args, 'out') ?? `runs/${config.preset}`;
       console.log(`odc train: preset ${config.preset}, mode ${config.mode}, ${config.model.backbone}, K = ${config.odc.k}, ${config.optim.epochs} epochs, batch ${config.optim.batchSize} -> ${outDir}`);
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
-      const result = await train({ config, outDir, resume: args.flags.has('resume'), quiet: args.flags.has('quiet') });
+      const result = await train({ config, outDir, resume: args.flags.has('resume'), quiet: args.flags.has('quiet') }).catch((err: unknown) => {
+        throw withCheckpointNote(err, outDir);
+      });
       console.log(`done: ${result.iterations} iterations in ${result.seconds.toFixed(1)} s; checkpoint ${result.checkpoint}`);
       return;
     }
@@ -164,6 +167,16 @@ async function main(argv: string[]): Promise<void> {
     default:
       throw new Error(`unknown command "${args.command}"\n\n${USAGE}`);
   }
+}
+
+/** A GPU fault's message, plus whether the last checkpoint is there (a fault never writes one) and how to go on. */
+function withCheckpointNote(err: unknown, outDir: string): unknown {
+  if (!(err instanceof GpuDeviceLostError || err instanceof GpuOutOfMemoryError)) return err;
+  const path = `${outDir}/checkpoint.odc`;
+  if (!existsSync(path)) err.message += ' No checkpoint had been written yet.';
+  else if (err instanceof GpuDeviceLostError) err.message += ` The last checkpoint, ${path}, is intact: run the same command with --resume to go on.`;
+  else err.message += ` The last checkpoint, ${path}, is intact (--resume continues it on a larger GPU; a smaller batch or model needs a new run).`;
+  return err;
 }
 
 main(process.argv.slice(2)).then(

@@ -3,10 +3,13 @@
  * the pipeline cache, and a recorder that batches dispatches into one shared encoder and compute pass,
  * submitting in chunks. Nothing here reads from the GPU unless a caller asks (`read`).
  */
-import { findGpu, type WebGpuImplementation } from './runtime.ts';
-import { BufferPool } from './pool.ts';
+import { findGpu, withNativeStderrSilenced, type WebGpuImplementation } from './runtime.ts';
+import { BufferPool, sizeClass } from './pool.ts';
+import { GpuDeviceLostError, GpuOutOfMemoryError, isOutOfMemory, mib } from './errors.ts';
 import { PipelineCache, type Access, type KernelSource, type LayoutSpec } from './pipelines.ts';
 import type { Params } from './params.ts';
+
+export { GpuDeviceLostError, GpuOutOfMemoryError } from './errors.ts';
 
 export interface Binding {
   buffer: GPUBuffer;
@@ -55,6 +58,25 @@ const NO_ADAPTER_HELP =
   'On a CPU-only Debian 12 machine install Mesa lavapipe 25.x from bookworm-backports: ' +
   '`bash .ci/setup-system.sh` (as root) does it; Debian 12\'s own mesa-vulkan-drivers 22.x does not work with Dawn.';
 
+/** Staging buffers kept for reuse by `read`: per size class, and only small ones (reads of a few values are the frequent ones). */
+const MAX_STAGING_PER_CLASS = 4;
+const MAX_CACHED_STAGING_BYTES = 1 << 20;
+
+/** How long a failed GPU wait gives `device.lost` to settle before the failure is reported as it is. */
+const LOSS_SETTLE_MS = 2000;
+
+/** The WebGPU defaults of the limits the kernels may need more of (the WebGPU spec's "default" column). */
+const DEFAULT_LIMITS = {
+  maxStorageBufferBindingSize: 134217728,
+  maxBufferSize: 268435456,
+  maxStorageBuffersPerShaderStage: 8,
+  maxComputeWorkgroupStorageSize: 16384,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupSizeY: 256,
+  maxComputeWorkgroupsPerDimension: 65535,
+} as const;
+
 export class Gpu {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
@@ -76,6 +98,12 @@ export class Gpu {
   private firstError: string | null = null;
   private readonly compileErrors: string[] = [];
   private lostReason: string | null = null;
+  /** Rejects with a GpuDeviceLostError once the device is lost, so no GPU wait outlives the device. */
+  private readonly whenLost: Promise<never>;
+  /** Unmapped MAP_READ buffers by size, for reuse by `read`. */
+  private readonly freeStaging = new Map<number, GPUBuffer[]>();
+  /** The first allocation that failed (an out-of-memory or validation error scope around createBuffer). */
+  private allocationFailure: Error | null = null;
 
   private constructor(
     readonly device: GPUDevice,
@@ -84,38 +112,41 @@ export class Gpu {
     readonly runtime: string,
     readonly features: GpuFeatures,
   ) {
-    this.pool = new BufferPool(device);
+    this.pool = new BufferPool(device, (error) => {
+      this.allocationFailure ??= error;
+    });
     this.pipelines = new PipelineCache(device, (message) => {
       this.compileErrors.push(message);
     });
     device.addEventListener('uncapturederror', (event) => {
-      const message = (event as GPUUncapturedErrorEvent).error.message;
-      this.firstError ??= message;
+      const error = (event as GPUUncapturedErrorEvent).error;
+      if (isOutOfMemory(error)) this.allocationFailure ??= new GpuOutOfMemoryError(error.message || 'the device reported an out-of-memory error');
+      else this.firstError ??= error.message;
     });
-    void device.lost.then((info) => {
-      this.lostReason = `${info.reason}: ${info.message}`;
+    this.whenLost = device.lost.then((info) => {
+      this.lostReason = [info.reason, info.message].filter((s) => s).join(': ') || 'no reason given';
+      throw new GpuDeviceLostError(this.lostReason);
     });
+    this.whenLost.catch(() => {}); // observed through races and checkHealthy, never unhandled
   }
 
-  /** Opens the adapter with its real limits and the optional features it offers. */
+  /**
+   * Opens the adapter with the optional features it offers, raising only the limits the kernels may use
+   * beyond the WebGPU defaults. Dawn's adapter-discovery notes on native stderr are kept out of the way
+   * (see withNativeStderrSilenced; ODC_DEBUG=1 shows them).
+   */
   static async create(): Promise<Gpu> {
     const entry = await findGpu();
-    const adapter = await entry.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    const requestAdapter = () => entry.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    const adapter = await (entry.implementation === 'dawn' ? withNativeStderrSilenced(requestAdapter) : requestAdapter());
     if (!adapter) throw new Error(NO_ADAPTER_HELP);
     const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
     const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
-    const limitNames = [
-      'maxStorageBufferBindingSize',
-      'maxBufferSize',
-      'maxStorageBuffersPerShaderStage',
-      'maxComputeWorkgroupStorageSize',
-      'maxComputeInvocationsPerWorkgroup',
-      'maxComputeWorkgroupSizeX',
-      'maxComputeWorkgroupSizeY',
-      'maxComputeWorkgroupsPerDimension',
-    ] as const;
     const requiredLimits: Record<string, number> = {};
-    for (const name of limitNames) requiredLimits[name] = adapter.limits[name];
+    for (const [name, fallback] of Object.entries(DEFAULT_LIMITS)) {
+      const offered = adapter.limits[name as keyof typeof DEFAULT_LIMITS];
+      if (offered > fallback) requiredLimits[name] = offered;
+    }
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
     const info = adapter.info;
     const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unknown adapter';
@@ -135,10 +166,14 @@ export class Gpu {
     return /llvmpipe|lavapipe|swiftshader|cpu/i.test(this.adapterName);
   }
 
+  /** True once the device is lost; every later GPU call throws a GpuDeviceLostError. */
+  get isLost(): boolean {
+    return this.lostReason !== null;
+  }
+
   private checkHealthy(): void {
-    if (this.lostReason) {
-      throw new Error(`The GPU device was lost (${this.lostReason}). Restart the process; training resumes from the last checkpoint with --resume.`);
-    }
+    if (this.lostReason) throw new GpuDeviceLostError(this.lostReason);
+    if (this.allocationFailure) throw this.allocationFailure;
     if (this.compileErrors.length > 0 || this.firstError) {
       // A WGSL compile error explains the "invalid pipeline" errors that follow it: report it first.
       const message = this.compileErrors.length > 0 ? this.compileErrors.join('\n') : this.firstError;
@@ -148,14 +183,35 @@ export class Gpu {
     }
   }
 
-  /** Throws a clear error if a buffer of this many bytes cannot be bound as one storage buffer. */
+  /**
+   * Throws a GpuOutOfMemoryError naming `what` if a buffer of this many bytes is over what this adapter
+   * allows in one storage buffer (maxStorageBufferBindingSize, maxBufferSize).
+   */
   checkBindingSize(bytes: number, what: string): void {
-    const limit = this.limits.maxStorageBufferBindingSize;
+    const { maxStorageBufferBindingSize, maxBufferSize } = this.limits;
+    const [limit, name] =
+      maxBufferSize < maxStorageBufferBindingSize ? [maxBufferSize, 'maxBufferSize'] : [maxStorageBufferBindingSize, 'maxStorageBufferBindingSize'];
     if (bytes > limit) {
-      throw new RangeError(
-        `${what} needs ${bytes} bytes, over this device's maxStorageBufferBindingSize of ${limit} bytes; ` +
-          'use a smaller batch or split the tensor.',
-      );
+      throw new GpuOutOfMemoryError(`${what} needs ${mib(bytes)} in one buffer, over the ${mib(limit)} this adapter allows (${name})`);
+    }
+  }
+
+  /**
+   * Waits for `promise` unless the device is lost first (then throws a GpuDeviceLostError): a lost device
+   * may never settle a pending map or onSubmittedWorkDone. A wait that fails gives the loss a moment to
+   * be reported, so the error names the loss rather than its symptom (an aborted map).
+   */
+  private async unlessLost<T>(promise: Promise<T>): Promise<T> {
+    try {
+      return await Promise.race([promise, this.whenLost]);
+    } catch (err) {
+      if (!(err instanceof GpuDeviceLostError)) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([this.whenLost, new Promise((resolve) => (timer = setTimeout(resolve, LOSS_SETTLE_MS)))]).catch(() => {});
+        clearTimeout(timer);
+        this.checkHealthy();
+      }
+      throw err;
     }
   }
 
@@ -236,7 +292,7 @@ export class Gpu {
       this.collecting = null;
     }
     const before = this.pipelines.size;
-    await this.pipelines.prepare(kernels);
+    await this.unlessLost(this.pipelines.prepare(kernels));
     this.checkHealthy();
     return this.pipelines.size - before;
   }
@@ -333,27 +389,45 @@ export class Gpu {
   async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
     this.checkHealthy();
     const size = Math.ceil(bytes / 4) * 4;
-    const staging = this.device.createBuffer({ size: Math.max(4, size), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const stagingSize = sizeClass(size);
+    const staging =
+      this.freeStaging.get(stagingSize)?.pop() ??
+      this.device.createBuffer({ size: stagingSize, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.copy(buffer, byteOffset, staging, 0, size);
     this.flush();
     this.stats.reads++;
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await this.unlessLost(staging.mapAsync(GPUMapMode.READ, 0, size));
     } catch (err) {
-      this.checkHealthy();
+      staging.destroy();
       throw err;
     }
-    const out = staging.getMappedRange().slice(0, bytes);
+    const out = staging.getMappedRange(0, size).slice(0, bytes);
     staging.unmap();
-    staging.destroy();
+    this.releaseStaging(staging);
     this.checkHealthy();
     return out;
+  }
+
+  /**
+   * Keeps a small staging buffer for the next read of its size class: Dawn keeps about 1 KiB of native
+   * memory for every buffer ever created, even destroyed and collected, which a read per iteration turns
+   * into a slow RSS creep over a long run (bench/soak.ts).
+   */
+  private releaseStaging(staging: GPUBuffer): void {
+    const list = this.freeStaging.get(staging.size) ?? [];
+    if (staging.size > MAX_CACHED_STAGING_BYTES || list.length >= MAX_STAGING_PER_CLASS) {
+      staging.destroy();
+      return;
+    }
+    list.push(staging);
+    this.freeStaging.set(staging.size, list);
   }
 
   /** Waits until the GPU has finished all submitted work (for benchmarks). */
   async sync(): Promise<void> {
     this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    await this.unlessLost(this.device.queue.onSubmittedWorkDone());
     this.checkHealthy();
   }
 }
@@ -361,8 +435,12 @@ export class Gpu {
 let current: Gpu | null = null;
 let opening: Promise<Gpu> | null = null;
 
-/** Opens the process-wide GPU once; later calls return the same one. */
+/** Opens the process-wide GPU once; later calls return the same one, or open a new one if it was lost. */
 export function initGpu(): Promise<Gpu> {
+  if (current?.isLost) {
+    current = null;
+    opening = null;
+  }
   opening ??= Gpu.create().then((g) => (current = g));
   return opening;
 }

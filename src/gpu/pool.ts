@@ -6,6 +6,8 @@
  * Released buffers therefore wait in `pending` until the next submit, and only then become reusable.
  */
 
+import { GpuOutOfMemoryError, mib } from './errors.ts';
+
 const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
 const MAX_FREE_PER_CLASS = 64;
 
@@ -23,15 +25,41 @@ export class BufferPool {
   private live = 0;
   private liveBytes = 0;
 
-  constructor(private readonly device: GPUDevice) {}
+  /**
+   * `onAllocationError` hears of a buffer the device could not create (out of memory, or too large): WebGPU
+   * reports that later, through error scopes, while the buffer handed out is already unusable.
+   */
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly onAllocationError: (error: Error) => void,
+  ) {}
 
   /** A storage buffer of at least `bytes` bytes; contents are undefined. */
   acquire(bytes: number): GPUBuffer {
     const size = sizeClass(bytes);
     const list = this.free.get(size);
-    const buffer = list?.pop() ?? this.device.createBuffer({ size, usage: STORAGE_USAGE });
+    const buffer = list?.pop() ?? this.create(size);
     this.live++;
     this.liveBytes += size;
+    return buffer;
+  }
+
+  /**
+   * A new buffer, with out-of-memory and validation errors caught in scopes and reported with its size. The
+   * usage is always the same valid one, so a validation error here is a size the adapter does not allow:
+   * both are out-of-memory errors to the user.
+   */
+  private create(size: number): GPUBuffer {
+    const inUse = `with ${this.live} buffers, ${mib(this.liveBytes)}, in use`;
+    this.device.pushErrorScope('validation');
+    this.device.pushErrorScope('out-of-memory');
+    const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
+    const report = (error: GPUError | null) => {
+      if (error) this.onAllocationError(new GpuOutOfMemoryError(`allocating a ${mib(size)} buffer (${inUse}) failed: ${error.message.trim()}`));
+    };
+    // A lost device rejects or empties the scopes; its loss is reported on its own.
+    this.device.popErrorScope().then(report, () => {});
+    this.device.popErrorScope().then(report, () => {});
     return buffer;
   }
 
@@ -63,6 +91,17 @@ export class BufferPool {
 
   get liveByteCount(): number {
     return this.liveBytes;
+  }
+
+  /** Released buffers kept for reuse (free lists and those waiting for the next submit), and their bytes. */
+  get cached(): { count: number; bytes: number } {
+    let count = this.pending.length;
+    let bytes = this.pending.reduce((total, b) => total + b.size, 0);
+    for (const [size, list] of this.free) {
+      count += list.length;
+      bytes += size * list.length;
+    }
+    return { count, bytes };
   }
 
   /** Destroys every cached buffer (not the live ones). */

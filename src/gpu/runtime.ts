@@ -6,6 +6,7 @@
  * and falls back to its built-in `navigator.gpu`. `ODC_WEBGPU=builtin` forces the built-in one so the
  * tests can cover both implementations.
  */
+import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync } from 'node:fs';
 
 export type WebGpuImplementation = 'dawn' | 'builtin';
 
@@ -66,5 +67,140 @@ export async function findGpu(): Promise<GpuEntry> {
       `Could not load Dawn's WebGPU bindings (npm package "webgpu") under ${runtime}: ${(err as Error).message}. ` +
         'Run `npm ci` in the project root, or use Deno, whose built-in WebGPU is the fallback.',
     );
+  }
+}
+
+/**
+ * Runs `fn` (synchronous) with the process's native stderr (file descriptor 2) pointed at /dev/null, and
+ * restores it before returning. Dawn prints its adapter-discovery notes there from C++ with no switch to
+ * turn them off (on lavapipe and most Vulkan drivers two "max... artificially reduced" warnings; with no
+ * driver, Vulkan-loader lines and a C++ source path), all inside the synchronous part of requestAdapter().
+ * No JavaScript runs while stderr is redirected, so none of our own output can be lost. ODC_DEBUG=1
+ * shows everything. Deno and Bun swap the descriptor with dup/dup2 through their FFI; Node has no FFI, so
+ * on Linux it reopens a terminal, a pipe or a file opened for appending through /proc/self/fd (a socket
+ * or a file opened without O_APPEND as stderr is left alone, as is any platform without /proc).
+ */
+export async function withNativeStderrSilenced<T>(fn: () => T): Promise<T> {
+  if (envVar('ODC_DEBUG')) return fn();
+  const runtime = detectRuntime();
+  const swap = runtime === 'node' ? procFdSwap() : await ffiFdSwap(runtime);
+  if (!swap) return fn();
+  try {
+    return fn();
+  } finally {
+    swap.restore();
+  }
+}
+
+interface FdSwap {
+  restore(): void;
+}
+
+interface LibC {
+  dup(fd: number): number;
+  dup2(from: number, to: number): number;
+  close(fd: number): number;
+  open(path: Uint8Array, flags: number): number;
+}
+
+const O_WRONLY = 1;
+const DEV_NULL = new TextEncoder().encode('/dev/null\0');
+
+/** dup/dup2 from glibc through Deno's or Bun's FFI; null (stderr untouched) where that is not possible. */
+async function ffiFdSwap(runtime: 'bun' | 'deno'): Promise<FdSwap | null> {
+  let libc: LibC;
+  let unload: () => void;
+  try {
+    const signatures = { dup: ['i32'], dup2: ['i32', 'i32'], close: ['i32'], open: ['buffer', 'i32'] } as const;
+    if (runtime === 'deno') {
+      type DenoFfi = {
+        dlopen(path: string, symbols: Record<string, { parameters: string[]; result: string }>): { symbols: LibC; close(): void };
+        permissions: { querySync(p: { name: 'ffi' }): { state: string } };
+      };
+      const deno = (globalThis as unknown as { Deno: DenoFfi }).Deno;
+      if (deno.permissions.querySync({ name: 'ffi' }).state !== 'granted') return null; // never prompt for it
+      const symbols = Object.fromEntries(Object.entries(signatures).map(([name, p]) => [name, { parameters: [...p], result: 'i32' }]));
+      const lib = deno.dlopen('libc.so.6', symbols);
+      libc = lib.symbols;
+      unload = () => lib.close();
+    } else {
+      const ffiModule = 'bun:ffi';
+      type BunFfi = { dlopen(path: string, symbols: Record<string, { args: string[]; returns: string }>): { symbols: LibC; close(): void } };
+      const ffi = (await import(ffiModule)) as BunFfi;
+      const args = (p: readonly string[]) => p.map((t) => (t === 'buffer' ? 'ptr' : t));
+      const lib = ffi.dlopen('libc.so.6', Object.fromEntries(Object.entries(signatures).map(([name, p]) => [name, { args: args(p), returns: 'i32' }])));
+      libc = lib.symbols;
+      unload = () => lib.close();
+    }
+  } catch {
+    return null; // not glibc, or Deno without --allow-ffi
+  }
+  const saved = libc.dup(2);
+  const devNull = saved < 0 ? -1 : libc.open(DEV_NULL, O_WRONLY);
+  if (devNull < 0 || libc.dup2(devNull, 2) < 0) {
+    if (devNull >= 0) libc.close(devNull);
+    if (saved >= 0) libc.close(saved);
+    unload();
+    return null;
+  }
+  libc.close(devNull);
+  return {
+    restore() {
+      libc.dup2(saved, 2);
+      libc.close(saved);
+      unload();
+    },
+  };
+}
+
+/** Whether descriptor `fd` was opened with O_APPEND (Linux: the octal flags in /proc/self/fdinfo). */
+function appending(fd: number): boolean {
+  const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  return flags !== null && (parseInt(flags[1], 8) & fsConstants.O_APPEND) !== 0;
+}
+
+/**
+ * Node: close descriptor 2 and open /dev/null in its place (the lowest free descriptor), then put a
+ * reopened copy of the original back. Only for a terminal, a pipe or a file opened for appending, where
+ * reopening reaches the same place with nothing lost (a file not opened for appending would lose its
+ * shared offset with stdout; a socket, as Node's own child processes get, cannot be reopened), and only
+ * when descriptors 0 and 1 are open, so the reopen lands on 2.
+ */
+function procFdSwap(): FdSwap | null {
+  const g = globalThis as { process?: { platform: string } };
+  if (g.process?.platform !== 'linux') return null;
+  try {
+    fstatSync(0);
+    fstatSync(1);
+    const st = fstatSync(2);
+    // A pipe is reopened read-write so the open cannot block, whatever the reader does meanwhile; a file
+    // only if it was opened for appending (every write goes to its end, whichever description makes it).
+    const flags = st.isFIFO()
+      ? fsConstants.O_RDWR
+      : st.isCharacterDevice()
+        ? fsConstants.O_WRONLY | fsConstants.O_NOCTTY
+        : st.isFile() && appending(2)
+          ? fsConstants.O_WRONLY | fsConstants.O_APPEND
+          : -1;
+    if (flags < 0) return null;
+    const saved = openSync('/proc/self/fd/2', flags);
+    closeSync(2);
+    const devNull = openSync('/dev/null', 'w');
+    const reopen = () => openSync(`/proc/self/fd/${saved}`, st.isFIFO() ? fsConstants.O_WRONLY : flags);
+    if (devNull !== 2) {
+      closeSync(devNull);
+      reopen();
+      closeSync(saved);
+      return null;
+    }
+    return {
+      restore() {
+        closeSync(2);
+        reopen();
+        closeSync(saved);
+      },
+    };
+  } catch {
+    return null;
   }
 }

@@ -51,6 +51,8 @@ export interface TrainOptions {
   /** Stop after this many iterations in total (tests, benchmarks); a checkpoint is written there. */
   stopAfterIterations?: number;
   quiet?: boolean;
+  /** Called after every iteration with the iteration count so far (soak bench, fault-injection tests). */
+  afterIteration?: (iteration: number) => void | Promise<void>;
 }
 
 export interface EpochSummary {
@@ -385,6 +387,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
             }, { splits: splitsSinceLog });
             splitsSinceLog = 0;
           }
+          await options.afterIteration?.(position.iteration);
           if (options.stopAfterIterations !== undefined && position.iteration >= options.stopAfterIterations) break;
         }
         const stopped = options.stopAfterIterations !== undefined && position.iteration >= options.stopAfterIterations && position.batchInEpoch < epochBatches.length;
