@@ -2,6 +2,7 @@
  * Shared by the end-to-end training tests (train.test.ts, deepcluster.test.ts): a tiny synthetic data
  * set, a configuration small enough for lavapipe, and a byte-level checkpoint comparison.
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert } from './helpers.ts';
 import { presetConfig, applyOverride, type TrainConfig } from '../src/odc/config.ts';
@@ -44,6 +45,30 @@ export function tinyConfig(): TrainConfig {
   }
   return c;
 }
+
+/**
+ * Writes a data set as IDX files in `dir` (images, then labels, big-endian headers as MNIST's) and returns
+ * the `idx:` source spec that loads it, for runs of the command line in a child process.
+ */
+export function writeIdxDataset(dir: string, ds: ImageDataset): string {
+  const header = (magic: number, dims: number[]): Uint8Array => {
+    const h = new DataView(new ArrayBuffer(4 + 4 * dims.length));
+    h.setUint32(0, magic);
+    dims.forEach((d, i) => h.setUint32(4 + 4 * i, d));
+    return new Uint8Array(h.buffer);
+  };
+  const images = join(dir, 'images.idx');
+  const labels = join(dir, 'labels.idx');
+  writeFileSync(images, Buffer.concat([header(0x803, [ds.n, ds.height, ds.width]), ds.images]));
+  writeFileSync(labels, Buffer.concat([header(0x801, [ds.n]), Uint8Array.from(ds.labels ?? new Int32Array(ds.n))]));
+  return `idx:${images},${labels}`;
+}
+
+/** The command-line flags that reproduce tinyConfig() (the demo preset plus these). */
+export const TINY_FLAGS = [
+  '--batch-size', '16', '--epochs', '2', '--k', '8', '--min-cluster', '10',
+  '--set', 'odc.centroidInterval=3', '--set', 'odc.kmeansIterations=5', '--set', 'model.neckHidden=32', '--set', 'model.featureDim=16', '--set', 'log.interval=4',
+];
 
 /** Byte-level comparison of two checkpoints, record by record. */
 export async function assertSameCheckpoint(dirA: string, dirB: string): Promise<void> {
