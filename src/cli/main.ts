@@ -157,14 +157,14 @@ function installStopHandlers(stop: AbortController, outDir: string): () => void 
   const onSignal = (signal: string): void => {
     if (!stop.signal.aborted) {
       stop.abort(signal);
-      console.error(`\nodc: ${signal}: stopping after this iteration to write a checkpoint (${signal} again aborts at once, without one)`);
+      console.error(`\nodc: ${signal}: stopping after this iteration to write a checkpoint (a second Ctrl-C or SIGTERM aborts at once, without one)`);
       return;
     }
     abandonPendingWrites();
     const kept = existsSync(join(outDir, CHECKPOINT_FILE))
       ? `the last complete checkpoint is kept; resume with: ${resumeCommand(outDir)}`
       : 'no checkpoint had been written yet: start the run again';
-    console.error(`\nodc: ${signal} again: aborted without writing a checkpoint; ${kept}`);
+    console.error(`\nodc: a second stop signal (${signal}): aborted without writing a checkpoint; ${kept}`);
     process.exit(SIGNAL_EXIT_CODES[signal]);
   };
   for (const signal of Object.keys(SIGNAL_EXIT_CODES)) process.on(signal, onSignal);
