@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
 import { Rng } from '../src/util/rng.ts';
-import { assertSameCheckpoint, startCli, syntheticDataset, tempFiles, TINY_FLAGS, tinyIdxConfig, writeIdxDataset } from './train-fixtures.ts';
+import { assertSameCheckpoint, loggedResults, startCli, syntheticDataset, tempFiles, TINY_FLAGS, tinyIdxConfig, writeIdxDataset } from './train-fixtures.ts';
 
 const env = process.env;
 const seed = Number(env.SIGNAL_SEED ?? (env.CI === 'true' ? 1 : Math.floor(Math.random() * 1e6)));
@@ -28,17 +28,6 @@ before(async () => {
 after(() => {
   rmSync(work, { recursive: true, force: true });
 });
-
-/** The log records that do not depend on the clock: per-interval metrics and epoch summaries. */
-function loggedResults(dir: string): Array<Record<string, unknown>> {
-  const keep = ['epoch', 'iteration', 'loss', 'headAccuracy', 'changeRatio', 'nmi', 'smallClusters', 'minCluster', 'maxCluster', 'splits'];
-  return readFileSync(join(dir, 'log.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((r) => r.event === undefined || r.event === 'epoch')
-    .map((r) => Object.fromEntries(keep.filter((k) => k in r).map((k) => [k, r[k]])));
-}
 
 test(`SIGINT, then SIGTERM in the resumed run, at random moments: each stops with a checkpoint, and --resume alone finishes bit-exactly (seed ${seed})`, async () => {
   const dir = join(work, 'run');

@@ -3,7 +3,7 @@
  * set, a configuration small enough for lavapipe, and a byte-level checkpoint comparison.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assert } from './helpers.ts';
@@ -123,6 +123,17 @@ export function startCli(args: string[]): CliRun {
         void exit.then((r) => reject(new Error(`odc exited (code ${r.code}, signal ${r.signal}) before printing ${pattern}:\n${r.stdout}\n${r.stderr}`)));
       }),
   };
+}
+
+/** What the run in `dir` logged that does not depend on the clock: the per-interval records and the epoch summaries. */
+export function loggedResults(dir: string): Array<Record<string, unknown>> {
+  const keep = ['event', 'epoch', 'iteration', 'loss', 'headAccuracy', 'changeRatio', 'nmi', 'smallClusters', 'minCluster', 'maxCluster', 'splits'];
+  return readFileSync(join(dir, 'log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r.event === undefined || r.event === 'epoch')
+    .map((r) => Object.fromEntries(keep.filter((k) => k in r).map((k) => [k, r[k]])));
 }
 
 /** Temporary files (of interrupted checkpoint writes) left in `dir`. */
