@@ -115,3 +115,10 @@ test('odc train --resume, eval, extract and export all refuse a crafted checkpoi
   await assert.rejects(exportBackbone({ runDir: dir, out: join(dir, 'b.safetensors') }), refused);
   assert.ok(!existsSync(join(dir, 'f.safetensors')) && !existsSync(join(dir, 'b.safetensors')), 'nothing written from a refused checkpoint');
 });
+
+test('eval and extract refuse training data that no longer match the checkpoint (another number of images)', async () => {
+  // `good` was trained on the 96 synthetic images; its config names the demo preset's data (4,000 embedded MNIST digits).
+  const changed = /The training data now have 4000 images, but the checkpoint in .* was trained on 96: the data files changed/;
+  await assert.rejects(evaluateRun({ runDir: good, baseline: false, probeEpochs: 1 }), changed);
+  await assert.rejects(extractToFile({ runDir: good, out: join(good, 'f.safetensors'), split: 'train', layer: 'backbone' }), changed);
+});

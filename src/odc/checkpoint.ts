@@ -138,6 +138,17 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   };
 }
 
+/**
+ * Throws when the training data now hold another number of images than the checkpoint in `runDir` was
+ * trained on (the data files changed since): its memory and position would no longer match them.
+ */
+export function checkDataSize(ckpt: LoadedCheckpoint, n: number, runDir: string): void {
+  const trainedOn = ckpt.meta.dataSize ?? (ckpt.meta.memoryMeta?.n as number | undefined) ?? ckpt.pseudoLabels?.length;
+  if (trainedOn !== undefined && trainedOn !== n) {
+    throw new Error(`The training data now have ${n} images, but the checkpoint in ${runDir} was trained on ${trainedOn}: the data files changed. Restore them, or start a new run with --out NEWDIR.`);
+  }
+}
+
 const DAMAGED =
   'Its checksums pass, so it was written this way (a divergence, a bug, or another program): resume from an earlier copy of the checkpoint, ' +
   'or start the run again with --out NEWDIR.';

@@ -34,7 +34,7 @@ import { nmi } from '../eval/nmi.ts';
 import { OdcMemory, summarizeHistogram, type MemoryStats } from './memory.ts';
 import { kmeansLabels } from './kmeans.ts';
 import { extractFeatures } from './extract.ts';
-import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint, type EpochProgress, type TrainPosition } from './checkpoint.ts';
+import { CHECKPOINT_FILE, checkDataSize, loadCheckpoint, saveCheckpoint, type EpochProgress, type TrainPosition } from './checkpoint.ts';
 import { Progress } from './progress.ts';
 import { checkResumeConfig, validateConfig, type TrainConfig } from './config.ts';
 
@@ -272,10 +272,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const dataset = options.dataset ?? (await loadTrainingData(config));
   const n = dataset.n;
   if (config.odc.k > n) throw new RangeError(`odc.k = ${config.odc.k} clusters need at least as many images; the data set has ${n}`);
-  const trainedOn = ckpt ? (ckpt.meta.dataSize ?? (ckpt.meta.memoryMeta?.n as number | undefined) ?? ckpt.pseudoLabels?.length) : undefined;
-  if (trainedOn !== undefined && trainedOn !== n) {
-    throw new Error(`The training data now has ${n} images, but the checkpoint in ${outDir} was trained on ${trainedOn}: the data files changed. Restore them, or start a new run with --out NEWDIR.`);
-  }
+  if (ckpt) checkDataSize(ckpt, n, outDir);
   const augmenter = new GpuAugmenter(dataset, augmentConfig(config, dataset));
   const modelRng = new Rng(config.seed);
   const model = buildModel(config, dataset.channels, modelRng);
