@@ -94,6 +94,7 @@ test('a position outside the schedule or the data is refused', async () => {
     [(m) => { m.position = { epoch: 3, batchInEpoch: 0, iteration: 18 }; }, /position epoch 3, batch 0 lies past the end of the schedule \(optim\.epochs = 1\)/],
     [(m) => { m.position.iteration = 5; }, /position\.iteration = 5, but epoch 1, batch 0 at 6 batches per epoch means 6/],
     [(m) => { m.dataSize = 95; }, /memoryMeta\.n says 96 images but dataSize says 95/],
+    [(m) => { m.batchesPerEpoch = 8; }, /batchesPerEpoch = 8 does not fit 96 images in batches of 16/],
   ];
   for (const [edit, expected] of cases) await assertRefused(await crafted(good, (_, m) => edit(m)), expected);
 });

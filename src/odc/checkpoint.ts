@@ -56,8 +56,9 @@ export interface CheckpointMeta {
   memoryMeta: Record<string, unknown> | null;
   /** Per-epoch summaries so far (NMI, loss, ...). */
   history: Array<Record<string, number>>;
-  /** Images in the training data (absent in checkpoints written before it was recorded). */
+  /** Images in the training data, and training batches per epoch (absent in checkpoints written before they were recorded). */
   dataSize?: number;
+  batchesPerEpoch?: number;
   /** Mid-epoch checkpoints: the epoch's metrics so far (null or absent at an epoch boundary). */
   epochProgress?: EpochProgress | null;
 }
@@ -235,9 +236,14 @@ export function checkCheckpointMeaning(path: string, meta: CheckpointMeta, recor
   }
   if (sizes.length > 0) {
     const n = sizes[0][1];
-    const perEpoch = batchCount(n, config.optim.batchSize);
+    const batchSize = config.optim.batchSize;
+    // The trainer records its count (a last batch may be dropped or kept): between floor and ceil of n / batch size.
+    const perEpoch = meta.batchesPerEpoch ?? batchCount(n, batchSize);
+    if (!isCount(perEpoch) || perEpoch < Math.max(1, Math.floor(n / batchSize)) || perEpoch > batchCount(n, batchSize)) {
+      refuse(path, `batchesPerEpoch = ${JSON.stringify(perEpoch)} does not fit ${n} images in batches of ${batchSize}`);
+    }
     if (position.batchInEpoch > perEpoch) {
-      refuse(path, `position.batchInEpoch = ${position.batchInEpoch} lies past the end of the data (${n} images make ${perEpoch} batches of ${config.optim.batchSize})`);
+      refuse(path, `position.batchInEpoch = ${position.batchInEpoch} lies past the end of the data (${n} images make ${perEpoch} batches of ${batchSize})`);
     }
     const implied = position.epoch * perEpoch + position.batchInEpoch;
     if (position.iteration !== implied) {

@@ -281,6 +281,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const clusterRng = new Rng(config.seed + 2);
   const sampler = new UniformSampler(n, config.seed + 3);
   const batchSize = config.optim.batchSize;
+  const iterationsPerEpoch = batchCount(n, batchSize);
   const featureDim = config.mode === 'odc' ? config.model.featureDim : model.backbone.featureDim;
   let memory: OdcMemory | null = null;
   let dcLabels: Uint32Array | null = null; // DeepCluster: this epoch's pseudo-labels (fixed for the epoch)
@@ -298,6 +299,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       rngs: { model: modelRng.state(), augment: augmentRng.state(), cluster: clusterRng.state() },
       history,
       dataSize: n,
+      batchesPerEpoch: iterationsPerEpoch,
       epochProgress,
     });
 
@@ -350,7 +352,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       }
     }
 
-    const iterationsPerEpoch = batchCount(n, batchSize);
     const totalIterations = iterationsPerEpoch * config.optim.epochs;
     const carried = ckpt?.meta.epochProgress ?? null; // a mid-epoch checkpoint's metrics of its epoch
     const slots = new MetricSlots(config.log.interval, carried?.pending.rows.length ?? 0);
