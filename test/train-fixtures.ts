@@ -1,6 +1,8 @@
 /**
- * Shared by the end-to-end training tests (train.test.ts, deepcluster.test.ts): a tiny synthetic data
- * set, a configuration small enough for lavapipe, and a byte-level checkpoint comparison.
+ * Shared by the end-to-end training tests (train, deepcluster, resume, midepoch, checkpoint-meaning,
+ * interrupt*): a tiny synthetic data set (also as IDX files for the command line), a configuration small
+ * enough for lavapipe and the flags that give it, a byte-level checkpoint comparison, the clock-free part
+ * of a run's log, and the command line in a child process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
