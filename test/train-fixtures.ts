@@ -1,8 +1,13 @@
 /**
- * Shared by the end-to-end training tests (train.test.ts, deepcluster.test.ts): a tiny synthetic data
- * set, a configuration small enough for lavapipe, and a byte-level checkpoint comparison.
+ * Shared by the end-to-end training tests (train, deepcluster, resume, midepoch, checkpoint-meaning,
+ * interrupt*): a tiny synthetic data set (also as IDX files for the command line), a configuration small
+ * enough for lavapipe and the flags that give it, a byte-level checkpoint comparison, the clock-free part
+ * of a run's log, and the command line in a child process.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { assert } from './helpers.ts';
 import { presetConfig, applyOverride, type TrainConfig } from '../src/odc/config.ts';
 import { readRecords } from '../src/odc/checkpoint-io.ts';
@@ -43,6 +48,99 @@ export function tinyConfig(): TrainConfig {
     c = applyOverride(c, o);
   }
   return c;
+}
+
+/**
+ * Writes a data set as IDX files in `dir` (images, then labels, big-endian headers as MNIST's) and returns
+ * the `idx:` source spec that loads it, for runs of the command line in a child process.
+ */
+export function writeIdxDataset(dir: string, ds: ImageDataset): string {
+  const header = (magic: number, dims: number[]): Uint8Array => {
+    const h = new DataView(new ArrayBuffer(4 + 4 * dims.length));
+    h.setUint32(0, magic);
+    dims.forEach((d, i) => h.setUint32(4 + 4 * i, d));
+    return new Uint8Array(h.buffer);
+  };
+  const images = join(dir, 'images.idx');
+  const labels = join(dir, 'labels.idx');
+  writeFileSync(images, Buffer.concat([header(0x803, [ds.n, ds.height, ds.width]), ds.images]));
+  writeFileSync(labels, Buffer.concat([header(0x801, [ds.n]), Uint8Array.from(ds.labels ?? new Int32Array(ds.n))]));
+  return `idx:${images},${labels}`;
+}
+
+/** The command-line flags that reproduce tinyConfig() (the demo preset plus these). */
+export const TINY_FLAGS = [
+  '--batch-size', '16', '--epochs', '2', '--k', '8', '--min-cluster', '10',
+  '--set', 'odc.centroidInterval=3', '--set', 'odc.kmeansIterations=5', '--set', 'model.neckHidden=32', '--set', 'model.featureDim=16', '--set', 'log.interval=4',
+];
+
+/** A tinyConfig() whose data are the IDX files of `writeIdxDataset` (so the command line and train() load the same). */
+export function tinyIdxConfig(spec: string, epochs: number): TrainConfig {
+  const colon = spec.indexOf(':');
+  return [`data.source=${spec.slice(0, colon)}`, `data.path=${spec.slice(colon + 1)}`, `optim.epochs=${epochs}`].reduce((c, o) => applyOverride(c, o), tinyConfig());
+}
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const g = globalThis as { Deno?: unknown; Bun?: unknown };
+/** The command line under the runtime running the tests (Node through tsx, Bun, Deno). */
+const CLI = [...(g.Deno ? ['run', '-A'] : g.Bun ? [] : ['--import', 'tsx']), 'src/cli/main.ts'];
+
+export interface CliRun {
+  child: ChildProcess;
+  /** Resolves at the first stdout line matching `pattern`, with the milliseconds since the start. */
+  line(pattern: RegExp): Promise<number>;
+  /** Resolves when the process has exited: its exit code (or the signal that ended it) and its output. */
+  exit: Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>;
+}
+
+/** Starts `odc ARGS...` in a child process, as a user would from the repository root. */
+export function startCli(args: string[]): CliRun {
+  const started = performance.now();
+  const child = spawn(process.execPath, [...CLI, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const waiting: Array<{ pattern: RegExp; resolve: (ms: number) => void }> = [];
+  child.stdout!.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+    for (const w of [...waiting]) {
+      if (w.pattern.test(stdout)) {
+        waiting.splice(waiting.indexOf(w), 1);
+        w.resolve(performance.now() - started);
+      }
+    }
+  });
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exit = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return {
+    child,
+    exit,
+    line: (pattern) =>
+      new Promise((resolve, reject) => {
+        if (pattern.test(stdout)) return resolve(performance.now() - started);
+        waiting.push({ pattern, resolve });
+        void exit.then((r) => reject(new Error(`odc exited (code ${r.code}, signal ${r.signal}) before printing ${pattern}:\n${r.stdout}\n${r.stderr}`)));
+      }),
+  };
+}
+
+/** What the run in `dir` logged that does not depend on the clock: the per-interval records and the epoch summaries. */
+export function loggedResults(dir: string): Array<Record<string, unknown>> {
+  const keep = ['event', 'epoch', 'iteration', 'loss', 'headAccuracy', 'changeRatio', 'nmi', 'smallClusters', 'minCluster', 'maxCluster', 'splits'];
+  return readFileSync(join(dir, 'log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r.event === undefined || r.event === 'epoch')
+    .map((r) => Object.fromEntries(keep.filter((k) => k in r).map((k) => [k, r[k]])));
+}
+
+/** Temporary files (of interrupted checkpoint writes) left in `dir`. */
+export function tempFiles(dir: string): string[] {
+  return readdirSync(dir).filter((f) => f.includes('.tmp-'));
 }
 
 /** Byte-level comparison of two checkpoints, record by record. */

@@ -7,18 +7,26 @@
  *   odc export  --run DIR --out backbone.safetensors
  *   odc info
  * Common flags map to config keys: --epochs, --batch-size, --lr, --k, --limit, --seed, --mode, --data.
+ * A resumed run starts from its own config.json, with only the flags given on that command applied.
+ * The first SIGINT/SIGTERM stops training after the current iteration with a checkpoint; a second one
+ * exits at once without writing one.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ensureWritableFolder } from '../data/files.ts';
 import { initGpu } from '../gpu/device.ts';
-import { applyOverride, mergeConfig, presetConfig, PRESETS, type TrainConfig } from '../odc/config.ts';
+import { applyOverride, completeConfig, mergeConfig, presetConfig, PRESETS, type TrainConfig } from '../odc/config.ts';
+import { abandonPendingWrites } from '../odc/checkpoint-io.ts';
+import { CHECKPOINT_FILE } from '../odc/checkpoint.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError } from '../gpu/errors.ts';
 
 const USAGE = `odc: Online Deep Clustering on WebGPU
 
 usage:
   odc train   [--preset NAME] [--config FILE.json] [--set key=value]... [--out DIR] [--resume] [--quiet]
+              --resume continues DIR from its config.json; it may change only --epochs, the LR schedule and log.*
+              Ctrl-C (SIGINT/SIGTERM) stops after the current iteration with a checkpoint; a second one aborts
               shortcuts: --epochs N --batch-size N --lr X --k N --limit N --seed N --mode odc|deepcluster
                          --data SOURCE[:PATH]  (mnist, fashion-mnist[:DIR], idx:IMAGES[,LABELS], cifar10:DIR, cifar100:DIR, folder:DIR)
   odc eval    --run DIR [--no-baseline] [--probe-epochs N] [--out FILE.json]
@@ -79,7 +87,31 @@ const SHORTCUTS: Record<string, string> = {
 
 /** preset -> config file -> shortcuts -> --set, later ones winning. */
 export function configFromArgs(args: Args): TrainConfig {
-  let config = presetConfig(one(args, 'preset') ?? 'demo');
+  return withExplicitFlags(presetConfig(one(args, 'preset') ?? 'demo'), args);
+}
+
+/**
+ * The configuration of a resumed run: the run's config.json, then only the flags given on this command
+ * (a --preset is compared by name, not re-applied: its defaults are not flags). The trainer refuses the
+ * changes a resume may not make.
+ */
+export function resumeConfigFromArgs(args: Args, outDir: string): TrainConfig {
+  const path = join(outDir, 'config.json');
+  if (!existsSync(path)) throw new Error(`--resume needs the run's ${path}, which does not exist: point --out at a training output folder, or drop --resume to start a new run.`);
+  let stored: unknown;
+  try {
+    stored = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new Error(`${path} is not valid JSON (${(err as Error).message}): restore it from the checkpoint's run, or start a new run with --out NEWDIR.`);
+  }
+  const config = completeConfig(stored, path);
+  const preset = one(args, 'preset');
+  return withExplicitFlags(preset === undefined ? config : { ...config, preset }, args);
+}
+
+/** Applies the flags the user gave: --config file, then the shortcuts and --data, then each --set. */
+function withExplicitFlags(base: TrainConfig, args: Args): TrainConfig {
+  let config = base;
   const file = one(args, 'config');
   if (file) {
     if (!existsSync(file)) throw new Error(`config file ${file} does not exist`);
@@ -105,16 +137,54 @@ export function configFromArgs(args: Args): TrainConfig {
   return config;
 }
 
+/** Exit codes of a run stopped by a signal (128 + its number, as a shell reports a process it killed). */
+const SIGNAL_EXIT_CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
+/** The exact command that resumes the run in outDir, under the runtime running now. */
+function resumeCommand(outDir: string): string {
+  const g = globalThis as { Deno?: unknown; Bun?: unknown };
+  const runner = g.Deno ? 'deno run -A' : g.Bun ? 'bun' : 'npx tsx';
+  const script = relative(process.cwd(), fileURLToPath(import.meta.url));
+  const quote = (s: string): string => (/^[\w./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+  return `${runner} ${quote(script)} train --out ${quote(outDir)} --resume`;
+}
+
+/**
+ * SIGINT/SIGTERM during training. The first asks `stop` to stop: training finishes the iteration, writes
+ * a checkpoint and returns. The second exits at once: a checkpoint write in progress is abandoned (its
+ * temporary file removed), so the last complete checkpoint stays exactly as it was. Returns a function
+ * that removes the handlers.
+ */
+function installStopHandlers(stop: AbortController, outDir: string): () => void {
+  const onSignal = (signal: string): void => {
+    if (!stop.signal.aborted) {
+      stop.abort(signal);
+      console.error(`\nodc: ${signal}: stopping after this iteration to write a checkpoint (a second Ctrl-C or SIGTERM aborts at once, without one)`);
+      return;
+    }
+    abandonPendingWrites();
+    const kept = existsSync(join(outDir, CHECKPOINT_FILE))
+      ? `the last complete checkpoint is kept; resume with: ${resumeCommand(outDir)}`
+      : 'no checkpoint had been written yet: start the run again';
+    console.error(`\nodc: a second stop signal (${signal}): aborted without writing a checkpoint; ${kept}`);
+    process.exit(SIGNAL_EXIT_CODES[signal]);
+  };
+  for (const signal of Object.keys(SIGNAL_EXIT_CODES)) process.on(signal, onSignal);
+  return () => {
+    for (const signal of Object.keys(SIGNAL_EXIT_CODES)) process.off(signal, onSignal);
+  };
+}
+
 /** An output file's folder is made and proven writable before the work that ends by writing it. */
 async function checkOutputFile(path: string | undefined): Promise<void> {
   if (path !== undefined) await ensureWritableFolder(dirname(resolve(path)), `folder of --out ${path}`);
 }
 
-async function main(argv: string[]): Promise<void> {
+async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   if (args.command === 'help' || args.flags.has('help')) {
     console.log(USAGE);
-    return;
+    return 0;
   }
   const gpu = await initGpu();
   switch (args.command) {
@@ -123,19 +193,32 @@ async function main(argv: string[]): Promise<void> {
       console.log(`features: ${JSON.stringify(gpu.features)}`);
       const l = gpu.limits;
       console.log(`maxStorageBufferBindingSize ${l.maxStorageBufferBindingSize}, maxBufferSize ${l.maxBufferSize}, storage buffers/stage ${l.maxStorageBuffersPerShaderStage}`);
-      return;
+      return 0;
     }
     case 'train': {
       const { train } = await import('../odc/trainer.ts');
-      const config = configFromArgs(args);
-      const outDir = one(args, 'out') ?? `runs/${config.preset}`;
+      const resume = args.flags.has('resume');
+      const outDir = one(args, 'out') ?? `runs/${one(args, 'preset') ?? 'demo'}`;
+      const config = resume ? resumeConfigFromArgs(args, outDir) : configFromArgs(args);
       console.log(`odc train: preset ${config.preset}, mode ${config.mode}, ${config.model.backbone}, K = ${config.odc.k}, ${config.optim.epochs} epochs, batch ${config.optim.batchSize} -> ${outDir}`);
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
-      const result = await train({ config, outDir, resume: args.flags.has('resume'), quiet: args.flags.has('quiet') }).catch((err: unknown) => {
-        throw withCheckpointNote(err, outDir);
-      });
-      console.log(`done: ${result.iterations} iterations in ${result.seconds.toFixed(1)} s; checkpoint ${result.checkpoint}`);
-      return;
+      const stop = new AbortController();
+      const removeHandlers = installStopHandlers(stop, outDir);
+      try {
+        const result = await train({ config, outDir, resume, quiet: args.flags.has('quiet'), signal: stop.signal }).catch((err: unknown) => {
+          throw withCheckpointNote(err, outDir);
+        });
+        if (result.interrupted) {
+          const p = result.position;
+          console.log(`\nstopped at epoch ${p.epoch + 1}, batch ${p.batchInEpoch} (iteration ${p.iteration}); checkpoint ${result.checkpoint}`);
+          console.log(`resume with: ${resumeCommand(outDir)}`);
+          return SIGNAL_EXIT_CODES[String(stop.signal.reason)] ?? 1;
+        }
+        console.log(`done: ${result.iterations} iterations in ${result.seconds.toFixed(1)} s; checkpoint ${result.checkpoint}`);
+      } finally {
+        removeHandlers();
+      }
+      return 0;
     }
     case 'eval': {
       const { evaluateRun } = await import('../eval/run-eval.ts');
@@ -146,7 +229,7 @@ async function main(argv: string[]): Promise<void> {
         probeEpochs: Number(one(args, 'probe-epochs') ?? 30),
         out: one(args, 'out'),
       });
-      return;
+      return 0;
     }
     case 'extract': {
       const { extractToFile } = await import('../eval/run-eval.ts');
@@ -156,13 +239,13 @@ async function main(argv: string[]): Promise<void> {
       if (split !== 'train' && split !== 'test') throw new Error(`--split must be train or test, got ${split}`);
       await checkOutputFile(required(args, 'out'));
       await extractToFile({ runDir: required(args, 'run'), out: required(args, 'out'), split, layer });
-      return;
+      return 0;
     }
     case 'export': {
       const { exportBackbone } = await import('../eval/run-eval.ts');
       await checkOutputFile(required(args, 'out'));
       await exportBackbone({ runDir: required(args, 'run'), out: required(args, 'out') });
-      return;
+      return 0;
     }
     default:
       throw new Error(`unknown command "${args.command}"\n\n${USAGE}`);
@@ -180,7 +263,7 @@ function withCheckpointNote(err: unknown, outDir: string): unknown {
 }
 
 main(process.argv.slice(2)).then(
-  () => process.exit(0),
+  (code) => process.exit(code),
   (err: unknown) => {
     console.error(`\nodc: ${err instanceof Error ? err.message : String(err)}`);
     if (process.env.ODC_DEBUG && err instanceof Error) console.error(err.stack);

@@ -6,6 +6,8 @@
  * trained on the GPU, NMI / ARI / clustering accuracy of k-means with the true number of classes, and of
  * the ODC memory labels; the same for the random-init backbone of the same seed, so the gain is visible.
  * Test split: the data set's own when it has one, else a seeded 20% hold-out of the training images.
+ * Every command reads the checkpoint through loadCheckpoint (checksums, then meaning) and refuses training
+ * data whose size no longer matches it.
  */
 import { writeFileSync } from 'node:fs';
 import { Tensor } from '../tensor/tensor.ts';
@@ -13,7 +15,7 @@ import { Rng } from '../util/rng.ts';
 import { GpuAugmenter } from '../data/augment.ts';
 import { NoSplitError, type ImageDataset } from '../data/dataset.ts';
 import { augmentConfig, buildModel, limitedRows, loadSource, loadTrainingData, subsetDataset } from '../odc/trainer.ts';
-import { loadCheckpoint } from '../odc/checkpoint.ts';
+import { checkDataSize, loadCheckpoint } from '../odc/checkpoint.ts';
 import { extractFeatures } from '../odc/extract.ts';
 import { kmeansLabels } from '../odc/kmeans.ts';
 import type { OdcModel } from '../models/odc-model.ts';
@@ -107,6 +109,7 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvalRow[]> {
   const ckpt = await loadCheckpoint(opts.runDir);
   const config = ckpt.meta.config;
   const training = await loadTrainingData(config);
+  checkDataSize(ckpt, training.n, opts.runDir);
   if (!training.labels || training.numClasses === null) throw new Error(`odc eval needs labels for evaluation; data set ${training.name} has none`);
   const numClasses = training.numClasses;
   const splits = await evaluationSplits(config, training);
@@ -145,6 +148,7 @@ export async function extractToFile(opts: { runDir: string; out: string; split: 
   const ckpt = await loadCheckpoint(opts.runDir);
   const config = ckpt.meta.config;
   const ds = opts.split === 'train' ? await loadTrainingData(config) : await loadSource(config, 'test');
+  if (opts.split === 'train') checkDataSize(ckpt, ds.n, opts.runDir);
   const model = buildModel(config, ds.channels, new Rng(config.seed));
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
   try {

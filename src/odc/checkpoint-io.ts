@@ -14,8 +14,10 @@
  * and what is wrong. Values round-trip bit-exactly (raw bytes, including NaN payloads and -0).
  *
  * Writing goes to a temporary file beside the target, is fsync'ed, then renamed over the target, so a
- * crash never leaves a half-written checkpoint under the real name.
+ * crash never leaves a half-written checkpoint under the real name. A process that must exit at once (a
+ * second Ctrl-C) calls `abandonPendingWrites()` first, so no temporary file outlives it either.
  */
+import { closeSync, openSync, unlinkSync } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { crc32 as crc32Range } from '../util/crc32.ts';
 
@@ -167,12 +169,43 @@ export function decodeRecords(bytes: Uint8Array, where = 'checkpoint'): RecordFi
   return { meta: header.meta, records };
 }
 
+/** Temporary files of the writes in progress (created, not yet renamed over their target). */
+const pendingTempFiles = new Set<string>();
+
+/**
+ * Deletes the temporary files of every write in progress, synchronously, for a process about to exit
+ * without finishing them: each target keeps its previous complete version. Returns the files removed.
+ */
+export function abandonPendingWrites(): string[] {
+  const removed: string[] = [];
+  for (const tmp of pendingTempFiles) {
+    try {
+      unlinkSync(tmp);
+      removed.push(tmp);
+    } catch {
+      // already renamed over its target (a complete file) or never created: nothing is left behind
+    }
+  }
+  pendingTempFiles.clear();
+  return removed;
+}
+
 /** Writes records + metadata to `path` atomically (temp file, fsync, rename). */
 export async function writeRecords(path: string, records: Record<string, RecordArray | TensorRecord>, meta: unknown = null): Promise<void> {
   const items = normalise(records);
   const { prefix } = buildHeader(items, meta);
   const tmp = `${path}.tmp-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
-  const fh = await open(tmp, 'w');
+  // Created synchronously and registered at once: abandonPendingWrites() never misses a file being created.
+  closeSync(openSync(tmp, 'wx'));
+  pendingTempFiles.add(tmp);
+  let fh;
+  try {
+    fh = await open(tmp, 'r+');
+  } catch (err) {
+    pendingTempFiles.delete(tmp);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
   try {
     let pos = 0;
     const put = async (b: Uint8Array) => {
@@ -195,11 +228,19 @@ export async function writeRecords(path: string, records: Record<string, RecordA
     await fh.sync();
   } catch (err) {
     await fh.close();
+    pendingTempFiles.delete(tmp);
     await unlink(tmp).catch(() => undefined);
     throw err;
   }
   await fh.close();
-  await rename(tmp, path);
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  } finally {
+    pendingTempFiles.delete(tmp);
+  }
 }
 
 /** Reads and verifies a file written by `writeRecords`. */

@@ -57,6 +57,8 @@ export interface TrainConfig {
     interval: number;
     /** Epochs between checkpoints (the last epoch always writes one). */
     checkpointEvery: number;
+    /** Minutes between checkpoints written mid-epoch at an iteration boundary, so a long epoch is never lost whole (0 = off). */
+    checkpointMinutes: number;
   };
 }
 
@@ -69,7 +71,7 @@ const BASE: TrainConfig = {
   model: { backbone: 'convnet-s', stem: 'cifar', neckHidden: 512, featureDim: 256, dropout: 0.5 },
   optim: { batchSize: 64, epochs: 10, lr: 0.06, momentum: 0.9, headMomentum: 0, weightDecay: 1e-5, nesterov: false, lrSteps: [], lrGamma: 0.4 },
   odc: { k: 100, memoryMomentum: 0.5, minCluster: 15, centroidInterval: 10, reweightPow: 0.5, lossChunks: 1, kmeansIterations: 20 },
-  log: { interval: 10, checkpointEvery: 1 },
+  log: { interval: 10, checkpointEvery: 1, checkpointMinutes: 30 },
 };
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
@@ -181,8 +183,77 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   for (const [name, v] of positive) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
   }
+  if (!(Number.isFinite(c.log.checkpointMinutes) && c.log.checkpointMinutes >= 0)) {
+    throw new RangeError(`log.checkpointMinutes must be a number of minutes >= 0 (0 turns time-based checkpoints off), got ${c.log.checkpointMinutes}`);
+  }
   if (!(c.optim.lr > 0)) throw new RangeError(`optim.lr must be positive, got ${c.optim.lr}`);
   if (!(c.odc.memoryMomentum >= 0 && c.odc.memoryMomentum <= 1)) throw new RangeError(`odc.memoryMomentum must be in [0, 1]`);
   if (!(c.model.dropout >= 0 && c.model.dropout < 1)) throw new RangeError(`model.dropout must be in [0, 1)`);
   return c;
+}
+
+/**
+ * A stored configuration (a run's config.json, a checkpoint's) completed with today's defaults for keys
+ * added since it was written; unknown keys are an error naming `where`.
+ */
+export function completeConfig(stored: unknown, where: string): TrainConfig {
+  return mergeConfig(BASE, stored, where);
+}
+
+/**
+ * Keys a resumed run may change: they do not alter what is trained. The learning-rate schedule
+ * (optim.lr, optim.lrSteps, optim.lrGamma) changes the trajectory but is allowed on purpose: lowering
+ * the LR after a divergence, or moving a step when extending optim.epochs, is how a long run is rescued;
+ * such a change is recorded in log.jsonl. Every other key (data, model, odc, batch size, seed, mode,
+ * augmentation, the rest of the optimiser, and any key added later) is fixed for the life of a run.
+ */
+const MAY_CHANGE_ON_RESUME = ['optim.epochs', 'optim.lr', 'optim.lrSteps', 'optim.lrGamma', 'log.'];
+
+/** Whether `key` (a dotted path such as "odc.k") may change when a run is resumed. */
+export function mayChangeOnResume(key: string): boolean {
+  return MAY_CHANGE_ON_RESUME.some((allowed) => (allowed.endsWith('.') ? key.startsWith(allowed) : key === allowed));
+}
+
+export interface ConfigChange {
+  /** Dotted path, e.g. "odc.k". */
+  key: string;
+  before: unknown;
+  after: unknown;
+}
+
+/** The leaves (dotted paths; arrays are one leaf) whose values differ between two configurations. */
+export function configChanges(before: TrainConfig, after: TrainConfig): ConfigChange[] {
+  const out: ConfigChange[] = [];
+  const walk = (a: unknown, b: unknown, path: string): void => {
+    if (isPlainObject(a) && isPlainObject(b)) {
+      for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) walk(a[key], b[key], path ? `${path}.${key}` : key);
+    } else if (JSON.stringify(a) !== JSON.stringify(b)) {
+      out.push({ key: path, before: a, after: b });
+    }
+  };
+  walk(before, after, '');
+  return out;
+}
+
+function describeChanges(changes: ConfigChange[]): string {
+  const parts = changes.map((c) => `${c.key} (${JSON.stringify(c.before)} -> ${JSON.stringify(c.after)})`);
+  return parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} or ${parts[parts.length - 1]}`;
+}
+
+/**
+ * Compares the configuration a resumed run asks for with the one its checkpoint was trained with.
+ * Returns the allowed changes (to apply and record); throws one error naming every key that may not
+ * change, with its old and new value. `runDir` names the run in the message.
+ */
+export function checkResumeConfig(saved: TrainConfig, requested: TrainConfig, runDir: string): ConfigChange[] {
+  const changes = configChanges(saved, requested);
+  const refused = changes.filter((c) => !mayChangeOnResume(c.key));
+  if (refused.length > 0) {
+    throw new Error(
+      `--resume cannot change ${describeChanges(refused)}: the checkpoint in ${runDir} was trained with the old value${refused.length > 1 ? 's' : ''}, ` +
+        `and continuing with new ones would no longer reproduce any run. To fix: start a new run with --out NEWDIR, or drop these flags ` +
+        '(a resumed run starts from its own config.json; only optim.epochs, the learning-rate schedule and log.* may change).',
+    );
+  }
+  return changes;
 }

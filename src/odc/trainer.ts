@@ -36,9 +36,9 @@ import { nmi } from '../eval/nmi.ts';
 import { OdcMemory, summarizeHistogram, type MemoryStats } from './memory.ts';
 import { kmeansLabels } from './kmeans.ts';
 import { extractFeatures } from './extract.ts';
-import { loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.ts';
+import { CHECKPOINT_FILE, checkDataSize, loadCheckpoint, saveCheckpoint, type EpochProgress, type TrainPosition } from './checkpoint.ts';
 import { Progress } from './progress.ts';
-import { validateConfig, type TrainConfig } from './config.ts';
+import { checkResumeConfig, validateConfig, type TrainConfig } from './config.ts';
 
 export interface TrainOptions {
   config: TrainConfig;
@@ -50,6 +50,11 @@ export interface TrainOptions {
   dataset?: ImageDataset;
   /** Stop after this many iterations in total (tests, benchmarks); a checkpoint is written there. */
   stopAfterIterations?: number;
+  /**
+   * A stop request (the CLI aborts it on SIGINT/SIGTERM): training finishes the current iteration, writes a
+   * checkpoint to resume from, and returns with `interrupted` set.
+   */
+  signal?: AbortSignal;
   quiet?: boolean;
   /** Called after every iteration with the iteration count so far (soak bench, fault-injection tests). */
   afterIteration?: (iteration: number) => void | Promise<void>;
@@ -78,6 +83,10 @@ export interface TrainResult {
   splits: number;
   seconds: number;
   checkpoint: string;
+  /** Training stopped before the end of the schedule (options.signal or stopAfterIterations); resume from `checkpoint`. */
+  interrupted: boolean;
+  /** Where it stopped (the end of the schedule when not interrupted). */
+  position: TrainPosition;
 }
 
 /**
@@ -174,7 +183,9 @@ class MetricSlots {
   readonly changed: Tensor<'u32'>;
   readonly rows: number[] = [];
 
-  constructor(readonly capacity: number) {
+  /** `interval` iterations per log record; `carried`: iterations restored from a checkpoint (may exceed a new interval). */
+  constructor(readonly interval: number, carried = 0) {
+    const capacity = Math.max(interval, carried + 1);
     this.loss = Tensor.empty([capacity], 'f32');
     this.correct = Tensor.empty([capacity], 'u32');
     this.changed = Tensor.empty([capacity], 'u32');
@@ -189,7 +200,30 @@ class MetricSlots {
   }
 
   get full(): boolean {
-    return this.rows.length === this.capacity;
+    return this.rows.length >= this.interval;
+  }
+
+  /** The iterations recorded and not yet drained, for a mid-epoch checkpoint; throws on a non-finite loss. */
+  async pending(tracksChange: boolean): Promise<Omit<EpochProgress['pending'], 'splits'>> {
+    const count = this.rows.length;
+    const [loss, correct, changed] = count > 0 ? await Promise.all([this.loss.data(), this.correct.data(), this.changed.data()]) : [[], [], []];
+    const out = {
+      loss: Array.from(loss).slice(0, count),
+      correct: Array.from(correct).slice(0, count),
+      changed: tracksChange ? Array.from(changed).slice(0, count) : new Array<number>(count).fill(0),
+      rows: [...this.rows],
+    };
+    for (const l of out.loss) if (!Number.isFinite(l)) throw new NonFiniteLossError(l);
+    return out;
+  }
+
+  /** Puts back the iterations `pending()` returned (a resumed run then logs as the uninterrupted one would). */
+  restore(p: Omit<EpochProgress['pending'], 'splits'>): void {
+    if (p.rows.length === 0) return;
+    gpu().write(this.loss.buffer, Float32Array.from(p.loss));
+    gpu().write(this.correct.buffer, Uint32Array.from(p.correct));
+    gpu().write(this.changed.buffer, Uint32Array.from(p.changed));
+    this.rows.push(...p.rows);
   }
 
   /** Reads and clears the slots: mean loss, accuracy, change ratio; throws on a non-finite loss. */
@@ -235,9 +269,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const outDir = options.outDir;
   await ensureWritableFolder(outDir, 'output folder (--out)');
   const progress = new Progress(join(outDir, 'log.jsonl'), options.quiet);
+  // A resume checks its checkpoint (checksums, meaning) and what it may change before any slow step.
+  const ckpt = options.resume ? await loadCheckpoint(outDir) : null;
+  const resumeChanges = ckpt ? checkResumeConfig(ckpt.meta.config, config, outDir) : [];
+  if (ckpt) checkEpochsLeft(ckpt.meta.position, config, outDir);
   const dataset = options.dataset ?? (await loadTrainingData(config));
   const n = dataset.n;
   checkTrainingData(dataset, config);
+  if (ckpt) checkDataSize(ckpt, n, outDir);
   const augmenter = new GpuAugmenter(dataset, augmentConfig(config, dataset));
   const modelRng = new Rng(config.seed);
   const model = buildModel(config, dataset.channels, modelRng);
@@ -246,6 +285,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const clusterRng = new Rng(config.seed + 2);
   const sampler = new UniformSampler(n, config.seed + 3);
   const batchSize = config.optim.batchSize;
+  const iterationsPerEpoch = trainingBatchCount(n, batchSize);
   const featureDim = config.mode === 'odc' ? config.model.featureDim : model.backbone.featureDim;
   let memory: OdcMemory | null = null;
   let dcLabels: Uint32Array | null = null; // DeepCluster: this epoch's pseudo-labels (fixed for the epoch)
@@ -255,21 +295,23 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let initialNmi: number | undefined;
   const started = performance.now();
 
-  const saveState = async (): Promise<string> =>
+  const saveState = async (epochProgress: EpochProgress | null): Promise<string> =>
     saveCheckpoint(outDir, { model, sgd, memory, pseudoLabels: dcLabels }, {
       config,
       inChannels: dataset.channels,
       position,
       rngs: { model: modelRng.state(), augment: augmentRng.state(), cluster: clusterRng.state() },
       history,
+      dataSize: n,
+      batchesPerEpoch: iterationsPerEpoch,
+      epochProgress,
     });
 
   try {
     const t0 = performance.now();
     const compiled = await warmUp(model, augmenter, config, modelRng, sgd);
     progress.message(`compiled ${compiled} GPU kernels in parallel (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
-    if (options.resume) {
-      const ckpt = await loadCheckpoint(outDir);
+    if (ckpt) {
       memory = ckpt.restore(model, sgd);
       dcLabels = ckpt.pseudoLabels;
       position = ckpt.meta.position;
@@ -277,7 +319,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       modelRng.setState(ckpt.meta.rngs.model);
       augmentRng.setState(ckpt.meta.rngs.augment);
       clusterRng.setState(ckpt.meta.rngs.cluster);
-      progress.message(`resumed from ${join(outDir, 'checkpoint.odc')} at epoch ${position.epoch + 1}, batch ${position.batchInEpoch}, iteration ${position.iteration}`);
+      writeFileSync(join(outDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+      const changed = resumeChanges.map((c) => `${c.key} (${JSON.stringify(c.before)} -> ${JSON.stringify(c.after)})`).join(', ');
+      progress.message(
+        `resumed from ${join(outDir, CHECKPOINT_FILE)} at epoch ${position.epoch + 1}, batch ${position.batchInEpoch}, iteration ${position.iteration}` +
+          (changed ? `; changed ${changed}` : ''),
+      );
+      progress.event({ event: 'resume', ...position, changed: Object.fromEntries(resumeChanges.map((c) => [c.key, { from: c.before, to: c.after }])) });
     } else {
       writeFileSync(join(outDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
       if (config.mode === 'odc') {
@@ -308,16 +356,33 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       }
     }
 
-    const iterationsPerEpoch = trainingBatchCount(n, batchSize);
     const totalIterations = iterationsPerEpoch * config.optim.epochs;
-    const slots = new MetricSlots(config.log.interval);
+    const carried = ckpt?.meta.epochProgress ?? null; // a mid-epoch checkpoint's metrics of its epoch
+    const slots = new MetricSlots(config.log.interval, carried?.pending.rows.length ?? 0);
+    if (carried) slots.restore(carried.pending);
     const summaries: EpochSummary[] = [];
     let imagesSinceStart = 0;
     let splits = 0;
-    let splitsSinceLog = 0;
+    let splitsSinceLog = carried?.pending.splits ?? 0;
     const runStart = performance.now();
+    // Checkpoints beyond the per-epoch ones: on a stop request, and every log.checkpointMinutes, at an iteration boundary.
+    const positionKey = (p: TrainPosition): string => `${p.epoch}/${p.batchInEpoch}/${p.iteration}`;
+    let savedAt = ckpt ? positionKey(position) : '';
+    let lastSaveTime = performance.now();
+    const checkpoint = async (epochProgress: EpochProgress | null): Promise<void> => {
+      if (savedAt === positionKey(position)) return;
+      const path = await saveState(epochProgress);
+      savedAt = positionKey(position);
+      lastSaveTime = performance.now();
+      progress.event({ event: 'checkpoint', ...position, path });
+    };
+    const stopRequested = (): boolean =>
+      options.signal?.aborted === true || (options.stopAfterIterations !== undefined && position.iteration >= options.stopAfterIterations);
+    const checkpointDue = (): boolean => config.log.checkpointMinutes > 0 && performance.now() - lastSaveTime >= config.log.checkpointMinutes * 60_000;
+    let stopped = stopRequested();
+    if (stopped) await checkpoint(null); // stopped during the initial clustering: keep its result
     try {
-      for (let epoch = position.epoch; epoch < config.optim.epochs; epoch++) {
+      for (let epoch = position.epoch; epoch < config.optim.epochs && !stopped; epoch++) {
         const epochStart = performance.now();
         sgd.setLr(stepLr(config.optim.lr, epoch, { steps: config.optim.lrSteps, gamma: config.optim.lrGamma }));
         let order: Uint32Array;
@@ -333,10 +398,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           order = balancedEpoch(dcLabels, config.odc.k, n, streamRng(config.seed + 4, epoch));
         }
         const epochBatches = trainingBatches(order, batchSize);
-        let epochLoss = 0;
-        let epochAcc = 0;
-        let epochChange = 0;
-        let epochLogs = 0;
+        const resumedEpoch = position.batchInEpoch > 0 ? carried : null;
+        let epochLoss = resumedEpoch?.loss ?? 0;
+        let epochAcc = resumedEpoch?.accuracy ?? 0;
+        let epochChange = resumedEpoch?.changeRatio ?? 0;
+        let epochLogs = resumedEpoch?.logs ?? 0;
+        const epochProgress = async (): Promise<EpochProgress> => ({
+          loss: epochLoss,
+          accuracy: epochAcc,
+          changeRatio: epochChange,
+          logs: epochLogs,
+          pending: { ...(await slots.pending(memory !== null)), splits: splitsSinceLog },
+        });
         for (let b = position.batchInEpoch; b < epochBatches.length; b++) {
           const idx = epochBatches[b];
           tidy(() => {
@@ -388,9 +461,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
             splitsSinceLog = 0;
           }
           await options.afterIteration?.(position.iteration);
-          if (options.stopAfterIterations !== undefined && position.iteration >= options.stopAfterIterations) break;
+          if (!last && (stopRequested() || checkpointDue())) {
+            await checkpoint(await epochProgress());
+            stopped = stopRequested();
+            if (stopped) break;
+          }
         }
-        const stopped = options.stopAfterIterations !== undefined && position.iteration >= options.stopAfterIterations && position.batchInEpoch < epochBatches.length;
         if (stopped) break;
         // End of epoch: summary, NMI of the current labels against the truth, checkpoint.
         const labelsNow = memory ? await memory.labels.data() : dcLabels!;
@@ -417,18 +493,43 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
             `, ${summary.imagesPerSecond.toFixed(1)} img/s`,
         );
         progress.event({ event: 'epoch', ...summary });
-        if ((epoch + 1) % config.log.checkpointEvery === 0 || epoch + 1 === config.optim.epochs) await saveState();
+        stopped = stopRequested();
+        if ((epoch + 1) % config.log.checkpointEvery === 0 || epoch + 1 === config.optim.epochs || stopped || checkpointDue()) await checkpoint(null);
       }
     } finally {
       slots.dispose();
     }
-    const checkpoint = await saveState();
-    return { epochs: summaries, initialNmi, iterations: position.iteration, splits, seconds: (performance.now() - started) / 1000, checkpoint };
+    const interrupted = position.epoch < config.optim.epochs;
+    if (interrupted) {
+      const reason = options.signal?.aborted ? String(options.signal.reason ?? 'stop request') : 'stopAfterIterations';
+      progress.event({ event: 'interrupted', reason, ...position });
+    }
+    return {
+      epochs: summaries,
+      initialNmi,
+      iterations: position.iteration,
+      splits,
+      seconds: (performance.now() - started) / 1000,
+      checkpoint: join(outDir, CHECKPOINT_FILE),
+      interrupted,
+      position,
+    };
   } finally {
     memory?.dispose();
     augmenter.dispose();
     sgd.dispose();
     model.dispose();
+  }
+}
+
+/** A resume must leave at least the epoch in progress to train: optim.epochs may grow, not drop below it. */
+function checkEpochsLeft(position: TrainPosition, config: TrainConfig, outDir: string): void {
+  const needed = position.epoch + (position.batchInEpoch > 0 ? 1 : 0);
+  if (config.optim.epochs < needed) {
+    throw new RangeError(
+      `optim.epochs = ${config.optim.epochs} is fewer than the ${needed} epoch${needed === 1 ? '' : 's'} the checkpoint in ${outDir} has reached: ` +
+        `resume with --epochs ${needed} or more.`,
+    );
   }
 }
 
