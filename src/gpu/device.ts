@@ -356,6 +356,21 @@ export class Gpu {
     await this.device.queue.onSubmittedWorkDone();
     this.checkHealthy();
   }
+
+  /**
+   * Ends the device in order: submits what is recorded, waits until the GPU has finished it, destroys the
+   * pool's idle buffers and the uniform buffers, then the device. Leaving a device to the garbage
+   * collector with work in flight is what crashed Deno's built-in WebGPU at exit (see `closeGpu`).
+   * Tensors still alive are unusable afterwards.
+   */
+  async close(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.pool.trim();
+    for (const buffer of this.freeUniformBuffers) buffer.destroy();
+    this.freeUniformBuffers = [];
+    this.device.destroy();
+  }
 }
 
 let current: Gpu | null = null;
@@ -365,6 +380,19 @@ let opening: Promise<Gpu> | null = null;
 export function initGpu(): Promise<Gpu> {
   opening ??= Gpu.create().then((g) => (current = g));
   return opening;
+}
+
+/**
+ * Closes the process-wide GPU, if one was opened, with `Gpu.close`; a later initGpu() opens a new one.
+ * Call it when GPU work is over and before the process (or, under `deno test`, the test file) ends:
+ * Deno's built-in WebGPU otherwise tears the device down during exit, which has corrupted the heap.
+ */
+export async function closeGpu(): Promise<void> {
+  const opened = opening;
+  opening = null;
+  current = null;
+  const g = await opened?.catch(() => null); // an adapter that never opened has nothing to close
+  await g?.close();
 }
 
 /** The process-wide GPU; throws if initGpu() has not completed. */
