@@ -9,7 +9,7 @@
  * Common flags map to config keys: --epochs, --batch-size, --lr, --k, --limit, --seed, --mode, --data.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { initGpu } from '../gpu/device.ts';
+import { closeGpu, initGpu } from '../gpu/device.ts';
 import { applyOverride, mergeConfig, presetConfig, PRESETS, type TrainConfig } from '../odc/config.ts';
 
 const USAGE = `odc: Online Deep Clustering on WebGPU
@@ -157,7 +157,8 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).then(
-  () => process.exit(0),
+  // the GPU ends in order (work finished, device destroyed) before the runtime does, as in the tests
+  () => closeGpu().then(() => process.exit(0)),
   (err: unknown) => {
     console.error(`\nodc: ${err instanceof Error ? err.message : String(err)}`);
     if (process.env.ODC_DEBUG && err instanceof Error) console.error(err.stack);
