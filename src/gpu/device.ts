@@ -361,11 +361,13 @@ export class Gpu {
    * Ends the device in order: submits what is recorded, waits until the GPU has finished it, destroys the
    * pool's idle buffers and the uniform buffers, then the device. Leaving a device to the garbage
    * collector with work in flight is what crashed Deno's built-in WebGPU at exit (see `closeGpu`).
-   * Tensors still alive are unusable afterwards.
+   * Tensors still alive are unusable afterwards. A lost device has no work left to wait for.
    */
   async close(): Promise<void> {
-    this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    if (!this.lostReason) {
+      this.flush();
+      await this.device.queue.onSubmittedWorkDone();
+    }
     this.pool.trim();
     for (const buffer of this.freeUniformBuffers) buffer.destroy();
     this.freeUniformBuffers = [];
