@@ -52,8 +52,14 @@ for runtime in $runtimes; do
   if [ -n "$crash" ]; then
     verdict="CRASHED: $crash"
     crashes+=("[$runtime] crashed: $crash")
-    # a crash is at least one failure, even where the runner printed no summary or counted none
-    [ "$failed_here" != 0 ] || failed=$((failed + 1))
+    # each file whose process crashed is a failure (its summary never came); a runtime that crashed as a
+    # whole counts at least one, even where its runner counted none
+    crashed_files=$(grep -c '^odc-test: ' "$log")
+    if [ "$crashed_files" != 0 ]; then
+      failed=$((failed + crashed_files))
+    elif [ "$failed_here" = 0 ]; then
+      failed=$((failed + 1))
+    fi
     status=1
   elif [ "$rc" != 0 ]; then
     verdict=FAILED
