@@ -17,8 +17,8 @@ export function setupGpu(): Promise<Gpu> {
 }
 
 // Every test file that imports this closes its GPU once its tests are done: the GPU work finishes and the
-// device is destroyed while the runtime still runs, rather than being torn down by garbage collection
-// as the file's runtime ends (under `deno test` with Deno's own WebGPU, that crashed at exit).
+// device is destroyed while the runtime still runs, rather than being left to garbage collection as the
+// file's runtime ends (under `deno test` every file has a runtime of its own in one process).
 after(closeGpu);
 
 const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};

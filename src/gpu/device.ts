@@ -359,9 +359,9 @@ export class Gpu {
 
   /**
    * Ends the device in order: submits what is recorded, waits until the GPU has finished it, destroys the
-   * pool's idle buffers and the uniform buffers, then the device. Leaving a device to the garbage
-   * collector with work in flight is what crashed Deno's built-in WebGPU at exit (see `closeGpu`).
-   * Tensors still alive are unusable afterwards. A lost device has no work left to wait for.
+   * pool's idle buffers and the uniform buffers, then the device, so that no work is in flight and no GPU
+   * memory is left to the garbage collector when the runtime ends. Tensors still alive are unusable
+   * afterwards. A lost device has no work left to wait for.
    */
   async close(): Promise<void> {
     if (!this.lostReason) {
@@ -386,8 +386,7 @@ export function initGpu(): Promise<Gpu> {
 
 /**
  * Closes the process-wide GPU, if one was opened, with `Gpu.close`; a later initGpu() opens a new one.
- * Call it when GPU work is over and before the process (or, under `deno test`, the test file) ends:
- * Deno's built-in WebGPU otherwise tears the device down during exit, which has corrupted the heap.
+ * Call it when GPU work is over, before the process (or, under `deno test`, the test file) ends.
  */
 export async function closeGpu(): Promise<void> {
   const opened = opening;
