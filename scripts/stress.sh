@@ -4,7 +4,7 @@
 # show once in tens of runs, e.g. a crash at process exit:
 #   bash scripts/stress.sh deno-builtin 30                 # the files test-all.sh gives that runtime
 #   bash scripts/stress.sh node 5 test/train.test.ts
-#   bash scripts/stress.sh deno-builtin 100 scripts/repro-deno-exit.ts   # a non-test .ts file runs as a script
+#   bash scripts/stress.sh deno 20 bench/some-script.ts   # one file not named *.test.ts runs as a plain script
 # RUNTIME: node | bun | deno | deno-builtin (Deno's own WebGPU). Logs of failed and crashed runs are kept
 # in a folder named at the end. Exit status 0 only when every run passed.
 set -uo pipefail
