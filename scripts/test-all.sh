@@ -1,47 +1,88 @@
 #!/usr/bin/env bash
-# The test suite under every runtime: Node (Dawn), Bun (Dawn), Deno (Dawn) and Deno's built-in WebGPU.
-# Installs what is missing first (npm packages; Mesa lavapipe when running as root on a GPU-less box).
-# Ends with one line "total: N passed, M failed" summed over the four runs.
-set -euo pipefail
+# The test suite under every runtime: Node (Dawn) runs every test file; Bun (Dawn), Deno (Dawn) and Deno's
+# built-in WebGPU run the core files (scripts/test-lib.sh lists them and says why). Installs what is
+# missing first (npm packages; Mesa lavapipe when running as root on a GPU-less box). Prints each
+# runtime's wall time and always ends with one line "total: N passed, M failed" summed over the runs; a
+# runtime that crashes (a signal, an abort message, or no summary line) counts as failed, and the crash is
+# named above the total line. Exit status 0 only when every runtime passed.
+#   ODC_RUNTIMES='node deno-builtin'  runs only those runtimes (default: node bun deno deno-builtin)
+#   ODC_TEST_FILES='test/a.test.ts'   runs only those files, under every runtime
+set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-bin=node_modules/.bin
-files=$(ls test/*.test.ts)
+set +e # from here on every outcome must reach the total line
+source scripts/test-lib.sh
+runtimes=${ODC_RUNTIMES:-node bun deno deno-builtin}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 status=0
-run() {
-  local name=$1 log=$2; shift 2
-  echo "=== $name ==="
-  local start=$SECONDS
-  if "$@" 2>&1 | tee "$logs/$log"; then echo "=== $name: ok ($((SECONDS - start)) s)"; else echo "=== $name: FAILED ($((SECONDS - start)) s)"; status=1; fi
-}
-run "node (Dawn)" node node --import tsx --test --test-concurrency=1 $files
-run "bun (Dawn)" bun "$bin/bun" test --timeout 900000 $files
-# Deno with Dawn gets a process per file, as Node's runner gives itself: one such process that had run
-# many training runs stalled for minutes (Node, Bun and Deno's own WebGPU do not); each file alone runs
-# in seconds. Deno's own WebGPU keeps one process: its teardown has crashed (rarely) at exit.
-deno_each() {
-  local rc=0
-  for f in $files; do "$bin/deno" test -A --no-check "$f" || rc=1; done
-  return $rc
-}
-run "deno (Dawn)" deno deno_each
-ODC_WEBGPU=builtin run "deno (built-in WebGPU)" deno-builtin "$bin/deno" test -A --no-check $files
+crashes=()
+times=()
+
 # count LOG SED-EXPRESSION: the sum of the numbers the runner printed in its summaries (0 if none)
-count() { sed 's/\x1b\[[0-9;]*m//g' "$logs/$1" | sed -n "$2" | awk '{ s += $1 } END { print s + 0 }'; }
-passed=$(( $(count node 's/^# pass \([0-9]*\)$/\1/p') + $(count bun 's/^ *\([0-9]*\) pass$/\1/p') \
-  + $(count deno 's/.*| \([0-9]*\) passed |.*/\1/p') + $(count deno-builtin 's/.*| \([0-9]*\) passed |.*/\1/p') ))
-failed=$(( $(count node 's/^# fail \([0-9]*\)$/\1/p') + $(count bun 's/^ *\([0-9]*\) fail$/\1/p') \
-  + $(count deno 's/.*| \([0-9]*\) failed.*/\1/p') + $(count deno-builtin 's/.*| \([0-9]*\) failed.*/\1/p') ))
-if [ "$failed" != 0 ] || [ "$status" != 0 ]; then
+count() { sed 's/\x1b\[[0-9;]*m//g' "$1" | sed -n "$2" | awk '{ s += $1 } END { print s + 0 }'; }
+# The sed expressions that pick the numbers of passed (WHAT=pass) and failed (WHAT=fail) tests out of
+# RUNTIME's summary lines.
+summary_pattern() {
+  case $1 in
+    node) echo "s/^# $2 \([0-9]*\)\$/\1/p" ;;
+    bun) echo "s/^ *\([0-9]*\) $2\$/\1/p" ;;
+    *) echo "s/.*| \([0-9]*\) ${2}ed.*/\1/p" ;;
+  esac
+}
+
+passed=0 failed=0
+for runtime in $runtimes; do
+  log="$logs/$runtime"
+  read -r -a files <<<"$(suite_files "$runtime")"
+  echo "=== $runtime (${#files[@]} files) ==="
+  start=$SECONDS
+  run_tests "$runtime" "${files[@]}" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  seconds=$((SECONDS - start))
+  pass_expr=$(summary_pattern "$runtime" pass)
+  fail_expr=$(summary_pattern "$runtime" fail)
+  passed=$((passed + $(count "$log" "$pass_expr")))
+  failed_here=$(count "$log" "$fail_expr")
+  failed=$((failed + failed_here))
+  crash=$(crash_reason "$rc" "$log")
+  if [ -z "$crash" ] && [ "$rc" != 0 ] && [ -z "$(sed 's/\x1b\[[0-9;]*m//g' "$log" | sed -n "$pass_expr")" ]; then
+    crash="exit status $rc without a summary line"
+  fi
+  if [ -n "$crash" ]; then
+    verdict="CRASHED: $crash"
+    crashes+=("[$runtime] crashed: $crash")
+    # each file whose process crashed is a failure (its summary never came); a runtime that crashed as a
+    # whole counts at least one, even where its runner counted none
+    crashed_files=$(grep -c '^odc-test: ' "$log")
+    if [ "$crashed_files" != 0 ]; then
+      failed=$((failed + crashed_files))
+    elif [ "$failed_here" = 0 ]; then
+      failed=$((failed + 1))
+    fi
+    status=1
+  elif [ "$rc" != 0 ]; then
+    verdict=FAILED
+    status=1
+  else
+    verdict=ok
+  fi
+  echo "=== $runtime: $verdict ($seconds s)"
+  times+=("$runtime $seconds s")
+done
+
+if [ "$status" != 0 ] || [ "$failed" != 0 ]; then
+  status=1
   # The failures again, just above the total line, so a log cut to its tail still says what failed and with
   # which fast-check seed (rerun one with FC_SEED=<seed> and the runner's name filter).
   echo "=== failures"
-  for log in node bun deno deno-builtin; do
-    sed 's/\x1b\[[0-9;]*m//g' "$logs/$log" | grep -E '^not ok |^\(fail\) | \.\.\. FAILED|Property failed after|^ *\{ seed: |Counterexample:|AssertionError|^ *error: ' \
-      | grep -v '^ *error: Test failed' | head -40 | cut -c1-300 | sed "s/^/[$log] /"
+  for runtime in $runtimes; do
+    sed 's/\x1b\[[0-9;]*m//g' "$logs/$runtime" |
+      grep -E '^not ok |^\(fail\) | \.\.\. FAILED|Property failed after|^ *\{ seed: |Counterexample:|AssertionError|^ *error: ' |
+      grep -v '^ *error: Test failed' | head -40 | cut -c1-300 | sed "s/^/[$runtime] /"
   done
+  for line in "${crashes[@]}"; do echo "$line"; done
 fi
+echo "wall time: $(IFS=,; echo "${times[*]}" | sed 's/,/, /g')"
 echo "total: $passed passed, $failed failed"
 exit $status

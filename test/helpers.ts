@@ -3,8 +3,9 @@
  * tolerances, and fast-check settings sized for lavapipe (a CPU pretending to be a GPU: keep shapes small).
  */
 import assert from 'node:assert/strict';
+import { after } from 'node:test';
 import fc from 'fast-check';
-import { initGpu, type Gpu } from '../src/gpu/device.ts';
+import { closeGpu, initGpu, type Gpu } from '../src/gpu/device.ts';
 import { Rng } from '../src/util/rng.ts';
 import { refArray, type RefArray } from '../src/ref/array.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
@@ -14,6 +15,11 @@ export { assert };
 export function setupGpu(): Promise<Gpu> {
   return initGpu();
 }
+
+// Every test file that imports this closes its GPU once its tests are done: the GPU work finishes and the
+// device is destroyed while the runtime still runs, rather than being left to garbage collection as the
+// file's runtime ends (under `deno test` every file has a runtime of its own in one process).
+after(closeGpu);
 
 const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
 

@@ -15,7 +15,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureWritableFolder } from '../data/files.ts';
-import { initGpu } from '../gpu/device.ts';
+import { closeGpu, initGpu } from '../gpu/device.ts';
 import { applyOverride, completeConfig, mergeConfig, presetConfig, PRESETS, type TrainConfig } from '../odc/config.ts';
 import { abandonPendingWrites } from '../odc/checkpoint-io.ts';
 import { CHECKPOINT_FILE } from '../odc/checkpoint.ts';
@@ -263,7 +263,8 @@ function withCheckpointNote(err: unknown, outDir: string): unknown {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  // the GPU ends in order (work finished, device destroyed) before the runtime does, as in the tests
+  (code) => closeGpu().then(() => process.exit(code)),
   (err: unknown) => {
     console.error(`\nodc: ${err instanceof Error ? err.message : String(err)}`);
     if (process.env.ODC_DEBUG && err instanceof Error) console.error(err.stack);

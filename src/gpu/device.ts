@@ -430,6 +430,23 @@ export class Gpu {
     await this.unlessLost(this.device.queue.onSubmittedWorkDone());
     this.checkHealthy();
   }
+
+  /**
+   * Ends the device in order: submits what is recorded, waits until the GPU has finished it, destroys the
+   * pool's idle buffers and the uniform buffers, then the device, so that no work is in flight and no GPU
+   * memory is left to the garbage collector when the runtime ends. Tensors still alive are unusable
+   * afterwards. A lost device has no work left to wait for.
+   */
+  async close(): Promise<void> {
+    if (!this.lostReason) {
+      this.flush();
+      await this.device.queue.onSubmittedWorkDone();
+    }
+    this.pool.trim();
+    for (const buffer of this.freeUniformBuffers) buffer.destroy();
+    this.freeUniformBuffers = [];
+    this.device.destroy();
+  }
 }
 
 let current: Gpu | null = null;
@@ -443,6 +460,18 @@ export function initGpu(): Promise<Gpu> {
   }
   opening ??= Gpu.create().then((g) => (current = g));
   return opening;
+}
+
+/**
+ * Closes the process-wide GPU, if one was opened, with `Gpu.close`; a later initGpu() opens a new one.
+ * Call it when GPU work is over, before the process (or, under `deno test`, the test file) ends.
+ */
+export async function closeGpu(): Promise<void> {
+  const opened = opening;
+  opening = null;
+  current = null;
+  const g = await opened?.catch(() => null); // an adapter that never opened has nothing to close
+  await g?.close();
 }
 
 /** The process-wide GPU; throws if initGpu() has not completed. */

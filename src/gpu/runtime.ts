@@ -50,10 +50,29 @@ async function loadDawn(): Promise<GPU> {
   return dawnInstance;
 }
 
+/**
+ * Deno's built-in WebGPU (wgpu) opens every backend it finds, and on Linux that includes OpenGL through
+ * EGL, which loads Mesa's GL stack beside the Vulkan driver. With both loaded, a process sometimes
+ * corrupted its heap at exit (`corrupted size vs. prev_size in fastbins`: a thread's heap, checked as the
+ * thread ended while exit() ran the GL libraries' destructors; scripts/repro-deno-exit.sh). The project
+ * uses Vulkan adapters only, so wgpu is asked for Vulkan alone, unless DENO_WEBGPU_BACKEND says otherwise.
+ * Must run before navigator.gpu opens its instance.
+ */
+function denoBuiltinVulkanOnly(): void {
+  const deno = (globalThis as { Deno?: { build: { os: string }; env: { get(n: string): string | undefined; set(n: string, v: string): void } } }).Deno;
+  if (deno?.build.os !== 'linux') return;
+  try {
+    if (deno.env.get('DENO_WEBGPU_BACKEND') === undefined) deno.env.set('DENO_WEBGPU_BACKEND', 'vulkan');
+  } catch {
+    // no --allow-env: wgpu opens its default backends
+  }
+}
+
 /** Finds a WebGPU entry point, preferring Dawn. Throws one clear error when there is none. */
 export async function findGpu(): Promise<GpuEntry> {
   const runtime = detectRuntime();
   const wanted = envVar('ODC_WEBGPU');
+  denoBuiltinVulkanOnly();
   const builtin = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (wanted === 'builtin') {
     if (!builtin) throw new Error(`ODC_WEBGPU=builtin, but ${runtime} has no built-in navigator.gpu; unset ODC_WEBGPU to use Dawn (npm package "webgpu").`);
