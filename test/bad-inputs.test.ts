@@ -211,9 +211,9 @@ add('valid', 'image folder, two classes', 'valid', undefined, () => {
 });
 add('valid', 'CIFAR-10 file', 'valid', undefined, () => loadCifarFiles([write('good/cifar.bin', cifarRecords(3, 1, (i) => [i]))], 'cifar10'));
 add('valid', 'PNG exactly at the pixel limit', 'valid', undefined, () => decodePng(grayPng(10), 'limit.png', 100));
-add('valid', 'writable output folder, nested and new', 'valid', undefined, async () => {
+add('valid', 'writable output folder, nested and new', 'valid', undefined, () => {
   const out = join(dir, 'out/new/nested');
-  await ensureWritableFolder(out, 'output folder');
+  ensureWritableFolder(out, 'output folder');
   assert.deepEqual(readdirSync(out), [], 'the write probe is removed');
 });
 

@@ -176,8 +176,8 @@ function installStopHandlers(stop: AbortController, outDir: string): () => void 
 }
 
 /** An output file's folder is made and proven writable before the work that ends by writing it. */
-async function checkOutputFile(path: string | undefined): Promise<void> {
-  if (path !== undefined) await ensureWritableFolder(dirname(resolve(path)), `folder of --out ${path}`);
+function checkOutputFile(path: string | undefined): void {
+  if (path !== undefined) ensureWritableFolder(dirname(resolve(path)), `folder of --out ${path}`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -222,7 +222,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'eval': {
       const { evaluateRun } = await import('../eval/run-eval.ts');
-      await checkOutputFile(one(args, 'out'));
+      checkOutputFile(one(args, 'out'));
       await evaluateRun({
         runDir: required(args, 'run'),
         baseline: !args.flags.has('no-baseline'),
@@ -237,13 +237,13 @@ async function main(argv: string[]): Promise<number> {
       if (layer !== 'backbone' && layer !== 'neck') throw new Error(`--layer must be backbone or neck, got ${layer}`);
       const split = one(args, 'split') ?? 'train';
       if (split !== 'train' && split !== 'test') throw new Error(`--split must be train or test, got ${split}`);
-      await checkOutputFile(required(args, 'out'));
+      checkOutputFile(required(args, 'out'));
       await extractToFile({ runDir: required(args, 'run'), out: required(args, 'out'), split, layer });
       return 0;
     }
     case 'export': {
       const { exportBackbone } = await import('../eval/run-eval.ts');
-      await checkOutputFile(required(args, 'out'));
+      checkOutputFile(required(args, 'out'));
       await exportBackbone({ runDir: required(args, 'run'), out: required(args, 'out') });
       return 0;
     }

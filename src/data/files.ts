@@ -4,8 +4,7 @@
  * an unwritable output folder is an error, never a hang. Every error names the path, the problem and
  * the fix in plain words (no raw `EISDIR: illegal operation ...` texts).
  */
-import { accessSync, constants, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
-import { unlink, writeFile } from 'node:fs/promises';
+import { accessSync, constants, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 /** A filesystem error code (ENOENT, EACCES, ...) of a thrown error, or undefined. */
@@ -127,15 +126,13 @@ export function listFolder(path: string, role: string): string[] {
   }
 }
 
-/** How long the write probe of ensureWritableFolder may take before the folder is declared unusable. */
-export const WRITE_PROBE_TIMEOUT_MS = 15_000;
-
 /**
  * Creates `dir` (and missing parents) if needed and proves it writable by writing and removing a small
- * probe file, bounded by a timeout (a hung network mount gives an error, not a hang). Parents are made
- * one level at a time: Node 20's recursive mkdir loops forever under /proc.
+ * probe file. Parents are made one level at a time: Node 20's recursive mkdir loops forever under /proc.
+ * The probe is synchronous: a timer racing an asynchronous write failed healthy folders whenever the
+ * runtime's I/O threads were busy, and a mount that hangs would hang the checkpoint writes anyway.
  */
-export async function ensureWritableFolder(dir: string, role: string): Promise<void> {
+export function ensureWritableFolder(dir: string, role: string): void {
   const target = resolve(dir);
   const missing: string[] = [];
   for (let p = target; ; p = dirname(p)) {
@@ -160,23 +157,10 @@ export async function ensureWritableFolder(dir: string, role: string): Promise<v
     }
   }
   const probe = join(target, `.odc-write-probe-${process.pid}`);
-  const write = (async () => {
-    await writeFile(probe, 'odc');
-    await unlink(probe);
-    return 'written' as const;
-  })().catch((err: unknown) => {
-    throw new Error(`${dir}: the ${role} is not writable (${fsReason(err)}): pick a folder you can write to`);
-  });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<'timeout'>((done) => {
-    timer = setTimeout(() => done('timeout'), WRITE_PROBE_TIMEOUT_MS);
-  });
   try {
-    if ((await Promise.race([write, timeout])) === 'timeout') {
-      write.catch(() => undefined); // the late outcome no longer matters
-      throw new Error(`${dir}: writing a test file into the ${role} did not finish in ${WRITE_PROBE_TIMEOUT_MS / 1000} s (a hung network mount?): pick a local folder`);
-    }
-  } finally {
-    clearTimeout(timer);
+    writeFileSync(probe, 'odc');
+    unlinkSync(probe);
+  } catch (err) {
+    throw new Error(`${dir}: the ${role} is not writable (${fsReason(err)}): pick a folder you can write to`);
   }
 }

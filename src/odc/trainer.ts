@@ -267,7 +267,7 @@ export class NonFiniteLossError extends Error {
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const config = validateConfig(options.config);
   const outDir = options.outDir;
-  await ensureWritableFolder(outDir, 'output folder (--out)');
+  ensureWritableFolder(outDir, 'output folder (--out)');
   const progress = new Progress(join(outDir, 'log.jsonl'), options.quiet);
   // A resume checks its checkpoint (checksums, meaning) and what it may change before any slow step.
   const ckpt = options.resume ? await loadCheckpoint(outDir) : null;
