@@ -21,13 +21,12 @@ import { checkDataset, loadDataset, type ImageDataset } from '../src/data/datase
 import { loadIdx } from '../src/data/idx.ts';
 import { loadCifarFiles } from '../src/data/cifar.ts';
 import { loadImageFolder } from '../src/data/image-folder.ts';
-import { decodePng, encodePng, maxImagePixels } from '../src/data/png.ts';
+import { decodePng, encodePng, maxImagePixels, pngChunk } from '../src/data/png.ts';
 import { ensureWritableFolder } from '../src/data/files.ts';
 import { checkTrainingData } from '../src/data/preflight.ts';
 import { batches, trainingBatchCount, trainingBatches } from '../src/data/sampler.ts';
 import { downsamplingLayers, featureMapSide, minInputSize, type BackboneName, type Stem } from '../src/models/backbones.ts';
 import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
-import { crc32 } from '../src/util/crc32.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const g = globalThis as { Deno?: unknown; Bun?: unknown };
@@ -72,16 +71,6 @@ function idxFile(dims: number[], data: Uint8Array, type = 0x08, ndim = dims.leng
   out[3] = ndim;
   dims.forEach((d, i) => v.setUint32(4 + 4 * i, d));
   out.set(data, 4 + 4 * dims.length);
-  return out;
-}
-
-function pngChunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-  out.set(data, 8);
-  v.setUint32(8 + data.length, crc32(out, 4, 8 + data.length));
   return out;
 }
 

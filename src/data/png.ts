@@ -253,7 +253,8 @@ export interface EncodeOptions {
   palette?: Uint8Array;
 }
 
-function chunk(type: string, data: Uint8Array): Uint8Array {
+/** One PNG chunk: length, type, data and the CRC-32 of type + data (the encoder's, and tests' crafted files). */
+export function pngChunk(type: string, data: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + data.length);
   const v = new DataView(out.buffer);
   v.setUint32(0, data.length);
@@ -305,12 +306,12 @@ export function assemblePng(header: PngHeader, filtered: Uint8Array, palette?: U
   ihdr[8] = header.depth;
   ihdr[9] = header.colorType;
   ihdr[12] = header.interlace;
-  const parts = [Uint8Array.from(SIGNATURE), chunk('IHDR', ihdr)];
-  if (header.colorType === 3) parts.push(chunk('PLTE', palette ?? new Uint8Array(768)));
+  const parts = [Uint8Array.from(SIGNATURE), pngChunk('IHDR', ihdr)];
+  if (header.colorType === 3) parts.push(pngChunk('PLTE', palette ?? new Uint8Array(768)));
   // two IDAT chunks: decoders must concatenate them
   const z = new Uint8Array(deflateSync(filtered));
   const cut = z.length >> 1;
-  parts.push(chunk('IDAT', z.subarray(0, cut)), chunk('IDAT', z.subarray(cut)), chunk('IEND', new Uint8Array(0)));
+  parts.push(pngChunk('IDAT', z.subarray(0, cut)), pngChunk('IDAT', z.subarray(cut)), pngChunk('IEND', new Uint8Array(0)));
   const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
   let o = 0;
   for (const p of parts) {
