@@ -174,15 +174,19 @@ export function leafAt(root: Node, key: string): Leaf<unknown> | undefined {
   return node?.kind === 'leaf' ? node : undefined;
 }
 
-/** Levenshtein distance (insertions, deletions, substitutions), case-insensitive. */
+/** Edit distance: insertions, deletions, substitutions and swaps of neighbours (optimal string alignment), case-insensitive. */
 export function editDistance(a: string, b: string): number {
   const s = a.toLowerCase();
   const t = b.toLowerCase();
+  let before: number[] = [];
   let row = Array.from({ length: t.length + 1 }, (_, j) => j);
   for (let i = 1; i <= s.length; i++) {
     const next = [i];
-    for (let j = 1; j <= t.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (s[i - 1] === t[j - 1] ? 0 : 1));
-    row = next;
+    for (let j = 1; j <= t.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (s[i - 1] === t[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && s[i - 1] === t[j - 2] && s[i - 2] === t[j - 1]) next[j] = Math.min(next[j], before[j - 2] + 1);
+    }
+    [before, row] = [row, next];
   }
   return row[t.length];
 }

@@ -39,7 +39,7 @@ export const SETTINGS = group({
         },
       },
     }),
-    path: str('', { doc: "Folder or file for the idx, mnist-idx, cifar, folder and fashion-mnist sources ('' = the source's default)." }),
+    path: str('', { doc: "Folder or file of the source ('' = the source's default): a folder for mnist-idx, fashion-mnist, cifar10, cifar100 and folder; IMAGES[,LABELS[,CLASSES]] IDX files for idx." }),
     limit: int(0, { min: 0, doc: 'Use only a seeded random subset of this many images (0 = all).', shortcut: { name: 'limit', arg: 'N' } }),
     imageSize: int(0, { min: 0, doc: 'Side length images are resized/cropped to for the network (0 = the data set\'s own size).' }),
   }),
