@@ -100,18 +100,18 @@ export function parseArgs(argv: readonly string[]): Args {
 }
 
 /** The last value given for a flag. */
-export function one(args: Args, name: string): string | undefined {
+function one(args: Args, name: string): string | undefined {
   return args.flags.get(name)?.at(-1);
 }
 
-export function required(args: Args, name: string): string {
+function required(args: Args, name: string): string {
   const v = one(args, name);
   if (v === undefined) throw new Error(`odc ${args.command} needs --${name}\n\n${USAGE}`);
   return v;
 }
 
 /** A flag holding a whole number (--probe-epochs), checked as a setting is. */
-export function countFlag(args: Args, name: string, fallback: number): number {
+function countFlag(args: Args, name: string, fallback: number): number {
   const text = one(args, name);
   if (text === undefined) return fallback;
   const value = /^-?[0-9.e+]+$/i.test(text) && Number.isFinite(Number(text)) ? Number(text) : text;
@@ -119,7 +119,7 @@ export function countFlag(args: Args, name: string, fallback: number): number {
 }
 
 /** A flag holding one of a few names (--split, --layer). */
-export function choiceFlag<const V extends readonly string[]>(args: Args, name: string, values: V, fallback: V[number]): V[number] {
+function choiceFlag<const V extends readonly string[]>(args: Args, name: string, values: V, fallback: V[number]): V[number] {
   return oneOf(values, fallback, { doc: '' }).check(one(args, name) ?? fallback, `--${name}`);
 }
 
@@ -130,7 +130,7 @@ function checkedPreset(name: string): string {
 }
 
 /** preset -> config file -> shortcuts -> --set, later ones winning. */
-export function configFromArgs(args: Args): TrainConfig {
+function configFromArgs(args: Args): TrainConfig {
   return withExplicitFlags(presetConfig(checkedPreset(one(args, 'preset') ?? 'demo')), args);
 }
 
@@ -198,9 +198,42 @@ export interface TrainCommand {
 }
 
 /** What an `odc train` command line asks for: the resolved configuration, the output folder and the switches. */
-export function trainCommand(args: Args): TrainCommand {
+function trainCommand(args: Args): TrainCommand {
   const resume = args.flags.has('resume');
   const outDir = one(args, 'out') ?? `runs/${one(args, 'preset') ?? 'demo'}`;
   const config = resume ? resumeConfigFromArgs(args, outDir) : configFromArgs(args);
   return { config, outDir, resume, quiet: args.flags.has('quiet') };
+}
+
+/** A command line, fully checked: every flag known, every value allowed, the training configuration resolved. */
+export type Command =
+  | { command: 'help'; text: string }
+  | { command: 'info' }
+  | ({ command: 'train' } & TrainCommand)
+  | { command: 'eval'; runDir: string; baseline: boolean; probeEpochs: number; out: string | undefined }
+  | { command: 'extract'; runDir: string; out: string; split: 'train' | 'test'; layer: 'backbone' | 'neck' }
+  | { command: 'export'; runDir: string; out: string };
+
+/** What the command line asks for; the CLI runs exactly this, so a bad line fails here, before the GPU starts. */
+export function commandFromArgv(argv: readonly string[]): Command {
+  const args = parseArgs(argv);
+  if (args.command === 'help' || args.flags.has('help')) return { command: 'help', text: args.command === 'train' ? trainHelp() : USAGE };
+  switch (args.command) {
+    case 'train':
+      return { command: 'train', ...trainCommand(args) };
+    case 'eval':
+      return { command: 'eval', runDir: required(args, 'run'), baseline: !args.flags.has('no-baseline'), probeEpochs: countFlag(args, 'probe-epochs', 30), out: one(args, 'out') };
+    case 'extract':
+      return {
+        command: 'extract',
+        runDir: required(args, 'run'),
+        out: required(args, 'out'),
+        split: choiceFlag(args, 'split', ['train', 'test'], 'train'),
+        layer: choiceFlag(args, 'layer', ['backbone', 'neck'], 'backbone'),
+      };
+    case 'export':
+      return { command: 'export', runDir: required(args, 'run'), out: required(args, 'out') };
+    default: // info: parseArgs accepts only the commands of COMMANDS
+      return { command: 'info' };
+  }
 }

@@ -17,7 +17,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureWritableFolder } from '../data/files.ts';
 import { initGpu } from '../gpu/device.ts';
-import { choiceFlag, countFlag, one, parseArgs, required, trainCommand, trainHelp, USAGE } from './args.ts';
+import { commandFromArgv } from './args.ts';
 import { abandonPendingWrites } from '../odc/checkpoint-io.ts';
 import { CHECKPOINT_FILE } from '../odc/checkpoint.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError } from '../gpu/errors.ts';
@@ -66,15 +66,13 @@ async function checkOutputFile(path: string | undefined): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv);
-  if (args.command === 'help' || args.flags.has('help')) {
-    console.log(args.command === 'train' ? trainHelp() : USAGE);
+  const request = commandFromArgv(argv);
+  if (request.command === 'help') {
+    console.log(request.text);
     return 0;
   }
-  // A bad flag or setting is reported before the (slow) GPU start.
-  const trainRequest = args.command === 'train' ? trainCommand(args) : null;
   const gpu = await initGpu();
-  switch (args.command) {
+  switch (request.command) {
     case 'info': {
       console.log(`adapter: ${gpu.adapterName}\nimplementation: ${gpu.implementation} (${gpu.runtime})`);
       console.log(`features: ${JSON.stringify(gpu.features)}`);
@@ -84,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'train': {
       const { train } = await import('../odc/trainer.ts');
-      const { config, outDir, resume, quiet } = trainRequest ?? trainCommand(args);
+      const { config, outDir, resume, quiet } = request;
       console.log(`odc train: preset ${config.preset}, mode ${config.mode}, ${config.model.backbone}, K = ${config.odc.k}, ${config.optim.epochs} epochs, batch ${config.optim.batchSize} -> ${outDir}`);
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
       const stop = new AbortController();
@@ -107,31 +105,22 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'eval': {
       const { evaluateRun } = await import('../eval/run-eval.ts');
-      await checkOutputFile(one(args, 'out'));
-      await evaluateRun({
-        runDir: required(args, 'run'),
-        baseline: !args.flags.has('no-baseline'),
-        probeEpochs: countFlag(args, 'probe-epochs', 30),
-        out: one(args, 'out'),
-      });
+      await checkOutputFile(request.out);
+      await evaluateRun({ runDir: request.runDir, baseline: request.baseline, probeEpochs: request.probeEpochs, out: request.out });
       return 0;
     }
     case 'extract': {
       const { extractToFile } = await import('../eval/run-eval.ts');
-      const layer = choiceFlag(args, 'layer', ['backbone', 'neck'], 'backbone');
-      const split = choiceFlag(args, 'split', ['train', 'test'], 'train');
-      await checkOutputFile(required(args, 'out'));
-      await extractToFile({ runDir: required(args, 'run'), out: required(args, 'out'), split, layer });
+      await checkOutputFile(request.out);
+      await extractToFile({ runDir: request.runDir, out: request.out, split: request.split, layer: request.layer });
       return 0;
     }
     case 'export': {
       const { exportBackbone } = await import('../eval/run-eval.ts');
-      await checkOutputFile(required(args, 'out'));
-      await exportBackbone({ runDir: required(args, 'run'), out: required(args, 'out') });
+      await checkOutputFile(request.out);
+      await exportBackbone({ runDir: request.runDir, out: request.out });
       return 0;
     }
-    default:
-      throw new Error(`unknown command "${args.command}"\n\n${USAGE}`);
   }
 }
 
