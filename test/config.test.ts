@@ -177,6 +177,8 @@ test('the schema: defaults pass their own checks, every setting round-trips thro
   const bad = presetConfig('demo');
   bad.odc.splitMaxIter = -1;
   assert.throws(() => validateConfig(bad), /odc\.splitMaxIter must be an integer >= 0, got -1/);
+  const augment = { ...presetConfig('demo'), augment: 'sobel' } as unknown as TrainConfig;
+  assert.throws(() => validateConfig(augment), /augment must be one of "mnist", "cifar", "imagenet", "none", got "sobel"/);
   const nan = presetConfig('demo');
   nan.optim.lr = Number.NaN;
   assert.throws(() => validateConfig(nan), /optim\.lr must be a number > 0, got NaN/);
