@@ -13,7 +13,7 @@ import { runCli } from './cli-child.ts';
 import { commandFromArgv } from '../src/cli/args.ts';
 import { checkAll, defaults, editDistance, leaves, nearest } from '../src/config/schema.ts';
 import { withSettingsTable } from '../src/config/readme-table.ts';
-import { applyOverride, PRESETS, presetConfig, SETTINGS, shortcuts, validateConfig, type TrainConfig } from '../src/odc/config.ts';
+import { applyOverride, mayChangeOnResume, PRESETS, presetConfig, SETTINGS, shortcuts, validateConfig, type TrainConfig } from '../src/odc/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'odc-config-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -208,6 +208,15 @@ test('a resumed run starts from its config.json: keys added since are completed,
   stored.odc.kk = 3;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(stored));
   assert.throws(() => commandFromArgv(['train', '--out', dir, '--resume']), /config\.json\.odc: unknown key "kk" \(did you mean "odc\.k"\?/);
+});
+
+test('a resume may change exactly what it could before the schema: optim.epochs, the LR schedule and log.*', () => {
+  const resumable = leaves(SETTINGS).map((l) => l.key).filter(mayChangeOnResume);
+  const before = ['optim.epochs', 'optim.lr', 'optim.lrSteps', 'optim.lrGamma'];
+  assert.deepEqual(resumable, leaves(SETTINGS).map((l) => l.key).filter((k) => before.includes(k) || k.startsWith('log.')));
+  assert.deepEqual(before.filter((k) => !resumable.includes(k)), []);
+  assert.equal(mayChangeOnResume('odc.kk'), false);
+  assert.equal(mayChangeOnResume('log'), false);
 });
 
 test('the README settings table is the one the schema gives (npm run docs:config rewrites it)', () => {

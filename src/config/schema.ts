@@ -32,6 +32,8 @@ export interface Leaf<T> {
   readonly noun: string;
   /** Whether a command-line value is taken as the raw text (strings and names) rather than as JSON. */
   readonly textual: boolean;
+  /** Whether a resumed run may change it (a setting that does not alter what is trained; default: fixed for the life of a run). */
+  readonly resumable: boolean;
   /** The allowed names of a setting that is one of a list (for "did you mean"). */
   readonly names?: readonly string[];
   readonly shortcut?: Shortcut;
@@ -53,6 +55,7 @@ export type Infer<N> = N extends Leaf<infer T> ? T : N extends Group<infer F> ? 
 interface LeafOptions {
   doc: string;
   shortcut?: Shortcut;
+  resumable?: boolean;
 }
 
 /** JSON text of a value for messages (strings quoted, arrays bracketed). */
@@ -66,10 +69,11 @@ function typeName(value: unknown): string {
   return value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
 }
 
-function leaf<T>(spec: Omit<Leaf<T>, 'kind' | 'check'>, accepts: (v: unknown) => v is T, inRange: (v: T) => boolean): Leaf<T> {
+function leaf<T>(spec: Omit<Leaf<T>, 'kind' | 'check' | 'resumable'> & { resumable?: boolean }, accepts: (v: unknown) => v is T, inRange: (v: T) => boolean): Leaf<T> {
   return {
     kind: 'leaf',
     ...spec,
+    resumable: spec.resumable ?? false,
     check(value: unknown, key: string): T {
       if (!accepts(value)) throw new TypeError(`${key}: expected ${spec.noun}, got ${typeName(value)} (${show(value)}); allowed: ${spec.allowed}`);
       if (!inRange(value)) throw new RangeError(`${key} must be ${spec.allowed}, got ${show(value)}${suggestion(value, spec)}`);
@@ -111,27 +115,27 @@ const isNumber = (v: unknown): v is number => typeof v === 'number';
 /** An integer setting; `min: 1` reads "a positive integer". */
 export function int(defaultValue: number, o: LeafOptions & Bounds): Leaf<number> {
   const allowed = o.min === 1 && o.max === undefined && !o.minExclusive ? 'a positive integer' : rangeText(o, 'an integer');
-  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, allowed, noun: 'a number', textual: false }, isNumber, (v) => Number.isInteger(v) && within(v, o));
+  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed, noun: 'a number', textual: false }, isNumber, (v) => Number.isInteger(v) && within(v, o));
 }
 
 /** A finite number setting. */
 export function num(defaultValue: number, o: LeafOptions & Bounds): Leaf<number> {
-  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, allowed: rangeText(o, 'a number'), noun: 'a number', textual: false }, isNumber, (v) => within(v, o));
+  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed: rangeText(o, 'a number'), noun: 'a number', textual: false }, isNumber, (v) => within(v, o));
 }
 
 export function bool(defaultValue: boolean, o: LeafOptions): Leaf<boolean> {
-  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, allowed: 'true or false', noun: 'a boolean', textual: false }, (v): v is boolean => typeof v === 'boolean', () => true);
+  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed: 'true or false', noun: 'a boolean', textual: false }, (v): v is boolean => typeof v === 'boolean', () => true);
 }
 
 export function str(defaultValue: string, o: LeafOptions): Leaf<string> {
-  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, allowed: 'any text', noun: 'a string', textual: true }, (v): v is string => typeof v === 'string', () => true);
+  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed: 'any text', noun: 'a string', textual: true }, (v): v is string => typeof v === 'string', () => true);
 }
 
 /** One of a fixed list of names. */
 export function oneOf<const V extends readonly string[]>(values: V, defaultValue: V[number], o: LeafOptions): Leaf<V[number]> {
   const allowed = `one of ${values.map((v) => `"${v}"`).join(', ')}`;
   return leaf<V[number]>(
-    { default: defaultValue, doc: o.doc, shortcut: o.shortcut, allowed, noun: 'a string', textual: true, names: values },
+    { default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed, noun: 'a string', textual: true, names: values },
     (v): v is V[number] => typeof v === 'string',
     (v) => values.includes(v),
   );
@@ -141,7 +145,7 @@ export function oneOf<const V extends readonly string[]>(values: V, defaultValue
 export function ascendingInts(defaultValue: number[], o: LeafOptions & Bounds): Leaf<number[]> {
   const allowed = `an ascending array of ${rangeText(o, 'integers')}`;
   return leaf(
-    { default: defaultValue, doc: o.doc, shortcut: o.shortcut, allowed, noun: 'an array of numbers', textual: false },
+    { default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed, noun: 'an array of numbers', textual: false },
     (v): v is number[] => Array.isArray(v) && v.every(isNumber),
     (v) => v.every((x, i) => Number.isInteger(x) && within(x, o) && (i === 0 || x > v[i - 1])),
   );

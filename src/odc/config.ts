@@ -53,14 +53,14 @@ export const SETTINGS = group({
   }),
   optim: group({
     batchSize: int(64, { min: 1, doc: 'Images per iteration (batch norm needs at least 2).', shortcut: { name: 'batch-size', arg: 'N' } }),
-    epochs: int(10, { min: 1, doc: 'Epochs to train (a resumed run may raise it).', shortcut: { name: 'epochs', arg: 'N' } }),
-    lr: num(0.06, { min: 0, minExclusive: true, doc: 'Base learning rate of SGD.', shortcut: { name: 'lr', arg: 'X' } }),
+    epochs: int(10, { min: 1, resumable: true, doc: 'Epochs to train (a resumed run may raise it).', shortcut: { name: 'epochs', arg: 'N' } }),
+    lr: num(0.06, { min: 0, minExclusive: true, resumable: true, doc: 'Base learning rate of SGD.', shortcut: { name: 'lr', arg: 'X' } }),
     momentum: num(0.9, { min: 0, max: 1, doc: 'SGD momentum of the backbone and neck.' }),
     headMomentum: num(0, { min: 0, max: 1, doc: 'SGD momentum of the classification head.' }),
     weightDecay: num(1e-5, { min: 0, doc: 'L2 weight decay.' }),
     nesterov: bool(false, { doc: 'Nesterov momentum.' }),
-    lrSteps: ascendingInts([], { min: 1, doc: 'Epochs at which the learning rate is multiplied by lrGamma.' }),
-    lrGamma: num(0.4, { min: 0, minExclusive: true, doc: 'Learning-rate factor at each of lrSteps.' }),
+    lrSteps: ascendingInts([], { min: 1, resumable: true, doc: 'Epochs at which the learning rate is multiplied by lrGamma.' }),
+    lrGamma: num(0.4, { min: 0, minExclusive: true, resumable: true, doc: 'Learning-rate factor at each of lrSteps.' }),
   }),
   odc: group({
     k: int(100, { min: 1, doc: 'Number of clusters K.', shortcut: { name: 'k', arg: 'N' } }),
@@ -75,10 +75,11 @@ export const SETTINGS = group({
     splitMaxIter: int(20, { min: 0, doc: 'Lloyd iterations per 2-means restart of a split.' }),
   }),
   log: group({
-    interval: int(10, { min: 1, doc: 'Iterations between log.jsonl records.' }),
-    checkpointEvery: int(1, { min: 1, doc: 'Epochs between checkpoints (the last epoch always writes one).' }),
+    interval: int(10, { min: 1, resumable: true, doc: 'Iterations between log.jsonl records.' }),
+    checkpointEvery: int(1, { min: 1, resumable: true, doc: 'Epochs between checkpoints (the last epoch always writes one).' }),
     checkpointMinutes: num(30, {
       min: 0,
+      resumable: true,
       doc: 'Minutes between checkpoints written mid-epoch at an iteration boundary, so a long epoch is never lost whole (0 = off).',
     }),
   }),
@@ -194,17 +195,16 @@ export function completeConfig(stored: unknown, where: string): TrainConfig {
 }
 
 /**
- * Keys a resumed run may change: they do not alter what is trained. The learning-rate schedule
- * (optim.lr, optim.lrSteps, optim.lrGamma) changes the trajectory but is allowed on purpose: lowering
- * the LR after a divergence, or moving a step when extending optim.epochs, is how a long run is rescued;
- * such a change is recorded in log.jsonl. Every other key (data, model, odc, batch size, seed, mode,
- * augmentation, the rest of the optimiser, and any key added later) is fixed for the life of a run.
+ * Whether `key` (a dotted path such as "odc.k") may change when a run is resumed: the settings declared
+ * `resumable` in SETTINGS, which do not alter what is trained (optim.epochs, log.*). The learning-rate
+ * schedule (optim.lr, optim.lrSteps, optim.lrGamma) changes the trajectory but is resumable on purpose:
+ * lowering the LR after a divergence, or moving a step when extending optim.epochs, is how a long run is
+ * rescued; such a change is recorded in log.jsonl. Every other setting (data, model, odc, batch size, seed,
+ * mode, augmentation, the rest of the optimiser, and any setting added without `resumable`) is fixed for the
+ * life of a run.
  */
-const MAY_CHANGE_ON_RESUME = ['optim.epochs', 'optim.lr', 'optim.lrSteps', 'optim.lrGamma', 'log.'];
-
-/** Whether `key` (a dotted path such as "odc.k") may change when a run is resumed. */
 export function mayChangeOnResume(key: string): boolean {
-  return MAY_CHANGE_ON_RESUME.some((allowed) => (allowed.endsWith('.') ? key.startsWith(allowed) : key === allowed));
+  return leafAt(SETTINGS, key)?.resumable === true;
 }
 
 export interface ConfigChange {
@@ -263,7 +263,7 @@ export function settingsHelp(): string {
   return leaves(SETTINGS)
     .map(({ key, leaf }) => {
       const flag = leaf.shortcut ? `  (--${leaf.shortcut.name} ${leaf.shortcut.arg})` : '';
-      return `  ${key}${flag}\n      ${leaf.allowed}; default ${show(leaf.default)}. ${leaf.doc}`;
+      return `  ${key}${flag}\n      ${leaf.allowed}; default ${show(leaf.default)}. ${leaf.doc}${leaf.resumable ? ' May change on --resume.' : ''}`;
     })
     .join('\n');
 }
@@ -273,7 +273,7 @@ export function settingsTable(): string {
   const cell = (text: string): string => text.replace(/\|/g, '\\|');
   const rows = leaves(SETTINGS).map(({ key, leaf }) => {
     const name = leaf.shortcut ? `\`${key}\` (\`--${leaf.shortcut.name}\`)` : `\`${key}\``;
-    return `| ${name} | ${cell(leaf.allowed)} | \`${cell(show(leaf.default))}\` | ${cell(leaf.doc)} |`;
+    return `| ${name} | ${cell(leaf.allowed)} | \`${cell(show(leaf.default))}\` | ${cell(leaf.doc)}${leaf.resumable ? ' May change on `--resume`.' : ''} |`;
   });
   return ['| setting | allowed | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
