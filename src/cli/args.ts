@@ -92,7 +92,9 @@ export function parseArgs(argv: readonly string[]): Args {
     } else if (eq > 0) value = a.slice(eq + 1);
     else {
       value = rest[++i];
-      if (value === undefined || value.startsWith('--')) throw new Error(`--${name} needs a value${value === undefined ? '' : `, got the flag ${value}`} (see odc ${command} --help)`);
+      if (value === undefined || value.startsWith('--')) {
+        throw new Error(`--${name} needs a value${value === undefined ? '' : `, got the flag ${value}`} (see odc ${command} --help)`);
+      }
     }
     flags.set(name, [...(flags.get(name) ?? []), value]);
   }
@@ -222,7 +224,13 @@ export function commandFromArgv(argv: readonly string[]): Command {
     case 'train':
       return { command: 'train', ...trainCommand(args) };
     case 'eval':
-      return { command: 'eval', runDir: required(args, 'run'), baseline: !args.flags.has('no-baseline'), probeEpochs: countFlag(args, 'probe-epochs', 30), out: one(args, 'out') };
+      return {
+        command: 'eval',
+        runDir: required(args, 'run'),
+        baseline: !args.flags.has('no-baseline'),
+        probeEpochs: countFlag(args, 'probe-epochs', 30),
+        out: one(args, 'out'),
+      };
     case 'extract':
       return {
         command: 'extract',

@@ -69,14 +69,25 @@ function typeName(value: unknown): string {
   return value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
 }
 
-function leaf<T>(spec: Omit<Leaf<T>, 'kind' | 'check' | 'resumable'> & { resumable?: boolean }, accepts: (v: unknown) => v is T, inRange: (v: T) => boolean): Leaf<T> {
+/** What a kind of setting allows, beside its options. */
+interface Kind {
+  allowed: string;
+  noun: string;
+  textual: boolean;
+  names?: readonly string[];
+}
+
+function leaf<T>(defaultValue: T, o: LeafOptions, kind: Kind, accepts: (v: unknown) => v is T, inRange: (v: T) => boolean): Leaf<T> {
   return {
     kind: 'leaf',
-    ...spec,
-    resumable: spec.resumable ?? false,
+    default: defaultValue,
+    doc: o.doc,
+    shortcut: o.shortcut,
+    resumable: o.resumable ?? false,
+    ...kind,
     check(value: unknown, key: string): T {
-      if (!accepts(value)) throw new TypeError(`${key}: expected ${spec.noun}, got ${typeName(value)} (${show(value)}); allowed: ${spec.allowed}`);
-      if (!inRange(value)) throw new RangeError(`${key} must be ${spec.allowed}, got ${show(value)}${suggestion(value, spec)}`);
+      if (!accepts(value)) throw new TypeError(`${key}: expected ${kind.noun}, got ${typeName(value)} (${show(value)}); allowed: ${kind.allowed}`);
+      if (!inRange(value)) throw new RangeError(`${key} must be ${kind.allowed}, got ${show(value)}${suggestion(value, kind)}`);
       return value;
     },
   };
@@ -115,39 +126,38 @@ const isNumber = (v: unknown): v is number => typeof v === 'number';
 /** An integer setting; `min: 1` reads "a positive integer". */
 export function int(defaultValue: number, o: LeafOptions & Bounds): Leaf<number> {
   const allowed = o.min === 1 && o.max === undefined && !o.minExclusive ? 'a positive integer' : rangeText(o, 'an integer');
-  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed, noun: 'a number', textual: false }, isNumber, (v) => Number.isInteger(v) && within(v, o));
+  return leaf(defaultValue, o, { allowed, noun: 'a number', textual: false }, isNumber, (v) => Number.isInteger(v) && within(v, o));
 }
 
 /** A finite number setting. */
 export function num(defaultValue: number, o: LeafOptions & Bounds): Leaf<number> {
-  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed: rangeText(o, 'a number'), noun: 'a number', textual: false }, isNumber, (v) => within(v, o));
+  return leaf(defaultValue, o, { allowed: rangeText(o, 'a number'), noun: 'a number', textual: false }, isNumber, (v) => within(v, o));
 }
 
 export function bool(defaultValue: boolean, o: LeafOptions): Leaf<boolean> {
-  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed: 'true or false', noun: 'a boolean', textual: false }, (v): v is boolean => typeof v === 'boolean', () => true);
+  const isBoolean = (v: unknown): v is boolean => typeof v === 'boolean';
+  return leaf(defaultValue, o, { allowed: 'true or false', noun: 'a boolean', textual: false }, isBoolean, () => true);
 }
 
+const isString = (v: unknown): v is string => typeof v === 'string';
+
 export function str(defaultValue: string, o: LeafOptions): Leaf<string> {
-  return leaf({ default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed: 'any text', noun: 'a string', textual: true }, (v): v is string => typeof v === 'string', () => true);
+  return leaf(defaultValue, o, { allowed: 'any text', noun: 'a string', textual: true }, isString, () => true);
 }
 
 /** One of a fixed list of names. */
 export function oneOf<const V extends readonly string[]>(values: V, defaultValue: V[number], o: LeafOptions): Leaf<V[number]> {
   const allowed = `one of ${values.map((v) => `"${v}"`).join(', ')}`;
-  return leaf<V[number]>(
-    { default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed, noun: 'a string', textual: true, names: values },
-    (v): v is V[number] => typeof v === 'string',
-    (v) => values.includes(v),
-  );
+  const isName = (v: unknown): v is V[number] => typeof v === 'string';
+  return leaf<V[number]>(defaultValue, o, { allowed, noun: 'a string', textual: true, names: values }, isName, (v) => values.includes(v));
 }
 
 /** A list of integers, each within the bounds, strictly ascending. */
 export function ascendingInts(defaultValue: number[], o: LeafOptions & Bounds): Leaf<number[]> {
   const allowed = `an ascending array of ${rangeText(o, 'integers')}`;
-  return leaf(
-    { default: defaultValue, doc: o.doc, shortcut: o.shortcut, resumable: o.resumable, allowed, noun: 'an array of numbers', textual: false },
-    (v): v is number[] => Array.isArray(v) && v.every(isNumber),
-    (v) => v.every((x, i) => Number.isInteger(x) && within(x, o) && (i === 0 || x > v[i - 1])),
+  const isNumbers = (v: unknown): v is number[] => Array.isArray(v) && v.every(isNumber);
+  return leaf(defaultValue, o, { allowed, noun: 'an array of numbers', textual: false }, isNumbers, (v) =>
+    v.every((x, i) => Number.isInteger(x) && within(x, o) && (i === 0 || x > v[i - 1])),
   );
 }
 

@@ -23,7 +23,12 @@ export const SETTINGS = group({
     doc: "'odc' (the paper) or 'deepcluster' (offline k-means every epoch, the baseline).",
     shortcut: { name: 'mode', arg: 'MODE' },
   }),
-  seed: int(0, { min: 0, max: 4294967295, doc: 'Seed of every random stream (model, augmentation, clustering, sampling, data.limit).', shortcut: { name: 'seed', arg: 'N' } }),
+  seed: int(0, {
+    min: 0,
+    max: 4294967295,
+    doc: 'Seed of every random stream (model, augmentation, clustering, sampling, data.limit).',
+    shortcut: { name: 'seed', arg: 'N' },
+  }),
   data: group({
     source: oneOf(DATA_SOURCES, 'mnist', {
       doc: "Data set loader ('synthetic' is for tests, which pass the images).",
@@ -39,7 +44,11 @@ export const SETTINGS = group({
         },
       },
     }),
-    path: str('', { doc: "Folder or file of the source ('' = the source's default): a folder for mnist-idx, fashion-mnist, cifar10, cifar100 and folder; IMAGES[,LABELS[,CLASSES]] IDX files for idx." }),
+    path: str('', {
+      doc:
+        "Folder or file of the source ('' = the source's default): a folder for mnist-idx, fashion-mnist, cifar10, cifar100 and folder; " +
+        'IMAGES[,LABELS[,CLASSES]] IDX files for idx.',
+    }),
     limit: int(0, { min: 0, doc: 'Use only a seeded random subset of this many images (0 = all).', shortcut: { name: 'limit', arg: 'N' } }),
     imageSize: int(0, { min: 0, doc: 'Side length images are resized/cropped to for the network (0 = the data set\'s own size).' }),
   }),
@@ -65,12 +74,18 @@ export const SETTINGS = group({
   odc: group({
     k: int(100, { min: 1, doc: 'Number of clusters K.', shortcut: { name: 'k', arg: 'N' } }),
     memoryMomentum: num(0.5, { min: 0, max: 1, doc: 'Weight of the fresh feature in the memory update: new = (1 - m) old + m fresh.' }),
-    minCluster: int(15, { min: 1, doc: 'Clusters with fewer members are dissolved and refilled by splitting the largest.', shortcut: { name: 'min-cluster', arg: 'N' } }),
+    minCluster: int(15, {
+      min: 1,
+      doc: 'Clusters with fewer members are dissolved and refilled by splitting the largest.',
+      shortcut: { name: 'min-cluster', arg: 'N' },
+    }),
     centroidInterval: int(10, { min: 1, doc: 'Iterations between full centroid recomputes.' }),
     reweightPow: num(0.5, { min: 0, doc: 'Loss weight of a cluster: 1 / size^reweightPow, normalised.' }),
     lossChunks: int(1, { min: 1, doc: 'The loss is the mean of weighted means over this many chunks of the batch (8 in the 8-GPU original).' }),
     kmeansIterations: int(20, { min: 0, doc: 'Iterations of the initial k-means (and of DeepCluster\'s per-epoch k-means).' }),
-    kmeansInit: oneOf(['random', 'kmeans++'], 'random', { doc: "Seeding of the memory's initial k-means: k distinct random rows (faiss, ODC) or k-means++." }),
+    kmeansInit: oneOf(['random', 'kmeans++'], 'random', {
+      doc: "Seeding of the memory's initial k-means: k distinct random rows (faiss, ODC) or k-means++.",
+    }),
     splitRestarts: int(3, { min: 1, doc: '2-means restarts per split of a large cluster (the lowest inertia is kept).' }),
     splitMaxIter: int(20, { min: 0, doc: 'Lloyd iterations per 2-means restart of a split.' }),
   }),
@@ -254,7 +269,9 @@ export function checkResumeConfig(saved: TrainConfig, requested: TrainConfig, ru
 /** The command-line shortcuts declared in SETTINGS, each with the key it sets. */
 export function shortcuts(): Array<{ key: string; name: string; arg: string; assignments: (text: string) => Array<[key: string, text: string]> }> {
   return leaves(SETTINGS).flatMap(({ key, leaf }) =>
-    leaf.shortcut ? [{ key, name: leaf.shortcut.name, arg: leaf.shortcut.arg, assignments: leaf.shortcut.assignments ?? ((text: string) => [[key, text]]) }] : [],
+    leaf.shortcut
+      ? [{ key, name: leaf.shortcut.name, arg: leaf.shortcut.arg, assignments: leaf.shortcut.assignments ?? ((text: string) => [[key, text]]) }]
+      : [],
   );
 }
 
@@ -273,7 +290,8 @@ export function settingsTable(): string {
   const cell = (text: string): string => text.replace(/\|/g, '\\|');
   const rows = leaves(SETTINGS).map(({ key, leaf }) => {
     const name = leaf.shortcut ? `\`${key}\` (\`--${leaf.shortcut.name}\`)` : `\`${key}\``;
-    return `| ${name} | ${cell(leaf.allowed)} | \`${cell(show(leaf.default))}\` | ${cell(leaf.doc)}${leaf.resumable ? ' May change on `--resume`.' : ''} |`;
+    const meaning = `${leaf.doc}${leaf.resumable ? ' May change on `--resume`.' : ''}`;
+    return `| ${name} | ${cell(leaf.allowed)} | \`${cell(show(leaf.default))}\` | ${cell(meaning)} |`;
   });
   return ['| setting | allowed | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
