@@ -98,6 +98,7 @@ const BAD: Array<[string[], RegExp]> = [
   [['--data', 'mnst'], /data\.source must be one of .*got "mnst" \(did you mean "mnist"\?\)/],
   [['--data', 'imagenet:/data'], /data\.source must be one of "mnist", "mnist-idx"/],
   [['--preset', 'demoo'], /unknown preset \(did you mean "demo"\?\)/],
+  [['--preset', 'toString'], /--preset toString: unknown preset; the presets are demo, mnist/],
   [['--set', 'odc.kk=3'], /config\.odc: unknown key "kk" \(did you mean "odc\.k"\?/],
   [['--set', 'minCluster=3'], /unknown key "minCluster" \(did you mean "odc\.minCluster"\?/],
   [['--set', 'optim.epoch=3'], /unknown key "epoch" \(did you mean "optim\.epochs"\?/],

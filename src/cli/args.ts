@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { int, nearest, oneOf } from '../config/schema.ts';
-import { applyOverride, completeConfig, mergeConfig, presetConfig, PRESETS, settingsHelp, shortcuts, type TrainConfig } from '../odc/config.ts';
+import { applyOverride, checkPresetName, completeConfig, mergeConfig, presetConfig, PRESETS, settingsHelp, shortcuts, type TrainConfig } from '../odc/config.ts';
 
 export interface Args {
   command: string;
@@ -125,15 +125,9 @@ function choiceFlag<const V extends readonly string[]>(args: Args, name: string,
   return oneOf(values, fallback, { doc: '' }).check(one(args, name) ?? fallback, `--${name}`);
 }
 
-function checkedPreset(name: string): string {
-  if (Object.hasOwn(PRESETS, name)) return name;
-  const near = nearest(name, Object.keys(PRESETS));
-  throw new Error(`--preset ${name}: unknown preset${near ? ` (did you mean "${near}"?)` : ''}; the presets are ${Object.keys(PRESETS).join(', ')}`);
-}
-
 /** preset -> config file -> shortcuts -> --set, later ones winning. */
 function configFromArgs(args: Args): TrainConfig {
-  return withExplicitFlags(presetConfig(checkedPreset(one(args, 'preset') ?? 'demo')), args);
+  return withExplicitFlags(presetConfig(one(args, 'preset') ?? 'demo'), args);
 }
 
 /**
@@ -152,7 +146,7 @@ export function resumeConfigFromArgs(args: Args, outDir: string): TrainConfig {
   }
   const config = completeConfig(stored, path);
   const preset = one(args, 'preset');
-  return withExplicitFlags(preset === undefined ? config : { ...config, preset: checkedPreset(preset) }, args);
+  return withExplicitFlags(preset === undefined ? config : { ...config, preset: checkPresetName(preset) }, args);
 }
 
 /** Prefixes an error with where its value came from, unless the message already says so. */

@@ -4,7 +4,7 @@
  * allows, what it means and its command-line shortcut; the type, the checks, `odc train --help` and the
  * README's settings table (`npm run docs:config`) all come from that declaration.
  */
-import { ascendingInts, bool, checkAll, defaults, group, int, leafAt, leaves, merge, num, oneOf, show, str, type Infer } from '../config/schema.ts';
+import { ascendingInts, bool, checkAll, defaults, group, int, leafAt, leaves, merge, nearest, num, oneOf, show, str, type Infer } from '../config/schema.ts';
 import type { BackboneName, Stem } from '../models/backbones.ts';
 
 /** Every name of a string union, checked both ways at compile time (a new member must be listed here). */
@@ -163,10 +163,16 @@ export function mergeConfig(base: TrainConfig, patch: unknown, where = 'config')
   return merge(SETTINGS, base, patch, where);
 }
 
+/** Returns `name` when it names a preset; else an error naming the nearest preset and all of them. */
+export function checkPresetName(name: string): string {
+  if (Object.hasOwn(PRESETS, name)) return name;
+  const near = nearest(name, Object.keys(PRESETS));
+  throw new Error(`--preset ${name}: unknown preset${near ? ` (did you mean "${near}"?)` : ''}; the presets are ${Object.keys(PRESETS).join(', ')}`);
+}
+
+/** A preset's complete configuration: the schema's defaults with the preset's values. */
 export function presetConfig(name: string): TrainConfig {
-  const preset = PRESETS[name];
-  if (!preset) throw new Error(`unknown preset "${name}" (known: ${Object.keys(PRESETS).join(', ')})`);
-  return { ...mergeConfig(BASE, preset, `preset ${name}`), preset: name };
+  return { ...mergeConfig(BASE, PRESETS[checkPresetName(name)], `preset ${name}`), preset: name };
 }
 
 /**
