@@ -97,8 +97,8 @@ const BAD: Array<[string[], RegExp]> = [
   [['--set', 'optim.lrSteps=3'], /optim\.lrSteps: expected an array of numbers, got number \(3\)/],
   [['--data', 'mnst'], /data\.source must be one of .*got "mnst" \(did you mean "mnist"\?\)/],
   [['--data', 'imagenet:/data'], /data\.source must be one of "mnist", "mnist-idx"/],
-  [['--preset', 'demoo'], /unknown preset \(did you mean "demo"\?\)/],
-  [['--preset', 'toString'], /--preset toString: unknown preset; the presets are demo, mnist/],
+  [['--preset', 'demoo'], /unknown preset "demoo" \(did you mean "demo"\?\)/],
+  [['--preset', 'toString'], /unknown preset "toString"; the presets are demo, mnist/],
   [['--set', 'odc.kk=3'], /config\.odc: unknown key "kk" \(did you mean "odc\.k"\?/],
   [['--set', 'minCluster=3'], /unknown key "minCluster" \(did you mean "odc\.minCluster"\?/],
   [['--set', 'optim.epoch=3'], /unknown key "epoch" \(did you mean "optim\.epochs"\?/],
@@ -204,7 +204,7 @@ test('a resumed run starts from its config.json: keys added since are completed,
   const resumed = commandFromArgv(['train', '--out', dir, '--resume', '--epochs', '9']);
   assert.equal(resumed.command, 'train');
   assert.deepEqual((resumed as { config: TrainConfig }).config, expected('demo', (c) => (c.optim.epochs = 9)));
-  assert.throws(() => commandFromArgv(['train', '--out', dir, '--resume', '--preset', 'mnistt']), /unknown preset \(did you mean "mnist"\?\)/);
+  assert.throws(() => commandFromArgv(['train', '--out', dir, '--resume', '--preset', 'mnistt']), /unknown preset "mnistt" \(did you mean "mnist"\?\)/);
   assert.throws(() => commandFromArgv(['train', '--out', run, '--resume']), /--resume needs the run's .*config\.json, which does not exist/);
   stored.odc.kk = 3;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(stored));

@@ -167,7 +167,7 @@ export function mergeConfig(base: TrainConfig, patch: unknown, where = 'config')
 export function checkPresetName(name: string): string {
   if (Object.hasOwn(PRESETS, name)) return name;
   const near = nearest(name, Object.keys(PRESETS));
-  throw new Error(`--preset ${name}: unknown preset${near ? ` (did you mean "${near}"?)` : ''}; the presets are ${Object.keys(PRESETS).join(', ')}`);
+  throw new Error(`unknown preset "${name}"${near ? ` (did you mean "${near}"?)` : ''}; the presets are ${Object.keys(PRESETS).join(', ')} (--preset NAME)`);
 }
 
 /** A preset's complete configuration: the schema's defaults with the preset's values. */
