@@ -1,78 +1,110 @@
 /**
  * Training configuration: presets, JSON config files and command-line overrides all produce one
- * TrainConfig. Every value of a preset can be overridden (`--set odc.k=500` or a JSON file).
+ * TrainConfig. Every setting is declared once, in SETTINGS (src/config/schema.ts): its default, what it
+ * allows, what it means and its command-line shortcut; the type, the checks, `odc train --help` and the
+ * README's settings table (`npm run docs:config`) all come from that declaration.
  */
+import { ascendingInts, bool, checkAll, defaults, group, int, leafAt, leaves, merge, nearest, num, oneOf, show, str, type Infer } from '../config/schema.ts';
 import type { BackboneName, Stem } from '../models/backbones.ts';
 
-export type DataSource = 'mnist' | 'fashion-mnist' | 'idx' | 'cifar10' | 'cifar100' | 'folder' | 'synthetic';
-export type AugmentPreset = 'mnist' | 'cifar' | 'imagenet' | 'none';
-
-export interface TrainConfig {
-  preset: string;
-  /** 'odc' (the paper) or 'deepcluster' (offline k-means every epoch, the baseline). */
-  mode: 'odc' | 'deepcluster';
-  seed: number;
-  data: {
-    source: DataSource;
-    /** Folder or file for idx/cifar/folder/fashion-mnist sources. */
-    path: string;
-    /** Use only the first `limit` images (0 = all). */
-    limit: number;
-    /** Side length images are resized/cropped to for the network (folder data; others keep their size). */
-    imageSize: number;
-  };
-  augment: AugmentPreset;
-  model: {
-    backbone: BackboneName;
-    stem: Stem;
-    neckHidden: number;
-    featureDim: number;
-    dropout: number;
-  };
-  optim: {
-    batchSize: number;
-    epochs: number;
-    lr: number;
-    momentum: number;
-    headMomentum: number;
-    weightDecay: number;
-    nesterov: boolean;
-    /** Epochs at which the LR is multiplied by lrGamma. */
-    lrSteps: number[];
-    lrGamma: number;
-  };
-  odc: {
-    k: number;
-    memoryMomentum: number;
-    minCluster: number;
-    centroidInterval: number;
-    reweightPow: number;
-    /** The loss is the mean of weighted means over this many chunks of the batch (8 in the 8-GPU original). */
-    lossChunks: number;
-    /** Initial k-means iterations. */
-    kmeansIterations: number;
-  };
-  log: {
-    /** Iterations between JSONL log records. */
-    interval: number;
-    /** Epochs between checkpoints (the last epoch always writes one). */
-    checkpointEvery: number;
-    /** Minutes between checkpoints written mid-epoch at an iteration boundary, so a long epoch is never lost whole (0 = off). */
-    checkpointMinutes: number;
-  };
+/** Every name of a string union, checked both ways at compile time (a new member must be listed here). */
+function allOf<T extends string>(names: Record<T, true>): T[] {
+  return Object.keys(names) as T[];
 }
 
-const BASE: TrainConfig = {
-  preset: 'base',
-  mode: 'odc',
-  seed: 0,
-  data: { source: 'mnist', path: '', limit: 0, imageSize: 0 },
-  augment: 'mnist',
-  model: { backbone: 'convnet-s', stem: 'cifar', neckHidden: 512, featureDim: 256, dropout: 0.5 },
-  optim: { batchSize: 64, epochs: 10, lr: 0.06, momentum: 0.9, headMomentum: 0, weightDecay: 1e-5, nesterov: false, lrSteps: [], lrGamma: 0.4 },
-  odc: { k: 100, memoryMomentum: 0.5, minCluster: 15, centroidInterval: 10, reweightPow: 0.5, lossChunks: 1, kmeansIterations: 20 },
-  log: { interval: 10, checkpointEvery: 1, checkpointMinutes: 30 },
-};
+const DATA_SOURCES = ['mnist', 'mnist-idx', 'fashion-mnist', 'idx', 'cifar10', 'cifar100', 'folder', 'synthetic'] as const;
+const BACKBONES = allOf<BackboneName>({ 'convnet-s': true, resnet18: true, resnet50: true });
+const STEMS = allOf<Stem>({ cifar: true, imagenet: true });
+
+/** The settings of a training run, in the order config.json lists them. */
+export const SETTINGS = group({
+  preset: str('base', { doc: 'Name of the preset the run started from (informative; choose it with --preset).' }),
+  mode: oneOf(['odc', 'deepcluster'], 'odc', {
+    doc: "'odc' (the paper) or 'deepcluster' (offline k-means every epoch, the baseline).",
+    shortcut: { name: 'mode', arg: 'MODE' },
+  }),
+  seed: int(0, {
+    min: 0,
+    max: 4294967295,
+    doc: 'Seed of every random stream (model, augmentation, clustering, sampling, data.limit).',
+    shortcut: { name: 'seed', arg: 'N' },
+  }),
+  data: group({
+    source: oneOf(DATA_SOURCES, 'mnist', {
+      doc: "Data set loader ('synthetic' is for tests, which pass the images).",
+      shortcut: {
+        name: 'data',
+        arg: 'SOURCE[:PATH]',
+        assignments: (text) => {
+          const colon = text.indexOf(':');
+          return [
+            ['data.source', colon < 0 ? text : text.slice(0, colon)],
+            ['data.path', colon < 0 ? '' : text.slice(colon + 1)],
+          ];
+        },
+      },
+    }),
+    path: str('', {
+      doc:
+        "Folder or file of the source ('' = the source's default): a folder for mnist-idx, fashion-mnist, cifar10, cifar100 and folder; " +
+        'IMAGES[,LABELS[,CLASSES]] IDX files for idx.',
+    }),
+    limit: int(0, { min: 0, doc: 'Use only a seeded random subset of this many images (0 = all).', shortcut: { name: 'limit', arg: 'N' } }),
+    imageSize: int(0, { min: 0, doc: 'Side length images are resized/cropped to for the network (0 = the data set\'s own size).' }),
+  }),
+  augment: oneOf(['mnist', 'cifar', 'imagenet', 'none'], 'mnist', { doc: 'Augmentation preset.' }),
+  model: group({
+    backbone: oneOf(BACKBONES, 'convnet-s', { doc: 'Backbone network.', shortcut: { name: 'backbone', arg: 'NAME' } }),
+    stem: oneOf(STEMS, 'cifar', { doc: "ResNet stem: 'cifar' (3x3 conv) or 'imagenet' (7x7 conv + max-pool)." }),
+    neckHidden: int(512, { min: 1, doc: 'Hidden width of the neck MLP.' }),
+    featureDim: int(256, { min: 1, doc: 'Width of the neck output: the feature the memory holds.' }),
+    dropout: num(0.5, { min: 0, max: 1, maxExclusive: true, doc: 'Dropout rate before the classification head.' }),
+  }),
+  optim: group({
+    batchSize: int(64, { min: 1, doc: 'Images per iteration (batch norm needs at least 2).', shortcut: { name: 'batch-size', arg: 'N' } }),
+    epochs: int(10, { min: 1, resumable: true, doc: 'Epochs to train (a resumed run may raise it).', shortcut: { name: 'epochs', arg: 'N' } }),
+    lr: num(0.06, { min: 0, minExclusive: true, resumable: true, doc: 'Base learning rate of SGD.', shortcut: { name: 'lr', arg: 'X' } }),
+    momentum: num(0.9, { min: 0, max: 1, doc: 'SGD momentum of the backbone and neck.' }),
+    headMomentum: num(0, { min: 0, max: 1, doc: 'SGD momentum of the classification head.' }),
+    weightDecay: num(1e-5, { min: 0, doc: 'L2 weight decay.' }),
+    nesterov: bool(false, { doc: 'Nesterov momentum.' }),
+    lrSteps: ascendingInts([], { min: 1, resumable: true, doc: 'Epochs at which the learning rate is multiplied by lrGamma.' }),
+    lrGamma: num(0.4, { min: 0, minExclusive: true, resumable: true, doc: 'Learning-rate factor at each of lrSteps.' }),
+  }),
+  odc: group({
+    k: int(100, { min: 1, doc: 'Number of clusters K.', shortcut: { name: 'k', arg: 'N' } }),
+    memoryMomentum: num(0.5, { min: 0, max: 1, doc: 'Weight of the fresh feature in the memory update: new = (1 - m) old + m fresh.' }),
+    minCluster: int(15, {
+      min: 1,
+      doc: 'Clusters with fewer members are dissolved and refilled by splitting the largest.',
+      shortcut: { name: 'min-cluster', arg: 'N' },
+    }),
+    centroidInterval: int(10, { min: 1, doc: 'Iterations between full centroid recomputes.' }),
+    reweightPow: num(0.5, { min: 0, doc: 'Loss weight of a cluster: 1 / size^reweightPow, normalised.' }),
+    lossChunks: int(1, { min: 1, doc: 'The loss is the mean of weighted means over this many chunks of the batch (8 in the 8-GPU original).' }),
+    kmeansIterations: int(20, { min: 0, doc: 'Iterations of the initial k-means (and of DeepCluster\'s per-epoch k-means).' }),
+    kmeansInit: oneOf(['random', 'kmeans++'], 'random', {
+      doc: "Seeding of the memory's initial k-means: k distinct random rows (faiss, ODC) or k-means++.",
+    }),
+    splitRestarts: int(3, { min: 1, doc: '2-means restarts per split of a large cluster (the lowest inertia is kept).' }),
+    splitMaxIter: int(20, { min: 0, doc: 'Lloyd iterations per 2-means restart of a split.' }),
+  }),
+  log: group({
+    interval: int(10, { min: 1, resumable: true, doc: 'Iterations between log.jsonl records.' }),
+    checkpointEvery: int(1, { min: 1, resumable: true, doc: 'Epochs between checkpoints (the last epoch always writes one).' }),
+    checkpointMinutes: num(30, {
+      min: 0,
+      resumable: true,
+      doc: 'Minutes between checkpoints written mid-epoch at an iteration boundary, so a long epoch is never lost whole (0 = off).',
+    }),
+  }),
+});
+
+export type TrainConfig = Infer<typeof SETTINGS>;
+export type DataSource = TrainConfig['data']['source'];
+export type AugmentPreset = TrainConfig['augment'];
+
+const BASE: TrainConfig = defaults(SETTINGS);
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
 
@@ -123,41 +155,43 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Deep-merges `patch` into `base`; unknown keys are an error naming the key. */
-export function mergeConfig<T>(base: T, patch: unknown, where = 'config'): T {
-  if (!isPlainObject(patch)) throw new TypeError(`${where} must be a JSON object`);
-  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
-  for (const [key, value] of Object.entries(patch)) {
-    if (!(key in out)) throw new Error(`${where}: unknown key "${key}" (known: ${Object.keys(out).join(', ')})`);
-    const current = out[key];
-    if (isPlainObject(current)) out[key] = mergeConfig(current, value, `${where}.${key}`);
-    else {
-      const expected = Array.isArray(current) ? 'array' : typeof current;
-      const actual = Array.isArray(value) ? 'array' : typeof value;
-      if (expected !== actual) throw new TypeError(`${where}.${key}: expected a ${expected}, got ${actual} (${JSON.stringify(value)})`);
-      out[key] = value;
-    }
-  }
-  return out as T;
+/**
+ * Deep-merges `patch` (untyped JSON) into `base`: an unknown key is an error naming `where`, the key and the
+ * nearest known one; a wrong type or a value out of range names the key, the value and what is allowed.
+ */
+export function mergeConfig(base: TrainConfig, patch: unknown, where = 'config'): TrainConfig {
+  return merge(SETTINGS, base, patch, where);
 }
 
+/** Returns `name` when it names a preset; else an error naming the nearest preset and all of them. */
+export function checkPresetName(name: string): string {
+  if (Object.hasOwn(PRESETS, name)) return name;
+  const near = nearest(name, Object.keys(PRESETS));
+  throw new Error(`unknown preset "${name}"${near ? ` (did you mean "${near}"?)` : ''}; the presets are ${Object.keys(PRESETS).join(', ')} (--preset NAME)`);
+}
+
+/** A preset's complete configuration: the schema's defaults with the preset's values. */
 export function presetConfig(name: string): TrainConfig {
-  const preset = PRESETS[name];
-  if (!preset) throw new Error(`unknown preset "${name}" (known: ${Object.keys(PRESETS).join(', ')})`);
-  return { ...mergeConfig(BASE, preset, `preset ${name}`), preset: name };
+  return { ...mergeConfig(BASE, PRESETS[checkPresetName(name)], `preset ${name}`), preset: name };
 }
 
-/** Applies one `path.to.key=value` override; the value is parsed as JSON when it parses, else kept as a string. */
+/**
+ * Applies one `path.to.key=value` override. The value is parsed as JSON when it parses, else kept as a
+ * string; for a text setting (a name, a path) the text is taken as it is unless it is a quoted JSON string.
+ */
 export function applyOverride(config: TrainConfig, assignment: string): TrainConfig {
   const eq = assignment.indexOf('=');
-  if (eq < 1) throw new Error(`--set expects key=value, got "${assignment}"`);
-  const path = assignment.slice(0, eq).split('.');
+  if (eq < 1) throw new Error(`--set expects key=value (e.g. --set odc.k=500), got "${assignment}"`);
+  const key = assignment.slice(0, eq);
+  const path = key.split('.');
   const raw = assignment.slice(eq + 1);
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    value = raw;
+  let value: unknown = raw;
+  if (!(leafAt(SETTINGS, key)?.textual && !raw.startsWith('"'))) {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      value = raw;
+    }
   }
   const patch: Record<string, unknown> = {};
   let node = patch;
@@ -168,28 +202,9 @@ export function applyOverride(config: TrainConfig, assignment: string): TrainCon
   return mergeConfig(config, patch);
 }
 
-/** Checks values that would otherwise fail deep inside training; returns the config. */
+/** Checks every setting's type, range and allowed values (a config built in code, a stored one); returns the config. */
 export function validateConfig(c: TrainConfig): TrainConfig {
-  const positive: Array<[string, number]> = [
-    ['optim.batchSize', c.optim.batchSize],
-    ['optim.epochs', c.optim.epochs],
-    ['odc.k', c.odc.k],
-    ['odc.minCluster', c.odc.minCluster],
-    ['odc.centroidInterval', c.odc.centroidInterval],
-    ['odc.lossChunks', c.odc.lossChunks],
-    ['log.interval', c.log.interval],
-    ['log.checkpointEvery', c.log.checkpointEvery],
-  ];
-  for (const [name, v] of positive) {
-    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
-  }
-  if (!(Number.isFinite(c.log.checkpointMinutes) && c.log.checkpointMinutes >= 0)) {
-    throw new RangeError(`log.checkpointMinutes must be a number of minutes >= 0 (0 turns time-based checkpoints off), got ${c.log.checkpointMinutes}`);
-  }
-  if (!(c.optim.lr > 0)) throw new RangeError(`optim.lr must be positive, got ${c.optim.lr}`);
-  if (!(c.odc.memoryMomentum >= 0 && c.odc.memoryMomentum <= 1)) throw new RangeError(`odc.memoryMomentum must be in [0, 1]`);
-  if (!(c.model.dropout >= 0 && c.model.dropout < 1)) throw new RangeError(`model.dropout must be in [0, 1)`);
-  return c;
+  return checkAll(SETTINGS, c);
 }
 
 /**
@@ -201,17 +216,16 @@ export function completeConfig(stored: unknown, where: string): TrainConfig {
 }
 
 /**
- * Keys a resumed run may change: they do not alter what is trained. The learning-rate schedule
- * (optim.lr, optim.lrSteps, optim.lrGamma) changes the trajectory but is allowed on purpose: lowering
- * the LR after a divergence, or moving a step when extending optim.epochs, is how a long run is rescued;
- * such a change is recorded in log.jsonl. Every other key (data, model, odc, batch size, seed, mode,
- * augmentation, the rest of the optimiser, and any key added later) is fixed for the life of a run.
+ * Whether `key` (a dotted path such as "odc.k") may change when a run is resumed: the settings declared
+ * `resumable` in SETTINGS, which do not alter what is trained (optim.epochs, log.*). The learning-rate
+ * schedule (optim.lr, optim.lrSteps, optim.lrGamma) changes the trajectory but is resumable on purpose:
+ * lowering the LR after a divergence, or moving a step when extending optim.epochs, is how a long run is
+ * rescued; such a change is recorded in log.jsonl. Every other setting (data, model, odc, batch size, seed,
+ * mode, augmentation, the rest of the optimiser, and any setting added without `resumable`) is fixed for the
+ * life of a run.
  */
-const MAY_CHANGE_ON_RESUME = ['optim.epochs', 'optim.lr', 'optim.lrSteps', 'optim.lrGamma', 'log.'];
-
-/** Whether `key` (a dotted path such as "odc.k") may change when a run is resumed. */
 export function mayChangeOnResume(key: string): boolean {
-  return MAY_CHANGE_ON_RESUME.some((allowed) => (allowed.endsWith('.') ? key.startsWith(allowed) : key === allowed));
+  return leafAt(SETTINGS, key)?.resumable === true;
 }
 
 export interface ConfigChange {
@@ -256,4 +270,34 @@ export function checkResumeConfig(saved: TrainConfig, requested: TrainConfig, ru
     );
   }
   return changes;
+}
+
+/** The command-line shortcuts declared in SETTINGS, each with the key it sets. */
+export function shortcuts(): Array<{ key: string; name: string; arg: string; assignments: (text: string) => Array<[key: string, text: string]> }> {
+  return leaves(SETTINGS).flatMap(({ key, leaf }) =>
+    leaf.shortcut
+      ? [{ key, name: leaf.shortcut.name, arg: leaf.shortcut.arg, assignments: leaf.shortcut.assignments ?? ((text: string) => [[key, text]]) }]
+      : [],
+  );
+}
+
+/** Every setting as plain text for `odc train --help`: key, shortcut, allowed values, default, meaning. */
+export function settingsHelp(): string {
+  return leaves(SETTINGS)
+    .map(({ key, leaf }) => {
+      const flag = leaf.shortcut ? `  (--${leaf.shortcut.name} ${leaf.shortcut.arg})` : '';
+      return `  ${key}${flag}\n      ${leaf.allowed}; default ${show(leaf.default)}. ${leaf.doc}${leaf.resumable ? ' May change on --resume.' : ''}`;
+    })
+    .join('\n');
+}
+
+/** The README's table of settings (`npm run docs:config` writes it; test/config.test.ts fails when it is stale). */
+export function settingsTable(): string {
+  const cell = (text: string): string => text.replace(/\|/g, '\\|');
+  const rows = leaves(SETTINGS).map(({ key, leaf }) => {
+    const name = leaf.shortcut ? `\`${key}\` (\`--${leaf.shortcut.name}\`)` : `\`${key}\``;
+    const meaning = `${leaf.doc}${leaf.resumable ? ' May change on `--resume`.' : ''}`;
+    return `| ${name} | ${cell(leaf.allowed)} | \`${cell(show(leaf.default))}\` | ${cell(meaning)} |`;
+  });
+  return ['| setting | allowed | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -341,6 +341,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           minCluster: config.odc.minCluster,
           seed: clusterRng.nextU32(),
           kmeansIterations: config.odc.kmeansIterations,
+          kmeansInit: config.odc.kmeansInit, splitRestarts: config.odc.splitRestarts, splitMaxIter: config.odc.splitMaxIter,
         });
         const report = await memory.init(raw);
         raw.dispose();
