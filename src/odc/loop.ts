@@ -70,7 +70,12 @@ export class TrainingLoop {
     const order = await mode.epochOrder(epoch, this.s.position.batchInEpoch);
     const batches = trainingBatches(order, this.s.batchSize);
     const resumed = this.s.position.batchInEpoch > 0 ? this.s.carried : null;
-    const sums: EpochSums = { loss: resumed?.loss ?? 0, accuracy: resumed?.accuracy ?? 0, changeRatio: resumed?.changeRatio ?? 0, logs: resumed?.logs ?? 0 };
+    const sums: EpochSums = {
+      loss: resumed?.loss ?? 0,
+      accuracy: resumed?.accuracy ?? 0,
+      changeRatio: resumed?.changeRatio ?? 0,
+      logs: resumed?.logs ?? 0,
+    };
     for (let b = this.s.position.batchInEpoch; b < batches.length; b++) {
       const idx = batches[b];
       const split = await trainingStep(this.s, idx, this.s.position.iteration, (...m) => this.slots.record(...m));

@@ -56,7 +56,9 @@ export interface TrainingMode {
 /** The mode of a resumed run, from the state its checkpoint restored. */
 export function resumedMode(ctx: ModeContext, restored: Pick<TrainState, 'memory' | 'pseudoLabels'>, n: number): TrainingMode {
   if (ctx.config.mode !== 'odc') return new DeepClusterMode(ctx, n, restored.pseudoLabels);
-  if (!restored.memory) throw new Error('The checkpoint holds no ODC memory, but the run is in ODC mode (mode = "odc"): train afresh without --resume.');
+  if (!restored.memory) {
+    throw new Error('The checkpoint holds no ODC memory, but the run is in ODC mode (mode = "odc"): train afresh without --resume.');
+  }
   return new OdcMode(ctx.config, restored.memory);
 }
 
@@ -64,7 +66,12 @@ export function resumedMode(ctx: ModeContext, restored: Pick<TrainState, 'memory
  * The mode of a fresh run. ODC clusters the random-init network's features (eval mode) into its memory and
  * re-initialises the head (spec 2.2); DeepCluster clusters at each epoch start instead.
  */
-export async function freshMode(ctx: ModeContext, progress: Progress, trueLabels: Int32Array | null, n: number): Promise<{ mode: TrainingMode; initialNmi?: number }> {
+export async function freshMode(
+  ctx: ModeContext,
+  progress: Progress,
+  trueLabels: Int32Array | null,
+  n: number,
+): Promise<{ mode: TrainingMode; initialNmi?: number }> {
   if (ctx.config.mode !== 'odc') return { mode: new DeepClusterMode(ctx, n, null) };
   const { config, model, augmenter } = ctx;
   const t0 = performance.now();

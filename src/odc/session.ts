@@ -96,7 +96,9 @@ export class TrainingSession implements StepParts {
     const modelRng = new Rng(config.seed);
     const model = buildModel(config, dataset.channels, modelRng);
     const sgd = buildOptimizer(model, config);
-    return new TrainingSession(options, config, progress, ckpt, resumeChanges, dataset, augmenter, modelRng, model, sgd, new Rng(config.seed + 1), new Rng(config.seed + 2));
+    const augmentRng = new Rng(config.seed + 1);
+    const clusterRng = new Rng(config.seed + 2);
+    return new TrainingSession(options, config, progress, ckpt, resumeChanges, dataset, augmenter, modelRng, model, sgd, augmentRng, clusterRng);
   }
 
   get outDir(): string {
