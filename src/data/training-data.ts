@@ -1,11 +1,11 @@
 /**
- * The training data of a configuration: the configured source, the seeded subset data.limit keeps, and
- * the augmentation preset at the data set's resolution. Training, evaluation and the benches all load
- * through here, so they see the same images.
+ * The training data of a configuration: the configured source, the seeded subset data.limit keeps, the
+ * train/test splits an evaluation uses, and the augmentation preset at the data set's resolution.
+ * Training, evaluation and the benches all load through here, so they see the same images.
  */
 import type { TrainConfig } from '../odc/config.ts';
 import { cifarPreset, imagenetPreset, mnistPreset, type AugmentConfig } from './augment.ts';
-import { loadDataset, type ImageDataset } from './dataset.ts';
+import { NoSplitError, loadDataset, type ImageDataset } from './dataset.ts';
 import { Rng } from '../util/rng.ts';
 
 /**
@@ -44,6 +44,39 @@ export function subsetDataset(ds: ImageDataset, indices: readonly number[]): Ima
     images,
     labels: ds.labels ? Int32Array.from(indices, (i) => ds.labels![i]) : null,
   };
+}
+
+/** The images an evaluation fits on (train) and scores on (test), and where the test images came from. */
+export interface EvaluationSplits {
+  train: ImageDataset;
+  test: ImageDataset;
+  testSource: string;
+}
+
+/**
+ * Train split = the training images. Test split = the source's own test split where it has one; else,
+ * when training used a subset (data.limit), the source's images it did not use; else a seeded 20%
+ * hold-out of the training images.
+ */
+export async function evaluationSplits(config: TrainConfig, training: ImageDataset): Promise<EvaluationSplits> {
+  try {
+    const test = await loadSource(config, 'test');
+    return { train: training, test, testSource: `${test.name} (test split)` };
+  } catch (err) {
+    if (!(err instanceof NoSplitError)) throw err;
+  }
+  const source = await loadSource(config);
+  const used = limitedRows(config, source.n);
+  if (used) {
+    const inTraining = new Set(used);
+    const unused = Array.from({ length: source.n }, (_, i) => i).filter((i) => !inTraining.has(i));
+    return { train: training, test: subsetDataset(source, unused), testSource: `the ${unused.length} images of ${source.name} not used in training` };
+  }
+  const order = new Rng(config.seed + 11).shuffle(Array.from({ length: training.n }, (_, i) => i));
+  const cut = Math.floor(training.n * 0.8);
+  const trainRows = order.slice(0, cut).sort((a, b) => a - b);
+  const testRows = order.slice(cut).sort((a, b) => a - b);
+  return { train: subsetDataset(training, trainRows), test: subsetDataset(training, testRows), testSource: `20% hold-out of ${training.name}` };
 }
 
 /** The augmentation of a preset at the data set's (or configured) resolution. */
