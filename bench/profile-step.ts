@@ -6,13 +6,13 @@
  */
 import { initGpu } from '../src/gpu/device.ts';
 import { adapterLine } from './common.ts';
-import { convnetCase, trainingStep } from './train-step.ts';
+import { convnetCase, prepareStep } from './train-step.ts';
 
 const at = process.argv.indexOf('--batch');
 const batch = at > 0 ? Number(process.argv[at + 1]) : 64;
 const g = await initGpu();
 console.log(adapterLine(g, false));
-const { step, dispose } = await trainingStep(convnetCase(batch));
+const { step, dispose } = await prepareStep(convnetCase(batch));
 for (let i = 0; i < 2; i++) await step(); // compile every kernel and settle the pools first
 await g.sync();
 const start = performance.now();

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gpu, initGpu } from '../src/gpu/device.ts';
 import { applyOverride, presetConfig } from '../src/odc/config.ts';
-import { loadTrainingData, train } from '../src/odc/trainer.ts';
+import { loadTrainingData } from '../src/data/training-data.ts';
+import { train } from '../src/odc/trainer.ts';
 
 /** What "flat" means, judged over the steps after the warm-up (the first `WARMUP_STEPS`). */
 const WARMUP_STEPS = 100;

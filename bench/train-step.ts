@@ -1,16 +1,17 @@
 /**
  * ODC training-step throughput: one full iteration (GPU augmentation, forward, weighted loss, memory
- * update + relabel, backward, SGD, small-cluster handling, re-weighting) on random images, as img/s.
+ * update + relabel, backward, SGD, centroid recompute, small-cluster handling, re-weighting) on random
+ * images, as img/s. The iteration is the trainer's own (src/odc/step.ts) with the preset's settings.
  *   npx tsx bench/train-step.ts [--quick | --full]
  * Quick (lavapipe): convnet-s on 28x28 at batch 64 and 256 (the TensorFlow.js comparison point).
  * Full (a real GPU): also resnet18 (CIFAR stem, 32x32, batch 512) and resnet50 (224x224, batch 256).
  */
 import { Tensor } from '../src/tensor/tensor.ts';
-import { tidy } from '../src/tensor/scope.ts';
-import { backward } from '../src/tensor/autograd.ts';
-import { weightedCrossEntropy } from '../src/ops/loss.ts';
 import { GpuAugmenter } from '../src/data/augment.ts';
-import { augmentConfig, buildModel, buildOptimizer } from '../src/odc/trainer.ts';
+import { augmentConfig } from '../src/data/training-data.ts';
+import { buildModel, buildOptimizer } from '../src/odc/build.ts';
+import { OdcMode } from '../src/odc/modes.ts';
+import { trainingStep } from '../src/odc/step.ts';
 import { applyOverride, presetConfig, type TrainConfig } from '../src/odc/config.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { Rng } from '../src/util/rng.ts';
@@ -35,7 +36,7 @@ function randomDataset(n: number, size: number, channels: 1 | 3): ImageDataset {
 }
 
 /** The model, memory and data of one case, and `step`, one full ODC iteration on them. */
-export async function trainingStep(c: Case): Promise<{ step: () => Promise<void>; dispose: () => void }> {
+export async function prepareStep(c: Case): Promise<{ step: () => Promise<void>; dispose: () => void }> {
   let config: TrainConfig = presetConfig(c.preset);
   config = applyOverride(config, `odc.k=${c.k}`);
   config = applyOverride(config, `odc.minCluster=2`);
@@ -48,26 +49,16 @@ export async function trainingStep(c: Case): Promise<{ step: () => Promise<void>
   const feats = Tensor.from(new Float32Array(c.n * config.model.featureDim).map((_, i) => ((i * 7919) % 101) / 101), [c.n, config.model.featureDim]);
   await memory.init(feats);
   feats.dispose();
+  const mode = new OdcMode(config, memory);
   const rng = new Rng(2);
+  const parts = { config, model, sgd, augmenter, augmentRng: rng, mode };
   let iteration = 0;
   const step = async () => {
     const idx = new Uint32Array(c.batch).map(() => rng.int(c.n));
-    tidy(() => {
-      const idxT = Tensor.from(idx, [c.batch], 'u32');
-      const y = memory.labelsOf(idxT);
-      const f = model.features(augmenter.augment(idx, rng));
-      const loss = weightedCrossEntropy(model.head.forward(f), y, memory.weights);
-      memory.update(idxT, f);
-      backward(loss);
-      sgd.step();
-    });
-    sgd.zeroGrad();
-    if (++iteration % 10 === 0) memory.recomputeCentroids();
-    await memory.handleSmallClusters();
-    memory.updateWeights();
+    await trainingStep(parts, idx, iteration++);
   };
   const dispose = () => {
-    memory.dispose();
+    mode.dispose();
     sgd.dispose();
     model.dispose();
     augmenter.dispose();
@@ -76,7 +67,7 @@ export async function trainingStep(c: Case): Promise<{ step: () => Promise<void>
 }
 
 async function benchCase(c: Case): Promise<BenchRow> {
-  const { step, dispose } = await trainingStep(c);
+  const { step, dispose } = await prepareStep(c);
   try {
     const ms = await timeGpu(c.name, step, { iterations: 3 });
     return { name: c.name, ms, value: (c.batch * 1000) / ms, unit: 'img/s' };

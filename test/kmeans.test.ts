@@ -12,7 +12,7 @@ import { Rng } from '../src/util/rng.ts';
 import { kmeans, nearest, compactIndices, distinctIndices, setNearestVariant } from '../src/odc/kmeans.ts';
 import { twoMeansSplit } from '../src/odc/split.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
-import { nmi } from '../src/eval/nmi.ts';
+import { nmi } from '../src/metrics/nmi.ts';
 import { refArgmax, refDistances, refInertia, refNormalize } from '../src/odc/reference.ts';
 
 before(async () => {

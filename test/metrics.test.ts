@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { assert } from './helpers.ts';
-import { linearSumAssignment } from '../src/eval/hungarian.ts';
-import { accuracy, ari, clusteringAccuracy, confusionMatrix, contingencyTable, matchClusters, purity } from '../src/eval/metrics.ts';
-import { nmi } from '../src/eval/nmi.ts';
+import { linearSumAssignment } from '../src/metrics/hungarian.ts';
+import { accuracy, ari, clusteringAccuracy, confusionMatrix, contingencyTable, matchClusters, purity } from '../src/metrics/metrics.ts';
+import { nmi } from '../src/metrics/nmi.ts';
 import { formatEvalTable, formatPercent } from '../src/eval/report.ts';
 import { Rng } from '../src/util/rng.ts';
 
@@ -191,7 +191,7 @@ test('ari equals pair counting, is symmetric and relabelling-invariant', () => {
       assert.ok(Math.abs(ari(relabel(a, seed), relabel(b, seed + 1)) - v) < 1e-12, 'relabelling');
       assert.ok(v <= 1 + 1e-12);
       assert.equal(ari(a, relabel(a, seed)), 1, 'perfect agreement');
-      // NMI (src/eval/nmi.ts) obeys the same invariances
+      // NMI (src/metrics/nmi.ts) obeys the same invariances
       const m = nmi(a, b);
       assert.ok(Math.abs(nmi(relabel(a, seed), relabel(b, seed + 1)) - m) < 1e-12, 'nmi relabelling');
       assert.ok(Math.abs(nmi(b, a) - m) < 1e-12, 'nmi symmetric');

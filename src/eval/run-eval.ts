@@ -13,8 +13,9 @@ import { writeFileSync } from 'node:fs';
 import { Tensor } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { GpuAugmenter } from '../data/augment.ts';
-import { NoSplitError, type ImageDataset } from '../data/dataset.ts';
-import { augmentConfig, buildModel, limitedRows, loadSource, loadTrainingData, subsetDataset } from '../odc/trainer.ts';
+import type { ImageDataset } from '../data/dataset.ts';
+import { augmentConfig, evaluationSplits, loadSource, loadTrainingData, type EvaluationSplits } from '../data/training-data.ts';
+import { buildModel } from '../odc/build.ts';
 import { checkDataSize, loadCheckpoint } from '../odc/checkpoint.ts';
 import { extractFeatures } from '../odc/extract.ts';
 import { kmeansLabels } from '../odc/kmeans.ts';
@@ -22,42 +23,10 @@ import type { OdcModel } from '../models/odc-model.ts';
 import type { TrainConfig } from '../odc/config.ts';
 import { knnAccuracy } from './knn.ts';
 import { linearProbe } from './linear-probe.ts';
-import { ari, clusteringAccuracy } from './metrics.ts';
-import { nmi } from './nmi.ts';
+import { ari, clusteringAccuracy } from '../metrics/metrics.ts';
+import { nmi } from '../metrics/nmi.ts';
 import { formatEvalTable, type EvalRow } from './report.ts';
 import { toOIHW, writeSafetensors, type SafeTensor } from '../io/safetensors.ts';
-
-interface Splits {
-  train: ImageDataset;
-  test: ImageDataset;
-  testSource: string;
-}
-
-/**
- * Train split = the training images. Test split = the source's own test split where it has one; else,
- * when training used a subset (data.limit), the source's images it did not use; else a seeded 20%
- * hold-out of the training images.
- */
-async function evaluationSplits(config: TrainConfig, training: ImageDataset): Promise<Splits> {
-  try {
-    const test = await loadSource(config, 'test');
-    return { train: training, test, testSource: `${test.name} (test split)` };
-  } catch (err) {
-    if (!(err instanceof NoSplitError)) throw err;
-  }
-  const source = await loadSource(config);
-  const used = limitedRows(config, source.n);
-  if (used) {
-    const inTraining = new Set(used);
-    const unused = Array.from({ length: source.n }, (_, i) => i).filter((i) => !inTraining.has(i));
-    return { train: training, test: subsetDataset(source, unused), testSource: `the ${unused.length} images of ${source.name} not used in training` };
-  }
-  const order = new Rng(config.seed + 11).shuffle(Array.from({ length: training.n }, (_, i) => i));
-  const cut = Math.floor(training.n * 0.8);
-  const trainRows = order.slice(0, cut).sort((a, b) => a - b);
-  const testRows = order.slice(cut).sort((a, b) => a - b);
-  return { train: subsetDataset(training, trainRows), test: subsetDataset(training, testRows), testSource: `20% hold-out of ${training.name}` };
-}
 
 function backboneFeatures(model: OdcModel, ds: ImageDataset, config: TrainConfig): Tensor<'f32'> {
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
@@ -75,7 +44,7 @@ export interface EvaluateOptions {
   out?: string;
 }
 
-async function evaluateModel(model: OdcModel, splits: Splits, config: TrainConfig, probeEpochs: number, numClasses: number): Promise<Record<string, number>> {
+async function evaluateModel(model: OdcModel, splits: EvaluationSplits, config: TrainConfig, probeEpochs: number, numClasses: number): Promise<Record<string, number>> {
   const train = backboneFeatures(model, splits.train, config);
   const test = backboneFeatures(model, splits.test, config);
   try {
