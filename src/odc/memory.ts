@@ -34,7 +34,7 @@ import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { readHistogram, readStatusWord } from './host-reads.ts';
 import { centroidMeans, fillU32, histogram, kmeans, launch, nearest, normalizeRowsInto, wg } from './kmeans.ts';
-import { handleSmallClusters, type SmallClusterReport } from './small-clusters.ts';
+import { handleSmallClusters, type ClusterMemory, type SmallClusterReport } from './small-clusters.ts';
 
 export interface OdcMemoryOptions {
   /** Dataset size N (one memory row per sample). */
@@ -101,7 +101,7 @@ function checkInt(name: string, v: unknown, min: number): number {
   return v;
 }
 
-export class OdcMemory {
+export class OdcMemory implements ClusterMemory {
   readonly n: number;
   readonly dim: number;
   readonly k: number;
