@@ -383,6 +383,20 @@ test('checkpoint records written and read back (writeRecords/readRecords) restor
   }
 });
 
+test('memoryFromState refuses a foreign, incomplete or mistyped state with an error naming the cause', async () => {
+  const base = gpu().pool.liveCount;
+  const a = memoryFrom(randomState(new Rng(3), 30, 4, 3, 1));
+  const { meta, records } = await exportMemoryState(a);
+  a.dispose();
+  assert.throws(() => memoryFromState({ ...meta, format: 'odc-train' }, records), /memoryFromState: metadata is not an odc-memory v1 state/);
+  assert.throws(() => memoryFromState({ ...meta, rng: undefined }, records), /memoryFromState: metadata lacks the generator state "rng"/);
+  const { 'memory.labels': _labels, ...withoutLabels } = records;
+  assert.throws(() => memoryFromState(meta, withoutLabels), /memoryFromState: record "memory.labels" is missing/);
+  const mistyped = { ...records, 'memory.labels': { data: new Float32Array(30), shape: [30] } };
+  assert.throws(() => memoryFromState(meta, mistyped), /record "memory.labels" must be a Uint32Array of 30 values, got Float32Array of 30/);
+  assert.equal(gpu().pool.liveCount, base, 'a refused state leaves no GPU buffers behind');
+});
+
 test('checkpoint-io: generic records with metadata; truncated or corrupt files give clear errors', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'odc-rec-'));
   try {

@@ -54,7 +54,17 @@ export async function exportMemoryState(
 export function memoryFromState(meta: unknown, records: ReadonlyMap<string, MemoryRecord> | Record<string, MemoryRecord>): OdcMemory {
   const m = meta as Record<string, unknown> | null;
   if (!m || m.format !== 'odc-memory' || m.version !== 1) throw new Error('memoryFromState: metadata is not an odc-memory v1 state');
+  if (!Array.isArray(m.rng)) throw new Error('memoryFromState: metadata lacks the generator state "rng"');
   const get = (name: string) => (records instanceof Map ? records.get(name) : (records as Record<string, MemoryRecord>)[name]);
+  const put = (name: string, t: Tensor, Ctor: Float32ArrayConstructor | Uint32ArrayConstructor) => {
+    const r = get(name);
+    if (!r) throw new Error(`memoryFromState: record "${name}" is missing`);
+    if (!(r.data instanceof Ctor) || r.data.length !== t.size) {
+      const got = `${r.data.constructor.name} of ${r.data.length}`;
+      throw new RangeError(`memoryFromState: record "${name}" must be a ${Ctor.name} of ${t.size} values, got ${got}`);
+    }
+    gpu().write(t.buffer, r.data);
+  };
   const memory = OdcMemory.create({
     n: m.n as number,
     dim: m.dim as number,
@@ -67,22 +77,17 @@ export function memoryFromState(meta: unknown, records: ReadonlyMap<string, Memo
     splitRestarts: m.splitRestarts as number,
     splitMaxIter: m.splitMaxIter as number,
   });
-  if (!Array.isArray(m.rng)) throw new Error('memoryFromState: metadata lacks the generator state "rng"');
-  memory.rng.setState(m.rng as number[]);
-  memory.lastBatchSize = (m.lastBatchSize as number) ?? 0;
-  const put = (name: string, t: Tensor, Ctor: Float32ArrayConstructor | Uint32ArrayConstructor) => {
-    const r = get(name);
-    if (!r) throw new Error(`memoryFromState: record "${name}" is missing`);
-    if (!(r.data instanceof Ctor) || r.data.length !== t.size) {
-      const got = `${r.data.constructor.name} of ${r.data.length}`;
-      throw new RangeError(`memoryFromState: record "${name}" must be a ${Ctor.name} of ${t.size} values, got ${got}`);
-    }
-    gpu().write(t.buffer, r.data);
-  };
-  put('memory.features', memory.features, Float32Array);
-  put('memory.labels', memory.labels, Uint32Array);
-  put('memory.centroids', memory.centroids, Float32Array);
-  put('memory.weights', memory.weights, Float32Array);
-  if (get('memory.changeCount')) put('memory.changeCount', memory.changeCount, Uint32Array);
+  try {
+    memory.rng.setState(m.rng as number[]);
+    memory.lastBatchSize = (m.lastBatchSize as number) ?? 0;
+    put('memory.features', memory.features, Float32Array);
+    put('memory.labels', memory.labels, Uint32Array);
+    put('memory.centroids', memory.centroids, Float32Array);
+    put('memory.weights', memory.weights, Float32Array);
+    if (get('memory.changeCount')) put('memory.changeCount', memory.changeCount, Uint32Array);
+  } catch (err) {
+    memory.dispose(); // a refused state leaves no GPU buffers behind
+    throw err;
+  }
   return memory;
 }
