@@ -10,6 +10,7 @@ import { gpu } from '../src/gpu/device.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { Rng } from '../src/util/rng.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
+import { handleSmallClusters } from '../src/odc/small-clusters.ts';
 import { kmeans } from '../src/odc/kmeans.ts';
 import { runIfMain, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
 
@@ -69,7 +70,7 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
   rows.push({ name: `full centroid recompute, ${tag}`, ms: rcMs, value: (n * d * 4) / rcMs / 1e6, unit: 'GB/s (features read)', note });
   const wMs = await timeGpu('weights', () => memory.updateWeights(), { iterations: 20 });
   rows.push({ name: `loss weights (histogram + normalise), K=${k}`, ms: wMs, note });
-  const noneMs = await timeGpu('small none', async () => void (await memory.handleSmallClusters()), { iterations: 10 });
+  const noneMs = await timeGpu('small none', async () => void (await handleSmallClusters(memory)), { iterations: 10 });
   rows.push({ name: `small-cluster handling, nothing small, ${tag}`, ms: noneMs, note: `${note}; histogram readback` });
 
   // Small-cluster handling with 4 clusters made small (2 members each) before every timed call.
@@ -91,7 +92,7 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
     memory.recomputeCentroids();
     await gpu().sync();
     const t = performance.now();
-    const report = await memory.handleSmallClusters();
+    const report = await handleSmallClusters(memory);
     await gpu().sync();
     if (r > 0) times.push(performance.now() - t);
     splits = report.splits.length;

@@ -16,6 +16,8 @@ import { scale } from '../src/ops/elementwise.ts';
 import { weightedCrossEntropy } from '../src/ops/loss.ts';
 import { Rng } from '../src/util/rng.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
+import { exportMemoryState, memoryFromState, memoryMeta } from '../src/odc/memory-records.ts';
+import { handleSmallClusters } from '../src/odc/small-clusters.ts';
 import { CheckpointError, decodeRecords, encodeRecords, readRecords, writeRecords } from '../src/odc/checkpoint-io.ts';
 import { RefMemory, refArgmax, refHistogram, refMeans, refNormalize, refScores, refWeightedCrossEntropy, refWeights } from '../src/odc/reference.ts';
 
@@ -49,7 +51,7 @@ interface State {
 /** A memory holding exactly the given state (through the checkpoint path). */
 function memoryFrom(s: State, momentum = 0.5, seed = 1): OdcMemory {
   const weights = new Float32Array(s.k).fill(1 / s.k);
-  return OdcMemory.fromState(
+  return memoryFromState(
     { format: 'odc-memory', version: 1, n: s.n, dim: s.d, k: s.k, momentum, minCluster: s.minCluster, seed, kmeansIterations: 20, splitRestarts: 2, splitMaxIter: 20, rng: new Rng(seed).state(), lastBatchSize: 0 },
     {
       'memory.features': { data: s.features, shape: [s.n, s.d] },
@@ -175,7 +177,9 @@ test('update: momentum rows, untouched rows bit-identical, labels = argmax vs th
       }
       const ties = r.margins.filter((mg, q) => mg <= TIE || r.mixNorms[q] < 1e-2).length;
       assert.ok(Math.abs(changed - r.changed) <= ties, `change count ${changed} vs ${r.changed}`);
-      const ratio = await memory.changeRatio();
+      // the logged change ratio is changeCount / lastBatchSize: a fraction of this batch
+      assert.equal(memory.lastBatchSize, b, 'change-ratio denominator');
+      const ratio = changed / memory.lastBatchSize;
       assert.ok(ratio >= 0 && ratio <= 1);
       assert.equal((await memory.stats()).total, n, 'histogram sums to N');
       memory.dispose();
@@ -244,7 +248,7 @@ test('small-cluster handling: no empty cluster, moves only to non-small clusters
         const rng = new Rng(seed);
         const s = randomState(rng, n, d, k, minCluster, skewedLabels(rng, n, k, minCluster));
         const memory = memoryFrom(s, 0.5, seed);
-        const report = await memory.handleSmallClusters({ trace: true });
+        const report = await handleSmallClusters(memory, { trace: true });
         const labels = await memory.labels.data();
         const cents = await memory.centroids.data();
         const hist0 = refHistogram(s.labels, k);
@@ -340,7 +344,7 @@ test('loss weights: ~ (n_c + 1e-5)^-p, sum 1, monotone; weighted CE invariant to
   );
 });
 
-test('save/load round-trips bit-exactly and the restored memory continues identically', async () => {
+test('checkpoint records written and read back (writeRecords/readRecords) restore bit-exactly and the restored memory continues identically', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'odc-mem-'));
   try {
     await fc.assert(
@@ -351,14 +355,16 @@ test('save/load round-trips bit-exactly and the restored memory continues identi
         const a = memoryFrom(s, 0.5, seed);
         a.updateWeights();
         const path = join(dir, `m${seed}.odc`);
-        await a.save(path);
-        const b = await OdcMemory.load(path);
+        const saved = await exportMemoryState(a);
+        await writeRecords(path, saved.records, saved.meta);
+        const file = await readRecords(path);
+        const b = memoryFromState(file.meta, file.records);
         for (const name of ['features', 'labels', 'centroids', 'weights'] as const) {
           const x = await a[name].data();
           const y = await b[name].data();
           assert.deepEqual(new Uint32Array(y.buffer), new Uint32Array(x.buffer), name);
         }
-        assert.deepEqual(b.meta(), a.meta());
+        assert.deepEqual(memoryMeta(b), memoryMeta(a));
         const idx = Array.from({ length: 8 }, () => rng.int(n));
         const f = Tensor.from(new Float32Array(8 * d).map(() => rng.normal()), [8, d]);
         for (const m of [a, b]) {
@@ -375,6 +381,20 @@ test('save/load round-trips bit-exactly and the restored memory continues identi
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('memoryFromState refuses a foreign, incomplete or mistyped state with an error naming the cause', async () => {
+  const base = gpu().pool.liveCount;
+  const a = memoryFrom(randomState(new Rng(3), 30, 4, 3, 1));
+  const { meta, records } = await exportMemoryState(a);
+  a.dispose();
+  assert.throws(() => memoryFromState({ ...meta, format: 'odc-train' }, records), /memoryFromState: metadata is not an odc-memory v1 state/);
+  assert.throws(() => memoryFromState({ ...meta, rng: undefined }, records), /memoryFromState: metadata lacks the generator state "rng"/);
+  const { 'memory.labels': _labels, ...withoutLabels } = records;
+  assert.throws(() => memoryFromState(meta, withoutLabels), /memoryFromState: record "memory.labels" is missing/);
+  const mistyped = { ...records, 'memory.labels': { data: new Float32Array(30), shape: [30] } };
+  assert.throws(() => memoryFromState(meta, mistyped), /record "memory.labels" must be a Uint32Array of 30 values, got Float32Array of 30/);
+  assert.equal(gpu().pool.liveCount, base, 'a refused state leaves no GPU buffers behind');
 });
 
 test('checkpoint-io: generic records with metadata; truncated or corrupt files give clear errors', async () => {
@@ -433,7 +453,7 @@ test('bad parameters give clear errors before any GPU work; nothing leaks', asyn
   await assert.rejects(memory.stats(), /1 out-of-range sample index/);
   memory.update([0, 1, 2, 3], f);
   memory.recomputeCentroids();
-  await memory.handleSmallClusters();
+  await handleSmallClusters(memory);
   memory.updateWeights();
   memory.labelsOf([1, 2]).dispose();
   await memory.stats();

@@ -14,7 +14,8 @@ import { gpu } from '../gpu/device.ts';
 import { CheckpointError, readRecords, writeRecords, type ReadRecord, type RecordArray, type TensorRecord } from './checkpoint-io.ts';
 import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
-import { OdcMemory } from './memory.ts';
+import type { OdcMemory } from './memory.ts';
+import { exportMemoryState, memoryFromState } from './memory-records.ts';
 import { completeConfig, validateConfig, type TrainConfig } from './config.ts';
 import { batchCount } from '../data/sampler.ts';
 
@@ -84,7 +85,7 @@ export async function saveCheckpoint(dir: string, state: TrainState, meta: Omit<
   });
   let memoryMeta: Record<string, unknown> | null = null;
   if (state.memory) {
-    const m = await state.memory.exportState();
+    const m = await exportMemoryState(state.memory);
     memoryMeta = m.meta;
     Object.assign(records, m.records);
   }
@@ -133,7 +134,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
         const buffers = meta.momentumBuffers.map((has, i) => (has ? (take(`sgd.${i}`, params[i].size) as Float32Array) : null));
         sgd.loadState({ lr: meta.sgdLr, momentumBuffers: buffers });
       }
-      return meta.memoryMeta ? OdcMemory.fromState(meta.memoryMeta, file.records) : null;
+      return meta.memoryMeta ? memoryFromState(meta.memoryMeta, file.records) : null;
     },
     pseudoLabels: (file.records.get(PSEUDO_LABELS)?.data as Uint32Array | undefined) ?? null,
   };

@@ -1,9 +1,9 @@
 /**
  * The ODC memories (spec section 2) on the GPU: the sample memory (features [N, D] f32 with unit-norm
  * rows, labels [N] u32) and the centroid memory ([K, D] f32, plain means, NOT normalised), plus the loss
- * weights [K]. Every per-sample step is a WGSL kernel; the host reads back only the label histogram
- * (which clusters are small / largest) and one count per split, inside `handleSmallClusters`, and
- * whatever `stats()`, `changeRatio()`, `save()` ask for.
+ * weights [K]: its state and per-step updates. Every per-sample step is a WGSL kernel. Beside it:
+ * small-clusters.ts (the small-cluster policy, spec 2.5), memory-records.ts (checkpoint records) and
+ * host-reads.ts (every blocking read of an iteration: the status word, the histogram, one count per split).
  *
  * Trainer usage, in the spec's order (2.8):
  *
@@ -14,9 +14,9 @@
  *   ... loss with memory.weights ...
  *   memory.update(indices, neckFeatures);           // momentum update + relabel (GPU only)
  *   if ((iter + 1) % centroidInterval === 0) memory.recomputeCentroids();
- *   await memory.handleSmallClusters();
+ *   await handleSmallClusters(memory);             // small-clusters.ts
  *   memory.updateWeights(0.5);
- *   // for logs: await memory.stats(), await memory.changeRatio()
+ *   // for logs: await memory.stats(); change ratio = memory.changeCount[0] / memory.lastBatchSize
  *
  * Rules chosen where the reference is loose (documented for reproducibility):
  * - Duplicate indices inside one batch: the LAST occurrence wins (its row and label are written). Every
@@ -32,20 +32,9 @@
 import { gpu } from '../gpu/device.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
-import { readRecords, writeRecords, type RecordArray } from './checkpoint-io.ts';
-import {
-  centroidMeans,
-  compactIndices,
-  fillU32,
-  histogram,
-  kmeans,
-  launch,
-  maskBias,
-  nearest,
-  normalizeRowsInto,
-  wg,
-} from './kmeans.ts';
-import { twoMeansSplit } from './split.ts';
+import { readHistogram, readStatusWord } from './host-reads.ts';
+import { centroidMeans, fillU32, histogram, kmeans, launch, nearest, normalizeRowsInto, wg } from './kmeans.ts';
+import { handleSmallClusters, type ClusterMemory, type SmallClusterReport } from './small-clusters.ts';
 
 export interface OdcMemoryOptions {
   /** Dataset size N (one memory row per sample). */
@@ -67,27 +56,6 @@ export interface OdcMemoryOptions {
   splitRestarts?: number;
   /** Lloyd steps per 2-means restart (ODC: 20). */
   splitMaxIter?: number;
-}
-
-export interface SplitRecord {
-  /** The recycled (previously small, now emptied) cluster id. */
-  dead: number;
-  /** The cluster that was split: the largest at that moment (lowest id on ties). */
-  big: number;
-  /** Its size before the split. */
-  bigSize: number;
-  /** Members moved to `dead` (2-means side 1). */
-  moved: number;
-}
-
-export interface SmallClusterReport {
-  /** Clusters with fewer than minCluster members at the start of the call, ascending. */
-  small: number[];
-  /** Members of small clusters reassigned to their nearest allowed centroid. */
-  reassigned: number;
-  splits: SplitRecord[];
-  /** Only with `{ trace: true }` (tests): all labels right after the move step, before any split. */
-  labelsAfterMoves?: Uint32Array;
 }
 
 export interface MemoryStats {
@@ -133,7 +101,7 @@ function checkInt(name: string, v: unknown, min: number): number {
   return v;
 }
 
-export class OdcMemory {
+export class OdcMemory implements ClusterMemory {
   readonly n: number;
   readonly dim: number;
   readonly k: number;
@@ -156,10 +124,12 @@ export class OdcMemory {
   readonly changeCount: Tensor<'u32'>;
   /** Rows in the last `update` batch (denominator of the change ratio). */
   lastBatchSize = 0;
+  /** [4] u32 error word: out-of-range GPU-tensor indices the kernels skipped (read by checkErrors). */
   private readonly status: Tensor<'u32'>;
-  private rng: Rng;
+  /** Seeds k-means and the 2-means splits; its state is part of the checkpoint (memory-records.ts). */
+  readonly rng: Rng;
 
-  private constructor(o: Required<OdcMemoryOptions>, rngState?: number[]) {
+  private constructor(o: Required<OdcMemoryOptions>) {
     this.n = o.n;
     this.dim = o.dim;
     this.k = o.k;
@@ -170,7 +140,7 @@ export class OdcMemory {
     this.kmeansInit = o.kmeansInit;
     this.splitRestarts = o.splitRestarts;
     this.splitMaxIter = o.splitMaxIter;
-    this.rng = new Rng(rngState ?? o.seed);
+    this.rng = new Rng(o.seed);
     this.features = Tensor.empty([o.n, o.dim], 'f32');
     this.labels = Tensor.empty([o.n], 'u32');
     this.centroids = Tensor.empty([o.k, o.dim], 'f32');
@@ -186,7 +156,7 @@ export class OdcMemory {
 
   /**
    * Validates the sizes (clear errors before any GPU work) and allocates the memories: features 0,
-   * labels 0, centroids 0, uniform weights. Call `init` (or `load`) before training.
+   * labels 0, centroids 0, uniform weights. Call `init` (or restore with memoryFromState) before training.
    */
   static create(options: OdcMemoryOptions): OdcMemory {
     const n = checkInt('n', options.n, 1);
@@ -253,7 +223,7 @@ export class OdcMemory {
     const empties = await km.emptyStats.data();
     for (const t of [km.labels, km.centroids, km.inertia, km.emptyStats]) t.dispose();
     this.recomputeCentroids();
-    const smallClusters = await this.handleSmallClusters();
+    const smallClusters = await handleSmallClusters(this);
     this.recomputeCentroids();
     this.updateWeights();
     const it = this.kmeansIterations;
@@ -308,12 +278,6 @@ export class OdcMemory {
     if (idx.owned) idx.t.dispose();
   }
 
-  /** Fraction of the last batch whose label changed (reads one number back). */
-  async changeRatio(): Promise<number> {
-    if (this.lastBatchSize === 0) return 0;
-    return (await this.changeCount.data())[0] / this.lastBatchSize;
-  }
-
   /** Labels of the given samples (a new u32 tensor; gather on the GPU). */
   labelsOf(indices: Indices): Tensor<'u32'> {
     const idx = this.indexTensor(indices, 'OdcMemory.labelsOf');
@@ -335,67 +299,6 @@ export class OdcMemory {
     return hist;
   }
 
-  private async readHistogram(): Promise<Uint32Array> {
-    const hist = this.histogram();
-    const h = await hist.data();
-    hist.dispose();
-    return h;
-  }
-
-  /**
-   * Spec 2.5. Reads the histogram (host decides which clusters are small), moves every member of a
-   * small cluster to its nearest allowed centroid (dot product over clusters that were not small;
-   * GPU), re-reads the histogram, then refills each small id in ascending order by splitting the
-   * current largest cluster with GPU 2-means and recomputing the centroids of both halves. Reads one
-   * count back per split. Afterwards no cluster is empty.
-   */
-  async handleSmallClusters(options: { trace?: boolean } = {}): Promise<SmallClusterReport> {
-    await this.checkErrors();
-    let h = await this.readHistogram();
-    const small: number[] = [];
-    for (let c = 0; c < this.k; c++) if (h[c] < this.minCluster) small.push(c);
-    if (small.length === 0) return { small, reassigned: 0, splits: [], ...(options.trace ? { labelsAfterMoves: await this.labels.data() } : {}) };
-    if (small.length === this.k) throw new Error(`OdcMemory: all ${this.k} clusters have fewer than minCluster = ${this.minCluster} members; nothing to move them to`);
-    const maskHost = new Uint32Array(this.k);
-    let members = 0;
-    for (const c of small) {
-      maskHost[c] = 1;
-      members += h[c];
-    }
-    if (members > 0) {
-      const mask = Tensor.from(maskHost, [this.k], 'u32');
-      const idx = compactIndices(this.labels, this.n, this.k, members, { mask });
-      const bias = Tensor.empty([this.k], 'f32');
-      maskBias(mask, this.k, bias);
-      const dest = Tensor.empty([members], 'u32');
-      nearest({ x: this.features, n: members, d: this.dim, idx, centroids: this.centroids, k: this.k, bias, labels: dest });
-      launch('odc_memory', 'scatter_labels', { n: members }, [[idx, 'read'], [dest, 'read'], [this.labels, 'rw']], wg(members));
-      for (const t of [mask, idx, bias, dest]) t.dispose();
-      h = await this.readHistogram();
-    }
-    const labelsAfterMoves = options.trace ? await this.labels.data() : undefined;
-    const splits: SplitRecord[] = [];
-    for (const dead of small) {
-      let big = 0;
-      for (let c = 1; c < this.k; c++) if (h[c] > h[big]) big = c;
-      const size = h[big];
-      if (size < 2) throw new Error(`OdcMemory: cannot refill cluster ${dead}: the largest cluster ${big} has ${size} member(s)`);
-      const idx = compactIndices(this.labels, this.n, this.k, size, { value: big });
-      const { side, count1 } = twoMeansSplit(this.features, this.dim, idx, size, this.rng, { restarts: this.splitRestarts, maxIter: this.splitMaxIter });
-      launch('kmeans', 'tm_relabel', { n: size, a: dead }, [[idx, 'read'], [side, 'read'], [this.labels, 'rw']], wg(size));
-      const lab = Tensor.empty([size], 'u32');
-      launch('odc_memory', 'gather_u32', { n: size, k: this.n }, [[idx, 'read'], [this.labels, 'read'], [lab, 'rw'], [this.status, 'rw']], wg(size));
-      const list = Tensor.from([big, dead], [2], 'u32');
-      centroidMeans({ x: this.features, n: size, d: this.dim, idx, labels: lab, k: this.k, out: this.centroids, list, listLength: 2 });
-      const moved = (await count1.data())[0];
-      for (const t of [idx, side, count1, lab, list]) t.dispose();
-      h[dead] = moved;
-      h[big] = size - moved;
-      splits.push({ dead, big, bigSize: size, moved });
-    }
-    return { small, reassigned: members, splits, ...(labelsAfterMoves ? { labelsAfterMoves } : {}) };
-  }
-
   /** Spec 1.4 / 2.7: w_c = (n_c + eps)^-power, normalised to sum 1 (GPU; ODC runs power 0.5, eps 1e-5). */
   updateWeights(power = 0.5, eps = 1e-5): void {
     if (!(power >= 0)) throw new RangeError(`OdcMemory.updateWeights: power must be >= 0, got ${power}`);
@@ -404,100 +307,19 @@ export class OdcMemory {
     hist.dispose();
   }
 
-  /** Throws if a kernel met an out-of-range index passed as a GPU tensor (reads 4 bytes). */
+  /** Throws if a kernel met an out-of-range index passed as a GPU tensor (a blocking read: host-reads.ts). */
   async checkErrors(): Promise<void> {
-    const s = await this.status.data();
-    if (s[0] > 0) {
+    const skipped = await readStatusWord(this.status);
+    if (skipped > 0) {
       fillU32(this.status, 0);
-      throw new RangeError(`OdcMemory: ${s[0]} out-of-range sample index(es) (memory holds ${this.n} rows) were passed as GPU tensors and skipped`);
+      throw new RangeError(`OdcMemory: ${skipped} out-of-range sample index(es) (memory holds ${this.n} rows) were passed as GPU tensors and skipped`);
     }
   }
 
-  /** Histogram summary for logs (spec 2.8 step 7d): min, max, #empty, #small (< minCluster), total. */
+  /** Histogram summary for logs (spec 2.8 step 7d): min, max, #empty, #small (< minCluster), total (blocking reads: host-reads.ts). */
   async stats(): Promise<MemoryStats> {
     await this.checkErrors();
-    return summarizeHistogram(await this.readHistogram(), this.minCluster);
-  }
-
-  /** Metadata describing this memory (sizes, settings, generator state). */
-  meta(): Record<string, unknown> {
-    return {
-      format: 'odc-memory',
-      version: 1,
-      n: this.n,
-      dim: this.dim,
-      k: this.k,
-      momentum: this.momentum,
-      minCluster: this.minCluster,
-      seed: this.seed,
-      kmeansIterations: this.kmeansIterations,
-      kmeansInit: this.kmeansInit,
-      splitRestarts: this.splitRestarts,
-      splitMaxIter: this.splitMaxIter,
-      rng: this.rng.state(),
-      lastBatchSize: this.lastBatchSize,
-    };
-  }
-
-  /** Host copies of the state (bit-exact) for a checkpoint: features, labels, centroids, weights. */
-  async exportState(): Promise<{ meta: Record<string, unknown>; records: Record<string, { data: RecordArray; shape: number[] }> }> {
-    return {
-      meta: this.meta(),
-      records: {
-        'memory.features': { data: await this.features.data(), shape: [this.n, this.dim] },
-        'memory.labels': { data: await this.labels.data(), shape: [this.n] },
-        'memory.centroids': { data: await this.centroids.data(), shape: [this.k, this.dim] },
-        'memory.weights': { data: await this.weights.data(), shape: [this.k] },
-        'memory.changeCount': { data: await this.changeCount.data(), shape: [1] },
-      },
-    };
-  }
-
-  /** Rebuilds a memory from `exportState()` output (or records read from a checkpoint). */
-  static fromState(meta: unknown, records: ReadonlyMap<string, { data: RecordArray; shape: readonly number[] }> | Record<string, { data: RecordArray; shape: readonly number[] }>): OdcMemory {
-    const m = meta as Record<string, unknown> | null;
-    if (!m || m.format !== 'odc-memory' || m.version !== 1) throw new Error('OdcMemory.fromState: metadata is not an odc-memory v1 state');
-    const get = (name: string) => (records instanceof Map ? records.get(name) : (records as Record<string, { data: RecordArray; shape: readonly number[] }>)[name]);
-    const memory = OdcMemory.create({
-      n: m.n as number,
-      dim: m.dim as number,
-      k: m.k as number,
-      momentum: m.momentum as number,
-      minCluster: m.minCluster as number,
-      seed: m.seed as number,
-      kmeansIterations: m.kmeansIterations as number,
-      kmeansInit: (m.kmeansInit as 'random' | 'kmeans++' | undefined) ?? 'random',
-      splitRestarts: m.splitRestarts as number,
-      splitMaxIter: m.splitMaxIter as number,
-    });
-    memory.rng = new Rng(m.rng as number[]);
-    memory.lastBatchSize = (m.lastBatchSize as number) ?? 0;
-    const put = (name: string, t: Tensor, Ctor: Float32ArrayConstructor | Uint32ArrayConstructor) => {
-      const r = get(name);
-      if (!r) throw new Error(`OdcMemory.fromState: record "${name}" is missing`);
-      if (!(r.data instanceof Ctor) || r.data.length !== t.size) {
-        throw new RangeError(`OdcMemory.fromState: record "${name}" must be a ${Ctor.name} of ${t.size} values, got ${r.data.constructor.name} of ${r.data.length}`);
-      }
-      gpu().write(t.buffer, r.data);
-    };
-    put('memory.features', memory.features, Float32Array);
-    put('memory.labels', memory.labels, Uint32Array);
-    put('memory.centroids', memory.centroids, Float32Array);
-    put('memory.weights', memory.weights, Float32Array);
-    if (get('memory.changeCount')) put('memory.changeCount', memory.changeCount, Uint32Array);
-    return memory;
-  }
-
-  /** Writes the memory state to `path` (checkpoint-io format, atomic rename). */
-  async save(path: string): Promise<void> {
-    const { meta, records } = await this.exportState();
-    await writeRecords(path, records, meta);
-  }
-
-  /** Restores a memory saved by `save` (bit-exact). */
-  static async load(path: string): Promise<OdcMemory> {
-    const file = await readRecords(path);
-    return OdcMemory.fromState(file.meta, file.records);
+    return summarizeHistogram(await readHistogram(this.histogram()), this.minCluster);
   }
 
   /** Releases every GPU buffer of this memory. */

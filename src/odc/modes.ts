@@ -15,6 +15,7 @@ import { UniformSampler, balancedEpoch, streamRng } from '../data/sampler.ts';
 import type { Rng } from '../util/rng.ts';
 import { nmi } from '../metrics/nmi.ts';
 import { OdcMemory, summarizeHistogram, type MemoryStats } from './memory.ts';
+import { handleSmallClusters } from './small-clusters.ts';
 import { kmeansLabels } from './kmeans.ts';
 import { extractFeatures } from './extract.ts';
 import type { TrainState } from './checkpoint.ts';
@@ -145,7 +146,7 @@ export class OdcMode implements TrainingMode {
   /** Every centroidInterval iterations a full centroid recompute; every iteration small clusters, then re-weighting. */
   async afterStep(iteration: number): Promise<number> {
     if ((iteration + 1) % this.config.odc.centroidInterval === 0) this.memory.recomputeCentroids();
-    const handled = await this.memory.handleSmallClusters();
+    const handled = await handleSmallClusters(this.memory);
     this.memory.updateWeights(this.config.odc.reweightPow);
     return handled.splits.length;
   }
