@@ -1,33 +1,42 @@
 /**
  * The import rule of docs/ARCHITECTURE.md: no import circle anywhere in src/. Each .ts file under src/ is a
- * node; each relative `import ... from`, `export ... from`, side-effect `import '...'` and literal dynamic
- * `import('...')` is an edge. Type-only imports count too: they vanish at run time, but a circle through
+ * node; each relative `import ... from`, `export ... from`, side-effect `import '...'`, literal dynamic
+ * `import('...')` and type query `import('...').T` is an edge (read from TypeScript's syntax tree). Type-only imports count too: they vanish at run time, but a circle through
  * them still ties two rooms together (neither can be read, moved or tested without the other), and the
  * rule is about the layout, not only about module evaluation order. A circle fails with its path.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'src');
 
-/** Static `import`/`export ... from` clauses (also `import type`, default + named, namespace) and bare side-effect imports. */
-const STATIC_FROM = /^[ \t]*(?:import|export)\s+(?:type\s+)?(?:[\w$]+\s*,\s*)?(?:\{[^}]*\}|\*(?:\s+as\s+[\w$]+)?|[\w$]+)\s+from\s+['"]([^'"]+)['"]/gm;
-const SIDE_EFFECT = /^[ \t]*import\s+['"]([^'"]+)['"]/gm;
-/** A dynamic import with a literal specifier; a computed one (`import(name)`) names a package, never a file of src/. */
-const DYNAMIC = /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
-
-/** The module specifiers a TypeScript source imports (relative or not), comments aside. */
-export function importSpecifiers(source: string): string[] {
-  // Drop comment lines so an example in a doc comment is not an edge (real imports never start with `*` or `//`).
-  const code = source
-    .split('\n')
-    .filter((line) => !/^\s*(\/\/|\*|\/\*)/.test(line))
-    .join('\n');
+/**
+ * The module specifiers a TypeScript source imports (relative or not), read from TypeScript's syntax tree
+ * (typescript is already the type-checker's dependency), so comments, strings and line breaks inside an
+ * import cannot fool it. A computed dynamic import (`import(name)`) names a package, never a file of src/.
+ */
+function importSpecifiers(source: string): string[] {
   const specifiers: string[] = [];
-  for (const pattern of [STATIC_FROM, SIDE_EFFECT, DYNAMIC]) for (const match of code.matchAll(pattern)) specifiers.push(match[1]);
+  const visit = (node: ts.Node): void => {
+    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
+      specifiers.push(node.moduleSpecifier.text);
+    }
+    if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
+      const [first] = node.arguments;
+      if (first && ts.isStringLiteralLike(first)) specifiers.push(first.text);
+    }
+    // A type written `import('./x.ts').T` is a type-only import too.
+    if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
+      specifiers.push(node.argument.literal.text);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(ts.createSourceFile('file.ts', source, ts.ScriptTarget.Latest, false));
   return specifiers;
 }
 
@@ -40,7 +49,7 @@ function tsFiles(dir: string): string[] {
 }
 
 /** The graph of src/: file (relative to src/) -> the files of src/ it imports. */
-export function importGraph(root: string): Map<string, string[]> {
+function importGraph(root: string): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const file of tsFiles(root)) {
     const targets = importSpecifiers(readFileSync(file, 'utf8'))
@@ -52,7 +61,7 @@ export function importGraph(root: string): Map<string, string[]> {
 }
 
 /** One import circle as a closed path [a, b, ..., a], or null when the graph has none (depth-first search, three colours). */
-export function findCycle(graph: Map<string, readonly string[]>): string[] | null {
+function findCycle(graph: Map<string, readonly string[]>): string[] | null {
   const state = new Map<string, 'open' | 'done'>();
   const path: string[] = [];
   const visit = (node: string): string[] | null => {
@@ -98,9 +107,12 @@ describe('import graph of src/', () => {
       " * `import('./doc.ts')` in a doc comment",
       'export function from(x: number): number { return x; }',
       "const s = 'from';",
+      "const text = `import { y } from './in-a-template.ts'`;",
+      "let t: import('./type-query.ts').T;",
+      "const pkg = await import(packageName);",
     ].join('\n');
     assert.deepEqual(importSpecifiers(source).sort(), [
-      '../c.ts', './a.ts', './def.ts', './f.ts', './g.ts', './lazy.ts', './ns.ts', './side.ts', './star.ts', './t.ts',
+      '../c.ts', './a.ts', './def.ts', './f.ts', './g.ts', './lazy.ts', './ns.ts', './side.ts', './star.ts', './t.ts', './type-query.ts',
     ]);
   });
 
@@ -110,6 +122,20 @@ describe('import graph of src/', () => {
     const circle = new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']]]);
     assert.deepEqual(findCycle(circle), ['a', 'b', 'c', 'a']);
     assert.deepEqual(findCycle(new Map([['self', ['self']]])), ['self', 'self']);
+  });
+
+  it('a circle across folders, closed by a lazy import, is found with its path', () => {
+    const root = mkdtempSync(join(tmpdir(), 'odc-imports-'));
+    try {
+      mkdirSync(join(root, 'low'));
+      mkdirSync(join(root, 'high'));
+      writeFileSync(join(root, 'low', 'a.ts'), "import { b } from '../high/b.ts';\nexport const a = () => b;\n");
+      writeFileSync(join(root, 'high', 'b.ts'), "export const b = async () => (await import('../low/a.ts')).a;\n");
+      writeFileSync(join(root, 'high', 'c.ts'), "import type { a } from '../low/a.ts';\nexport type C = typeof a;\n");
+      assert.deepEqual(findCycle(importGraph(root)), ['high/b.ts', 'low/a.ts', 'high/b.ts']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('every relative import names a file of src/', () => {
