@@ -3,7 +3,7 @@
  * { name, spec } in argv[2]) and prints one JSON line per case with its outcome. Cases that could block
  * a read forever (named pipes, endless devices) run here, so a hang kills this child, not the suite.
  */
-import { loadDataset } from '../src/data/dataset.ts';
+import { loadDataset } from '../src/data/registry.ts';
 
 const cases = JSON.parse(process.argv[2]) as Array<{ name: string; spec: string }>;
 for (const c of cases) {

@@ -5,7 +5,8 @@
  */
 import type { TrainConfig } from '../odc/config.ts';
 import { cifarPreset, imagenetPreset, mnistPreset, type AugmentConfig } from './augment.ts';
-import { NoSplitError, loadDataset, type ImageDataset } from './dataset.ts';
+import type { ImageDataset } from './dataset.ts';
+import { NoSplitError, loadDataset } from './registry.ts';
 import { Rng } from '../util/rng.ts';
 
 /**

@@ -4,16 +4,9 @@
  * input gradients. backward() visits nodes in reverse topological order (not recursion), so a tensor
  * used twice (a residual connection) receives the sum of both gradients before it propagates.
  */
-import { Tensor, fmtShape, shapesEqual } from './tensor.ts';
+import { Tensor, fmtShape, shapesEqual, type GradNode } from './tensor.ts';
 import { keep, tidy } from './scope.ts';
-import { add, addInPlace, clone, fill } from '../ops/elementwise.ts';
-
-export interface GradNode {
-  op: string;
-  inputs: readonly Tensor[];
-  /** Gradients for each input (null where not needed). Must return new tensors or views, never gradOutput itself. */
-  backward(gradOutput: Tensor<'f32'>): ReadonlyArray<Tensor<'f32'> | null>;
-}
+import { addInPlace, axpbyNoGrad, clone, fill } from './kernels.ts';
 
 let gradEnabled = true;
 
@@ -102,7 +95,7 @@ export function backward(output: Tensor<'f32'>, gradOutput?: Tensor<'f32'>): voi
         const existing = grads.get(input);
         if (existing) {
           // Out of place: `existing` may share its buffer with another pending gradient.
-          grads.set(input, noGrad(() => add(existing, gi)));
+          grads.set(input, axpbyNoGrad(1, existing, 1, gi));
           existing.dispose();
           gi.dispose();
         } else {

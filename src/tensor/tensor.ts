@@ -4,11 +4,21 @@
  */
 import { gpu } from '../gpu/device.ts';
 import { trackTensor } from './scope.ts';
-import type { GradNode } from './autograd.ts';
 
 export type DType = 'f32' | 'i32' | 'u32';
 export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
 export type Shape = readonly number[];
+
+/**
+ * The record of the op that produced a tensor (attached by autograd.ts's `record`). It lives here, beside
+ * the field that holds it, so that tensor.ts imports nothing from autograd.ts.
+ */
+export interface GradNode {
+  op: string;
+  inputs: readonly Tensor[];
+  /** Gradients for each input (null where not needed). Must return new tensors or views, never gradOutput itself. */
+  backward(gradOutput: Tensor<'f32'>): ReadonlyArray<Tensor<'f32'> | null>;
+}
 
 class Storage {
   refs = 1;
