@@ -12,7 +12,8 @@
  *   THROTTLE=1 taskset -c 0 node_modules/.bin/deno test -A --no-check scripts/repro-deno-dawn-stall-test.ts  # does not
  *   taskset -c 0 node_modules/.bin/deno run -A --no-check scripts/repro-deno-dawn-stall.ts                    # does not
  *
- * THROTTLE=1 turns Dawn's polls into 1 ms timers, as src/gpu/runtime.ts does under Deno.
+ * THROTTLE=1 turns Dawn's polls into 1 ms timers; PROJECT=1 opens Dawn through the project's findGpu()
+ * (src/gpu/runtime.ts, which throttles them under Deno) instead, and counts only its unthrottled polls.
  * Environment: READS (default 8), DISPATCHES per read (default 400).
  */
 import { create, globals } from 'webgpu';
@@ -31,9 +32,9 @@ g.setImmediate = (callback, ...args) => {
   return throttle ? setTimeout(callback, 1, ...args) : immediate(callback, ...args);
 };
 
-const instance = create([]);
+const instance = env('PROJECT', 0) === 1 ? (await import('../src/gpu/runtime.ts')).findGpu().then((entry) => entry.gpu) : create([]);
 g.keepDawnInstance = instance; // Dawn destroys its instance when this object is garbage-collected
-const adapter = await instance.requestAdapter();
+const adapter = await (await instance).requestAdapter();
 if (!adapter) throw new Error('no WebGPU adapter');
 const device = await adapter.requestDevice();
 const code = `@group(0) @binding(0) var<storage, read_write> a: array<f32>;
@@ -49,7 +50,7 @@ const staging = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ |
 const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: data } }] });
 const reads = env('READS', 8);
 const dispatches = env('DISPATCHES', 400);
-console.log(`${throttle ? 'throttled' : 'setImmediate'} polling; ${reads} reads of ${dispatches} dispatches each`);
+console.log(`${env('PROJECT', 0) === 1 ? 'project' : throttle ? 'throttled' : 'setImmediate'} polling; ${reads} reads of ${dispatches} dispatches each`);
 const start = performance.now();
 for (let r = 0; r < reads; r++) {
   const encoder = device.createCommandEncoder();
