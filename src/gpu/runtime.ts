@@ -59,10 +59,11 @@ const DAWN_POLL_INTERVAL_MS = 1;
  * While a mapAsync or onSubmittedWorkDone is pending, dawn.node polls its instance through
  * globalThis.setImmediate, with a new native function each time: back to back, tens of polls per
  * millisecond. A wait of a few seconds (lavapipe on a loaded CPU) made hundreds of thousands of them;
- * under Deno (not Node or Bun) memory then grew by about 1 KB a poll and the process spent minutes at
- * 100% CPU before it ran the next immediate: one read waited 148 s with no poll at all (issue 7;
- * scripts/repro-deno-dawn-stall.ts). So under Deno, Dawn's polls (anonymous native functions) go out at
- * once for the first DAWN_POLL_BURST_MS of a wait and then once per DAWN_POLL_INTERVAL_MS on a timer.
+ * inside `deno test` (seen there only, not under `deno run`, Node or Bun) memory then grew by about 1 KB
+ * a poll and the process spent minutes at 100% CPU before it ran the next immediate: one read waited
+ * 148 s with no poll at all (issue 7; scripts/repro-deno-dawn-stall.ts). So under Deno, Dawn's polls
+ * (anonymous native functions) go out at once for the first DAWN_POLL_BURST_MS of a wait and then once
+ * per DAWN_POLL_INTERVAL_MS on a timer.
  */
 function throttleDawnPolling(): void {
   type Schedule = (callback: (...args: unknown[]) => void, ...args: unknown[]) => unknown;
