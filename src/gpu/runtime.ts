@@ -46,8 +46,40 @@ async function loadDawn(): Promise<GPU> {
   for (const [name, value] of Object.entries(mod.globals)) {
     if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value;
   }
+  if (detectRuntime() === 'deno') throttleDawnPolling();
   dawnInstance = mod.create(DAWN_TOGGLES);
   return dawnInstance;
+}
+
+/** How long Dawn's polls run back to back at the start of a wait, and their interval after that (ms). */
+const DAWN_POLL_BURST_MS = 2;
+const DAWN_POLL_INTERVAL_MS = 1;
+
+/**
+ * While a mapAsync or onSubmittedWorkDone is pending, dawn.node polls its instance through
+ * globalThis.setImmediate, with a new native function each time: back to back, tens of polls per
+ * millisecond. A wait of a few seconds (lavapipe on a loaded CPU) made hundreds of thousands of them;
+ * inside `deno test` (seen there only, not under `deno run`, Node or Bun) memory then grew by about 1 KB
+ * a poll and the process spent minutes at 100% CPU before it ran the next immediate: one read waited
+ * 148 s with no poll at all (issue 7; scripts/repro-deno-dawn-stall.ts). So under Deno, Dawn's polls
+ * (anonymous native functions) go out at once for the first DAWN_POLL_BURST_MS of a wait and then once
+ * per DAWN_POLL_INTERVAL_MS on a timer.
+ */
+function throttleDawnPolling(): void {
+  type Schedule = (callback: (...args: unknown[]) => void, ...args: unknown[]) => unknown;
+  const g = globalThis as unknown as { setImmediate?: Schedule };
+  const immediate = g.setImmediate;
+  if (!immediate) return;
+  let burstStart = 0;
+  let lastPoll = -Infinity;
+  g.setImmediate = (callback, ...args) => {
+    if (callback.name !== '' || !Function.prototype.toString.call(callback).endsWith('{ [native code] }')) return immediate(callback, ...args);
+    const now = performance.now();
+    // A gap longer than a throttled poll's (timers may fire a few ms late) means a new wait.
+    if (now - lastPoll > 5 * DAWN_POLL_INTERVAL_MS) burstStart = now;
+    lastPoll = now;
+    return now - burstStart < DAWN_POLL_BURST_MS ? immediate(callback, ...args) : setTimeout(callback, DAWN_POLL_INTERVAL_MS, ...args);
+  };
 }
 
 /**
