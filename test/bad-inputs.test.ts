@@ -22,7 +22,7 @@ import { loadDataset } from '../src/data/registry.ts';
 import { loadIdx } from '../src/data/idx.ts';
 import { loadCifarFiles } from '../src/data/cifar.ts';
 import { loadImageFolder } from '../src/data/image-folder.ts';
-import { decodePng, encodePng, maxImagePixels, pngChunk } from '../src/data/png.ts';
+import { concatBytes, decodePng, encodePng, maxImagePixels, pngChunk } from '../src/data/png.ts';
 import { ensureWritableFolder } from '../src/data/files.ts';
 import { checkTrainingData } from '../src/data/preflight.ts';
 import { batches, trainingBatchCount, trainingBatches } from '../src/data/sampler.ts';
@@ -75,16 +75,6 @@ function idxFile(dims: number[], data: Uint8Array, type = 0x08, ndim = dims.leng
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 /** A gray 8-bit PNG whose IHDR declares width x height, with `idat` as its compressed data. */
 function rawPng(width: number, height: number, idat: Uint8Array, firstChunk?: Uint8Array): Uint8Array {
   const ihdr = new Uint8Array(13);
@@ -93,7 +83,7 @@ function rawPng(width: number, height: number, idat: Uint8Array, firstChunk?: Ui
   v.setUint32(4, height);
   ihdr[8] = 8;
   const sig = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return concat([sig, ...(firstChunk ? [firstChunk] : []), pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), pngChunk('IEND', new Uint8Array(0))]);
+  return concatBytes([sig, ...(firstChunk ? [firstChunk] : []), pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), pngChunk('IEND', new Uint8Array(0))]);
 }
 
 function grayPng(side: number, seed = 1): Uint8Array {
@@ -378,7 +368,7 @@ add('format', 'IDX: dimensions whose product overflows 2^53', 'error', 'overflow
   loadDataset(`idx:${write('format/overflow', idxFile([0xffffffff, 0xffffffff, 0xffffffff, 1], bytes(5, 10)))}`),
 );
 add('format', 'IDX: header says 3 dims but has the bytes of 1', 'error', 'short-header', () => loadDataset(`idx:${write('format/short-header', idxFile([7], new Uint8Array(0), 0x08, 3))}`));
-add('format', 'IDX: trailing bytes after the data', 'error', 'trailing', () => loadDataset(`idx:${write('format/trailing', concat([idxFile([1, 2, 2], bytes(5, 4)), new Uint8Array(3)]))}`));
+add('format', 'IDX: trailing bytes after the data', 'error', 'trailing', () => loadDataset(`idx:${write('format/trailing', concatBytes([idxFile([1, 2, 2], bytes(5, 4)), new Uint8Array(3)]))}`));
 add('format', 'gzip: corrupt deflate data inside a valid gzip header', 'error', 'corrupt.gz', () => {
   const gz = gzipSync(idxFile([4, 8, 8], bytes(6, 256)));
   gz.fill(0xff, 12, 30);
@@ -403,7 +393,7 @@ add('format', 'PNG with a chunk length of 2^31', 'error', 'len.png', () => {
 add('format', 'a text file named .png', 'error', 'text.png', () => loadDataset(`folder:${folderWith('format/text', 'text.png', new TextEncoder().encode('just some text, not an image'))}`));
 add('format', 'a PNG named .jpg (decoded by content)', 'valid', undefined, () => loadDataset(`folder:${folderWith('format/png-as-jpg', 'a.jpg', goodPng)}`));
 add('format', 'JPEG: SOI marker then garbage', 'error', 'garbage.jpg', () =>
-  loadDataset(`folder:${folderWith('format/garbage', 'garbage.jpg', concat([Uint8Array.from([0xff, 0xd8, 0xff]), bytes(7, 300)]))}`),
+  loadDataset(`folder:${folderWith('format/garbage', 'garbage.jpg', concatBytes([Uint8Array.from([0xff, 0xd8, 0xff]), bytes(7, 300)]))}`),
 );
 add('format', 'CIFAR-10: a CIFAR-100 file (record size 3074)', 'error', 'c100-as-c10.bin', () =>
   loadCifarFiles([write('format/c100-as-c10.bin', cifarRecords(3, 2, () => [1, 1]))], 'cifar10'),

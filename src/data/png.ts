@@ -312,6 +312,11 @@ export function assemblePng(header: PngHeader, filtered: Uint8Array, palette?: U
   const z = new Uint8Array(deflateSync(filtered));
   const cut = z.length >> 1;
   parts.push(pngChunk('IDAT', z.subarray(0, cut)), pngChunk('IDAT', z.subarray(cut)), pngChunk('IEND', new Uint8Array(0)));
+  return concatBytes(parts);
+}
+
+/** The byte arrays one after another in one new array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
   let o = 0;
   for (const p of parts) {
