@@ -433,7 +433,7 @@ export class Gpu {
 
   /**
    * Ends the device in order: submits what is recorded, waits until the GPU has finished it, destroys the
-   * pool's idle buffers and the uniform buffers, then the device, so that no work is in flight and no GPU
+   * pool's idle buffers, the uniform buffers and the cached read staging buffers, then the device, so that no work is in flight and no GPU
    * memory is left to the garbage collector when the runtime ends. Tensors still alive are unusable
    * afterwards. A lost device has no work left to wait for.
    */
@@ -445,6 +445,8 @@ export class Gpu {
     this.pool.trim();
     for (const buffer of this.freeUniformBuffers) buffer.destroy();
     this.freeUniformBuffers = [];
+    for (const list of this.freeStaging.values()) for (const buffer of list) buffer.destroy();
+    this.freeStaging.clear();
     this.device.destroy();
   }
 }
