@@ -4,7 +4,7 @@
  * runs more than a handful of training runs (Deno with Dawn has stalled for minutes late in long ones).
  */
 import { test, before } from 'node:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
@@ -12,7 +12,7 @@ import { train } from '../src/odc/trainer.ts';
 import { applyOverride } from '../src/odc/config.ts';
 import { readRecords } from '../src/odc/checkpoint-io.ts';
 import { gpu } from '../src/gpu/device.ts';
-import { assertSameCheckpoint, syntheticDataset, tinyConfig } from './train-fixtures.ts';
+import { assertSameCheckpoint, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 before(async () => {
   await setupGpu();
@@ -34,7 +34,7 @@ test('the DeepCluster baseline trains end to end and resumes mid-epoch bit-exact
       assert.ok(e.nmi !== undefined && e.nmi >= 0 && e.nmi <= 1);
       assert.equal(e.changeRatio, 0, 'no memory, no change ratio');
     }
-    const log = readFileSync(join(straight, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const log = readLog(straight);
     assert.ok(!log.some((r) => r.event === 'init'), 'no ODC memory initialisation');
     const records = (await readRecords(join(straight, 'checkpoint.odc'))).records;
     assert.ok(![...records.keys()].some((k) => k.startsWith('memory.')), 'no ODC memory in a DeepCluster checkpoint');

@@ -4,23 +4,17 @@
  * Deno with Dawn slows down late in a process that has run many trainings.)
  */
 import { test, before } from 'node:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
 import { applyOverride } from '../src/odc/config.ts';
-import { assertSameCheckpoint, loggedResults, syntheticDataset, tinyConfig } from './train-fixtures.ts';
+import { assertSameCheckpoint, loggedResults, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 before(async () => {
   await setupGpu();
 });
-
-type LogRecord = Record<string, unknown>;
-
-function readLog(dir: string): LogRecord[] {
-  return readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as LogRecord);
-}
 
 test('checkpoints written mid-epoch (by time, then at a stop between log records) resume bit-exactly with the same log', async () => {
   const straight = mkdtempSync(join(tmpdir(), 'odc-midepoch-straight-'));

@@ -10,17 +10,11 @@ import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
 import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
-import { assertSameCheckpoint, syntheticDataset, tinyConfig } from './train-fixtures.ts';
+import { assertSameCheckpoint, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 before(async () => {
   await setupGpu();
 });
-
-type LogRecord = Record<string, unknown>;
-
-function readLog(dir: string): LogRecord[] {
-  return readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as LogRecord);
-}
 
 function withOverrides(config: TrainConfig, ...overrides: string[]): TrainConfig {
   return overrides.reduce((c, o) => applyOverride(c, o), config);

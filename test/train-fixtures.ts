@@ -127,13 +127,18 @@ export function startCli(args: string[]): CliRun {
   };
 }
 
-/** What the run in `dir` logged that does not depend on the clock: the per-interval records and the epoch summaries. */
-export function loggedResults(dir: string): Array<Record<string, unknown>> {
-  const keep = ['event', 'epoch', 'iteration', 'loss', 'headAccuracy', 'changeRatio', 'nmi', 'smallClusters', 'minCluster', 'maxCluster', 'splits'];
+/** Every record of the run's log.jsonl in `dir`, in order. */
+export function readLog(dir: string): Array<Record<string, unknown>> {
   return readFileSync(join(dir, 'log.jsonl'), 'utf8')
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** What the run in `dir` logged that does not depend on the clock: the per-interval records and the epoch summaries. */
+export function loggedResults(dir: string): Array<Record<string, unknown>> {
+  const keep = ['event', 'epoch', 'iteration', 'loss', 'headAccuracy', 'changeRatio', 'nmi', 'smallClusters', 'minCluster', 'maxCluster', 'splits'];
+  return readLog(dir)
     .filter((r) => r.event === undefined || r.event === 'epoch')
     .map((r) => Object.fromEntries(keep.filter((k) => k in r).map((k) => [k, r[k]])));
 }

@@ -11,7 +11,7 @@ import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
 import { presetConfig, applyOverride } from '../src/odc/config.ts';
 import { gpu } from '../src/gpu/device.ts';
-import { assertSameCheckpoint, syntheticDataset, tinyConfig } from './train-fixtures.ts';
+import { assertSameCheckpoint, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 before(async () => {
   await setupGpu();
@@ -32,7 +32,7 @@ test('ODC trains end to end on a tiny data set: clustering, splits, checkpoints,
       assert.ok(e.minCluster >= 1, 'no empty cluster after small-cluster handling');
       assert.ok(e.nmi !== undefined && e.nmi >= 0 && e.nmi <= 1);
     }
-    const log = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const log = readLog(dir);
     assert.ok(log.some((r) => r.event === 'init'));
     assert.equal(log.filter((r) => r.event === 'epoch').length, 2);
     assert.equal(gpu().pool.liveCount, base, 'train() releases every buffer it allocated');
