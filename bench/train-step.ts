@@ -36,7 +36,7 @@ function randomDataset(n: number, size: number, channels: 1 | 3): ImageDataset {
 }
 
 /** The model, memory and data of one case, and `step`, one full ODC iteration on them. */
-export async function prepareStep(c: Case): Promise<{ step: () => Promise<void>; dispose: () => void }> {
+export async function prepareStep(c: Case): Promise<{ step: () => Promise<void>; dispose: () => void; memory: OdcMemory }> {
   let config: TrainConfig = presetConfig(c.preset);
   config = applyOverride(config, `odc.k=${c.k}`);
   config = applyOverride(config, `odc.minCluster=2`);
@@ -63,7 +63,7 @@ export async function prepareStep(c: Case): Promise<{ step: () => Promise<void>;
     model.dispose();
     augmenter.dispose();
   };
-  return { step, dispose };
+  return { step, dispose, memory };
 }
 
 async function benchCase(c: Case): Promise<BenchRow> {

@@ -35,7 +35,14 @@ export interface GpuFeatures {
 export interface GpuStats {
   dispatches: number;
   submits: number;
+  /** Blocking reads (`read`): each submits everything recorded and waits for the GPU to finish it. */
   reads: number;
+  /** Bind groups created (a dispatch with a (pipeline, buffers) combination seen before reuses its group). */
+  bindGroups: number;
+  /** GPU buffers created: storage (the pool), uniform and read staging buffers. */
+  buffersCreated: number;
+  /** Bytes of uniform blocks written to the GPU. */
+  uniformBytes: number;
 }
 
 /** GPU time of one kernel (shaders/<family>.wgsl entry point) summed over the calls `profile` saw. */
@@ -80,7 +87,7 @@ const DEFAULT_LIMITS = {
 export class Gpu {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
-  readonly stats: GpuStats = { dispatches: 0, submits: 0, reads: 0 };
+  readonly stats: GpuStats = { dispatches: 0, submits: 0, reads: 0, bindGroups: 0, buffersCreated: 0, uniformBytes: 0 };
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -93,6 +100,8 @@ export class Gpu {
   private usedUniformBuffers: GPUBuffer[] = [];
   /** While set (inside `compileAll`), dispatches only collect their kernels for parallel compilation. */
   private collecting: Array<{ source: KernelSource; layout: LayoutSpec }> | null = null;
+  /** While set (inside `recordOnly`), command buffers are finished but never submitted, and reads are answered by it. */
+  private answerRead: ((bytes: number) => ArrayBuffer) | null = null;
   /** While set (inside `profile`), each dispatch gets its own compute pass with timestamp writes. */
   private profiling: { sets: GPUQuerySet[]; kernels: string[] } | null = null;
   private firstError: string | null = null;
@@ -112,9 +121,13 @@ export class Gpu {
     readonly runtime: string,
     readonly features: GpuFeatures,
   ) {
-    this.pool = new BufferPool(device, (error) => {
-      this.allocationFailure ??= error;
-    });
+    this.pool = new BufferPool(
+      device,
+      (error) => {
+        this.allocationFailure ??= error;
+      },
+      this.stats,
+    );
     this.pipelines = new PipelineCache(device, (message) => {
       this.compileErrors.push(message);
     });
@@ -215,6 +228,11 @@ export class Gpu {
     }
   }
 
+  private createCounted(descriptor: GPUBufferDescriptor): GPUBuffer {
+    this.stats.buffersCreated++;
+    return this.device.createBuffer(descriptor);
+  }
+
   private ensurePass(): GPUComputePassEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     if (!this.pass) this.pass = this.encoder.beginComputePass();
@@ -235,13 +253,14 @@ export class Gpu {
     if (!this.uniformBuffer) {
       this.uniformBuffer =
         this.freeUniformBuffers.pop() ??
-        this.device.createBuffer({ size: this.uniformStaging.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+        this.createCounted({ size: this.uniformStaging.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     }
     const data = params.data;
     if (data.byteLength > UNIFORM_SLOT) throw new RangeError('uniform block over 256 bytes');
     const offset = this.uniformSlots * UNIFORM_SLOT;
     this.uniformStaging.set(data, offset);
     this.uniformSlots++;
+    this.stats.uniformBytes += data.byteLength;
     return { buffer: this.uniformBuffer, offset, size: data.byteLength };
   }
 
@@ -267,6 +286,7 @@ export class Gpu {
       this.usedInEncoder.add(b.buffer);
     });
     const bindGroup = this.device.createBindGroup({ layout: this.pipelines.bindGroupLayout(layout), entries });
+    this.stats.bindGroups++;
     const pass = this.profiling ? this.timedPass(`${args.kernel.family}.${args.kernel.entry}`) : this.ensurePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -374,7 +394,8 @@ export class Gpu {
       this.uniformBuffer = null;
       this.uniformSlots = 0;
     }
-    this.device.queue.submit([encoder.finish()]);
+    const commands = encoder.finish();
+    if (!this.answerRead) this.device.queue.submit([commands]);
     this.encoder = null;
     this.dispatchesInEncoder = 0;
     this.usedInEncoder = new Set();
@@ -385,14 +406,37 @@ export class Gpu {
     this.usedUniformBuffers = [];
   }
 
+  /**
+   * For measuring the host's cost of recording (bench/host-overhead.ts): runs `fn` with every command buffer
+   * recorded and finished as usual but never submitted, so nothing executes and the GPU's state is left as it
+   * was (results computed inside are garbage). Each `read` still counts, but returns `answerRead(bytes)` at once.
+   */
+  async recordOnly<T>(fn: () => Promise<T>, answerRead: (bytes: number) => ArrayBuffer): Promise<T> {
+    if (this.answerRead || this.collecting || this.profiling) throw new Error('recordOnly() cannot nest or run inside compileAll() or profile()');
+    this.flush();
+    this.answerRead = answerRead;
+    try {
+      const result = await fn();
+      this.flush();
+      return result;
+    } finally {
+      this.answerRead = null;
+    }
+  }
+
   /** Copies `bytes` bytes from a buffer back to the host. The only way data leaves the GPU. */
   async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
     this.checkHealthy();
+    if (this.answerRead) {
+      this.flush();
+      this.stats.reads++;
+      return this.answerRead(bytes);
+    }
     const size = Math.ceil(bytes / 4) * 4;
     const stagingSize = sizeClass(size);
     const staging =
       this.freeStaging.get(stagingSize)?.pop() ??
-      this.device.createBuffer({ size: stagingSize, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      this.createCounted({ size: stagingSize, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.copy(buffer, byteOffset, staging, 0, size);
     this.flush();
     this.stats.reads++;

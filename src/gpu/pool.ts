@@ -32,6 +32,8 @@ export class BufferPool {
   constructor(
     private readonly device: GPUDevice,
     private readonly onAllocationError: (error: Error) => void,
+    /** Counts every buffer this pool creates (the device's stats). */
+    private readonly counts: { buffersCreated: number },
   ) {}
 
   /** A storage buffer of at least `bytes` bytes; contents are undefined. */
@@ -54,6 +56,7 @@ export class BufferPool {
     this.device.pushErrorScope('validation');
     this.device.pushErrorScope('out-of-memory');
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
+    this.counts.buffersCreated++;
     const report = (error: GPUError | null) => {
       if (error) this.onAllocationError(new GpuOutOfMemoryError(`allocating a ${mib(size)} buffer (${inUse}) failed: ${error.message.trim()}`));
     };
