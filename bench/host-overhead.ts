@@ -5,7 +5,8 @@
  * the real state (the status word 0, the memory's real histogram: a common-path iteration, nothing small).
  *   npx tsx bench/host-overhead.ts [--steps 7] [--warmup 3] [--only convnet|resnet18]
  * Prints per step, after warm-up (medians over the timed steps): dispatches, bind groups created, buffers
- * created, uniform bytes, blocking reads, host ms per step and µs per dispatch; then the cost of the smallest
+ * created, uniform bytes (the parameter blocks packed), blocking reads, host ms per step (wall, and the process's CPU
+ * time, which other jobs on the cores do not inflate) and CPU µs per dispatch; then the cost of the smallest
  * dispatch (a one-binding fill) through the project's path against raw Dawn calls (median of 7 rounds of 2,000).
  */
 import { gpu, initGpu, type Gpu } from '../src/gpu/device.ts';
@@ -54,7 +55,11 @@ export interface StepCost {
   buffersCreated: number;
   uniformBytes: number;
   blockingReads: number;
+  /** Wall milliseconds of recording one step. */
   hostMs: number;
+  /** Process CPU milliseconds (user + system, all threads) of recording one step: unlike wall time, not inflated while other jobs hold the cores. */
+  cpuMs: number;
+  /** cpuMs per dispatch, in µs. */
   usPerDispatch: number;
 }
 
@@ -67,8 +72,10 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
     for (let i = 0; i < steps; i++) {
       const before = { ...g.stats };
       const start = performance.now();
+      const cpuStart = process.cpuUsage();
       await g.recordOnly(step, answer);
       const hostMs = performance.now() - start;
+      const cpu = process.cpuUsage(cpuStart);
       const s = g.stats;
       rows.push({
         dispatches: s.dispatches - before.dispatches,
@@ -77,10 +84,11 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
         uniformBytes: s.uniformBytes - before.uniformBytes,
         blockingReads: s.reads - before.reads,
         hostMs,
+        cpuMs: (cpu.user + cpu.system) / 1000,
       });
     }
     const pick = (f: (r: (typeof rows)[number]) => number) => median(rows.map(f));
-    const hostMs = pick((r) => r.hostMs);
+    const cpuMs = pick((r) => r.cpuMs);
     const dispatches = pick((r) => r.dispatches);
     return {
       name: c.name,
@@ -89,8 +97,9 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
       buffersCreated: pick((r) => r.buffersCreated),
       uniformBytes: pick((r) => r.uniformBytes),
       blockingReads: pick((r) => r.blockingReads),
-      hostMs,
-      usPerDispatch: (1000 * hostMs) / dispatches,
+      hostMs: pick((r) => r.hostMs),
+      cpuMs,
+      usPerDispatch: (1000 * cpuMs) / dispatches,
     };
   } finally {
     dispose();
@@ -158,11 +167,11 @@ const only = argValue('--only', '');
 const results: StepCost[] = [];
 for (const c of CASES) if (!only || c.name.startsWith(only)) results.push(await measureCase(g, c, warmup, steps));
 console.log(`per step, recorded and not submitted; medians of ${steps} steps after ${warmup} warm-up steps`);
-console.log('| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | host ms/step | µs/dispatch |');
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | host ms/step (wall) | host ms/step (CPU) | µs/dispatch (CPU) |');
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
   console.log(
-    `| ${r.name} | ${r.dispatches} | ${r.bindGroups} | ${r.buffersCreated} | ${r.uniformBytes} | ${r.blockingReads} | ${r.hostMs.toFixed(2)} | ${r.usPerDispatch.toFixed(1)} |`,
+    `| ${r.name} | ${r.dispatches} | ${r.bindGroups} | ${r.buffersCreated} | ${r.uniformBytes} | ${r.blockingReads} | ${r.hostMs.toFixed(2)} | ${r.cpuMs.toFixed(2)} | ${r.usPerDispatch.toFixed(1)} |`,
   );
 }
 const small = await smallestDispatch(gpu());
