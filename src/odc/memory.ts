@@ -32,7 +32,7 @@
 import { gpu } from '../gpu/device.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
-import { readHistogram, readStatusWord } from './host-reads.ts';
+import { readHistogram, readSizesLater, readStatusWord, type SizeCheck } from './host-reads.ts';
 import { centroidMeans, fillU32, histogram, kmeans, launch, nearest, normalizeRowsInto, wg } from './kmeans.ts';
 import { handleSmallClusters, type ClusterMemory, type SmallClusterReport } from './small-clusters.ts';
 
@@ -124,8 +124,10 @@ export class OdcMemory implements ClusterMemory {
   readonly changeCount: Tensor<'u32'>;
   /** Rows in the last `update` batch (denominator of the change ratio). */
   lastBatchSize = 0;
-  /** [4] u32 error word: out-of-range GPU-tensor indices the kernels skipped (read by checkErrors). */
+  /** [4] u32 error word: out-of-range GPU-tensor indices the kernels skipped (read by checkErrors and checkLater). */
   private readonly status: Tensor<'u32'>;
+  /** [K] u32 cluster sizes as of the last checkLater or updateWeights: what the loss weights are computed from. */
+  private readonly sizes: Tensor<'u32'>;
   /** Seeds k-means and the 2-means splits; its state is part of the checkpoint (memory-records.ts). */
   readonly rng: Rng;
 
@@ -147,11 +149,13 @@ export class OdcMemory implements ClusterMemory {
     this.weights = Tensor.from(new Float32Array(o.k).fill(1 / o.k), [o.k], 'f32');
     this.changeCount = Tensor.empty([1], 'u32');
     this.status = Tensor.empty([4], 'u32');
+    this.sizes = Tensor.empty([o.k], 'u32');
     fillU32(this.features, 0);
     fillU32(this.labels, 0);
     fillU32(this.centroids, 0);
     fillU32(this.changeCount, 0);
     fillU32(this.status, 0);
+    fillU32(this.sizes, 0);
   }
 
   /**
@@ -301,10 +305,28 @@ export class OdcMemory implements ClusterMemory {
 
   /** Spec 1.4 / 2.7: w_c = (n_c + eps)^-power, normalised to sum 1 (GPU; ODC runs power 0.5, eps 1e-5). */
   updateWeights(power = 0.5, eps = 1e-5): void {
+    histogram(this.labels, this.n, this.k, this.sizes);
+    this.weightsFromSizes(power, eps);
+  }
+
+  /** The loss weights from the cluster sizes the last checkLater or updateWeights counted (no second histogram). */
+  weightsFromSizes(power = 0.5, eps = 1e-5): void {
     if (!(power >= 0)) throw new RangeError(`OdcMemory.updateWeights: power must be >= 0, got ${power}`);
-    const hist = this.histogram();
-    launch('odc_memory', 'weights', { k: this.k, f0: power, f1: eps }, [[hist, 'read'], [this.weights, 'rw']], 'one');
-    hist.dispose();
+    launch('odc_memory', 'weights', { k: this.k, f0: power, f1: eps }, [[this.sizes, 'read'], [this.weights, 'rw']], 'one');
+  }
+
+  /**
+   * Counts the cluster sizes on the GPU and reads them with the error word through one late read (host-reads.ts):
+   * nothing waits now, the promise settles once the GPU has run everything recorded so far.
+   */
+  checkLater(): Promise<SizeCheck> {
+    histogram(this.labels, this.n, this.k, this.sizes);
+    const both = Tensor.empty([4 + this.k], 'u32');
+    gpu().copy(this.status.buffer, 0, both.buffer, 0, 16);
+    gpu().copy(this.sizes.buffer, 0, both.buffer, 16, 4 * this.k);
+    const check = readSizesLater(both);
+    both.dispose();
+    return check;
   }
 
   /** Throws if a kernel met an out-of-range index passed as a GPU tensor (a blocking read: host-reads.ts). */
@@ -324,6 +346,6 @@ export class OdcMemory implements ClusterMemory {
 
   /** Releases every GPU buffer of this memory. */
   dispose(): void {
-    for (const t of [this.features, this.labels, this.centroids, this.weights, this.changeCount, this.status]) t.dispose();
+    for (const t of [this.features, this.labels, this.centroids, this.weights, this.changeCount, this.status, this.sizes]) t.dispose();
   }
 }
