@@ -55,6 +55,8 @@ export interface StepCost {
   buffersCreated: number;
   uniformBytes: number;
   blockingReads: number;
+  /** Late reads (Gpu.readLater): the host records on while the GPU gets there. */
+  lateReads: number;
   /** Wall milliseconds of recording one step. */
   hostMs: number;
   /** Process CPU milliseconds (user + system, all threads) of recording one step: unlike wall time, not inflated while other jobs hold the cores. */
@@ -83,6 +85,7 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
         buffersCreated: s.buffersCreated - before.buffersCreated,
         uniformBytes: s.uniformBytes - before.uniformBytes,
         blockingReads: s.reads - before.reads,
+        lateReads: s.lateReads - before.lateReads,
         hostMs,
         cpuMs: (cpu.user + cpu.system) / 1000,
       });
@@ -97,6 +100,7 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
       buffersCreated: pick((r) => r.buffersCreated),
       uniformBytes: pick((r) => r.uniformBytes),
       blockingReads: pick((r) => r.blockingReads),
+      lateReads: pick((r) => r.lateReads),
       hostMs: pick((r) => r.hostMs),
       cpuMs,
       usPerDispatch: (1000 * cpuMs) / dispatches,
@@ -167,11 +171,11 @@ const only = argValue('--only', '');
 const results: StepCost[] = [];
 for (const c of CASES) if (!only || c.name.startsWith(only)) results.push(await measureCase(g, c, warmup, steps));
 console.log(`per step, recorded and not submitted; medians of ${steps} steps after ${warmup} warm-up steps`);
-console.log('| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | host ms/step (wall) | host ms/step (CPU) | µs/dispatch (CPU) |');
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | µs/dispatch (CPU) |');
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
   console.log(
-    `| ${r.name} | ${r.dispatches} | ${r.bindGroups} | ${r.buffersCreated} | ${r.uniformBytes} | ${r.blockingReads} | ${r.hostMs.toFixed(2)} | ${r.cpuMs.toFixed(2)} | ${r.usPerDispatch.toFixed(1)} |`,
+    `| ${r.name} | ${r.dispatches} | ${r.bindGroups} | ${r.buffersCreated} | ${r.uniformBytes} | ${r.blockingReads} | ${r.lateReads} | ${r.hostMs.toFixed(2)} | ${r.cpuMs.toFixed(2)} | ${r.usPerDispatch.toFixed(1)} |`,
   );
 }
 const small = await smallestDispatch(gpu());

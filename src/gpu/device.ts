@@ -159,6 +159,7 @@ export class Gpu {
   private bindGroups = new Map<GPUComputePipeline, BindGroupNode>();
   private cachedBindGroups = 0;
   private readonly maxWorkgroupsPerDimension: number;
+  private cachedLimits: GPUSupportedLimits | null = null;
   private uniformBuffer: GPUBuffer | null = null;
   private uniformSlots = 0;
   private freeUniformBuffers: GPUBuffer[] = [];
@@ -236,8 +237,9 @@ export class Gpu {
     });
   }
 
+  /** The device's limits, read once: Dawn builds a new object on every `device.limits`, which matmul, grid and every tensor allocation ask for. */
   get limits(): GPUSupportedLimits {
-    return this.device.limits;
+    return (this.cachedLimits ??= this.device.limits);
   }
 
   /** True on CPU adapters (lavapipe/llvmpipe/SwiftShader), where kernel variants differ. */
