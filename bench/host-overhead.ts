@@ -8,6 +8,10 @@
  * created, uniform bytes (the parameter blocks packed), blocking reads, host ms per step (wall, and the process's CPU
  * time, which other jobs on the cores do not inflate) and CPU µs per dispatch; then the cost of the smallest
  * dispatch (a one-binding fill) through the project's path against raw Dawn calls (median of 7 rounds of 2,000).
+ *   npx tsx bench/host-overhead.ts --run-ahead [--rounds 3] [--steps 4]
+ * instead runs real convnet-s b256 steps (executed) in interleaved rounds, deciding each iteration at once
+ * (keepOpen 0) or leaving its decision open while the next is recorded (keepOpen 1, the training loop), and
+ * prints wall ms per step for each round.
  */
 import { gpu, initGpu, type Gpu } from '../src/gpu/device.ts';
 import { renderShader } from '../src/gpu/shaders.ts';
@@ -163,8 +167,35 @@ async function smallestDispatch(g: Gpu): Promise<{ project: number; rawOnce: num
   return { project: median(times.project), rawOnce: median(times.rawOnce), rawEach: median(times.rawEach) };
 }
 
+/** Wall ms per executed step, rounds of `steps` alternating between deciding at once and running ahead. */
+async function runAhead(g: Gpu, rounds: number, steps: number): Promise<void> {
+  const { step, settle, dispose } = await prepareStep(CASES[0]);
+  try {
+    for (let i = 0; i < 2; i++) await step(); // compile, fill the pool
+    await g.sync();
+    const times: Record<string, number[]> = { 'at once (keepOpen 0)': [], 'run-ahead (keepOpen 1)': [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, keepOpen] of [['at once (keepOpen 0)', 0], ['run-ahead (keepOpen 1)', 1]] as const) {
+        const start = performance.now();
+        for (let i = 0; i < steps; i++) await step(keepOpen);
+        await settle();
+        await g.sync();
+        times[name].push((performance.now() - start) / steps);
+      }
+    }
+    console.log(`${CASES[0].name}, executed, wall ms per step in ${rounds} interleaved rounds of ${steps} steps:`);
+    for (const [name, ms] of Object.entries(times)) console.log(`  ${name}: ${ms.map((m) => m.toFixed(0)).join(', ')} (median ${median(ms).toFixed(0)})`);
+  } finally {
+    dispose();
+  }
+}
+
 const g = await initGpu();
 console.log(adapterLine(g, false));
+if (process.argv.includes('--run-ahead')) {
+  await runAhead(g, Number(argValue('--rounds', '3')), Number(argValue('--steps', '4')));
+  process.exit(0);
+}
 const steps = Number(argValue('--steps', '7'));
 const warmup = Number(argValue('--warmup', '3'));
 const only = argValue('--only', '');

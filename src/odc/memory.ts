@@ -3,7 +3,8 @@
  * rows, labels [N] u32) and the centroid memory ([K, D] f32, plain means, NOT normalised), plus the loss
  * weights [K]: its state and per-step updates. Every per-sample step is a WGSL kernel. Beside it:
  * small-clusters.ts (the small-cluster policy, spec 2.5), memory-records.ts (checkpoint records) and
- * host-reads.ts (every blocking read of an iteration: the status word, the histogram, one count per split).
+ * host-reads.ts (every read of an iteration: the late check of the status word and histogram, and on the
+ * rare path a histogram and one count per split).
  *
  * Trainer usage, in the spec's order (2.8):
  *
