@@ -1,6 +1,7 @@
-#!/usr/bin/env -S npx tsx
+#!/usr/bin/env node
 /**
- * odc: the command-line interface.
+ * odc: the command-line interface (`npx odc` runs the compiled dist/cli/main.js; from a clone,
+ * `npx tsx src/cli/main.ts`, `bun src/cli/main.ts` or `deno run -A src/cli/main.ts`).
  *   odc train   [--preset demo] [--config file.json] [--set key=value]... [--out DIR] [--resume] [--quiet]
  *   odc eval    --run DIR [--no-baseline] [--probe-epochs N] [--out report.json]
  *   odc extract --run DIR --out features.safetensors [--split train|test] [--layer backbone|neck]
@@ -28,7 +29,7 @@ const SIGNAL_EXIT_CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 /** The exact command that resumes the run in outDir, under the runtime running now. */
 function resumeCommand(outDir: string): string {
   const g = globalThis as { Deno?: unknown; Bun?: unknown };
-  const runner = g.Deno ? 'deno run -A' : g.Bun ? 'bun' : 'npx tsx';
+  const runner = g.Deno ? 'deno run -A' : g.Bun ? 'bun' : import.meta.url.endsWith('.js') ? 'node' : 'npx tsx';
   const script = relative(process.cwd(), fileURLToPath(import.meta.url));
   const quote = (s: string): string => (/^[\w./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
   return `${runner} ${quote(script)} train --out ${quote(outDir)} --resume`;

@@ -152,6 +152,7 @@ export class TrainingLoop {
         `, ${summary.imagesPerSecond.toFixed(1)} img/s`,
     );
     this.s.progress.event({ event: 'epoch', ...summary });
+    await this.s.options.onEpoch?.({ ...summary });
   }
 
   /** Writes a checkpoint unless one of this very position exists. */

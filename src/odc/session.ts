@@ -27,6 +27,7 @@ import { buildModel, buildOptimizer } from './build.ts';
 import { freshMode, resumedMode, type TrainingMode } from './modes.ts';
 import { Progress } from './progress.ts';
 import type { StepParts } from './step.ts';
+import type { EpochSummary } from './loop.ts';
 
 export interface TrainOptions {
   config: TrainConfig;
@@ -44,6 +45,8 @@ export interface TrainOptions {
    */
   signal?: AbortSignal;
   quiet?: boolean;
+  /** Called after every epoch with its summary (NMI of the memory labels when the data has labels); awaited. */
+  onEpoch?: (summary: EpochSummary) => void | Promise<void>;
   /** Called after every iteration with the iteration count so far (soak bench, fault-injection tests). */
   afterIteration?: (iteration: number) => void | Promise<void>;
 }
