@@ -52,6 +52,8 @@ export { Rng } from './util/rng.ts';
 // weights and files
 export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, toOIHW, fromOIHW, SafetensorsError } from './io/safetensors.ts';
 export type { SafeTensor, SafetensorsFile, ReadTensor } from './io/safetensors.ts';
+export { loadWeights, saveWeights, backboneStateDict, exportMetadata, torchvisionEdits } from './io/weights.ts';
+export type { LoadWeightsReport } from './io/weights.ts';
 
 // metrics
 export { nmi } from './metrics/nmi.ts';

@@ -83,13 +83,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'train': {
       const { train } = await import('../odc/trainer.ts');
-      const { config, outDir, resume, quiet } = request;
+      const { config, outDir, resume, quiet, initFrom } = request;
       console.log(`odc train: preset ${config.preset}, mode ${config.mode}, ${config.model.backbone}, K = ${config.odc.k}, ${config.optim.epochs} epochs, batch ${config.optim.batchSize} -> ${outDir}`);
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
       const stop = new AbortController();
       const removeHandlers = installStopHandlers(stop, outDir);
       try {
-        const result = await train({ config, outDir, resume, quiet, signal: stop.signal }).catch((err: unknown) => {
+        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal }).catch((err: unknown) => {
           throw withCheckpointNote(err, outDir);
         });
         if (result.interrupted) {
