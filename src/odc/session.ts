@@ -21,14 +21,13 @@ import { ensureWritableFolder } from '../data/files.ts';
 import { checkTrainingData } from '../data/preflight.ts';
 import { augmentConfig, loadTrainingData } from '../data/training-data.ts';
 import { Rng } from '../util/rng.ts';
-import { CHECKPOINT_FILE, checkDataSize, loadCheckpoint, saveCheckpoint, type EpochProgress, type LoadedCheckpoint, type TrainPosition } from './checkpoint.ts';
+import { CHECKPOINT_FILE, checkDataSize, loadCheckpoint, saveCheckpoint, type EpochProgress, type EpochSummary, type LoadedCheckpoint, type TrainPosition } from './checkpoint.ts';
 import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from './config.ts';
 import { buildModel, buildOptimizer } from './build.ts';
 import { loadWeights } from '../io/weights.ts';
 import { freshMode, resumedMode, type TrainingMode } from './modes.ts';
 import { Progress } from './progress.ts';
 import type { StepParts } from './step.ts';
-import type { EpochSummary } from './loop.ts';
 
 export interface TrainOptions {
   config: TrainConfig;
