@@ -201,10 +201,10 @@ export interface TrainCommand {
 function trainCommand(args: Args): TrainCommand {
   const resume = args.flags.has('resume');
   const outDir = one(args, 'out') ?? `runs/${one(args, 'preset') ?? 'demo'}`;
-  const config = resume ? resumeConfigFromArgs(args, outDir) : configFromArgs(args);
   const initFrom = one(args, 'init-from');
   if (resume && initFrom !== undefined) throw new Error('--init-from starts a new run from given weights and --resume continues a run: use one of them');
   if (initFrom !== undefined && !existsSync(initFrom)) throw new Error(`--init-from ${initFrom}: no such file (a safetensors file of backbone weights, e.g. from odc export)`);
+  const config = resume ? resumeConfigFromArgs(args, outDir) : configFromArgs(args);
   return { config, outDir, resume, quiet: args.flags.has('quiet'), initFrom };
 }
 
