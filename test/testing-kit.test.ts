@@ -8,10 +8,13 @@ import fc from 'fast-check';
 import { assert, setupGpu, RUNS } from './helpers.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { kmeans } from '../src/odc/index.ts';
-import { refHistogram, refWeights } from '../src/odc/reference.ts';
+import { memoryFromState } from '../src/odc/memory-records.ts';
+import { Rng } from '../src/util/rng.ts';
+import { refArgmax, refHistogram, refMeans, refNormalize, refScores, refWeights } from '../src/odc/reference.ts';
 import {
   centroidsAreMeans,
   checkClusteringImplementation,
+  checkMemoryImplementation,
   clusteringProblem,
   identical,
   labelsAreArgmax,
@@ -23,6 +26,8 @@ import {
   noEmptyCluster,
   unitNormRows,
   type ClusteringImplementation,
+  type MemoryImplementation,
+  type MemoryState,
 } from '../src/testing/index.ts';
 import { buggyKMeans, fixedKMeans } from '../examples/property-test-your-kmeans.ts';
 
@@ -49,6 +54,70 @@ test("this project's GPU k-means satisfies the kit's invariants on normalised ro
     },
   };
   await checkClusteringImplementation(gpuKMeans, { normalize: true, numRuns: RUNS, problems: clusteringProblem({ maxRows: 300, maxDim: 16, maxK: 12 }) });
+});
+
+test("this project's GPU OdcMemory satisfies the kit's memory invariants (update with repeats, relabel, centroid recompute)", async () => {
+  const gpuMemory: MemoryImplementation = {
+    name: 'OdcMemory',
+    create(s: MemoryState, momentum: number) {
+      const { n, d, k, minCluster } = s;
+      const memory = memoryFromState(
+        { format: 'odc-memory', version: 1, n, dim: d, k, momentum, minCluster, seed: 1, kmeansIterations: 20, splitRestarts: 2, splitMaxIter: 20, rng: new Rng(1).state(), lastBatchSize: 0 },
+        {
+          'memory.features': { data: s.features, shape: [n, d] },
+          'memory.labels': { data: s.labels, shape: [n] },
+          'memory.centroids': { data: s.centroids, shape: [k, d] },
+          'memory.weights': { data: new Float32Array(k).fill(1 / k), shape: [k] },
+        },
+      );
+      return {
+        update(indices: number[], fresh: Float32Array) {
+          const f = Tensor.from(fresh, [indices.length, d]);
+          memory.update(indices, f);
+          f.dispose();
+        },
+        recomputeCentroids: () => memory.recomputeCentroids(),
+        read: async () => ({ features: await memory.features.data(), labels: await memory.labels.data(), centroids: await memory.centroids.data() }),
+        dispose: () => memory.dispose(),
+      };
+    },
+  };
+  await checkMemoryImplementation(gpuMemory, { numRuns: RUNS });
+});
+
+/** A plain CPU memory (ODC-SPEC 2.3, 2.4); `firstWins` plants a bug: a row repeated in a batch keeps its first update. */
+function cpuMemory(firstWins: boolean): MemoryImplementation {
+  return {
+    name: firstWins ? 'CPU memory, first repeat wins' : 'CPU memory',
+    create(s: MemoryState, momentum: number) {
+      const { d, k } = s;
+      const features = Float32Array.from(s.features);
+      const labels = Uint32Array.from(s.labels);
+      let centroids = Float32Array.from(s.centroids);
+      return {
+        update(indices: number[], fresh: Float32Array) {
+          const rows = indices.map((i, b) => {
+            const f = refNormalize(fresh.subarray(b * d, (b + 1) * d));
+            return refNormalize(Array.from({ length: d }, (_, j) => (1 - momentum) * features[i * d + j] + momentum * f[j]));
+          });
+          const order = firstWins ? [...indices.keys()].reverse() : [...indices.keys()];
+          for (const b of order) {
+            features.set(rows[b], indices[b] * d);
+            labels[indices[b]] = refArgmax(refScores(rows[b], centroids, k, d));
+          }
+        },
+        recomputeCentroids() {
+          centroids = Float32Array.from(refMeans(features, labels, k, d, centroids));
+        },
+        read: () => ({ features, labels, centroids }),
+      };
+    },
+  };
+}
+
+test('the memory harness passes a plain CPU memory and finds a planted repeat bug (first occurrence wins)', async () => {
+  await checkMemoryImplementation(cpuMemory(false), { numRuns: 40 });
+  await assert.rejects(checkMemoryImplementation(cpuMemory(true), { numRuns: 100 }), /CPU memory, first repeat wins breaks an invariant[\s\S]*5\.4 memory update: row \d+/);
 });
 
 test('each invariant holds on a consistent memory state and names what breaks in a damaged one', () => {

@@ -5,8 +5,19 @@
  * shrunk counterexample (the smallest problem found), the seed to replay it, and the invariant's message.
  */
 import fc from 'fast-check';
-import { clusteringProblem, normalizedRows, type ClusteringProblem } from './arbitraries.ts';
-import { centroidsAreMeans, expectHolds, histogramSumsTo, identical, labelsAreArgmax, labelsAreNearest, labelsInRange, noEmptyCluster, type Tolerance } from './invariants.ts';
+import { batchIndices, clusteringProblem, memoryState, normalizedRows, type ClusteringProblem, type MemoryState } from './arbitraries.ts';
+import {
+  centroidsAreMeans,
+  expectHolds,
+  histogramSumsTo,
+  identical,
+  labelsAreArgmax,
+  labelsAreNearest,
+  labelsInRange,
+  memoryUpdateRows,
+  noEmptyCluster,
+  type Tolerance,
+} from './invariants.ts';
 
 /** What a clustering returns: one label per row and k centroids, row-major [k, d]. */
 export interface ClusteringOutput {
@@ -79,5 +90,80 @@ export async function checkClusteringImplementation(impl: ClusteringImplementati
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     throw new Error(`${name} breaks an invariant:\n${message}`, { cause: err });
+  }
+}
+
+/** The arrays of an ODC memory, as read back from an implementation. */
+export interface MemoryContents {
+  features: ArrayLike<number>;
+  labels: ArrayLike<number>;
+  centroids: ArrayLike<number>;
+}
+
+/** One memory made by a `MemoryImplementation`: the per-step operations of ODC-SPEC 2.3 and 2.4. */
+export interface MemoryHandle {
+  /** 2.3: mix the batch rows with the fresh features (momentum), re-normalise, relabel against the centroids. */
+  update(indices: number[], fresh: Float32Array): void | Promise<void>;
+  /** 2.4: every centroid = the plain mean of its members (an empty cluster keeps its centroid). */
+  recomputeCentroids(): void | Promise<void>;
+  read(): MemoryContents | Promise<MemoryContents>;
+  dispose?(): void;
+}
+
+/** An ODC memory implementation: makes a memory that holds exactly `state`, with update momentum `momentum`. */
+export interface MemoryImplementation {
+  name?: string;
+  create(state: MemoryState, momentum: number): MemoryHandle | Promise<MemoryHandle>;
+}
+
+/**
+ * Checks an ODC memory on generated states and batches (repeats included): after `update`, batch rows follow
+ * 5.4 (last repeat wins) and rows outside the batch are bit-identical, batch labels are the argmax against the
+ * centroids (5.5), labels stay in range and the histogram sums to N (5.1, 5.6); after `recomputeCentroids`,
+ * centroids are plain member means and empty clusters keep theirs (5.7). Rejects with fast-check's report.
+ */
+export async function checkMemoryImplementation(
+  impl: MemoryImplementation,
+  options: { numRuns?: number; seed?: number; states?: fc.Arbitrary<MemoryState>; tieTolerance?: number } = {},
+): Promise<void> {
+  const states = options.states ?? memoryState({ maxRows: 300, maxDim: 16, maxK: 12 });
+  const cases = states.chain((state) =>
+    fc.record({
+      state: fc.constant(state),
+      indices: batchIndices(state.n, { maxSize: 48 }),
+      momentum: fc.constantFrom(0.5, 0.25, 1),
+      freshSeed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+    }),
+  );
+  const property = fc.asyncProperty(cases, async ({ state, indices, momentum, freshSeed }) => {
+    const { n, d, k } = state;
+    let x = freshSeed;
+    // fresh neck outputs: non-negative like a post-ReLU feature, from a small seeded generator
+    const fresh = Float32Array.from({ length: indices.length * d }, () => {
+      x = (Math.imul(x, 48271) % 2147483647) >>> 0;
+      return (x % 1000) / 500;
+    });
+    const memory = await impl.create(state, momentum);
+    try {
+      await memory.update(indices, fresh);
+      const after = await memory.read();
+      expectHolds(
+        labelsInRange(after.labels, k, n),
+        histogramSumsTo(after.labels, k, n),
+        memoryUpdateRows(state, after, indices, fresh, momentum, d),
+        labelsAreArgmax(after.features, after.labels, state.centroids, k, d, { rows: indices, tieTolerance: options.tieTolerance }),
+      );
+      await memory.recomputeCentroids();
+      const recomputed = await memory.read();
+      expectHolds(centroidsAreMeans(recomputed.features, recomputed.labels, recomputed.centroids, k, d, { previous: after.centroids }));
+    } finally {
+      memory.dispose?.();
+    }
+  });
+  try {
+    await fc.assert(property, { numRuns: options.numRuns ?? 30, includeErrorInReport: true, ...(options.seed !== undefined ? { seed: options.seed } : {}) });
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new Error(`${impl.name ?? 'memory implementation'} breaks an invariant:\n${message}`, { cause: err });
   }
 }
