@@ -16,6 +16,8 @@ import { readFileSync } from 'node:fs';
 
 const sources = new Map<string, string>();
 
+// shaders/ sits two levels above this module both in the sources (src/gpu/shaders.ts) and in the compiled
+// package (dist/gpu/shaders.js), so one relative URL serves tsx, Bun, Deno and Node on dist/.
 function shaderUrl(family: string): URL {
   return new URL(`../../shaders/${family}.wgsl`, import.meta.url);
 }
