@@ -11,6 +11,11 @@
  * code point past its last line, into the section marked `// ---- included from ...`). Each include is
  * added once however often it is named; included files may not include others. Includes are resolved
  * before `{{NAME}}` templating, so an included file may use template parameters too.
+ *
+ * A declared entry point (src/gpu/kernel.ts) is compiled as a module of its own: `entryModule` keeps the
+ * family's module-scope declarations that are not functions (constants, structs, workgroup variables),
+ * the entry's function and the functions it reaches, and appends the header generated from the
+ * declaration. Functions of other entries, which name bindings this entry does not declare, are left out.
  */
 import { readFileSync } from 'node:fs';
 
@@ -64,4 +69,64 @@ export function renderShader(family: string, defines: Defines = {}): string {
     return String(value);
   });
   return text;
+}
+
+/** Splits WGSL text into its top-level declarations (comments before a declaration belong to it). */
+function topLevelChunks(text: string): string[] {
+  const chunks: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '/' && text[i + 1] === '/') {
+      const end = text.indexOf('\n', i);
+      i = end < 0 ? text.length : end;
+    } else if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      i = end < 0 ? text.length : end + 1;
+    } else if (c === '{') depth++;
+    else if (c === '}') {
+      if (--depth === 0) {
+        chunks.push(text.slice(start, i + 1));
+        start = i + 1;
+      }
+    } else if (c === ';' && depth === 0) {
+      chunks.push(text.slice(start, i + 1));
+      start = i + 1;
+    }
+  }
+  chunks.push(text.slice(start));
+  return chunks;
+}
+
+function withoutComments(text: string): string {
+  return text.replace(/\/\/[^\n]*/g, '').replace(/\/\*[\s\S]*?\*\//g, '');
+}
+
+const FUNCTION = /^\s*(?:@[\s\S]*?)?\bfn\s+(\w+)/;
+
+/**
+ * `text` (a rendered family) cut down to what entry point `entry` needs, with `header` (the generated
+ * declarations) appended. Only functions are dropped: other module-scope declarations cannot name a
+ * binding, and keeping them keeps the body's line numbers meaningful for the entry's own function.
+ */
+export function entryModule(family: string, text: string, entry: string, header: string): string {
+  const chunks = topLevelChunks(text).map((chunk) => {
+    const code = withoutComments(chunk);
+    const fn = FUNCTION.exec(code)?.[1];
+    const refs = new Set(Array.from(code.matchAll(/(?<![.\w])[A-Za-z_]\w*/g), (m) => m[0]));
+    return { chunk, fn, refs };
+  });
+  const functions = new Map(chunks.filter((c) => c.fn !== undefined).map((c) => [c.fn as string, c]));
+  if (!functions.has(entry)) throw new Error(`shaders/${family}.wgsl has no function ${entry}`);
+  const reached = new Set<string>();
+  const pending = [entry];
+  while (pending.length > 0) {
+    const name = pending.pop() as string;
+    if (reached.has(name)) continue;
+    reached.add(name);
+    for (const ref of functions.get(name)?.refs ?? []) if (functions.has(ref) && !reached.has(ref)) pending.push(ref);
+  }
+  const kept = chunks.map((c) => (c.fn === undefined || reached.has(c.fn) ? c.chunk : c.chunk.replace(/[^\n]/g, '')));
+  return `${kept.join('')}\n${header}`;
 }
