@@ -1,20 +1,18 @@
 /** Entry points of shaders/elementwise.wgsl: one thread per element over flat f32 arrays (1-D launch on grid()). */
 import { declareKernels } from '../gpu/kernel.ts';
-
-const f32Read = { access: 'read', type: 'f32' } as const;
-const f32Out = { access: 'read_write', type: 'f32' } as const;
+import { readF32, writeF32 } from './common.ts';
 
 export const elementwise = declareKernels('elementwise', {
   /** out[i] = value */
-  fill: { params: { n: 'u32', value: 'f32' }, bindings: { out: f32Out } },
+  fill: { params: { n: 'u32', value: 'f32' }, bindings: { out: writeF32 } },
   /** out = alpha·a + beta (copy, scale, shift, negate) */
-  affine: { params: { n: 'u32', alpha: 'f32', beta: 'f32' }, bindings: { a: f32Read, out: f32Out } },
-  relu: { params: { n: 'u32' }, bindings: { a: f32Read, out: f32Out } },
+  affine: { params: { n: 'u32', alpha: 'f32', beta: 'f32' }, bindings: { a: readF32, out: writeF32 } },
+  relu: { params: { n: 'u32' }, bindings: { a: readF32, out: writeF32 } },
   /** out = alpha·a + beta·b (add, sub, axpby) */
-  axpby: { params: { n: 'u32', alpha: 'f32', beta: 'f32' }, bindings: { a: f32Read, b: f32Read, out: f32Out } },
-  mul: { params: { n: 'u32' }, bindings: { a: f32Read, b: f32Read, out: f32Out } },
+  axpby: { params: { n: 'u32', alpha: 'f32', beta: 'f32' }, bindings: { a: readF32, b: readF32, out: writeF32 } },
+  mul: { params: { n: 'u32' }, bindings: { a: readF32, b: readF32, out: writeF32 } },
   /** out = grad where output > 0, else 0 (output: the ReLU's output, or its input: same sign pattern) */
-  relu_backward: { params: { n: 'u32' }, bindings: { grad: f32Read, output: f32Read, out: f32Out } },
+  relu_backward: { params: { n: 'u32' }, bindings: { grad: readF32, output: readF32, out: writeF32 } },
   /** acc += alpha·b, in place */
-  accumulate: { params: { n: 'u32', alpha: 'f32' }, bindings: { acc: f32Out, b: f32Read } },
+  accumulate: { params: { n: 'u32', alpha: 'f32' }, bindings: { acc: writeF32, b: readF32 } },
 });

@@ -3,11 +3,23 @@
  * declaration that does not match its WGSL body fails at test time rather than at dispatch.
  */
 import type { KernelDecl } from '../gpu/kernel.ts';
+import { dropout } from './dropout.ts';
 import { elementwise } from './elementwise.ts';
+import { loss } from './loss.ts';
+import { pool } from './pool.ts';
+import { reduce } from './reduce.ts';
+import { rows } from './rows.ts';
+import { sgd } from './sgd.ts';
 
 /** The declaration objects of each WGSL family, by family name. */
 export const KERNEL_FAMILIES: Readonly<Record<string, Readonly<Record<string, KernelDecl>>>> = {
+  dropout,
   elementwise,
+  loss,
+  pool,
+  reduce,
+  rows,
+  sgd,
 };
 
 /** Every declared entry point. */
