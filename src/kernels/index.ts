@@ -3,6 +3,7 @@
  * declaration that does not match its WGSL body fails at test time rather than at dispatch.
  */
 import type { KernelDecl } from '../gpu/kernel.ts';
+import { batchnorm } from './batchnorm.ts';
 import { dropout } from './dropout.ts';
 import { elementwise } from './elementwise.ts';
 import { loss } from './loss.ts';
@@ -13,6 +14,7 @@ import { sgd } from './sgd.ts';
 
 /** The declaration objects of each WGSL family, by family name. */
 export const KERNEL_FAMILIES: Readonly<Record<string, Readonly<Record<string, KernelDecl>>>> = {
+  batchnorm,
   dropout,
   elementwise,
   loss,
