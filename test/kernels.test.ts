@@ -66,14 +66,29 @@ test('the generated header: Params in declaration order, bindings numbered from 
   assert.throws(() => declareKernels('demo', { go: { params: { n: 'u32' }, bindings: { n: { access: 'read', type: 'f32' } } } }), /declared twice/);
 });
 
-test('entryModule keeps the entry, the functions it reaches and the other declarations; drops other entries (line numbers kept)', () => {
-  const text = 'const K: u32 = 4u;\nfn helper() -> u32 { return K; }\nfn unused() -> u32 { return q[0]; }\n@compute @workgroup_size(1)\nfn main() { out[0] = helper(); }\n@compute @workgroup_size(1)\nfn other() { q[0] = 1u; }\n';
-  const module = entryModule('demo', text, 'main', '// header\n');
+test('entryModule keeps the entry and what it reaches, drops the rest (line numbers kept), fills only the templates it keeps', () => {
+  const text = [
+    'const K: u32 = {{K}}u;',
+    'const UNUSED: u32 = {{UNUSED}}u;',
+    'var<workgroup> scratch: array<f32, K>;',
+    'fn helper() -> u32 { scratch[0] = 1.0; return K; }',
+    'fn unused() -> u32 { return q[0]; }',
+    '@compute @workgroup_size({{WG}})',
+    'fn main() { out[0] = helper(); }',
+    '@compute @workgroup_size(1)',
+    'fn other() { q[0] = UNUSED; }',
+    '',
+  ].join('\n');
+  const module = entryModule('demo', 'main', '// header\n', { K: 4, WG: 64 }, text);
+  assert.match(module, /const K: u32 = 4u;/);
+  assert.match(module, /var<workgroup> scratch/);
   assert.match(module, /fn helper/);
-  assert.match(module, /fn main/);
-  assert.doesNotMatch(module, /unused|other/);
-  assert.equal(module.split('\n').findIndex((l) => l.includes('fn main')), 4);
+  assert.match(module, /@compute @workgroup_size\(64\)\nfn main/);
+  assert.doesNotMatch(module, /unused|other|UNUSED/);
+  assert.equal(module.split('\n').findIndex((l) => l.includes('fn main')), 6);
   assert.ok(module.endsWith('// header\n'));
+  assert.throws(() => entryModule('demo', 'main', '', { K: 4 }, text), /entry main\) needs template parameter WG/);
+  assert.throws(() => entryModule('demo', 'nope', '', {}, text), /has no function nope/);
 });
 
 // Compile-time checks: this function is never called; `npx tsc --noEmit` fails if an expected error vanishes.

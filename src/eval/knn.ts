@@ -115,7 +115,7 @@ export async function knnSearch(train: Tensor<'f32'>, test: Tensor<'f32'>, opts:
         g.copy(testN.buffer, row0 * d * 4, block.buffer, 0, rows * d * 4);
         a = block.buffer;
       }
-      runGemm({ mode: 0, M: rows, N: ntr, K: d, transB: true, a, b: trainN.buffer, out: sim.buffer });
+      runGemm({ mode: 'matmul', M: rows, N: ntr, K: d, transB: true, a, b: trainN.buffer, out: sim.buffer });
       g.dispatch({
         kernel: { family: FAMILY, entry: perRow ? 'topk_rows' : 'topk', defines: { KMAX: kBucket(k) } },
         params: uniforms(rows, ntr, d, row0, excludeSelf ? 1 : 0, k),

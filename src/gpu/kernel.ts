@@ -26,8 +26,11 @@ export interface BindingDecl {
   readonly access: 'read' | 'read_write';
   readonly type: ElementType;
 }
-/** A template constant written `{{NAME}}` in the body: a u32 (number) or a bool. */
-export type DefineType = 'u32' | 'bool';
+/**
+ * A template constant written `{{NAME}}` in the body: a u32 (number), a bool, or an enum (its index; the
+ * header declares a constant NAME_VALUE per value so the body compares against names, not numbers).
+ */
+export type DefineType = 'u32' | 'bool' | readonly [string, ...string[]];
 
 export type ParamsDecl = Readonly<Record<string, ParamType>>;
 export type BindingsDecl = Readonly<Record<string, BindingDecl>>;
@@ -39,7 +42,7 @@ export interface EntrySpec {
   readonly bindings: BindingsDecl;
   readonly defines?: DefinesDecl;
   /** Template values the compile-every-entry test uses (required when `defines` is given). */
-  readonly sample?: Readonly<Record<string, number | boolean>>;
+  readonly sample?: Readonly<Record<string, number | boolean | string>>;
 }
 
 /** A declared entry point of shaders/<family>.wgsl. */
@@ -49,7 +52,7 @@ export interface KernelDecl<P extends ParamsDecl = ParamsDecl, B extends Binding
   readonly params: P;
   readonly bindings: B;
   readonly defines: D;
-  readonly sample: Readonly<Record<string, number | boolean>>;
+  readonly sample: Readonly<Record<string, number | boolean | string>>;
   /** The generated WGSL declarations (Params struct, uniform, bindings, enum consts). */
   readonly header: string;
   /** Unique per declaration object (the pipeline cache keys on it). */
@@ -65,7 +68,9 @@ type DefinesOf<S extends EntrySpec> = S['defines'] extends DefinesDecl ? S['defi
 export type ParamValue<T extends ParamType> = T extends 'bool' ? boolean : T extends readonly string[] ? T[number] : number;
 export type ParamValues<P extends ParamsDecl> = { -readonly [K in keyof P]: ParamValue<P[K]> };
 export type BindingValues<B extends BindingsDecl> = { -readonly [K in keyof B]: GPUBuffer };
-export type DefineValues<D extends DefinesDecl> = { -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : number };
+export type DefineValues<D extends DefinesDecl> = {
+  -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : D[K] extends readonly string[] ? D[K][number] : number;
+};
 
 /** The arguments of `dispatchKernel` for a declaration; `params` and `defines` only where declared. */
 export type DispatchOf<K extends KernelDecl> = {
@@ -91,6 +96,9 @@ function generateHeader(family: string, entry: string, spec: EntrySpec): string 
     for (const [name, type] of params) {
       if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
     }
+  }
+  for (const [name, type] of Object.entries(spec.defines ?? {})) {
+    if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
   }
   Object.entries(spec.bindings).forEach(([name, b], i) => {
     lines.push(`@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${name}: array<${b.type}>;`);
@@ -150,11 +158,16 @@ export function packParams(decl: KernelDecl, values: Readonly<Record<string, unk
 }
 
 /** The pipeline identity of a declared entry with template values (shared by dispatch and compile-all). */
-export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, number | boolean>> = {}): KernelSource {
-  const entries = Object.keys(decl.defines).map((name) => {
+export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, unknown>> = {}): KernelSource {
+  const entries = Object.entries(decl.defines).map(([name, type]) => {
     const v = defines[name];
     if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: template constant ${name} is missing`);
-    return [name, typeof v === 'boolean' ? String(v) : v] as const;
+    if (typeof type !== 'string') {
+      const index = type.indexOf(v as string);
+      if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
+      return [name, index] as const;
+    }
+    return [name, type === 'bool' ? String(Boolean(v)) : (v as number)] as const;
   });
   return { family: decl.family, entry: decl.entry, header: decl.header, declarationId: decl.id, defines: entries.length > 0 ? Object.fromEntries(entries) : undefined };
 }

@@ -70,8 +70,8 @@ export class PipelineCache {
   }
 
   private descriptor(source: KernelSource, layout: LayoutSpec): GPUComputePipelineDescriptor {
-    const rendered = renderShader(source.family, source.defines);
-    const code = source.header === undefined ? rendered : entryModule(source.family, rendered, source.entry, source.header);
+    const code =
+      source.header === undefined ? renderShader(source.family, source.defines) : entryModule(source.family, source.entry, source.header, source.defines);
     let module = this.modules.get(code);
     if (!module) {
       module = this.device.createShaderModule({ label: `${source.family}.${source.entry}`, code });

@@ -13,9 +13,8 @@
  * before `{{NAME}}` templating, so an included file may use template parameters too.
  *
  * A declared entry point (src/gpu/kernel.ts) is compiled as a module of its own: `entryModule` keeps the
- * family's module-scope declarations that are not functions (constants, structs, workgroup variables),
- * the entry's function and the functions it reaches, and appends the header generated from the
- * declaration. Functions of other entries, which name bindings this entry does not declare, are left out.
+ * entry's function and the module-scope declarations it reaches, and appends the header generated from
+ * its TypeScript declaration.
  */
 import { readFileSync } from 'node:fs';
 
@@ -103,30 +102,44 @@ function withoutComments(text: string): string {
   return text.replace(/\/\/[^\n]*/g, '').replace(/\/\*[\s\S]*?\*\//g, '');
 }
 
-const FUNCTION = /^\s*(?:@[\s\S]*?)?\bfn\s+(\w+)/;
+/** The name a module-scope declaration declares (function, constant, struct, variable, alias, override). */
+const DECLARED = /^\s*(?:@[\s\S]*?)?\b(?:fn|const|struct|alias|override|var(?:<[^>]*>)?)\s+(\w+)/;
+/** A template placeholder, hidden as an identifier while the module is cut (its braces would split it). */
+const PLACEHOLDER = /\{\{(\w+)\}\}/g;
 
 /**
- * `text` (a rendered family) cut down to what entry point `entry` needs, with `header` (the generated
- * declarations) appended. Only functions are dropped: other module-scope declarations cannot name a
- * binding, and keeping them keeps the body's line numbers meaningful for the entry's own function.
+ * The text of a declared entry point's module: shaders/<family>.wgsl (with its includes) cut down to the
+ * entry function and the declarations it reaches (functions, constants, structs, workgroup variables),
+ * then templated with `defines`, with `header` (the declarations generated from the TypeScript
+ * declaration) appended. Other entries, which name bindings this one does not declare, and constants
+ * with template parameters this entry does not use, are left out; dropped declarations keep their line
+ * breaks, so compile errors point at the family file's own line numbers.
  */
-export function entryModule(family: string, text: string, entry: string, header: string): string {
-  const chunks = topLevelChunks(text).map((chunk) => {
+export function entryModule(family: string, entry: string, header: string, defines: Defines = {}, text = shaderSource(family)): string {
+  const hidden = text.replace(PLACEHOLDER, (_, name: string) => `__template_${name}__`);
+  const chunks = topLevelChunks(hidden).map((chunk) => {
     const code = withoutComments(chunk);
-    const fn = FUNCTION.exec(code)?.[1];
+    const name = DECLARED.exec(code)?.[1];
     const refs = new Set(Array.from(code.matchAll(/(?<![.\w])[A-Za-z_]\w*/g), (m) => m[0]));
-    return { chunk, fn, refs };
+    return { chunk, name, refs };
   });
-  const functions = new Map(chunks.filter((c) => c.fn !== undefined).map((c) => [c.fn as string, c]));
-  if (!functions.has(entry)) throw new Error(`shaders/${family}.wgsl has no function ${entry}`);
+  const declared = new Map(chunks.filter((c) => c.name !== undefined).map((c) => [c.name as string, c]));
+  if (!/^\s*(?:@[\s\S]*?)?\bfn\s/.test(withoutComments(declared.get(entry)?.chunk ?? ''))) {
+    throw new Error(`shaders/${family}.wgsl has no function ${entry}`);
+  }
   const reached = new Set<string>();
   const pending = [entry];
   while (pending.length > 0) {
     const name = pending.pop() as string;
     if (reached.has(name)) continue;
     reached.add(name);
-    for (const ref of functions.get(name)?.refs ?? []) if (functions.has(ref) && !reached.has(ref)) pending.push(ref);
+    for (const ref of declared.get(name)?.refs ?? []) if (declared.has(ref) && !reached.has(ref)) pending.push(ref);
   }
-  const kept = chunks.map((c) => (c.fn === undefined || reached.has(c.fn) ? c.chunk : c.chunk.replace(/[^\n]/g, '')));
-  return `${kept.join('')}\n${header}`;
+  const kept = chunks.map((c) => (c.name === undefined || reached.has(c.name) ? c.chunk : c.chunk.replace(/[^\n]/g, ''))).join('');
+  const rendered = kept.replace(/__template_(\w+)__/g, (_, name: string) => {
+    const value = defines[name];
+    if (value === undefined) throw new Error(`shaders/${family}.wgsl (entry ${entry}) needs template parameter ${name}`);
+    return String(value);
+  });
+  return `${rendered}\n${header}`;
 }

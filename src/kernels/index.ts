@@ -6,6 +6,7 @@ import type { KernelDecl } from '../gpu/kernel.ts';
 import { batchnorm } from './batchnorm.ts';
 import { dropout } from './dropout.ts';
 import { elementwise } from './elementwise.ts';
+import { gemm } from './gemm.ts';
 import { loss } from './loss.ts';
 import { pool } from './pool.ts';
 import { reduce } from './reduce.ts';
@@ -17,6 +18,7 @@ export const KERNEL_FAMILIES: Readonly<Record<string, Readonly<Record<string, Ke
   batchnorm,
   dropout,
   elementwise,
+  gemm,
   loss,
   pool,
   reduce,
