@@ -34,6 +34,13 @@ fn sum64x2(lid: u32, a: f32, b: f32) -> vec2f {
 }
 
 // y = x / (||x|| + eps) per row.
+// The divisor of a row of norm `norm` under the entry's epsilon rule: 'add' gives ||x|| + eps (ODC-SPEC's
+// memory rule), 'clamp' max(||x||, eps) (PyTorch's F.normalize).
+fn norm_divisor(norm: f32) -> f32 {
+  if (p.eps_rule == EPS_RULE_CLAMP) { return max(norm, p.eps); }
+  return norm + p.eps;
+}
+
 @compute @workgroup_size(64)
 fn l2n_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = row_index(wid, nwg);
@@ -42,8 +49,21 @@ fn l2n_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   var ss = 0.0;
   for (var k = lid; k < p.cols; k = k + 64u) { let v = x[base + k]; ss = ss + v * v; }
   let t = sum64x2(lid, ss, 0.0);
-  let inv = 1.0 / (sqrt(t.x) + p.eps);
+  let inv = 1.0 / norm_divisor(sqrt(t.x));
   for (var k = lid; k < p.cols; k = k + 64u) { y[base + k] = x[base + k] * inv; }
+}
+
+// l2n_serial: the same normalisation with one thread per row summing the squares in order over the
+// row (the order the ODC memory's momentum update uses), 256 rows per workgroup.
+@compute @workgroup_size(256)
+fn l2n_serial(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = linear_index(wid, nwg, lid);
+  if (r >= p.rows) { return; }
+  let base = r * p.cols;
+  var s = 0.0;
+  for (var j = 0u; j < p.cols; j++) { let v = x[base + j]; s += v * v; }
+  let inv = 1.0 / norm_divisor(sqrt(s));
+  for (var j = 0u; j < p.cols; j++) { y[base + j] = x[base + j] * inv; }
 }
 
 // gx = gy / (n + eps) - x * (gy . x) / (n (n + eps)^2), n = ||x||; the second term is 0 when n == 0.

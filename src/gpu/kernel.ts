@@ -108,9 +108,14 @@ function generateHeader(family: string, entry: string, spec: EntrySpec): string 
 
 function checkSpec(family: string, entry: string, spec: EntrySpec): void {
   const where = `kernel declaration ${family}.${entry}`;
-  const names = [...Object.keys(spec.params ?? {}), ...Object.keys(spec.bindings), ...Object.keys(spec.defines ?? {}), entry];
+  // Bindings and template constants are module-scope names beside the entry function; parameters are
+  // fields of `p`, so only they may repeat the entry's name.
+  const moduleNames = [...Object.keys(spec.bindings), ...Object.keys(spec.defines ?? {}), entry];
+  const names = [...Object.keys(spec.params ?? {}), ...moduleNames];
   for (const name of names) if (!IDENT.test(name) || name === 'p') throw new Error(`${where}: "${name}" is not a usable WGSL name`);
-  if (new Set(names).size !== names.length) throw new Error(`${where}: a name is declared twice`);
+  if (new Set(names).size !== names.length - (Object.hasOwn(spec.params ?? {}, entry) ? 1 : 0)) {
+    throw new Error(`${where}: a name is declared twice`);
+  }
   for (const name of Object.keys(spec.defines ?? {})) {
     if (spec.sample?.[name] === undefined) throw new Error(`${where}: template constant ${name} needs a sample value`);
   }

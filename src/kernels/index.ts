@@ -4,10 +4,13 @@
  */
 import type { KernelDecl } from '../gpu/kernel.ts';
 import { batchnorm } from './batchnorm.ts';
+import { clustering } from './clustering.ts';
 import { dropout } from './dropout.ts';
 import { elementwise } from './elementwise.ts';
 import { gemm } from './gemm.ts';
+import { kmeans } from './kmeans.ts';
 import { loss } from './loss.ts';
+import { odcMemory } from './odc-memory.ts';
 import { pool } from './pool.ts';
 import { reduce } from './reduce.ts';
 import { rows } from './rows.ts';
@@ -16,10 +19,13 @@ import { sgd } from './sgd.ts';
 /** The declaration objects of each WGSL family, by family name. */
 export const KERNEL_FAMILIES: Readonly<Record<string, Readonly<Record<string, KernelDecl>>>> = {
   batchnorm,
+  clustering,
   dropout,
   elementwise,
   gemm,
+  kmeans,
   loss,
+  odc_memory: odcMemory,
   pool,
   reduce,
   rows,

@@ -6,11 +6,16 @@
 import { declareKernels } from '../gpu/kernel.ts';
 import { readF32, readU32, writeF32, writeU32 } from './common.ts';
 
+/** The epsilon rule of the row normaliser (src/ops/rows.ts's NormEpsilon). */
+export const EPSILON_RULES = ['add', 'clamp'] as const;
+const normalize = { rows: 'u32', cols: 'u32', eps: 'f32', eps_rule: EPSILON_RULES } as const;
 const scatter = { rowsrc: readF32, index: readU32, owner: readU32, rowdst: writeF32 } as const;
 
 export const rows = declareKernels('rows', {
-  /** y = x / (‖x‖ + eps) per row */
-  l2n_forward: { params: { rows: 'u32', cols: 'u32', eps: 'f32' }, bindings: { x: readF32, y: writeF32 } },
+  /** y = x / divisor per row, divisor ‖x‖ + eps ('add') or max(‖x‖, eps) ('clamp'): 64 lanes per row, tree-summed */
+  l2n_forward: { params: normalize, bindings: { x: readF32, y: writeF32 } },
+  /** the same with one thread per row summing in order over the row */
+  l2n_serial: { params: normalize, bindings: { x: readF32, y: writeF32 } },
   l2n_backward: { params: { rows: 'u32', cols: 'u32', eps: 'f32' }, bindings: { x: readF32, gy: readF32, gx: writeF32 } },
   argmax_rows: { params: { rows: 'u32', cols: 'u32' }, bindings: { x: readF32, amax: writeU32 } },
   /** gathered [rows, cols] = x [count, cols] at index [rows] (zero rows for out-of-range indices) */

@@ -27,13 +27,50 @@ function expectIndex(index: Tensor, op: string, what = 'index'): number {
   return index.shape[0];
 }
 
-/** x / (||x|| + eps) per row of [B, D]; differentiable (the gradient is recomputed from x, nothing saved). */
-export function l2NormalizeRows(x: Tensor<'f32'>, eps = 1e-10): Tensor<'f32'> {
-  const [rows, cols] = expectMatrix(x, 'l2NormalizeRows', 'x');
-  if (!(eps >= 0)) throw new RangeError(`l2NormalizeRows: eps must be >= 0, got ${eps}`);
-  const out = Tensor.empty([rows, cols], 'f32');
-  dispatchKernel(kernels.l2n_forward, { params: { rows, cols, eps }, bindings: { x: x.buffer, y: out.buffer }, workgroups: grid(rows) });
-  return record(out, 'l2NormalizeRows', [x], (g) => {
+/**
+ * How the row normaliser keeps a zero row finite. The two rules give different numbers, so each caller
+ * names the one it needs:
+ * - 'add': x / (||x|| + eps), eps 1e-10 by default: ODC-SPEC's rule for the memory (and its k-means).
+ * - 'clamp': x / max(||x||, eps), eps 1e-12 by default: PyTorch's F.normalize (the kNN evaluation).
+ */
+export type NormEpsilon = 'add' | 'clamp';
+
+export interface NormalizeRowsOptions {
+  epsilon: NormEpsilon;
+  /** The epsilon's size (default 1e-10 for 'add', 1e-12 for 'clamp'). */
+  eps?: number;
+  /**
+   * How ||x||^2 is summed: 'workgroup' (default; 64 lanes per row, then a fixed tree) or 'serial' (one
+   * thread per row, in order over the row: the order of the ODC memory's momentum update). Both are
+   * deterministic; they differ in the last bits.
+   */
+  summation?: 'workgroup' | 'serial';
+  /** Write into this [B, D] tensor (not recorded for autograd) instead of a new one. */
+  out?: Tensor<'f32'>;
+}
+
+/**
+ * The row normaliser: each row of x [B, D] divided by its L2 norm under the named epsilon rule. A new
+ * tensor is differentiable under 'add' (the gradient is recomputed from x, nothing saved); the 'clamp'
+ * rule and `out` are for features that need no gradient.
+ */
+export function normalizeRows(x: Tensor<'f32'>, options: NormalizeRowsOptions): Tensor<'f32'> {
+  const [rows, cols] = expectMatrix(x, 'normalizeRows', 'x');
+  const rule = options.epsilon;
+  if (rule !== 'add' && rule !== 'clamp') throw new RangeError(`normalizeRows: epsilon must be 'add' or 'clamp', got ${String(rule)}`);
+  const eps = options.eps ?? (rule === 'add' ? 1e-10 : 1e-12);
+  if (!(eps >= 0)) throw new RangeError(`normalizeRows: eps must be >= 0, got ${eps}`);
+  const out = options.out ?? Tensor.empty([rows, cols], 'f32');
+  if (options.out) expectMatrixOf(options.out, rows, cols, 'normalizeRows: out');
+  const params = { rows, cols, eps, eps_rule: rule };
+  if (options.summation === 'serial') {
+    dispatchKernel(kernels.l2n_serial, { params, bindings: { x: x.buffer, y: out.buffer }, workgroups: grid(Math.ceil(rows / 256)) });
+  } else {
+    dispatchKernel(kernels.l2n_forward, { params, bindings: { x: x.buffer, y: out.buffer }, workgroups: grid(rows) });
+  }
+  if (options.out || !x.requiresGrad) return out;
+  if (rule !== 'add') throw new Error("normalizeRows: the 'clamp' rule has no gradient here; use 'add' for a differentiable normalisation");
+  return record(out, 'normalizeRows', [x], (g) => {
     const gx = Tensor.empty([rows, cols], 'f32');
     dispatchKernel(kernels.l2n_backward, {
       params: { rows, cols, eps },
@@ -42,6 +79,11 @@ export function l2NormalizeRows(x: Tensor<'f32'>, eps = 1e-10): Tensor<'f32'> {
     });
     return [gx];
   });
+}
+
+function expectMatrixOf(t: Tensor, rows: number, cols: number, what: string): void {
+  expectDType(t, 'f32', what);
+  if (t.rank !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) throw new RangeError(`${what} must be [${rows}, ${cols}], got ${fmtShape(t.shape)}`);
 }
 
 /**
