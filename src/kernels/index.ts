@@ -3,12 +3,14 @@
  * declaration that does not match its WGSL body fails at test time rather than at dispatch.
  */
 import type { KernelDecl } from '../gpu/kernel.ts';
+import { augment } from './augment.ts';
 import { batchnorm } from './batchnorm.ts';
 import { clustering } from './clustering.ts';
 import { dropout } from './dropout.ts';
 import { elementwise } from './elementwise.ts';
 import { gemm } from './gemm.ts';
 import { kmeans } from './kmeans.ts';
+import { knn } from './knn.ts';
 import { loss } from './loss.ts';
 import { odcMemory } from './odc-memory.ts';
 import { pool } from './pool.ts';
@@ -18,12 +20,14 @@ import { sgd } from './sgd.ts';
 
 /** The declaration objects of each WGSL family, by family name. */
 export const KERNEL_FAMILIES: Readonly<Record<string, Readonly<Record<string, KernelDecl>>>> = {
+  augment,
   batchnorm,
   clustering,
   dropout,
   elementwise,
   gemm,
   kmeans,
+  knn,
   loss,
   odc_memory: odcMemory,
   pool,
