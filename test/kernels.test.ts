@@ -13,21 +13,21 @@ import { KERNEL_FAMILIES, allKernels } from '../src/kernels/index.ts';
 
 const dir = new URL('../shaders/', import.meta.url);
 const families = readdirSync(dir).filter((f) => f.endsWith('.wgsl')).map((f) => f.slice(0, -'.wgsl'.length));
-const migrated = new Set(Object.keys(KERNEL_FAMILIES));
 
 function computeEntries(text: string): string[] {
   return Array.from(text.matchAll(/@compute[^\n]*\n?\s*fn\s+(\w+)/g), (m) => m[1]);
 }
 
-test('every @compute entry of a declared family is declared, and nothing else is', () => {
-  for (const family of families.filter((f) => migrated.has(f))) {
+test('every @compute entry of every shaders/ family is declared, and nothing else is', () => {
+  assert.deepEqual(Object.keys(KERNEL_FAMILIES).sort(), [...families].sort());
+  for (const family of families) {
     const entries = computeEntries(readFileSync(new URL(`${family}.wgsl`, dir), 'utf8')).sort();
     assert.deepEqual(Object.keys(KERNEL_FAMILIES[family]).sort(), entries, family);
   }
 });
 
-test('declared families hold only bodies: no struct Params, no @binding line', () => {
-  for (const family of families.filter((f) => migrated.has(f))) {
+test('shaders hold only bodies: no struct Params, no @binding line, no shared parameter block', () => {
+  for (const family of families) {
     const text = readFileSync(new URL(`${family}.wgsl`, dir), 'utf8');
     assert.doesNotMatch(text, /@binding|struct\s+Params|\/\/!include\s+odc_params/, family);
   }

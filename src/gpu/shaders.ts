@@ -1,5 +1,5 @@
 /**
- * Loads WGSL kernel families from shaders/ and fills in their template parameters.
+ * Loads WGSL kernel families from shaders/ and builds the module of one declared entry point.
  *
  * A template parameter is written `{{NAME}}` in the .wgsl file; only values that must be compile-time
  * constants (tile sizes, workgroup sizes, fused epilogues) are templated. Shapes travel in uniforms.
@@ -60,15 +60,6 @@ export function shaderSource(family: string): string {
 
 export type Defines = Readonly<Record<string, string | number>>;
 
-/** shaders/<family>.wgsl with every `{{NAME}}` replaced; throws if a placeholder is left unfilled. */
-export function renderShader(family: string, defines: Defines = {}): string {
-  const text = shaderSource(family).replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
-    const value = defines[name];
-    if (value === undefined) throw new Error(`shaders/${family}.wgsl needs template parameter ${name}`);
-    return String(value);
-  });
-  return text;
-}
 
 /** Splits WGSL text into its top-level declarations (comments before a declaration belong to it). */
 function topLevelChunks(text: string): string[] {
