@@ -1,7 +1,7 @@
 // ODC memory kernels (src/odc/memory.ts, src/odc/small-clusters.ts): the batch momentum update and its
 // scatter, label changes, label gathers and scatters, and the loss weights. The clustering primitives
 // the memory also uses are shaders/clustering.wgsl. Parameters and bindings (named per entry point):
-// src/kernels/odc-memory.ts.
+// src/kernels/odc_memory.ts.
 //
 // 1-D launches use 256-wide workgroups on a 2-D grid (grid() in src/gpu/device.ts); the linear id is
 // (wid.x + wid.y * nwg.x) * 256 + lid.

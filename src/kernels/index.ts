@@ -12,7 +12,7 @@ import { gemm } from './gemm.ts';
 import { kmeans } from './kmeans.ts';
 import { knn } from './knn.ts';
 import { loss } from './loss.ts';
-import { odcMemory } from './odc-memory.ts';
+import { odcMemory } from './odc_memory.ts';
 import { pool } from './pool.ts';
 import { reduce } from './reduce.ts';
 import { rows } from './rows.ts';

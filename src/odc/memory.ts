@@ -34,7 +34,7 @@ import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { readHistogram, readStatusWord } from './host-reads.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
-import { odcMemory } from '../kernels/odc-memory.ts';
+import { odcMemory } from '../kernels/odc_memory.ts';
 import { centroidMeans, fillU32, histogram, nearest, threads } from '../ops/clustering.ts';
 import { normalizeRows } from '../ops/rows.ts';
 import { kmeans } from './kmeans.ts';

@@ -8,7 +8,7 @@ import type { Rng } from '../util/rng.ts';
 import { readHistogram, readSplitCount } from './host-reads.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { kmeans as kmeansKernels } from '../kernels/kmeans.ts';
-import { odcMemory } from '../kernels/odc-memory.ts';
+import { odcMemory } from '../kernels/odc_memory.ts';
 import { centroidMeans, compactIndices, maskBias, nearest, threads } from '../ops/clustering.ts';
 import { twoMeansSplit } from './split.ts';
 
