@@ -258,7 +258,7 @@ fn gather_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   out[t] = src[idx[r] * p.d + j];
 }
 
-// fill_u32: buf[i] = a (n = count).
+// fill_u32: out[i] = value for i < n.
 
 @compute @workgroup_size(256)
 fn fill_u32(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -266,7 +266,7 @@ fn fill_u32(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   if (i < p.n) { out[i] = p.value; }
 }
 
-// histogram: hist[labels[i]] += 1 (n = N, k = K; labels >= K are counted in status-free slot-less way: skipped).
+// histogram: hist[labels[i]] += 1 for i < n (labels >= k are skipped).
 
 @compute @workgroup_size(256)
 fn histogram(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -280,7 +280,7 @@ fn histogram(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
 // Deterministic segmented means by label (centroids): 64-bit fixed-point sums in two u32 words per
 // element, scale 2^24, built with integer atomics (order-independent), then divided by the counts.
 //
-// acc_zero: for j < n (clusters listed in list[] when flags & 1, else cluster j): zero acc rows and counts.
+// acc_zero: for j < n (cluster list[j] when listed, else cluster j): zero acc rows and counts.
 
 @compute @workgroup_size(256)
 fn acc_zero(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -294,7 +294,7 @@ fn acc_zero(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   if (dd == 0u) { counts[c] = 0u; }
 }
 
-// acc_rows: for r < n, row = idx[r] if flags & 1 else r; c = lab[r]; acc[c] += x[row] (fixed point), cnt[c] += 1.
+// acc_rows: for r < n, row = idx[r] if gather else r; c = labels[r]; acc[c] += x[row] (fixed point), counts[c] += 1.
 
 @compute @workgroup_size(256)
 fn acc_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -315,7 +315,7 @@ fn acc_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   if (dd == 0u) { atomicAdd(&counts[c], 1u); }
 }
 
-// acc_finalize: for listed (flags & 1) or all clusters with cnt > 0: out[c] = sum / cnt; others keep out[c].
+// acc_finalize: for the listed (or all) clusters with counts > 0: out[c] = sum / count; others keep out[c].
 
 @compute @workgroup_size(256)
 fn acc_finalize(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -340,9 +340,9 @@ fn acc_finalize(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Ordered stream compaction of indices i < n with pred(i): flags 0: labels[i] == a; flags 1: mask[labels[i]] != 0.
-// compact_count: one workgroup per CHUNK, cnt[chunk] = #pred. compact_scan: one workgroup, exclusive
-// prefix over the chunk counts (n = #chunks) into offs, total into offs[n]. compact_write: writes the
+// Ordered stream compaction of indices i < n with pred(i): labels[i] == value, or (by_mask) mask[labels[i]] != 0.
+// compact_count: one workgroup per CHUNK, counts[chunk] = #pred. compact_scan: one workgroup, exclusive
+// prefix over the chunk counts (n = #chunks) in place, total into counts[n]. compact_write: writes the
 // indices in ascending order.
 
 var<workgroup> red_u: array<u32, 256>;
@@ -369,7 +369,7 @@ fn compact_count(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
   if (lid == 0u) { counts[ch] = red_u[0]; }
 }
 
-// In place: cs_cnt[0..n) becomes the exclusive prefix, cs_cnt[n] the total.
+// In place: counts[0..n) becomes the exclusive prefix, counts[n] the total.
 @compute @workgroup_size(1)
 fn compact_scan() {
   var s = 0u;
@@ -407,9 +407,9 @@ fn compact_write(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Deterministic sums. sum_partial: one workgroup per CHUNK of v[i] = flags 0: x[i]; flags 1: x[i] - 2 y[i]
-// (squared distance from ||x||^2 and the best score x.c - ||c||^2/2); part[chunk] = sum.
-// sum_final (one workgroup): out[a] = sum of part[0..n).
+// Deterministic sums. sum_partial: one workgroup per CHUNK of v[i] = x[i], or (squared_distance)
+// max(x[i] - 2 y[i], 0) (squared distance from ||x||^2 and the best score x.c - ||c||^2/2); partial[chunk] = sum.
+// sum_final (one workgroup): out[slot] = sum of partial[0..n).
 
 @compute @workgroup_size(256)
 fn sum_partial(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {

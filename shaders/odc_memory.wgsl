@@ -15,7 +15,7 @@
 const EPS_NORM: f32 = 1e-10;
 
 // ---------------------------------------------------------------------------------------------------
-// momentum: one thread per batch row b (n = batch, k = memory rows, f0 = momentum m).
+// momentum: one thread per batch row b (n = batch, bank_rows = memory rows, m = momentum).
 //   fresh = f[b] / (||f[b]|| + eps); mix = (1 - m) * bank[idx[b]] + m * fresh; out[b] = mix / (||mix|| + eps)
 //   winner[b] = 1 iff b is the LAST occurrence of idx[b] in the batch (duplicate rule: last one wins).
 // Out-of-range indices: winner 0, out row 0, and status[0] counts them.
@@ -52,7 +52,7 @@ fn momentum(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   for (var j = 0u; j < p.d; j++) { out[ob + j] = out[ob + j] * invm; }
 }
 
-// count_changes: status-free; count[0] += #{b : idx[b] valid and newl[b] != labels[idx[b]]} (n = batch, k = N).
+// count_changes: count[0] += #{b : idx[b] valid and new_labels[b] != labels[idx[b]]} (n = batch).
 
 @compute @workgroup_size(256)
 fn count_changes(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -62,7 +62,7 @@ fn count_changes(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
   if (i < p.bank_rows && new_labels[b] != labels[i]) { atomicAdd(&count[0], 1u); }
 }
 
-// scatter_update: winners write their row and label back (n = batch, k = N).
+// scatter_update: winners write their row and label back (n = batch).
 
 @compute @workgroup_size(256)
 fn scatter_update(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -75,7 +75,7 @@ fn scatter_update(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
 }
 
 // ---------------------------------------------------------------------------------------------------
-// gather_u32: out[r] = src[idx[r]] (n = count, k = length of src); out-of-range -> 0 and status[0]++.
+// gather_u32: out[r] = src[idx[r]] (n = count); past src_len -> 0 and status[0]++.
 
 @compute @workgroup_size(256)
 fn gather_u32(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -90,7 +90,7 @@ fn gather_u32(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   out[r] = src[i];
 }
 
-// scatter_labels: labels[idx[r]] = vals[r] (n = count).
+// scatter_labels: labels[idx[r]] = values[r] (n = count).
 
 @compute @workgroup_size(256)
 fn scatter_labels(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -100,7 +100,7 @@ fn scatter_labels(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
 }
 
 // ---------------------------------------------------------------------------------------------------
-// weights (one workgroup): w[c] = (hist[c] + f1)^(-f0), then w /= sum(w). k = K.
+// weights (one workgroup): out[c] = (hist[c] + smoothing)^(-power), then out /= sum(out), for c < k.
 
 @compute @workgroup_size(256)
 fn weights(@builtin(local_invocation_index) lid: u32) {
