@@ -14,8 +14,9 @@
  * prints wall ms per step for each round.
  */
 import { gpu, initGpu, type Gpu } from '../src/gpu/device.ts';
-import { renderShader } from '../src/gpu/shaders.ts';
-import { launchElementwise } from '../src/tensor/kernels.ts';
+import { entryModule } from '../src/gpu/shaders.ts';
+import { elementwise } from '../src/kernels/elementwise.ts';
+import { fillInPlace } from '../src/tensor/kernels.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import type { OdcMemory } from '../src/odc/memory.ts';
 import { adapterLine } from './common.ts';
@@ -122,7 +123,7 @@ async function smallestDispatch(g: Gpu): Promise<{ project: number; rawOnce: num
   const device = g.device;
   const pipeline = device.createComputePipeline({
     layout: 'auto',
-    compute: { module: device.createShaderModule({ code: renderShader('elementwise') }), entryPoint: 'fill' },
+    compute: { module: device.createShaderModule({ code: entryModule('elementwise', 'fill', elementwise.fill.header) }), entryPoint: 'fill' },
   });
   const uniform = device.createBuffer({ size: 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
   const group = () =>
@@ -150,7 +151,7 @@ async function smallestDispatch(g: Gpu): Promise<{ project: number; rawOnce: num
   const project = async (): Promise<number> => {
     const start = performance.now();
     await g.recordOnly(async () => {
-      for (let i = 0; i < PER_ROUND; i++) launchElementwise('fill', 1, i, 0, [[target.buffer, 'rw']]);
+      for (let i = 0; i < PER_ROUND; i++) fillInPlace(target, i);
     }, () => new ArrayBuffer(0));
     return (1000 * (performance.now() - start)) / PER_ROUND;
   };

@@ -11,7 +11,7 @@ bin=node_modules/.bin
 # bit-exact resume; and the reliability paths whose behaviour is the runtime's or the WebGPU implementation's
 # own (signals, native stderr, device loss, out-of-memory reports, named pipes and other bad inputs).
 # ODC_TEST_FILES (space-separated paths) replaces the list for every runtime.
-CORE_TEST_FILES='test/no-adapter.test.ts test/matmul.test.ts test/conv.test.ts test/loss.test.ts test/composed.test.ts
+CORE_TEST_FILES='test/no-adapter.test.ts test/kernels.test.ts test/matmul.test.ts test/conv.test.ts test/loss.test.ts test/composed.test.ts
   test/odc_memory.test.ts test/train.test.ts test/interrupt.test.ts test/quiet.test.ts test/device-faults.test.ts
   test/bad-inputs.test.ts test/host-cost.test.ts'
 

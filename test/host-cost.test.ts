@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { InFlightWindow } from '../src/gpu/inflight.ts';
-import { Params, params } from '../src/gpu/params.ts';
-import { fillInPlace, launchElementwise } from '../src/tensor/kernels.ts';
+import { Params } from '../src/gpu/params.ts';
+import { fillInPlace } from '../src/tensor/kernels.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { LateSmallClusterChecks } from '../src/odc/small-clusters.ts';
@@ -24,15 +24,15 @@ before(async () => {
 });
 
 test('uniform blocks pack like WGSL (4-byte fields, zero padding to 16) and a block whose arena slot was reused throws', () => {
-  const p = params().u32(7, 0xffffffff).i32(-2).f32(1.5).u32(9);
+  const p = new Params().u32(7, 0xffffffff).i32(-2).f32(1.5).u32(9);
   const words = new DataView(p.data.buffer);
   assert.equal(p.byteLength, 32);
   assert.deepEqual([words.getUint32(0, true), words.getUint32(4, true), words.getInt32(8, true), words.getFloat32(12, true), words.getUint32(16, true)], [7, 0xffffffff, -2, 1.5, 9]);
   for (let i = 20; i < 32; i += 4) assert.equal(words.getUint32(i, true), 0, `padding at byte ${i}`);
-  assert.equal(params().byteLength, 16, 'an empty block is 16 bytes');
-  assert.throws(() => params().u32(1.5), /uniform u32 out of range/);
+  assert.equal(new Params().byteLength, 16, 'an empty block is 16 bytes');
+  assert.throws(() => new Params().u32(1.5), /uniform u32 out of range/);
   assert.throws(() => new Params(8).u32(1, 2, 3), /uniform block over 8 bytes/);
-  for (let i = 0; i < 5000; i++) params().u32(i);
+  for (let i = 0; i < 5000; i++) new Params().u32(i);
   assert.throws(() => p.data, /newer blocks reused its arena slot/);
 });
 
@@ -42,11 +42,11 @@ test('a recurring (pipeline, buffers) combination reuses its bind group, and eve
   const b = Tensor.empty([300], 'f32');
   const groups = g.stats.bindGroups;
   for (let round = 0; round < 3; round++) {
-    launchElementwise('fill', 300, 10 + round, 0, [[a.buffer, 'rw']]);
-    launchElementwise('fill', 300, 20 + round, 0, [[b.buffer, 'rw']]);
+    fillInPlace(a, 10 + round);
+    fillInPlace(b, 20 + round);
   }
   assert.equal(g.stats.bindGroups - groups, 2, 'one bind group per buffer, made once');
-  launchElementwise('fill', 300, 5, 0, [[a.buffer, 'rw']]);
+  fillInPlace(a, 5);
   const [va, vb] = [await a.data(), await b.data()];
   assert.ok(va.every((v) => v === 5) && vb.every((v) => v === 22), `a ${va[0]}, b ${vb[0]}: each dispatch saw its own block`);
   a.dispose();

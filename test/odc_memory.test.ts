@@ -19,7 +19,22 @@ import { OdcMemory } from '../src/odc/memory.ts';
 import { exportMemoryState, memoryFromState, memoryMeta } from '../src/odc/memory-records.ts';
 import { handleSmallClusters } from '../src/odc/small-clusters.ts';
 import { CheckpointError, decodeRecords, encodeRecords, readRecords, writeRecords } from '../src/odc/checkpoint-io.ts';
-import { RefMemory, refArgmax, refHistogram, refMeans, refNormalize, refScores, refWeightedCrossEntropy, refWeights } from '../src/odc/reference.ts';
+import { RefMemory, refArgmax, refHistogram, refMeans, refNormalize, refScores, refWeightedCrossEntropy } from '../src/odc/reference.ts';
+import {
+  centroidsAreMeans,
+  expectHolds,
+  labelsAreArgmax,
+  labelsInRange,
+  lossWeights,
+  memoryStateFrom,
+  memoryUpdateRows,
+  movedOnlyToKeptClusters,
+  noEmptyCluster,
+  skewedLabels,
+  unitNormRows,
+  unitRows,
+  type MemoryState,
+} from '../src/testing/index.ts';
 
 before(async () => {
   await setupGpu();
@@ -27,26 +42,7 @@ before(async () => {
 
 const TIE = 1e-5; // score margins below this are near-ties: f32 vs f64 may legitimately pick either
 
-/** Random unit rows; non-negative like the post-ReLU neck unless `signed`; a few all-zero rows. */
-function unitRows(rng: Rng, n: number, d: number, opts: { signed?: boolean; zeros?: boolean } = {}): Float32Array {
-  const out = new Float32Array(n * d);
-  for (let i = 0; i < n; i++) {
-    if (opts.zeros && rng.uniform() < 0.03) continue;
-    const v = Array.from({ length: d }, () => (opts.signed ? rng.normal() : Math.max(0, rng.normal()) + 1e-3));
-    out.set(refNormalize(v), i * d);
-  }
-  return out;
-}
-
-interface State {
-  n: number;
-  d: number;
-  k: number;
-  minCluster: number;
-  features: Float32Array;
-  labels: Uint32Array;
-  centroids: Float32Array;
-}
+type State = MemoryState;
 
 /** A memory holding exactly the given state (through the checkpoint path). */
 function memoryFrom(s: State, momentum = 0.5, seed = 1): OdcMemory {
@@ -62,13 +58,9 @@ function memoryFrom(s: State, momentum = 0.5, seed = 1): OdcMemory {
   );
 }
 
-/** Random labels; centroids = means of members (empty ones: a random unit row). */
+/** Random labels (or the given ones); centroids = means of members (empty ones: a random unit row). */
 function randomState(rng: Rng, n: number, d: number, k: number, minCluster: number, labels?: Uint32Array): State {
-  const features = unitRows(rng, n, d, { zeros: true });
-  const lab = labels ?? Uint32Array.from({ length: n }, () => rng.int(k));
-  const fallback = unitRows(rng, k, d);
-  const centroids = Float32Array.from(refMeans(features, lab, k, d, fallback));
-  return { n, d, k, minCluster, features, labels: lab, centroids };
+  return memoryStateFrom(rng.nextU32(), n, d, k, minCluster, labels);
 }
 
 function bits(a: Float32Array): Uint32Array {
@@ -104,25 +96,18 @@ test('init: labels in range, no empty cluster, unit rows, centroids = member mea
         const feats = await memory.features.data();
         const labels = await memory.labels.data();
         const cents = await memory.centroids.data();
-        // 1
-        assert.equal(labels.length, n);
-        const hist = refHistogram(labels, k);
-        assert.ok(labels.every((l) => l < k), 'labels in [0, K)');
-        assert.ok(hist.every((h) => h > 0), `every cluster non-empty: ${hist}`);
+        // 1-3 through the kit's predicates (src/testing), plus what only this implementation promises
+        expectHolds(
+          labelsInRange(labels, k, n),
+          noEmptyCluster(labels, k),
+          unitNormRows(feats, d, { raw }),
+          centroidsAreMeans(feats, labels, cents, k, d),
+        );
         assert.deepEqual((await memory.stats()).total, n);
-        // 2
         for (let i = 0; i < n; i++) {
-          const zero = raw.subarray(i * d, (i + 1) * d).every((v) => v === 0);
-          if (zero) assert.ok(feats.subarray(i * d, (i + 1) * d).every((v) => v === 0), `row ${i} zero stays zero`);
-          else {
-            // unit up to the spec's +1e-10 in the denominator, which shows on rows of tiny norm
-            const expected = rowNorm(raw, i, d) / (rowNorm(raw, i, d) + 1e-10);
-            assert.ok(Math.abs(rowNorm(feats, i, d) - expected) < 2e-6, `row ${i} norm ${rowNorm(feats, i, d)}, expected ${expected}`);
-            assertClose(feats.subarray(i * d, (i + 1) * d), refNormalize(raw.subarray(i * d, (i + 1) * d)), { rtol: 1e-6, atol: 1e-7 }, `row ${i}`);
-          }
+          const row = raw.subarray(i * d, (i + 1) * d);
+          if (row.some((v) => v !== 0)) assertClose(feats.subarray(i * d, (i + 1) * d), refNormalize(row), { rtol: 1e-6, atol: 1e-7 }, `row ${i}`);
         }
-        // 3
-        assertClose(cents, refMeans(feats, labels, k, d, cents), { rtol: 1e-5, atol: 1e-6 }, 'centroid = mean');
         for (let c = 0; c < k; c++) assert.ok(rowNorm(cents, c, d) <= 1 + 1e-6, `||centroid ${c}|| <= 1`);
         assert.ok(cents.every((v) => v >= 0), 'centroids non-negative');
         assert.ok(report.emptyAfter.every((e) => e === 0), 'k-means repaired every empty cluster');
@@ -153,6 +138,10 @@ test('update: momentum rows, untouched rows bit-identical, labels = argmax vs th
       const feats = await memory.features.data();
       const labels = await memory.labels.data();
       const changed = (await memory.changeCount.data())[0];
+      expectHolds(
+        memoryUpdateRows(s, { features: feats, labels }, idx, fresh, momentum, d),
+        labelsAreArgmax(feats, labels, s.centroids, k, d, { rows: idx, tieTolerance: TIE }),
+      );
       const ref = new RefMemory(n, d, k, Float64Array.from(s.features), [...s.labels], Float64Array.from(s.centroids));
       const r = ref.update(idx, fresh, momentum);
       const last = new Map<number, number>();
@@ -206,6 +195,7 @@ test('full centroid recompute: plain means, empty clusters keep theirs, determin
       const hist = refHistogram(labels, k);
       const expected = refMeans(s.features, labels, k, d, s.centroids);
       assertClose(c1, expected, { rtol: 1e-5, atol: 1e-6 }, 'means');
+      expectHolds(centroidsAreMeans(s.features, labels, c1, k, d, { previous: s.centroids }));
       for (let c = 0; c < k; c++) {
         if (hist[c] > 0) continue;
         for (let j = 0; j < d; j++) assert.equal(bits(c1)[c * d + j], bits(s.centroids)[c * d + j], `empty cluster ${c} kept its centroid`);
@@ -215,29 +205,6 @@ test('full centroid recompute: plain means, empty clusters keep theirs, determin
     { numRuns: RUNS, includeErrorInReport: true },
   );
 });
-
-/** Labels where some clusters are small (< minCluster, possibly empty) and the rest share the remainder. */
-function skewedLabels(rng: Rng, n: number, k: number, minCluster: number): Uint32Array {
-  const labels = new Uint32Array(n);
-  const small: number[] = [];
-  const big: number[] = [];
-  for (let c = 0; c < k; c++) (rng.uniform() < 0.4 && c !== 0 ? small : big).push(c);
-  let pos = 0;
-  for (const c of small) {
-    const size = rng.int(minCluster);
-    for (let q = 0; q < size && pos < n; q++) labels[pos++] = c;
-  }
-  const weights = big.map(() => 0.2 + rng.uniform());
-  const total = weights.reduce((a, b) => a + b, 0);
-  while (pos < n) {
-    let u = rng.uniform() * total;
-    let j = 0;
-    while (j < big.length - 1 && u >= weights[j]) u -= weights[j++];
-    labels[pos++] = big[j];
-  }
-  const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
-  return Uint32Array.from(order, (i) => labels[i]);
-}
 
 test('small-cluster handling: no empty cluster, moves only to non-small clusters, largest split, centroids refreshed (invariants 8-11)', async () => {
   await fc.assert(
@@ -282,7 +249,7 @@ test('small-cluster handling: no empty cluster, moves only to non-small clusters
         const hist = refHistogram(labels, k);
         assert.deepEqual(hist, h, 'histogram matches the replayed splits');
         assert.equal(hist.reduce((a, b) => a + b, 0), n); // 11
-        assert.equal(hist.filter((v) => v > 0).length, k, 'no empty cluster'); // 8, 11
+        expectHolds(noEmptyCluster(labels, k), movedOnlyToKeptClusters(s.labels, after, k, minCluster)); // 8, 10, 11
         // labels only flow from a split cluster to its recycled id
         const children = new Map<number, number[]>();
         for (const sp of report.splits) children.set(sp.big, [...(children.get(sp.big) ?? []), sp.dead]);
@@ -318,10 +285,7 @@ test('loss weights: ~ (n_c + 1e-5)^-p, sum 1, monotone; weighted CE invariant to
       memory.updateWeights(p);
       const w = await memory.weights.data();
       const hist = refHistogram(s.labels, k);
-      assertClose(w, refWeights(hist, p, 1e-5), { rtol: 3e-5, atol: 1e-9 }, 'weights');
-      assert.ok(w.every((v) => v >= 0));
-      assert.ok(Math.abs(w.reduce((a, b) => a + b, 0) - 1) < 1e-5, 'sum 1');
-      for (let a = 0; a < k; a++) for (let c = 0; c < k; c++) if (hist[a] > hist[c]) assert.ok(w[a] <= w[c] * (1 + 1e-6), `w[${a}] <= w[${c}]`);
+      expectHolds(lossWeights(w, hist, p));
       // 13: the loss (GPU op and reference) does not change when w is scaled
       const b = Math.min(n, 16);
       const idx = Array.from({ length: b }, () => rng.int(n));

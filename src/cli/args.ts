@@ -26,6 +26,7 @@ const COMMANDS: Record<string, Record<string, FlagKind>> = {
     out: 'value',
     resume: 'switch',
     quiet: 'switch',
+    'init-from': 'value',
     ...Object.fromEntries(shortcuts().map((s) => [s.name, 'value' as const])),
   },
   eval: { run: 'value', 'no-baseline': 'switch', 'probe-epochs': 'value', out: 'value' },
@@ -49,6 +50,7 @@ export const USAGE = `odc: Online Deep Clustering on WebGPU
 
 usage:
   odc train   [--preset NAME] [--config FILE.json] [--set key=value]... [--out DIR] [--resume] [--quiet]
+              [--init-from FILE.safetensors]  start from a backbone's weights (PyTorch names/layouts, e.g. torchvision)
               --resume continues DIR from its config.json; it may change only --epochs, the LR schedule and log.*
               Ctrl-C (SIGINT/SIGTERM) stops after the current iteration with a checkpoint; a second one aborts
               shortcuts (each sets one setting; --data SOURCE[:PATH] sets data.source and data.path):
@@ -191,14 +193,19 @@ export interface TrainCommand {
   outDir: string;
   resume: boolean;
   quiet: boolean;
+  /** A safetensors file of backbone weights to start a new run from. */
+  initFrom: string | undefined;
 }
 
 /** What an `odc train` command line asks for: the resolved configuration, the output folder and the switches. */
 function trainCommand(args: Args): TrainCommand {
   const resume = args.flags.has('resume');
   const outDir = one(args, 'out') ?? `runs/${one(args, 'preset') ?? 'demo'}`;
+  const initFrom = one(args, 'init-from');
+  if (resume && initFrom !== undefined) throw new Error('--init-from starts a new run from given weights and --resume continues a run: use one of them');
+  if (initFrom !== undefined && !existsSync(initFrom)) throw new Error(`--init-from ${initFrom}: no such file (a safetensors file of backbone weights, e.g. from odc export)`);
   const config = resume ? resumeConfigFromArgs(args, outDir) : configFromArgs(args);
-  return { config, outDir, resume, quiet: args.flags.has('quiet') };
+  return { config, outDir, resume, quiet: args.flags.has('quiet'), initFrom };
 }
 
 /** A command line, fully checked: every flag known, every value allowed, the training configuration resolved. */

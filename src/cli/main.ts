@@ -1,6 +1,7 @@
-#!/usr/bin/env -S npx tsx
+#!/usr/bin/env node
 /**
- * odc: the command-line interface.
+ * odc: the command-line interface (`npx odc` runs the compiled dist/cli/main.js; from a clone,
+ * `npx tsx src/cli/main.ts`, `bun src/cli/main.ts` or `deno run -A src/cli/main.ts`).
  *   odc train   [--preset demo] [--config file.json] [--set key=value]... [--out DIR] [--resume] [--quiet]
  *   odc eval    --run DIR [--no-baseline] [--probe-epochs N] [--out report.json]
  *   odc extract --run DIR --out features.safetensors [--split train|test] [--layer backbone|neck]
@@ -28,7 +29,7 @@ const SIGNAL_EXIT_CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 /** The exact command that resumes the run in outDir, under the runtime running now. */
 function resumeCommand(outDir: string): string {
   const g = globalThis as { Deno?: unknown; Bun?: unknown };
-  const runner = g.Deno ? 'deno run -A' : g.Bun ? 'bun' : 'npx tsx';
+  const runner = g.Deno ? 'deno run -A' : g.Bun ? 'bun' : import.meta.url.endsWith('.js') ? 'node' : 'npx tsx';
   const script = relative(process.cwd(), fileURLToPath(import.meta.url));
   const quote = (s: string): string => (/^[\w./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
   return `${runner} ${quote(script)} train --out ${quote(outDir)} --resume`;
@@ -82,13 +83,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'train': {
       const { train } = await import('../odc/trainer.ts');
-      const { config, outDir, resume, quiet } = request;
+      const { config, outDir, resume, quiet, initFrom } = request;
       console.log(`odc train: preset ${config.preset}, mode ${config.mode}, ${config.model.backbone}, K = ${config.odc.k}, ${config.optim.epochs} epochs, batch ${config.optim.batchSize} -> ${outDir}`);
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
       const stop = new AbortController();
       const removeHandlers = installStopHandlers(stop, outDir);
       try {
-        const result = await train({ config, outDir, resume, quiet, signal: stop.signal }).catch((err: unknown) => {
+        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal }).catch((err: unknown) => {
           throw withCheckpointNote(err, outDir);
         });
         if (result.interrupted) {

@@ -26,7 +26,8 @@ import { linearProbe } from './linear-probe.ts';
 import { ari, clusteringAccuracy } from '../metrics/metrics.ts';
 import { nmi } from '../metrics/nmi.ts';
 import { formatEvalTable, type EvalRow } from './report.ts';
-import { toOIHW, writeSafetensors, type SafeTensor } from '../io/safetensors.ts';
+import { writeSafetensors, type SafeTensor } from '../io/safetensors.ts';
+import { exportMetadata, saveWeights } from '../io/weights.ts';
 
 function backboneFeatures(model: OdcModel, ds: ImageDataset, config: TrainConfig): Tensor<'f32'> {
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
@@ -145,21 +146,9 @@ export async function exportBackbone(opts: { runDir: string; out: string }): Pro
   const model = buildModel(config, ckpt.meta.inChannels, new Rng(config.seed));
   try {
     ckpt.restore(model, null)?.dispose();
-    const tensors: Record<string, SafeTensor> = {};
-    for (const [name, p] of model.backbone.namedParameters()) {
-      const data = await p.data();
-      const converted = p.rank === 4 ? toOIHW(data, p.shape) : { data, shape: [...p.shape] };
-      tensors[name] = { dtype: 'F32', shape: converted.shape, data: converted.data };
-    }
-    for (const [name, b] of model.backbone.namedBuffers()) {
-      tensors[name] = { dtype: 'F32', shape: [...b.shape], data: await b.data() };
-      if (name.endsWith('running_var')) {
-        const tracked = name.replace(/running_var$/, 'num_batches_tracked');
-        tensors[tracked] = { dtype: 'I64', shape: [], data: BigInt64Array.of(BigInt(ckpt.meta.position.iteration)) };
-      }
-    }
-    await writeSafetensors(opts.out, tensors, { format: 'pt', backbone: config.model.backbone, stem: config.model.stem, source: 'odc-webgpu' });
-    console.log(`wrote ${opts.out}: ${Object.keys(tensors).length} tensors of the ${config.model.backbone} backbone (PyTorch names, OIHW conv weights)`);
+    const { backbone, stem } = config.model;
+    const count = await saveWeights(model, opts.out, exportMetadata(backbone, stem, ckpt.meta.inChannels), ckpt.meta.position.iteration);
+    console.log(`wrote ${opts.out}: ${count} tensors of the ${backbone} backbone (PyTorch names, OIHW conv weights)`);
   } finally {
     model.dispose();
   }

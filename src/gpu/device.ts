@@ -334,7 +334,7 @@ export class Gpu {
    * key is canonical but costs a JSON round per call); a miss falls through to the canonical cache.
    */
   private pipelineFor(kernel: KernelSource, uniforms: boolean, bindings: readonly Binding[]): GPUComputePipeline {
-    let key = kernel.family + '.' + kernel.entry + (uniforms ? '|u' : '|-');
+    let key = kernel.family + '.' + kernel.entry + '#' + kernel.declarationId + (uniforms ? '|u' : '|-');
     for (let i = 0; i < bindings.length; i++) key += bindings[i].access === 'read' ? 'r' : 'w';
     const defines = kernel.defines;
     if (defines) for (const name in defines) key += ';' + name + '=' + String(defines[name]);

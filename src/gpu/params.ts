@@ -1,6 +1,7 @@
 /**
  * Packs a kernel's uniform block. WGSL lays scalar u32/i32/f32 fields out 4 bytes apart, and the block
- * is padded to 16 bytes; fields must be pushed in the order the WGSL struct declares them.
+ * is padded to 16 bytes; fields must be pushed in the order the WGSL struct declares them, which
+ * `packParams` (src/gpu/kernel.ts) does from a kernel's declaration.
  *
  * Blocks live in one shared arena (a ring of 256-byte slots) rather than a buffer each: recording a
  * dispatch allocates no backing store, and the recorder copies the words straight into its uniform
@@ -86,9 +87,4 @@ export class Params {
   private stale(): Error {
     return new Error(`a uniform block (Params) was used after ${ARENA_SLOTS} newer blocks reused its arena slot: build it right before its dispatches`);
   }
-}
-
-/** Shorthand: `params().u32(n, m).f32(alpha)`. */
-export function params(): Params {
-  return new Params();
 }

@@ -30,6 +30,21 @@ export interface TrainPosition {
   iteration: number;
 }
 
+/** A finished epoch's summary: logged, kept in the checkpoint's history, given to `train`'s onEpoch. */
+export interface EpochSummary {
+  epoch: number;
+  loss: number;
+  headAccuracy: number;
+  changeRatio: number;
+  imagesPerSecond: number;
+  seconds: number;
+  /** NMI of the memory labels against the true labels, when the data set has labels. */
+  nmi?: number;
+  smallClusters: number;
+  minCluster: number;
+  maxCluster: number;
+}
+
 /**
  * The epoch in progress at a mid-epoch checkpoint: what the epoch summary and the next log record need,
  * so a resumed run logs exactly what the uninterrupted run would have.

@@ -8,24 +8,12 @@
 import { stepLr } from '../optim/schedule.ts';
 import { trainingBatches } from '../data/sampler.ts';
 import { nmi } from '../metrics/nmi.ts';
-import type { EpochProgress, TrainPosition } from './checkpoint.ts';
+import type { EpochProgress, EpochSummary, TrainPosition } from './checkpoint.ts';
+
+export type { EpochSummary } from './checkpoint.ts';
 import { MetricSlots } from './metric-slots.ts';
 import { trainingStep } from './step.ts';
 import type { TrainingSession } from './session.ts';
-
-export interface EpochSummary {
-  epoch: number;
-  loss: number;
-  headAccuracy: number;
-  changeRatio: number;
-  imagesPerSecond: number;
-  seconds: number;
-  /** NMI of the memory labels against the true labels, when the data set has labels. */
-  nmi?: number;
-  smallClusters: number;
-  minCluster: number;
-  maxCluster: number;
-}
 
 /** An epoch's metric sums over its drained log records (each record weighted by its iterations). */
 type EpochSums = Omit<EpochProgress, 'pending'>;
@@ -159,6 +147,7 @@ export class TrainingLoop {
         `, ${summary.imagesPerSecond.toFixed(1)} img/s`,
     );
     this.s.progress.event({ event: 'epoch', ...summary });
+    await this.s.options.onEpoch?.({ ...summary });
   }
 
   /** Writes a checkpoint unless one of this very position exists. */

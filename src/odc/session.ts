@@ -21,9 +21,10 @@ import { ensureWritableFolder } from '../data/files.ts';
 import { checkTrainingData } from '../data/preflight.ts';
 import { augmentConfig, loadTrainingData } from '../data/training-data.ts';
 import { Rng } from '../util/rng.ts';
-import { CHECKPOINT_FILE, checkDataSize, loadCheckpoint, saveCheckpoint, type EpochProgress, type LoadedCheckpoint, type TrainPosition } from './checkpoint.ts';
+import { CHECKPOINT_FILE, checkDataSize, loadCheckpoint, saveCheckpoint, type EpochProgress, type EpochSummary, type LoadedCheckpoint, type TrainPosition } from './checkpoint.ts';
 import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from './config.ts';
 import { buildModel, buildOptimizer } from './build.ts';
+import { loadWeights } from '../io/weights.ts';
 import { freshMode, resumedMode, type TrainingMode } from './modes.ts';
 import { Progress } from './progress.ts';
 import type { StepParts } from './step.ts';
@@ -34,6 +35,11 @@ export interface TrainOptions {
   outDir: string;
   /** Continue from outDir/checkpoint.odc. */
   resume?: boolean;
+  /**
+   * A safetensors file of backbone weights (PyTorch names and layouts: an `odc export`, a torchvision state
+   * dict) to start a new run from, instead of the random init; checked before any GPU work of the run.
+   */
+  initFrom?: string;
   /** Data set to use instead of loading config.data (tests). */
   dataset?: ImageDataset;
   /** Stop after this many iterations in total (tests, benchmarks); a checkpoint is written there. */
@@ -44,6 +50,8 @@ export interface TrainOptions {
    */
   signal?: AbortSignal;
   quiet?: boolean;
+  /** Called after every epoch with its summary (NMI of the memory labels when the data has labels); awaited. */
+  onEpoch?: (summary: EpochSummary) => void | Promise<void>;
   /** Called after every iteration with the iteration count so far (soak bench, fault-injection tests). */
   afterIteration?: (iteration: number) => void | Promise<void>;
 }
@@ -95,6 +103,14 @@ export class TrainingSession implements StepParts {
     const augmenter = new GpuAugmenter(dataset, augmentConfig(config, dataset));
     const modelRng = new Rng(config.seed);
     const model = buildModel(config, dataset.channels, modelRng);
+    if (options.initFrom !== undefined && !ckpt) {
+      try {
+        await loadWeights(model, options.initFrom);
+      } catch (err) {
+        model.dispose();
+        throw err;
+      }
+    }
     const sgd = buildOptimizer(model, config);
     const augmentRng = new Rng(config.seed + 1);
     const clusterRng = new Rng(config.seed + 2);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { CHECKPOINT_FILE, type TrainPosition } from './checkpoint.ts';
 import { TrainingLoop, type EpochSummary } from './loop.ts';
 import { TrainingSession, type TrainOptions } from './session.ts';
+import type { TrainConfig } from './config.ts';
 
 export type { EpochSummary } from './loop.ts';
 export type { TrainOptions } from './session.ts';
@@ -31,8 +32,18 @@ export interface TrainResult {
   position: TrainPosition;
 }
 
-/** Runs ODC (or the DeepCluster baseline) training as configured. */
-export async function train(options: TrainOptions): Promise<TrainResult> {
+/** `train(config, options)`'s options: everything but the config; the output folder defaults to runs/<preset>. */
+export type TrainCallOptions = Omit<TrainOptions, 'config' | 'outDir'> & { outDir?: string };
+
+/**
+ * Runs ODC (or the DeepCluster baseline) training as configured: `train(config, { dataset, onEpoch, signal,
+ * outDir })` (the library form; outDir defaults to runs/<config.preset>), or `train({ config, outDir, ... })`.
+ * An aborted `signal` stops cleanly after the current iteration, with a checkpoint to resume from.
+ */
+export async function train(config: TrainConfig, options?: TrainCallOptions): Promise<TrainResult>;
+export async function train(options: TrainOptions): Promise<TrainResult>;
+export async function train(first: TrainConfig | TrainOptions, second?: TrainCallOptions): Promise<TrainResult> {
+  const options: TrainOptions = isTrainOptions(first) ? first : { ...second, config: first, outDir: second?.outDir ?? join('runs', first.preset) };
   const session = await TrainingSession.open(options);
   const started = performance.now();
   try {
@@ -58,4 +69,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   } finally {
     session.dispose();
   }
+}
+
+function isTrainOptions(x: TrainConfig | TrainOptions): x is TrainOptions {
+  return 'config' in x && 'outDir' in x;
 }
