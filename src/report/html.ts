@@ -13,7 +13,7 @@ const CSS = `body{font:14px/1.4 system-ui,sans-serif;margin:16px 24px;color:#222
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #ddd}
 .sub{color:#555}.charts{display:flex;flex-wrap:wrap;gap:8px}
 svg .title{font-size:13px;font-weight:600}svg .tick,svg .legend{font-size:10px;fill:#444}svg .axis{font-size:11px;fill:#444}
-svg .plot{fill:#fafafa;stroke:#ccc}svg .grid{stroke:#e4e4e4}svg .series{fill:none;stroke-width:1.6}
+svg .plot{fill:#fafafa;stroke:#ccc}svg .legend-box{fill:#fff;fill-opacity:.8;stroke:#ddd}svg .grid{stroke:#e4e4e4}svg .series{fill:none;stroke-width:1.6}
 .gallery{margin:6px 0 10px}.gallery h3{font-size:13px;margin:0 0 3px;font-weight:600}
 .gallery img{width:48px;height:48px;image-rendering:pixelated;margin:1px;border:1px solid #ddd}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th:first-child,td:first-child{text-align:left}
@@ -40,8 +40,8 @@ function histogram(sizes: readonly number[], bins: ReturnType<typeof sizeBins>):
 }
 
 function curvesSection(runs: readonly RunReport[]): string {
-  const min = intervalSeries(runs, (r) => r.minCluster).map((s) => ({ ...s, name: `${s.name} min` }));
-  const max = intervalSeries(runs, (r) => r.maxCluster).map((s) => ({ ...s, name: `${s.name} max`, dashed: true }));
+  const min = intervalSeries(runs, (r) => r.minCluster).map((s, i) => ({ ...s, name: `${s.name} min`, color: i }));
+  const max = intervalSeries(runs, (r) => r.maxCluster).map((s, i) => ({ ...s, name: `${s.name} max`, dashed: true, color: i }));
   const charts = [
     lineChart('loss', 'iteration', intervalSeries(runs, (r) => r.loss)),
     lineChart('head accuracy', 'iteration', intervalSeries(runs, (r) => r.headAccuracy)),

@@ -14,8 +14,10 @@ export function escapeXml(s: string): string {
 export interface Series {
   name: string;
   points: ReadonlyArray<readonly [number, number]>;
-  /** Drawn dashed (a compared run's second measure, e.g. DeepCluster beside ODC). */
+  /** Drawn dashed (a second measure of the same run, e.g. the largest cluster beside the smallest). */
   dashed?: boolean;
+  /** Index into PALETTE (default: the series' position), so two measures of one run share its colour. */
+  color?: number;
 }
 
 const W = 420;
@@ -51,17 +53,23 @@ function frame(title: string, xLabel: string, body: string, points: number, kind
   );
 }
 
-function legend(names: readonly string[], dashed: readonly boolean[]): string {
-  if (names.length < 2) return '';
-  return names
-    .map((n, i) => {
-      const y = PAD.top + 4 + i * 13;
-      const x = W - PAD.right - 120;
-      const dash = dashed[i] ? ' stroke-dasharray="4 3"' : '';
-      return `<line x1="${x}" y1="${y}" x2="${x + 16}" y2="${y}" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="2"${dash}/><text x="${x + 20}" y="${y + 4}" class="legend">${escapeXml(n)}</text>`;
-    })
-    .join('');
+function legend(entries: ReadonlyArray<{ name: string; color: string; dashed?: boolean }>): string {
+  if (entries.length < 2) return '';
+  const x = W - PAD.right - 124;
+  const box = `<rect x="${x - 4}" y="${PAD.top + 2}" width="124" height="${entries.length * 13 + 4}" class="legend-box"/>`;
+  return (
+    box +
+    entries
+      .map((e, i) => {
+        const y = PAD.top + 9 + i * 13;
+        const dash = e.dashed ? ' stroke-dasharray="4 3"' : '';
+        return `<line x1="${x}" y1="${y}" x2="${x + 16}" y2="${y}" stroke="${e.color}" stroke-width="2"${dash}/><text x="${x + 20}" y="${y + 4}" class="legend">${escapeXml(e.name)}</text>`;
+      })
+      .join('')
+  );
 }
+
+const colorOf = (s: { color?: number }, i: number): string => PALETTE[(s.color ?? i) % PALETTE.length];
 
 /**
  * A line chart of the series (points with a non-finite value, or a non-positive one on a log scale, are
@@ -86,16 +94,17 @@ export function lineChart(title: string, xLabel: string, series: readonly Series
     if (y < PAD.top - 0.5 || y > H - PAD.bottom + 0.5) continue;
     body += `<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" class="grid"/><text x="${PAD.left - 4}" y="${(y + 3).toFixed(1)}" text-anchor="end" class="tick">${tickLabel(t)}</text>`;
   }
-  for (const t of niceTicks(x0, x1, 5)) body += `<text x="${sx(t).toFixed(1)}" y="${H - PAD.bottom + 12}" text-anchor="middle" class="tick">${tickLabel(t)}</text>`;
+  const integerX = all.every(([x]) => Number.isInteger(x));
+  for (const t of niceTicks(x0, x1, 5).filter((t) => !integerX || Number.isInteger(t))) body += `<text x="${sx(t).toFixed(1)}" y="${H - PAD.bottom + 12}" text-anchor="middle" class="tick">${tickLabel(t)}</text>`;
   kept.forEach((pts, i) => {
     if (pts.length === 0) return;
-    const color = PALETTE[i % PALETTE.length];
+    const color = colorOf(series[i], i);
     const d = pts.map(([x, y], j) => `${j === 0 ? 'M' : 'L'}${sx(x).toFixed(1)} ${sy(y).toFixed(1)}`).join('');
     const dash = series[i].dashed ? ' stroke-dasharray="4 3"' : '';
     body += `<path class="series" data-series="${escapeXml(series[i].name)}" data-n="${pts.length}" d="${d}" stroke="${color}"${dash}/>`;
     if (pts.length <= 40) body += pts.map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.2" fill="${color}"/>`).join('');
   });
-  body += legend(series.map((s) => s.name), series.map((s) => s.dashed === true));
+  body += legend(series.map((s, i) => ({ name: s.name, color: colorOf(s, i), dashed: s.dashed })));
   return frame(title, xLabel, body, all.length, 'line');
 }
 
@@ -125,7 +134,7 @@ export function barChart(title: string, xLabel: string, bins: readonly string[],
       body += `<text x="${(gx + groupW * 0.4).toFixed(1)}" y="${H - PAD.bottom + 12}" text-anchor="middle" class="tick">${escapeXml(label)}</text>`;
     }
   });
-  body += legend(series.map((s) => s.name), series.map(() => false));
+  body += legend(series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length] })));
   return frame(title, xLabel, body, points, 'bars');
 }
 
