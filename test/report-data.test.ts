@@ -28,6 +28,8 @@ import { writeAssignments } from '../src/report/assignments.ts';
 import { renderReport, sizeBins } from '../src/report/html.ts';
 import { buildGalleries, type RunReport } from '../src/report/build.ts';
 import { sizeBalance } from '../src/eval/run-eval.ts';
+import { lineChart, MAX_SERIES_POINTS, thinPoints } from '../src/report/svg.ts';
+import { commandFromArgv } from '../src/cli/args.ts';
 import { Rng } from '../src/util/rng.ts';
 import type { ImageDataset } from '../src/data/dataset.ts';
 
@@ -248,4 +250,31 @@ test('the HTML: every chart draws its points, one heat-map row per cluster, gall
   assert.doesNotMatch(html, /(?:src|href)="(?!data:)/);
   assert.doesNotMatch(html, /<script|<link|@import|url\(/);
   assert.equal(sizeBins(20).length, 6);
+});
+
+test('long curves are thinned evenly to a bounded number of points, the last one kept', () => {
+  const points = Array.from({ length: 10_001 }, (_, i) => [i, Math.sin(i)] as const);
+  const kept = thinPoints(points);
+  assert.ok(kept.length <= MAX_SERIES_POINTS + 1);
+  assert.deepEqual(kept.at(-1), points.at(-1));
+  assert.deepEqual(kept[0], points[0]);
+  const svg = lineChart('long', 'iteration', [{ name: 'a', points }]);
+  assert.equal(Number(/data-points="(\d+)"/.exec(svg)![1]), kept.length);
+  assert.equal(pathPoints(svg), kept.length);
+  assert.deepEqual(thinPoints(points.slice(0, 10)), points.slice(0, 10));
+});
+
+test('the report commands parse their flags, with defaults, and name a missing one', () => {
+  assert.deepEqual(commandFromArgv(['report', '--run', 'runs/a', '--compare', 'runs/b', '--compare', 'runs/c']), {
+    command: 'report',
+    runDir: 'runs/a',
+    compare: ['runs/b', 'runs/c'],
+    out: undefined,
+  });
+  assert.deepEqual(commandFromArgv(['clusters', '--run', 'runs/a']), { command: 'clusters', runDir: 'runs/a', out: join('runs/a', 'clusters.csv') });
+  assert.deepEqual(commandFromArgv(['assign', '--run', 'r', '--data', 'folder:new', '--out', 'a.jsonl']), { command: 'assign', runDir: 'r', data: 'folder:new', out: 'a.jsonl' });
+  assert.throws(() => commandFromArgv(['assign', '--run', 'r', '--out', 'a.csv']), /odc assign needs --data/);
+  assert.throws(() => commandFromArgv(['report', '--run', 'r', '--compar', 'x']), /no flag --compar \(did you mean --compare\?\)/);
+  const train = commandFromArgv(['train', '--report', '--epochs', '1']);
+  assert.ok(train.command === 'train' && train.report);
 });

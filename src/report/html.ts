@@ -92,9 +92,15 @@ function gallerySection(run: RunReport): string {
   return `<h2>Clusters</h2><p class="note">The largest, the smallest and a sample of the other clusters, largest first; in each, the images nearest its centroid.</p>${body}`;
 }
 
+/** Cells beyond which the heat map is left out (K 1000 x 1000 classes would be a million rectangles). */
+export const MAX_HEAT_CELLS = 40_000;
+
 function heatSection(run: RunReport): string {
   if (!run.heat) return '';
   const { matrix, numClasses, order } = run.heat;
+  if (run.k * numClasses > MAX_HEAT_CELLS) {
+    return `<h2>Clusters against classes</h2><p class="note">${run.k} clusters x ${numClasses} classes is too large a heat map for this page (over ${MAX_HEAT_CELLS} cells): odc clusters writes each image's cluster.</p>`;
+  }
   const names = Array.from({ length: numClasses }, (_, i) => String(i));
   return `<h2>Clusters against classes</h2><p class="note">One row per cluster (ordered by majority class), one column per class; darker = a larger share of the cluster.</p>${heatMap(matrix, run.k, numClasses, order, names)}`;
 }

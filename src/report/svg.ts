@@ -71,13 +71,25 @@ function legend(entries: ReadonlyArray<{ name: string; color: string; dashed?: b
 
 const colorOf = (s: { color?: number }, i: number): string => PALETTE[(s.color ?? i) % PALETTE.length];
 
+/** At most this many points per series are drawn: a long run's curves are thinned evenly (the last point kept), so the report stays small. */
+export const MAX_SERIES_POINTS = 1500;
+
+/** Every ceil(n / max)-th point, and the last one. */
+export function thinPoints<T>(points: readonly T[], max = MAX_SERIES_POINTS): T[] {
+  if (points.length <= max) return [...points];
+  const stride = Math.ceil(points.length / max);
+  const kept = points.filter((_, i) => i % stride === 0);
+  if ((points.length - 1) % stride !== 0) kept.push(points[points.length - 1]);
+  return kept;
+}
+
 /**
  * A line chart of the series (points with a non-finite value, or a non-positive one on a log scale, are
  * left out); "no data" when none has a point.
  */
 export function lineChart(title: string, xLabel: string, series: readonly Series[], opts: { logY?: boolean } = {}): string {
   const logY = opts.logY === true;
-  const kept = series.map((s) => s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0)));
+  const kept = series.map((s) => thinPoints(s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0))));
   const all = kept.flat();
   if (all.length === 0) return frame(title, xLabel, `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="axis">no data</text>`, 0, 'line');
   const fy = logY ? Math.log10 : (v: number) => v;
