@@ -31,7 +31,8 @@ import { sizeBalance } from '../src/eval/run-eval.ts';
 import { lineChart, MAX_SERIES_POINTS, thinPoints } from '../src/report/svg.ts';
 import { commandFromArgv } from '../src/cli/args.ts';
 import { Rng } from '../src/util/rng.ts';
-import type { ImageDataset } from '../src/data/dataset.ts';
+import { headDataset, imageId, type ImageDataset } from '../src/data/dataset.ts';
+import { subsetDataset } from '../src/data/training-data.ts';
 
 /** A random space: n unit rows of dim, labels in 0..k-1 (some clusters may be empty). */
 function randomSpace(seed: number, n: number, dim: number, k: number): ClusterSpace {
@@ -277,4 +278,14 @@ test('the report commands parse their flags, with defaults, and name a missing o
   assert.throws(() => commandFromArgv(['report', '--run', 'r', '--compar', 'x']), /no flag --compar \(did you mean --compare\?\)/);
   const train = commandFromArgv(['train', '--report', '--epochs', '1']);
   assert.ok(train.command === 'train' && train.report);
+});
+
+test('a subset keeps each image\'s identifier in its source; a head view keeps the first ones', () => {
+  const ds: ImageDataset = { name: 'four', n: 4, height: 1, width: 1, channels: 1, images: Uint8Array.of(10, 11, 12, 13), labels: null, numClasses: null };
+  const picked = subsetDataset(ds, [3, 1]);
+  assert.deepEqual([0, 1].map((i) => imageId(picked, i)), ['3', '1']);
+  const files = { ...ds, ids: ['a.png', 'b.png', 'c.png', 'd.png'] };
+  assert.deepEqual([0, 1].map((i) => imageId(subsetDataset(files, [2, 0]), i)), ['c.png', 'a.png']);
+  assert.deepEqual(headDataset(files, 2).ids, ['a.png', 'b.png']);
+  assert.equal(imageId(ds, 2), '2');
 });

@@ -14,7 +14,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:24px 0 8px;border-bott
 .sub{color:#555}.charts{display:flex;flex-wrap:wrap;gap:8px}
 svg .title{font-size:13px;font-weight:600}svg .tick,svg .legend{font-size:10px;fill:#444}svg .axis{font-size:11px;fill:#444}
 svg .plot{fill:#fafafa;stroke:#ccc}svg .legend-box{fill:#fff;fill-opacity:.8;stroke:#ddd}svg .grid{stroke:#e4e4e4}svg .series{fill:none;stroke-width:1.6}
-.gallery{margin:6px 0 10px}.gallery h3{font-size:13px;margin:0 0 3px;font-weight:600}
+.galleries{display:flex;flex-wrap:wrap;gap:6px 18px}.gallery{width:316px;margin:4px 0}.gallery h3{font-size:12px;margin:0 0 3px;font-weight:600}
 .gallery img{width:48px;height:48px;image-rendering:pixelated;margin:1px;border:1px solid #ddd}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th:first-child,td:first-child{text-align:left}
 .note{color:#777;font-size:12px}`;
@@ -89,7 +89,7 @@ function gallerySection(run: RunReport): string {
       return `<div class="gallery" data-cluster="${g.cluster}" data-size="${g.size}"><h3>cluster ${g.cluster}: ${g.size} images${classes}</h3>${images}</div>`;
     })
     .join('');
-  return `<h2>Clusters</h2><p class="note">The largest, the smallest and a sample of the other clusters, largest first; in each, the images nearest its centroid.</p>${body}`;
+  return `<h2>Clusters</h2><p class="note">The largest, the smallest and a sample of the other clusters, largest first; in each, the images nearest its centroid.</p><div class="galleries">${body}</div>`;
 }
 
 /** Cells beyond which the heat map is left out (K 1000 x 1000 classes would be a million rectangles). */

@@ -20,7 +20,7 @@ export interface Series {
   color?: number;
 }
 
-const W = 420;
+const W = 400;
 const H = 240;
 const PAD = { left: 52, right: 12, top: 26, bottom: 34 };
 
@@ -53,9 +53,9 @@ function frame(title: string, xLabel: string, body: string, points: number, kind
   );
 }
 
-function legend(entries: ReadonlyArray<{ name: string; color: string; dashed?: boolean }>): string {
+function legend(entries: ReadonlyArray<{ name: string; color: string; dashed?: boolean }>, side: 'left' | 'right' = 'right'): string {
   if (entries.length < 2) return '';
-  const x = W - PAD.right - 124;
+  const x = side === 'right' ? W - PAD.right - 124 : PAD.left + 8;
   const box = `<rect x="${x - 4}" y="${PAD.top + 2}" width="124" height="${entries.length * 13 + 4}" class="legend-box"/>`;
   return (
     box +
@@ -146,7 +146,7 @@ export function barChart(title: string, xLabel: string, bins: readonly string[],
       body += `<text x="${(gx + groupW * 0.4).toFixed(1)}" y="${H - PAD.bottom + 12}" text-anchor="middle" class="tick">${escapeXml(label)}</text>`;
     }
   });
-  body += legend(series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length] })));
+  body += legend(series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length] })), 'left');
   return frame(title, xLabel, body, points, 'bars');
 }
 
