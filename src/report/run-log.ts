@@ -77,6 +77,6 @@ export function parseRunLog(text: string): RunLog {
 /** Reads DIR/log.jsonl; a clear error when the folder holds none. */
 export function readRunLog(runDir: string): RunLog {
   const path = join(runDir, 'log.jsonl');
-  if (!existsSync(path)) throw new Error(`${path} does not exist: point --run at a training output folder (odc train --out DIR writes it)`);
+  if (!existsSync(path)) throw new Error(`${path} does not exist: point --run (or --compare) at a training output folder (odc train --out DIR writes it)`);
   return parseRunLog(readFileSync(path, 'utf8'));
 }
