@@ -15,7 +15,6 @@ import {
   clusterCentroids,
   clusterClasses,
   clusterClassMatrix,
-  clusterSizes,
   galleryClusters,
   membersByRank,
   nearestCentroids,
@@ -23,6 +22,7 @@ import {
   unitRows,
   type ClusterSpace,
 } from '../src/report/clusters.ts';
+import { labelHistogram } from '../src/metrics/metrics.ts';
 import { parseRunLog } from '../src/report/run-log.ts';
 import { writeAssignments } from '../src/report/assignments.ts';
 import { renderReport, sizeBins } from '../src/report/html.ts';
@@ -78,7 +78,7 @@ test('centroid similarities, ranks and nearest members match a float64 brute for
         assert.equal(ranks[i], ahead + 1);
         assert.equal(ranked[s.labels[i]][ranks[i] - 1], i);
       }
-      assert.deepEqual(ranked.map((m) => m.length), Array.from(clusterSizes(s.labels, k)));
+      assert.deepEqual(ranked.map((m) => m.length), Array.from(labelHistogram(s.labels, k)));
     }),
     { numRuns: RUNS * 4 },
   );
@@ -89,7 +89,7 @@ test('nearestCentroids picks the most similar non-empty centroid (brute force ov
     fc.property(fc.integer({ min: 1, max: 1e6 }), fc.integer({ min: 1, max: 8 }), (seed, k) => {
       const s = randomSpace(seed, 40, 5, k);
       const centroids = clusterCentroids(s);
-      const sizes = clusterSizes(s.labels, k);
+      const sizes = labelHistogram(s.labels, k);
       const queries = randomSpace(seed + 1, 15, 5, 1).features;
       const { labels, similarity } = nearestCentroids(queries, 5, centroids, sizes);
       const brute = bruteSimilarities(s).centroids;
@@ -121,6 +121,8 @@ test('cluster-vs-class matrix, majority, purity and heat-map order', () => {
       const mm = clusterClassMatrix(pairs.map((p) => p[0]), pairs.map((p) => p[1]), 6, 4);
       assert.equal(mm.reduce((a, b) => a + b, 0), pairs.length);
       for (const [c, y] of pairs) assert.equal(mm[c * 4 + y], pairs.filter((p) => p[0] === c && p[1] === y).length);
+      const sizes = labelHistogram(pairs.map((p) => p[0]), 6);
+      for (let c = 0; c < 6; c++) assert.equal(sizes[c], pairs.filter((p) => p[0] === c).length);
     }),
     { numRuns: RUNS * 4 },
   );
@@ -215,7 +217,7 @@ test('the HTML: every chart draws its points, one heat-map row per cluster, gall
     labels: Int32Array.from({ length: 60 }, (_, i) => i % 3),
     numClasses: 3,
   };
-  const sizes = Array.from(clusterSizes(space.labels, k));
+  const sizes = Array.from(labelHistogram(space.labels, k));
   const matrix = clusterClassMatrix(space.labels, ds.labels!, k, 3);
   const run: RunReport = {
     name: 'toy-run',

@@ -27,7 +27,7 @@ import type { OdcModel } from '../models/odc-model.ts';
 import type { TrainConfig } from '../odc/config.ts';
 import { knnAccuracy } from './knn.ts';
 import { linearProbe } from './linear-probe.ts';
-import { ari, clusteringAccuracy } from '../metrics/metrics.ts';
+import { ari, clusteringAccuracy, labelHistogram } from '../metrics/metrics.ts';
 import { nmi } from '../metrics/nmi.ts';
 import { formatEvalTable, type EvalRow } from './report.ts';
 import { toOIHW, writeSafetensors, type SafeTensor } from '../io/safetensors.ts';
@@ -203,8 +203,7 @@ async function evaluateUnlabelled(
     labels = memory ? await memory.labels.data() : ckpt.pseudoLabels;
     memory?.dispose();
     if (!labels) throw new Error(`${opts.runDir}: the checkpoint holds no cluster labels yet (a DeepCluster run before its first epoch): train at least one epoch`);
-    const sizes = new Uint32Array(k);
-    for (const l of labels) sizes[l]++;
+    const sizes = labelHistogram(labels, k);
     const churn = readRunLog(opts.runDir).epochs.at(-1)?.labelChurnNmi;
     say('kNN agreement of the trained features with the clusters');
     rows.push({

@@ -12,7 +12,7 @@ import type { EpochProgress, TrainPosition } from './checkpoint.ts';
 import { MetricSlots } from './metric-slots.ts';
 import { trainingStep } from './step.ts';
 import type { TrainingSession } from './session.ts';
-import { labelHistogram } from './modes.ts';
+import { labelHistogram } from '../metrics/metrics.ts';
 
 export interface EpochSummary {
   epoch: number;

@@ -14,6 +14,7 @@ import type { GpuAugmenter } from '../data/augment.ts';
 import { UniformSampler, balancedEpoch, streamRng } from '../data/sampler.ts';
 import type { Rng } from '../util/rng.ts';
 import { nmi } from '../metrics/nmi.ts';
+import { labelHistogram } from '../metrics/metrics.ts';
 import { OdcMemory, summarizeHistogram, type MemoryStats } from './memory.ts';
 import { handleSmallClusters } from './small-clusters.ts';
 import { kmeansLabels } from './kmeans.ts';
@@ -235,13 +236,6 @@ export class DeepClusterMode implements TrainingMode {
       raw.dispose();
     }
   }
-}
-
-/** The number of images in each of the k clusters. */
-export function labelHistogram(labels: ArrayLike<number>, k: number): Uint32Array {
-  const h = new Uint32Array(k);
-  for (let i = 0; i < labels.length; i++) h[labels[i]]++;
-  return h;
 }
 
 /** Throws a clear error if `t` holds a NaN or an infinity (one scalar read back: the sum). */

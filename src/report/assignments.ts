@@ -18,7 +18,8 @@ import type { TrainConfig } from '../odc/config.ts';
 import { extractFeatures } from '../odc/extract.ts';
 import type { OdcMemory } from '../odc/memory.ts';
 import type { OdcModel } from '../models/odc-model.ts';
-import { centroidSimilarities, clusterCentroids, clusterSizes, nearestCentroids, ranksInClusters, unitRows, type ClusterSpace } from './clusters.ts';
+import { labelHistogram } from '../metrics/metrics.ts';
+import { centroidSimilarities, clusterCentroids, nearestCentroids, ranksInClusters, unitRows, type ClusterSpace } from './clusters.ts';
 
 /** Which network output a run's clusters live in: the neck (ODC's memory) or the backbone (DeepCluster). */
 export type ClusterLayer = 'neck' | 'backbone';
@@ -172,7 +173,7 @@ export async function writeAssignment(opts: { runDir: string; data: string; out:
       throw new Error(`${opts.data}: images are ${ds.width}x${ds.height}x${ds.channels}, the run trained on ${train.width}x${train.height}x${train.channels}: give images of that size`);
     }
     const features = await layerFeatures(run.model, ds, run.config, layer);
-    const { labels, similarity } = nearestCentroids(features, space.dim, clusterCentroids(space), clusterSizes(space.labels, space.k));
+    const { labels, similarity } = nearestCentroids(features, space.dim, clusterCentroids(space), labelHistogram(space.labels, space.k));
     const ranks = ranksInClusters(labels, similarity, space.k);
     writeAssignments(opts.out, ds.n, (i) => ({ id: imageId(ds, i), label: labels[i], similarity: similarity[i], rank: ranks[i] }));
     return ds.n;

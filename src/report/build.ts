@@ -11,7 +11,8 @@ import { resizeBilinear } from '../data/image-folder.ts';
 import { imageBytes, imageId, type ImageDataset } from '../data/dataset.ts';
 import type { TrainConfig } from '../odc/config.ts';
 import type { EvalRow } from '../eval/report.ts';
-import { centroidSimilarities, clusterCentroids, clusterClasses, clusterClassMatrix, clusterSizes, galleryClusters, membersByRank, type ClusterSpace } from './clusters.ts';
+import { labelHistogram } from '../metrics/metrics.ts';
+import { centroidSimilarities, clusterCentroids, clusterClasses, clusterClassMatrix, galleryClusters, membersByRank, type ClusterSpace } from './clusters.ts';
 import { readRunLog, type RunLog } from './run-log.ts';
 
 /** Gallery images are shown at most this many pixels wide and high (larger ones are scaled down: the report stays small). */
@@ -97,7 +98,7 @@ export function imageDataUri(ds: ImageDataset, i: number): string {
  */
 export function buildGalleries(space: ClusterSpace, ds: ImageDataset, opts: ReportOptions = {}): Gallery[] {
   const perCluster = opts.perCluster ?? 12;
-  const sizes = clusterSizes(space.labels, space.k);
+  const sizes = labelHistogram(space.labels, space.k);
   const similarity = centroidSimilarities(space, clusterCentroids(space));
   const ranked = membersByRank(space.labels, similarity, space.k);
   const classes = ds.labels && ds.numClasses ? clusterClasses(clusterClassMatrix(space.labels, ds.labels, space.k, ds.numClasses), space.k, ds.numClasses) : null;
@@ -136,7 +137,7 @@ export function buildRunReport(runDir: string, clusters: { space: ClusterSpace; 
     epochsPlanned,
     log,
     k,
-    sizes: clusters ? Array.from(clusterSizes(clusters.space.labels, clusters.space.k)) : (log.epochs.at(-1)?.sizes ?? null),
+    sizes: clusters ? Array.from(labelHistogram(clusters.space.labels, clusters.space.k)) : (log.epochs.at(-1)?.sizes ?? null),
     galleries: clusters ? buildGalleries(clusters.space, clusters.dataset, opts) : [],
     heat,
     eval: readEval(runDir),

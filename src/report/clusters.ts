@@ -27,13 +27,6 @@ export function unitRows(x: Float32Array, dim: number): Float32Array {
   return out;
 }
 
-/** Number of images in each cluster. */
-export function clusterSizes(labels: ArrayLike<number>, k: number): Uint32Array {
-  const h = new Uint32Array(k);
-  for (let i = 0; i < labels.length; i++) h[labels[i]]++;
-  return h;
-}
-
 /**
  * [k, dim] unit-length centroids: the mean of each cluster's members (as ODC's centroid recompute, spec 2.4),
  * normalised so a dot product is the cosine; an empty cluster's row is zero.
