@@ -17,7 +17,7 @@ svg .plot{fill:#fafafa;stroke:#ccc}svg .legend-box{fill:#fff;fill-opacity:.8;str
 .galleries{display:flex;flex-wrap:wrap;gap:6px 18px}.gallery{width:316px;margin:4px 0}.gallery h3{font-size:12px;margin:0 0 3px;font-weight:600}
 .gallery img{width:48px;height:48px;image-rendering:pixelated;margin:1px;border:1px solid #ddd}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th:first-child,td:first-child{text-align:left}
-.note{color:#777;font-size:12px}`;
+.note{color:#777;font-size:12px;margin:2px 0 6px}`;
 
 /** The curves of every run's log records over iterations: one series per run. */
 function intervalSeries(runs: readonly RunReport[], value: (r: RunReport['log']['intervals'][number]) => number | undefined): Series[] {
@@ -71,13 +71,14 @@ function epochSection(runs: readonly RunReport[]): string {
   );
 }
 
+/** The cluster-size histogram at the initial clustering and now ('' when the run logged neither). */
 function sizesSection(run: RunReport): string {
   const initial = run.log.init?.sizes ?? null;
   const final = run.sizes;
   if (!initial && !final) return '';
   const bins = sizeBins(Math.max(0, ...(initial ?? []), ...(final ?? [])));
   const series = [...(initial ? [{ name: 'initial clustering', values: histogram(initial, bins) }] : []), ...(final ? [{ name: 'now', values: histogram(final, bins) }] : [])];
-  return `<h2>Cluster sizes</h2><div class="charts">${barChart('clusters per size (log scale)', 'images in the cluster', bins.map((b) => b.label), series)}</div>`;
+  return barChart('clusters per size (log scale)', 'images in the cluster', bins.map((b) => b.label), series);
 }
 
 function gallerySection(run: RunReport): string {
@@ -99,10 +100,10 @@ function heatSection(run: RunReport): string {
   if (!run.heat) return '';
   const { matrix, numClasses, order } = run.heat;
   if (run.k * numClasses > MAX_HEAT_CELLS) {
-    return `<h2>Clusters against classes</h2><p class="note">${run.k} clusters x ${numClasses} classes is too large a heat map for this page (over ${MAX_HEAT_CELLS} cells): odc clusters writes each image's cluster.</p>`;
+    return `<div><p class="note">${run.k} clusters x ${numClasses} classes is too large a heat map for this page (over ${MAX_HEAT_CELLS} cells): odc clusters writes each image's cluster.</p></div>`;
   }
   const names = Array.from({ length: numClasses }, (_, i) => String(i));
-  return `<h2>Clusters against classes</h2><p class="note">One row per cluster (ordered by majority class), one column per class; darker = a larger share of the cluster.</p>${heatMap(matrix, run.k, numClasses, order, names)}`;
+  return `<div><p class="note">Clusters (rows, by majority class) against classes (columns);<br>darker = a larger share of the cluster.</p>${heatMap(matrix, run.k, numClasses, order, names)}</div>`;
 }
 
 function evalSection(run: RunReport): string {
@@ -128,8 +129,7 @@ export function renderReport(run: RunReport, compared: readonly RunReport[] = []
     `<h1>odc report: ${escapeXml(run.name)}${progress}</h1><p class="sub">${escapeXml(run.summary)}; written ${generated.toISOString()}</p>${comparing}` +
     curvesSection(runs) +
     epochSection(runs) +
-    sizesSection(run) +
-    heatSection(run) +
+    `<h2>Cluster sizes${run.heat ? ' and classes' : ''}</h2><div class="charts">${sizesSection(run)}${heatSection(run)}</div>` +
     gallerySection(run) +
     evalSection(run) +
     '</body></html>\n'

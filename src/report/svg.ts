@@ -55,8 +55,10 @@ function frame(title: string, xLabel: string, body: string, points: number, kind
 
 function legend(entries: ReadonlyArray<{ name: string; color: string; dashed?: boolean }>, side: 'left' | 'right' = 'right'): string {
   if (entries.length < 2) return '';
-  const x = side === 'right' ? W - PAD.right - 124 : PAD.left + 8;
-  const box = `<rect x="${x - 4}" y="${PAD.top + 2}" width="124" height="${entries.length * 13 + 4}" class="legend-box"/>`;
+  // about 5.6 px per character of the 10 px legend font, plus the line sample
+  const width = Math.min(W - PAD.left - PAD.right, 28 + Math.ceil(5.6 * Math.max(...entries.map((e) => e.name.length))));
+  const x = side === 'right' ? W - PAD.right - width : PAD.left + 8;
+  const box = `<rect x="${x - 4}" y="${PAD.top + 2}" width="${width}" height="${entries.length * 13 + 4}" class="legend-box"/>`;
   return (
     box +
     entries
