@@ -3,7 +3,7 @@
  * kept off the network) from a file:// URL: no console error, no request leaves the page, every chart has
  * its data points, the galleries their images (decoded), the heat map one row per cluster. It saves a
  * screenshot (ODC_REPORT_SCREENSHOT=PATH, else report.png in a temporary folder, printed).
- * Skipped, with a message, where /usr/bin/chromium is absent (.ci/setup-system.sh installs it).
+ * Skipped, with a message, where /usr/bin/chromium (or ODC_CHROMIUM) is absent (.ci/setup-system.sh installs it).
  */
 import { before, test } from 'node:test';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +16,8 @@ import { train } from '../src/odc/trainer.ts';
 import { evaluateRun } from '../src/eval/run-eval.ts';
 import { writeReport } from '../src/report/write.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
+/** Debian's chromium; ODC_CHROMIUM names another binary (or a missing one, to see the skip). */
+const CHROMIUM = process.env.ODC_CHROMIUM ?? '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (Debian's chromium package; .ci/setup-system.sh installs it): the browser test is skipped`;
 if (skip) console.log(`report-browser: ${skip}`);
 
