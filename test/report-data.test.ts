@@ -26,7 +26,9 @@ import { labelHistogram } from '../src/metrics/metrics.ts';
 import { parseRunLog } from '../src/report/run-log.ts';
 import { writeAssignments } from '../src/report/assignments.ts';
 import { renderReport, sizeBins } from '../src/report/html.ts';
-import { buildGalleries, type RunReport } from '../src/report/build.ts';
+import { buildGalleries, imageDataUri, shrinkBox, type RunReport } from '../src/report/build.ts';
+import { decodePng } from '../src/data/png.ts';
+import { Buffer } from 'node:buffer';
 import { sizeBalance } from '../src/eval/run-eval.ts';
 import { lineChart, MAX_SERIES_POINTS, thinPoints } from '../src/report/svg.ts';
 import { commandFromArgv } from '../src/cli/args.ts';
@@ -290,4 +292,26 @@ test('a subset keeps each image\'s identifier in its source; a head view keeps t
   assert.deepEqual([0, 1].map((i) => imageId(subsetDataset(files, [2, 0]), i)), ['c.png', 'a.png']);
   assert.deepEqual(headDataset(files, 2).ids, ['a.png', 'b.png']);
   assert.equal(imageId(ds, 2), '2');
+});
+
+test('gallery thumbnails: box means of whole blocks, identity at factor 1, PNGs that decode to them', () => {
+  const pixels = Uint8Array.from({ length: 5 * 4 * 3 }, (_, i) => (i * 53) % 256);
+  assert.deepEqual(shrinkBox(pixels, 5, 4, 3, 1).data, pixels);
+  const half = shrinkBox(pixels, 5, 4, 3, 2);
+  assert.equal(half.height, 2);
+  assert.equal(half.width, 2);
+  for (let y = 0; y < 2; y++) {
+    for (let x = 0; x < 2; x++) {
+      for (let c = 0; c < 3; c++) {
+        const at = (yy: number, xx: number) => pixels[(yy * 4 + xx) * 3 + c];
+        const mean = (at(2 * y, 2 * x) + at(2 * y, 2 * x + 1) + at(2 * y + 1, 2 * x) + at(2 * y + 1, 2 * x + 1)) / 4;
+        assert.equal(half.data[(y * 2 + x) * 3 + c], Math.round(mean));
+      }
+    }
+  }
+  const ds: ImageDataset = { name: 'big', n: 1, height: 130, width: 100, channels: 3, images: Uint8Array.from({ length: 130 * 100 * 3 }, (_, i) => i % 251), labels: null, numClasses: null };
+  const uri = imageDataUri(ds, 0);
+  const png = decodePng(Uint8Array.from(Buffer.from(uri.slice('data:image/png;base64,'.length), 'base64')));
+  assert.deepEqual([png.width, png.height], [33, 43]);
+  assert.deepEqual(png.data, shrinkBox(ds.images, 130, 100, 3, 3).data);
 });

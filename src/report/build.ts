@@ -6,8 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Buffer } from 'node:buffer';
 import { basename, join, resolve } from 'node:path';
-import { encodePng, type DecodedImage } from '../data/png.ts';
-import { resizeBilinear } from '../data/image-folder.ts';
+import { encodePng } from '../data/png.ts';
 import { imageBytes, imageId, type ImageDataset } from '../data/dataset.ts';
 import type { TrainConfig } from '../odc/config.ts';
 import type { EvalRow } from '../eval/report.ts';
@@ -82,13 +81,34 @@ function readEval(runDir: string): RunReport['eval'] {
   }
 }
 
-/** Image i of ds as a PNG data URI, scaled down to GALLERY_PIXELS at most. */
+/**
+ * HWC pixels shrunk by a whole factor: each output pixel the mean of a factor x factor box (a thumbnail
+ * without the aliasing of point sampling); edge pixels beyond a whole box are dropped.
+ */
+export function shrinkBox(pixels: Uint8Array, height: number, width: number, channels: number, factor: number): { data: Uint8Array; height: number; width: number } {
+  const oh = Math.max(1, Math.floor(height / factor));
+  const ow = Math.max(1, Math.floor(width / factor));
+  const fy = Math.min(factor, height);
+  const fx = Math.min(factor, width);
+  const out = new Uint8Array(oh * ow * channels);
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      for (let c = 0; c < channels; c++) {
+        let sum = 0;
+        for (let dy = 0; dy < fy; dy++) for (let dx = 0; dx < fx; dx++) sum += pixels[((y * fy + dy) * width + x * fx + dx) * channels + c];
+        out[(y * ow + x) * channels + c] = Math.round(sum / (fy * fx));
+      }
+    }
+  }
+  return { data: out, height: oh, width: ow };
+}
+
+/** Image i of ds as a PNG data URI, shrunk by a whole factor to GALLERY_PIXELS or fewer per side. */
 export function imageDataUri(ds: ImageDataset, i: number): string {
   const per = imageBytes(ds);
-  let img: DecodedImage = { width: ds.width, height: ds.height, channels: ds.channels, data: ds.images.subarray(i * per, (i + 1) * per) };
-  const scale = Math.min(1, GALLERY_PIXELS / Math.max(ds.width, ds.height));
-  if (scale < 1) img = resizeBilinear(img, Math.max(1, Math.round(ds.height * scale)), Math.max(1, Math.round(ds.width * scale)));
-  const png = encodePng(img.width, img.height, Uint8Array.from(img.data), { colorType: ds.channels === 1 ? 0 : 2 });
+  const factor = Math.ceil(Math.max(ds.width, ds.height) / GALLERY_PIXELS);
+  const img = shrinkBox(ds.images.subarray(i * per, (i + 1) * per), ds.height, ds.width, ds.channels, factor);
+  const png = encodePng(img.width, img.height, img.data, { colorType: ds.channels === 1 ? 0 : 2 });
   return `data:image/png;base64,${Buffer.from(png).toString('base64')}`;
 }
 
