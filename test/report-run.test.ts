@@ -133,6 +133,36 @@ test('the loop logs the initial sizes and each epoch\'s label churn and sizes; -
   }
 });
 
+test('DeepCluster: the live report (backbone features extracted each epoch) leaves the run bit-identical', async () => {
+  const data = mkdtempSync(join(tmpdir(), 'odc-report-dc-data-'));
+  const withReport = mkdtempSync(join(tmpdir(), 'odc-report-dc-'));
+  const without = mkdtempSync(join(tmpdir(), 'odc-report-dc-plain-'));
+  try {
+    const config: TrainConfig = { ...tinyIdxConfig(writeIdxDataset(data, syntheticDataset(96)), 2), mode: 'deepcluster' };
+    let reports = 0;
+    await train({
+      config,
+      outDir: withReport,
+      quiet: true,
+      afterEpoch: async (session) => {
+        await writeLiveReport(session);
+        reports++;
+      },
+    });
+    await train({ config, outDir: without, quiet: true });
+    assert.equal(reports, 2);
+    await assertSameCheckpoint(withReport, without);
+    assert.deepEqual(loggedResults(withReport), loggedResults(without));
+    const epochs = readLog(withReport).filter((r) => r.event === 'epoch');
+    assert.equal(epochs[0].labelChurnNmi, undefined, 'DeepCluster has no labels before its first epoch');
+    assert.equal(typeof epochs[1].labelChurnNmi, 'number');
+    const html = readFileSync(join(withReport, 'report.html'), 'utf8');
+    assert.equal((html.match(/<g class="heat-row"/g) ?? []).length, config.odc.k);
+  } finally {
+    for (const d of [data, withReport, without]) rmSync(d, { recursive: true, force: true });
+  }
+});
+
 /** A flat folder (no class sub-folders: no labels) of 8x8 gray bar images. */
 function writeImageFolder(dir: string, n: number, seed: number): void {
   mkdirSync(dir, { recursive: true });
