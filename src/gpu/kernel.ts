@@ -260,10 +260,9 @@ function resolvedKernel(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: R
     plan.resolved = null;
     plan.byDefine = null;
   }
-  const resolve = () => g.resolve(kernelSource(decl, defines), plan.fieldNames.length > 0, plan.access);
   const names = plan.defineNames;
-  if (names.length === 0) return (plan.resolved ??= resolve());
-  if (defines === undefined) return resolve(); // throws: the template constants are missing
+  if (names.length === 0) return (plan.resolved ??= resolveNow(g, decl, plan, defines));
+  if (defines === undefined) return resolveNow(g, decl, plan, defines); // throws: the template constants are missing
   let node = (plan.byDefine ??= new Map());
   for (let i = 0; i < names.length - 1; i++) {
     const value = defines[names[i]];
@@ -273,8 +272,12 @@ function resolvedKernel(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: R
   }
   const last = defines[names[names.length - 1]];
   let kernel = node.get(last) as ResolvedKernel | undefined;
-  if (!kernel) node.set(last, (kernel = resolve()));
+  if (!kernel) node.set(last, (kernel = resolveNow(g, decl, plan, defines)));
   return kernel;
+}
+
+function resolveNow(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: Readonly<Record<string, unknown>> | undefined): ResolvedKernel {
+  return g.resolve(kernelSource(decl, defines), plan.fieldNames.length > 0, plan.access);
 }
 
 /**
