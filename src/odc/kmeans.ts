@@ -18,6 +18,7 @@ import { gpu, grid } from '../gpu/device.ts';
 import { params, type Params } from '../gpu/params.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
+import { VariantChoice } from '../gpu/variants.ts';
 
 /** Fields of the uniform block shared by the ODC kernel families (see `struct P` in the WGSL). */
 export interface KernelParams {
@@ -94,15 +95,29 @@ export interface NearestArgs {
   scores?: Tensor<'f32'>;
 }
 
-export type NearestVariant = 'tiled' | 'regs';
-let nearestOverride: { variant: NearestVariant; splits?: number } | null = null;
+/** A nearest-centroid kernel variant: the body, and optionally a forced number of centroid splits (tests). */
+export interface NearestVariant {
+  body: 'tiled' | 'regs';
+  splits?: number;
+}
 
 /**
- * Forces the nearest-centroid kernel variant and, optionally, the number of K-splits (tests and
- * benchmarks); null restores the default: 'regs' (no workgroup memory) on CPU adapters, 'tiled' else.
+ * The nearest-centroid variants, in the one per-adapter variant choice (src/gpu/variants.ts): 'regs' (no
+ * workgroup memory; the default on CPU adapters) and 'tiled' (64x64 tiles in workgroup memory; GPUs').
  */
-export function setNearestVariant(v: { variant: NearestVariant; splits?: number } | null): void {
-  nearestOverride = v;
+export const nearestChoice = new VariantChoice<NearestVariant>({
+  kernel: 'nearest',
+  variants: new Map<string, NearestVariant>([
+    ['regs', { body: 'regs' }],
+    ['tiled', { body: 'tiled' }],
+  ]),
+  unsupported: () => null,
+});
+
+/** The shape class a nearest-centroid assignment of n rows against k centroids of d is tuned for (by its work, as the GEMM's). */
+export function nearestShapeClass(n: number, k: number, d: number): string {
+  const work = Math.log2(Math.max(1, n) * Math.max(1, k) * Math.max(1, d));
+  return work < 24 ? 'small' : work < 30 ? 'medium' : 'large';
 }
 
 /**
@@ -113,7 +128,8 @@ export function setNearestVariant(v: { variant: NearestVariant; splits?: number 
  */
 export function nearest(a: NearestArgs): void {
   if (a.n === 0) return;
-  const variant = nearestOverride?.variant ?? (gpu().isCpuAdapter ? 'regs' : 'tiled');
+  const chosen = nearestChoice.choose(gpu(), nearestShapeClass(a.n, a.k, a.d), gpu().isCpuAdapter ? 'regs' : 'tiled');
+  const variant = chosen.body;
   const rowsPerGroup = variant === 'tiled' ? 64 : 256;
   const colStep = variant === 'tiled' ? 64 : 4;
   const groups = Math.ceil(a.n / rowsPerGroup);
@@ -121,7 +137,7 @@ export function nearest(a: NearestArgs): void {
   if (groups > maxDim) throw new RangeError(`nearest: ${a.n} rows need ${groups} workgroups, over this device's ${maxDim}; assign in chunks`);
   const target = variant === 'tiled' ? 264 : 8;
   const maxSplits = Math.ceil(a.k / colStep);
-  let splits = Math.max(1, Math.min(nearestOverride?.splits ?? Math.ceil(target / groups), maxSplits));
+  let splits = Math.max(1, Math.min(chosen.splits ?? Math.ceil(target / groups), maxSplits));
   const perSplit = Math.ceil(Math.ceil(a.k / splits) / colStep) * colStep;
   splits = Math.ceil(a.k / perSplit);
   const tmp = dummy();
