@@ -101,8 +101,14 @@ async function timeOnce(g: Gpu, record: () => void): Promise<number> {
   return performance.now() - t0;
 }
 
-/** Tunes one case: check every candidate that runs here, time the good ones in `repeats` interleaved rounds, decide. */
-export async function tuneCase(g: Gpu, c: TuneCase, repeats: number, margin = TUNE_MARGIN): Promise<CaseReport> {
+/** Milliseconds one `record()` takes (tests pass forced timings). */
+export type Timer = (record: () => void) => Promise<number>;
+
+/**
+ * Tunes one case: checks every candidate that runs here against the default's result, times the good ones
+ * in `repeats` interleaved rounds (`time`: timestamp queries or wall clock), and decides.
+ */
+export async function tuneCase(g: Gpu, c: TuneCase, repeats: number, margin = TUNE_MARGIN, time: Timer = (record) => timeOnce(g, record)): Promise<CaseReport> {
   const choice = variantFamilies().get(c.kernel);
   if (!choice) throw new Error(`tune: no variant family "${c.kernel}"`);
   const skipped: Record<string, string> = {};
@@ -126,7 +132,7 @@ export async function tuneCase(g: Gpu, c: TuneCase, repeats: number, margin = TU
     for (let r = 0; r < repeats; r++) {
       for (const name of good) {
         choice.force(name);
-        samples[name].push(await timeOnce(g, () => c.record()));
+        samples[name].push(await time(() => c.record()));
       }
     }
     return { key: tableKey(c.kernel, c.shapeClass), skipped, ...decideVariant(c.fallback, samples, margin) };
