@@ -33,6 +33,7 @@ const COMMANDS: Record<string, Record<string, FlagKind>> = {
   extract: { run: 'value', out: 'value', split: 'value', layer: 'value' },
   export: { run: 'value', out: 'value' },
   info: {},
+  tune: { repeats: 'value' },
   help: {},
 };
 
@@ -59,7 +60,9 @@ ${shortcutLines()}
   odc eval    --run DIR [--no-baseline] [--probe-epochs N] [--out FILE.json]
   odc extract --run DIR --out FILE.safetensors [--split train|test] [--layer backbone|neck]
   odc export  --run DIR --out FILE.safetensors
-  odc info    (WebGPU adapter, limits, features)
+  odc info    (WebGPU adapter, limits, features, the kernel variants in use)
+  odc tune    [--repeats N]   times the kernel variants on this adapter and caches the winners
+              (ODC_TUNE=off|cached|full: the fixed defaults, the cached table, or tune before training)
 
 presets: ${Object.keys(PRESETS).join(', ')}`;
 
@@ -212,6 +215,7 @@ function trainCommand(args: Args): TrainCommand {
 export type Command =
   | { command: 'help'; text: string }
   | { command: 'info' }
+  | { command: 'tune'; repeats: number }
   | ({ command: 'train' } & TrainCommand)
   | { command: 'eval'; runDir: string; baseline: boolean; probeEpochs: number; out: string | undefined }
   | { command: 'extract'; runDir: string; out: string; split: 'train' | 'test'; layer: 'backbone' | 'neck' }
@@ -242,6 +246,8 @@ export function commandFromArgv(argv: readonly string[]): Command {
       };
     case 'export':
       return { command: 'export', runDir: required(args, 'run'), out: required(args, 'out') };
+    case 'tune':
+      return { command: 'tune', repeats: countFlag(args, 'repeats', 5) };
     default: // info: parseArgs accepts only the commands of COMMANDS
       return { command: 'info' };
   }

@@ -11,8 +11,8 @@
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Gpu } from '../gpu/device.ts';
-import { applyTuneMode, adapterKey, tuneMode, type TuneCase } from '../gpu/tuner.ts';
-import { resetUsedVariants, setPinnedTable, usedVariants, type VariantTable } from '../gpu/variants.ts';
+import { applyTuneMode, adapterKey, cacheFile, loadCachedTable, saveCachedTable, tuneAll, tuneMode, TUNE_MARGIN, type TuneCase } from '../gpu/tuner.ts';
+import { resetUsedVariants, setPinnedTable, usedVariants, variantFamilies, type VariantTable } from '../gpu/variants.ts';
 import { gemmDefault, gemmShapeClass } from '../ops/gemm-variants.ts';
 import { runGemm, type ConvParams, type GemmMode } from '../ops/matmul.ts';
 import { Tensor } from '../tensor/tensor.ts';
@@ -139,4 +139,50 @@ export function recordRunVariants(g: Gpu, outDir: string): void {
   const record: RunVariants = { adapter: adapterKey(g), table: { ...before, ...usedVariants() } };
   writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 2) + '\n');
   renameSync(`${file}.tmp`, file);
+}
+
+/** `odc info`'s part: ODC_TUNE, the cache, the variants this adapter cannot run, and the table in use. */
+export function variantsInfo(g: Gpu): string {
+  let mode: string;
+  try {
+    mode = tuneMode(g);
+  } catch (err) {
+    mode = `invalid (${err instanceof Error ? err.message : String(err)})`;
+  }
+  const cached = loadCachedTable(g);
+  const lines = [`kernel variants: ODC_TUNE=${process.env.ODC_TUNE || '(unset)'} -> ${mode}`];
+  lines.push(cached ? `  tuned table: ${cacheFile(g)} (${cached.date})` : `  tuned table: none cached for this adapter (${cacheFile(g)}); \`odc tune\` makes one`);
+  for (const [kernel, choice] of variantFamilies()) {
+    const skipped = [...choice.family.variants].map(([name, v]) => [name, choice.family.unsupported(v, g)] as const).filter(([, r]) => r !== null);
+    lines.push(`  ${kernel}: ${choice.family.variants.size} variants, ${choice.family.variants.size - skipped.length} run here`);
+    for (const [name, reason] of skipped) lines.push(`    cannot run ${name}: ${reason}`);
+  }
+  const table = mode === 'off' ? {} : (cached?.table ?? {});
+  lines.push('  table (kernel/shape class: variant; every other class uses the fixed default):');
+  const keys = Object.keys(table).sort();
+  if (keys.length === 0) lines.push('    (empty: the fixed defaults everywhere)');
+  for (const key of keys) lines.push(`    ${key.padEnd(24)} ${table[key]}`);
+  return lines.join('\n');
+}
+
+/** `odc tune`: tunes every case on this adapter, caches the table, and returns the report as text. */
+export async function tuneAndSave(g: Gpu, repeats: number): Promise<string> {
+  const cases = tuneCases(g);
+  try {
+    const { table, reports } = await tuneAll(g, cases, repeats);
+    const file = saveCachedTable(g, table, reports);
+    const lines = [`tuned ${reports.length} cases on ${adapterKey(g)} (${repeats} timed rounds each, medians; the default is left only for a win over ${TUNE_MARGIN * 100}%)`];
+    for (const r of reports) {
+      const fastest = Object.entries(r.medians)
+        .sort((a, b) => a[1] - b[1])
+        .slice(0, 3)
+        .map(([name, ms]) => `${name} ${ms.toFixed(3)} ms`)
+        .join(', ');
+      lines.push(`  ${r.key.padEnd(24)} ${r.choice.padEnd(28)} ${r.reason}; fastest: ${fastest}`);
+    }
+    lines.push(`saved to ${file}; ODC_TUNE=cached (the default on GPUs) uses it`);
+    return lines.join('\n');
+  } finally {
+    for (const c of cases) c.dispose();
+  }
 }
