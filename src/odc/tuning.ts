@@ -82,14 +82,18 @@ function nearestCase(g: Gpu, n: number, d: number, k: number): TuneCase {
   };
 }
 
-/** The cases `odc tune` and ODC_TUNE=full time: 'small' (CPU adapters, dry runs) or 'full' (GPUs, with large shapes). */
-export function tuneCases(g: Gpu, scale: 'small' | 'full' = g.isCpuAdapter ? 'small' : 'full'): TuneCase[] {
+/**
+ * The cases `odc tune` and ODC_TUNE=full time: 'small' and 'medium' shape classes (CPU adapters), also
+ * 'large' ones ('full': GPUs), or only 'small' ones ('smoke': bench/gpu.sh's dry run).
+ */
+export function tuneCases(g: Gpu, scale: 'smoke' | 'small' | 'full' = g.isCpuAdapter ? 'small' : 'full'): TuneCase[] {
+  const medium = scale !== 'smoke';
   const cases = [
     gemmCase(g, 0, null, 128),
-    gemmCase(g, 0, null, 512),
-    ...([1, 2, 3] as const).flatMap((mode) => [gemmCase(g, mode, conv3x3(2, 8, 16, 16), 0), gemmCase(g, mode, conv3x3(8, 16, 64, 64), 0)]),
+    ...(medium ? [gemmCase(g, 0, null, 512)] : []),
+    ...([1, 2, 3] as const).flatMap((mode) => [gemmCase(g, mode, conv3x3(2, 8, 16, 16), 0), ...(medium ? [gemmCase(g, mode, conv3x3(8, 16, 64, 64), 0)] : [])]),
     nearestCase(g, 256, 32, 64),
-    nearestCase(g, 512, 128, 1000),
+    ...(medium ? [nearestCase(g, 512, 128, 1000)] : []),
   ];
   if (scale === 'full') {
     cases.push(gemmCase(g, 0, null, 2048));
