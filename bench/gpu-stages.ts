@@ -152,7 +152,10 @@ async function check(g: Gpu): Promise<void> {
   nearestChoice.force(null);
   const failed = results.filter((r) => !r.ok).map((r) => r.variant);
   write({ stage: 'check', rows, results, failed }, g);
-  if (failed.length > 0) console.log(`check: FAILED variants: ${failed.join(', ')}`);
+  if (failed.length > 0) {
+    console.log(`check: FAILED variants: ${failed.join(', ')}`);
+    process.exitCode = 1;
+  }
 }
 
 async function tune(g: Gpu): Promise<void> {
@@ -312,5 +315,5 @@ if (stage === 'table') {
   console.log(`${stage}: ${adapterKey(gpu())}${dry ? ' (dry run)' : ''}`);
   await run(g);
   await closeGpu();
-  process.exit(0);
+  process.exit(process.exitCode ?? 0);
 }

@@ -39,6 +39,8 @@ start=$(date +%s)
 log="$out/stages.log"
 : >"$log"
 
+failed=0 # set by any stage that fails (not by one skipped or cut off for the budget): the exit status
+
 left() { echo $((start + budget - $(date +%s))); }
 
 # stage NAME MIN_SECONDS CMD...: runs CMD if the budget leaves MIN_SECONDS, within what is left; logs the outcome.
@@ -56,7 +58,10 @@ stage() {
   local rc=${PIPESTATUS[0]}
   local status=ok
   [ "$rc" = 124 ] && status="cut off by the budget"
-  [ "$rc" != 0 ] && [ "$rc" != 124 ] && status="failed (exit $rc)"
+  if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then
+    status="failed (exit $rc)"
+    failed=1
+  fi
   echo "$name: $status in $(($(date +%s) - t0))s" | tee -a "$log"
   [ "$rc" = 0 ]
 }
@@ -105,4 +110,5 @@ for seed in $(seq 1 $seeds); do
 done
 
 "${run[@]}" bench/gpu-stages.ts table --out "$out" | tee "$out/table.out"
-echo "total $(($(date +%s) - start))s of a ${budget}s budget; results in $out" | tee -a "$log"
+echo "total $(($(date +%s) - start))s of a ${budget}s budget; results in $out$([ $failed = 1 ] && echo '; SOME STAGES FAILED (stages.log)')" | tee -a "$log"
+exit $failed
