@@ -16,6 +16,7 @@ import { GEMM_VARIANTS, gemmDefault, gemmShapeClass } from '../src/ops/gemm-vari
 import { gemmVariant } from '../src/ops/matmul.ts';
 import { tuneCases, VARIANTS_FILE } from '../src/odc/tuning.ts';
 import { train } from '../src/odc/trainer.ts';
+import { commandFromArgv } from '../src/cli/args.ts';
 import { applyOverride } from '../src/odc/config.ts';
 import { assertSameCheckpoint, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
@@ -99,6 +100,13 @@ test('ODC_TUNE: off on CPU adapters and cached on GPUs when unset; a bad value n
   assert.equal(tuneMode({ isCpuAdapter: false }, undefined), 'cached');
   assert.equal(tuneMode({ isCpuAdapter: true }, 'full'), 'full');
   assert.throws(() => tuneMode({ isCpuAdapter: false }, 'fast'), /ODC_TUNE=fast is not a tuning mode: use off .*, cached .* or full/);
+});
+
+test('odc tune takes --repeats N (a positive integer), nothing else', () => {
+  assert.deepEqual(commandFromArgv(['tune']), { command: 'tune', repeats: 5 });
+  assert.deepEqual(commandFromArgv(['tune', '--repeats', '3']), { command: 'tune', repeats: 3 });
+  assert.throws(() => commandFromArgv(['tune', '--repeats', '0']), /--repeats/);
+  assert.throws(() => commandFromArgv(['tune', '--repeat', '3']), /repeats/);
 });
 
 test('the cache is one file per adapter and driver; a damaged or foreign file is ignored', () => {
