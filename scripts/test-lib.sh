@@ -9,12 +9,11 @@ bin=node_modules/.bin
 # matmul, conv and the loss forward and backward against the float64 reference, a conv-bn-relu-pool-linear
 # network trained step by step against it, the ODC memory, and a short training run with checkpoints and a
 # bit-exact resume; and the reliability paths whose behaviour is the runtime's or the WebGPU implementation's
-# own (signals, native stderr, device loss, out-of-memory reports, named pipes and other bad inputs); and the
-# GEMM variant family, whose skips differ per WebGPU implementation (Deno's own has no subgroups).
+# own (signals, native stderr, device loss, out-of-memory reports, named pipes and other bad inputs).
 # ODC_TEST_FILES (space-separated paths) replaces the list for every runtime.
-CORE_TEST_FILES='test/no-adapter.test.ts test/matmul.test.ts test/conv.test.ts test/loss.test.ts test/composed.test.ts
+CORE_TEST_FILES='test/no-adapter.test.ts test/kernels.test.ts test/matmul.test.ts test/conv.test.ts test/loss.test.ts test/composed.test.ts
   test/odc_memory.test.ts test/train.test.ts test/interrupt.test.ts test/quiet.test.ts test/device-faults.test.ts
-  test/bad-inputs.test.ts test/gemm-variants.test.ts'
+  test/bad-inputs.test.ts'
 
 # suite_files RUNTIME: the test files RUNTIME runs, space-separated.
 suite_files() {
