@@ -17,3 +17,9 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "${ODC_SKIP_FASHION:-0}" != 1
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || echo "setup: dataset-fashion-mnist not installed (optional)" >&2
 fi
+# Debian's chromium for the report's browser test (test/report-browser.test.ts skips, saying so, without it).
+if ! command -v chromium >/dev/null 2>&1 && [ "${ODC_SKIP_CHROMIUM:-0}" != 1 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  [ -n "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || apt-get update -qq
+  apt-get install -y -qq chromium >/dev/null 2>&1 || echo "setup: chromium not installed (the report's browser test will be skipped)" >&2
+fi

@@ -28,7 +28,7 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
   const sizes = options.quick ? [256, 512, 1024, 2048] : [256, 512, 1024, 2048, 4096];
   const g = gpu();
   const tileNote = (n: number): string => {
-    const v = gemmVariant(0, n, n, n);
+    const v = gemmVariant('matmul', n, n, n);
     return `${v.body} ${v.wgm * v.tm}x${v.wgn * v.tn} tile, ${v.tm}x${v.tn}/inv`;
   };
   const rows: BenchRow[] = [];

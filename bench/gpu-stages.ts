@@ -21,7 +21,7 @@ import { conv2d } from '../src/ops/conv.ts';
 import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
-import { nearest, nearestChoice } from '../src/odc/kmeans.ts';
+import { nearest, nearestChoice } from '../src/ops/clustering.ts';
 import { tuneCases } from '../src/odc/tuning.ts';
 import { refMatmul } from '../src/ref/matmul.ts';
 import { refConv2d, refConv2dBackward } from '../src/ref/conv.ts';

@@ -12,42 +12,7 @@
 //   5. grayscale (3 channels), 6. normalisation (x - mean) / std.
 // The images live in storage buffers ("shards", each under the binding-size limit) holding per_shard
 // whole images each, as bytes packed 4 per u32 (little-endian); the host launches once per shard and a
-// launch skips the samples whose image lies in another shard.
-
-struct Params {
-  batch: u32,
-  channels: u32,
-  src_h: u32,
-  src_w: u32,
-  out_h: u32,
-  out_w: u32,
-  per_shard: u32,
-  image_bytes: u32,
-  n_images: u32,
-  need_mean: u32,
-  nan_bits: u32,
-  shard_id: u32,
-  mean0: f32,
-  mean1: f32,
-  mean2: f32,
-  _p2: f32,
-  istd0: f32,
-  istd1: f32,
-  istd2: f32,
-  _p3: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> shard: array<u32>;
-@group(0) @binding(2) var<storage, read> indices: array<u32>;
-// 24 floats per sample: sy oy ylo yhi | sx ox xlo xhi | flip rotate cos sin |
-// brightness contrast saturation hue | op0 op1 op2 op3 | gray nops _ _
-@group(0) @binding(3) var<storage, read> sp: array<f32>;
-// augment: the per-sample contrast means (read) and the output
-@group(0) @binding(4) var<storage, read> means: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-// contrast_mean: the per-sample means (written)
-@group(0) @binding(4) var<storage, read_write> means_out: array<f32>;
+// launch skips the samples whose image lies in another shard. Parameters and bindings: src/kernels/augment.ts.
 
 const STRIDE: u32 = 24u;
 const WG: u32 = 256u;
@@ -217,7 +182,7 @@ fn contrast_mean(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
   if (lid == 0u) {
     var total = 0.0;
     for (var t = 0u; t < WG; t++) { total += partial[t]; }
-    means_out[b] = total / f32(npix);
+    means[b] = total / f32(npix);
   }
 }
 

@@ -7,42 +7,16 @@
 // Per-channel stats buffer (4·C floats): [mean | invstd | scale = weight·invstd | bias].
 // Partial buffers hold two rows of C floats per block: block b at [2·b·C, 2·b·C + 2·C).
 //
-// Storage variables are named by binding and access (r = read, w = read_write); each entry point lists
-// what it binds, in the order src/ops/batchnorm.ts passes the buffers.
-
-struct Params {
-  rows: u32,
-  channels: u32,
-  nblocks: u32,
-  rows_per_block: u32,
-  flags: u32, // 1: weight given, 2: bias given, 4: update running stats, 8: ReLU fused after the BN
-  eps: f32,
-  momentum: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-
-@group(0) @binding(1) var<storage, read> r1: array<f32>;
-@group(0) @binding(2) var<storage, read> r2: array<f32>;
-@group(0) @binding(3) var<storage, read> r3: array<f32>;
-@group(0) @binding(4) var<storage, read> r4: array<f32>;
-@group(0) @binding(5) var<storage, read> r5: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> w3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> w4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> w5: array<f32>;
-@group(0) @binding(6) var<storage, read_write> w6: array<f32>;
-@group(0) @binding(7) var<storage, read> r7: array<f32>;
+// Parameters and bindings (named per entry point): src/kernels/batchnorm.ts.
 
 const CT: u32 = {{CT}}u; // channels per workgroup
 const RL: u32 = {{RL}}u; // row lanes per workgroup (CT * RL = 256)
-const RELU: u32 = 8u;
 
 // With a fused ReLU the gradient reaching the BN output is dy only where the saved output is positive.
-// Callers test `fused_relu() && !(out[i] > 0.0)`: `&&` short-circuits, so without a ReLU the output is
+// Callers test `fused_relu() && !(y[i] > 0.0)`: `&&` short-circuits, so without a ReLU the output is
 // never read.
 fn fused_relu() -> bool {
-  return (p.flags & RELU) != 0u;
+  return p.relu != 0u;
 }
 
 var<workgroup> sh_a: array<f32, 256>;
@@ -63,7 +37,7 @@ fn block_rows(b: u32) -> f32 {
   return f32(min(p.rows_per_block, p.rows - start));
 }
 
-// Forward statistics, pass 1. r1 = x, w2 = partial (mean, M2 per block and channel).
+// Forward statistics, pass 1: partial = (mean, M2) per block and channel.
 // Each lane accumulates sums shifted by its first value (no cancellation when |mean| >> std).
 @compute @workgroup_size({{CT}}, {{RL}})
 fn stats_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -77,9 +51,9 @@ fn stats_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
   var shift = 0.0;
   if (c < p.channels) {
     let r0 = start + lid.y;
-    if (r0 < end) { shift = r1[r0 * p.channels + c]; }
+    if (r0 < end) { shift = x[r0 * p.channels + c]; }
     for (var r = r0; r < end; r += RL) {
-      let d = r1[r * p.channels + c] - shift;
+      let d = x[r * p.channels + c] - shift;
       s1 += d;
       s2 += d * d;
       cnt += 1.0;
@@ -96,51 +70,50 @@ fn stats_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
       let s = l * CT + lid.x;
       acc = merge(acc, vec3f(sh_a[s], sh_b[s], sh_c[s]));
     }
-    w2[2u * b * p.channels + c] = acc.y;
-    w2[(2u * b + 1u) * p.channels + c] = acc.z;
+    partial[2u * b * p.channels + c] = acc.y;
+    partial[(2u * b + 1u) * p.channels + c] = acc.z;
   }
 }
 
-// Forward statistics, pass 2 (training). r1 = partial, r2 = weight, r3 = bias (placeholders when absent),
-// w4 = stats, w5 = running mean, w6 = running var (updated in place, PyTorch's rule, unbiased variance).
+// Forward statistics, pass 2 (training). weight and bias are placeholders when absent; the running mean
+// and var are updated in place (PyTorch's rule, unbiased variance).
 @compute @workgroup_size(64)
 fn stats_finalize(@builtin(global_invocation_id) gid: vec3u) {
   let c = gid.x;
   if (c >= p.channels) { return; }
   var acc = vec3f(0.0);
   for (var b = 0u; b < p.nblocks; b++) {
-    acc = merge(acc, vec3f(block_rows(b), r1[2u * b * p.channels + c], r1[(2u * b + 1u) * p.channels + c]));
+    acc = merge(acc, vec3f(block_rows(b), partial[2u * b * p.channels + c], partial[(2u * b + 1u) * p.channels + c]));
   }
   let mean = acc.y;
   let invstd = 1.0 / sqrt(acc.z / acc.x + p.eps);
-  let wt = select(1.0, r2[c], (p.flags & 1u) != 0u);
-  let bs = select(0.0, r3[c], (p.flags & 2u) != 0u);
+  let wt = select(1.0, weight[c], p.has_weight != 0u);
+  let bs = select(0.0, bias[c], p.has_bias != 0u);
   let C = p.channels;
-  w4[c] = mean;
-  w4[C + c] = invstd;
-  w4[2u * C + c] = wt * invstd;
-  w4[3u * C + c] = bs;
-  if ((p.flags & 4u) != 0u) {
+  stats[c] = mean;
+  stats[C + c] = invstd;
+  stats[2u * C + c] = wt * invstd;
+  stats[3u * C + c] = bs;
+  if (p.update_running != 0u) {
     let unbiased = acc.z / (acc.x - 1.0);
-    w5[c] = (1.0 - p.momentum) * w5[c] + p.momentum * mean;
-    w6[c] = (1.0 - p.momentum) * w6[c] + p.momentum * unbiased;
+    running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
+    running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
   }
 }
 
-// Eval statistics from the running stats. r1 = running mean, r2 = running var, r3 = weight, r4 = bias,
-// w5 = stats.
+// Eval statistics from the running stats.
 @compute @workgroup_size(64)
 fn stats_eval(@builtin(global_invocation_id) gid: vec3u) {
   let c = gid.x;
   if (c >= p.channels) { return; }
-  let invstd = 1.0 / sqrt(r2[c] + p.eps);
-  let wt = select(1.0, r3[c], (p.flags & 1u) != 0u);
-  let bs = select(0.0, r4[c], (p.flags & 2u) != 0u);
+  let invstd = 1.0 / sqrt(running_var[c] + p.eps);
+  let wt = select(1.0, weight[c], p.has_weight != 0u);
+  let bs = select(0.0, bias[c], p.has_bias != 0u);
   let C = p.channels;
-  w5[c] = r1[c];
-  w5[C + c] = invstd;
-  w5[2u * C + c] = wt * invstd;
-  w5[3u * C + c] = bs;
+  stats[c] = running_mean[c];
+  stats[C + c] = invstd;
+  stats[2u * C + c] = wt * invstd;
+  stats[3u * C + c] = bs;
 }
 
 // The elementwise passes (apply, dx_train, dx_eval) run on the reductions' tiles of CT channels × RL
@@ -148,25 +121,25 @@ fn stats_eval(@builtin(global_invocation_id) gid: vec3u) {
 // per-element `i % C` made these passes ~4x slower than a plain elementwise kernel). Workgroup (x, y)
 // takes channel tile x and rows y·RL + lane, then every RL·nwg.y rows.
 
-// y = (x - mean) * scale + bias, then max(y, 0) with a fused ReLU. r1 = x, r2 = stats, w3 = y.
+// y = (x - mean) * scale + bias, then max(y, 0) with a fused ReLU.
 @compute @workgroup_size({{CT}}, {{RL}})
 fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let c = wid.x * CT + lid.x;
   if (c >= p.channels) { return; }
   let C = p.channels;
-  let mean = r2[c];
-  let scale = r2[2u * C + c];
-  let shift = r2[3u * C + c];
+  let mean = stats[c];
+  let scale = stats[2u * C + c];
+  let shift = stats[3u * C + c];
   let clamp = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * C + c;
-    let y = (r1[i] - mean) * scale + shift;
-    w3[i] = select(y, max(y, 0.0), clamp);
+    let y = (x[i] - mean) * scale + shift;
+    out[i] = select(y, max(y, 0.0), clamp);
   }
 }
 
-// Backward sums, pass 1. r1 = dy, r2 = x, r3 = stats, w4 = partial (Σ dy, Σ dy·(x - mean) per block),
-// r5 = the output (read only with a fused ReLU).
+// Backward sums, pass 1: partial = (Σ dy, Σ dy·(x - mean)) per block; y (the output) is read only with
+// a fused ReLU.
 @compute @workgroup_size({{CT}}, {{RL}})
 fn grad_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let c = wid.x * CT + lid.x;
@@ -176,14 +149,14 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
   var sdy = 0.0;
   var sdx = 0.0;
   if (c < p.channels) {
-    let mean = r3[c];
+    let mean = stats[c];
     let relu = fused_relu();
     for (var r = start + lid.y; r < end; r += RL) {
       let i = r * p.channels + c;
-      var g = r1[i];
-      if (relu && !(r5[i] > 0.0)) { g = 0.0; }
+      var g = dy[i];
+      if (relu && !(y[i] > 0.0)) { g = 0.0; }
       sdy += g;
-      sdx += g * (r2[i] - mean);
+      sdx += g * (x[i] - mean);
     }
   }
   let slot = lid.y * CT + lid.x;
@@ -197,12 +170,12 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
       a += sh_a[l * CT + lid.x];
       d += sh_b[l * CT + lid.x];
     }
-    w4[2u * b * p.channels + c] = a;
-    w4[(2u * b + 1u) * p.channels + c] = d;
+    partial[2u * b * p.channels + c] = a;
+    partial[(2u * b + 1u) * p.channels + c] = d;
   }
 }
 
-// Backward sums, pass 2. r1 = partial, r2 = stats, w3 = Σ dy (= d bias), w4 = Σ dy·x̂ (= d weight).
+// Backward sums, pass 2: dy_sum = Σ dy (= d bias), dy_xhat_sum = Σ dy·x̂ (= d weight).
 @compute @workgroup_size(64)
 fn grad_finalize(@builtin(global_invocation_id) gid: vec3u) {
   let c = gid.x;
@@ -210,46 +183,45 @@ fn grad_finalize(@builtin(global_invocation_id) gid: vec3u) {
   var a = 0.0;
   var d = 0.0;
   for (var b = 0u; b < p.nblocks; b++) {
-    a += r1[2u * b * p.channels + c];
-    d += r1[(2u * b + 1u) * p.channels + c];
+    a += partial[2u * b * p.channels + c];
+    d += partial[(2u * b + 1u) * p.channels + c];
   }
-  w3[c] = a;
-  w4[c] = d * r2[p.channels + c];
+  dy_sum[c] = a;
+  dy_xhat_sum[c] = d * stats[p.channels + c];
 }
 
-// Training dx = scale · (dy - (Σdy + x̂ · Σdy·x̂) / rows). r1 = dy, r2 = x, r3 = stats, r4 = Σ dy,
-// r5 = Σ dy·x̂, w6 = dx, r7 = the output (read only with a fused ReLU).
+// Training dx = scale · (dy - (Σdy + x̂ · Σdy·x̂) / rows); y (the output) is read only with a fused ReLU.
 @compute @workgroup_size({{CT}}, {{RL}})
 fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let c = wid.x * CT + lid.x;
   if (c >= p.channels) { return; }
   let C = p.channels;
-  let mean = r3[c];
-  let invstd = r3[C + c];
-  let scale = r3[2u * C + c];
-  let sum_dy = r4[c];
-  let sum_dy_xhat = r5[c];
+  let mean = stats[c];
+  let invstd = stats[C + c];
+  let scale = stats[2u * C + c];
+  let sum_dy = dy_sum[c];
+  let sum_dy_xhat = dy_xhat_sum[c];
   let relu = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * C + c;
-    let xhat = (r2[i] - mean) * invstd;
-    var g = r1[i];
-    if (relu && !(r7[i] > 0.0)) { g = 0.0; }
-    w6[i] = scale * (g - (sum_dy + xhat * sum_dy_xhat) / f32(p.rows));
+    let xhat = (x[i] - mean) * invstd;
+    var g = dy[i];
+    if (relu && !(y[i] > 0.0)) { g = 0.0; }
+    dx[i] = scale * (g - (sum_dy + xhat * sum_dy_xhat) / f32(p.rows));
   }
 }
 
-// Eval dx = scale · dy. r1 = dy, r2 = stats, w3 = dx, r4 = the output (read only with a fused ReLU).
+// Eval dx = scale · dy; y (the output) is read only with a fused ReLU.
 @compute @workgroup_size({{CT}}, {{RL}})
 fn dx_eval(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let c = wid.x * CT + lid.x;
   if (c >= p.channels) { return; }
-  let scale = r2[2u * p.channels + c];
+  let scale = stats[2u * p.channels + c];
   let relu = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * p.channels + c;
-    var g = r1[i];
-    if (relu && !(r4[i] > 0.0)) { g = 0.0; }
-    w3[i] = g * scale;
+    var g = dy[i];
+    if (relu && !(y[i] > 0.0)) { g = 0.0; }
+    dx[i] = g * scale;
   }
 }

@@ -3,16 +3,7 @@
 // No RNG state is stored: the backward pass reruns this kernel on the gradient with the same seed.
 // src/ref/dropout.ts computes the same hash on the CPU; keep the two in step.
 
-struct Params {
-  n: u32,
-  seed: u32,
-  threshold: u32,
-  scale: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+// Parameters and bindings: src/kernels/dropout.ts.
 
 // A 32-bit integer finaliser (xorshift-multiply, constants from Chris Wellons' hash-prospector "lowbias32").
 fn mix32(v: u32) -> u32 {

@@ -1,14 +1,16 @@
+// Parameters and bindings: src/kernels/gemm.ts (MODE_* are the values of the MODE template enum).
+//
 // One tiled GEMM body, C[M, N] = A[M, K] · B[K, N], shared by matmul/linear and conv2d (forward, dgrad,
 // wgrad). The operands are never materialised: three small hooks (row_info/k_first/k_next, read_a,
 // read_b, write_c) map GEMM coordinates onto the real tensors, selected by the compile-time MODE:
-//   MODE 0  matmul:      A = a or aᵀ, B = b or bᵀ (TRANS_A/TRANS_B), optional bias in the epilogue
-//   MODE 1  conv fwd:    A = im2col(x) [N·OH·OW, KH·KW·Cin], B = w [KH·KW·Cin, Cout]
-//   MODE 2  conv dgrad:  one GEMM per stride phase (ph, pw) = ((ih + pad) mod s, (iw + pad) mod s):
+//   matmul:        A = a or aᵀ, B = b or bᵀ (TRANS_A/TRANS_B), optional bias in the epilogue
+//   conv_forward:  A = im2col(x) [N·OH·OW, KH·KW·Cin], B = w [KH·KW·Cin, Cout]
+//   conv_dgrad:    one GEMM per stride phase (ph, pw) = ((ih + pad) mod s, (iw + pad) mod s):
 //                        the input pixels ih = s·t + ph - pad only meet kernel taps kh = ph + s·jh, at
 //                        oh = t - jh, so A = dy gathered at (t - jh, u - jw) [N·Ht·Wt, KHp·KWp·Cout] and
 //                        B = the weight with each tap transposed, wt[kh, kw, co, ci], seen as
 //                        [KHp·KWp·Cout, Cin]: no stride waste, and B rows are contiguous (vec4 loads).
-//   MODE 3  conv wgrad:  A = im2col(x)ᵀ [KH·KW·Cin, N·OH·OW], B = dy [N·OH·OW, Cout]
+//   conv_wgrad:    A = im2col(x)ᵀ [KH·KW·Cin, N·OH·OW], B = dy [N·OH·OW, Cout]
 // Branches on MODE/TRANS_* are on constants and vanish at compile time.
 //
 // Grid: tile rows run fastest (tileM = wid.x + wid.y · nwg.x), so consecutive workgroups share the
@@ -22,8 +24,6 @@
 // family of src/ops/gemm-variants.ts: tile, outputs per invocation, K step, conflict-free staging, a
 // double-buffered K loop, subgroup shuffles. Every variant sums each output over k in the same order
 // with one fma per k, so variants with the same split count give bit-identical results.
-
-{{ENABLES}} // `enable subgroups;` for the subgroup variants: directives come before every declaration
 
 const MODE: u32 = {{MODE}}u;
 const TRANS_A: bool = {{TRANS_A}};
@@ -41,22 +41,6 @@ const TN4: u32 = TN / 4u;
 const COLS_STRIDED: bool = {{COLS_STRIDED}};
 const BM: u32 = WGM * TM;  // workgroup tile rows
 const BN: u32 = WGN * TN;  // workgroup tile columns
-
-struct Params {
-  M: u32, N: u32, K: u32, kchunk: u32,
-  tilesN: u32, splits: u32, batch: u32, H: u32,
-  W: u32, Cin: u32, OH: u32, OW: u32,
-  Cout: u32, KH: u32, KW: u32, stride: u32,
-  pad: u32, ph: u32, pw: u32, t0h: u32,
-  t0w: u32, Ht: u32, Wt: u32, KHp: u32,
-  KWp: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> C: array<f32>;
 
 // ---- hooks -------------------------------------------------------------------------------------------
 // The K loop never divides (integer division per k made lavapipe's conv GEMMs 5-10x slower):
@@ -82,14 +66,14 @@ struct KPos {
 
 fn row_info(m: u32) -> Row {
   let ok = m < p.M;
-  if (MODE == 1u) { // m = (n, oh, ow) -> the window's top-left input pixel (may be in the padding)
+  if (MODE == MODE_CONV_FORWARD) { // m = (n, oh, ow) -> the window's top-left input pixel (may be in the padding)
     let ow = m % p.OW;
     let t = m / p.OW;
     let ih0 = i32((t % p.OH) * p.stride) - i32(p.pad);
     let iw0 = i32(ow * p.stride) - i32(p.pad);
     return Row(((i32(t / p.OH) * i32(p.H) + ih0) * i32(p.W) + iw0) * i32(p.Cin), ih0, iw0, ok, m);
   }
-  if (MODE == 2u) { // m = (n, ti, ui) of this phase: input pixel ih = s·(t0h + ti) + ph - pad; y, x = t, u
+  if (MODE == MODE_CONV_DGRAD) { // m = (n, ti, ui) of this phase: input pixel ih = s·(t0h + ti) + ph - pad; y, x = t, u
     let u = p.t0w + m % p.Wt;
     let q = m / p.Wt;
     let t = p.t0h + q % p.Ht;
@@ -98,7 +82,7 @@ fn row_info(m: u32) -> Row {
     let iw = u * p.stride + p.pw - p.pad;
     return Row(i32(n * p.OH * p.OW * p.Cout), i32(t), i32(u), ok, (n * p.H + ih) * p.W + iw);
   }
-  if (MODE == 3u) { // m = (kh, kw, ci)
+  if (MODE == MODE_CONV_WGRAD) { // m = (kh, kw, ci)
     let ci = m % p.Cin;
     let t = m / p.Cin;
     let kh = i32(t / p.KW);
@@ -114,21 +98,21 @@ fn wgrad_offset(q: KPos) -> i32 {
 
 fn k_first(k: u32) -> KPos {
   let ki = i32(k);
-  if (MODE == 1u) { // k = (kh, kw, ci)
+  if (MODE == MODE_CONV_FORWARD) { // k = (kh, kw, ci)
     let ci = i32(k % p.Cin);
     let t = k / p.Cin;
     let kh = i32(t / p.KW);
     let kw = i32(t % p.KW);
     return KPos((kh * i32(p.W) + kw) * i32(p.Cin) + ci, kh, kw, ci, 0, ki);
   }
-  if (MODE == 2u) { // k = (jh, jw, co); y, x = jh, jw; k = kh·KW + kw of the tap
+  if (MODE == MODE_CONV_DGRAD) { // k = (jh, jw, co); y, x = jh, jw; k = kh·KW + kw of the tap
     let co = i32(k % p.Cout);
     let t = k / p.Cout;
     let jh = t / p.KWp;
     let jw = t % p.KWp;
     return KPos(co, i32(jh), i32(jw), co, 0, i32((p.ph + p.stride * jh) * p.KW + p.pw + p.stride * jw));
   }
-  if (MODE == 3u) { // k = (n, oh, ow): y, x = the window's top-left input pixel
+  if (MODE == MODE_CONV_WGRAD) { // k = (n, oh, ow): y, x = the window's top-left input pixel
     let ow = k % p.OW;
     let t = k / p.OW;
     var q = KPos(0, i32((t % p.OH) * p.stride) - i32(p.pad), i32(ow * p.stride) - i32(p.pad), i32(ow), i32(t / p.OH), ki);
@@ -140,8 +124,8 @@ fn k_first(k: u32) -> KPos {
 
 fn k_next(q0: KPos) -> KPos {
   var q = q0;
-  if (MODE != 2u) { q.k += 1; } // dgrad's k is the tap index, stepped below
-  if (MODE == 1u) {
+  if (MODE != MODE_CONV_DGRAD) { q.k += 1; } // dgrad's k is the tap index, stepped below
+  if (MODE == MODE_CONV_FORWARD) {
     q.c += 1;
     q.off += 1;
     if (q.c == i32(p.Cin)) {
@@ -150,7 +134,7 @@ fn k_next(q0: KPos) -> KPos {
       if (q.x == i32(p.KW)) { q.x = 0; q.y += 1; }
       q.off = (q.y * i32(p.W) + q.x) * i32(p.Cin);
     }
-  } else if (MODE == 2u) {
+  } else if (MODE == MODE_CONV_DGRAD) {
     q.c += 1;
     q.off = q.c;
     if (q.c == i32(p.Cout)) {
@@ -160,7 +144,7 @@ fn k_next(q0: KPos) -> KPos {
       if (q.x == i32(p.KWp)) { q.x = 0; q.y += 1; }
       q.k = (i32(p.ph) + i32(p.stride) * q.y) * i32(p.KW) + i32(p.pw) + i32(p.stride) * q.x;
     }
-  } else if (MODE == 3u) {
+  } else if (MODE == MODE_CONV_WGRAD) {
     q.c += 1;
     q.x += i32(p.stride);
     q.off += i32(p.stride * p.Cin);
@@ -181,9 +165,9 @@ fn k_next(q0: KPos) -> KPos {
 fn read_a(r: Row, q: KPos) -> f32 {
   var idx = r.base + q.off;
   var ok = r.ok;
-  if (MODE == 1u || MODE == 3u) {
+  if (MODE == MODE_CONV_FORWARD || MODE == MODE_CONV_WGRAD) {
     ok = ok && u32(r.y + q.y) < p.H && u32(r.x + q.x) < p.W;
-  } else if (MODE == 2u) { // dy[n, t - jh, u - jw, co]
+  } else if (MODE == MODE_CONV_DGRAD) { // dy[n, t - jh, u - jw, co]
     let oh = r.y - q.y;
     let ow = r.x - q.x;
     ok = ok && u32(oh) < p.OH && u32(ow) < p.OW;
@@ -194,7 +178,7 @@ fn read_a(r: Row, q: KPos) -> f32 {
 
 // The row of a row-major [K, N] B holding GEMM row k (dgrad: tap-major rows of the transposed weight).
 fn b_row(q: KPos) -> u32 {
-  if (MODE == 2u) { return u32(q.k) * p.Cout + u32(q.c); }
+  if (MODE == MODE_CONV_DGRAD) { return u32(q.k) * p.Cout + u32(q.c); }
   return u32(q.k);
 }
 
@@ -203,7 +187,7 @@ fn read_b(q: KPos, n: u32) -> f32 {
   let ok = n < p.N;
   let ni = select(0u, n, ok);
   var u = b_row(q) * p.N + ni;
-  if (MODE == 0u && TRANS_B) { u = ni * p.K + u32(q.k); }
+  if (MODE == MODE_MATMUL && TRANS_B) { u = ni * p.K + u32(q.k); }
   return select(0.0, B[u >> 2u][u & 3u], ok);
 }
 
@@ -381,11 +365,7 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 // ---- small deterministic reductions ------------------------------------------------------------------
 
-@group(0) @binding(1) var<storage, read> parts: array<f32>;
-@group(0) @binding(2) var<storage, read> sum_bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> sum_out: array<f32>;
-
-// sum_out[i] = Σ_s parts[s·M·N + i] (+ bias[i % N]), s in order. One invocation per element.
+// out[i] = Σ_s parts[s·M·N + i] (+ bias[i % N]), s in order. One invocation per element.
 @compute @workgroup_size(256)
 fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) t: u32) {
@@ -394,30 +374,28 @@ fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   if (i >= mn) { return; }
   var s = 0.0;
   for (var q = 0u; q < p.splits; q++) { s += parts[q * mn + i]; }
-  if (HAS_BIAS) { s += sum_bias[i % p.N]; }
-  sum_out[i] = s;
+  if (HAS_BIAS) { s += bias[i % p.N]; }
+  out[i] = s;
 }
 
-@group(0) @binding(2) var<storage, read_write> colsum_out: array<f32>;
-
-// colsum_out = each of the K matrices of parts [K, M, N] transposed ([K, N, M]). One invocation per element.
+// dst = each of the `batches` matrices of src [batches, rows, cols] transposed ([batches, cols, rows]). One invocation per element.
 @compute @workgroup_size(256)
 fn transpose2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) t: u32) {
   let i = (wid.x + wid.y * nwg.x) * 256u + t;
-  let mn = p.M * p.N;
-  if (i >= p.K * mn) { return; }
+  let mn = p.rows * p.cols;
+  if (i >= p.batches * mn) { return; }
   let j = i % mn;
-  colsum_out[i - j + (j % p.N) * p.M + j / p.N] = parts[i];
+  dst[i - j + (j % p.cols) * p.rows + j / p.cols] = src[i];
 }
 
-// colsum_out[n] = Σ_m parts[m·N + n] over rows [0, M), in order (bias gradient). One invocation per column.
+// dst[n] = Σ_m src[m·cols + n] over rows [0, rows), in order (bias gradient). One invocation per column.
 @compute @workgroup_size(64)
 fn column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) t: u32) {
   let n = (wid.x + wid.y * nwg.x) * 64u + t;
-  if (n >= p.N) { return; }
+  if (n >= p.cols) { return; }
   var s = 0.0;
-  for (var m = 0u; m < p.M; m++) { s += parts[m * p.N + n]; }
-  colsum_out[n] = s;
+  for (var m = 0u; m < p.rows; m++) { s += src[m * p.cols + n]; }
+  dst[n] = s;
 }

@@ -1,5 +1,4 @@
 // Evaluation kernels over frozen features (src/eval/knn.ts, src/eval/linear-probe.ts):
-//   normalize_rows  - L2-normalise each row (one 64-thread workgroup per row)
 //   topk            - per row of a similarity block, the k largest entries (value desc, index asc on ties),
 //                     optionally skipping the column equal to the row's global index (leave-one-out);
 //                     one 64-thread workgroup per row (GPUs)
@@ -8,58 +7,10 @@
 //   column_moments  - per-column mean and 1/std over all rows (two passes), for standardisation
 //   standardize     - out = (x - mean[col]) * invstd[col]
 // Row-per-workgroup kernels run on a 2-D grid; the linear workgroup id is wid.x + wid.y * nwg.x.
-
-struct Params {
-  rows: u32,   // rows to process (chunk rows for topk)
-  cols: u32,   // topk: columns of the similarity block (= train rows); standardize: element count
-  dim: u32,    // feature dimension
-  extra: u32,  // topk: global row offset of the chunk (output row, and the column skipped under `flag`)
-  flag: u32,   // topk: 1 = exclude the column equal to the global row index
-  k: u32,      // topk: neighbours per row (<= KMAX)
-  _pad1: u32,
-  _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-
-// normalize_rows, column_moments: x -> out
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-// topk: sim -> top_val, top_idx
-@group(0) @binding(1) var<storage, read> sim: array<f32>;
-@group(0) @binding(2) var<storage, read_write> top_val: array<f32>;
-@group(0) @binding(3) var<storage, read_write> top_idx: array<u32>;
-// standardize: x, stats -> std_out
-@group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read_write> std_out: array<f32>;
+// The rows are L2-normalised by src/ops/rows.ts's normalizeRows. Parameters and bindings: src/kernels/knn.ts.
 
 const LOWEST: f32 = -3.4028234e38;
 const NONE: u32 = 0xffffffffu;
-
-// ---------------------------------------------------------------------------------------------------
-var<workgroup> red_sum: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn normalize_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= p.rows) { return; }
-  let base = row * p.dim;
-  var s = 0.0;
-  for (var c = lid; c < p.dim; c += 64u) {
-    let v = x[base + c];
-    s += v * v;
-  }
-  red_sum[lid] = s;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h >>= 1u) {
-    if (lid < h) { red_sum[lid] += red_sum[lid + h]; }
-    workgroupBarrier();
-  }
-  let inv = 1.0 / max(sqrt(red_sum[0]), 1e-12);
-  for (var c = lid; c < p.dim; c += 64u) {
-    out[base + c] = x[base + c] * inv;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Top-k per row: each of 64 threads keeps a sorted list of the best k among columns j = lid (mod 64);
@@ -77,7 +28,7 @@ fn better(v: f32, i: u32, w: f32, j: u32) -> bool {
 fn topk(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.rows) { return; }
-  let grow = p.extra + row;
+  let grow = p.row_offset + row;
   let K = p.k;
   var vals: array<f32, KMAX>;
   var idxs: array<u32, KMAX>;
@@ -85,7 +36,7 @@ fn topk(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     vals[t] = LOWEST;
     idxs[t] = NONE;
   }
-  let skip = select(NONE, grow, p.flag != 0u);
+  let skip = select(NONE, grow, p.exclude_self != 0u);
   let base = row * p.cols;
   for (var j = lid; j < p.cols; j += 64u) {
     if (j == skip) { continue; }
@@ -139,7 +90,7 @@ fn worse(v: f32, i: u32, w: f32, j: u32) -> bool {
 fn topk_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = (wid.x + wid.y * nwg.x) * 64u + lid;
   if (row >= p.rows) { return; }
-  let grow = p.extra + row;
+  let grow = p.row_offset + row;
   let K = p.k;
   var vals: array<f32, KMAX>;
   var idxs: array<u32, KMAX>;
@@ -147,7 +98,7 @@ fn topk_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
     vals[t] = LOWEST;
     idxs[t] = NONE;
   }
-  let skip = select(NONE, grow, p.flag != 0u);
+  let skip = select(NONE, grow, p.exclude_self != 0u);
   let base = row * p.cols;
   for (var j = 0u; j < p.cols; j++) {
     let v = sim[base + j];
@@ -216,5 +167,5 @@ fn standardize(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   let i = (wid.x + wid.y * nwg.x) * 256u + lid;
   if (i >= p.cols) { return; }
   let c = i % p.dim;
-  std_out[i] = (x[i] - stats[c]) * stats[p.dim + c];
+  out[i] = (x[i] - stats[c]) * stats[p.dim + c];
 }

@@ -5,29 +5,8 @@
 // A label outside [0, cols) is never used as an index: its row's weight and CE become NaN, so the loss
 // and that row's gradient are NaN (a visible failure without a host readback).
 
-struct Params {
-  rows: u32,      // B
-  cols: u32,      // K
-  chunk: u32,     // rows per chunk; chunk c is rows [c*chunk, min((c+1)*chunk, rows))
-  weighted: u32,  // 0: every class weight is 1 (the weights binding is a stand-in and is not read)
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-
-// ce_rows
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read> weights: array<f32>;
-@group(0) @binding(4) var<storage, read_write> terms: array<f32>; // [rows, 2]: (w_i * CE_i, w_i)
-// ce_reduce
-@group(0) @binding(1) var<storage, read> terms_in: array<f32>;
-@group(0) @binding(2) var<storage, read_write> loss: array<f32>;
-// ce_coef: labels @2, weights @3 as above
-@group(0) @binding(1) var<storage, read> gout: array<f32>;
-@group(0) @binding(4) var<storage, read_write> coef: array<f32>; // [rows]
+// Parameters and bindings: src/kernels/loss.ts.
 // ce_backward: logits @1, labels @2 as above
-@group(0) @binding(3) var<storage, read> coef_in: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 
 var<workgroup> red64: array<f32, 64>;
 var<workgroup> red256: array<f32, 256>;
@@ -128,8 +107,8 @@ fn ce_reduce(@builtin(local_invocation_index) lid: u32) {
     var num = 0.0;
     var den = 0.0;
     for (var i = lo + lid; i < hi; i = i + 256u) {
-      num = num + terms_in[2u * i];
-      den = den + terms_in[2u * i + 1u];
+      num = num + terms[2u * i];
+      den = den + terms[2u * i + 1u];
     }
     let t = sum256x2(lid, num, den);
     acc = acc + t.x / t.y;
@@ -160,7 +139,7 @@ fn ce_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   if (row >= p.rows) { return; }
   let st = row_stats(row, lid);
   let y = labels[row];
-  let c = coef_in[row];
+  let c = coef[row];
   let inv = 1.0 / st.y;
   let base = row * p.cols;
   for (var k = lid; k < p.cols; k = k + 64u) {

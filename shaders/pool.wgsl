@@ -7,27 +7,7 @@
 // Window (oh, ow) covers padded rows [oh·stride, oh·stride + kernel) i.e. input rows
 // [oh·stride - pad, oh·stride - pad + kernel); padding never wins a max and counts as 0 in an average.
 
-struct Params {
-  total: u32, // threads: output elements (forward) or input elements (backward)
-  n: u32,
-  h: u32,
-  w: u32,
-  c: u32,
-  oh: u32,
-  ow: u32,
-  kernel: u32,
-  stride: u32,
-  pad: u32,
-  inv_area: f32, // 1 / (kernel·kernel) for avg pooling, 1 / (h·w) for global average pooling
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<storage, read_write> argmax_out: array<u32>;
-@group(0) @binding(2) var<storage, read> argmax_in: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dst3: array<f32>;
+// Parameters and bindings: src/kernels/pool.ts.
 
 //!include grid
 
@@ -52,7 +32,7 @@ fn window_pixel(oy: u32, ox: u32, ky: u32, kx: u32) -> i32 {
   return i32((py - p.pad) * p.w + px - p.pad);
 }
 
-// Max pooling forward. src = x, dst = y, argmax_out = ih·W + iw of the maximum (first in window order:
+// Max pooling forward. src = x, dst = y, argmax = ih·W + iw of the maximum (first in window order:
 // row-major over the window, strict > so ties keep the earliest).
 @compute @workgroup_size(256)
 fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -76,10 +56,10 @@ fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     }
   }
   dst[i] = best;
-  argmax_out[i] = best_at;
+  argmax[i] = best_at;
 }
 
-// Max pooling backward. src = dy, argmax_in = saved argmax, dst3 = dx.
+// Max pooling backward. src = dy, argmax = saved argmax, dst = dx.
 @compute @workgroup_size(256)
 fn max_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
@@ -95,17 +75,17 @@ fn max_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
   for (var oy = ys.x; oy < ys.y; oy++) {
     for (var ox = xs.x; ox < xs.y; ox++) {
       let o = ((b * p.oh + oy) * p.ow + ox) * p.c + ch;
-      if (argmax_in[o] == here) { acc += src[o]; }
+      if (argmax[o] == here) { acc += src[o]; }
     }
   }
-  dst3[i] = acc;
+  dst[i] = acc;
 }
 
 // Max pooling backward for windows that do not overlap (kernel <= stride), one thread per OUTPUT
 // element: writes its whole window, dy at the argmax and 0 elsewhere. Every input lies in at most one
 // window, so no two threads write the same element; inputs in no window are zeroed beforehand. On
 // lavapipe this ran ~4x faster than the gather (a quarter of the threads, fewer integer divisions).
-// src = dy, argmax_in = saved argmax, dst3 = dx.
+// src = dy, argmax = saved argmax, dst = dx.
 @compute @workgroup_size(256)
 fn max_backward_disjoint(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
@@ -113,12 +93,12 @@ fn max_backward_disjoint(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgro
   let o = out_coords(i);
   let base = o.w * p.h * p.w;
   let g = src[i];
-  let best_at = argmax_in[i];
+  let best_at = argmax[i];
   for (var ky = 0u; ky < p.kernel; ky++) {
     for (var kx = 0u; kx < p.kernel; kx++) {
       let at = window_pixel(o.z, o.y, ky, kx);
       if (at < 0) { continue; }
-      dst3[(base + u32(at)) * p.c + o.x] = select(0.0, g, u32(at) == best_at);
+      dst[(base + u32(at)) * p.c + o.x] = select(0.0, g, u32(at) == best_at);
     }
   }
 }

@@ -2,19 +2,7 @@
 // The partition into workgroups depends only on the shape, and every tree/loop adds in a fixed order,
 // so a given input always gives bit-identical output (no atomics).
 
-struct Params {
-  n: u32,       // elements (sum) or rows (sum_axis0)
-  cols: u32,    // columns (sum_axis0, broadcast_rows)
-  groups: u32,  // partial sums
-  per: u32,     // elements (or rows) per partial
-  alpha: f32,   // scale applied to the result (1 for sum, 1/n for mean)
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-
-// pass 1 / broadcast: src -> dst
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+// Parameters and bindings: src/kernels/reduce.ts.
 
 //!include grid
 //!include workgroup_sum

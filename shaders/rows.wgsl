@@ -3,42 +3,7 @@
 // Index entries outside [0, count) are never used to address memory: gather writes a zero row, the
 // gather backward and scatter ignore them.
 
-struct Params {
-  rows: u32,   // rows of the row-wise input (B)
-  cols: u32,   // row length (D or K)
-  count: u32,  // rows of the indexed matrix (N), or elements to compare (count_equal)
-  eps: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-
-// l2n_forward: x -> y;  argmax_rows: x -> amax
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read_write> amax: array<u32>;
-// l2n_backward: x @1, gy @2 -> gx @3
-@group(0) @binding(2) var<storage, read> gy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gx: array<f32>;
-// gather_forward: x @1 [count, cols], index @2 [rows] -> gathered @3 [rows, cols]
-@group(0) @binding(2) var<storage, read> index: array<u32>;
-@group(0) @binding(3) var<storage, read_write> gathered: array<f32>;
-// mark_first / mark_last: idx @1 -> flag @2
-@group(0) @binding(1) var<storage, read> idx: array<u32>;
-@group(0) @binding(2) var<storage, read_write> flag: array<u32>;
-// gather_backward: g @1 [rows, cols], index @2, owner @3 -> gsum @4 [count, cols] (pre-zeroed)
-// scatter_rows:    src @1 [rows, cols], index @2, owner @3 -> dst @4 [count, cols]
-@group(0) @binding(1) var<storage, read> rowsrc: array<f32>;
-@group(0) @binding(3) var<storage, read> owner: array<u32>;
-@group(0) @binding(4) var<storage, read_write> rowdst: array<f32>;
-// Large-B scatter: fill_u32 zeroes win @1 [count]; mark_winner: idx @1 -> win @2 (atomic max of b + 1);
-// scatter_rows_win: rowsrc @1, index @2, win_in @3 -> rowdst @4
-@group(0) @binding(1) var<storage, read_write> zero_me: array<u32>;
-@group(0) @binding(2) var<storage, read_write> win: array<atomic<u32>>;
-@group(0) @binding(3) var<storage, read> win_in: array<u32>;
-// count_equal: ua @1, ub @2 -> total @3
-@group(0) @binding(1) var<storage, read> ua: array<u32>;
-@group(0) @binding(2) var<storage, read> ub: array<u32>;
-@group(0) @binding(3) var<storage, read_write> total: array<u32>;
+// Parameters and bindings: src/kernels/rows.ts.
 
 var<workgroup> red: array<f32, 64>;
 var<workgroup> red2: array<f32, 64>;
@@ -69,6 +34,13 @@ fn sum64x2(lid: u32, a: f32, b: f32) -> vec2f {
 }
 
 // y = x / (||x|| + eps) per row.
+// The divisor of a row of norm `norm` under the entry's epsilon rule: 'add' gives ||x|| + eps (ODC-SPEC's
+// memory rule), 'clamp' max(||x||, eps) (PyTorch's F.normalize).
+fn norm_divisor(norm: f32) -> f32 {
+  if (p.eps_rule == EPS_RULE_CLAMP) { return max(norm, p.eps); }
+  return norm + p.eps;
+}
+
 @compute @workgroup_size(64)
 fn l2n_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = row_index(wid, nwg);
@@ -77,8 +49,21 @@ fn l2n_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   var ss = 0.0;
   for (var k = lid; k < p.cols; k = k + 64u) { let v = x[base + k]; ss = ss + v * v; }
   let t = sum64x2(lid, ss, 0.0);
-  let inv = 1.0 / (sqrt(t.x) + p.eps);
+  let inv = 1.0 / norm_divisor(sqrt(t.x));
   for (var k = lid; k < p.cols; k = k + 64u) { y[base + k] = x[base + k] * inv; }
+}
+
+// l2n_serial: the same normalisation with one thread per row summing the squares in order over the
+// row (the order the ODC memory's momentum update uses), 256 rows per workgroup.
+@compute @workgroup_size(256)
+fn l2n_serial(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = linear_index(wid, nwg, lid);
+  if (r >= p.rows) { return; }
+  let base = r * p.cols;
+  var s = 0.0;
+  for (var j = 0u; j < p.cols; j++) { let v = x[base + j]; s += v * v; }
+  let inv = 1.0 / norm_divisor(sqrt(s));
+  for (var j = 0u; j < p.cols; j++) { y[base + j] = x[base + j] * inv; }
 }
 
 // gx = gy / (n + eps) - x * (gy . x) / (n (n + eps)^2), n = ||x||; the second term is 0 when n == 0.
@@ -218,7 +203,7 @@ fn scatter_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256)
 fn fill_u32(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
-  if (i < p.count) { zero_me[i] = 0u; }
+  if (i < p.count) { out[i] = 0u; }
 }
 
 // win[r] = 1 + the largest b with idx[b] == r (integer atomics: the result does not depend on order).
@@ -238,7 +223,7 @@ fn scatter_rows_win(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
   let b = i / p.cols;
   let r = index[b];
   if (r >= p.count) { return; }
-  if (win_in[r] != b + 1u) { return; }
+  if (win[r] != b + 1u) { return; }
   rowdst[r * p.cols + i % p.cols] = rowsrc[i];
 }
 

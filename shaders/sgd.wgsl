@@ -5,19 +5,7 @@
 //                   d = g' + momentum * b if nesterov, else d = b
 //                   p = p - lr * d                                    (sgd_momentum)
 
-struct Params {
-  n: u32,
-  lr: f32,
-  momentum: f32,
-  wd: f32,
-  nesterov: u32,
-  first: u32,   // 1 on the first step of this parameter: the buffer is initialised to g'
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> buf: array<f32>;
+// Parameters and bindings: src/kernels/sgd.ts.
 
 //!include grid
 

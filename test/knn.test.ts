@@ -1,7 +1,8 @@
 import { test, before } from 'node:test';
 import fc from 'fast-check';
 import { assert, setupGpu, RUNS } from './helpers.ts';
-import { knnAccuracy, knnSearch, knnVote, normalizeRows } from '../src/eval/knn.ts';
+import { knnAccuracy, knnSearch, knnVote } from '../src/eval/knn.ts';
+import { normalizeRows } from '../src/ops/rows.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { Rng } from '../src/util/rng.ts';
@@ -222,9 +223,9 @@ test('knnVote: hand-computed weighted vote, ties to the lowest class', () => {
   assert.deepEqual([...v.top5Hits], [1, 1]);
 });
 
-test('normalizeRows gives unit rows; zero rows stay zero', async () => {
+test("normalizeRows (the kNN's clamp rule) gives unit rows; zero rows stay zero", async () => {
   const x = Tensor.from([3, 4, 0, 0, 1, 1], [3, 2]);
-  const n = normalizeRows(x);
+  const n = normalizeRows(x, { epsilon: 'clamp' });
   const got = await n.data();
   const expected = [0.6, 0.8, 0, 0, Math.SQRT1_2, Math.SQRT1_2];
   got.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6, `${i}: ${v}`));

@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import fc from 'fast-check';
 import { assert, assertClose, randomInts, randomPair, randomValues, setupGpu, RUNS } from './helpers.ts';
-import { argmaxRows, countEqual, gatherRows, l2NormalizeRows, scatterRows } from '../src/ops/rows.ts';
+import { argmaxRows, countEqual, gatherRows, normalizeRows, scatterRows } from '../src/ops/rows.ts';
 import { flatten, reshape } from '../src/ops/shape.ts';
 import { sum } from '../src/ops/reduce.ts';
 import { mul } from '../src/ops/elementwise.ts';
@@ -50,13 +50,13 @@ test('reference L2-normalisation gradient equals finite differences', () => {
   );
 });
 
-test('l2NormalizeRows forward and gradient match the reference', async () => {
+test('normalizeRows forward and gradient match the reference', async () => {
   await fc.assert(
     fc.asyncProperty(matArb, async ({ b, d, seed }) => {
       const x = randomPair(seed, [b, d], -2, 2);
       const g = randomPair(seed + 1, [b, d]);
       x.gpu.requiresGrad = true;
-      const y = l2NormalizeRows(x.gpu);
+      const y = normalizeRows(x.gpu, { epsilon: 'add' });
       assertClose(await y.data(), refL2NormalizeRows(x.ref).data, NORM_TOL, 'forward');
       backward(y, g.gpu);
       assertClose(await x.gpu.grad!.data(), refL2NormalizeRowsBackward(g.ref, x.ref).data, NORM_GRAD_TOL, 'grad');
@@ -66,10 +66,10 @@ test('l2NormalizeRows forward and gradient match the reference', async () => {
   );
 });
 
-test('l2NormalizeRows keeps an all-zero row zero (ODC invariant 2), gradient g/eps there', async () => {
+test('normalizeRows keeps an all-zero row zero (ODC invariant 2), gradient g/eps there', async () => {
   const x = Tensor.from([0, 0, 0, 3, 4, 0], [2, 3]);
   x.requiresGrad = true;
-  const y = l2NormalizeRows(x, 1e-3);
+  const y = normalizeRows(x, { epsilon: 'add', eps: 1e-3 });
   assertClose(await y.data(), refL2NormalizeRows(refArray([2, 3], [0, 0, 0, 3, 4, 0]), 1e-3).data, NORM_TOL, 'forward');
   const g = Tensor.from([1, -2, 0.5, 1, 1, 1], [2, 3]);
   backward(y, g);
@@ -227,7 +227,7 @@ test('no buffer is leaked by row ops and their gradients', async () => {
   x.requiresGrad = true;
   const idx = Tensor.from([2, 2, 0], [3], 'u32');
   tidy(() => {
-    backward(sum(l2NormalizeRows(gatherRows(x, idx))));
+    backward(sum(normalizeRows(gatherRows(x, idx), { epsilon: 'add' })));
     argmaxRows(x);
     countEqual(idx, idx);
     const dst = Tensor.from([0, 0, 0, 0], [2, 2]);
@@ -244,7 +244,7 @@ test('row ops reject bad shapes and dtypes with clear errors', () => {
   const idx = Tensor.from([0, 1], [2], 'u32');
   const idxF = Tensor.from([0, 1], [2]);
   const src = Tensor.from([1, 2, 3], [1, 3]);
-  assert.throws(() => l2NormalizeRows(v), /l2NormalizeRows: x must be a rank-2/);
+  assert.throws(() => normalizeRows(v, { epsilon: 'add' }), /normalizeRows: x must be a rank-2/);
   assert.throws(() => argmaxRows(idx as unknown as Tensor<'f32'>), /argmaxRows: x: expected a f32 tensor, got u32/);
   assert.throws(() => gatherRows(x, idxF as unknown as Tensor<'u32'>), /gatherRows: index: expected a u32 tensor, got f32/);
   assert.throws(() => scatterRows(x, idx, src), /scatterRows: src must be \[2, 2\].*got \[1, 3\]/);

@@ -140,11 +140,11 @@ test('a real tuning pass on this adapter: every candidate is timed or skipped wi
 
 test('the tuned table is used only where its variant runs, and every choice is remembered for the run record', () => {
   resetUsedVariants();
-  const cls = gemmShapeClass(0, 64, 64, 64);
+  const cls = gemmShapeClass('matmul', 64, 64, 64);
   setTunedTable({ [`gemm/${cls}`]: 'tiled-64x64-4x4-cf', 'gemm/conv-fwd/small': 'no-such-variant' });
   try {
-    assert.equal(gemmVariant(0, 64, 64, 64), GEMM_VARIANTS.get('tiled-64x64-4x4-cf'));
-    gemmVariant(1, 16, 8, 9); // an unknown name falls back to the default
+    assert.equal(gemmVariant('matmul', 64, 64, 64), GEMM_VARIANTS.get('tiled-64x64-4x4-cf'));
+    gemmVariant('conv_forward', 16, 8, 9); // an unknown name falls back to the default
     const used = usedVariants();
     assert.equal(used[`gemm/${cls}`], 'tiled-64x64-4x4-cf');
     assert.equal(used['gemm/conv-fwd/small'], gemmDefault(gpu(), 8, 16));

@@ -27,11 +27,15 @@ const COMMANDS: Record<string, Record<string, FlagKind>> = {
     resume: 'switch',
     quiet: 'switch',
     'init-from': 'value',
+    report: 'switch',
     ...Object.fromEntries(shortcuts().map((s) => [s.name, 'value' as const])),
   },
   eval: { run: 'value', 'no-baseline': 'switch', 'probe-epochs': 'value', out: 'value' },
   extract: { run: 'value', out: 'value', split: 'value', layer: 'value' },
   export: { run: 'value', out: 'value' },
+  report: { run: 'value', compare: 'value', out: 'value' },
+  clusters: { run: 'value', out: 'value' },
+  assign: { run: 'value', data: 'value', out: 'value' },
   info: {},
   tune: { repeats: 'value' },
   help: {},
@@ -50,8 +54,9 @@ function shortcutLines(): string {
 export const USAGE = `odc: Online Deep Clustering on WebGPU
 
 usage:
-  odc train   [--preset NAME] [--config FILE.json] [--set key=value]... [--out DIR] [--resume] [--quiet]
+  odc train   [--preset NAME] [--config FILE.json] [--set key=value]... [--out DIR] [--resume] [--quiet] [--report]
               [--init-from FILE.safetensors]  start from a backbone's weights (PyTorch names/layouts, e.g. torchvision)
+              --report rewrites DIR/report.html at every epoch end (open it in a browser to watch the run)
               --resume continues DIR from its config.json; it may change only --epochs, the LR schedule and log.*
               Ctrl-C (SIGINT/SIGTERM) stops after the current iteration with a checkpoint; a second one aborts
               shortcuts (each sets one setting; --data SOURCE[:PATH] sets data.source and data.path):
@@ -60,6 +65,9 @@ ${shortcutLines()}
   odc eval    --run DIR [--no-baseline] [--probe-epochs N] [--out FILE.json]
   odc extract --run DIR --out FILE.safetensors [--split train|test] [--layer backbone|neck]
   odc export  --run DIR --out FILE.safetensors
+  odc report  --run DIR [--compare DIR2]... [--out FILE.html]   (default DIR/report.html: one self-contained file)
+  odc clusters --run DIR [--out FILE.csv|FILE.jsonl]   every training image: id, memory label, similarity, rank
+  odc assign  --run DIR --data SOURCE[:PATH] --out FILE.csv|FILE.jsonl   new images to the trained clusters
   odc info    (WebGPU adapter, limits, features, the kernel variants in use)
   odc tune    [--repeats N]   times the kernel variants on this adapter and caches the winners
               (ODC_TUNE=off|cached|full: the fixed defaults, the cached table, or tune before training)
@@ -198,6 +206,8 @@ export interface TrainCommand {
   quiet: boolean;
   /** A safetensors file of backbone weights to start a new run from. */
   initFrom: string | undefined;
+  /** Rewrite DIR/report.html at every epoch end. */
+  report: boolean;
 }
 
 /** What an `odc train` command line asks for: the resolved configuration, the output folder and the switches. */
@@ -208,7 +218,7 @@ function trainCommand(args: Args): TrainCommand {
   if (resume && initFrom !== undefined) throw new Error('--init-from starts a new run from given weights and --resume continues a run: use one of them');
   if (initFrom !== undefined && !existsSync(initFrom)) throw new Error(`--init-from ${initFrom}: no such file (a safetensors file of backbone weights, e.g. from odc export)`);
   const config = resume ? resumeConfigFromArgs(args, outDir) : configFromArgs(args);
-  return { config, outDir, resume, quiet: args.flags.has('quiet'), initFrom };
+  return { config, outDir, resume, quiet: args.flags.has('quiet'), initFrom, report: args.flags.has('report') };
 }
 
 /** A command line, fully checked: every flag known, every value allowed, the training configuration resolved. */
@@ -219,7 +229,10 @@ export type Command =
   | ({ command: 'train' } & TrainCommand)
   | { command: 'eval'; runDir: string; baseline: boolean; probeEpochs: number; out: string | undefined }
   | { command: 'extract'; runDir: string; out: string; split: 'train' | 'test'; layer: 'backbone' | 'neck' }
-  | { command: 'export'; runDir: string; out: string };
+  | { command: 'export'; runDir: string; out: string }
+  | { command: 'report'; runDir: string; compare: string[]; out: string | undefined }
+  | { command: 'clusters'; runDir: string; out: string }
+  | { command: 'assign'; runDir: string; data: string; out: string };
 
 /** What the command line asks for; the CLI runs exactly this, so a bad line fails here, before the GPU starts. */
 export function commandFromArgv(argv: readonly string[]): Command {
@@ -246,6 +259,14 @@ export function commandFromArgv(argv: readonly string[]): Command {
       };
     case 'export':
       return { command: 'export', runDir: required(args, 'run'), out: required(args, 'out') };
+    case 'report':
+      return { command: 'report', runDir: required(args, 'run'), compare: args.flags.get('compare') ?? [], out: one(args, 'out') };
+    case 'clusters': {
+      const runDir = required(args, 'run');
+      return { command: 'clusters', runDir, out: one(args, 'out') ?? join(runDir, 'clusters.csv') };
+    }
+    case 'assign':
+      return { command: 'assign', runDir: required(args, 'run'), data: required(args, 'data'), out: required(args, 'out') };
     case 'tune':
       return { command: 'tune', repeats: countFlag(args, 'repeats', 5) };
     default: // info: parseArgs accepts only the commands of COMMANDS

@@ -6,6 +6,9 @@
  *   odc eval    --run DIR [--no-baseline] [--probe-epochs N] [--out report.json]
  *   odc extract --run DIR --out features.safetensors [--split train|test] [--layer backbone|neck]
  *   odc export  --run DIR --out backbone.safetensors
+ *   odc report  --run DIR [--compare DIR2]... [--out report.html]
+ *   odc clusters --run DIR [--out clusters.csv|.jsonl]
+ *   odc assign  --run DIR --data SOURCE[:PATH] --out assign.csv|.jsonl
  *   odc info
  *   odc tune [--repeats N]
  * Shortcuts map to settings (--epochs, --batch-size, --lr, --k, ...: declared in src/odc/config.ts beside
@@ -91,13 +94,20 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'train': {
       const { train } = await import('../odc/trainer.ts');
-      const { config, outDir, resume, quiet, initFrom } = request;
+      const { config, outDir, resume, quiet, initFrom, report } = request;
       console.log(`odc train: preset ${config.preset}, mode ${config.mode}, ${config.model.backbone}, K = ${config.odc.k}, ${config.optim.epochs} epochs, batch ${config.optim.batchSize} -> ${outDir}`);
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
       const stop = new AbortController();
       const removeHandlers = installStopHandlers(stop, outDir);
+      const afterEpoch = report
+        ? async (session: import('../odc/session.ts').TrainingSession) => {
+            const { writeLiveReport } = await import('../report/write.ts');
+            const path = await writeLiveReport(session);
+            session.progress.message(`report: ${path}`);
+          }
+        : undefined;
       try {
-        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal }).catch((err: unknown) => {
+        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal, afterEpoch }).catch((err: unknown) => {
           throw withCheckpointNote(err, outDir);
         });
         if (result.interrupted) {
@@ -122,6 +132,26 @@ async function main(argv: string[]): Promise<number> {
       const { extractToFile } = await import('../eval/run-eval.ts');
       checkOutputFile(request.out);
       await extractToFile({ runDir: request.runDir, out: request.out, split: request.split, layer: request.layer });
+      return 0;
+    }
+    case 'report': {
+      const { writeReport } = await import('../report/write.ts');
+      checkOutputFile(request.out);
+      console.log(`report: ${await writeReport({ runDir: request.runDir, compare: request.compare, out: request.out })}`);
+      return 0;
+    }
+    case 'clusters': {
+      const { writeClusters } = await import('../report/assignments.ts');
+      checkOutputFile(request.out);
+      const rows = await writeClusters({ runDir: request.runDir, out: request.out });
+      console.log(`wrote ${request.out}: ${rows} images (id, label, similarity, rank)`);
+      return 0;
+    }
+    case 'assign': {
+      const { writeAssignment } = await import('../report/assignments.ts');
+      checkOutputFile(request.out);
+      const rows = await writeAssignment({ runDir: request.runDir, data: request.data, out: request.out });
+      console.log(`wrote ${request.out}: ${rows} images (id, label, similarity, rank)`);
       return 0;
     }
     case 'export': {

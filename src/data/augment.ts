@@ -25,8 +25,9 @@
  * = 154 MB two. At most MAX_SHARDS (8, i.e. 1 GiB at 128 MiB each); larger data sets are rejected with
  * a clear error.
  */
-import { gpu, grid, type Binding } from '../gpu/device.ts';
-import { params, type Params } from '../gpu/params.ts';
+import { gpu, grid } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { augment as kernels } from '../kernels/augment.ts';
 import { keep } from '../tensor/scope.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
@@ -361,31 +362,38 @@ export class GpuAugmenter {
       const block = encodeParams(samples, this.height, this.width, oh, ow);
       const sp = Tensor.from(block, [block.length], 'f32');
       const means = needMean && samples.some((s) => s.order.includes(OP_CONTRAST)) ? Tensor.empty([batch], 'f32') : null;
-      const uniforms = (shard: number): Params =>
-        params()
-          .u32(batch, this.channels, this.height, this.width, oh, ow, this.perShard, imageBytes(this.dataset), this.n, means ? 1 : 0, 0x7fc00000, shard)
-          .f32(this.mean[0], this.mean[1], this.mean[2], 0, this.invStd[0], this.invStd[1], this.invStd[2], 0);
-      const inputs = (shard: Tensor<'u32'>): Binding[] => [
-        { buffer: shard.buffer, access: 'read' },
-        { buffer: idx.buffer, access: 'read' },
-        { buffer: sp.buffer, access: 'read' },
-      ];
+      const geometry = (shard: number) => ({
+        batch,
+        channels: this.channels,
+        src_w: this.width,
+        out_h: oh,
+        out_w: ow,
+        per_shard: this.perShard,
+        image_bytes: imageBytes(this.dataset),
+        n_images: this.n,
+        shard_id: shard,
+      });
+      const inputs = (shard: Tensor<'u32'>) => ({ shard: shard.buffer, indices: idx.buffer, sp: sp.buffer });
       // One launch per shard and kernel (threads whose image lies in another shard return at once).
       if (means) {
         this.shards.forEach((shard, k) => {
-          gpu().dispatch({
-            kernel: { family: 'augment', entry: 'contrast_mean' },
-            params: uniforms(k),
-            bindings: [...inputs(shard), { buffer: means.buffer, access: 'rw' }],
-            workgroups: grid(batch),
-          });
+          dispatchKernel(kernels.contrast_mean, { params: geometry(k), bindings: { ...inputs(shard), means: means.buffer }, workgroups: grid(batch) });
         });
       }
       this.shards.forEach((shard, k) => {
-        gpu().dispatch({
-          kernel: { family: 'augment', entry: 'augment' },
-          params: uniforms(k),
-          bindings: [...inputs(shard), { buffer: (means ?? sp).buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+        dispatchKernel(kernels.augment, {
+          params: {
+            ...geometry(k),
+            need_mean: means !== null,
+            nan_bits: 0x7fc00000,
+            mean0: this.mean[0],
+            mean1: this.mean[1],
+            mean2: this.mean[2],
+            istd0: this.invStd[0],
+            istd1: this.invStd[1],
+            istd2: this.invStd[2],
+          },
+          bindings: { ...inputs(shard), means: (means ?? sp).buffer, out: out.buffer },
           workgroups: grid(Math.ceil((batch * oh * ow) / 256)),
         });
       });

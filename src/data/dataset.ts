@@ -18,6 +18,16 @@ export interface ImageDataset {
   /** Ground-truth classes, kept only for evaluation; null when the data set has none. */
   labels: Int32Array | null;
   numClasses: number | null;
+  /**
+   * An identifier per image (the file path for image folders); absent where the index into the source
+   * is the identifier. Read it through `imageId`.
+   */
+  ids?: readonly string[];
+}
+
+/** The identifier of image i: its file path for folders, else its index in the source. */
+export function imageId(ds: Pick<ImageDataset, 'ids'>, i: number): string {
+  return ds.ids ? ds.ids[i] : String(i);
 }
 
 /** Bytes of one image. */
@@ -42,6 +52,7 @@ export function checkDataset(ds: ImageDataset): ImageDataset {
     if (k === null) throw new RangeError(`${what}: has labels but numClasses is null`);
     checkLabels(ds.labels, k, what, 'image');
   }
+  if (ds.ids && ds.ids.length !== ds.n) throw new RangeError(`${what}: ${ds.ids.length} image identifiers for ${ds.n} images`);
   return ds;
 }
 
@@ -98,5 +109,6 @@ export function headDataset(ds: ImageDataset, count: number): ImageDataset {
     n,
     images: ds.images.subarray(0, n * imageBytes(ds)),
     labels: ds.labels ? ds.labels.subarray(0, n) : null,
+    ...(ds.ids ? { ids: ds.ids.slice(0, n) } : {}),
   };
 }

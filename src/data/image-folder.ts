@@ -196,5 +196,6 @@ export function loadImageFolder(dir: string, options: ImageFolderOptions = {}): 
     images,
     labels: labelled ? Int32Array.from(files, (f) => f.label) : null,
     numClasses: labelled ? classes.length : null,
+    ids: files.map((f) => f.path),
   });
 }

@@ -12,6 +12,8 @@ export interface LoadOptions {
   split?: 'train' | 'test';
   /** Image folders: output size (height = width) when the images differ in size. */
   size?: number;
+  /** Image folders: the channel count (default: 3 if any image is colour, else 1). */
+  channels?: 1 | 3;
   /** Image folders: the pixel limit per image (default: ODC_MAX_IMAGE_PIXELS or PIL's 89,478,485). */
   maxImagePixels?: number;
 }
@@ -95,7 +97,7 @@ function registerBuiltins(): Promise<void> {
     }), 'idx:IMAGES_FILE[,LABELS_FILE[,CLASSES]] (without CLASSES: max label + 1, no class may be empty)');
     def('cifar10', (p, o) => cifar.loadCifar10(required(p, 'cifar10'), o.split ?? 'train'), 'the cifar-10-batches-bin folder');
     def('cifar100', (p, o) => cifar.loadCifar100(required(p, 'cifar100'), o.split ?? 'train'), 'the cifar-100-binary folder (fine labels)');
-    def('folder', trainOnly('folder', (p, o) => folder.loadImageFolder(required(p, 'folder'), { size: o.size, maxImagePixels: o.maxImagePixels })), 'a folder of PNG/JPEG images, one sub-folder per class or flat');
+    def('folder', trainOnly('folder', (p, o) => folder.loadImageFolder(required(p, 'folder'), { size: o.size, channels: o.channels, maxImagePixels: o.maxImagePixels })), 'a folder of PNG/JPEG images, one sub-folder per class or flat');
   })();
   return builtinsRegistered;
 }

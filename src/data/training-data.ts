@@ -5,7 +5,7 @@
  */
 import type { TrainConfig } from '../odc/config.ts';
 import { cifarPreset, imagenetPreset, mnistPreset, type AugmentConfig } from './augment.ts';
-import type { ImageDataset } from './dataset.ts';
+import { imageId, type ImageDataset } from './dataset.ts';
 import { NoSplitError, loadDataset } from './registry.ts';
 import { Rng } from '../util/rng.ts';
 
@@ -44,6 +44,8 @@ export function subsetDataset(ds: ImageDataset, indices: readonly number[]): Ima
     n: indices.length,
     images,
     labels: ds.labels ? Int32Array.from(indices, (i) => ds.labels![i]) : null,
+    // a subset keeps each image's identifier in the source (its path, or its index there)
+    ids: indices.map((i) => imageId(ds, i)),
   };
 }
 

@@ -11,16 +11,14 @@
  * back to the host, where the O(Nte·k) vote is counted.
  */
 import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { knn as kernels } from '../kernels/knn.ts';
 import { runGemm } from '../ops/matmul.ts';
+import { normalizeRows } from '../ops/rows.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 
-const FAMILY = 'knn';
 const MAX_SIM_BLOCK_BYTES = 128 * 1024 * 1024;
 
-function uniforms(rows: number, cols: number, dim: number, extra = 0, flag = 0, k = 0) {
-  return params().u32(rows, cols, dim, extra, flag, k, 0, 0);
-}
 
 /** Template size of the per-thread top-k lists: a power of two >= k (at least 8), so few variants compile. */
 function kBucket(k: number): number {
@@ -34,18 +32,6 @@ export function checkFeatures(t: Tensor, what: string): [number, number] {
   return [t.shape[0], t.shape[1]];
 }
 
-/** Row-wise L2 normalisation (norm clamped at 1e-12, like torch's F.normalize). */
-export function normalizeRows(x: Tensor<'f32'>): Tensor<'f32'> {
-  const [n, d] = checkFeatures(x, 'normalizeRows');
-  const out = Tensor.empty([n, d], 'f32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'normalize_rows', defines: { KMAX: 8 } },
-    params: uniforms(n, 0, d),
-    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
-    workgroups: grid(n),
-  });
-  return out;
-}
 
 export interface KnnSearchOptions {
   k?: number;
@@ -90,11 +76,12 @@ export async function knnSearch(train: Tensor<'f32'>, test: Tensor<'f32'>, opts:
 
   const owned: Tensor[] = [];
   try {
-    const trainN = opts.normalized ? train : normalizeRows(train);
+    // PyTorch's F.normalize rule (max(||x||, 1e-12)), as the kNN protocols this evaluation follows.
+    const trainN = opts.normalized ? train : normalizeRows(train, { epsilon: 'clamp' });
     if (!opts.normalized) owned.push(trainN);
     let testN = trainN;
     if (test !== train) {
-      testN = opts.normalized ? test : normalizeRows(test);
+      testN = opts.normalized ? test : normalizeRows(test, { epsilon: 'clamp' });
       if (!opts.normalized) owned.push(testN);
     }
     const sim = Tensor.empty([chunk, ntr], 'f32');
@@ -115,15 +102,11 @@ export async function knnSearch(train: Tensor<'f32'>, test: Tensor<'f32'>, opts:
         g.copy(testN.buffer, row0 * d * 4, block.buffer, 0, rows * d * 4);
         a = block.buffer;
       }
-      runGemm({ mode: 0, M: rows, N: ntr, K: d, transB: true, a, b: trainN.buffer, out: sim.buffer });
-      g.dispatch({
-        kernel: { family: FAMILY, entry: perRow ? 'topk_rows' : 'topk', defines: { KMAX: kBucket(k) } },
-        params: uniforms(rows, ntr, d, row0, excludeSelf ? 1 : 0, k),
-        bindings: [
-          { buffer: sim.buffer, access: 'read' },
-          { buffer: topVal.buffer, access: 'rw' },
-          { buffer: topIdx.buffer, access: 'rw' },
-        ],
+      runGemm({ mode: 'matmul', M: rows, N: ntr, K: d, transB: true, a, b: trainN.buffer, out: sim.buffer });
+      dispatchKernel(perRow ? kernels.topk_rows : kernels.topk, {
+        params: { rows, cols: ntr, row_offset: row0, exclude_self: excludeSelf, k },
+        bindings: { sim: sim.buffer, top_val: topVal.buffer, top_idx: topIdx.buffer },
+        defines: { KMAX: kBucket(k) },
         workgroups: grid(perRow ? Math.ceil(rows / 64) : rows),
       });
     }

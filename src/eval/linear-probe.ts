@@ -7,8 +7,9 @@
  * mmselfsup linear heads), the bias at 0; the learning rate decays by a cosine over all steps; mini-batches
  * come from a seeded shuffle per epoch, so a seed fixes the whole run. Returns train and test top-1.
  */
-import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { grid } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { knn } from '../kernels/knn.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { tidy } from '../tensor/scope.ts';
 import { backward, noGrad } from '../tensor/autograd.ts';
@@ -20,23 +21,14 @@ import { SGD } from '../optim/sgd.ts';
 import { Rng } from '../util/rng.ts';
 import { checkFeatures } from './knn.ts';
 
-const FAMILY = 'knn'; // shaders/knn.wgsl holds the evaluation feature kernels
 
-function uniforms(rows: number, cols: number, dim: number) {
-  return params().u32(rows, cols, dim, 0, 0, 0, 0, 0);
-}
 
 /** [2, D]: row 0 the column means of x [N, D], row 1 the reciprocal population std (1 where constant). */
 export function featureMoments(x: Tensor<'f32'>): Tensor<'f32'> {
   const [n, d] = checkFeatures(x, 'featureMoments');
   if (n === 0) throw new RangeError('featureMoments: no rows');
   const out = Tensor.empty([2, d], 'f32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'column_moments', defines: { KMAX: 8 } },
-    params: uniforms(n, 0, d),
-    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
-    workgroups: [Math.ceil(d / 64)],
-  });
+  dispatchKernel(knn.column_moments, { params: { rows: n, dim: d }, bindings: { x: x.buffer, out: out.buffer }, workgroups: [Math.ceil(d / 64)] });
   return out;
 }
 
@@ -48,10 +40,9 @@ export function standardizeFeatures(x: Tensor<'f32'>, moments: Tensor<'f32'>): T
     throw new RangeError(`standardizeFeatures: moments must be [2, ${d}], got ${fmtShape(moments.shape)}`);
   }
   const out = Tensor.empty([n, d], 'f32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'standardize', defines: { KMAX: 8 } },
-    params: uniforms(n, n * d, d),
-    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: moments.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+  dispatchKernel(knn.standardize, {
+    params: { cols: n * d, dim: d },
+    bindings: { x: x.buffer, stats: moments.buffer, out: out.buffer },
     workgroups: grid(Math.ceil((n * d) / 256)),
   });
   return out;

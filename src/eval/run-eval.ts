@@ -6,10 +6,14 @@
  * trained on the GPU, NMI / ARI / clustering accuracy of k-means with the true number of classes, and of
  * the ODC memory labels; the same for the random-init backbone of the same seed, so the gain is visible.
  * Test split: the data set's own when it has one, else a seeded 20% hold-out of the training images.
+ * On unlabelled data the evaluation reports what needs no labels: cluster sizes and balance, the last label
+ * churn of the log, and how well the backbone features' kNN agrees with the memory labels (on a seeded 20%
+ * hold-out). The table is printed and always written to RUN/eval.json (the report reads it).
  * Every command reads the checkpoint through loadCheckpoint (checksums, then meaning) and refuses training
  * data whose size no longer matches it.
  */
 import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { Tensor } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { GpuAugmenter } from '../data/augment.ts';
@@ -23,11 +27,18 @@ import type { OdcModel } from '../models/odc-model.ts';
 import type { TrainConfig } from '../odc/config.ts';
 import { knnAccuracy } from './knn.ts';
 import { linearProbe } from './linear-probe.ts';
-import { ari, clusteringAccuracy } from '../metrics/metrics.ts';
+import { ari, clusteringAccuracy, labelHistogram } from '../metrics/metrics.ts';
 import { nmi } from '../metrics/nmi.ts';
 import { formatEvalTable, type EvalRow } from './report.ts';
-import { writeSafetensors, type SafeTensor } from '../io/safetensors.ts';
 import { exportMetadata, saveWeights } from '../io/weights.ts';
+import { writeSafetensors, type SafeTensor } from '../io/safetensors.ts';
+import { readRunLog } from '../report/run-log.ts';
+import { gatherRows } from '../ops/rows.ts';
+
+/** A progress line of the evaluation, with the seconds since it started (eval runs for minutes). */
+function progressLine(start: number): (text: string) => void {
+  return (text) => console.log(`  [${((performance.now() - start) / 1000).toFixed(0).padStart(4)} s] ${text}`);
+}
 
 function backboneFeatures(model: OdcModel, ds: ImageDataset, config: TrainConfig): Tensor<'f32'> {
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
@@ -45,14 +56,27 @@ export interface EvaluateOptions {
   out?: string;
 }
 
-async function evaluateModel(model: OdcModel, splits: EvaluationSplits, config: TrainConfig, probeEpochs: number, numClasses: number): Promise<Record<string, number>> {
+async function evaluateModel(
+  model: OdcModel,
+  splits: EvaluationSplits,
+  config: TrainConfig,
+  probeEpochs: number,
+  numClasses: number,
+  say: (text: string) => void,
+): Promise<Record<string, number>> {
+  say(`features of the ${splits.train.n} train and ${splits.test.n} test images`);
   const train = backboneFeatures(model, splits.train, config);
   const test = backboneFeatures(model, splits.test, config);
   try {
     const trainLabels = splits.train.labels!;
     const testLabels = splits.test.labels!;
     const knn = await knnAccuracy(train, trainLabels, test, testLabels, { numClasses, k: 20, temperature: 0.07 });
+    say(`kNN top-1 ${(100 * knn.top1).toFixed(2)}%; linear probe, ${probeEpochs} epochs`);
+    const every = Math.max(1, Math.round(probeEpochs / 5));
     const probe = await linearProbe(train, trainLabels, test, testLabels, {
+      onEpoch: (epoch, loss) => {
+        if ((epoch + 1) % every === 0 || epoch + 1 === probeEpochs) say(`linear probe epoch ${epoch + 1}/${probeEpochs}: loss ${loss.toFixed(4)}`);
+      },
       numClasses,
       epochs: probeEpochs,
       lr: 0.1,
@@ -60,6 +84,7 @@ async function evaluateModel(model: OdcModel, splits: EvaluationSplits, config: 
       weightDecay: 5e-4,
       seed: config.seed,
     });
+    say(`linear probe ${(100 * probe.testAccuracy).toFixed(2)}%; k-means with ${numClasses} clusters`);
     const clusters = await kmeansLabels(train, numClasses, { iterations: 20, seed: config.seed });
     return {
       'kNN top-1': knn.top1,
@@ -76,11 +101,12 @@ async function evaluateModel(model: OdcModel, splits: EvaluationSplits, config: 
 
 /** Evaluates the run in `runDir` (and the random-init backbone) and prints a table. */
 export async function evaluateRun(opts: EvaluateOptions): Promise<EvalRow[]> {
+  const say = progressLine(performance.now());
   const ckpt = await loadCheckpoint(opts.runDir);
   const config = ckpt.meta.config;
   const training = await loadTrainingData(config);
   checkDataSize(ckpt, training.n, opts.runDir);
-  if (!training.labels || training.numClasses === null) throw new Error(`odc eval needs labels for evaluation; data set ${training.name} has none`);
+  if (!training.labels || training.numClasses === null) return evaluateUnlabelled(opts, ckpt, config, training, say);
   const numClasses = training.numClasses;
   const splits = await evaluationSplits(config, training);
   console.log(`evaluating ${opts.runDir}: ${splits.train.n} train / ${splits.test.n} test images (${splits.testSource}), ${numClasses} classes`);
@@ -88,7 +114,8 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvalRow[]> {
   const trained = buildModel(config, training.channels, new Rng(config.seed));
   try {
     const memory = ckpt.restore(trained, null);
-    const values = await evaluateModel(trained, splits, config, opts.probeEpochs, numClasses);
+    say(`trained network (epoch ${ckpt.meta.position.epoch})`);
+    const values = await evaluateModel(trained, splits, config, opts.probeEpochs, numClasses, say);
     if (memory) {
       const labels = await memory.labels.data();
       memory.dispose();
@@ -103,13 +130,107 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvalRow[]> {
   if (opts.baseline) {
     const random = buildModel(config, training.channels, new Rng(config.seed));
     try {
-      rows.push({ name: 'random init', values: await evaluateModel(random, splits, config, opts.probeEpochs, numClasses) });
+      say('random-init network (the baseline)');
+      rows.push({ name: 'random init', values: await evaluateModel(random, splits, config, opts.probeEpochs, numClasses, say) });
     } finally {
       random.dispose();
     }
   }
-  console.log(formatEvalTable(rows));
-  if (opts.out) writeFileSync(opts.out, JSON.stringify({ run: opts.runDir, config, test: splits.testSource, rows }, null, 2) + '\n');
+  finishEvaluation(opts, { run: opts.runDir, config, test: splits.testSource, rows });
+  return rows;
+}
+
+/** Prints the table and writes eval.json into the run folder (and to --out when given). */
+function finishEvaluation(opts: EvaluateOptions, result: { run: string; config: TrainConfig; test: string; rows: EvalRow[] }): void {
+  console.log(formatEvalTable(result.rows));
+  const text = JSON.stringify(result, null, 2) + '\n';
+  const inRun = join(opts.runDir, 'eval.json');
+  writeFileSync(inRun, text);
+  if (opts.out && resolve(opts.out) !== resolve(inRun)) writeFileSync(opts.out, text);
+  console.log(`wrote ${inRun}${opts.out && resolve(opts.out) !== resolve(inRun) ? ` and ${opts.out}` : ''}`);
+}
+
+/** Normalised entropy of the cluster sizes: 1 when all clusters are equal, towards 0 as one cluster takes all. */
+export function sizeBalance(sizes: ArrayLike<number>): number {
+  let total = 0;
+  for (let c = 0; c < sizes.length; c++) total += sizes[c];
+  if (total === 0 || sizes.length < 2) return 1;
+  let h = 0;
+  for (let c = 0; c < sizes.length; c++) if (sizes[c] > 0) h -= (sizes[c] / total) * Math.log(sizes[c] / total);
+  return h / Math.log(sizes.length);
+}
+
+/**
+ * Weighted kNN (k 20, T 0.07) of the backbone features of a seeded 20% hold-out against the other 80%,
+ * voting with the cluster labels: how well the features' neighbourhoods agree with the clusters.
+ */
+async function knnAgreement(model: OdcModel, ds: ImageDataset, config: TrainConfig, labels: Uint32Array, k: number): Promise<number> {
+  const order = new Rng(config.seed + 11).shuffle(Array.from({ length: ds.n }, (_, i) => i));
+  const cut = Math.floor(ds.n * 0.8);
+  const trainRows = Uint32Array.from(order.slice(0, cut));
+  const testRows = Uint32Array.from(order.slice(cut));
+  const all = backboneFeatures(model, ds, config);
+  try {
+    const trainIndex = Tensor.from(trainRows, [trainRows.length], 'u32');
+    const testIndex = Tensor.from(testRows, [testRows.length], 'u32');
+    const train = gatherRows(all, trainIndex);
+    const test = gatherRows(all, testIndex);
+    try {
+      const of = (idx: Uint32Array) => Int32Array.from(idx, (i) => labels[i]);
+      return (await knnAccuracy(train, of(trainRows), test, of(testRows), { numClasses: k, k: 20, temperature: 0.07 })).top1;
+    } finally {
+      for (const t of [train, test, trainIndex, testIndex]) t.dispose();
+    }
+  } finally {
+    all.dispose();
+  }
+}
+
+/** `odc eval` on data without labels: cluster sizes and balance, label churn, kNN agreement with the clusters. */
+async function evaluateUnlabelled(
+  opts: EvaluateOptions,
+  ckpt: Awaited<ReturnType<typeof loadCheckpoint>>,
+  config: TrainConfig,
+  training: ImageDataset,
+  say: (text: string) => void,
+): Promise<EvalRow[]> {
+  console.log(`evaluating ${opts.runDir}: ${training.n} images without labels: cluster sizes, label churn, kNN agreement of the features with the clusters (20% hold-out)`);
+  const k = config.odc.k;
+  const rows: EvalRow[] = [];
+  const trained = buildModel(config, training.channels, new Rng(config.seed));
+  let labels: Uint32Array | null;
+  try {
+    const memory = ckpt.restore(trained, null);
+    labels = memory ? await memory.labels.data() : ckpt.pseudoLabels;
+    memory?.dispose();
+    if (!labels) throw new Error(`${opts.runDir}: the checkpoint holds no cluster labels yet (a DeepCluster run before its first epoch): train at least one epoch`);
+    const sizes = labelHistogram(labels, k);
+    const churn = readRunLog(opts.runDir).epochs.at(-1)?.labelChurnNmi;
+    say('kNN agreement of the trained features with the clusters');
+    rows.push({
+      name: `${config.mode} (epoch ${ckpt.meta.position.epoch})`,
+      values: {
+        'non-empty clusters': sizes.filter((s) => s > 0).length,
+        'smallest cluster': Math.min(...sizes),
+        'largest cluster': Math.max(...sizes),
+        'size balance': sizeBalance(sizes),
+        'label churn NMI': churn ?? null,
+        'kNN agreement': await knnAgreement(trained, training, config, labels, k),
+      },
+    });
+  } finally {
+    trained.dispose();
+  }
+  if (opts.baseline) {
+    const random = buildModel(config, training.channels, new Rng(config.seed));
+    try {
+      say('kNN agreement of the random-init features with the same clusters (the baseline)');
+      rows.push({ name: 'random init', values: { 'kNN agreement': await knnAgreement(random, training, config, labels, k) } });
+    } finally {
+      random.dispose();
+    }
+  }
+  finishEvaluation(opts, { run: opts.runDir, config, test: `20% hold-out of ${training.name} (labels: the clusters)`, rows });
   return rows;
 }
 

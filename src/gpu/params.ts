@@ -1,6 +1,7 @@
 /**
  * Packs a kernel's uniform block. WGSL lays scalar u32/i32/f32 fields out 4 bytes apart, and the block
- * is padded to 16 bytes; fields must be pushed in the order the WGSL struct declares them.
+ * is padded to 16 bytes; fields must be pushed in the order the WGSL struct declares them, which
+ * `packParams` (src/gpu/kernel.ts) does from a kernel's declaration.
  */
 export class Params {
   private readonly view: DataView;
@@ -40,9 +41,4 @@ export class Params {
   get data(): Uint8Array {
     return new Uint8Array(this.view.buffer, 0, Math.max(16, Math.ceil(this.bytes / 16) * 16));
   }
-}
-
-/** Shorthand: `params().u32(n, m).f32(alpha)`. */
-export function params(): Params {
-  return new Params();
 }

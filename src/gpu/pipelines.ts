@@ -3,13 +3,19 @@
  * `prepare` compiles a list of kernels in parallel with createComputePipelineAsync (warm-up);
  * `get` returns a cached pipeline or compiles synchronously on first use.
  */
-import { renderShader, type Defines } from './shaders.ts';
+import { entryModule, type Defines } from './shaders.ts';
 
-/** Which WGSL kernel to run: shaders/<family>.wgsl, entry point, template values. */
+/**
+ * Which WGSL kernel to run: shaders/<family>.wgsl, entry point, template values, and the declarations
+ * generated from the entry's TypeScript declaration (built by src/gpu/kernel.ts's kernelSource).
+ */
 export interface KernelSource {
   family: string;
   entry: string;
   defines?: Defines;
+  header: string;
+  /** Tells declarations of one entry apart in the cache (a test declares a deliberately wrong one). */
+  declarationId: number;
 }
 
 /** How one storage binding is declared in WGSL: var<storage, read> or var<storage, read_write>. */
@@ -27,7 +33,7 @@ function layoutKey(layout: LayoutSpec): string {
 
 export function kernelKey(source: KernelSource, layout: LayoutSpec): string {
   const defines = source.defines ? JSON.stringify(Object.entries(source.defines).sort()) : '';
-  return `${source.family}:${source.entry}:${defines}:${layoutKey(layout)}`;
+  return `${source.family}:${source.entry}#${source.declarationId}:${defines}:${layoutKey(layout)}`;
 }
 
 export class PipelineCache {
@@ -66,16 +72,16 @@ export class PipelineCache {
   }
 
   private descriptor(source: KernelSource, layout: LayoutSpec): GPUComputePipelineDescriptor {
-    const code = renderShader(source.family, source.defines);
+    const code = entryModule(source.family, source.entry, source.header, source.defines);
     let module = this.modules.get(code);
     if (!module) {
-      module = this.device.createShaderModule({ label: source.family, code });
+      module = this.device.createShaderModule({ label: `${source.family}.${source.entry}`, code });
       this.modules.set(code, module);
-      const family = source.family;
+      const where = `shaders/${source.family}.wgsl (entry ${source.entry}; lines past the file's end are its generated header)`;
       void module.getCompilationInfo().then((info) => {
         const errors = info.messages.filter((m) => m.type === 'error');
         if (errors.length > 0) {
-          this.onCompileError(`shaders/${family}.wgsl: ${errors.map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+          this.onCompileError(`${where}: ${errors.map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
         }
       });
     }

@@ -119,6 +119,13 @@ export function accuracy(pred: ArrayLike<number>, truth: ArrayLike<number>): num
   return hits / pred.length;
 }
 
+/** The number of labels equal to each of 0..k-1 (cluster sizes). */
+export function labelHistogram(labels: ArrayLike<number>, k: number): Uint32Array {
+  const h = new Uint32Array(k);
+  for (let i = 0; i < labels.length; i++) h[labels[i]]++;
+  return h;
+}
+
 /** numClasses x numClasses counts, row = true class, column = predicted class. */
 export function confusionMatrix(pred: ArrayLike<number>, truth: ArrayLike<number>, numClasses: number): Int32Array {
   if (pred.length !== truth.length) throw new RangeError(`confusionMatrix: ${pred.length} predictions for ${truth.length} labels`);

@@ -14,6 +14,7 @@ export type { EpochSummary } from './checkpoint.ts';
 import { MetricSlots } from './metric-slots.ts';
 import { trainingStep } from './step.ts';
 import type { TrainingSession } from './session.ts';
+import { labelHistogram } from '../metrics/metrics.ts';
 
 /** An epoch's metric sums over its drained log records (each record weighted by its iterations). */
 type EpochSums = Omit<EpochProgress, 'pending'>;
@@ -30,6 +31,8 @@ export class TrainingLoop {
   private readonly runStart = performance.now();
   private savedAt: string;
   private lastSaveTime = performance.now();
+  /** The labels at the end of the previous epoch (or of the initial clustering), for the label churn; null after a resume. */
+  private previousLabels: Uint32Array | null;
 
   constructor(private readonly s: TrainingSession) {
     const carried = s.carried;
@@ -37,6 +40,7 @@ export class TrainingLoop {
     if (carried) this.slots.restore(carried.pending);
     this.splitsSinceLog = carried?.pending.splits ?? 0;
     this.savedAt = s.resumed ? positionKey(s.position) : '';
+    this.previousLabels = s.initialLabels ?? null;
   }
 
   /** Trains to the end of the schedule or to a stop request; the session's position says which. */
@@ -83,6 +87,7 @@ export class TrainingLoop {
     const stopped = this.stopRequested();
     const every = config.log.checkpointEvery;
     if ((epoch + 1) % every === 0 || epoch + 1 === config.optim.epochs || stopped || this.checkpointDue()) await this.checkpoint(null);
+    await this.s.options.afterEpoch?.(this.s);
     return stopped;
   }
 
@@ -139,7 +144,11 @@ export class TrainingLoop {
         `change ${(100 * summary.changeRatio).toFixed(2)}%` + (summary.nmi !== undefined ? `, NMI ${summary.nmi.toFixed(4)}` : '') +
         `, ${summary.imagesPerSecond.toFixed(1)} img/s`,
     );
-    this.s.progress.event({ event: 'epoch', ...summary });
+    // Extra fields for the report, outside the summary (so history and checkpoints stay as they were): the
+    // NMI of these labels to the previous epoch's (label churn; 1 = no label changed) and the cluster sizes.
+    const churn = this.previousLabels ? { labelChurnNmi: nmi(labels, this.previousLabels) } : {};
+    this.previousLabels = labels;
+    this.s.progress.event({ event: 'epoch', ...summary, ...churn, sizes: Array.from(labelHistogram(labels, this.s.config.odc.k)) });
     await this.s.options.onEpoch?.({ ...summary });
   }
 

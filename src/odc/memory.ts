@@ -33,7 +33,11 @@ import { gpu } from '../gpu/device.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { readHistogram, readStatusWord } from './host-reads.ts';
-import { centroidMeans, fillU32, histogram, kmeans, launch, nearest, normalizeRowsInto, wg } from './kmeans.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { odcMemory } from '../kernels/odc_memory.ts';
+import { centroidMeans, fillU32, histogram, nearest, threads } from '../ops/clustering.ts';
+import { normalizeRows } from '../ops/rows.ts';
+import { kmeans } from './kmeans.ts';
 import { handleSmallClusters, type ClusterMemory, type SmallClusterReport } from './small-clusters.ts';
 
 export interface OdcMemoryOptions {
@@ -215,7 +219,8 @@ export class OdcMemory implements ClusterMemory {
    */
   async init(rawFeatures: Tensor<'f32'>): Promise<InitReport> {
     this.checkFeatures(rawFeatures, this.n, 'OdcMemory.init');
-    normalizeRowsInto(rawFeatures, this.features, this.n, this.dim);
+    // ODC-SPEC's rule (||x|| + 1e-10), summed in order over each row as the momentum update sums.
+    normalizeRows(rawFeatures, { epsilon: 'add', summation: 'serial', out: this.features });
     const km = kmeans(this.features, this.n, this.dim, this.k, { iterations: this.kmeansIterations, seed: this.rng.nextU32(), init: this.kmeansInit });
     gpu().copy(km.labels.buffer, 0, this.labels.buffer, 0, this.n * 4);
     gpu().copy(km.centroids.buffer, 0, this.centroids.buffer, 0, this.k * this.dim * 4);
@@ -258,22 +263,29 @@ export class OdcMemory implements ClusterMemory {
     const fresh = Tensor.empty([b, d], 'f32');
     const winner = Tensor.empty([b], 'u32');
     const newLabels = Tensor.empty([b], 'u32');
-    launch(
-      'odc_memory',
-      'momentum',
-      { n: b, d, k: this.n, f0: this.momentum },
-      [[idx.t, 'read'], [features, 'read'], [this.features, 'read'], [fresh, 'rw'], [winner, 'rw'], [this.status, 'rw']],
-      wg(b),
-    );
+    dispatchKernel(odcMemory.momentum, {
+      params: { n: b, d, bank_rows: this.n, momentum: this.momentum },
+      bindings: { idx: idx.t.buffer, features: features.buffer, bank: this.features.buffer, out: fresh.buffer, winner: winner.buffer, status: this.status.buffer },
+      workgroups: threads(b),
+    });
     nearest({ x: fresh, n: b, d, centroids: this.centroids, k: this.k, labels: newLabels });
-    launch('odc_memory', 'count_changes', { n: b, k: this.n }, [[idx.t, 'read'], [newLabels, 'read'], [this.labels, 'read'], [this.changeCount, 'rw']], wg(b));
-    launch(
-      'odc_memory',
-      'scatter_update',
-      { n: b, d, k: this.n },
-      [[idx.t, 'read'], [fresh, 'read'], [newLabels, 'read'], [winner, 'read'], [this.features, 'rw'], [this.labels, 'rw']],
-      wg(b),
-    );
+    dispatchKernel(odcMemory.count_changes, {
+      params: { n: b, bank_rows: this.n },
+      bindings: { idx: idx.t.buffer, new_labels: newLabels.buffer, labels: this.labels.buffer, count: this.changeCount.buffer },
+      workgroups: threads(b),
+    });
+    dispatchKernel(odcMemory.scatter_update, {
+      params: { n: b, d, bank_rows: this.n },
+      bindings: {
+        idx: idx.t.buffer,
+        rows: fresh.buffer,
+        new_labels: newLabels.buffer,
+        winner: winner.buffer,
+        bank: this.features.buffer,
+        labels: this.labels.buffer,
+      },
+      workgroups: threads(b),
+    });
     for (const t of [fresh, winner, newLabels]) t.dispose();
     if (idx.owned) idx.t.dispose();
   }
@@ -282,7 +294,13 @@ export class OdcMemory implements ClusterMemory {
   labelsOf(indices: Indices): Tensor<'u32'> {
     const idx = this.indexTensor(indices, 'OdcMemory.labelsOf');
     const out = Tensor.empty([idx.count], 'u32');
-    if (idx.count > 0) launch('odc_memory', 'gather_u32', { n: idx.count, k: this.n }, [[idx.t, 'read'], [this.labels, 'read'], [out, 'rw'], [this.status, 'rw']], wg(idx.count));
+    if (idx.count > 0) {
+      dispatchKernel(odcMemory.gather_u32, {
+        params: { n: idx.count, src_len: this.n },
+        bindings: { idx: idx.t.buffer, src: this.labels.buffer, out: out.buffer, status: this.status.buffer },
+        workgroups: threads(idx.count),
+      });
+    }
     if (idx.owned) idx.t.dispose();
     return out;
   }
@@ -303,7 +321,7 @@ export class OdcMemory implements ClusterMemory {
   updateWeights(power = 0.5, eps = 1e-5): void {
     if (!(power >= 0)) throw new RangeError(`OdcMemory.updateWeights: power must be >= 0, got ${power}`);
     const hist = this.histogram();
-    launch('odc_memory', 'weights', { k: this.k, f0: power, f1: eps }, [[hist, 'read'], [this.weights, 'rw']], 'one');
+    dispatchKernel(odcMemory.weights, { params: { k: this.k, power, smoothing: eps }, bindings: { hist: hist.buffer, out: this.weights.buffer }, workgroups: [1] });
     hist.dispose();
   }
 

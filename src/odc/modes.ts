@@ -14,6 +14,7 @@ import type { GpuAugmenter } from '../data/augment.ts';
 import { UniformSampler, balancedEpoch, streamRng } from '../data/sampler.ts';
 import type { Rng } from '../util/rng.ts';
 import { nmi } from '../metrics/nmi.ts';
+import { labelHistogram } from '../metrics/metrics.ts';
 import { OdcMemory, summarizeHistogram, type MemoryStats } from './memory.ts';
 import { handleSmallClusters } from './small-clusters.ts';
 import { kmeansLabels } from './kmeans.ts';
@@ -72,7 +73,7 @@ export async function freshMode(
   progress: Progress,
   trueLabels: Int32Array | null,
   n: number,
-): Promise<{ mode: TrainingMode; initialNmi?: number }> {
+): Promise<{ mode: TrainingMode; initialNmi?: number; initialLabels?: Uint32Array }> {
   if (ctx.config.mode !== 'odc') return { mode: new DeepClusterMode(ctx, n, null) };
   const { config, model, augmenter } = ctx;
   const t0 = performance.now();
@@ -95,15 +96,17 @@ export async function freshMode(
     const report = await memory.init(raw);
     raw.dispose();
     model.head.reset();
-    const initialNmi = trueLabels ? nmi(await memory.labels.data(), trueLabels) : undefined;
+    const initialLabels = await memory.labels.data();
+    const initialNmi = trueLabels ? nmi(initialLabels, trueLabels) : undefined;
     const stats = await memory.stats();
     progress.message(
       `initial clustering: ${n} images, K = ${config.odc.k}, inertia ${report.inertia[0].toFixed(1)} -> ${report.inertia[report.inertia.length - 1].toFixed(1)}, ` +
         `cluster sizes ${stats.min}..${stats.max}` + (initialNmi !== undefined ? `, NMI vs labels ${initialNmi.toFixed(4)}` : '') +
         ` (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
     );
-    progress.event({ event: 'init', inertia: report.inertia, nmi: initialNmi, ...stats });
-    return { mode: new OdcMode(config, memory), initialNmi };
+    // sizes: the initial cluster-size histogram (the report's "initial" histogram)
+    progress.event({ event: 'init', inertia: report.inertia, nmi: initialNmi, ...stats, sizes: Array.from(labelHistogram(initialLabels, config.odc.k)) });
+    return { mode: new OdcMode(config, memory), initialNmi, initialLabels };
   } catch (err) {
     raw.dispose();
     memory?.dispose();
@@ -209,9 +212,7 @@ export class DeepClusterMode implements TrainingMode {
 
   epochLabels(): Promise<{ labels: Uint32Array; stats: MemoryStats }> {
     const labels = this.current();
-    const h = new Uint32Array(this.ctx.config.odc.k);
-    for (const l of labels) h[l]++;
-    return Promise.resolve({ labels, stats: summarizeHistogram(h, this.ctx.config.odc.minCluster) });
+    return Promise.resolve({ labels, stats: summarizeHistogram(labelHistogram(labels, this.ctx.config.odc.k), this.ctx.config.odc.minCluster) });
   }
 
   checkpointState(): Pick<TrainState, 'memory' | 'pseudoLabels'> {

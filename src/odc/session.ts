@@ -55,6 +55,8 @@ export interface TrainOptions {
   onEpoch?: (summary: EpochSummary) => void | Promise<void>;
   /** Called after every iteration with the iteration count so far (soak bench, fault-injection tests). */
   afterIteration?: (iteration: number) => void | Promise<void>;
+  /** Called at every epoch end, after its log record and checkpoint (`odc train --report` rewrites the report here). */
+  afterEpoch?: (session: TrainingSession) => void | Promise<void>;
 }
 
 export class TrainingSession implements StepParts {
@@ -64,6 +66,8 @@ export class TrainingSession implements StepParts {
   history: Array<Record<string, number>> = [];
   /** NMI of the initial clustering against the true labels (fresh ODC runs on labelled data). */
   initialNmi?: number;
+  /** The labels of the initial clustering (fresh ODC runs): the first epoch's label churn is measured against them. */
+  initialLabels?: Uint32Array;
   readonly n: number;
   readonly batchSize: number;
   readonly iterationsPerEpoch: number;
@@ -166,6 +170,7 @@ export class TrainingSession implements StepParts {
       const fresh = await freshMode(this, this.progress, this.dataset.labels, this.n);
       this.currentMode = fresh.mode;
       this.initialNmi = fresh.initialNmi;
+      this.initialLabels = fresh.initialLabels;
     }
   }
 

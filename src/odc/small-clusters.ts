@@ -6,7 +6,10 @@
 import { Tensor } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
 import { readHistogram, readSplitCount } from './host-reads.ts';
-import { centroidMeans, compactIndices, launch, maskBias, nearest, wg } from './kmeans.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { kmeans as kmeansKernels } from '../kernels/kmeans.ts';
+import { odcMemory } from '../kernels/odc_memory.ts';
+import { centroidMeans, compactIndices, maskBias, nearest, threads } from '../ops/clustering.ts';
 import { twoMeansSplit } from './split.ts';
 
 export interface SplitRecord {
@@ -79,7 +82,11 @@ export async function handleSmallClusters(memory: ClusterMemory, options: { trac
     maskBias(mask, k, bias);
     const dest = Tensor.empty([members], 'u32');
     nearest({ x: features, n: members, d: dim, idx, centroids, k, bias, labels: dest });
-    launch('odc_memory', 'scatter_labels', { n: members }, [[idx, 'read'], [dest, 'read'], [labels, 'rw']], wg(members));
+    dispatchKernel(odcMemory.scatter_labels, {
+      params: { n: members },
+      bindings: { idx: idx.buffer, values: dest.buffer, labels: labels.buffer },
+      workgroups: threads(members),
+    });
     for (const t of [mask, idx, bias, dest]) t.dispose();
     h = await readHistogram(memory.histogram());
   }
@@ -92,7 +99,11 @@ export async function handleSmallClusters(memory: ClusterMemory, options: { trac
     if (size < 2) throw new Error(`OdcMemory: cannot refill cluster ${dead}: the largest cluster ${big} has ${size} member(s)`);
     const idx = compactIndices(labels, n, k, size, { value: big });
     const { side, count1 } = twoMeansSplit(features, dim, idx, size, memory.rng, { restarts: memory.splitRestarts, maxIter: memory.splitMaxIter });
-    launch('kmeans', 'tm_relabel', { n: size, a: dead }, [[idx, 'read'], [side, 'read'], [labels, 'rw']], wg(size));
+    dispatchKernel(kmeansKernels.tm_relabel, {
+      params: { n: size, label: dead },
+      bindings: { idx: idx.buffer, side: side.buffer, labels: labels.buffer },
+      workgroups: threads(size),
+    });
     const lab = memory.labelsOf(idx);
     const list = Tensor.from([big, dead], [2], 'u32');
     centroidMeans({ x: features, n: size, d: dim, idx, labels: lab, k, out: centroids, list, listLength: 2 });

@@ -10,7 +10,9 @@
  */
 import { Tensor } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
-import { centroidMeans, fillU32, launch, sumInto, wg } from './kmeans.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { kmeans as kernels } from '../kernels/kmeans.ts';
+import { centroidMeans, fillU32, sumInto, threads } from '../ops/clustering.ts';
 
 export interface SplitOptions {
   /** Seeded restarts, the lowest inertia wins (sklearn's n_init; 2020-era sklearn used 10). */
@@ -46,27 +48,46 @@ export function twoMeansSplit(bank: Tensor<'f32'>, d: number, idx: Tensor<'u32'>
   const count1 = Tensor.empty([1], 'u32');
   for (let r = 0; r < restarts; r++) {
     const first = rng.int(n);
-    launch('kmeans', 'tm_center_from_row', { d, a: first, b: 0 }, [[bank, 'read'], [idx, 'read'], [centers, 'rw']], 'one');
-    launch('kmeans', 'tm_dist', { n, d, flags: 1, b: 0 }, [[bank, 'read'], [idx, 'read'], [centers, 'read'], [dmin, 'rw']], wg(n));
-    launch('kmeans', 'tm_pick', { n, d, flags: 1, b: 1, f0: rng.uniform() }, [[bank, 'read'], [idx, 'read'], [dmin, 'read'], [centers, 'rw']], 'one');
+    // k-means++ seeding of the two centers: a random member, then a D^2-weighted draw
+    dispatchKernel(kernels.tm_center_from_row, {
+      params: { d, member: first, center: 0 },
+      bindings: { x: bank.buffer, idx: idx.buffer, centers: centers.buffer },
+      workgroups: [1],
+    });
+    dispatchKernel(kernels.tm_dist, {
+      params: { n, d, center: 0, gather: true, running_min: false },
+      bindings: { x: bank.buffer, idx: idx.buffer, centers: centers.buffer, d2: dmin.buffer },
+      workgroups: threads(n),
+    });
+    dispatchKernel(kernels.tm_pick, {
+      params: { n, d, center: 1, draw: rng.uniform(), gather: true },
+      bindings: { x: bank.buffer, idx: idx.buffer, d2: dmin.buffer, centers: centers.buffer },
+      workgroups: [1],
+    });
     for (let it = 0; it <= maxIter; it++) {
-      launch('kmeans', 'tm_assign', { n, d }, [[bank, 'read'], [idx, 'read'], [centers, 'read'], [side, 'rw'], [dmin, 'rw']], wg(n));
+      dispatchKernel(kernels.tm_assign, {
+        params: { n, d },
+        bindings: { x: bank.buffer, idx: idx.buffer, centers: centers.buffer, side: side.buffer, dmin: dmin.buffer },
+        workgroups: threads(n),
+      });
       if (it < maxIter) centroidMeans({ x: bank, n, d, idx, labels: side, k: 2, out: centers });
     }
     sumInto(dmin, n, inertia, 0);
-    launch('kmeans', 'tm_keep_best', {}, [[inertia, 'read'], [best, 'rw'], [flag, 'rw']], 'one');
-    launch('kmeans', 'tm_copy_if', { n }, [[flag, 'read'], [side, 'read'], [bestSide, 'rw']], wg(n));
+    dispatchKernel(kernels.tm_keep_best, { bindings: { inertia: inertia.buffer, best: best.buffer, flag: flag.buffer }, workgroups: [1] });
+    dispatchKernel(kernels.tm_copy_if, { params: { n }, bindings: { flag: flag.buffer, src: side.buffer, dst: bestSide.buffer }, workgroups: threads(n) });
   }
   // Random-half fallback, used by the kernel only when one side is empty.
   const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
   const halves = new Uint32Array(n);
   for (let j = Math.floor(n / 2); j < n; j++) halves[order[j]] = 1;
   const halvesT = Tensor.from(halves, [n], 'u32');
-  fillU32(count1, 0, 1);
-  launch('kmeans', 'tm_count', { n, a: 0 }, [[bestSide, 'read'], [count1, 'rw']], wg(n));
-  launch('kmeans', 'tm_fallback', { n }, [[count1, 'read'], [halvesT, 'read'], [bestSide, 'rw']], wg(n));
-  fillU32(count1, 0, 1);
-  launch('kmeans', 'tm_count', { n, a: 0 }, [[bestSide, 'read'], [count1, 'rw']], wg(n));
+  const countSideOne = () => {
+    fillU32(count1, 0, 1);
+    dispatchKernel(kernels.tm_count, { params: { n, slot: 0 }, bindings: { side: bestSide.buffer, counts: count1.buffer }, workgroups: threads(n) });
+  };
+  countSideOne();
+  dispatchKernel(kernels.tm_fallback, { params: { n }, bindings: { counts: count1.buffer, halves: halvesT.buffer, side: bestSide.buffer }, workgroups: threads(n) });
+  countSideOne();
   for (const t of [centers, side, dmin, inertia, best, flag, halvesT]) t.dispose();
   return { side: bestSide, count1 };
 }

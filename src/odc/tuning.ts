@@ -17,7 +17,7 @@ import { gemmDefault, gemmShapeClass } from '../ops/gemm-variants.ts';
 import { runGemm, type ConvParams, type GemmMode } from '../ops/matmul.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
-import { nearest, nearestShapeClass } from './kmeans.ts';
+import { nearest, nearestShapeClass } from '../ops/clustering.ts';
 
 /** The file in a run folder that records the kernel variants the run used. */
 export const VARIANTS_FILE = 'variants.json';
@@ -42,10 +42,16 @@ function gemmCase(g: Gpu, mode: GemmMode, conv: ConvParams | null, size: number)
   const c = conv ?? conv3x3(0, 0, 0, 0);
   const positions = c.batch * c.OH * c.OW;
   const [M, N, K] =
-    mode === 0 ? [size, size, size] : mode === 1 ? [positions, c.Cout, 9 * c.Cin] : mode === 2 ? [c.batch * c.H * c.W, c.Cin, 9 * c.Cout] : [9 * c.Cin, c.Cout, positions];
+    mode === 'matmul'
+      ? [size, size, size]
+      : mode === 'conv_forward'
+        ? [positions, c.Cout, 9 * c.Cin]
+        : mode === 'conv_dgrad'
+          ? [c.batch * c.H * c.W, c.Cin, 9 * c.Cout]
+          : [9 * c.Cin, c.Cout, positions];
   const rng = new Rng(M + N + K);
-  const aSize = mode === 0 ? M * K : mode === 2 ? positions * c.Cout : c.batch * c.H * c.W * c.Cin;
-  const bSize = mode === 0 ? K * N : mode === 3 ? positions * c.Cout : 9 * c.Cin * c.Cout;
+  const aSize = mode === 'matmul' ? M * K : mode === 'conv_dgrad' ? positions * c.Cout : c.batch * c.H * c.W * c.Cin;
+  const bSize = mode === 'matmul' ? K * N : mode === 'conv_wgrad' ? positions * c.Cout : 9 * c.Cin * c.Cout;
   const a = positive(rng, aSize);
   const b = positive(rng, bSize);
   const out = Tensor.empty([M * N], 'f32');
@@ -54,7 +60,7 @@ function gemmCase(g: Gpu, mode: GemmMode, conv: ConvParams | null, size: number)
     kernel: 'gemm',
     shapeClass: gemmShapeClass(mode, M, N, K),
     fallback: gemmDefault(g, N, M),
-    record: () => runGemm({ mode, M, N, K, a: a.buffer, b: b.buffer, out: out.buffer, conv: conv ? (mode === 2 ? { ...c, phase } : c) : undefined }),
+    record: () => runGemm({ mode, M, N, K, a: a.buffer, b: b.buffer, out: out.buffer, conv: conv ? (mode === 'conv_dgrad' ? { ...c, phase } : c) : undefined }),
     result: () => out.data(),
     agrees: withinSumBound(K),
     dispose: () => {
@@ -89,15 +95,15 @@ function nearestCase(g: Gpu, n: number, d: number, k: number): TuneCase {
 export function tuneCases(g: Gpu, scale: 'smoke' | 'small' | 'full' = g.isCpuAdapter ? 'small' : 'full'): TuneCase[] {
   const medium = scale !== 'smoke';
   const cases = [
-    gemmCase(g, 0, null, 128),
-    ...(medium ? [gemmCase(g, 0, null, 512)] : []),
-    ...([1, 2, 3] as const).flatMap((mode) => [gemmCase(g, mode, conv3x3(2, 8, 16, 16), 0), ...(medium ? [gemmCase(g, mode, conv3x3(8, 16, 64, 64), 0)] : [])]),
+    gemmCase(g, 'matmul', null, 128),
+    ...(medium ? [gemmCase(g, 'matmul', null, 512)] : []),
+    ...(['conv_forward', 'conv_dgrad', 'conv_wgrad'] as const).flatMap((mode) => [gemmCase(g, mode, conv3x3(2, 8, 16, 16), 0), ...(medium ? [gemmCase(g, mode, conv3x3(8, 16, 64, 64), 0)] : [])]),
     nearestCase(g, 256, 32, 64),
     ...(medium ? [nearestCase(g, 512, 128, 1000)] : []),
   ];
   if (scale === 'full') {
-    cases.push(gemmCase(g, 0, null, 2048));
-    for (const mode of [1, 2, 3] as const) cases.push(gemmCase(g, mode, conv3x3(32, 28, 128, 128), 0));
+    cases.push(gemmCase(g, 'matmul', null, 2048));
+    for (const mode of ['conv_forward', 'conv_dgrad', 'conv_wgrad'] as const) cases.push(gemmCase(g, mode, conv3x3(32, 28, 128, 128), 0));
     cases.push(nearestCase(g, 65536, 256, 10000));
   }
   return cases;

@@ -11,19 +11,15 @@
  * backward passes mask dy by the saved output, so no separate ReLU kernels or tensors are needed.
  */
 import { gpu } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { batchnorm } from '../kernels/batchnorm.ts';
 import { Tensor, expectDType, expectShape, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
-
-const FAMILY = 'batchnorm';
 
 export interface BatchNormOptions {
   /** Apply max(·, 0) to the output in the same kernel (the gradient is masked where the output is 0). */
   relu?: boolean;
 }
-
-/** Uniform flag of a fused ReLU (shaders/batchnorm.wgsl). */
-const RELU_FLAG = 8;
 
 export interface BatchNormState {
   runningMean: Tensor<'f32'>;
@@ -52,8 +48,9 @@ function geometry(rows: number, channels: number): Geometry {
   return { rows, channels, ct, rl: 256 / ct, rowsPerBlock, nblocks: Math.max(1, Math.ceil(rows / rowsPerBlock)) };
 }
 
-function uniforms(g: Geometry, flags: number, eps: number, momentum: number) {
-  return params().u32(g.rows, g.channels, g.nblocks, g.rowsPerBlock, flags).f32(eps, momentum);
+/** The shape parameters the kernels share. */
+function shapeParams(g: Geometry) {
+  return { rows: g.rows, channels: g.channels, nblocks: g.nblocks, rows_per_block: g.rowsPerBlock };
 }
 
 /** Workgroups of the elementwise passes: channel tiles × row groups (each row group strides on). */
@@ -61,8 +58,9 @@ function tileGrid(g: Geometry): [number, number] {
   return [Math.ceil(g.channels / g.ct), Math.min(gpu().limits.maxComputeWorkgroupsPerDimension, Math.ceil(g.rows / g.rl))];
 }
 
-function reductionKernel(entry: string, g: Geometry) {
-  return { family: FAMILY, entry, defines: { CT: g.ct, RL: g.rl } };
+/** The template constants: the tile of CT channels × RL row lanes. */
+function tiles(g: Geometry) {
+  return { CT: g.ct, RL: g.rl };
 }
 
 function checkNumber(value: number, ok: boolean, what: string): void {
@@ -124,59 +122,54 @@ export function batchNorm(
   options: BatchNormOptions = {},
 ): Tensor<'f32'> {
   const channels = validate(x, state, weight, bias, training);
-  const reluFlag = options.relu ? RELU_FLAG : 0;
+  const relu = Boolean(options.relu);
   const g = geometry(x.size / channels, channels);
-  const affineFlags = (weight ? 1 : 0) | (bias ? 2 : 0);
-  const dev = gpu();
+  const affine = { has_weight: weight !== null, has_bias: bias !== null };
 
   // Per-channel [mean | invstd | scale | bias], saved for the backward pass.
   const stats = Tensor.empty([4 * channels], 'f32');
   if (training) {
     const partial = Tensor.empty([g.nblocks * 2 * channels], 'f32');
-    dev.dispatch({
-      kernel: reductionKernel('stats_partial', g),
-      params: uniforms(g, 0, 0, 0),
-      bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: partial.buffer, access: 'rw' }],
+    dispatchKernel(batchnorm.stats_partial, {
+      params: shapeParams(g),
+      bindings: { x: x.buffer, partial: partial.buffer },
+      defines: tiles(g),
       workgroups: [Math.ceil(channels / g.ct), g.nblocks],
     });
-    dev.dispatch({
-      kernel: reductionKernel('stats_finalize', g),
-      params: uniforms(g, affineFlags | 4, state.eps, state.momentum),
-      bindings: [
-        { buffer: partial.buffer, access: 'read' },
-        { buffer: (weight ?? partial).buffer, access: 'read' },
-        { buffer: (bias ?? partial).buffer, access: 'read' },
-        { buffer: stats.buffer, access: 'rw' },
-        { buffer: state.runningMean.buffer, access: 'rw' },
-        { buffer: state.runningVar.buffer, access: 'rw' },
-      ],
+    dispatchKernel(batchnorm.stats_finalize, {
+      params: { ...shapeParams(g), eps: state.eps, momentum: state.momentum, ...affine, update_running: true },
+      bindings: {
+        partial: partial.buffer,
+        weight: (weight ?? partial).buffer,
+        bias: (bias ?? partial).buffer,
+        stats: stats.buffer,
+        running_mean: state.runningMean.buffer,
+        running_var: state.runningVar.buffer,
+      },
+      defines: tiles(g),
       workgroups: [Math.ceil(channels / 64)],
     });
     partial.dispose();
   } else {
-    dev.dispatch({
-      kernel: reductionKernel('stats_eval', g),
-      params: uniforms(g, affineFlags, state.eps, 0),
-      bindings: [
-        { buffer: state.runningMean.buffer, access: 'read' },
-        { buffer: state.runningVar.buffer, access: 'read' },
-        { buffer: (weight ?? state.runningMean).buffer, access: 'read' },
-        { buffer: (bias ?? state.runningMean).buffer, access: 'read' },
-        { buffer: stats.buffer, access: 'rw' },
-      ],
+    dispatchKernel(batchnorm.stats_eval, {
+      params: { channels, eps: state.eps, ...affine },
+      bindings: {
+        running_mean: state.runningMean.buffer,
+        running_var: state.runningVar.buffer,
+        weight: (weight ?? state.runningMean).buffer,
+        bias: (bias ?? state.runningMean).buffer,
+        stats: stats.buffer,
+      },
+      defines: tiles(g),
       workgroups: [Math.ceil(channels / 64)],
     });
   }
 
   const out = Tensor.empty(x.shape, 'f32');
-  dev.dispatch({
-    kernel: reductionKernel('apply', g),
-    params: uniforms(g, reluFlag, 0, 0),
-    bindings: [
-      { buffer: x.buffer, access: 'read' },
-      { buffer: stats.buffer, access: 'read' },
-      { buffer: out.buffer, access: 'rw' },
-    ],
+  dispatchKernel(batchnorm.apply, {
+    params: { rows: g.rows, channels, relu },
+    bindings: { x: x.buffer, stats: stats.buffer, out: out.buffer },
+    defines: tiles(g),
     workgroups: tileGrid(g),
   });
 
@@ -184,7 +177,7 @@ export function batchNorm(
   if (weight) inputs.push(weight);
   if (bias) inputs.push(bias);
   record(out, 'batchNorm', inputs, (gradOut) => {
-    const grads = batchNormBackward(gradOut, x, stats, g, training, reluFlag ? out : null, {
+    const grads = batchNormBackward(gradOut, x, stats, g, training, relu ? out : null, {
       x: x.requiresGrad,
       weight: weight?.requiresGrad ?? false,
       bias: bias?.requiresGrad ?? false,
@@ -214,8 +207,7 @@ function batchNormBackward(
   reluOut: Tensor<'f32'> | null,
   need: { x: boolean; weight: boolean; bias: boolean },
 ): BatchNormGrads {
-  const dev = gpu();
-  const flags = reluOut ? RELU_FLAG : 0;
+  const relu = reluOut !== null;
   const maskBuffer = (reluOut ?? dy).buffer; // a placeholder binding without a fused ReLU
   const result: BatchNormGrads = { dx: null, dweight: null, dbias: null };
   let sumDy: Tensor<'f32'> | null = null;
@@ -224,27 +216,16 @@ function batchNormBackward(
     const partial = Tensor.empty([g.nblocks * 2 * g.channels], 'f32');
     sumDy = Tensor.empty([g.channels], 'f32');
     sumDyXhat = Tensor.empty([g.channels], 'f32');
-    dev.dispatch({
-      kernel: reductionKernel('grad_partial', g),
-      params: uniforms(g, flags, 0, 0),
-      bindings: [
-        { buffer: dy.buffer, access: 'read' },
-        { buffer: x.buffer, access: 'read' },
-        { buffer: stats.buffer, access: 'read' },
-        { buffer: partial.buffer, access: 'rw' },
-        { buffer: maskBuffer, access: 'read' },
-      ],
+    dispatchKernel(batchnorm.grad_partial, {
+      params: { ...shapeParams(g), relu },
+      bindings: { dy: dy.buffer, x: x.buffer, stats: stats.buffer, partial: partial.buffer, y: maskBuffer },
+      defines: tiles(g),
       workgroups: [Math.ceil(g.channels / g.ct), g.nblocks],
     });
-    dev.dispatch({
-      kernel: reductionKernel('grad_finalize', g),
-      params: uniforms(g, 0, 0, 0),
-      bindings: [
-        { buffer: partial.buffer, access: 'read' },
-        { buffer: stats.buffer, access: 'read' },
-        { buffer: sumDy.buffer, access: 'rw' },
-        { buffer: sumDyXhat.buffer, access: 'rw' },
-      ],
+    dispatchKernel(batchnorm.grad_finalize, {
+      params: shapeParams(g),
+      bindings: { partial: partial.buffer, stats: stats.buffer, dy_sum: sumDy.buffer, dy_xhat_sum: sumDyXhat.buffer },
+      defines: tiles(g),
       workgroups: [Math.ceil(g.channels / 64)],
     });
     partial.dispose();
@@ -252,30 +233,17 @@ function batchNormBackward(
   if (need.x) {
     const dx = Tensor.empty(x.shape, 'f32');
     if (training) {
-      dev.dispatch({
-        kernel: reductionKernel('dx_train', g),
-        params: uniforms(g, flags, 0, 0),
-        bindings: [
-          { buffer: dy.buffer, access: 'read' },
-          { buffer: x.buffer, access: 'read' },
-          { buffer: stats.buffer, access: 'read' },
-          { buffer: sumDy!.buffer, access: 'read' },
-          { buffer: sumDyXhat!.buffer, access: 'read' },
-          { buffer: dx.buffer, access: 'rw' },
-          { buffer: maskBuffer, access: 'read' },
-        ],
+      dispatchKernel(batchnorm.dx_train, {
+        params: { rows: g.rows, channels: g.channels, relu },
+        bindings: { dy: dy.buffer, x: x.buffer, stats: stats.buffer, dy_sum: sumDy!.buffer, dy_xhat_sum: sumDyXhat!.buffer, dx: dx.buffer, y: maskBuffer },
+        defines: tiles(g),
         workgroups: tileGrid(g),
       });
     } else {
-      dev.dispatch({
-        kernel: reductionKernel('dx_eval', g),
-        params: uniforms(g, flags, 0, 0),
-        bindings: [
-          { buffer: dy.buffer, access: 'read' },
-          { buffer: stats.buffer, access: 'read' },
-          { buffer: dx.buffer, access: 'rw' },
-          { buffer: maskBuffer, access: 'read' },
-        ],
+      dispatchKernel(batchnorm.dx_eval, {
+        params: { rows: g.rows, channels: g.channels, relu },
+        bindings: { dy: dy.buffer, stats: stats.buffer, dx: dx.buffer, y: maskBuffer },
+        defines: tiles(g),
         workgroups: tileGrid(g),
       });
     }

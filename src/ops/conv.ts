@@ -48,8 +48,8 @@ function isPointwise(g: ConvGeometry): boolean {
 
 function forward(x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
   const M = g.batch * g.OH * g.OW;
-  if (isPointwise(g)) runGemm({ mode: 0, M, N: g.Cout, K: g.Cin, a: x, b: w, out });
-  else runGemm({ mode: 1, M, N: g.Cout, K: g.KH * g.KW * g.Cin, a: x, b: w, out, conv: g });
+  if (isPointwise(g)) runGemm({ mode: 'matmul', M, N: g.Cout, K: g.Cin, a: x, b: w, out });
+  else runGemm({ mode: 'conv_forward', M, N: g.Cout, K: g.KH * g.KW * g.Cin, a: x, b: w, out, conv: g });
 }
 
 /**
@@ -61,7 +61,7 @@ function forward(x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): v
  */
 function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
   if (isPointwise(g)) {
-    runGemm({ mode: 0, M: g.batch * g.H * g.W, N: g.Cin, K: g.Cout, transB: true, a: dy, b: w, out });
+    runGemm({ mode: 'matmul', M: g.batch * g.H * g.W, N: g.Cin, K: g.Cout, transB: true, a: dy, b: w, out });
     return;
   }
   const pool = gpu().pool;
@@ -78,7 +78,7 @@ function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): vo
       const KHp = Math.max(0, Math.ceil((g.KH - ph) / s));
       const KWp = Math.max(0, Math.ceil((g.KW - pw) / s));
       const phase = { ph, pw, t0h, t0w, Ht, Wt, KHp, KWp };
-      runGemm({ mode: 2, M: g.batch * Ht * Wt, N: g.Cin, K: KHp * KWp * g.Cout, a: dy, b: wt, out, conv: { ...g, phase } });
+      runGemm({ mode: 'conv_dgrad', M: g.batch * Ht * Wt, N: g.Cin, K: KHp * KWp * g.Cout, a: dy, b: wt, out, conv: { ...g, phase } });
     }
   }
   pool.release(wt);
@@ -87,8 +87,8 @@ function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): vo
 /** dW from x and dy: out[KH·KW·Cin, Cout], split over the huge K = N·OH·OW. */
 function wgrad(x: GPUBuffer, dy: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
   const K = g.batch * g.OH * g.OW;
-  if (isPointwise(g)) runGemm({ mode: 0, M: g.Cin, N: g.Cout, K, transA: true, a: x, b: dy, out });
-  else runGemm({ mode: 3, M: g.KH * g.KW * g.Cin, N: g.Cout, K, a: x, b: dy, out, conv: g });
+  if (isPointwise(g)) runGemm({ mode: 'matmul', M: g.Cin, N: g.Cout, K, transA: true, a: x, b: dy, out });
+  else runGemm({ mode: 'conv_wgrad', M: g.KH * g.KW * g.Cin, N: g.Cout, K, a: x, b: dy, out, conv: g });
 }
 
 /**

@@ -4,8 +4,9 @@
  * reproducible, needs no stored RNG state or mask tensor, and the backward pass reapplies it to the
  * gradient. src/ref/dropout.ts computes the same mask on the CPU.
  */
-import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { grid } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { dropout as kernels } from '../kernels/dropout.ts';
 import { Tensor, expectDType } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 
@@ -18,13 +19,9 @@ function applyMask(x: Tensor<'f32'>, p: number, seed: number): Tensor<'f32'> {
   const out = Tensor.empty(x.shape, 'f32');
   // p = 1 drops everything (the hash can still equal the top threshold, so the scale is 0 too).
   const scale = p === 1 ? 0 : 1 / (1 - p);
-  gpu().dispatch({
-    kernel: { family: 'dropout', entry: 'dropout' },
-    params: params().u32(x.size, seed, dropoutThreshold(p)).f32(scale),
-    bindings: [
-      { buffer: x.buffer, access: 'read' },
-      { buffer: out.buffer, access: 'rw' },
-    ],
+  dispatchKernel(kernels.dropout, {
+    params: { n: x.size, seed, threshold: dropoutThreshold(p), scale },
+    bindings: { src: x.buffer, dst: out.buffer },
     workgroups: grid(Math.ceil(x.size / 256)),
   });
   return out;

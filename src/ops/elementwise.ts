@@ -4,9 +4,11 @@
  * src/tensor/kernels.ts, which also holds the unrecorded primitives (fill, clone, addInPlace) re-exported here.
  */
 import { gpu } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { elementwise } from '../kernels/elementwise.ts';
 import { Tensor, expectDType, fmtShape, type Shape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
-import { axpbyNoGrad, checkSameShape, fill, launchElementwise as launch } from '../tensor/kernels.ts';
+import { axpbyNoGrad, checkSameShape, fill, perElement } from '../tensor/kernels.ts';
 
 export { addInPlace, clone, fill, fillInPlace } from '../tensor/kernels.ts';
 
@@ -18,7 +20,7 @@ export function zeros(shape: Shape): Tensor<'f32'> {
 export function affine(x: Tensor<'f32'>, alpha: number, beta = 0): Tensor<'f32'> {
   expectDType(x, 'f32', 'affine');
   const out = Tensor.empty(x.shape, 'f32');
-  launch('affine', x.size, alpha, beta, [[x.buffer, 'read'], [out.buffer, 'rw']]);
+  dispatchKernel(elementwise.affine, { params: { n: x.size, alpha, beta }, bindings: { a: x.buffer, out: out.buffer }, workgroups: perElement(x.size) });
   return record(out, 'affine', [x], (g) => [affine(g, alpha)]);
 }
 
@@ -51,14 +53,14 @@ export function sub(a: Tensor<'f32'>, b: Tensor<'f32'>): Tensor<'f32'> {
 export function mul(a: Tensor<'f32'>, b: Tensor<'f32'>): Tensor<'f32'> {
   checkSameShape(a, b, 'mul');
   const out = Tensor.empty(a.shape, 'f32');
-  launch('mul', a.size, 0, 0, [[a.buffer, 'read'], [b.buffer, 'read'], [out.buffer, 'rw']]);
+  dispatchKernel(elementwise.mul, { params: { n: a.size }, bindings: { a: a.buffer, b: b.buffer, out: out.buffer }, workgroups: perElement(a.size) });
   return record(out, 'mul', [a, b], (g) => [a.requiresGrad ? mul(g, b) : null, b.requiresGrad ? mul(g, a) : null]);
 }
 
 export function relu(x: Tensor<'f32'>): Tensor<'f32'> {
   expectDType(x, 'f32', 'relu');
   const out = Tensor.empty(x.shape, 'f32');
-  launch('relu', x.size, 0, 0, [[x.buffer, 'read'], [out.buffer, 'rw']]);
+  dispatchKernel(elementwise.relu, { params: { n: x.size }, bindings: { a: x.buffer, out: out.buffer }, workgroups: perElement(x.size) });
   return record(out, 'relu', [x], (g) => [reluBackward(g, out)]);
 }
 
@@ -66,6 +68,10 @@ export function relu(x: Tensor<'f32'>): Tensor<'f32'> {
 export function reluBackward(g: Tensor<'f32'>, output: Tensor<'f32'>): Tensor<'f32'> {
   checkSameShape(g, output, 'reluBackward');
   const out = Tensor.empty(g.shape, 'f32');
-  launch('relu_backward', g.size, 0, 0, [[g.buffer, 'read'], [output.buffer, 'read'], [out.buffer, 'rw']]);
+  dispatchKernel(elementwise.relu_backward, {
+    params: { n: g.size },
+    bindings: { grad: g.buffer, output: output.buffer, out: out.buffer },
+    workgroups: perElement(g.size),
+  });
   return out;
 }

@@ -10,6 +10,7 @@
  */
 import type { Gpu } from '../gpu/device.ts';
 import { VariantChoice } from '../gpu/variants.ts';
+import type { GEMM_MODES } from '../kernels/gemm.ts';
 
 /** A GEMM kernel variant: tile shape and body. */
 export interface GemmVariant {
@@ -119,13 +120,13 @@ export function gemmUnsupported(v: GemmVariant, g: Gpu): string | null {
 /** The one choice of GEMM variant (src/gpu/variants.ts); tests force variants through it. */
 export const gemmChoice = new VariantChoice<GemmVariant>({ kernel: 'gemm', variants: GEMM_VARIANTS, unsupported: gemmUnsupported });
 
-const MODE_NAMES = ['matmul', 'conv-fwd', 'conv-dgrad', 'conv-wgrad'] as const;
+const MODE_NAMES = { matmul: 'matmul', conv_forward: 'conv-fwd', conv_dgrad: 'conv-dgrad', conv_wgrad: 'conv-wgrad' } as const;
 
 /**
  * The shape class an M×N×K GEMM of `mode` is tuned for: the mode and the work, in three sizes (under
  * 2^24 multiply-adds, under 2^30, larger), e.g. `conv-wgrad/medium`.
  */
-export function gemmShapeClass(mode: number, M: number, N: number, K: number): string {
+export function gemmShapeClass(mode: (typeof GEMM_MODES)[number], M: number, N: number, K: number): string {
   const work = Math.log2(Math.max(1, M) * Math.max(1, N) * Math.max(1, K));
   return `${MODE_NAMES[mode]}/${work < 24 ? 'small' : work < 30 ? 'medium' : 'large'}`;
 }

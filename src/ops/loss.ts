@@ -16,12 +16,12 @@
  * Differentiable in logits only; the backward recomputes the row statistics from the logits (nothing is
  * saved), so logits, labels and classWeights must stay alive until backward() has run.
  */
-import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { grid } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { loss } from '../kernels/loss.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 
-const FAMILY = 'loss';
 
 export interface CrossEntropyOptions {
   /** Number of row chunks whose weighted means are averaged (default 1). */
@@ -57,54 +57,31 @@ export function weightedCrossEntropy(
   const chunks = opts.chunks ?? 1;
   if (!Number.isInteger(chunks) || chunks < 1) throw new RangeError(`${op}: chunks must be a positive integer, got ${chunks}`);
   const chunk = chunkRows(rows, chunks);
-  const uniforms = () => params().u32(rows, cols, chunk, classWeights ? 1 : 0);
+  const weighted = classWeights !== null;
   // Unweighted: the weights binding must still hold a buffer; the kernel does not read it.
   const weightsBuffer = classWeights ? classWeights.buffer : logits.buffer;
 
   const terms = Tensor.empty([rows, 2], 'f32');
   const out = Tensor.empty([1], 'f32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'ce_rows' },
-    params: uniforms(),
-    bindings: [
-      { buffer: logits.buffer, access: 'read' },
-      { buffer: labels.buffer, access: 'read' },
-      { buffer: weightsBuffer, access: 'read' },
-      { buffer: terms.buffer, access: 'rw' },
-    ],
+  dispatchKernel(loss.ce_rows, {
+    params: { rows, cols, weighted },
+    bindings: { logits: logits.buffer, labels: labels.buffer, weights: weightsBuffer, terms: terms.buffer },
     workgroups: grid(rows),
   });
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'ce_reduce' },
-    params: uniforms(),
-    bindings: [{ buffer: terms.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
-    workgroups: [1],
-  });
+  dispatchKernel(loss.ce_reduce, { params: { rows, chunk }, bindings: { terms: terms.buffer, loss: out.buffer }, workgroups: [1] });
   terms.dispose();
 
   return record(out, op, [logits], (g) => {
     const coef = Tensor.empty([rows], 'f32');
     const grad = Tensor.empty([rows, cols], 'f32');
-    gpu().dispatch({
-      kernel: { family: FAMILY, entry: 'ce_coef' },
-      params: uniforms(),
-      bindings: [
-        { buffer: g.buffer, access: 'read' },
-        { buffer: labels.buffer, access: 'read' },
-        { buffer: classWeights ? classWeights.buffer : logits.buffer, access: 'read' },
-        { buffer: coef.buffer, access: 'rw' },
-      ],
+    dispatchKernel(loss.ce_coef, {
+      params: { rows, cols, chunk, weighted },
+      bindings: { gout: g.buffer, labels: labels.buffer, weights: weightsBuffer, coef: coef.buffer },
       workgroups: [1],
     });
-    gpu().dispatch({
-      kernel: { family: FAMILY, entry: 'ce_backward' },
-      params: uniforms(),
-      bindings: [
-        { buffer: logits.buffer, access: 'read' },
-        { buffer: labels.buffer, access: 'read' },
-        { buffer: coef.buffer, access: 'read' },
-        { buffer: grad.buffer, access: 'rw' },
-      ],
+    dispatchKernel(loss.ce_backward, {
+      params: { rows, cols },
+      bindings: { logits: logits.buffer, labels: labels.buffer, coef: coef.buffer, grad: grad.buffer },
       workgroups: grid(rows),
     });
     coef.dispose();

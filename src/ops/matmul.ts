@@ -8,14 +8,13 @@
  * temporary buffer that a second kernel sums in a fixed order, so results are deterministic.
  */
 import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { dispatchKernel, type DefineValues } from '../gpu/kernel.ts';
+import { gemm, type GEMM_MODES } from '../kernels/gemm.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
-import { CPU_VARIANT, fixedSubgroupSize, gemmChoice, gemmDefault, gemmShapeClass, type GemmVariant } from './gemm-variants.ts';
+import { fixedSubgroupSize, gemmChoice, gemmDefault, gemmShapeClass, type GemmVariant } from './gemm-variants.ts';
 
-const FAMILY = 'gemm';
-
-export type GemmMode = 0 | 1 | 2 | 3;
+export type GemmMode = (typeof GEMM_MODES)[number];
 
 /**
  * The variant an M×N×K GEMM of `mode` runs with: the one per-adapter choice (src/gpu/variants.ts) for its
@@ -59,24 +58,23 @@ export interface GemmSpec {
   splits?: number;
 }
 
-function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: boolean, hasBias: boolean, vecB = false): Record<string, string | number> {
+function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: boolean, hasBias: boolean, vecB: boolean): DefineValues<typeof gemm.gemm_regs.defines> {
   return {
-    VEC_B: String(vecB),
+    VEC_B: vecB,
     MODE: mode,
-    TRANS_A: String(transA),
-    TRANS_B: String(transB),
-    HAS_BIAS: String(hasBias),
+    TRANS_A: transA,
+    TRANS_B: transB,
+    HAS_BIAS: hasBias,
     TM: v.tm,
     TN: v.tn,
     WGM: v.wgm,
     WGN: v.wgn,
     TK: v.tk,
-    COLS_STRIDED: String(v.strided ?? false),
-    CONFLICT_FREE: String(v.conflictFree ?? false),
+    COLS_STRIDED: v.strided ?? false,
+    CONFLICT_FREE: v.conflictFree ?? false,
     NBUF: v.buffers ?? 1,
-    SUBGROUP: String(v.subgroup ?? false),
+    SUBGROUP: v.subgroup ?? false,
     SG_SIZE: (v.subgroup && fixedSubgroupSize(gpu())) || 1,
-    ENABLES: v.subgroup ? 'enable subgroups;' : '',
     SG_SHUFFLE: v.subgroup ? 'subgroupShuffle(v, lane)' : 'v',
   };
 }
@@ -85,7 +83,7 @@ function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: 
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();
   const v = gemmVariant(spec.mode, spec.M, spec.N, spec.K);
-  if (spec.mode === 0 && spec.transB && spec.M >= 64 && spec.K > 0 && v.body === 'regs') {
+  if (spec.mode === 'matmul' && spec.transB && spec.M >= 64 && spec.K > 0 && v.body === 'regs') {
     // On lavapipe, reading Bᵀ per invocation ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core);
     // transposing B first costs ~25 ns per element of B, which M >= 64 rows amortise.
     const bt = g.pool.acquire(spec.N * spec.K * 4);
@@ -97,7 +95,7 @@ export function runGemm(spec: GemmSpec): void {
   const { M, N, K } = spec;
   if (M === 0 || N === 0) return;
   const hasBias = !!spec.bias;
-  const vecB = N % 4 === 0 && !(spec.mode === 0 && spec.transB);
+  const vecB = N % 4 === 0 && !(spec.mode === 'matmul' && spec.transB);
   const defines = kernelDefines(v, spec.mode, !!spec.transA, !!spec.transB, hasBias, vecB);
   const bm = v.wgm * v.tm;
   const bn = v.wgn * v.tn;
@@ -106,7 +104,7 @@ export function runGemm(spec: GemmSpec): void {
   const tiles = tilesM * tilesN;
   let splits = spec.splits ?? 1;
   // dgrad phases scatter their rows into dx, which a [splits, M, N] partial buffer cannot hold.
-  if (spec.splits === undefined && tiles < v.minWorkgroups && spec.mode !== 2) {
+  if (spec.splits === undefined && tiles < v.minWorkgroups && spec.mode !== 'conv_dgrad') {
     splits = Math.min(Math.ceil(v.minWorkgroups / tiles), Math.max(1, Math.floor(K / v.minKChunk)));
   }
   // Keep the partial buffer within one binding.
@@ -117,34 +115,24 @@ export function runGemm(spec: GemmSpec): void {
   splits = Math.max(1, Math.ceil(K / Math.max(kchunk, 1)));
   const c = spec.conv ?? { batch: 0, H: 0, W: 0, Cin: 0, OH: 0, OW: 0, Cout: 0, KH: 0, KW: 0, stride: 1, pad: 0 };
   const ph = c.phase ?? { ph: 0, pw: 0, t0h: 0, t0w: 0, Ht: 1, Wt: 1, KHp: 1, KWp: 1 };
-  const block = params()
-    .u32(M, N, K, Math.max(kchunk, 1), tilesN, splits, c.batch, c.H, c.W, c.Cin, c.OH, c.OW, c.Cout, c.KH, c.KW, c.stride, c.pad)
-    .u32(ph.ph, ph.pw, ph.t0h, ph.t0w, ph.Ht, ph.Wt, ph.KHp, ph.KWp, 0, 0, 0);
+  const { H, W, Cin, OH, OW, Cout, KW, stride, pad } = c;
+  const geometry = { M, N, K, kchunk: Math.max(kchunk, 1), tilesN, splits, H, W, Cin, OH, OW, Cout, KW, stride, pad, ...ph };
   const maxDim = g.limits.maxComputeWorkgroupsPerDimension;
   if (tilesN * splits > maxDim) throw new RangeError(`gemm: ${tilesN * splits} column tiles exceed ${maxDim} workgroups`);
   const [gx, gy] = grid(tilesM);
   const partial = splits > 1 ? g.pool.acquire(splits * M * N * 4) : null;
   const dummyBias = spec.bias ?? spec.a;
-  g.dispatch({
-    kernel: { family: FAMILY, entry: `gemm_${v.body}`, defines },
-    params: block,
-    bindings: [
-      { buffer: spec.a, access: 'read' },
-      { buffer: spec.b, access: 'read' },
-      { buffer: dummyBias, access: 'read' },
-      { buffer: partial ?? spec.out, access: 'rw' },
-    ],
+  dispatchKernel(v.body === 'regs' ? gemm.gemm_regs : gemm.gemm_tiled, {
+    params: geometry,
+    bindings: { A: spec.a, B: spec.b, bias: dummyBias, C: partial ?? spec.out },
+    defines,
     workgroups: [gx, gy, tilesN * splits],
   });
   if (partial) {
-    g.dispatch({
-      kernel: { family: FAMILY, entry: 'sum_splits', defines },
-      params: block,
-      bindings: [
-        { buffer: partial, access: 'read' },
-        { buffer: dummyBias, access: 'read' },
-        { buffer: spec.out, access: 'rw' },
-      ],
+    dispatchKernel(gemm.sum_splits, {
+      params: { M, N, splits },
+      bindings: { parts: partial, bias: dummyBias, out: spec.out },
+      defines: { HAS_BIAS: hasBias },
       workgroups: grid(Math.ceil((M * N) / 256)),
     });
     g.pool.release(partial);
@@ -153,28 +141,12 @@ export function runGemm(spec: GemmSpec): void {
 
 /** out[b, cols, rows] = src[b, rows, cols]ᵀ for each of `batches` row-major matrices. */
 export function transpose(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer, batches = 1): void {
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'transpose2d', defines: kernelDefines(CPU_VARIANT, 0, false, false, false) },
-    params: params().u32(rows, cols, batches, ...new Array<number>(25).fill(0)),
-    bindings: [
-      { buffer: src, access: 'read' },
-      { buffer: out, access: 'rw' },
-    ],
-    workgroups: grid(Math.ceil((batches * rows * cols) / 256)),
-  });
+  dispatchKernel(gemm.transpose2d, { params: { rows, cols, batches }, bindings: { src, dst: out }, workgroups: grid(Math.ceil((batches * rows * cols) / 256)) });
 }
 
 /** Column sums of a row-major [rows, cols] buffer into out[cols] (bias gradients), in a fixed order. */
 export function columnSums(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer): void {
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'column_sums', defines: kernelDefines(CPU_VARIANT, 0, false, false, false) },
-    params: params().u32(rows, cols, ...new Array<number>(26).fill(0)),
-    bindings: [
-      { buffer: src, access: 'read' },
-      { buffer: out, access: 'rw' },
-    ],
-    workgroups: grid(Math.ceil(cols / 64)),
-  });
+  dispatchKernel(gemm.column_sums, { params: { rows, cols }, bindings: { src, dst: out }, workgroups: grid(Math.ceil(cols / 64)) });
 }
 
 function fillZero(out: Tensor<'f32'>): void {
@@ -207,7 +179,7 @@ export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions =
   }
   const out = Tensor.empty([M, N], 'f32');
   if (Ka === 0) fillZero(out);
-  else runGemm({ mode: 0, M, N, K: Ka, transA, transB, a: a.buffer, b: b.buffer, out: out.buffer });
+  else runGemm({ mode: 'matmul', M, N, K: Ka, transA, transB, a: a.buffer, b: b.buffer, out: out.buffer });
   return record(out, 'matmul', [a, b], (g) => {
     // C = op(A)·op(B): dop(A) = G·op(B)ᵀ, dop(B) = op(A)ᵀ·G, transposed back where op transposes.
     let da: Tensor<'f32'> | null = null;
@@ -232,9 +204,9 @@ export function linear(x: Tensor<'f32'>, weight: Tensor<'f32'>, bias: Tensor<'f3
   const out = Tensor.empty([rows, outF], 'f32');
   if (inF === 0) {
     fillZero(out);
-    if (bias && rows > 0) runGemm({ mode: 0, M: rows, N: outF, K: 0, a: x.buffer, b: weight.buffer, bias: bias.buffer, out: out.buffer });
+    if (bias && rows > 0) runGemm({ mode: 'matmul', M: rows, N: outF, K: 0, a: x.buffer, b: weight.buffer, bias: bias.buffer, out: out.buffer });
   } else {
-    runGemm({ mode: 0, M: rows, N: outF, K: inF, transB: true, a: x.buffer, b: weight.buffer, bias: bias?.buffer ?? null, out: out.buffer });
+    runGemm({ mode: 'matmul', M: rows, N: outF, K: inF, transB: true, a: x.buffer, b: weight.buffer, bias: bias?.buffer ?? null, out: out.buffer });
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return record(out, 'linear', inputs, (g) => {

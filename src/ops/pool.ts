@@ -5,13 +5,12 @@
  * pooling with disjoint windows, scatter from each window: no atomics, deterministic. Max pooling saves
  * the argmax (u32) during the forward pass.
  */
-import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { grid } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { pool } from '../kernels/pool.ts';
 import { Tensor, expectDType, fmtShape, type Shape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 import { fillInPlace } from './elementwise.ts';
-
-const FAMILY = 'pool';
 
 export interface PoolOptions {
   kernel: number;
@@ -59,13 +58,9 @@ function poolGeometry(x: Tensor<'f32'>, opts: PoolOptions, op: string): PoolGeom
   return { n, h, w, c, oh, ow, kernel, stride, pad };
 }
 
-function launch(entry: string, geo: PoolGeometry, total: number, invArea: number, buffers: Array<[GPUBuffer, 'read' | 'rw']>): void {
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry },
-    params: params().u32(total, geo.n, geo.h, geo.w, geo.c, geo.oh, geo.ow, geo.kernel, geo.stride, geo.pad).f32(invArea),
-    bindings: buffers.map(([buffer, access]) => ({ buffer, access })),
-    workgroups: grid(Math.ceil(total / 256)),
-  });
+/** One thread per element of `total` (outputs forward, inputs backward). */
+function threads(total: number): [number, number] {
+  return grid(Math.ceil(total / 256));
 }
 
 function outShape(geo: PoolGeometry): Shape {
@@ -80,16 +75,28 @@ export function maxPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
   const geo = poolGeometry(x, opts, 'maxPool2d');
   const out = Tensor.empty(outShape(geo), 'f32');
   const argmax = Tensor.empty(outShape(geo), 'u32');
-  launch('max_forward', geo, out.size, 1, [[x.buffer, 'read'], [out.buffer, 'rw'], [argmax.buffer, 'rw']]);
+  dispatchKernel(pool.max_forward, {
+    params: { total: out.size, ...geo },
+    bindings: { src: x.buffer, dst: out.buffer, argmax: argmax.buffer },
+    workgroups: threads(out.size),
+  });
   record(out, 'maxPool2d', [x], (g) => {
     const dx = Tensor.empty(x.shape, 'f32');
     if (geo.kernel <= geo.stride) {
       // windows tile the input without overlap; inputs no window reaches (gaps, tails) start at zero
       const covered = geo.kernel === geo.stride && geo.pad === 0 && geo.oh * geo.stride === geo.h && geo.ow * geo.stride === geo.w;
       if (!covered) fillInPlace(dx, 0);
-      launch('max_backward_disjoint', geo, g.size, 1, [[g.buffer, 'read'], [argmax.buffer, 'read'], [dx.buffer, 'rw']]);
+      dispatchKernel(pool.max_backward_disjoint, {
+        params: { total: g.size, ...geo },
+        bindings: { src: g.buffer, argmax: argmax.buffer, dst: dx.buffer },
+        workgroups: threads(g.size),
+      });
     } else {
-      launch('max_backward', geo, dx.size, 1, [[g.buffer, 'read'], [argmax.buffer, 'read'], [dx.buffer, 'rw']]);
+      dispatchKernel(pool.max_backward, {
+        params: { total: dx.size, ...geo },
+        bindings: { src: g.buffer, argmax: argmax.buffer, dst: dx.buffer },
+        workgroups: threads(dx.size),
+      });
     }
     argmax.dispose(); // a node runs backward once
     return [dx];
@@ -103,10 +110,18 @@ export function avgPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
   const geo = poolGeometry(x, opts, 'avgPool2d');
   const invArea = 1 / (geo.kernel * geo.kernel);
   const out = Tensor.empty(outShape(geo), 'f32');
-  launch('avg_forward', geo, out.size, invArea, [[x.buffer, 'read'], [out.buffer, 'rw']]);
+  dispatchKernel(pool.avg_forward, {
+    params: { total: out.size, ...geo, inv_area: invArea },
+    bindings: { src: x.buffer, dst: out.buffer },
+    workgroups: threads(out.size),
+  });
   return record(out, 'avgPool2d', [x], (g) => {
     const dx = Tensor.empty(x.shape, 'f32');
-    launch('avg_backward', geo, dx.size, invArea, [[g.buffer, 'read'], [dx.buffer, 'rw']]);
+    dispatchKernel(pool.avg_backward, {
+      params: { total: dx.size, ...geo, inv_area: invArea },
+      bindings: { src: g.buffer, dst: dx.buffer },
+      workgroups: threads(dx.size),
+    });
     return [dx];
   });
 }
@@ -115,13 +130,12 @@ export function avgPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
 export function globalAvgPool(x: Tensor<'f32'>): Tensor<'f32'> {
   expectNhwc(x, 'globalAvgPool');
   const [n, h, w, c] = x.shape;
-  const geo: PoolGeometry = { n, h, w, c, oh: 1, ow: 1, kernel: 1, stride: 1, pad: 0 };
   const invArea = 1 / (h * w);
   const out = Tensor.empty([n, c], 'f32');
-  launch('gap_forward', geo, out.size, invArea, [[x.buffer, 'read'], [out.buffer, 'rw']]);
+  dispatchKernel(pool.gap_forward, { params: { total: out.size, h, w, c, inv_area: invArea }, bindings: { src: x.buffer, dst: out.buffer }, workgroups: threads(out.size) });
   return record(out, 'globalAvgPool', [x], (g) => {
     const dx = Tensor.empty(x.shape, 'f32');
-    launch('gap_backward', geo, dx.size, invArea, [[g.buffer, 'read'], [dx.buffer, 'rw']]);
+    dispatchKernel(pool.gap_backward, { params: { total: dx.size, h, w, c, inv_area: invArea }, bindings: { src: g.buffer, dst: dx.buffer }, workgroups: threads(dx.size) });
     return [dx];
   });
 }

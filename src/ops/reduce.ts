@@ -3,22 +3,18 @@
  * (shaders/reduce.wgsl): the split into partial sums depends only on the shape and every partial is
  * added in a fixed order, so the same input always gives bit-identical results. All differentiable.
  */
-import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { grid } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { reduce } from '../kernels/reduce.ts';
 import { Tensor, expectDType, fmtShape, type Shape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 
-const FAMILY = 'reduce';
 /** Elements a first-pass workgroup sums at least (before the number of partials is capped). */
 const SUM_PER_GROUP = 1024;
 const MAX_PARTIALS = 256;
 /** Rows a sumAxis0 partial sums at least; at most MAX_AXIS0_PARTIALS partials. */
 const AXIS0_ROWS_PER_GROUP = 32;
 const MAX_AXIS0_PARTIALS = 64;
-
-function uniforms(n: number, cols: number, groups: number, per: number, alpha: number) {
-  return params().u32(n, cols, groups, per).f32(alpha);
-}
 
 /** alpha * sum of all elements, shape [1]. */
 function sumScaled(x: Tensor<'f32'>, alpha: number): Tensor<'f32'> {
@@ -27,18 +23,8 @@ function sumScaled(x: Tensor<'f32'>, alpha: number): Tensor<'f32'> {
   const per = Math.ceil(n / groups);
   const partial = Tensor.empty([groups], 'f32');
   const out = Tensor.empty([1], 'f32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'sum_partial' },
-    params: uniforms(n, 0, groups, per, 1),
-    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: partial.buffer, access: 'rw' }],
-    workgroups: [groups],
-  });
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'sum_final' },
-    params: uniforms(n, 0, groups, per, alpha),
-    bindings: [{ buffer: partial.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
-    workgroups: [1],
-  });
+  dispatchKernel(reduce.sum_partial, { params: { n, per }, bindings: { src: x.buffer, dst: partial.buffer }, workgroups: [groups] });
+  dispatchKernel(reduce.sum_final, { params: { groups, alpha }, bindings: { src: partial.buffer, dst: out.buffer }, workgroups: [1] });
   partial.dispose();
   return out;
 }
@@ -46,10 +32,9 @@ function sumScaled(x: Tensor<'f32'>, alpha: number): Tensor<'f32'> {
 /** A tensor of `shape` with every element alpha * g[0] (g has one element). */
 function broadcastScalar(g: Tensor<'f32'>, shape: Shape, alpha: number): Tensor<'f32'> {
   const out = Tensor.empty(shape, 'f32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'broadcast_scalar' },
-    params: uniforms(out.size, 0, 0, 0, alpha),
-    bindings: [{ buffer: g.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+  dispatchKernel(reduce.broadcast_scalar, {
+    params: { n: out.size, alpha },
+    bindings: { src: g.buffer, dst: out.buffer },
     workgroups: grid(Math.ceil(out.size / 256)),
   });
   return out;
@@ -80,25 +65,22 @@ export function sumAxis0(x: Tensor<'f32'>): Tensor<'f32'> {
   const per = Math.ceil(rows / groups);
   const partial = Tensor.empty([groups, cols], 'f32');
   const out = Tensor.empty([cols], 'f32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'sum_axis0_partial' },
-    params: uniforms(rows, cols, groups, per, 1),
-    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: partial.buffer, access: 'rw' }],
+  dispatchKernel(reduce.sum_axis0_partial, {
+    params: { n: rows, cols, groups, per },
+    bindings: { src: x.buffer, dst: partial.buffer },
     workgroups: grid(Math.ceil((groups * cols) / 256)),
   });
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'sum_axis0_final' },
-    params: uniforms(rows, cols, groups, per, 1),
-    bindings: [{ buffer: partial.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+  dispatchKernel(reduce.sum_axis0_final, {
+    params: { cols, groups, alpha: 1 },
+    bindings: { src: partial.buffer, dst: out.buffer },
     workgroups: grid(Math.ceil(cols / 256)),
   });
   partial.dispose();
   return record(out, 'sumAxis0', [x], (g) => {
     const gx = Tensor.empty(x.shape, 'f32');
-    gpu().dispatch({
-      kernel: { family: FAMILY, entry: 'broadcast_rows' },
-      params: uniforms(gx.size, cols, 0, 0, 1),
-      bindings: [{ buffer: g.buffer, access: 'read' }, { buffer: gx.buffer, access: 'rw' }],
+    dispatchKernel(reduce.broadcast_rows, {
+      params: { n: gx.size, cols, alpha: 1 },
+      bindings: { src: g.buffer, dst: gx.buffer },
       workgroups: grid(Math.ceil(gx.size / 256)),
     });
     return [gx];

@@ -5,19 +5,15 @@
  * Index entries outside [0, N) are never used to address memory (checking them would need a readback):
  * gatherRows returns a zero row for them (and their gradient is dropped); scatterRows ignores them.
  */
-import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { grid } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { rows as kernels } from '../kernels/rows.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 import { zeros } from './elementwise.ts';
 
-const FAMILY = 'rows';
 /** scatterRows up to this many rows compares positions pairwise; above, it marks winners in an [N] scratch. */
 const SCATTER_PAIRWISE_MAX = 1024;
-
-function uniforms(rows: number, cols: number, count: number, eps = 0) {
-  return params().u32(rows, cols, count).f32(eps);
-}
 
 function expectMatrix(x: Tensor, op: string, what: string): [number, number] {
   expectDType(x, 'f32', `${op}: ${what}`);
@@ -31,27 +27,63 @@ function expectIndex(index: Tensor, op: string, what = 'index'): number {
   return index.shape[0];
 }
 
-/** x / (||x|| + eps) per row of [B, D]; differentiable (the gradient is recomputed from x, nothing saved). */
-export function l2NormalizeRows(x: Tensor<'f32'>, eps = 1e-10): Tensor<'f32'> {
-  const [rows, cols] = expectMatrix(x, 'l2NormalizeRows', 'x');
-  if (!(eps >= 0)) throw new RangeError(`l2NormalizeRows: eps must be >= 0, got ${eps}`);
-  const out = Tensor.empty([rows, cols], 'f32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'l2n_forward' },
-    params: uniforms(rows, cols, 0, eps),
-    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
-    workgroups: grid(rows),
-  });
-  return record(out, 'l2NormalizeRows', [x], (g) => {
+/**
+ * How the row normaliser keeps a zero row finite. The two rules give different numbers, so each caller
+ * names the one it needs:
+ * - 'add': x / (||x|| + eps), eps 1e-10 by default: ODC-SPEC's rule for the memory (and its k-means).
+ * - 'clamp': x / max(||x||, eps), eps 1e-12 by default: PyTorch's F.normalize (the kNN evaluation).
+ */
+export type NormEpsilon = 'add' | 'clamp';
+
+export interface NormalizeRowsOptions {
+  epsilon: NormEpsilon;
+  /** The epsilon's size (default 1e-10 for 'add', 1e-12 for 'clamp'). */
+  eps?: number;
+  /**
+   * How ||x||^2 is summed: 'workgroup' (default; 64 lanes per row, then a fixed tree) or 'serial' (one
+   * thread per row, in order over the row: the order of the ODC memory's momentum update). Both are
+   * deterministic; they differ in the last bits.
+   */
+  summation?: 'workgroup' | 'serial';
+  /** Write into this [B, D] tensor (not recorded for autograd) instead of a new one. */
+  out?: Tensor<'f32'>;
+}
+
+/**
+ * The row normaliser: each row of x [B, D] divided by its L2 norm under the named epsilon rule. A new
+ * tensor is differentiable under 'add' (the gradient is recomputed from x, nothing saved); the 'clamp'
+ * rule and `out` are for features that need no gradient.
+ */
+export function normalizeRows(x: Tensor<'f32'>, options: NormalizeRowsOptions): Tensor<'f32'> {
+  const [rows, cols] = expectMatrix(x, 'normalizeRows', 'x');
+  const rule = options.epsilon;
+  if (rule !== 'add' && rule !== 'clamp') throw new RangeError(`normalizeRows: epsilon must be 'add' or 'clamp', got ${String(rule)}`);
+  const eps = options.eps ?? (rule === 'add' ? 1e-10 : 1e-12);
+  if (!(eps >= 0)) throw new RangeError(`normalizeRows: eps must be >= 0, got ${eps}`);
+  const out = options.out ?? Tensor.empty([rows, cols], 'f32');
+  if (options.out) expectMatrixOf(options.out, rows, cols, 'normalizeRows: out');
+  const params = { rows, cols, eps, eps_rule: rule };
+  if (options.summation === 'serial') {
+    dispatchKernel(kernels.l2n_serial, { params, bindings: { x: x.buffer, y: out.buffer }, workgroups: grid(Math.ceil(rows / 256)) });
+  } else {
+    dispatchKernel(kernels.l2n_forward, { params, bindings: { x: x.buffer, y: out.buffer }, workgroups: grid(rows) });
+  }
+  if (options.out || !x.requiresGrad) return out;
+  if (rule !== 'add') throw new Error("normalizeRows: the 'clamp' rule has no gradient here; use 'add' for a differentiable normalisation");
+  return record(out, 'normalizeRows', [x], (g) => {
     const gx = Tensor.empty([rows, cols], 'f32');
-    gpu().dispatch({
-      kernel: { family: FAMILY, entry: 'l2n_backward' },
-      params: uniforms(rows, cols, 0, eps),
-      bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: g.buffer, access: 'read' }, { buffer: gx.buffer, access: 'rw' }],
+    dispatchKernel(kernels.l2n_backward, {
+      params: { rows, cols, eps },
+      bindings: { x: x.buffer, gy: g.buffer, gx: gx.buffer },
       workgroups: grid(rows),
     });
     return [gx];
   });
+}
+
+function expectMatrixOf(t: Tensor, rows: number, cols: number, what: string): void {
+  expectDType(t, 'f32', what);
+  if (t.rank !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) throw new RangeError(`${what} must be [${rows}, ${cols}], got ${fmtShape(t.shape)}`);
 }
 
 /**
@@ -63,12 +95,7 @@ export function argmaxRows(x: Tensor<'f32'>): Tensor<'u32'> {
   const [rows, cols] = expectMatrix(x, 'argmaxRows', 'x');
   if (cols === 0 && rows > 0) throw new RangeError(`argmaxRows: rows of ${fmtShape(x.shape)} are empty`);
   const out = Tensor.empty([rows], 'u32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'argmax_rows' },
-    params: uniforms(rows, cols, 0),
-    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
-    workgroups: grid(rows),
-  });
+  dispatchKernel(kernels.argmax_rows, { params: { rows, cols }, bindings: { x: x.buffer, amax: out.buffer }, workgroups: grid(rows) });
   return out;
 }
 
@@ -76,10 +103,9 @@ export function argmaxRows(x: Tensor<'f32'>): Tensor<'u32'> {
 function markOwners(index: Tensor<'u32'>, count: number, which: 'first' | 'last'): Tensor<'u32'> {
   const b = index.size;
   const flag = Tensor.empty([b], 'u32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: which === 'first' ? 'mark_first' : 'mark_last' },
-    params: uniforms(b, 0, count),
-    bindings: [{ buffer: index.buffer, access: 'read' }, { buffer: flag.buffer, access: 'rw' }],
+  dispatchKernel(which === 'first' ? kernels.mark_first : kernels.mark_last, {
+    params: { rows: b, count },
+    bindings: { idx: index.buffer, flag: flag.buffer },
     workgroups: grid(Math.ceil(b / 256)),
   });
   return flag;
@@ -96,24 +122,17 @@ export function gatherRows(x: Tensor<'f32'>, index: Tensor<'u32'>): Tensor<'f32'
   const [n, d] = expectMatrix(x, 'gatherRows', 'x');
   const b = expectIndex(index, 'gatherRows');
   const out = Tensor.empty([b, d], 'f32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'gather_forward' },
-    params: uniforms(b, d, n),
-    bindings: [{ buffer: x.buffer, access: 'read' }, { buffer: index.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
+  dispatchKernel(kernels.gather_forward, {
+    params: { rows: b, cols: d, count: n },
+    bindings: { x: x.buffer, index: index.buffer, gathered: out.buffer },
     workgroups: grid(Math.ceil((b * d) / 256)),
   });
   return record(out, 'gatherRows', [x], (g) => {
     const gx = zeros([n, d]);
     const owner = markOwners(index, n, 'first');
-    gpu().dispatch({
-      kernel: { family: FAMILY, entry: 'gather_backward' },
-      params: uniforms(b, d, n),
-      bindings: [
-        { buffer: g.buffer, access: 'read' },
-        { buffer: index.buffer, access: 'read' },
-        { buffer: owner.buffer, access: 'read' },
-        { buffer: gx.buffer, access: 'rw' },
-      ],
+    dispatchKernel(kernels.gather_backward, {
+      params: { rows: b, cols: d },
+      bindings: { rowsrc: g.buffer, index: index.buffer, owner: owner.buffer, rowdst: gx.buffer },
       workgroups: grid(Math.ceil((b * d) / 256)),
     });
     owner.dispose();
@@ -140,15 +159,9 @@ export function scatterRows(dst: Tensor<'f32'>, index: Tensor<'u32'>, src: Tenso
   if (b <= SCATTER_PAIRWISE_MAX) {
     // Small batches: each position checks the later ones (O(B^2), no [N] scratch).
     const owner = markOwners(index, n, 'last');
-    gpu().dispatch({
-      kernel: { family: FAMILY, entry: 'scatter_rows' },
-      params: uniforms(b, d, n),
-      bindings: [
-        { buffer: src.buffer, access: 'read' },
-        { buffer: index.buffer, access: 'read' },
-        { buffer: owner.buffer, access: 'read' },
-        { buffer: dst.buffer, access: 'rw' },
-      ],
+    dispatchKernel(kernels.scatter_rows, {
+      params: { rows: b, cols: d },
+      bindings: { rowsrc: src.buffer, index: index.buffer, owner: owner.buffer, rowdst: dst.buffer },
       workgroups: grid(Math.ceil((b * d) / 256)),
     });
     owner.dispose();
@@ -156,27 +169,15 @@ export function scatterRows(dst: Tensor<'f32'>, index: Tensor<'u32'>, src: Tenso
   }
   // Large batches: per destination row, 1 + the last position writing it (u32 atomicMax, order-free).
   const win = Tensor.empty([n], 'u32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'fill_u32' },
-    params: uniforms(0, 0, n),
-    bindings: [{ buffer: win.buffer, access: 'rw' }],
-    workgroups: grid(Math.ceil(n / 256)),
-  });
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'mark_winner' },
-    params: uniforms(b, 0, n),
-    bindings: [{ buffer: index.buffer, access: 'read' }, { buffer: win.buffer, access: 'rw' }],
+  dispatchKernel(kernels.fill_u32, { params: { count: n }, bindings: { out: win.buffer }, workgroups: grid(Math.ceil(n / 256)) });
+  dispatchKernel(kernels.mark_winner, {
+    params: { rows: b, count: n },
+    bindings: { idx: index.buffer, win: win.buffer },
     workgroups: grid(Math.ceil(b / 256)),
   });
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'scatter_rows_win' },
-    params: uniforms(b, d, n),
-    bindings: [
-      { buffer: src.buffer, access: 'read' },
-      { buffer: index.buffer, access: 'read' },
-      { buffer: win.buffer, access: 'read' },
-      { buffer: dst.buffer, access: 'rw' },
-    ],
+  dispatchKernel(kernels.scatter_rows_win, {
+    params: { rows: b, cols: d, count: n },
+    bindings: { rowsrc: src.buffer, index: index.buffer, win: win.buffer, rowdst: dst.buffer },
     workgroups: grid(Math.ceil((b * d) / 256)),
   });
   win.dispose();
@@ -188,11 +189,6 @@ export function countEqual(a: Tensor<'u32'>, b: Tensor<'u32'>): Tensor<'u32'> {
   const m = expectIndex(b, 'countEqual', 'b');
   if (n !== m) throw new RangeError(`countEqual: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
   const out = Tensor.empty([1], 'u32');
-  gpu().dispatch({
-    kernel: { family: FAMILY, entry: 'count_equal' },
-    params: uniforms(0, 0, n),
-    bindings: [{ buffer: a.buffer, access: 'read' }, { buffer: b.buffer, access: 'read' }, { buffer: out.buffer, access: 'rw' }],
-    workgroups: [1],
-  });
+  dispatchKernel(kernels.count_equal, { params: { count: n }, bindings: { ua: a.buffer, ub: b.buffer, total: out.buffer }, workgroups: [1] });
   return out;
 }

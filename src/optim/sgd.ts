@@ -13,8 +13,9 @@
  * Checkpoints: `exportState()` is async (the momentum buffers are read back to host Float32Arrays);
  * `loadState()` is synchronous (it uploads). Buffers are listed in parameter order, groups in order.
  */
-import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { grid } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { sgd as kernels } from '../kernels/sgd.ts';
 import { Tensor, fmtShape, shapesEqual } from '../tensor/tensor.ts';
 import { keep } from '../tensor/scope.ts';
 
@@ -114,12 +115,7 @@ export class SGD {
         const n = p.size;
         const workgroups = grid(Math.ceil(n / 256));
         if (g.momentum === 0) {
-          gpu().dispatch({
-            kernel: { family: 'sgd', entry: 'sgd_plain' },
-            params: params().u32(n).f32(lr, 0, g.weightDecay).u32(0, 0),
-            bindings: [{ buffer: p.buffer, access: 'rw' }, { buffer: grad.buffer, access: 'read' }],
-            workgroups,
-          });
+          dispatchKernel(kernels.sgd_plain, { params: { n, lr, wd: g.weightDecay }, bindings: { param: p.buffer, grad: grad.buffer }, workgroups });
           return;
         }
         let buf = g.buffers[pi];
@@ -128,10 +124,9 @@ export class SGD {
           buf = keep(Tensor.empty(p.shape, 'f32'));
           g.buffers[pi] = buf;
         }
-        gpu().dispatch({
-          kernel: { family: 'sgd', entry: 'sgd_momentum' },
-          params: params().u32(n).f32(lr, g.momentum, g.weightDecay).u32(g.nesterov ? 1 : 0, first ? 1 : 0),
-          bindings: [{ buffer: p.buffer, access: 'rw' }, { buffer: grad.buffer, access: 'read' }, { buffer: buf.buffer, access: 'rw' }],
+        dispatchKernel(kernels.sgd_momentum, {
+          params: { n, lr, momentum: g.momentum, wd: g.weightDecay, nesterov: g.nesterov, first },
+          bindings: { param: p.buffer, grad: grad.buffer, buf: buf.buffer },
           workgroups,
         });
       });

@@ -6,20 +6,13 @@
  * src/ops/elementwise.ts builds its differentiable ops on the same launches.
  */
 import { gpu, grid } from '../gpu/device.ts';
-import { params } from '../gpu/params.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { elementwise } from '../kernels/elementwise.ts';
 import { Tensor, expectDType, fmtShape, shapesEqual, type Shape } from './tensor.ts';
 
-/** The entry points of shaders/elementwise.wgsl. */
-export type ElementwiseEntry = 'fill' | 'affine' | 'axpby' | 'accumulate' | 'mul' | 'relu' | 'relu_backward';
-
-/** One elementwise dispatch over n elements; alpha and beta mean what the entry says (fill value, scale, shift). */
-export function launchElementwise(entry: ElementwiseEntry, n: number, alpha: number, beta: number, buffers: Array<[GPUBuffer, 'read' | 'rw']>): void {
-  gpu().dispatch({
-    kernel: { family: 'elementwise', entry },
-    params: params().u32(n).f32(alpha, beta).u32(0),
-    bindings: buffers.map(([buffer, access]) => ({ buffer, access })),
-    workgroups: grid(Math.ceil(n / 256)),
-  });
+/** Workgroups of a one-thread-per-element launch over n elements (256-wide workgroups on grid()). */
+export function perElement(n: number): [number, number] {
+  return grid(Math.ceil(n / 256));
 }
 
 /** Throws unless a and b are f32 tensors of one shape; `op` names the caller in the error. */
@@ -32,13 +25,13 @@ export function checkSameShape(a: Tensor, b: Tensor, op: string): void {
 /** A new f32 tensor with every element `value`. */
 export function fill(shape: Shape, value: number): Tensor<'f32'> {
   const out = Tensor.empty(shape, 'f32');
-  launchElementwise('fill', out.size, value, 0, [[out.buffer, 'rw']]);
+  fillInPlace(out, value);
   return out;
 }
 
 /** Writes `value` into every element of an existing tensor. */
 export function fillInPlace(t: Tensor<'f32'>, value: number): void {
-  launchElementwise('fill', t.size, value, 0, [[t.buffer, 'rw']]);
+  dispatchKernel(elementwise.fill, { params: { n: t.size, value }, bindings: { out: t.buffer }, workgroups: perElement(t.size) });
 }
 
 /** A copy with its own storage (not recorded for autograd). */
@@ -52,12 +45,16 @@ export function clone(x: Tensor<'f32'>): Tensor<'f32'> {
 export function axpbyNoGrad(alpha: number, a: Tensor<'f32'>, beta: number, b: Tensor<'f32'>): Tensor<'f32'> {
   checkSameShape(a, b, 'axpby');
   const out = Tensor.empty(a.shape, 'f32');
-  launchElementwise('axpby', a.size, alpha, beta, [[a.buffer, 'read'], [b.buffer, 'read'], [out.buffer, 'rw']]);
+  dispatchKernel(elementwise.axpby, {
+    params: { n: a.size, alpha, beta },
+    bindings: { a: a.buffer, b: b.buffer, out: out.buffer },
+    workgroups: perElement(a.size),
+  });
   return out;
 }
 
 /** a += alpha * b, in place, not recorded (gradient accumulation, optimiser updates). */
 export function addInPlace(a: Tensor<'f32'>, b: Tensor<'f32'>, alpha = 1): void {
   checkSameShape(a, b, 'addInPlace');
-  launchElementwise('accumulate', a.size, alpha, 0, [[a.buffer, 'rw'], [b.buffer, 'read']]);
+  dispatchKernel(elementwise.accumulate, { params: { n: a.size, alpha }, bindings: { acc: a.buffer, b: b.buffer }, workgroups: perElement(a.size) });
 }

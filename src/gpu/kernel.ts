@@ -1,0 +1,225 @@
+/**
+ * Typed kernel declarations: the one contract between TypeScript and WGSL.
+ *
+ * Each WGSL entry point is declared once in TypeScript (src/kernels/<family>.ts): its uniform parameters
+ * (named, typed u32 / i32 / f32, booleans, enums), its storage bindings (named, with access and element
+ * type) and its template constants. When the kernel is compiled, the WGSL `struct Params`, the
+ * `var<uniform> p` and the `@binding` lines are generated from the declaration and appended to the
+ * shader body (shaders/<family>.wgsl holds only bodies), and the module is cut down to the functions
+ * the entry point reaches. Every entry is therefore a module of its own: two entries of one family may
+ * use the same binding name at different slots, and each has a Params struct with exactly its fields.
+ *
+ * `dispatchKernel(decl, { params, bindings, defines, workgroups })` is checked by the compiler: a
+ * missing or misspelt parameter or binding name, a number for a boolean or an unknown enum value does
+ * not type-check. The uniform bytes are packed by the Params builder in the declaration's order.
+ */
+import { gpu, type Binding } from './device.ts';
+import { Params } from './params.ts';
+import type { Access, KernelSource } from './pipelines.ts';
+
+/** A uniform parameter: a WGSL scalar, a boolean (a u32 0/1 in WGSL) or an enum (a u32 index, with consts). */
+export type ParamType = 'u32' | 'i32' | 'f32' | 'bool' | readonly [string, ...string[]];
+/** Element types a storage binding may hold. */
+export type ElementType = 'f32' | 'u32' | 'i32' | 'vec4<f32>' | 'atomic<u32>';
+/** A storage binding: how the entry accesses it, and what the array holds. */
+export interface BindingDecl {
+  readonly access: 'read' | 'read_write';
+  readonly type: ElementType;
+}
+/**
+ * A template constant written `{{NAME}}` in the body: a u32 (number), a bool, an enum (its index; the
+ * header declares a constant NAME_VALUE per value so the body compares against names, not numbers), or
+ * 'wgsl': a piece of WGSL text, for what a constant cannot express (the subgroup builtin call of the GEMM's
+ * subgroup variants, which must not appear where the feature is off).
+ */
+export type DefineType = 'u32' | 'bool' | 'wgsl' | readonly [string, ...string[]];
+
+export type ParamsDecl = Readonly<Record<string, ParamType>>;
+export type BindingsDecl = Readonly<Record<string, BindingDecl>>;
+export type DefinesDecl = Readonly<Record<string, DefineType>>;
+
+/** What one entry point needs; bindings take slots 1, 2, ... in the order written (slot 0 is the uniform block). */
+export interface EntrySpec {
+  readonly params?: ParamsDecl;
+  readonly bindings: BindingsDecl;
+  readonly defines?: DefinesDecl;
+  /** Template values the compile-every-entry test uses (required when `defines` is given). */
+  readonly sample?: Readonly<Record<string, number | boolean | string>>;
+}
+
+/** A declared entry point of shaders/<family>.wgsl. */
+export interface KernelDecl<P extends ParamsDecl = ParamsDecl, B extends BindingsDecl = BindingsDecl, D extends DefinesDecl = DefinesDecl> {
+  readonly family: string;
+  readonly entry: string;
+  readonly params: P;
+  readonly bindings: B;
+  readonly defines: D;
+  readonly sample: Readonly<Record<string, number | boolean | string>>;
+  /** The generated WGSL declarations (Params struct, uniform, bindings, enum consts). */
+  readonly header: string;
+  /** Unique per declaration object (the pipeline cache keys on it). */
+  readonly id: number;
+}
+
+let declarations = 0;
+
+type ParamsOf<S extends EntrySpec> = S['params'] extends ParamsDecl ? S['params'] : {};
+type DefinesOf<S extends EntrySpec> = S['defines'] extends DefinesDecl ? S['defines'] : {};
+
+/** The TypeScript value of a parameter of type T. */
+export type ParamValue<T extends ParamType> = T extends 'bool' ? boolean : T extends readonly string[] ? T[number] : number;
+export type ParamValues<P extends ParamsDecl> = { -readonly [K in keyof P]: ParamValue<P[K]> };
+export type BindingValues<B extends BindingsDecl> = { -readonly [K in keyof B]: GPUBuffer };
+export type DefineValues<D extends DefinesDecl> = {
+  -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : D[K] extends 'wgsl' ? string : D[K] extends readonly string[] ? D[K][number] : number;
+};
+
+/** The arguments of `dispatchKernel` for a declaration; `params` and `defines` only where declared. */
+export type DispatchOf<K extends KernelDecl> = {
+  bindings: BindingValues<K['bindings']>;
+  workgroups: readonly [number, number?, number?];
+} & (keyof K['params'] extends never ? { params?: undefined } : { params: ParamValues<K['params']> }) &
+  (keyof K['defines'] extends never ? { defines?: undefined } : { defines: DefineValues<K['defines']> });
+
+const IDENT = /^[A-Za-z_]\w*$/;
+
+function enumConst(param: string, value: string): string {
+  return `${param}_${value}`.toUpperCase();
+}
+
+/** The WGSL declarations generated for one entry. */
+function generateHeader(family: string, entry: string, spec: EntrySpec): string {
+  const lines = [`// ---- generated from the declaration of ${family}.${entry} (src/kernels/${family}.ts)`];
+  const params = Object.entries(spec.params ?? {});
+  if (params.length > 0) {
+    lines.push('struct Params {');
+    for (const [name, type] of params) lines.push(`  ${name}: ${typeof type === 'string' && type !== 'bool' ? type : 'u32'},`);
+    lines.push('}', '@group(0) @binding(0) var<uniform> p: Params;');
+    for (const [name, type] of params) {
+      if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
+    }
+  }
+  for (const [name, type] of Object.entries(spec.defines ?? {})) {
+    if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
+  }
+  Object.entries(spec.bindings).forEach(([name, b], i) => {
+    lines.push(`@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${name}: array<${b.type}>;`);
+  });
+  return lines.join('\n') + '\n';
+}
+
+function checkSpec(family: string, entry: string, spec: EntrySpec): void {
+  const where = `kernel declaration ${family}.${entry}`;
+  // Bindings and template constants are module-scope names beside the entry function; parameters are
+  // fields of `p`, so only they may repeat the entry's name.
+  const moduleNames = [...Object.keys(spec.bindings), ...Object.keys(spec.defines ?? {}), entry];
+  const names = [...Object.keys(spec.params ?? {}), ...moduleNames];
+  for (const name of names) if (!IDENT.test(name) || name === 'p') throw new Error(`${where}: "${name}" is not a usable WGSL name`);
+  if (new Set(names).size !== names.length - (Object.hasOwn(spec.params ?? {}, entry) ? 1 : 0)) {
+    throw new Error(`${where}: a name is declared twice`);
+  }
+  for (const name of Object.keys(spec.defines ?? {})) {
+    if (spec.sample?.[name] === undefined) throw new Error(`${where}: template constant ${name} needs a sample value`);
+  }
+}
+
+/**
+ * Declares the entry points of shaders/<family>.wgsl. Write the entries `as const`-free: the `const`
+ * type parameter keeps the literal names and types, which is what makes dispatches type-checked.
+ */
+export function declareKernels<const F extends Readonly<Record<string, EntrySpec>>>(
+  family: string,
+  entries: F,
+): { readonly [E in keyof F & string]: KernelDecl<ParamsOf<F[E]>, F[E]['bindings'], DefinesOf<F[E]>> } {
+  const out: Record<string, KernelDecl> = {};
+  for (const [entry, spec] of Object.entries(entries)) {
+    checkSpec(family, entry, spec);
+    out[entry] = {
+      family,
+      entry,
+      params: spec.params ?? {},
+      bindings: spec.bindings,
+      defines: spec.defines ?? {},
+      sample: spec.sample ?? {},
+      header: generateHeader(family, entry, spec),
+      id: ++declarations,
+    };
+  }
+  return out as { readonly [E in keyof F & string]: KernelDecl<ParamsOf<F[E]>, F[E]['bindings'], DefinesOf<F[E]>> };
+}
+
+/** Packs an entry's uniform block in declaration order (booleans as 0/1, enums as their index). */
+export function packParams(decl: KernelDecl, values: Readonly<Record<string, unknown>>): Params {
+  const block = new Params();
+  for (const [name, type] of Object.entries(decl.params)) {
+    const v = values[name];
+    if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: parameter ${name} is missing`);
+    if (type === 'bool') block.u32(v ? 1 : 0);
+    else if (typeof type !== 'string') {
+      const index = type.indexOf(v as string);
+      if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
+      block.u32(index);
+    } else block[type](v as number);
+  }
+  return block;
+}
+
+/** The pipeline identity of a declared entry with template values (shared by dispatch and compile-all). */
+export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, unknown>> = {}): KernelSource {
+  const entries = Object.entries(decl.defines).map(([name, type]) => {
+    const v = defines[name];
+    if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: template constant ${name} is missing`);
+    if (typeof type !== 'string') {
+      const index = type.indexOf(v as string);
+      if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
+      return [name, index] as const;
+    }
+    return [name, type === 'bool' ? String(Boolean(v)) : type === 'wgsl' ? String(v) : (v as number)] as const;
+  });
+  return { family: decl.family, entry: decl.entry, header: decl.header, declarationId: decl.id, defines: entries.length > 0 ? Object.fromEntries(entries) : undefined };
+}
+
+function bindingList(decl: KernelDecl, buffers: Readonly<Record<string, GPUBuffer>>): Binding[] {
+  return Object.entries(decl.bindings).map(([name, b]) => {
+    const buffer = buffers[name];
+    if (buffer === undefined) throw new TypeError(`${decl.family}.${decl.entry}: binding ${name} is missing`);
+    return { buffer, access: (b.access === 'read' ? 'read' : 'rw') satisfies Access };
+  });
+}
+
+/** Records one launch of a declared entry point (through `gpu().dispatch`, the single low-level call). */
+export function dispatchKernel<K extends KernelDecl>(decl: K, args: DispatchOf<K>): void {
+  const hasParams = Object.keys(decl.params).length > 0;
+  gpu().dispatch({
+    kernel: kernelSource(decl, args.defines),
+    params: hasParams ? packParams(decl, args.params ?? {}) : undefined,
+    bindings: bindingList(decl, args.bindings),
+    workgroups: args.workgroups,
+  });
+}
+
+/**
+ * Compiles every given entry (with its sample template values) in parallel and throws if any fails:
+ * the check that each declaration matches its WGSL body, run by test/kernels.test.ts.
+ */
+export async function compileDeclared(decls: readonly KernelDecl[]): Promise<number> {
+  const g = gpu();
+  const stand = g.pool.acquire(16);
+  try {
+    const compiled = await g.compileAll(() => {
+      for (const decl of decls) {
+        const params = Object.keys(decl.params).length > 0 ? new Params() : undefined;
+        g.dispatch({
+          kernel: kernelSource(decl, decl.sample),
+          params,
+          bindings: Object.values(decl.bindings).map((b) => ({ buffer: stand, access: b.access === 'read' ? 'read' : 'rw' })),
+          workgroups: [1],
+        });
+      }
+    });
+    await g.sync(); // compile errors arrive asynchronously; sync reports them
+    return compiled;
+  } finally {
+    g.pool.release(stand);
+  }
+}

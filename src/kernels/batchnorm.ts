@@ -1,0 +1,64 @@
+/**
+ * Entry points of shaders/batchnorm.wgsl: batch normalisation over the last axis of x viewed as
+ * [rows, channels]. Template constants CT (channels per workgroup) and RL (row lanes, CT·RL = 256) size
+ * the reduction tiles. stats: per channel [mean | invstd | scale = weight·invstd | bias] (4·C floats);
+ * partial: two rows of C floats per block of rows_per_block rows. relu: a ReLU is fused after the BN (y,
+ * the saved output, masks the gradient; it is a placeholder and not read otherwise).
+ */
+import { declareKernels } from '../gpu/kernel.ts';
+import { readF32, writeF32 } from './common.ts';
+
+const tiles = { CT: 'u32', RL: 'u32' } as const;
+const sample = { CT: 16, RL: 16 };
+
+export const batchnorm = declareKernels('batchnorm', {
+  stats_partial: {
+    params: { rows: 'u32', channels: 'u32', rows_per_block: 'u32' },
+    bindings: { x: readF32, partial: writeF32 },
+    defines: tiles,
+    sample,
+  },
+  /** Training statistics; weight and bias are placeholders when has_weight / has_bias are false. */
+  stats_finalize: {
+    params: {
+      rows: 'u32',
+      channels: 'u32',
+      nblocks: 'u32',
+      rows_per_block: 'u32',
+      eps: 'f32',
+      momentum: 'f32',
+      has_weight: 'bool',
+      has_bias: 'bool',
+      update_running: 'bool',
+    },
+    bindings: { partial: readF32, weight: readF32, bias: readF32, stats: writeF32, running_mean: writeF32, running_var: writeF32 },
+    defines: tiles,
+    sample,
+  },
+  stats_eval: {
+    params: { channels: 'u32', eps: 'f32', has_weight: 'bool', has_bias: 'bool' },
+    bindings: { running_mean: readF32, running_var: readF32, weight: readF32, bias: readF32, stats: writeF32 },
+    defines: tiles,
+    sample,
+  },
+  apply: { params: { rows: 'u32', channels: 'u32', relu: 'bool' }, bindings: { x: readF32, stats: readF32, out: writeF32 }, defines: tiles, sample },
+  grad_partial: {
+    params: { rows: 'u32', channels: 'u32', rows_per_block: 'u32', relu: 'bool' },
+    bindings: { dy: readF32, x: readF32, stats: readF32, partial: writeF32, y: readF32 },
+    defines: tiles,
+    sample,
+  },
+  grad_finalize: {
+    params: { channels: 'u32', nblocks: 'u32' },
+    bindings: { partial: readF32, stats: readF32, dy_sum: writeF32, dy_xhat_sum: writeF32 },
+    defines: tiles,
+    sample,
+  },
+  dx_train: {
+    params: { rows: 'u32', channels: 'u32', relu: 'bool' },
+    bindings: { dy: readF32, x: readF32, stats: readF32, dy_sum: readF32, dy_xhat_sum: readF32, dx: writeF32, y: readF32 },
+    defines: tiles,
+    sample,
+  },
+  dx_eval: { params: { rows: 'u32', channels: 'u32', relu: 'bool' }, bindings: { dy: readF32, stats: readF32, dx: writeF32, y: readF32 }, defines: tiles, sample },
+});

@@ -1,0 +1,7 @@
+/** Binding shorthands for the declarations in src/kernels/: an array of this element type, read or written. */
+import type { BindingDecl } from '../gpu/kernel.ts';
+
+export const readF32 = { access: 'read', type: 'f32' } as const satisfies BindingDecl;
+export const writeF32 = { access: 'read_write', type: 'f32' } as const satisfies BindingDecl;
+export const readU32 = { access: 'read', type: 'u32' } as const satisfies BindingDecl;
+export const writeU32 = { access: 'read_write', type: 'u32' } as const satisfies BindingDecl;
