@@ -35,8 +35,14 @@ function randomDataset(n: number, size: number, channels: 1 | 3): ImageDataset {
   return { name: 'random', n, height: size, width: size, channels, images, labels: null, numClasses: null };
 }
 
-/** The model, memory and data of one case, and `step`, one full ODC iteration on them. */
-export async function prepareStep(c: Case): Promise<{ step: () => Promise<void>; dispose: () => void }> {
+/**
+ * The model, memory and data of one case, and `step`, one full ODC iteration on them. `step(1)` leaves the
+ * iteration's small-cluster decision open while the next is recorded (the training loop's run-ahead); `settle`
+ * makes the open decisions.
+ */
+export async function prepareStep(
+  c: Case,
+): Promise<{ step: (keepOpen?: number) => Promise<void>; settle: () => Promise<number>; dispose: () => void; memory: OdcMemory }> {
   let config: TrainConfig = presetConfig(c.preset);
   config = applyOverride(config, `odc.k=${c.k}`);
   config = applyOverride(config, `odc.minCluster=2`);
@@ -53,9 +59,9 @@ export async function prepareStep(c: Case): Promise<{ step: () => Promise<void>;
   const rng = new Rng(2);
   const parts = { config, model, sgd, augmenter, augmentRng: rng, mode };
   let iteration = 0;
-  const step = async () => {
+  const step = async (keepOpen = 0) => {
     const idx = new Uint32Array(c.batch).map(() => rng.int(c.n));
-    await trainingStep(parts, idx, iteration++);
+    await trainingStep(parts, idx, iteration++, undefined, keepOpen);
   };
   const dispose = () => {
     mode.dispose();
@@ -63,7 +69,7 @@ export async function prepareStep(c: Case): Promise<{ step: () => Promise<void>;
     model.dispose();
     augmenter.dispose();
   };
-  return { step, dispose };
+  return { step, settle: () => mode.settle(0), dispose, memory };
 }
 
 async function benchCase(c: Case): Promise<BenchRow> {

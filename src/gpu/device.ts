@@ -35,7 +35,16 @@ export interface GpuFeatures {
 export interface GpuStats {
   dispatches: number;
   submits: number;
+  /** Blocking reads (`read`): each submits everything recorded and waits for the GPU to finish it. */
   reads: number;
+  /** Late reads (`readLater`): the host records on while the GPU gets there. */
+  lateReads: number;
+  /** Bind groups created (a dispatch with a (pipeline, buffers) combination seen before reuses its group). */
+  bindGroups: number;
+  /** GPU buffers created: storage (the pool), uniform and read staging buffers. */
+  buffersCreated: number;
+  /** Bytes of uniform blocks written to the GPU. */
+  uniformBytes: number;
 }
 
 /** GPU time of one kernel (shaders/<family>.wgsl entry point) summed over the calls `profile` saw. */
@@ -57,6 +66,60 @@ const NO_ADAPTER_HELP =
   'No WebGPU adapter was found. On a machine with a GPU, install its Vulkan driver (NVIDIA, AMD or Intel). ' +
   'On a CPU-only Debian 12 machine install Mesa lavapipe 25.x from bookworm-backports: ' +
   '`bash .ci/setup-system.sh` (as root) does it; Debian 12\'s own mesa-vulkan-drivers 22.x does not work with Dawn.';
+
+/** Work recorded between `Gpu.hold` and `Gpu.endHold`: its queue operations, in order, not yet run. */
+export class HeldWork {
+  private ops: Array<() => void> | null;
+
+  constructor(
+    private readonly gpu: Gpu,
+    ops: Array<() => void>,
+    /** Buffers released while holding that the held work may still read (BufferPool.beginHold). */
+    private readonly buffers: GPUBuffer[],
+  ) {
+    this.ops = ops;
+  }
+
+  /**
+   * Submits what is recorded now (it was recorded later but must run first), then sends the held writes,
+   * submits and read maps to the queue in the order they were recorded. Once.
+   */
+  submit(): void {
+    const ops = this.take();
+    this.gpu.flush();
+    for (const op of ops) op();
+    this.gpu.pool.returnHeld(this.buffers);
+  }
+
+  /** Drops the held work (after a failure): none of it runs; its buffers go back to the pool. */
+  discard(): void {
+    this.take();
+    this.gpu.pool.returnHeld(this.buffers);
+  }
+
+  private take(): Array<() => void> {
+    if (!this.ops) throw new Error('HeldWork was submitted or discarded already');
+    const ops = this.ops;
+    this.ops = null;
+    return ops;
+  }
+}
+
+/** Bind groups kept for reuse before the cache starts afresh (a resnet18 step uses a few hundred). */
+const MAX_CACHED_BIND_GROUPS = 16384;
+
+/** One level of the bind-group cache: the buffer bound next leads to a child; the last level holds the group. */
+class BindGroupNode {
+  group: GPUBindGroup | null = null;
+  private children: Map<GPUBuffer, BindGroupNode> | null = null;
+
+  child(buffer: GPUBuffer): BindGroupNode {
+    this.children ??= new Map();
+    let node = this.children.get(buffer);
+    if (!node) this.children.set(buffer, (node = new BindGroupNode()));
+    return node;
+  }
+}
 
 /** Staging buffers kept for reuse by `read`: per size class, and only small ones (reads of a few values are the frequent ones). */
 const MAX_STAGING_PER_CLASS = 4;
@@ -80,19 +143,31 @@ const DEFAULT_LIMITS = {
 export class Gpu {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
-  readonly stats: GpuStats = { dispatches: 0, submits: 0, reads: 0 };
+  readonly stats: GpuStats = { dispatches: 0, submits: 0, reads: 0, lateReads: 0, bindGroups: 0, buffersCreated: 0, uniformBytes: 0 };
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private dispatchesInEncoder = 0;
-  private usedInEncoder = new Set<GPUBuffer>();
-  private uniformStaging = new Uint8Array(UNIFORM_SLOT * UNIFORM_SLOTS_PER_SUBMIT);
+  private readonly usedInEncoder = new Set<GPUBuffer>();
+  /** While set (between `hold` and `endHold`), the queue operations of what is recorded, in order. */
+  private held: Array<() => void> | null = null;
+  private readonly uniformStaging = new Uint8Array(UNIFORM_SLOT * UNIFORM_SLOTS_PER_SUBMIT);
+  private readonly uniformStagingWords = new Uint32Array(this.uniformStaging.buffer);
+  /** The uniform block's offset for setBindGroup, reused by every dispatch. */
+  private readonly dynamicOffset = new Uint32Array(1);
+  private readonly pipelineByKey = new Map<string, GPUComputePipeline>();
+  private bindGroups = new Map<GPUComputePipeline, BindGroupNode>();
+  private cachedBindGroups = 0;
+  private readonly maxWorkgroupsPerDimension: number;
+  private cachedLimits: GPUSupportedLimits | null = null;
   private uniformBuffer: GPUBuffer | null = null;
   private uniformSlots = 0;
   private freeUniformBuffers: GPUBuffer[] = [];
   private usedUniformBuffers: GPUBuffer[] = [];
   /** While set (inside `compileAll`), dispatches only collect their kernels for parallel compilation. */
   private collecting: Array<{ source: KernelSource; layout: LayoutSpec }> | null = null;
+  /** While set (inside `recordOnly`), command buffers are finished but never submitted, and reads are answered by it. */
+  private answerRead: ((bytes: number) => ArrayBuffer) | null = null;
   /** While set (inside `profile`), each dispatch gets its own compute pass with timestamp writes. */
   private profiling: { sets: GPUQuerySet[]; kernels: string[] } | null = null;
   private firstError: string | null = null;
@@ -114,9 +189,13 @@ export class Gpu {
     /** Subgroup sizes the adapter may use (0 when it does not say): subgroup kernels need a fixed one. */
     readonly subgroupSizes: { min: number; max: number } = { min: 0, max: 0 },
   ) {
-    this.pool = new BufferPool(device, (error) => {
-      this.allocationFailure ??= error;
-    });
+    this.pool = new BufferPool(
+      device,
+      (error) => {
+        this.allocationFailure ??= error;
+      },
+      this.stats,
+    );
     this.pipelines = new PipelineCache(device, (message) => {
       this.compileErrors.push(message);
     });
@@ -130,6 +209,7 @@ export class Gpu {
       throw new GpuDeviceLostError(this.lostReason);
     });
     this.whenLost.catch(() => {}); // observed through races and checkHealthy, never unhandled
+    this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
   }
 
   /**
@@ -159,8 +239,9 @@ export class Gpu {
     }, subgroupSizesOf(info));
   }
 
+  /** The device's limits, read once: Dawn builds a new object on every `device.limits`, which matmul, grid and every tensor allocation ask for. */
   get limits(): GPUSupportedLimits {
-    return this.device.limits;
+    return (this.cachedLimits ??= this.device.limits);
   }
 
   /** True on CPU adapters (lavapipe/llvmpipe/SwiftShader), where kernel variants differ. */
@@ -217,6 +298,11 @@ export class Gpu {
     }
   }
 
+  private createCounted(descriptor: GPUBufferDescriptor): GPUBuffer {
+    this.stats.buffersCreated++;
+    return this.device.createBuffer(descriptor);
+  }
+
   private ensurePass(): GPUComputePassEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     if (!this.pass) this.pass = this.encoder.beginComputePass();
@@ -232,46 +318,89 @@ export class Gpu {
     return this.encoder;
   }
 
-  private uniformBinding(params: Params): GPUBufferBinding {
+  /** Copies a uniform block into this submit's staging; returns its offset in the uniform buffer. */
+  private uniformOffset(params: Params): number {
     if (this.uniformSlots === UNIFORM_SLOTS_PER_SUBMIT) this.flush();
     if (!this.uniformBuffer) {
       this.uniformBuffer =
         this.freeUniformBuffers.pop() ??
-        this.device.createBuffer({ size: this.uniformStaging.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+        this.createCounted({ size: this.uniformStaging.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     }
-    const data = params.data;
-    if (data.byteLength > UNIFORM_SLOT) throw new RangeError('uniform block over 256 bytes');
-    const offset = this.uniformSlots * UNIFORM_SLOT;
-    this.uniformStaging.set(data, offset);
-    this.uniformSlots++;
-    return { buffer: this.uniformBuffer, offset, size: data.byteLength };
+    params.copyInto(this.uniformStagingWords, this.uniformSlots * (UNIFORM_SLOT / 4));
+    this.stats.uniformBytes += params.byteLength;
+    return this.uniformSlots++ * UNIFORM_SLOT;
+  }
+
+  /**
+   * The pipeline of a launch, by a key built without sorting or allocating arrays (the pipeline cache's own
+   * key is canonical but costs a JSON round per call); a miss falls through to the canonical cache.
+   */
+  private pipelineFor(kernel: KernelSource, uniforms: boolean, bindings: readonly Binding[]): GPUComputePipeline {
+    let key = kernel.family + '.' + kernel.entry + '#' + kernel.declarationId + (uniforms ? '|u' : '|-');
+    for (let i = 0; i < bindings.length; i++) key += bindings[i].access === 'read' ? 'r' : 'w';
+    const defines = kernel.defines;
+    if (defines) for (const name in defines) key += ';' + name + '=' + String(defines[name]);
+    let pipeline = this.pipelineByKey.get(key);
+    if (!pipeline) {
+      pipeline = this.pipelines.get(kernel, { uniforms, access: bindings.map((b) => b.access) });
+      this.pipelineByKey.set(key, pipeline);
+    }
+    return pipeline;
+  }
+
+  /**
+   * The bind group of (pipeline, uniform buffer, storage buffers), made once and reused: a training step
+   * launches the same combinations every iteration (the pool hands out the same buffers in the same order).
+   * The uniform block's offset is dynamic, so it is not part of the key. The cache is a trie of maps keyed by
+   * the objects themselves (no key strings); it starts afresh when it grows past MAX_CACHED_BIND_GROUPS.
+   */
+  private bindGroupFor(pipeline: GPUComputePipeline, uniforms: GPUBuffer | null, bindings: readonly Binding[]): GPUBindGroup {
+    let node = this.bindGroups.get(pipeline);
+    if (!node) this.bindGroups.set(pipeline, (node = new BindGroupNode()));
+    if (uniforms) node = node.child(uniforms);
+    for (let i = 0; i < bindings.length; i++) node = node.child(bindings[i].buffer);
+    if (node.group) return node.group;
+    const entries: GPUBindGroupEntry[] = [];
+    if (uniforms) entries.push({ binding: 0, resource: { buffer: uniforms, offset: 0, size: UNIFORM_SLOT } });
+    bindings.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b.buffer } }));
+    node.group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    this.stats.bindGroups++;
+    if (++this.cachedBindGroups > MAX_CACHED_BIND_GROUPS) {
+      this.bindGroups = new Map();
+      this.cachedBindGroups = 0;
+    }
+    return node.group;
   }
 
   /** Records one kernel launch into the shared compute pass. */
   dispatch(args: DispatchArgs): void {
     this.checkHealthy();
-    const [x, y = 1, z = 1] = args.workgroups;
+    const workgroups = args.workgroups;
+    const x = workgroups[0];
+    const y = workgroups[1] ?? 1;
+    const z = workgroups[2] ?? 1;
     if (x === 0 || y === 0 || z === 0) return;
-    const maxDim = this.limits.maxComputeWorkgroupsPerDimension;
+    const maxDim = this.maxWorkgroupsPerDimension;
     if (x > maxDim || y > maxDim || z > maxDim) {
       throw new RangeError(`${args.kernel.family}.${args.kernel.entry}: ${x}x${y}x${z} workgroups exceed ${maxDim} per dimension`);
     }
-    const layout: LayoutSpec = { uniforms: args.params !== undefined, access: args.bindings.map((b) => b.access) };
+    const bindings = args.bindings;
     if (this.collecting) {
-      this.collecting.push({ source: args.kernel, layout });
+      this.collecting.push({ source: args.kernel, layout: { uniforms: args.params !== undefined, access: bindings.map((b) => b.access) } });
       return;
     }
-    const pipeline = this.pipelines.get(args.kernel, layout);
-    const entries: GPUBindGroupEntry[] = [];
-    if (args.params) entries.push({ binding: 0, resource: this.uniformBinding(args.params) });
-    args.bindings.forEach((b, i) => {
-      entries.push({ binding: i + 1, resource: { buffer: b.buffer } });
-      this.usedInEncoder.add(b.buffer);
-    });
-    const bindGroup = this.device.createBindGroup({ layout: this.pipelines.bindGroupLayout(layout), entries });
+    const pipeline = this.pipelineFor(args.kernel, args.params !== undefined, bindings);
+    const offset = args.params ? this.uniformOffset(args.params) : -1;
+    const bindGroup = this.bindGroupFor(pipeline, offset >= 0 ? this.uniformBuffer : null, bindings);
+    for (let i = 0; i < bindings.length; i++) this.usedInEncoder.add(bindings[i].buffer);
     const pass = this.profiling ? this.timedPass(`${args.kernel.family}.${args.kernel.entry}`) : this.ensurePass();
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+    if (offset >= 0) {
+      this.dynamicOffset[0] = offset;
+      pass.setBindGroup(0, bindGroup, this.dynamicOffset, 0, 1);
+    } else {
+      pass.setBindGroup(0, bindGroup);
+    }
     pass.dispatchWorkgroups(x, y, z);
     if (this.profiling) this.endPass();
     this.stats.dispatches++;
@@ -363,6 +492,11 @@ export class Gpu {
   write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
     this.checkHealthy();
     if (this.usedInEncoder.has(buffer)) this.flush();
+    if (this.held) {
+      const copy = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+      this.held.push(() => this.device.queue.writeBuffer(buffer, byteOffset, copy, 0, copy.byteLength));
+      return;
+    }
     this.device.queue.writeBuffer(buffer, byteOffset, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   }
 
@@ -371,33 +505,100 @@ export class Gpu {
     if (!this.encoder && this.uniformSlots === 0) return;
     const encoder = this.endPass();
     if (this.uniformBuffer) {
-      this.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformStaging, 0, this.uniformSlots * UNIFORM_SLOT);
+      const bytes = this.uniformSlots * UNIFORM_SLOT;
+      if (this.held) {
+        const buffer = this.uniformBuffer;
+        const copy = this.uniformStaging.slice(0, bytes);
+        this.held.push(() => this.device.queue.writeBuffer(buffer, 0, copy, 0, bytes));
+      } else {
+        this.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformStaging, 0, bytes);
+      }
       this.usedUniformBuffers.push(this.uniformBuffer);
       this.uniformBuffer = null;
       this.uniformSlots = 0;
     }
-    this.device.queue.submit([encoder.finish()]);
+    const commands = encoder.finish();
+    if (this.answerRead) {
+      // recordOnly: finished, never submitted
+    } else if (this.held) {
+      this.held.push(() => this.device.queue.submit([commands]));
+    } else {
+      this.device.queue.submit([commands]);
+    }
     this.encoder = null;
     this.dispatchesInEncoder = 0;
-    this.usedInEncoder = new Set();
+    this.usedInEncoder.clear();
     this.stats.submits++;
+    // Safe even while held: held work is submitted later as one in-order run, and whatever is submitted in
+    // the meantime (which executes first) writes a recycled buffer before it reads it.
     this.pool.afterSubmit();
     // Uniform buffers written for this submit may be rewritten now: later writes queue behind it.
     this.freeUniformBuffers.push(...this.usedUniformBuffers);
     this.usedUniformBuffers = [];
   }
 
-  /** Copies `bytes` bytes from a buffer back to the host. The only way data leaves the GPU. */
-  async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
+  /** True between `hold` and `endHold`. */
+  get holding(): boolean {
+    return this.held !== null;
+  }
+
+  /**
+   * Starts holding back what is recorded from now on: its submits, uniform and data writes and late-read maps
+   * are kept, in order, instead of reaching the queue, until `endHold` hands them over as one HeldWork. Work
+   * recorded and submitted after that (e.g. a decision's rare path) then runs on the GPU before it, while the
+   * host recorded it earlier (src/odc/small-clusters.ts). Blocking reads are refused while holding.
+   */
+  hold(): void {
+    if (this.held) throw new Error('hold() calls cannot nest');
     this.checkHealthy();
+    this.flush();
+    this.held = [];
+    this.pool.beginHold();
+  }
+
+  /** Ends holding: everything recorded since `hold`, flushed, as one HeldWork that `submit` sends to the queue. */
+  endHold(): HeldWork {
+    if (!this.held) throw new Error('endHold() without hold()');
+    this.flush();
+    const ops = this.held;
+    this.held = null;
+    return new HeldWork(this, ops, this.pool.endHold());
+  }
+
+  /**
+   * A late read: records a copy of `bytes` bytes of `buffer` and returns a promise of them that settles once
+   * the GPU has run the work recorded so far, without submitting or waiting now (unless nothing is held, when
+   * the copy is submitted with the rest). The host goes on recording meanwhile; nothing drains.
+   */
+  readLater(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
+    this.checkHealthy();
+    this.stats.lateReads++;
     const size = Math.ceil(bytes / 4) * 4;
-    const stagingSize = sizeClass(size);
-    const staging =
-      this.freeStaging.get(stagingSize)?.pop() ??
-      this.device.createBuffer({ size: stagingSize, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    if (this.answerRead) {
+      this.flush();
+      return Promise.resolve(this.answerRead(bytes));
+    }
+    const staging = this.stagingFor(size);
     this.copy(buffer, byteOffset, staging, 0, size);
     this.flush();
-    this.stats.reads++;
+    return new Promise<ArrayBuffer>((resolve, reject) => {
+      const map = () => {
+        this.mapStaging(staging, size, bytes).then(resolve, reject);
+      };
+      if (this.held) this.held.push(map);
+      else map();
+    });
+  }
+
+  private stagingFor(size: number): GPUBuffer {
+    return (
+      this.freeStaging.get(sizeClass(size))?.pop() ??
+      this.createCounted({ size: sizeClass(size), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+    );
+  }
+
+  /** Maps a staging buffer whose copy was submitted, takes `bytes` bytes out and keeps the buffer for reuse. */
+  private async mapStaging(staging: GPUBuffer, size: number, bytes: number): Promise<ArrayBuffer> {
     try {
       await this.unlessLost(staging.mapAsync(GPUMapMode.READ, 0, size));
     } catch (err) {
@@ -409,6 +610,41 @@ export class Gpu {
     this.releaseStaging(staging);
     this.checkHealthy();
     return out;
+  }
+
+  /**
+   * For measuring the host's cost of recording (bench/host-overhead.ts): runs `fn` with every command buffer
+   * recorded and finished as usual but never submitted, so nothing executes and the GPU's state is left as it
+   * was (results computed inside are garbage). Each `read` still counts, but returns `answerRead(bytes)` at once.
+   */
+  async recordOnly<T>(fn: () => Promise<T>, answerRead: (bytes: number) => ArrayBuffer): Promise<T> {
+    if (this.answerRead || this.collecting || this.profiling) throw new Error('recordOnly() cannot nest or run inside compileAll() or profile()');
+    this.flush();
+    this.answerRead = answerRead;
+    try {
+      const result = await fn();
+      this.flush();
+      return result;
+    } finally {
+      this.answerRead = null;
+    }
+  }
+
+  /** Copies `bytes` bytes from a buffer back to the host, waiting for the GPU to finish everything recorded. */
+  async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
+    this.checkHealthy();
+    if (this.held) throw new Error('a blocking read while recorded work is held back (Gpu.hold): it would not see that work');
+    if (this.answerRead) {
+      this.flush();
+      this.stats.reads++;
+      return this.answerRead(bytes);
+    }
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.stagingFor(size);
+    this.copy(buffer, byteOffset, staging, 0, size);
+    this.flush();
+    this.stats.reads++;
+    return this.mapStaging(staging, size, bytes);
   }
 
   /**
@@ -428,6 +664,7 @@ export class Gpu {
 
   /** Waits until the GPU has finished all submitted work (for benchmarks). */
   async sync(): Promise<void> {
+    if (this.held) throw new Error('sync() while recorded work is held back (Gpu.hold)');
     this.flush();
     await this.unlessLost(this.device.queue.onSubmittedWorkDone());
     this.checkHealthy();
@@ -449,6 +686,7 @@ export class Gpu {
     this.freeUniformBuffers = [];
     for (const list of this.freeStaging.values()) for (const buffer of list) buffer.destroy();
     this.freeStaging.clear();
+    this.bindGroups.clear();
     this.device.destroy();
   }
 }

@@ -57,7 +57,8 @@ export class PipelineCache {
     let bgl = this.layouts.get(key);
     if (!bgl) {
       const entries: GPUBindGroupLayoutEntry[] = [];
-      if (layout.uniforms) entries.push({ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
+      // The uniform block's offset is given with each dispatch, so one bind group serves every block.
+      if (layout.uniforms) entries.push({ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
       layout.access.forEach((access, i) =>
         entries.push({
           binding: i + 1,

@@ -20,8 +20,13 @@ export function sizeClass(bytes: number): number {
 }
 
 export class BufferPool {
+  /** Per size class, sorted by creation order, newest first: `acquire` takes the oldest (see `afterSubmit`). */
   private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly serials = new WeakMap<GPUBuffer, number>();
+  private created = 0;
   private pending: GPUBuffer[] = [];
+  /** While work is held back (Gpu.hold): the buffers acquired since, and those from before released since. */
+  private hold: { acquired: Set<GPUBuffer>; released: GPUBuffer[] } | null = null;
   private live = 0;
   private liveBytes = 0;
 
@@ -32,6 +37,8 @@ export class BufferPool {
   constructor(
     private readonly device: GPUDevice,
     private readonly onAllocationError: (error: Error) => void,
+    /** Counts every buffer this pool creates (the device's stats). */
+    private readonly counts: { buffersCreated: number },
   ) {}
 
   /** A storage buffer of at least `bytes` bytes; contents are undefined. */
@@ -39,6 +46,7 @@ export class BufferPool {
     const size = sizeClass(bytes);
     const list = this.free.get(size);
     const buffer = list?.pop() ?? this.create(size);
+    this.hold?.acquired.add(buffer);
     this.live++;
     this.liveBytes += size;
     return buffer;
@@ -54,6 +62,8 @@ export class BufferPool {
     this.device.pushErrorScope('validation');
     this.device.pushErrorScope('out-of-memory');
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
+    this.counts.buffersCreated++;
+    this.serials.set(buffer, ++this.created);
     const report = (error: GPUError | null) => {
       if (error) this.onAllocationError(new GpuOutOfMemoryError(`allocating a ${mib(size)} buffer (${inUse}) failed: ${error.message.trim()}`));
     };
@@ -67,15 +77,46 @@ export class BufferPool {
   release(buffer: GPUBuffer): void {
     this.live--;
     this.liveBytes -= buffer.size;
-    this.pending.push(buffer);
+    if (this.hold && !this.hold.acquired.has(buffer)) this.hold.released.push(buffer);
+    else this.pending.push(buffer);
   }
 
-  /** Called by the recorder right after a submit: pending buffers are now safe to reuse. */
+  /**
+   * Work recorded from now on is held back (Gpu.hold) and will run after work recorded later. A buffer acquired
+   * before and released meanwhile may still hold data the held work reads, so it must not be handed to that
+   * later work: it waits in its own list until `endHold`'s list is given back with `returnHeld`. Buffers
+   * acquired while holding recycle as usual (whoever gets them writes them before reading).
+   */
+  beginHold(): void {
+    this.hold = { acquired: new Set(), released: [] };
+  }
+
+  /** Ends the hold; returns the buffers that must wait for the held work's submit. */
+  endHold(): GPUBuffer[] {
+    const released = this.hold?.released ?? [];
+    this.hold = null;
+    return released;
+  }
+
+  /** The held work using these buffers is submitted (or dropped): they become reusable after the next submit. */
+  returnHeld(buffers: readonly GPUBuffer[]): void {
+    this.pending.push(...buffers);
+  }
+
+  /**
+   * Called by the recorder right after a submit: pending buffers are now safe to reuse. Each free list stays
+   * in creation order, so which buffer an `acquire` gets depends only on which buffers are free, not on the
+   * order they were released in: a training step then binds the same buffers every iteration, and the
+   * recorder's bind groups are reused instead of made anew (a LIFO list permuted them from step to step).
+   */
   afterSubmit(): void {
     for (const buffer of this.pending) {
       const list = this.free.get(buffer.size) ?? [];
       if (list.length < MAX_FREE_PER_CLASS) {
-        list.push(buffer);
+        const serial = this.serials.get(buffer) ?? 0;
+        let at = list.length;
+        while (at > 0 && (this.serials.get(list[at - 1]) ?? 0) < serial) at--;
+        list.splice(at, 0, buffer);
         this.free.set(buffer.size, list);
       } else {
         buffer.destroy();
@@ -95,8 +136,9 @@ export class BufferPool {
 
   /** Released buffers kept for reuse (free lists and those waiting for the next submit), and their bytes. */
   get cached(): { count: number; bytes: number } {
-    let count = this.pending.length;
-    let bytes = this.pending.reduce((total, b) => total + b.size, 0);
+    const waiting = [...this.pending, ...(this.hold?.released ?? [])];
+    let count = waiting.length;
+    let bytes = waiting.reduce((total, b) => total + b.size, 0);
     for (const [size, list] of this.free) {
       count += list.length;
       bytes += size * list.length;

@@ -70,15 +70,17 @@ export class TrainingLoop {
     };
     for (let b = this.s.position.batchInEpoch; b < batches.length; b++) {
       const idx = batches[b];
-      const split = await trainingStep(this.s, idx, this.s.position.iteration, (...m) => this.slots.record(...m));
-      this.splits += split;
-      this.splitsSinceLog += split;
+      // The host runs ahead: this iteration's small-cluster decision stays open while the next one is recorded.
+      this.countSplits(await trainingStep(this.s, idx, this.s.position.iteration, (...m) => this.slots.record(...m), 1));
       this.s.position = { epoch, batchInEpoch: b + 1, iteration: this.s.position.iteration + 1 };
       this.imagesSinceStart += idx.length;
       const last = b === batches.length - 1;
+      // What follows reads from the GPU or hands the state out: each decides the open iteration first.
+      if (this.slots.full || last || this.s.options.afterIteration) this.countSplits(await mode.settle(0));
       if (this.slots.full || last) await this.logRecord(epoch, sums);
       await this.s.options.afterIteration?.(this.s.position.iteration);
       if (!last && (this.stopRequested() || this.checkpointDue())) {
+        this.countSplits(await mode.settle(0));
         await this.checkpoint({ ...sums, pending: { ...(await this.slots.pending(mode.tracksChange)), splits: this.splitsSinceLog } });
         if (this.stopRequested()) return true;
       }
@@ -89,6 +91,11 @@ export class TrainingLoop {
     if ((epoch + 1) % every === 0 || epoch + 1 === config.optim.epochs || stopped || this.checkpointDue()) await this.checkpoint(null);
     await this.s.options.afterEpoch?.(this.s);
     return stopped;
+  }
+
+  private countSplits(splits: number): void {
+    this.splits += splits;
+    this.splitsSinceLog += splits;
   }
 
   /** Drains the metric slots into one log record and adds it to the epoch's sums. */

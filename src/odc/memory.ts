@@ -3,7 +3,8 @@
  * rows, labels [N] u32) and the centroid memory ([K, D] f32, plain means, NOT normalised), plus the loss
  * weights [K]: its state and per-step updates. Every per-sample step is a WGSL kernel. Beside it:
  * small-clusters.ts (the small-cluster policy, spec 2.5), memory-records.ts (checkpoint records) and
- * host-reads.ts (every blocking read of an iteration: the status word, the histogram, one count per split).
+ * host-reads.ts (every read of an iteration: the late check of the status word and histogram, and on the
+ * rare path a histogram and one count per split).
  *
  * Trainer usage, in the spec's order (2.8):
  *
@@ -32,7 +33,7 @@
 import { gpu } from '../gpu/device.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
-import { readHistogram, readStatusWord } from './host-reads.ts';
+import { readHistogram, readSizesLater, readStatusWord, type SizeCheck } from './host-reads.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { odcMemory } from '../kernels/odc_memory.ts';
 import { centroidMeans, fillU32, histogram, nearest, threads } from '../ops/clustering.ts';
@@ -128,8 +129,10 @@ export class OdcMemory implements ClusterMemory {
   readonly changeCount: Tensor<'u32'>;
   /** Rows in the last `update` batch (denominator of the change ratio). */
   lastBatchSize = 0;
-  /** [4] u32 error word: out-of-range GPU-tensor indices the kernels skipped (read by checkErrors). */
+  /** [4] u32 error word: out-of-range GPU-tensor indices the kernels skipped (read by checkErrors and checkLater). */
   private readonly status: Tensor<'u32'>;
+  /** [K] u32 cluster sizes as of the last checkLater or updateWeights: what the loss weights are computed from. */
+  private readonly sizes: Tensor<'u32'>;
   /** Seeds k-means and the 2-means splits; its state is part of the checkpoint (memory-records.ts). */
   readonly rng: Rng;
 
@@ -151,11 +154,13 @@ export class OdcMemory implements ClusterMemory {
     this.weights = Tensor.from(new Float32Array(o.k).fill(1 / o.k), [o.k], 'f32');
     this.changeCount = Tensor.empty([1], 'u32');
     this.status = Tensor.empty([4], 'u32');
+    this.sizes = Tensor.empty([o.k], 'u32');
     fillU32(this.features, 0);
     fillU32(this.labels, 0);
     fillU32(this.centroids, 0);
     fillU32(this.changeCount, 0);
     fillU32(this.status, 0);
+    fillU32(this.sizes, 0);
   }
 
   /**
@@ -319,10 +324,28 @@ export class OdcMemory implements ClusterMemory {
 
   /** Spec 1.4 / 2.7: w_c = (n_c + eps)^-power, normalised to sum 1 (GPU; ODC runs power 0.5, eps 1e-5). */
   updateWeights(power = 0.5, eps = 1e-5): void {
+    histogram(this.labels, this.n, this.k, this.sizes);
+    this.weightsFromSizes(power, eps);
+  }
+
+  /** The loss weights from the cluster sizes the last checkLater or updateWeights counted (no second histogram). */
+  weightsFromSizes(power = 0.5, eps = 1e-5): void {
     if (!(power >= 0)) throw new RangeError(`OdcMemory.updateWeights: power must be >= 0, got ${power}`);
-    const hist = this.histogram();
-    dispatchKernel(odcMemory.weights, { params: { k: this.k, power, smoothing: eps }, bindings: { hist: hist.buffer, out: this.weights.buffer }, workgroups: [1] });
-    hist.dispose();
+    dispatchKernel(odcMemory.weights, { params: { k: this.k, power, smoothing: eps }, bindings: { hist: this.sizes.buffer, out: this.weights.buffer }, workgroups: [1] });
+  }
+
+  /**
+   * Counts the cluster sizes on the GPU and reads them with the error word through one late read (host-reads.ts):
+   * nothing waits now, the promise settles once the GPU has run everything recorded so far.
+   */
+  checkLater(): Promise<SizeCheck> {
+    histogram(this.labels, this.n, this.k, this.sizes);
+    const both = Tensor.empty([4 + this.k], 'u32');
+    gpu().copy(this.status.buffer, 0, both.buffer, 0, 16);
+    gpu().copy(this.sizes.buffer, 0, both.buffer, 16, 4 * this.k);
+    const check = readSizesLater(both);
+    both.dispose();
+    return check;
   }
 
   /** Throws if a kernel met an out-of-range index passed as a GPU tensor (a blocking read: host-reads.ts). */
@@ -342,6 +365,6 @@ export class OdcMemory implements ClusterMemory {
 
   /** Releases every GPU buffer of this memory. */
   dispose(): void {
-    for (const t of [this.features, this.labels, this.centroids, this.weights, this.changeCount, this.status]) t.dispose();
+    for (const t of [this.features, this.labels, this.centroids, this.weights, this.changeCount, this.status, this.sizes]) t.dispose();
   }
 }

@@ -16,7 +16,7 @@ import type { Rng } from '../util/rng.ts';
 import { nmi } from '../metrics/nmi.ts';
 import { labelHistogram } from '../metrics/metrics.ts';
 import { OdcMemory, summarizeHistogram, type MemoryStats } from './memory.ts';
-import { handleSmallClusters } from './small-clusters.ts';
+import { LateSmallClusterChecks } from './small-clusters.ts';
 import { kmeansLabels } from './kmeans.ts';
 import { extractFeatures } from './extract.ts';
 import type { TrainState } from './checkpoint.ts';
@@ -44,8 +44,14 @@ export interface TrainingMode {
   targets(idx: Uint32Array, idxT: Tensor<'u32'>): Tensor<'u32'>;
   /** Takes in the batch's features of this step (inside the step's tidy). */
   observe(idxT: Tensor<'u32'>, features: Tensor<'f32'>): void;
-  /** The work after the optimiser step of iteration `iteration` (0-based); returns the clusters split. */
-  afterStep(iteration: number): Promise<number>;
+  /** Before an iteration records anything (ODC: holds its GPU work back while an earlier decision is open). */
+  beginStep(): void;
+  /** Records the work after the optimiser step of iteration `iteration` (0-based); its host decisions stay open. */
+  afterStep(iteration: number): void;
+  /** After a failure inside an iteration: drops what it held back. */
+  abandonStep(): void;
+  /** Makes the open decisions of past iterations, oldest first, until `keep` remain open; returns the clusters split. */
+  settle(keep: number): Promise<number>;
   /** Cluster-size statistics for a log record, or null where the mode has none between epochs. */
   logStats(): Promise<MemoryStats | null>;
   /** The current labels of every image and their cluster-size statistics (end of an epoch). */
@@ -118,12 +124,14 @@ export async function freshMode(
 export class OdcMode implements TrainingMode {
   readonly tracksChange = true;
   private readonly sampler: UniformSampler;
+  private readonly checks: LateSmallClusterChecks;
 
   constructor(
     private readonly config: TrainConfig,
     readonly memory: OdcMemory,
   ) {
     this.sampler = new UniformSampler(memory.n, config.seed + 3);
+    this.checks = new LateSmallClusterChecks(memory, config.odc.reweightPow);
   }
 
   get weights(): Tensor<'f32'> {
@@ -146,12 +154,26 @@ export class OdcMode implements TrainingMode {
     this.memory.update(idxT, features);
   }
 
-  /** Every centroidInterval iterations a full centroid recompute; every iteration small clusters, then re-weighting. */
-  async afterStep(iteration: number): Promise<number> {
+  beginStep(): void {
+    this.checks.begin();
+  }
+
+  /**
+   * Every centroidInterval iterations a full centroid recompute; every iteration the small-cluster check, then
+   * re-weighting. The check is decided late (settle): spec 2.5's moves and splits, when a cluster is small,
+   * reach the GPU before anything recorded after the check.
+   */
+  afterStep(iteration: number): void {
     if ((iteration + 1) % this.config.odc.centroidInterval === 0) this.memory.recomputeCentroids();
-    const handled = await handleSmallClusters(this.memory);
-    this.memory.updateWeights(this.config.odc.reweightPow);
-    return handled.splits.length;
+    this.checks.end(iteration);
+  }
+
+  abandonStep(): void {
+    this.checks.abandon();
+  }
+
+  settle(keep: number): Promise<number> {
+    return this.checks.settle(keep);
   }
 
   logStats(): Promise<MemoryStats> {
@@ -202,7 +224,13 @@ export class DeepClusterMode implements TrainingMode {
 
   observe(): void {}
 
-  afterStep(): Promise<number> {
+  beginStep(): void {}
+
+  afterStep(): void {}
+
+  abandonStep(): void {}
+
+  settle(): Promise<number> {
     return Promise.resolve(0);
   }
 

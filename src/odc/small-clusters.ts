@@ -2,10 +2,17 @@
  * ODC's small-cluster policy (spec 2.5) with its host decisions: which clusters are small, where their members
  * go, and which cluster each recycled id is refilled from. The GPU does the moves, the 2-means splits
  * (split.ts) and the centroid updates; the host reads are the ones listed in host-reads.ts.
+ *
+ * In training the decision is made late (LateSmallClusterChecks, issue 9 design b): an iteration's check is a
+ * late read, the host records the next iteration meanwhile and holds that work back (Gpu.hold) until the
+ * decision is made; a rare path (some cluster small) is recorded and submitted first, then the held work. Queue
+ * order, random draws and results are exactly those of deciding at once.
  */
+import { gpu, type HeldWork } from '../gpu/device.ts';
+import { InFlightWindow, MAX_ITERATIONS_IN_FLIGHT } from '../gpu/inflight.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
-import { readHistogram, readSplitCount } from './host-reads.ts';
+import { readHistogram, readSplitCount, type SizeCheck } from './host-reads.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { kmeans as kmeansKernels } from '../kernels/kmeans.ts';
 import { odcMemory } from '../kernels/odc_memory.ts';
@@ -62,9 +69,17 @@ export interface ClusterMemory {
  * is empty.
  */
 export async function handleSmallClusters(memory: ClusterMemory, options: { trace?: boolean } = {}): Promise<SmallClusterReport> {
-  const { n, dim, k, minCluster, features, labels, centroids } = memory;
   await memory.checkErrors();
-  let h = await readHistogram(memory.histogram());
+  return resolveSmallClusters(memory, await readHistogram(memory.histogram()), options);
+}
+
+/**
+ * Spec 2.5 from cluster sizes the host already holds (`sizes`, as of the labels now on the GPU; updated in
+ * place): nothing is recorded or read when no cluster is small, else the moves and splits of handleSmallClusters.
+ */
+export async function resolveSmallClusters(memory: ClusterMemory, sizes: Uint32Array, options: { trace?: boolean } = {}): Promise<SmallClusterReport> {
+  const { n, dim, k, minCluster, features, labels, centroids } = memory;
+  let h = sizes;
   const small: number[] = [];
   for (let c = 0; c < k; c++) if (h[c] < minCluster) small.push(c);
   if (small.length === 0) return { small, reassigned: 0, splits: [], ...(options.trace ? { labelsAfterMoves: await labels.data() } : {}) };
@@ -114,4 +129,97 @@ export async function handleSmallClusters(memory: ClusterMemory, options: { trac
     splits.push({ dead, big, bigSize: size, moved });
   }
   return { small, reassigned: members, splits, ...(labelsAfterMoves ? { labelsAfterMoves } : {}) };
+}
+
+/** What the late checks need of a memory beyond the policy's (OdcMemory is one). */
+export interface LateCheckMemory extends ClusterMemory {
+  /** Counts the sizes and starts a late read of them with the error word. */
+  checkLater(): Promise<SizeCheck>;
+  /** Loss weights from the sizes checkLater or updateWeights counted last. */
+  weightsFromSizes(power: number): void;
+  /** Counts the sizes afresh, then the loss weights. */
+  updateWeights(power: number): void;
+}
+
+/** One iteration whose small-cluster decision is open. */
+interface OpenCheck {
+  iteration: number;
+  check: Promise<SizeCheck>;
+  /** Its work, recorded while an earlier decision was open and held back until that one is made. */
+  held: HeldWork | null;
+}
+
+/**
+ * The small-cluster decisions of training iterations, made late (spec 2.5 semantics, issue 9 design b). Per
+ * iteration: `begin` before it records anything (holds its work back while an earlier decision is open),
+ * `end` after its optimiser step (the check as a late read, the weights from the checked sizes), then
+ * `settle(keep)` decides the oldest open iterations until `keep` remain: a rare path runs and is submitted
+ * at once, the weights are recomputed after it, then the next iteration's held work is submitted. The open
+ * iterations sit in an InFlightWindow (src/gpu/inflight.ts) of MAX_ITERATIONS_IN_FLIGHT: with keep = 1, one
+ * iteration executes on the GPU while the host records the next.
+ */
+export class LateSmallClusterChecks {
+  private readonly open: InFlightWindow<OpenCheck>;
+  private splits = 0;
+
+  constructor(
+    private readonly memory: LateCheckMemory,
+    private readonly reweightPower: number,
+  ) {
+    this.open = new InFlightWindow(
+      MAX_ITERATIONS_IN_FLIGHT,
+      (entry, next) => this.decide(entry, next),
+      (entry) => entry.held?.discard(),
+    );
+  }
+
+  /** Iterations whose decision is still open. */
+  get pending(): number {
+    return this.open.size;
+  }
+
+  /** Before an iteration records anything: while a decision is open, its work must wait behind that rare path. */
+  begin(): void {
+    if (this.open.size > 0) gpu().hold();
+  }
+
+  /** After the iteration's optimiser step (and centroid recompute): its check and its loss weights. */
+  end(iteration: number): void {
+    const check = this.memory.checkLater();
+    this.memory.weightsFromSizes(this.reweightPower);
+    this.open.push({ iteration, check, held: gpu().holding ? gpu().endHold() : null });
+  }
+
+  /** Drops an iteration's held work after a failure while it was recorded (nothing of it reaches the GPU). */
+  abandon(): void {
+    if (gpu().holding) gpu().endHold().discard();
+  }
+
+  /**
+   * Decides open iterations, oldest first, until `keep` remain open; returns the clusters they split. An error
+   * word stops training here with an error naming the iteration (neither its work nor later work is ever
+   * checkpointed: held work is dropped).
+   */
+  async settle(keep: number): Promise<number> {
+    this.splits = 0;
+    await this.open.settleTo(keep);
+    return this.splits;
+  }
+
+  private async decide({ iteration, check }: OpenCheck, next: OpenCheck | undefined): Promise<void> {
+    const { skipped, sizes } = await check;
+    if (skipped > 0) {
+      throw new RangeError(
+        `OdcMemory: in iteration ${iteration + 1}, ${skipped} out-of-range sample index(es) (memory holds ${this.memory.n} rows) ` +
+          'were passed as GPU tensors and skipped; training stopped, and the last checkpoint written is from before that iteration',
+      );
+    }
+    const report = await resolveSmallClusters(this.memory, sizes);
+    if (report.small.length > 0) this.memory.updateWeights(this.reweightPower);
+    this.splits += report.splits.length;
+    if (next?.held) {
+      next.held.submit();
+      next.held = null;
+    }
+  }
 }

@@ -1,0 +1,218 @@
+/**
+ * The host's cost of recording a training step (issue 9): each step is recorded into command buffers that are
+ * never submitted (Gpu.recordOnly), so lavapipe's execution on the same cores stays out of the timing, and the
+ * GPU's state does not move. Reads still count, and are answered at once with what the same read returns on
+ * the real state (the status word 0, the memory's real histogram: a common-path iteration, nothing small).
+ *   npx tsx bench/host-overhead.ts [--steps 7] [--warmup 3] [--only convnet|resnet18]
+ * Prints per step, after warm-up (medians over the timed steps): dispatches, bind groups created, buffers
+ * created, uniform bytes (the parameter blocks packed), blocking reads, host ms per step (wall, and the process's CPU
+ * time, which other jobs on the cores do not inflate) and CPU µs per dispatch; then the cost of the smallest
+ * dispatch (a one-binding fill) through the project's path against raw Dawn calls (median of 7 rounds of 2,000).
+ *   npx tsx bench/host-overhead.ts --run-ahead [--rounds 3] [--steps 4]
+ * instead runs real convnet-s b256 steps (executed) in interleaved rounds, deciding each iteration at once
+ * (keepOpen 0) or leaving its decision open while the next is recorded (keepOpen 1, the training loop), and
+ * prints wall ms per step for each round.
+ */
+import { gpu, initGpu, type Gpu } from '../src/gpu/device.ts';
+import { entryModule } from '../src/gpu/shaders.ts';
+import { elementwise } from '../src/kernels/elementwise.ts';
+import { fillInPlace } from '../src/tensor/kernels.ts';
+import { Tensor } from '../src/tensor/tensor.ts';
+import type { OdcMemory } from '../src/odc/memory.ts';
+import { adapterLine } from './common.ts';
+import { prepareStep, type Case } from './train-step.ts';
+
+const argValue = (name: string, fallback: string): string => {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? process.argv[at + 1] : fallback;
+};
+
+const CASES: Case[] = [
+  { name: 'convnet-s 28x28 b256', preset: 'demo', size: 28, channels: 1, batch: 256, k: 40, n: 2048 },
+  // N is scaled down from CIFAR's 50,000 to keep the set-up short: recording cost does not depend on N.
+  { name: 'resnet18 cifar 32x32 b512', preset: 'cifar', size: 32, channels: 3, batch: 512, k: 1000, n: 10000 },
+];
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** Answers a read by its size: a [4] status word is 0 (no error), anything else is the memory's real histogram (and status) bytes. */
+async function readAnswers(memory: OdcMemory): Promise<(bytes: number) => ArrayBuffer> {
+  const hist = memory.histogram();
+  const h = await hist.data();
+  hist.dispose();
+  return (bytes) => {
+    const out = new Uint32Array(bytes / 4);
+    if (bytes === 4 * memory.k) out.set(h);
+    else if (bytes === 16 + 4 * memory.k) out.set(h, 4);
+    else if (bytes !== 16) throw new Error(`host-overhead: no answer for a read of ${bytes} bytes`);
+    return out.buffer;
+  };
+}
+
+export interface StepCost {
+  name: string;
+  dispatches: number;
+  bindGroups: number;
+  buffersCreated: number;
+  uniformBytes: number;
+  blockingReads: number;
+  /** Late reads (Gpu.readLater): the host records on while the GPU gets there. */
+  lateReads: number;
+  /** Wall milliseconds of recording one step. */
+  hostMs: number;
+  /** Process CPU milliseconds (user + system, all threads) of recording one step: unlike wall time, not inflated while other jobs hold the cores. */
+  cpuMs: number;
+  /** cpuMs per dispatch, in µs. */
+  usPerDispatch: number;
+}
+
+async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Promise<StepCost> {
+  const { step, dispose, memory } = await prepareStep(c);
+  try {
+    const answer = await readAnswers(memory);
+    for (let i = 0; i < warmup; i++) await g.recordOnly(step, answer);
+    const rows: Array<Omit<StepCost, 'name' | 'usPerDispatch'>> = [];
+    for (let i = 0; i < steps; i++) {
+      const before = { ...g.stats };
+      const start = performance.now();
+      const cpuStart = process.cpuUsage();
+      await g.recordOnly(step, answer);
+      const hostMs = performance.now() - start;
+      const cpu = process.cpuUsage(cpuStart);
+      const s = g.stats;
+      rows.push({
+        dispatches: s.dispatches - before.dispatches,
+        bindGroups: s.bindGroups - before.bindGroups,
+        buffersCreated: s.buffersCreated - before.buffersCreated,
+        uniformBytes: s.uniformBytes - before.uniformBytes,
+        blockingReads: s.reads - before.reads,
+        lateReads: s.lateReads - before.lateReads,
+        hostMs,
+        cpuMs: (cpu.user + cpu.system) / 1000,
+      });
+    }
+    const pick = (f: (r: (typeof rows)[number]) => number) => median(rows.map(f));
+    const cpuMs = pick((r) => r.cpuMs);
+    const dispatches = pick((r) => r.dispatches);
+    return {
+      name: c.name,
+      dispatches,
+      bindGroups: pick((r) => r.bindGroups),
+      buffersCreated: pick((r) => r.buffersCreated),
+      uniformBytes: pick((r) => r.uniformBytes),
+      blockingReads: pick((r) => r.blockingReads),
+      lateReads: pick((r) => r.lateReads),
+      hostMs: pick((r) => r.hostMs),
+      cpuMs,
+      usPerDispatch: (1000 * cpuMs) / dispatches,
+    };
+  } finally {
+    dispose();
+  }
+}
+
+/** µs per dispatch of the smallest kernel: the project's path, raw Dawn calls with one bind group, and with a bind group per dispatch. */
+async function smallestDispatch(g: Gpu): Promise<{ project: number; rawOnce: number; rawEach: number }> {
+  const ROUNDS = 7;
+  const PER_ROUND = 2000;
+  const target = Tensor.empty([1], 'f32');
+  const device = g.device;
+  const pipeline = device.createComputePipeline({
+    layout: 'auto',
+    compute: { module: device.createShaderModule({ code: entryModule('elementwise', 'fill', elementwise.fill.header) }), entryPoint: 'fill' },
+  });
+  const uniform = device.createBuffer({ size: 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  const group = () =>
+    device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: uniform, size: 16 } },
+        { binding: 1, resource: { buffer: target.buffer } },
+      ],
+    });
+  const once = group();
+  const raw = (fresh: boolean): number => {
+    const start = performance.now();
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    for (let i = 0; i < PER_ROUND; i++) {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, fresh ? group() : once);
+      pass.dispatchWorkgroups(1);
+    }
+    pass.end();
+    encoder.finish();
+    return (1000 * (performance.now() - start)) / PER_ROUND;
+  };
+  const project = async (): Promise<number> => {
+    const start = performance.now();
+    await g.recordOnly(async () => {
+      for (let i = 0; i < PER_ROUND; i++) fillInPlace(target, i);
+    }, () => new ArrayBuffer(0));
+    return (1000 * (performance.now() - start)) / PER_ROUND;
+  };
+  await project(); // compiles the pipeline, warms the caches
+  raw(false);
+  const times = { project: [] as number[], rawOnce: [] as number[], rawEach: [] as number[] };
+  for (let r = 0; r < ROUNDS; r++) {
+    times.project.push(await project());
+    times.rawOnce.push(raw(false));
+    times.rawEach.push(raw(true));
+  }
+  target.dispose();
+  uniform.destroy();
+  return { project: median(times.project), rawOnce: median(times.rawOnce), rawEach: median(times.rawEach) };
+}
+
+/** Wall ms per executed step, rounds of `steps` alternating between deciding at once and running ahead. */
+async function runAhead(g: Gpu, rounds: number, steps: number): Promise<void> {
+  const { step, settle, dispose } = await prepareStep(CASES[0]);
+  try {
+    for (let i = 0; i < 2; i++) await step(); // compile, fill the pool
+    await g.sync();
+    const times: Record<string, number[]> = { 'at once (keepOpen 0)': [], 'run-ahead (keepOpen 1)': [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, keepOpen] of [['at once (keepOpen 0)', 0], ['run-ahead (keepOpen 1)', 1]] as const) {
+        const start = performance.now();
+        for (let i = 0; i < steps; i++) await step(keepOpen);
+        await settle();
+        await g.sync();
+        times[name].push((performance.now() - start) / steps);
+      }
+    }
+    console.log(`${CASES[0].name}, executed, wall ms per step in ${rounds} interleaved rounds of ${steps} steps:`);
+    for (const [name, ms] of Object.entries(times)) console.log(`  ${name}: ${ms.map((m) => m.toFixed(0)).join(', ')} (median ${median(ms).toFixed(0)})`);
+  } finally {
+    dispose();
+  }
+}
+
+const g = await initGpu();
+console.log(adapterLine(g, false));
+if (process.argv.includes('--run-ahead')) {
+  await runAhead(g, Number(argValue('--rounds', '3')), Number(argValue('--steps', '4')));
+  process.exit(0);
+}
+const steps = Number(argValue('--steps', '7'));
+const warmup = Number(argValue('--warmup', '3'));
+const only = argValue('--only', '');
+const results: StepCost[] = [];
+for (const c of CASES) if (!only || c.name.startsWith(only)) results.push(await measureCase(g, c, warmup, steps));
+console.log(`per step, recorded and not submitted; medians of ${steps} steps after ${warmup} warm-up steps`);
+console.log('| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | µs/dispatch (CPU) |');
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const r of results) {
+  console.log(
+    `| ${r.name} | ${r.dispatches} | ${r.bindGroups} | ${r.buffersCreated} | ${r.uniformBytes} | ${r.blockingReads} | ${r.lateReads} | ${r.hostMs.toFixed(2)} | ${r.cpuMs.toFixed(2)} | ${r.usPerDispatch.toFixed(1)} |`,
+  );
+}
+const small = await smallestDispatch(gpu());
+console.log(
+  `smallest dispatch (one-binding fill), µs: project path ${small.project.toFixed(1)}, raw Dawn with one bind group ${small.rawOnce.toFixed(1)}, ` +
+    `raw Dawn with a bind group per dispatch ${small.rawEach.toFixed(1)} (median of 7 rounds of 2,000)`,
+);
+process.exit(0);
