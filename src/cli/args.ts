@@ -37,6 +37,7 @@ const COMMANDS: Record<string, Record<string, FlagKind>> = {
   clusters: { run: 'value', out: 'value' },
   assign: { run: 'value', data: 'value', out: 'value' },
   info: {},
+  tune: { repeats: 'value' },
   help: {},
 };
 
@@ -67,7 +68,9 @@ ${shortcutLines()}
   odc report  --run DIR [--compare DIR2]... [--out FILE.html]   (default DIR/report.html: one self-contained file)
   odc clusters --run DIR [--out FILE.csv|FILE.jsonl]   every training image: id, memory label, similarity, rank
   odc assign  --run DIR --data SOURCE[:PATH] --out FILE.csv|FILE.jsonl   new images to the trained clusters
-  odc info    (WebGPU adapter, limits, features)
+  odc info    (WebGPU adapter, limits, features, the kernel variants in use)
+  odc tune    [--repeats N]   times the kernel variants on this adapter and caches the winners
+              (ODC_TUNE=off|cached|full: the fixed defaults, the cached table, or tune before training)
 
 presets: ${Object.keys(PRESETS).join(', ')}`;
 
@@ -222,6 +225,7 @@ function trainCommand(args: Args): TrainCommand {
 export type Command =
   | { command: 'help'; text: string }
   | { command: 'info' }
+  | { command: 'tune'; repeats: number }
   | ({ command: 'train' } & TrainCommand)
   | { command: 'eval'; runDir: string; baseline: boolean; probeEpochs: number; out: string | undefined }
   | { command: 'extract'; runDir: string; out: string; split: 'train' | 'test'; layer: 'backbone' | 'neck' }
@@ -263,6 +267,8 @@ export function commandFromArgv(argv: readonly string[]): Command {
     }
     case 'assign':
       return { command: 'assign', runDir: required(args, 'run'), data: required(args, 'data'), out: required(args, 'out') };
+    case 'tune':
+      return { command: 'tune', repeats: countFlag(args, 'repeats', 5) };
     default: // info: parseArgs accepts only the commands of COMMANDS
       return { command: 'info' };
   }

@@ -10,6 +10,7 @@
  *   odc clusters --run DIR [--out clusters.csv|.jsonl]
  *   odc assign  --run DIR --data SOURCE[:PATH] --out assign.csv|.jsonl
  *   odc info
+ *   odc tune [--repeats N]
  * Shortcuts map to settings (--epochs, --batch-size, --lr, --k, ...: declared in src/odc/config.ts beside
  * the key each sets); flags are parsed and checked in ./args.ts before the GPU starts.
  * A resumed run starts from its own config.json, with only the flags given on that command applied.
@@ -82,6 +83,13 @@ async function main(argv: string[]): Promise<number> {
       console.log(`features: ${JSON.stringify(gpu.features)}`);
       const l = gpu.limits;
       console.log(`maxStorageBufferBindingSize ${l.maxStorageBufferBindingSize}, maxBufferSize ${l.maxBufferSize}, storage buffers/stage ${l.maxStorageBuffersPerShaderStage}`);
+      const { variantsInfo } = await import('../odc/tuning.ts');
+      console.log(variantsInfo(gpu));
+      return 0;
+    }
+    case 'tune': {
+      const { tuneAndSave } = await import('../odc/tuning.ts');
+      console.log(await tuneAndSave(gpu, request.repeats));
       return 0;
     }
     case 'train': {

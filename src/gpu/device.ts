@@ -186,6 +186,8 @@ export class Gpu {
     readonly implementation: WebGpuImplementation,
     readonly runtime: string,
     readonly features: GpuFeatures,
+    /** Subgroup sizes the adapter may use (0 when it does not say): subgroup kernels need a fixed one. */
+    readonly subgroupSizes: { min: number; max: number } = { min: 0, max: 0 },
   ) {
     this.pool = new BufferPool(
       device,
@@ -234,7 +236,7 @@ export class Gpu {
       f16: requiredFeatures.includes('shader-f16'),
       subgroups: requiredFeatures.includes('subgroups'),
       timestampQuery: requiredFeatures.includes('timestamp-query'),
-    });
+    }, subgroupSizesOf(info));
   }
 
   /** The device's limits, read once: Dawn builds a new object on every `device.limits`, which matmul, grid and every tensor allocation ask for. */
@@ -687,6 +689,12 @@ export class Gpu {
     this.bindGroups.clear();
     this.device.destroy();
   }
+}
+
+/** adapter.info's subgroupMinSize/subgroupMaxSize, where the implementation reports them. */
+function subgroupSizesOf(info: GPUAdapterInfo | undefined): { min: number; max: number } {
+  const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
+  return { min: sizes?.subgroupMinSize ?? 0, max: sizes?.subgroupMaxSize ?? 0 };
 }
 
 let current: Gpu | null = null;

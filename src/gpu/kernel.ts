@@ -27,10 +27,12 @@ export interface BindingDecl {
   readonly type: ElementType;
 }
 /**
- * A template constant written `{{NAME}}` in the body: a u32 (number), a bool, or an enum (its index; the
- * header declares a constant NAME_VALUE per value so the body compares against names, not numbers).
+ * A template constant written `{{NAME}}` in the body: a u32 (number), a bool, an enum (its index; the
+ * header declares a constant NAME_VALUE per value so the body compares against names, not numbers), or
+ * 'wgsl': a piece of WGSL text, for what a constant cannot express (the subgroup builtin call of the GEMM's
+ * subgroup variants, which must not appear where the feature is off).
  */
-export type DefineType = 'u32' | 'bool' | readonly [string, ...string[]];
+export type DefineType = 'u32' | 'bool' | 'wgsl' | readonly [string, ...string[]];
 
 export type ParamsDecl = Readonly<Record<string, ParamType>>;
 export type BindingsDecl = Readonly<Record<string, BindingDecl>>;
@@ -69,7 +71,7 @@ export type ParamValue<T extends ParamType> = T extends 'bool' ? boolean : T ext
 export type ParamValues<P extends ParamsDecl> = { -readonly [K in keyof P]: ParamValue<P[K]> };
 export type BindingValues<B extends BindingsDecl> = { -readonly [K in keyof B]: GPUBuffer };
 export type DefineValues<D extends DefinesDecl> = {
-  -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : D[K] extends readonly string[] ? D[K][number] : number;
+  -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : D[K] extends 'wgsl' ? string : D[K] extends readonly string[] ? D[K][number] : number;
 };
 
 /** The arguments of `dispatchKernel` for a declaration; `params` and `defines` only where declared. */
@@ -172,7 +174,7 @@ export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, 
       if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
       return [name, index] as const;
     }
-    return [name, type === 'bool' ? String(Boolean(v)) : (v as number)] as const;
+    return [name, type === 'bool' ? String(Boolean(v)) : type === 'wgsl' ? String(v) : (v as number)] as const;
   });
   return { family: decl.family, entry: decl.entry, header: decl.header, declarationId: decl.id, defines: entries.length > 0 ? Object.fromEntries(entries) : undefined };
 }

@@ -50,8 +50,20 @@ const template = {
   WGM: 'u32',
   WGN: 'u32',
   TK: 'u32',
+  /** gemm_tiled: A rows padded by one float and columns interleaved by vec4 (no workgroup-memory bank conflicts) */
+  CONFLICT_FREE: 'bool',
+  /** gemm_tiled: 2 = double-buffered K loop */
+  NBUF: 'u32',
+  /** gemm_tiled: rows of A shared through subgroup shuffles, for a fixed subgroup size SG_SIZE */
+  SUBGROUP: 'bool',
+  SG_SIZE: 'u32',
+  /** the shuffle of lane_shuffle: `subgroupShuffle(v, lane)`, or `v` where subgroups are off (entryModule then adds `enable subgroups;`) */
+  SG_SHUFFLE: 'wgsl',
 } as const;
-const sample = { MODE: 'conv_dgrad', TRANS_A: false, TRANS_B: true, HAS_BIAS: true, VEC_B: true, COLS_STRIDED: true, TM: 4, TN: 4, WGM: 8, WGN: 8, TK: 4 };
+const sample = {
+  MODE: 'conv_dgrad', TRANS_A: false, TRANS_B: true, HAS_BIAS: true, VEC_B: true, COLS_STRIDED: true, TM: 4, TN: 4, WGM: 8, WGN: 8, TK: 4,
+  CONFLICT_FREE: true, NBUF: 2, SUBGROUP: false, SG_SIZE: 1, SG_SHUFFLE: 'v',
+};
 
 export const gemm = declareKernels('gemm', {
   /** TM×TN outputs per invocation in registers, no workgroup memory (fastest on lavapipe) */

@@ -25,6 +25,7 @@ import { CHECKPOINT_FILE, checkDataSize, loadCheckpoint, saveCheckpoint, type Ep
 import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from './config.ts';
 import { buildModel, buildOptimizer } from './build.ts';
 import { loadWeights } from '../io/weights.ts';
+import { prepareRunVariants, recordRunVariants } from './tuning.ts';
 import { freshMode, resumedMode, type TrainingMode } from './modes.ts';
 import { Progress } from './progress.ts';
 import type { StepParts } from './step.ts';
@@ -142,6 +143,7 @@ export class TrainingSession implements StepParts {
 
   /** Compiles the kernels, then restores the checkpoint (resume) or makes the mode's fresh start. */
   async begin(): Promise<void> {
+    this.progress.message(await prepareRunVariants(gpu(), this.outDir, this.resumed));
     const t0 = performance.now();
     const compiled = await warmUp(this.model, this.augmenter, this.config, this.modelRng, this.sgd);
     this.progress.message(`compiled ${compiled} GPU kernels in parallel (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
@@ -174,6 +176,7 @@ export class TrainingSession implements StepParts {
 
   /** Writes the checkpoint of the current state (`epochProgress`: the epoch's metrics so far, mid-epoch only). */
   save(epochProgress: EpochProgress | null): Promise<string> {
+    recordRunVariants(gpu(), this.outDir);
     return saveCheckpoint(this.outDir, { model: this.model, sgd: this.sgd, ...this.mode.checkpointState() }, {
       config: this.config,
       inChannels: this.dataset.channels,

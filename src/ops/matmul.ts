@@ -3,8 +3,8 @@
  *
  * One WGSL GEMM body (shaders/gemm.wgsl) with read-A / read-B / write-C hooks selected by a compile-time
  * MODE serves matmul (with transposes and a fused bias epilogue), implicit-GEMM conv forward, dgrad and
- * wgrad. Two bodies are shipped and chosen per adapter: register-blocked without workgroup memory for
- * CPU adapters (lavapipe), workgroup-memory tiles for GPUs. Split-K writes partial products into a
+ * wgrad. Its variants (src/ops/gemm-variants.ts: register blocks for CPU adapters such as lavapipe,
+ * workgroup-memory tiles for GPUs) are chosen per adapter and shape class by src/gpu/variants.ts. Split-K writes partial products into a
  * temporary buffer that a second kernel sums in a fixed order, so results are deterministic.
  */
 import { gpu, grid } from '../gpu/device.ts';
@@ -12,64 +12,17 @@ import { dispatchKernel, type DefineValues } from '../gpu/kernel.ts';
 import { gemm, type GEMM_MODES } from '../kernels/gemm.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
+import { fixedSubgroupSize, gemmChoice, gemmDefault, gemmShapeClass, type GemmVariant } from './gemm-variants.ts';
 
 export type GemmMode = (typeof GEMM_MODES)[number];
 
-/** A GEMM kernel variant: tile shape and body. */
-export interface GemmVariant {
-  body: 'regs' | 'tiled';
-  /** Output rows / columns per invocation (TN a multiple of 4). */
-  tm: number;
-  tn: number;
-  /** Invocations along M / N per workgroup. */
-  wgm: number;
-  wgn: number;
-  /** K step of the tiled body (ignored by regs). */
-  tk: number;
-  /** regs body: invocation columns interleaved by vec4 instead of adjacent. */
-  strided?: boolean;
-  /** Aim for at least this many workgroups before splitting K. */
-  minWorkgroups: number;
-  /** Smallest K range per split. */
-  minKChunk: number;
-}
-
 /**
- * lavapipe: 16 rows × 8 columns per invocation, 8 invocations (one 256-bit SIMD batch) sharing their
- * rows, columns interleaved by vec4 across invocations: a 16×64 tile. Fastest of the variants tried
- * (see the list in bench/gemm.ts).
+ * The variant an M×N×K GEMM of `mode` runs with: the one per-adapter choice (src/gpu/variants.ts) for its
+ * shape class, today's fixed table (gemmDefault) unless tuned, pinned or forced.
  */
-export const CPU_VARIANT: GemmVariant = { body: 'regs', tm: 16, tn: 8, wgm: 1, wgn: 8, tk: 1, strided: true, minWorkgroups: 8, minKChunk: 256 };
-/** lavapipe, narrow outputs (e.g. dgrad into 3 input channels; see gemmVariant): invocations along M instead, 64×8 (or 64×4) tiles. */
-export const CPU_NARROW_VARIANT: GemmVariant = { body: 'regs', tm: 8, tn: 8, wgm: 8, wgn: 1, tk: 1, minWorkgroups: 8, minKChunk: 256 };
-/** GPUs: 64×64 tiles staged in workgroup memory, 16×16 invocations with 4×4 outputs each, K step 16. */
-export const GPU_VARIANT: GemmVariant = { body: 'tiled', tm: 4, tn: 4, wgm: 16, wgn: 16, tk: 16, minWorkgroups: 264, minKChunk: 128 };
-
-let variantOverride: GemmVariant | null = null;
-
-/** Forces a GEMM variant (tests and benchmarks); null restores the per-adapter, per-shape choice. */
-export function setGemmVariant(v: GemmVariant | null): void {
-  variantOverride = v;
-}
-
-/** Output elements computed for an M×N GEMM once both sides are rounded up to the variant's tile. */
-function paddedArea(v: GemmVariant, M: number, N: number): number {
-  const bm = v.wgm * v.tm;
-  const bn = v.wgn * v.tn;
-  return Math.ceil(M / bm) * bm * Math.ceil(N / bn) * bn;
-}
-
-/**
- * The variant an M×N GEMM runs with. On CPU adapters: the 16×64 tile unless the narrow 64×8 (or 64×4)
- * tile computes under 85% as many padded outputs (its 8×8 blocks are ~15% slower per output), i.e.
- * narrow outputs with many rows (dgrad into few channels), but not few rows (a first conv's wgrad,
- * M = 9), where 64-row tiles would idle most lanes.
- */
-export function gemmVariant(N = 64, M = 4096): GemmVariant {
-  if (variantOverride) return variantOverride;
-  if (!gpu().isCpuAdapter) return GPU_VARIANT;
-  const narrow = N <= 4 ? { ...CPU_NARROW_VARIANT, tn: 4 } : CPU_NARROW_VARIANT;
-  return paddedArea(narrow, M, N) < 0.85 * paddedArea(CPU_VARIANT, M, N) ? narrow : CPU_VARIANT;
+export function gemmVariant(mode: GemmMode, M: number, N: number, K: number): GemmVariant {
+  const g = gpu();
+  return gemmChoice.choose(g, gemmShapeClass(mode, M, N, K), gemmDefault(g, N, M));
 }
 
 /** Convolution geometry for the conv modes; phase fields only for dgrad (MODE 2). */
@@ -118,13 +71,19 @@ function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: 
     WGN: v.wgn,
     TK: v.tk,
     COLS_STRIDED: v.strided ?? false,
+    CONFLICT_FREE: v.conflictFree ?? false,
+    NBUF: v.buffers ?? 1,
+    SUBGROUP: v.subgroup ?? false,
+    SG_SIZE: (v.subgroup && fixedSubgroupSize(gpu())) || 1,
+    SG_SHUFFLE: v.subgroup ? 'subgroupShuffle(v, lane)' : 'v',
   };
 }
 
 /** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();
-  if (spec.mode === 'matmul' && spec.transB && spec.M >= 64 && spec.K > 0 && gemmVariant(spec.N, spec.M).body === 'regs') {
+  const v = gemmVariant(spec.mode, spec.M, spec.N, spec.K);
+  if (spec.mode === 'matmul' && spec.transB && spec.M >= 64 && spec.K > 0 && v.body === 'regs') {
     // On lavapipe, reading Bᵀ per invocation ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core);
     // transposing B first costs ~25 ns per element of B, which M >= 64 rows amortise.
     const bt = g.pool.acquire(spec.N * spec.K * 4);
@@ -134,7 +93,6 @@ export function runGemm(spec: GemmSpec): void {
     return;
   }
   const { M, N, K } = spec;
-  const v = gemmVariant(N, M);
   if (M === 0 || N === 0) return;
   const hasBias = !!spec.bias;
   const vecB = N % 4 === 0 && !(spec.mode === 'matmul' && spec.transB);
