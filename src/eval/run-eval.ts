@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { Tensor } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { GpuAugmenter } from '../data/augment.ts';
-import type { ImageDataset } from '../data/dataset.ts';
+import type { ImageSource } from '../data/source.ts';
 import { augmentConfig, evaluationSplits, loadSource, loadTrainingData, type EvaluationSplits } from '../data/training-data.ts';
 import { buildModel } from '../odc/build.ts';
 import { checkDataSize, loadCheckpoint } from '../odc/checkpoint.ts';
@@ -40,7 +40,7 @@ function progressLine(start: number): (text: string) => void {
   return (text) => console.log(`  [${((performance.now() - start) / 1000).toFixed(0).padStart(4)} s] ${text}`);
 }
 
-function backboneFeatures(model: OdcModel, ds: ImageDataset, config: TrainConfig): Tensor<'f32'> {
+function backboneFeatures(model: OdcModel, ds: ImageSource, config: TrainConfig): Tensor<'f32'> {
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
   try {
     return extractFeatures(model, (x) => model.backbone.forward(x), augmenter, model.backbone.featureDim, config.optim.batchSize);
