@@ -18,7 +18,7 @@ import { encodePng } from '../src/data/png.ts';
 import { loadImageFolder } from '../src/data/image-folder.ts';
 import { openPack, PackWriter, PARTIAL_SUFFIX } from '../src/data/pack.ts';
 import { prepare } from '../src/data/prepare.ts';
-import { loadSharp } from '../src/data/decode-stored.ts';
+import { decodeStored, loadSharp } from '../src/data/decode-stored.ts';
 import { readImages, subsetSource } from '../src/data/source.ts';
 import { train } from '../src/odc/trainer.ts';
 import { Rng } from '../src/util/rng.ts';
@@ -225,4 +225,45 @@ test('streaming many batches keeps host memory and GPU buffers flat', async () =
   assert.ok(grown < 32 * 2 ** 20, `peak host memory grew ${(grown / 2 ** 20).toFixed(1)} MiB over 200 more batches (79 MB of images read); bound 32 MiB`);
   aug.dispose();
   pack.close();
+});
+
+/** A JPEG with an EXIF APP1 segment stating `orientation`, inserted right after SOI. */
+function jpegWithOrientation(jpegBytes: Uint8Array, orientation: number): Uint8Array {
+  const tiff = new Uint8Array(8 + 2 + 12 + 4);
+  const v = new DataView(tiff.buffer);
+  tiff.set([0x49, 0x49, 0x2a, 0x00], 0);
+  v.setUint32(4, 8, true);
+  v.setUint16(8, 1, true);
+  v.setUint16(10, 0x0112, true);
+  v.setUint16(12, 3, true);
+  v.setUint32(14, 1, true);
+  v.setUint16(18, orientation, true);
+  const body = new Uint8Array([...new TextEncoder().encode('Exif'), 0, 0, ...tiff]);
+  const app1 = new Uint8Array([0xff, 0xe1, (body.length + 2) >> 8, (body.length + 2) & 255, ...body]);
+  return new Uint8Array([...jpegBytes.subarray(0, 2), ...app1, ...jpegBytes.subarray(2)]);
+}
+
+test('EXIF orientation: the pure-JS path turns photos upright as sharp (libvips) does, for all 8 orientations', async (t) => {
+  const sharp = await loadSharp();
+  if (!sharp) return t.skip('sharp does not load here');
+  const { default: jpeg } = await import('jpeg-js');
+  const [w, h] = [32, 16];
+  const rgba = new Uint8Array(w * h * 4);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) rgba.set(x < 16 ? (y < 8 ? [250, 10, 10, 255] : [10, 250, 10, 255]) : y < 8 ? [10, 10, 250, 255] : [240, 240, 20, 255], (y * w + x) * 4);
+  }
+  const plain = jpeg.encode({ data: rgba, width: w, height: h }, 95).data;
+  const folder = join(dir, 'exif');
+  mkdirSync(folder, { recursive: true });
+  for (let o = 1; o <= 8; o++) {
+    const path = join(folder, `o${o}.jpg`);
+    writeFileSync(path, jpegWithOrientation(plain, o));
+    const job = { path, size: null, channels: 3 as const, maxPixels: 1e8 };
+    const [js, native] = [await decodeStored({ ...job, decoder: 'js' }), await decodeStored({ ...job, decoder: 'sharp' })];
+    assert.deepEqual([js.width, js.height], o >= 5 ? [h, w] : [w, h], `orientation ${o}: sides`);
+    assert.deepEqual([native.width, native.height], [js.width, js.height], `orientation ${o}: sides as sharp`);
+    let diff = 0;
+    for (let i = 0; i < js.data.length; i++) diff += Math.abs(js.data[i] - native.data[i]);
+    assert.ok(diff / js.data.length < 8, `orientation ${o}: mean difference ${(diff / js.data.length).toFixed(2)} from sharp (two JPEG decoders), tolerance 8`);
+  }
 });
