@@ -1,12 +1,12 @@
 /**
  * Data pipeline bench (issue 12): prepare throughput and the streaming loader.
- *   npx tsx bench/data.ts [--images 200] [--pack-images 20000] [--batches 40] [--workers N]
+ *   npx tsx bench/data.ts [--images 200] [--pack-images 20000] [--pack-size 64] [--batches 40] [--workers N]
  * 1. Makes --images JPEG photos of 500x375 (smooth gradients + noise, as photos compress) and as many
  *    PNGs, then times `prepare` (--size 256, centre crop) with sharp and with the pure-JS decoders, on one
  *    thread and on N worker threads; and Python PIL (decode + resize + crop + tobytes, one process) on the
  *    same files when python3 can import PIL.
  * 2. PNG decoding: this project's decoder (src/data/png.ts) against fast-png on the same files.
- * 3. Streaming: a packed set of --pack-images 64x64x3 images; batches of 256 random indices read by
+ * 3. Streaming: a packed set of --pack-images images of --pack-size squared x 3; batches of 256 random indices read by
  *    offset (readAsync), alone and with the GPU augmentation of each batch running (prefetch of the next).
  * The reference rate a GPU step needs: PyTorch's resnet50 on an H100, ~860 img/s.
  */
@@ -32,6 +32,7 @@ function flag(name: string, fallback: number): number {
 const images = flag('--images', 200);
 const packImages = flag('--pack-images', 20000);
 const batches = flag('--batches', 40);
+const side = flag('--pack-size', 64);
 const cores = flag('--workers', availableParallelism());
 const root = mkdtempSync(join(tmpdir(), 'odc-bench-data-'));
 const rows: Array<[string, string]> = [];
@@ -74,13 +75,24 @@ try {
     writeFileSync(join(pngDir, `${i}.png`), encodePng(500, 375, px));
   }
   console.log(`${images} JPEG and ${images} PNG photos of 500x375 in ${root}; ${cores} worker threads`);
-  const sharpHere = (await loadSharp()) !== null;
+  const sharp = await loadSharp();
+  sharp?.concurrency(1); // one libvips thread on the main thread too: per-core numbers (workers set their own)
+  // the threads' start-up (Node: tsx transpiles the worker's modules in each), timed on one image per worker
+  const startDir = join(root, 'start', 'photos');
+  mkdirSync(startDir, { recursive: true });
+  for (let i = 0; i < cores; i++) writeFileSync(join(startDir, `${i}.png`), encodePng(8, 8, new Uint8Array(192)));
+  const startup = (await prepare({ data: `folder:${join(root, 'start')}`, out: join(root, 's.odcpack'), size: 8, decoder: 'js', workers: cores, progress: false })).seconds;
+  report(`worker thread start-up (${cores} threads)`, `${startup.toFixed(1)} s`);
   for (const [kind, dir] of [['JPEG', join(root, 'jpeg')], ['PNG', join(root, 'png')]] as const) {
-    for (const decoder of sharpHere ? (['sharp', 'js'] as const) : (['js'] as const)) {
+    for (const decoder of sharp ? (['sharp', 'js'] as const) : (['js'] as const)) {
       for (const workers of [0, cores]) {
         const r = await prepare({ data: `folder:${dir}`, out: join(root, 'x.odcpack'), size: 256, decoder, workers, progress: false });
         const rate = r.n / r.seconds;
-        report(`prepare ${kind} 500x375 -> 256, ${decoder}, ${workers === 0 ? 'main thread' : `${workers} workers`}`, `${rate.toFixed(1)} img/s${workers > 0 ? ` (${(rate / workers).toFixed(1)} per worker)` : ''}`);
+        const steady = r.n / Math.max(r.seconds - (workers > 0 ? startup : 0), 1e-3);
+        report(
+          `prepare ${kind} 500x375 -> 256, ${decoder}, ${workers === 0 ? 'main thread' : `${workers} workers`}`,
+          `${rate.toFixed(1)} img/s` + (workers > 0 ? `, ${steady.toFixed(1)} after start-up (${(steady / workers).toFixed(1)} per thread)` : ''),
+        );
       }
     }
     const py = `
@@ -124,23 +136,23 @@ print(len(files) / (time.time() - t))
   // 3. streaming from a pack
   const packPath = join(root, 'stream.odcpack');
   const t0 = performance.now();
-  const writer = new PackWriter(packPath, { height: 64, width: 64, channels: 3 });
-  const img = new Uint8Array(64 * 64 * 3);
+  const writer = new PackWriter(packPath, { height: side, width: side, channels: 3 });
+  const img = new Uint8Array(side * side * 3);
   for (let i = 0; i < packImages; i++) {
     img.fill(i & 255);
     writer.append(img, i % 10, `#${i}`);
   }
   writer.finish({ numClasses: 10, source: 'bench', stored: 'synthetic' });
-  report(`write a pack of ${packImages} 64x64x3 images`, `${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  report(`write a pack of ${packImages} ${side}x${side}x3 images`, `${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const pack = openPack(packPath);
   const rng = new Rng(3);
   const batch = (): Uint32Array => Uint32Array.from({ length: 256 }, () => rng.int(packImages));
-  const buf = new Uint8Array(256 * 64 * 64 * 3);
+  const buf = new Uint8Array(256 * side * side * 3);
   let t = performance.now();
   for (let b = 0; b < batches; b++) await pack.readAsync(batch(), buf);
-  report('streaming read, batch 256 random, no GPU work', `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s`);
+  report(`streaming read of ${side}x${side}x3, batch 256 random, no GPU work`, `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s`);
   await initGpu();
-  const aug = new GpuAugmenter(pack, imagenetPreset({ outHeight: 56, outWidth: 56, evalResize: 64 }));
+  const aug = new GpuAugmenter(pack, imagenetPreset({ outHeight: 56, outWidth: 56, evalResize: side }));
   const order = Array.from({ length: batches + 1 }, batch);
   t = performance.now();
   for (let b = 0; b < batches; b++) {
