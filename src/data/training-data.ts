@@ -18,7 +18,9 @@ import { Rng } from '../util/rng.ts';
 export async function loadTrainingData(config: TrainConfig, split: 'train' | 'test' = 'train'): Promise<ImageSource> {
   const ds = await loadSource(config, split);
   const picked = limitedRows(config, ds.n);
-  return picked ? subsetOf(ds, picked) : ds;
+  if (!picked) return ds;
+  const subset = subsetOf(ds, picked);
+  return { ...subset, close: () => ds.close() }; // the subset owns the source it was cut from
 }
 
 /**
