@@ -222,6 +222,7 @@ test('streaming many batches keeps host memory and GPU buffers flat', async () =
   const early = await run(40, 120);
   const late = await run(120, 320); // 200 batches = 25,600 images = 315 MB read
   assert.equal(gpu().pool.liveCount, live, 'no GPU buffer accumulates');
+  assert.deepEqual(aug.reads, { prefetched: 319, direct: 1 }, 'every batch but the first was read ahead, while the previous one trained');
   // Keeping one batch per step would add 315 MB: the bound is half that. Measured: under 32 MiB with Node and
   // Bun; with Deno ~110 MiB, as its WebGPU writeBuffer copies are freed late (resident batches grow too).
   const grown = late - early;

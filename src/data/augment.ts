@@ -323,6 +323,8 @@ export class GpuAugmenter {
   private nextStaging = 0;
   private positions: Tensor<'u32'> | null = null;
   private pending: PendingRead[] = [];
+  /** Streaming batches served by a finished prefetch, and read when asked for (tests check the prefetch works). */
+  readonly reads = { prefetched: 0, direct: 0 };
   private freeHost: Uint8Array[] = [];
 
   constructor(
@@ -476,14 +478,20 @@ export class GpuAugmenter {
   private upload(indices: Uint32Array): Tensor<'u32'> {
     const per = imageBytes(this.source);
     if (indices.length > this.stagingImages) this.growStaging(indices.length);
-    const at = this.pending.findIndex((p) => p.settled && sameIndices(p.indices, indices));
-    // reads queued before the one used (or every one, when none matches) belonged to batches never asked for
-    const stale = this.pending.splice(0, at < 0 ? this.pending.length : at + 1);
-    const used = at < 0 ? null : stale.pop()!;
+    // a read queued for these indices: those queued before it were for batches never asked for; later ones stay
+    const at = this.pending.findIndex((p) => sameIndices(p.indices, indices));
+    const stale = at < 0 ? [] : this.pending.splice(0, at + 1);
+    const entry = stale.pop();
+    if (entry && !entry.settled) stale.push(entry); // still reading (stage() was not awaited): read again now
     for (const p of stale) void p.done.then(() => this.freeHost.push(p.host));
+    const used = entry?.settled ? entry : null;
     if (used?.failed) throw used.failed;
     const host = used ? used.host : this.hostBuffer(indices.length);
-    if (!used) this.source.read(indices, host);
+    if (used) this.reads.prefetched++;
+    else {
+      this.source.read(indices, host);
+      this.reads.direct++;
+    }
     const target = this.staging[this.nextStaging];
     this.nextStaging = (this.nextStaging + 1) % GPU_RING;
     const bytes = Math.ceil((indices.length * per) / 4) * 4;
