@@ -272,8 +272,7 @@ export class PackSource implements ImageSource {
   async readAsync(indices: ArrayLike<number>, out: Uint8Array): Promise<void> {
     checkRead(this, indices, out);
     const fd = this.openFd();
-    // positional reads on the thread pool; the callback API on the one descriptor (under Deno with its own
-    // WebGPU, FileHandle.read kept every batch alive: 1.5 MB per batch of 128 64x64 images)
+    // positional reads on the runtime's thread pool, on the descriptor the synchronous reads use
     const one = (i: number): Promise<void> =>
       new Promise((resolve, reject) => {
         const step = (done: number): void => {
