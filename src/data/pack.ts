@@ -204,6 +204,7 @@ export class PackSource implements ImageSource {
   readonly header: PackHeader;
   private fd: number | null;
   private readonly per: number;
+  private names: string[] | null = null;
 
   constructor(
     readonly path: string,
@@ -255,6 +256,12 @@ export class PackSource implements ImageSource {
     }
     if (crc !== this.header.imagesCrc32) throw new Error(`${this.path}: the images fail their checksum (a damaged file): prepare it again`);
     if (crc32(this.namesBytes()) !== this.header.namesCrc32) throw new Error(`${this.path}: the image names fail their checksum (a damaged file): prepare it again`);
+  }
+
+  /** Each image's identifier (the report's, `odc clusters`'): its name in the pack, read on first use. */
+  get ids(): readonly string[] {
+    this.names ??= this.imageNames();
+    return this.names;
   }
 
   /** The name (source path) of every image, in order. */

@@ -5,7 +5,7 @@
  * ImageDataset; its `resident` bytes let the GPU augmenter upload them once, as before sources existed)
  * and a packed file read by offset (src/data/pack.ts, for sets that do not fit in memory).
  */
-import { imageBytes, type ImageDataset } from './dataset.ts';
+import { imageBytes, imageId, type ImageDataset } from './dataset.ts';
 
 /** Everything about a data set but its pixels. */
 export type ImageInfo = Omit<ImageDataset, 'images'>;
@@ -72,7 +72,13 @@ export function readImages(src: ImageSource, indices: ArrayLike<number>): Uint8A
 export function subsetSource(src: ImageSource, rows: readonly number[], name = `${src.name}[${rows.length} of ${src.n}]`): ImageSource {
   const map = Uint32Array.from(rows);
   for (let i = 0; i < map.length; i++) if (!(rows[i] >= 0 && rows[i] < src.n)) throw new RangeError(`subsetSource: row ${rows[i]} is outside data set "${src.name}" of ${src.n} images`);
-  const info: ImageInfo = { ...infoOf(src), name, n: map.length, labels: src.labels ? Int32Array.from(map, (i) => src.labels![i]) : null };
+  const info: ImageInfo = {
+    ...infoOf(src),
+    name,
+    n: map.length,
+    labels: src.labels ? Int32Array.from(map, (i) => src.labels![i]) : null,
+    ids: rows.map((i) => imageId(src, i)),
+  };
   const mapped = (indices: ArrayLike<number>, out: Uint8Array): Uint32Array => {
     checkRead(info, indices, out);
     return Uint32Array.from({ length: indices.length }, (_, i) => map[indices[i]]);
@@ -88,5 +94,6 @@ export function subsetSource(src: ImageSource, rows: readonly number[], name = `
 
 /** The metadata of a source or data set (a copy without pixels or methods). */
 export function infoOf(x: ImageInfo): ImageInfo {
-  return { name: x.name, n: x.n, height: x.height, width: x.width, channels: x.channels, labels: x.labels, numClasses: x.numClasses };
+  const info: ImageInfo = { name: x.name, n: x.n, height: x.height, width: x.width, channels: x.channels, labels: x.labels, numClasses: x.numClasses };
+  return x.ids ? { ...info, ids: x.ids } : info;
 }

@@ -164,7 +164,7 @@ export function sizeBalance(sizes: ArrayLike<number>): number {
  * Weighted kNN (k 20, T 0.07) of the backbone features of a seeded 20% hold-out against the other 80%,
  * voting with the cluster labels: how well the features' neighbourhoods agree with the clusters.
  */
-async function knnAgreement(model: OdcModel, ds: ImageDataset, config: TrainConfig, labels: Uint32Array, k: number): Promise<number> {
+async function knnAgreement(model: OdcModel, ds: ImageSource, config: TrainConfig, labels: Uint32Array, k: number): Promise<number> {
   const order = new Rng(config.seed + 11).shuffle(Array.from({ length: ds.n }, (_, i) => i));
   const cut = Math.floor(ds.n * 0.8);
   const trainRows = Uint32Array.from(order.slice(0, cut));
@@ -191,7 +191,7 @@ async function evaluateUnlabelled(
   opts: EvaluateOptions,
   ckpt: Awaited<ReturnType<typeof loadCheckpoint>>,
   config: TrainConfig,
-  training: ImageDataset,
+  training: ImageSource,
   say: (text: string) => void,
 ): Promise<EvalRow[]> {
   console.log(`evaluating ${opts.runDir}: ${training.n} images without labels: cluster sizes, label churn, kNN agreement of the features with the clusters (20% hold-out)`);
