@@ -16,6 +16,7 @@ import type { SGD } from '../optim/sgd.ts';
 import type { OdcModel } from '../models/odc-model.ts';
 import { GpuAugmenter } from '../data/augment.ts';
 import type { ImageDataset } from '../data/dataset.ts';
+import { asSource, type ImageSource } from '../data/source.ts';
 import { trainingBatchCount } from '../data/sampler.ts';
 import { ensureWritableFolder } from '../data/files.ts';
 import { checkTrainingData } from '../data/preflight.ts';
@@ -41,8 +42,8 @@ export interface TrainOptions {
    * dict) to start a new run from, instead of the random init; checked before any GPU work of the run.
    */
   initFrom?: string;
-  /** Data set to use instead of loading config.data (tests). */
-  dataset?: ImageDataset;
+  /** Images to use instead of loading config.data (tests, benches): an in-memory data set or a source. */
+  dataset?: ImageDataset | ImageSource;
   /** Stop after this many iterations in total (tests, benchmarks); a checkpoint is written there. */
   stopAfterIterations?: number;
   /**
@@ -79,7 +80,7 @@ export class TrainingSession implements StepParts {
     readonly progress: Progress,
     private readonly ckpt: LoadedCheckpoint | null,
     private readonly resumeChanges: ConfigChange[],
-    readonly dataset: ImageDataset,
+    readonly dataset: ImageSource,
     readonly augmenter: GpuAugmenter,
     readonly modelRng: Rng,
     readonly model: OdcModel,
@@ -102,9 +103,11 @@ export class TrainingSession implements StepParts {
     const ckpt = options.resume ? await loadCheckpoint(outDir) : null;
     const resumeChanges = ckpt ? checkResumeConfig(ckpt.meta.config, config, outDir) : [];
     if (ckpt) checkEpochsLeft(ckpt.meta.position, config, outDir);
-    const dataset = options.dataset ?? (await loadTrainingData(config));
+    const dataset = options.dataset ? asSource(options.dataset) : await loadTrainingData(config);
     checkTrainingData(dataset, config);
     if (ckpt) checkDataSize(ckpt, dataset.n, outDir);
+    // the ODC memory is one buffer (not yet sharded): refuse a set it cannot hold before any slow step
+    if (config.mode === 'odc') gpu().checkBindingSize(dataset.n * config.model.featureDim * 4, `The ODC feature memory [${dataset.n}, ${config.model.featureDim}] of data set "${dataset.name}"`);
     const augmenter = new GpuAugmenter(dataset, augmentConfig(config, dataset));
     const modelRng = new Rng(config.seed);
     const model = buildModel(config, dataset.channels, modelRng);
@@ -192,6 +195,7 @@ export class TrainingSession implements StepParts {
   dispose(): void {
     this.currentMode?.dispose();
     this.augmenter.dispose();
+    if (!this.options.dataset) this.dataset.close(); // a source the session opened (a pack file)
     this.sgd.dispose();
     this.model.dispose();
   }
