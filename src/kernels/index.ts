@@ -14,6 +14,7 @@ import { knn } from './knn.ts';
 import { loss } from './loss.ts';
 import { odcMemory } from './odc_memory.ts';
 import { pool } from './pool.ts';
+import { precision } from './precision.ts';
 import { reduce } from './reduce.ts';
 import { rows } from './rows.ts';
 import { sgd } from './sgd.ts';
@@ -31,6 +32,7 @@ export const KERNEL_FAMILIES: Readonly<Record<string, Readonly<Record<string, Ke
   loss,
   odc_memory: odcMemory,
   pool,
+  precision,
   reduce,
   rows,
   sgd,
