@@ -12,6 +12,7 @@ import { CHECKPOINT_FILE, type TrainPosition } from './checkpoint.ts';
 import { TrainingLoop, type EpochSummary } from './loop.ts';
 import { TrainingSession, type TrainOptions } from './session.ts';
 import type { TrainConfig } from './config.ts';
+import { setWorkingPrecision } from '../ops/precision.ts';
 
 export type { EpochSummary } from './loop.ts';
 export type { TrainOptions } from './session.ts';
@@ -47,6 +48,7 @@ export async function train(first: TrainConfig | TrainOptions, second?: TrainCal
   const session = await TrainingSession.open(options);
   const started = performance.now();
   try {
+    setWorkingPrecision(session.config.optim.precision);
     await session.begin();
     const loop = new TrainingLoop(session);
     await loop.run();
@@ -67,6 +69,7 @@ export async function train(first: TrainConfig | TrainOptions, second?: TrainCal
       position,
     };
   } finally {
+    setWorkingPrecision('f32');
     session.dispose();
   }
 }
