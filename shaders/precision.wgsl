@@ -17,3 +17,24 @@ fn from_float(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   if (i >= p.n) { return; }
   dst[i] = f32(src[i]);
 }
+
+// dst[r, c] (a [rows_out, cols_out] matrix) = src[r, c] inside the [rows, cols] source, else 0: the zero
+// padding that brings GEMM operands to whole tensor-core blocks. One invocation per output element.
+@compute @workgroup_size(256)
+fn pad_float(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) t: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + t;
+  if (i >= p.rows_out * p.cols_out) { return; }
+  let r = i / p.cols_out;
+  let c = i % p.cols_out;
+  dst[i] = select(float(0.0), src[min(r * p.cols + c, p.rows * p.cols - 1u)], r < p.rows && c < p.cols);
+}
+
+// dst[r, c] = src[r, c] of a wider [.., cols_in] f32 matrix: the inverse of pad_float for a GEMM's result.
+@compute @workgroup_size(256)
+fn crop_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) t: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + t;
+  if (i >= p.rows * p.cols) { return; }
+  dst[i] = src[(i / p.cols) * p.cols_in + i % p.cols];
+}

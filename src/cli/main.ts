@@ -79,6 +79,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(`features: ${JSON.stringify(gpu.features)}`);
       const l = gpu.limits;
       console.log(`maxStorageBufferBindingSize ${l.maxStorageBufferBindingSize}, maxBufferSize ${l.maxBufferSize}, storage buffers/stage ${l.maxStorageBuffersPerShaderStage}`);
+      const { precisionPaths } = await import('../ops/tensor-cores-info.ts');
+      for (const line of await precisionPaths()) console.log(line);
       return 0;
     }
     case 'train': {

@@ -25,7 +25,7 @@ export type ParamType = 'u32' | 'i32' | 'f32' | 'bool' | readonly [string, ...st
  * `enable f16;` before the module), so one body serves both; the body converts with `f32(...)` where it
  * accumulates, which is a no-op in f32.
  */
-export type ElementType = 'f32' | 'u32' | 'i32' | 'vec4<f32>' | 'atomic<u32>' | 'float' | 'vec4<float>';
+export type ElementType = 'f32' | 'u32' | 'i32' | 'vec4<f32>' | 'atomic<u32>' | 'float' | 'vec4<float>' | 'f16';
 /** The working precision of a precision-following entry's `float` bindings. */
 export type Precision = 'f32' | 'f16';
 /** A storage binding: how the entry accesses it, and what the array holds. */
@@ -48,6 +48,8 @@ export interface EntrySpec {
   readonly params?: ParamsDecl;
   readonly bindings: BindingsDecl;
   readonly defines?: DefinesDecl;
+  /** WGSL extensions the entry needs (`enable NAME;` opens its module): e.g. subgroups for the tensor-core GEMM. */
+  readonly enables?: readonly string[];
   /** Template values the compile-every-entry test uses (required when `defines` is given). */
   readonly sample?: Readonly<Record<string, number | boolean | string>>;
 }
@@ -64,6 +66,8 @@ export interface KernelDecl<P extends ParamsDecl = ParamsDecl, B extends Binding
   readonly header: string;
   /** The f16 header of an entry with `float` bindings (null when the entry does not follow the precision). */
   readonly headerF16: string | null;
+  /** WGSL extensions enabled at the top of the entry's module (f16 included when a binding is f16). */
+  readonly enables: readonly string[];
   /** Unique per declaration object (the pipeline cache keys on it). */
   readonly id: number;
 }
@@ -159,6 +163,7 @@ export function declareKernels<const F extends Readonly<Record<string, EntrySpec
       sample: spec.sample ?? {},
       header: generateHeader(family, entry, spec, followsPrecision(spec) ? 'f32' : null),
       headerF16: followsPrecision(spec) ? generateHeader(family, entry, spec, 'f16') : null,
+      enables: [...new Set([...(Object.values(spec.bindings).some((b) => b.type === 'f16') ? ['f16'] : []), ...(spec.enables ?? [])])],
       id: ++declarations,
     };
   }
@@ -194,10 +199,11 @@ export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, 
     return [name, type === 'bool' ? String(Boolean(v)) : (v as number)] as const;
   });
   const base = { family: decl.family, entry: decl.entry, declarationId: decl.id, defines: entries.length > 0 ? Object.fromEntries(entries) : undefined };
-  if (precision === 'f32') return { ...base, header: decl.header };
+  // `enable` must open the module; the directives share the first line so compile errors keep the file's line numbers.
+  const directives = (enables: readonly string[]) => (enables.length > 0 ? { directives: enables.map((e) => `enable ${e}; `).join('') } : {});
+  if (precision === 'f32') return { ...base, header: decl.header, ...directives(decl.enables) };
   if (decl.headerF16 === null) throw new TypeError(`${decl.family}.${decl.entry} has no float bindings, so it cannot run in ${precision}`);
-  // `enable` must open the module; it shares the first line so compile errors keep the file's line numbers.
-  return { ...base, header: decl.headerF16, directives: 'enable f16; ', precision };
+  return { ...base, header: decl.headerF16, ...directives([...new Set(['f16', ...decl.enables])]), precision };
 }
 
 function bindingList(decl: KernelDecl, buffers: Readonly<Record<string, GPUBuffer>>): Binding[] {

@@ -124,9 +124,31 @@ function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: 
   };
 }
 
+/** C[M, N] (f32) = A[M, K]·B[K, N] over row-major f16 buffers: the shape of GEMM the tensor-core path serves. */
+export type PlainGemm = (a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, M: number, N: number, K: number) => void;
+
+let tensorCoreGemm: PlainGemm | null = null;
+
+/**
+ * Routes the f16 plain GEMMs (matmul mode, A not transposed, no bias, default split) through `runner`:
+ * set by src/ops/tensor-cores.ts once its self-check passed, null to stop. Kept here so that module can
+ * call runGemm for its reference without an import circle.
+ */
+export function setTensorCoreGemm(runner: PlainGemm | null): void {
+  tensorCoreGemm = runner;
+}
+
 /** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();
+  if (tensorCoreGemm && spec.precision === 'f16' && spec.mode === 'matmul' && !spec.transA && !spec.bias && spec.splits === undefined && spec.M > 0 && spec.N > 0 && spec.K > 0) {
+    if (!spec.transB) return tensorCoreGemm(spec.a, spec.b, spec.out, spec.M, spec.N, spec.K);
+    const bt = g.pool.acquire(spec.N * spec.K * 2);
+    transpose(spec.b, spec.N, spec.K, bt, 1, 'f16');
+    tensorCoreGemm(spec.a, bt, spec.out, spec.M, spec.N, spec.K);
+    g.pool.release(bt);
+    return;
+  }
   if (spec.mode === 'matmul' && spec.transB && spec.M >= 64 && spec.K > 0 && gemmVariant(spec.N, spec.M).body === 'regs') {
     // On lavapipe, reading Bᵀ per invocation ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core);
     // transposing B first costs ~25 ns per element of B, which M >= 64 rows amortise.
