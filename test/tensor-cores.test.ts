@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { assert, randomPair, setupGpu } from './helpers.ts';
 import { matmul, runGemm, type PlainGemm } from '../src/ops/matmul.ts';
 import { setWorkingPrecision } from '../src/ops/precision.ts';
-import { checkTensorCores, resetTensorCores, tensorCoreConfig, tensorCoreStatus } from '../src/ops/tensor-cores.ts';
+import { checkTensorCores, paddedGemm, resetTensorCores, tensorCoreConfig, tensorCoreStatus } from '../src/ops/tensor-cores.ts';
+import { toF16 } from '../src/ops/precision.ts';
+import { Tensor } from '../src/tensor/tensor.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { refMatmul } from '../src/ref/matmul.ts';
 import { refMap } from '../src/ref/array.ts';
@@ -67,6 +69,34 @@ test('without subgroup matrices the path is unavailable, with the reason', async
   const status = await checkTensorCores();
   assert.equal(status.state, 'unavailable');
   assert.match(status.state === 'unavailable' ? status.reason : '', /subgroup-matrix|shader-f16|subgroup size/);
+});
+
+test('the zero padding around the tensor-core kernel (pad_float, crop_f32) keeps ragged GEMMs exact', async (t) => {
+  if (!hasF16) return t.skip('the adapter has no shader-f16');
+  let innerShapes: number[][] = [];
+  const inner: PlainGemm = (a, b, out, M, N, K) => {
+    innerShapes.push([M, N, K]);
+    runGemm({ mode: 'matmul', M, N, K, a, b, out, precision: 'f16', splits: 1 });
+  };
+  const padded = paddedGemm(inner, { rows: 32, cols: 16, depth: 16 });
+  for (const [M, N, K] of [[67, 45, 83], [32, 16, 16], [1, 3, 5], [40, 16, 33]]) {
+    innerShapes = [];
+    const a = randomPair(M * 7 + 1, [M, K]);
+    const b = randomPair(N * 7 + 2, [K, N]);
+    const c = tidy(() => {
+      const out = Tensor.empty([M, N]);
+      padded(toF16(a.gpu).buffer, toF16(b.gpu).buffer, out.buffer, M, N, K);
+      return out;
+    });
+    const [ra, rb] = [refRoundF16(a.ref), refRoundF16(b.ref)];
+    const abs = (x: typeof ra) => refMap(x, Math.abs);
+    assertWithinSumBound(await c.data(), refMatmul(ra, rb), refMatmul(abs(ra), abs(rb)), K, `padded GEMM ${M}x${N}x${K}`);
+    const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
+    assert.deepEqual(innerShapes, [[roundUp(M, 32), roundUp(N, 16), roundUp(K, 16)]], 'the inner kernel saw whole blocks');
+    for (const x of [a.gpu, b.gpu, c]) x.dispose();
+  }
+  // The padded runner is also a candidate the self-check accepts.
+  assert.equal((await checkTensorCores(padded)).state, 'passed');
 });
 
 test('a candidate that passes the self-check serves the f16 plain GEMMs (and only those)', async (t) => {

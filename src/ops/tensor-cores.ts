@@ -58,12 +58,22 @@ export function tensorCoreStatus(): TensorCoreStatus {
 
 const roundUp = (n: number, m: number): number => Math.ceil(n / m) * m;
 
-/** C = A·B on the subgroup-matrix kernel, operands zero-padded to whole blocks and the result cropped back. */
-function subgroupMatrixGemm(config: SubgroupMatrixConfig, subgroupSize: number): PlainGemm {
+/** Block sizes a padded GEMM rounds its sides up to: rows of A/C, columns of B/C, and K. */
+export interface GemmBlocks {
+  rows: number;
+  cols: number;
+  depth: number;
+}
+
+/**
+ * `inner` (which needs every side a whole number of blocks) made into a GEMM of any shape: the f16
+ * operands are zero-padded to whole blocks (zeros add nothing to the products) and the padded f32 result
+ * is cropped back into `out`. Sides that already fit are used in place.
+ */
+export function paddedGemm(inner: PlainGemm, blocks: GemmBlocks): PlainGemm {
   return (a, b, out, M, N, K) => {
     const pool = gpu().pool;
-    const [bm, bn] = [TILES.TR * config.M, TILES.TC * config.N];
-    const [Mp, Np, Kp] = [roundUp(M, bm), roundUp(N, bn), roundUp(K, config.K)];
+    const [Mp, Np, Kp] = [roundUp(M, blocks.rows), roundUp(N, blocks.cols), roundUp(K, blocks.depth)];
     const pad = (src: GPUBuffer, rows: number, cols: number, rowsOut: number, colsOut: number): GPUBuffer => {
       if (rows === rowsOut && cols === colsOut) return src;
       const dst = pool.acquire(rowsOut * colsOut * 2);
@@ -78,12 +88,7 @@ function subgroupMatrixGemm(config: SubgroupMatrixConfig, subgroupSize: number):
     const ap = pad(a, M, K, Mp, Kp);
     const bp = pad(b, K, N, Kp, Np);
     const cp = Np === N && Mp === M ? out : pool.acquire(Mp * Np * 4);
-    dispatchKernel(gemmSgmat.gemm_sgmat, {
-      params: { M: Mp, N: Np, K: Kp },
-      bindings: { A: ap, B: bp, C: cp },
-      defines: { CM: config.M, CN: config.N, CK: config.K, ...TILES, SG: subgroupSize },
-      workgroups: [Mp / bm, Np / bn],
-    });
+    inner(ap, bp, cp, Mp, Np, Kp);
     if (cp !== out) {
       dispatchKernel(precisionKernels.crop_f32, { params: { rows: M, cols: N, cols_in: Np }, bindings: { src: cp, dst: out }, workgroups: grid(Math.ceil((M * N) / 256)) });
       pool.release(cp);
@@ -91,6 +96,19 @@ function subgroupMatrixGemm(config: SubgroupMatrixConfig, subgroupSize: number):
     if (ap !== a) pool.release(ap);
     if (bp !== b) pool.release(bp);
   };
+}
+
+/** C = A·B on the subgroup-matrix kernel, through paddedGemm (the kernel needs whole blocks). */
+function subgroupMatrixGemm(config: SubgroupMatrixConfig, subgroupSize: number): PlainGemm {
+  const [bm, bn] = [TILES.TR * config.M, TILES.TC * config.N];
+  const kernel: PlainGemm = (a, b, out, M, N, K) =>
+    dispatchKernel(gemmSgmat.gemm_sgmat, {
+      params: { M, N, K },
+      bindings: { A: a, B: b, C: out },
+      defines: { CM: config.M, CN: config.N, CK: config.K, ...TILES, SG: subgroupSize },
+      workgroups: [M / bm, N / bn],
+    });
+  return paddedGemm(kernel, { rows: bm, cols: bn, depth: config.K });
 }
 
 /** The self-check's shapes: a GEMM with ragged sides (exercises the padding) and a pointwise conv as its GEMM. */
