@@ -16,6 +16,8 @@ import { toF16 } from '../src/ops/precision.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { refMatmul } from '../src/ref/matmul.ts';
+import { refConv2d } from '../src/ref/conv.ts';
+import { conv2d } from '../src/ops/conv.ts';
 import { refMap } from '../src/ref/array.ts';
 import { refRoundF16 } from '../src/ref/precision.ts';
 import { train } from '../src/odc/trainer.ts';
@@ -99,13 +101,13 @@ test('the zero padding around the tensor-core kernel (pad_float, crop_f32) keeps
   assert.equal((await checkTensorCores(padded)).state, 'passed');
 });
 
-test('a candidate that passes the self-check serves the f16 plain GEMMs (and only those)', async (t) => {
+test('a candidate that passes the self-check serves the f16 plain GEMMs (and only those) and the conv forwards (im2col)', async (t) => {
   if (!hasF16) return t.skip('the adapter has no shader-f16');
   const good = countingCandidate();
   const status = await checkTensorCores(good.run);
   assert.equal(status.state, 'passed');
   const checked = good.calls();
-  assert.equal(checked, 2, 'the check ran a GEMM and a pointwise conv');
+  assert.equal(checked, 2, 'the check ran a GEMM and a 3x3 conv');
   setWorkingPrecision('f16');
   const a = randomPair(1, [20, 30]).gpu;
   const b = randomPair(2, [30, 12]).gpu;
@@ -113,6 +115,16 @@ test('a candidate that passes the self-check serves the f16 plain GEMMs (and onl
   const outs = tidy(() => [matmul(a, b), matmul(a, bt, { transB: true }), matmul(b, a, { transA: true, transB: true })]);
   assert.equal(good.calls() - checked, 2, 'A·B and A·Btᵀ go through the candidate; a transposed A does not');
   for (const x of [a, b, bt, ...outs]) x.dispose();
+  // A 3x3 conv forward goes through im2col and the candidate, and matches the f64 reference on f16-rounded inputs.
+  const x = randomPair(4, [2, 6, 5, 3]);
+  const w = randomPair(5, [3, 3, 3, 7]);
+  const before = good.calls();
+  const y = tidy(() => conv2d(x.gpu, w.gpu, { stride: 2, padding: 1 }));
+  assert.equal(good.calls() - before, 1, 'the conv forward used the candidate');
+  const [rx, rw] = [refRoundF16(x.ref), refRoundF16(w.ref)];
+  const abs = (v: typeof rx) => refMap(v, Math.abs);
+  assertWithinSumBound(await y.data(), refConv2d(rx, rw, { stride: 2, padding: 1 }), refConv2d(abs(rx), abs(rw), { stride: 2, padding: 1 }), 27, 'im2col conv');
+  for (const v of [x.gpu, w.gpu, y]) v.dispose();
 });
 
 test('a wrong kernel result fails the self-check: one warning, the path disabled, f16 training goes on without it', async (t) => {
@@ -126,7 +138,7 @@ test('a wrong kernel result fails the self-check: one warning, the path disabled
     const status = await checkTensorCores(wrong.run);
     assert.equal(status.state, 'failed');
     assert.equal(warnings.length, 1, warnings.join('\n'));
-    assert.match(warnings[0], /tensor-core GEMM failed its self-check and is disabled .*GEMM 67x45x83: element \d+ is .*, the f16 GEMM gives/);
+    assert.match(warnings[0], /tensor-core GEMM failed its self-check and is disabled .*GEMM 67x45x83: element \d+ is .*, the f16 kernel without tensor cores gives/);
     assert.deepEqual(await checkTensorCores(), status, 'the verdict stands for the process');
     assert.equal(tensorCoreStatus().state, 'failed');
     const calls = wrong.calls();

@@ -9,9 +9,11 @@
  */
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
-import { gpu } from '../gpu/device.ts';
+import { gpu, grid } from '../gpu/device.ts';
 import type { Precision } from '../gpu/kernel.ts';
-import { runGemm, transpose, type ConvParams } from './matmul.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { precision as precisionKernels } from '../kernels/precision.ts';
+import { runGemm, tensorCoreRunner, transpose, type ConvParams, type PlainGemm } from './matmul.ts';
 import { elementBytes, inWorkingPrecision } from './precision.ts';
 
 export interface Conv2dOptions {
@@ -20,7 +22,7 @@ export interface Conv2dOptions {
 }
 
 /** The convolution's geometry: ConvParams without the dgrad phase fields. */
-type ConvGeometry = Omit<ConvParams, 'phase'>;
+export type ConvGeometry = Omit<ConvParams, 'phase'>;
 
 function geometry(x: Tensor, weight: Tensor, opts: Conv2dOptions): ConvGeometry {
   expectDType(x, 'f32', 'conv2d: x');
@@ -51,8 +53,30 @@ function isPointwise(g: ConvGeometry): boolean {
 
 function forward(x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, precision: Precision): void {
   const M = g.batch * g.OH * g.OW;
+  const K = g.KH * g.KW * g.Cin;
+  const tensorCores = precision === 'f16' ? tensorCoreRunner() : null;
   if (isPointwise(g)) runGemm({ mode: 'matmul', M, N: g.Cout, K: g.Cin, a: x, b: w, out, precision });
-  else runGemm({ mode: 'conv_forward', M, N: g.Cout, K: g.KH * g.KW * g.Cin, a: x, b: w, out, conv: g, precision });
+  else if (tensorCores && M * K * 2 <= gpu().limits.maxStorageBufferBindingSize) im2colGemm(tensorCores, x, w, out, g);
+  else runGemm({ mode: 'conv_forward', M, N: g.Cout, K, a: x, b: w, out, conv: g, precision });
+}
+
+/**
+ * The tensor-core conv forward: the f16 im2col matrix [N·OH·OW, KH·KW·Cin], then one plain GEMM with the
+ * [KH·KW·Cin, Cout] weight (the subgroup-matrix kernel reads whole blocks, which implicit GEMM's gathers
+ * are not). Used only while the tensor-core path serves f16 GEMMs, when the matrix fits one binding.
+ */
+export function im2colGemm(gemm: PlainGemm, x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
+  const M = g.batch * g.OH * g.OW;
+  const K = g.KH * g.KW * g.Cin;
+  const cols = gpu().pool.acquire(M * K * 2);
+  dispatchKernel(precisionKernels.im2col_float, {
+    params: { M, K, H: g.H, W: g.W, Cin: g.Cin, OH: g.OH, OW: g.OW, KW: g.KW, stride: g.stride, pad: g.pad },
+    bindings: { src: x, dst: cols },
+    precision: 'f16',
+    workgroups: grid(Math.ceil((M * K) / 256)),
+  });
+  gemm(cols, w, out, M, g.Cout, K);
+  gpu().pool.release(cols);
 }
 
 /**

@@ -138,6 +138,11 @@ export function setTensorCoreGemm(runner: PlainGemm | null): void {
   tensorCoreGemm = runner;
 }
 
+/** The tensor-core GEMM while it serves f16 GEMMs (its self-check passed), else null. */
+export function tensorCoreRunner(): PlainGemm | null {
+  return tensorCoreGemm;
+}
+
 /** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();

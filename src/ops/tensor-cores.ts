@@ -3,10 +3,12 @@
  * self-check.
  *
  * It serves the f16 working precision's plain GEMMs (matmul mode, no transposed A, no fused bias: the
- * matmuls, pointwise convs and the backward GEMMs of linear layers), only on an adapter that lists an
+ * matmuls, pointwise convs and the backward GEMMs of linear layers) and conv forwards (im2col, then the
+ * GEMM; src/ops/conv.ts), only on an adapter that lists an
  * f16 -> f32 subgroup-matrix config and can pin the subgroup size, and only after it has checked itself:
  * on first use (`checkTensorCores`, which the trainer awaits when a run asks for f16) a small GEMM and a
- * small pointwise conv are computed by it and by the f16 GEMM without tensor cores, and compared. If they
+ * small 3x3 conv (im2col + the GEMM) are computed by it and by the f16 kernels without tensor cores, and
+ * compared. If they
  * differ (or the kernel fails to compile) the path disables itself for the process with one warning, and
  * training goes on with the other f16 kernels. lavapipe has no subgroup matrices, so there the state is
  * `unavailable`; the check itself is tested by handing it a deliberately wrong candidate.
@@ -20,6 +22,7 @@ import { tidy } from '../tensor/scope.ts';
 import { Rng } from '../util/rng.ts';
 import { runGemm, setTensorCoreGemm, type PlainGemm } from './matmul.ts';
 import { toF16 } from './precision.ts';
+import { im2colGemm } from './conv.ts';
 
 export type { PlainGemm } from './matmul.ts';
 
@@ -111,10 +114,16 @@ function subgroupMatrixGemm(config: SubgroupMatrixConfig, subgroupSize: number):
   return paddedGemm(kernel, { rows: bm, cols: bn, depth: config.K });
 }
 
-/** The self-check's shapes: a GEMM with ragged sides (exercises the padding) and a pointwise conv as its GEMM. */
+/** The self-check's cases: a GEMM with ragged sides (exercises the padding) and a 3x3 stride-2 conv (im2col). */
 const CHECKS = [
-  { what: 'GEMM 67x45x83', M: 67, N: 45, K: 83 },
-  { what: 'pointwise conv x [2, 5, 7, 24] * w [1, 1, 24, 20]', M: 2 * 5 * 7, N: 20, K: 24 },
+  { what: 'GEMM 67x45x83', M: 67, N: 45, K: 83, conv: null },
+  {
+    what: 'conv x [2, 9, 7, 12] * w [3, 3, 12, 20] stride 2 pad 1',
+    M: 2 * 5 * 4,
+    N: 20,
+    K: 3 * 3 * 12,
+    conv: { batch: 2, H: 9, W: 7, Cin: 12, OH: 5, OW: 4, Cout: 20, KH: 3, KW: 3, stride: 2, pad: 1 },
+  },
 ] as const;
 
 /**
@@ -124,19 +133,25 @@ const CHECKS = [
  */
 const CHECK_TOLERANCE_PER_TERM = 2 ** -12;
 
-/** Runs `candidate` and the f16 GEMM without tensor cores on the check shapes; the worst error, or why it failed. */
+/** Runs `candidate` and the f16 kernels without tensor cores on the check cases; the worst error, or why it failed. */
 async function compareWithF16Gemm(candidate: PlainGemm): Promise<{ maxError: number } | { reason: string }> {
   const rng = new Rng(20240610);
   let maxError = 0;
   for (const c of CHECKS) {
     const random = (n: number) => Float32Array.from({ length: n }, () => rng.range(-1, 1));
-    const [a, b] = [Tensor.from(random(c.M * c.K), [c.M, c.K]), Tensor.from(random(c.K * c.N), [c.K, c.N])];
+    const aSize = c.conv ? c.conv.batch * c.conv.H * c.conv.W * c.conv.Cin : c.M * c.K;
+    const [a, b] = [Tensor.from(random(aSize), [aSize]), Tensor.from(random(c.K * c.N), [c.K, c.N])];
     const [expected, got] = tidy(() => {
       const [a16, b16] = [toF16(a), toF16(b)];
       const ref = Tensor.empty([c.M, c.N]);
       const out = Tensor.empty([c.M, c.N]);
-      runGemm({ mode: 'matmul', M: c.M, N: c.N, K: c.K, a: a16.buffer, b: b16.buffer, out: ref.buffer, precision: 'f16' });
-      candidate(a16.buffer, b16.buffer, out.buffer, c.M, c.N, c.K);
+      if (c.conv) {
+        runGemm({ mode: 'conv_forward', M: c.M, N: c.N, K: c.K, a: a16.buffer, b: b16.buffer, out: ref.buffer, conv: c.conv, precision: 'f16' });
+        im2colGemm(candidate, a16.buffer, b16.buffer, out.buffer, c.conv);
+      } else {
+        runGemm({ mode: 'matmul', M: c.M, N: c.N, K: c.K, a: a16.buffer, b: b16.buffer, out: ref.buffer, precision: 'f16' });
+        candidate(a16.buffer, b16.buffer, out.buffer, c.M, c.N, c.K);
+      }
       return [ref, out];
     });
     try {
@@ -144,7 +159,7 @@ async function compareWithF16Gemm(candidate: PlainGemm): Promise<{ maxError: num
       const tolerance = CHECK_TOLERANCE_PER_TERM * c.K;
       for (let i = 0; i < e.length; i++) {
         const err = Math.abs(g[i] - e[i]);
-        if (!(err <= tolerance)) return { reason: `${c.what}: element ${i} is ${g[i]}, the f16 GEMM gives ${e[i]} (tolerance ${tolerance.toExponential(1)})` };
+        if (!(err <= tolerance)) return { reason: `${c.what}: element ${i} is ${g[i]}, the f16 kernel without tensor cores gives ${e[i]} (tolerance ${tolerance.toExponential(1)})` };
         maxError = Math.max(maxError, err);
       }
     } finally {
