@@ -87,6 +87,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(`maxStorageBufferBindingSize ${l.maxStorageBufferBindingSize}, maxBufferSize ${l.maxBufferSize}, storage buffers/stage ${l.maxStorageBuffersPerShaderStage}`);
       const { variantsInfo } = await import('../odc/tuning.ts');
       console.log(variantsInfo(gpu));
+      const { precisionPaths } = await import('../ops/tensor-cores-info.ts');
+      for (const line of await precisionPaths()) console.log(line);
       return 0;
     }
     case 'tune': {

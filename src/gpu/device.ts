@@ -26,10 +26,23 @@ export interface DispatchArgs {
   workgroups: readonly [number, number?, number?];
 }
 
+/** One subgroup-matrix shape the adapter runs (Dawn's GPUSubgroupMatrixConfig): left M×K, right K×N, result M×N. */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
 export interface GpuFeatures {
   f16: boolean;
   subgroups: boolean;
   timestampQuery: boolean;
+  /** `subgroup-size-control`: a pipeline may pin its subgroup size (`@subgroup_size(n)`). */
+  subgroupSizeControl: boolean;
+  /** `chromium-experimental-subgroup-matrix` (tensor cores): the configs the adapter lists; empty without the feature. */
+  subgroupMatrixConfigs: SubgroupMatrixConfig[];
 }
 
 export interface GpuStats {
@@ -222,7 +235,8 @@ export class Gpu {
     const requestAdapter = () => entry.gpu.requestAdapter({ powerPreference: 'high-performance' });
     const adapter = await (entry.implementation === 'dawn' ? withNativeStderrSilenced(requestAdapter) : requestAdapter());
     if (!adapter) throw new Error(NO_ADAPTER_HELP);
-    const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+    // Subgroup matrices (tensor cores) are requested with what they need: subgroups and a pinned subgroup size.
+    const wanted = ['shader-f16', 'subgroups', 'timestamp-query', 'subgroup-size-control', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[];
     const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
     const requiredLimits: Record<string, number> = {};
     for (const [name, fallback] of Object.entries(DEFAULT_LIMITS)) {
@@ -232,10 +246,16 @@ export class Gpu {
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
     const info = adapter.info;
     const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unknown adapter';
+    const has = (f: string): boolean => (requiredFeatures as string[]).includes(f);
+    const extra = (info ?? {}) as { subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[] };
     return new Gpu(device, name, entry.implementation, entry.runtime, {
-      f16: requiredFeatures.includes('shader-f16'),
-      subgroups: requiredFeatures.includes('subgroups'),
-      timestampQuery: requiredFeatures.includes('timestamp-query'),
+      f16: has('shader-f16'),
+      subgroups: has('subgroups'),
+      timestampQuery: has('timestamp-query'),
+      subgroupSizeControl: has('subgroup-size-control'),
+      subgroupMatrixConfigs: has('chromium-experimental-subgroup-matrix')
+        ? (extra.subgroupMatrixConfigs ?? []).map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K }))
+        : [],
     }, subgroupSizesOf(info));
   }
 

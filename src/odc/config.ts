@@ -68,6 +68,12 @@ export const SETTINGS = group({
     headMomentum: num(0, { min: 0, max: 1, doc: 'SGD momentum of the classification head.' }),
     weightDecay: num(1e-5, { min: 0, doc: 'L2 weight decay.' }),
     nesterov: bool(false, { doc: 'Nesterov momentum.' }),
+    precision: oneOf(['f32', 'f16'], 'f32', {
+      doc:
+        "Working precision of the conv/linear GEMMs: 'f16' reads f16 copies of activations, weights and gradients and accumulates in f32 " +
+        '(needs shader-f16); master weights, SGD state, batch-norm statistics, the loss and the ODC memory stay f32.',
+      shortcut: { name: 'precision', arg: 'f32|f16' },
+    }),
     lrSteps: ascendingInts([], { min: 1, resumable: true, doc: 'Epochs at which the learning rate is multiplied by lrGamma.' }),
     lrGamma: num(0.4, { min: 0, minExclusive: true, resumable: true, doc: 'Learning-rate factor at each of lrSteps.' }),
   }),
