@@ -27,8 +27,10 @@ import { cpuMs, randomTensor, runIfMain, timeGpu, type BenchOptions, type BenchR
 export async function run(options: BenchOptions): Promise<BenchRow[]> {
   const sizes = options.quick ? [256, 512, 1024, 2048] : [256, 512, 1024, 2048, 4096];
   const g = gpu();
-  const v = gemmVariant();
-  const note = `${v.body} ${v.wgm * v.tm}x${v.wgn * v.tn} tile, ${v.tm}x${v.tn}/inv`;
+  const tileNote = (n: number): string => {
+    const v = gemmVariant('matmul', n, n, n);
+    return `${v.body} ${v.wgm * v.tm}x${v.wgn * v.tn} tile, ${v.tm}x${v.tn}/inv`;
+  };
   const rows: BenchRow[] = [];
   for (const n of sizes) {
     const a = randomTensor([n, n]);
@@ -44,7 +46,7 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
       const task = (): void => matmul(a, b, opts).dispose();
       const ms = await timeGpu(`gemm ${n}`, task, { iterations });
       const perCore = g.isCpuAdapter ? `; ${(flops / (await cpuMs(task)) / 1e6).toFixed(2)} GFLOP per cpu-s` : '';
-      rows.push({ name: `gemm ${n}^3${label}`, ms, value: flops / ms / 1e6, unit: 'GFLOP/s', note: note + perCore });
+      rows.push({ name: `gemm ${n}^3${label}`, ms, value: flops / ms / 1e6, unit: 'GFLOP/s', note: tileNote(n) + perCore });
     }
     a.dispose();
     b.dispose();

@@ -14,7 +14,8 @@ import { handleSmallClusters } from '../src/odc/small-clusters.ts';
 import { kmeans } from '../src/odc/kmeans.ts';
 import { runIfMain, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
 
-interface Size {
+/** Memory sizes of one run (bench/gpu-stages.ts passes its own). */
+export interface Size {
   n: number;
   d: number;
   k: number;
@@ -33,13 +34,13 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-export async function run(options: BenchOptions): Promise<BenchRow[]> {
-  const size: Size = options.quick
+export async function run(options: BenchOptions, override?: Size): Promise<BenchRow[]> {
+  const size: Size = override ?? (options.quick
     ? { n: 20_000, d: 128, k: 200, batch: 512, minCluster: 15 }
-    : { n: 1_281_167, d: 256, k: 10_000, batch: 512, minCluster: 20 };
+    : { n: 1_281_167, d: 256, k: 10_000, batch: 512, minCluster: 20 });
   const { n, d, k, batch } = size;
   const tag = `N=${n} D=${d} K=${k}`;
-  const note = options.quick ? 'scaled down (quick)' : 'ImageNet scale';
+  const note = n === 1_281_167 ? 'ImageNet scale' : 'scaled down';
   const rng = new Rng(1);
   const rows: BenchRow[] = [];
   const raw = randomFeatures(rng, n, d);

@@ -168,7 +168,17 @@ test('images split over several buffers give the same batches; tensor indices wo
   const ve = await e.data();
   assert.ok(ve.subarray(0, 108).every(Number.isFinite) && ve.subarray(108).every(Number.isNaN));
   assert.throws(() => one.augment(Uint32Array.from([11]), new Rng(1)), /index 11 at position 0 is outside data set "random-5" of 11 images/);
-  assert.throws(() => new GpuAugmenter(ds, cfg, { maxShardBytes: 10 }), /limited to 8 buffers/);
+  assert.throws(() => new GpuAugmenter(ds, cfg, { maxShardBytes: 10 }), /larger than a GPU buffer binding/);
+  // more than 8 buffers' worth of images: batches stream from host memory instead, with the same values
+  const streamed = new GpuAugmenter(ds, cfg, { maxShardBytes: 92 }); // 1 image per buffer -> 11 buffers
+  assert.equal(streamed.streaming, true);
+  const forced = new GpuAugmenter(ds, cfg, { stream: true });
+  const [s1, r1, s8] = [streamed.augment(indices.subarray(0, 1), new Rng(11)), one.augment(indices.subarray(0, 1), new Rng(11)), forced.augment(indices, new Rng(11))];
+  assert.deepEqual(await s1.data(), await r1.data());
+  assert.deepEqual(await s8.data(), va);
+  for (const t of [s1, r1, s8]) t.dispose();
+  streamed.dispose();
+  forced.dispose();
   assert.throws(
     () => one.augmentWith(Uint32Array.from([0]), [identity({ kind: 'crop', top: 1, left: 0, height: 6, width: 5 })]),
     /sample 0: geometry .* does not fit a 5x6 image/,

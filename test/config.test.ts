@@ -32,7 +32,7 @@ function trainConfig(argv: string[]): TrainConfig {
   return (c as { config: TrainConfig }).config;
 }
 
-/** Today's preset configurations (snapshot taken from main before the schema), with the memory knobs added since. */
+/** Today's preset configurations (snapshot taken from main before the schema), with the memory knobs and precision added since. */
 const snapshot = JSON.parse(readFileSync(new URL('./fixtures/preset-configs.json', import.meta.url), 'utf8')) as Record<string, TrainConfig>;
 /** OdcMemory's and twoMeansSplit's own defaults (src/odc/memory.ts, src/odc/split.ts), now settings. */
 const MEMORY_KNOBS = { kmeansInit: 'random', splitRestarts: 3, splitMaxIter: 20 };
@@ -40,6 +40,9 @@ const MEMORY_KNOBS = { kmeansInit: 'random', splitRestarts: 3, splitMaxIter: 20 
 function expected(preset: string, edit: (c: TrainConfig) => void = () => {}): TrainConfig {
   const c = structuredClone(snapshot[preset]);
   Object.assign(c.odc, MEMORY_KNOBS);
+  // optim.precision (issue 10) sits after optim.nesterov, at f32: the precision every run had before.
+  const { lrSteps, lrGamma, ...optimHead } = c.optim;
+  c.optim = { ...optimHead, precision: 'f32', lrSteps, lrGamma };
   edit(c);
   return c;
 }

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import fc from 'fast-check';
 import { assert, randomPair, setupGpu, RUNS } from './helpers.ts';
-import { setGemmVariant } from '../src/ops/matmul.ts';
+import { gemmChoice } from '../src/ops/gemm-variants.ts';
 import { conv2d } from '../src/ops/conv.ts';
 import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
@@ -15,7 +15,7 @@ before(async () => {
   await setupGpu();
 });
 
-after(() => setGemmVariant(null));
+after(() => gemmChoice.force(null));
 
 const absOf = (a: RefArray): RefArray => refMap(a, Math.abs);
 
@@ -82,7 +82,7 @@ test('reference conv2d: hand-checked 1-channel 3x3 example', () => {
 test('conv2d forward, dgrad and wgrad match the f64 reference (all variants)', async () => {
   await fc.assert(
     fc.asyncProperty(caseArb(9, 12), fc.constantFrom(...VARIANTS), fc.integer(), async (c, variant, seed) => {
-      setGemmVariant(variant.v);
+      gemmChoice.force(variant.v);
       const opts = { stride: c.stride, padding: c.pad };
       const x = randomPair(seed, [c.batch, c.H, c.W, c.Cin]);
       const w = randomPair(seed + 1, [c.k, c.k, c.Cin, c.Cout]);
@@ -108,7 +108,7 @@ test('conv2d forward, dgrad and wgrad match the f64 reference (all variants)', a
     }),
     { numRuns: RUNS * 3 },
   );
-  setGemmVariant(null);
+  gemmChoice.force(null);
 });
 
 test('conv2d: wider channels (beyond one 64-column tile), stride 2, and only-weight / only-input gradients', async () => {

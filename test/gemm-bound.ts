@@ -8,7 +8,7 @@
  * terms are small and scales with k as the bound does.
  */
 import { assert } from './helpers.ts';
-import { CPU_NARROW_VARIANT, CPU_VARIANT, GPU_VARIANT, type GemmVariant } from '../src/ops/matmul.ts';
+import { CPU_NARROW_VARIANT, CPU_VARIANT, GPU_VARIANT, type GemmVariant } from '../src/ops/gemm-variants.ts';
 import type { RefArray } from '../src/ref/array.ts';
 
 const U = 2 ** -24;

@@ -10,7 +10,7 @@ import { gpu } from '../src/gpu/device.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { Rng } from '../src/util/rng.ts';
 import { kmeans, distinctIndices } from '../src/odc/kmeans.ts';
-import { nearest, compactIndices, setNearestVariant } from '../src/ops/clustering.ts';
+import { nearest, compactIndices, nearestChoice } from '../src/ops/clustering.ts';
 import { twoMeansSplit } from '../src/odc/split.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { nmi } from '../src/metrics/nmi.ts';
@@ -72,7 +72,7 @@ test('k-means: repairs every empty cluster, inertia never increases, final label
 test('nearest (fused GEMM + argmax; tiled and register variants, any centroid split) = reference argmax, ties to the lowest index', async () => {
   await fc.assert(
     fc.asyncProperty(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 300 }), fc.nat(), fc.constantFrom<'tiled' | 'regs'>('tiled', 'regs'), fc.integer({ min: 1, max: 9 }), async (m, d, k, seed, variant, splits) => {
-      setNearestVariant({ variant, splits });
+      nearestChoice.force({ body: variant, splits });
       const rng = new Rng(seed);
       const x = new Float32Array(m * d).map(() => rng.normal());
       const c = new Float32Array(k * d).map(() => rng.normal());
@@ -95,7 +95,7 @@ test('nearest (fused GEMM + argmax; tiled and register variants, any centroid sp
         if (labels[i] !== best) assert.ok(s[labels[i]] >= s[best] - TIE * (1 + Math.abs(s[best])), `row ${i}`);
         assert.ok(Math.abs(scores[i] - s[labels[i]]) <= 1e-4 * (1 + Math.abs(s[labels[i]])), `score of row ${i}`);
       }
-      setNearestVariant(null);
+      nearestChoice.force(null);
       for (const t of [xt, ct, lab, sc]) t.dispose();
     }),
     { numRuns: RUNS, includeErrorInReport: true },

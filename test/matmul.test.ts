@@ -1,7 +1,8 @@
 import { test, before, after } from 'node:test';
 import fc from 'fast-check';
 import { assert, randomPair, setupGpu, RUNS } from './helpers.ts';
-import { linear, matmul, setGemmVariant } from '../src/ops/matmul.ts';
+import { linear, matmul } from '../src/ops/matmul.ts';
+import { gemmChoice } from '../src/ops/gemm-variants.ts';
 import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
@@ -14,7 +15,7 @@ before(async () => {
   await setupGpu();
 });
 
-after(() => setGemmVariant(null));
+after(() => gemmChoice.force(null));
 
 const absOf = (a: RefArray): RefArray => refMap(a, Math.abs);
 const EXACT_FD = { rtol: 1e-6, atol: 1e-7 };
@@ -56,7 +57,7 @@ const dimArb = fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 10, ma
 test('matmul forward and gradients match the f64 reference (all transposes, all variants)', async () => {
   await fc.assert(
     fc.asyncProperty(dimArb, dimArb, dimArb, fc.boolean(), fc.boolean(), fc.constantFrom(...VARIANTS), fc.integer(), async (M, N, K, tA, tB, variant, seed) => {
-      setGemmVariant(variant.v);
+      gemmChoice.force(variant.v);
       const a = randomPair(seed, tA ? [K, M] : [M, K]);
       const b = randomPair(seed + 1, tB ? [N, K] : [K, N]);
       const g = randomPair(seed + 2, [M, N]);
@@ -77,13 +78,13 @@ test('matmul forward and gradients match the f64 reference (all transposes, all 
     }),
     { numRuns: RUNS * 2 },
   );
-  setGemmVariant(null);
+  gemmChoice.force(null);
 });
 
 test('linear forward (fused bias) and gradients match the f64 reference', async () => {
   await fc.assert(
     fc.asyncProperty(dimArb, dimArb, dimArb, fc.boolean(), fc.constantFrom(...VARIANTS), fc.integer(), async (rows, inF, outF, withBias, variant, seed) => {
-      setGemmVariant(variant.v);
+      gemmChoice.force(variant.v);
       const x = randomPair(seed, [rows, inF]);
       const w = randomPair(seed + 1, [outF, inF]);
       const bias = randomPair(seed + 2, [outF]);
@@ -107,7 +108,7 @@ test('linear forward (fused bias) and gradients match the f64 reference', async 
     }),
     { numRuns: RUNS },
   );
-  setGemmVariant(null);
+  gemmChoice.force(null);
 });
 
 test('linear with many rows (the CPU path transposes the weight first) matches the reference', async () => {
@@ -123,14 +124,14 @@ test('split-K and the tiled body give the same numbers run after run (determinis
   const a = randomPair(11, [5, 700]);
   const b = randomPair(12, [700, 3]);
   for (const variant of VARIANTS) {
-    setGemmVariant(variant.v);
+    gemmChoice.force(variant.v);
     const first = tidy(() => matmul(a.gpu, b.gpu));
     const second = tidy(() => matmul(a.gpu, b.gpu));
     assert.deepEqual([...(await first.data())], [...(await second.data())], variant.name);
     first.dispose();
     second.dispose();
   }
-  setGemmVariant(null);
+  gemmChoice.force(null);
   a.gpu.dispose();
   b.gpu.dispose();
 });

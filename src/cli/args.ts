@@ -36,7 +36,9 @@ const COMMANDS: Record<string, Record<string, FlagKind>> = {
   report: { run: 'value', compare: 'value', out: 'value' },
   clusters: { run: 'value', out: 'value' },
   assign: { run: 'value', data: 'value', out: 'value' },
+  prepare: { data: 'value', out: 'value', size: 'value', channels: 'value', workers: 'value', decoder: 'value', split: 'value', 'skip-bad': 'switch', quiet: 'switch' },
   info: {},
+  tune: { repeats: 'value' },
   help: {},
 };
 
@@ -67,7 +69,11 @@ ${shortcutLines()}
   odc report  --run DIR [--compare DIR2]... [--out FILE.html]   (default DIR/report.html: one self-contained file)
   odc clusters --run DIR [--out FILE.csv|FILE.jsonl]   every training image: id, memory label, similarity, rank
   odc assign  --run DIR --data SOURCE[:PATH] --out FILE.csv|FILE.jsonl   new images to the trained clusters
-  odc info    (WebGPU adapter, limits, features)
+  odc prepare --data SOURCE[:PATH] --out FILE.odcpack [--size N] [--channels 1|3] [--workers N] [--decoder auto|sharp|js]
+              [--split train|test] [--skip-bad] [--quiet]   (a packed file to train from: --data pack:FILE.odcpack)
+  odc info    (WebGPU adapter, limits, features, the kernel variants in use)
+  odc tune    [--repeats N]   times the kernel variants on this adapter and caches the winners
+              (ODC_TUNE=off|cached|full: the fixed defaults, the cached table, or tune before training)
 
 presets: ${Object.keys(PRESETS).join(', ')}`;
 
@@ -222,13 +228,46 @@ function trainCommand(args: Args): TrainCommand {
 export type Command =
   | { command: 'help'; text: string }
   | { command: 'info' }
+  | { command: 'tune'; repeats: number }
   | ({ command: 'train' } & TrainCommand)
   | { command: 'eval'; runDir: string; baseline: boolean; probeEpochs: number; out: string | undefined }
   | { command: 'extract'; runDir: string; out: string; split: 'train' | 'test'; layer: 'backbone' | 'neck' }
   | { command: 'export'; runDir: string; out: string }
   | { command: 'report'; runDir: string; compare: string[]; out: string | undefined }
   | { command: 'clusters'; runDir: string; out: string }
-  | { command: 'assign'; runDir: string; data: string; out: string };
+  | { command: 'assign'; runDir: string; data: string; out: string }
+  | ({ command: 'prepare' } & PrepareCommand);
+
+/** What an `odc prepare` command line asks for (see src/data/prepare.ts). */
+export interface PrepareCommand {
+  data: string;
+  out: string;
+  size: number | undefined;
+  channels: 1 | 3 | undefined;
+  workers: number | undefined;
+  decoder: 'auto' | 'sharp' | 'js';
+  split: 'train' | 'test';
+  skipBad: boolean;
+  quiet: boolean;
+}
+
+function prepareCommand(args: Args): PrepareCommand {
+  const size = one(args, 'size') === undefined ? undefined : countFlag(args, 'size', 1);
+  const workersText = one(args, 'workers');
+  const workers = workersText === undefined ? undefined : workersText === '0' ? 0 : countFlag(args, 'workers', 1);
+  const channels = one(args, 'channels') === undefined ? undefined : choiceFlag(args, 'channels', ['1', '3'], '3') === '1' ? 1 : 3;
+  return {
+    data: required(args, 'data'),
+    out: required(args, 'out'),
+    size,
+    channels,
+    workers,
+    decoder: choiceFlag(args, 'decoder', ['auto', 'sharp', 'js'], 'auto'),
+    split: choiceFlag(args, 'split', ['train', 'test'], 'train'),
+    skipBad: args.flags.has('skip-bad'),
+    quiet: args.flags.has('quiet'),
+  };
+}
 
 /** What the command line asks for; the CLI runs exactly this, so a bad line fails here, before the GPU starts. */
 export function commandFromArgv(argv: readonly string[]): Command {
@@ -263,6 +302,10 @@ export function commandFromArgv(argv: readonly string[]): Command {
     }
     case 'assign':
       return { command: 'assign', runDir: required(args, 'run'), data: required(args, 'data'), out: required(args, 'out') };
+    case 'tune':
+      return { command: 'tune', repeats: countFlag(args, 'repeats', 5) };
+    case 'prepare':
+      return { command: 'prepare', ...prepareCommand(args) };
     default: // info: parseArgs accepts only the commands of COMMANDS
       return { command: 'info' };
   }

@@ -9,7 +9,9 @@
  *   odc report  --run DIR [--compare DIR2]... [--out report.html]
  *   odc clusters --run DIR [--out clusters.csv|.jsonl]
  *   odc assign  --run DIR --data SOURCE[:PATH] --out assign.csv|.jsonl
+ *   odc prepare --data SOURCE[:PATH] --out FILE.odcpack [--size N] [--skip-bad] ...   (no GPU)
  *   odc info
+ *   odc tune [--repeats N]
  * Shortcuts map to settings (--epochs, --batch-size, --lr, --k, ...: declared in src/odc/config.ts beside
  * the key each sets); flags are parsed and checked in ./args.ts before the GPU starts.
  * A resumed run starts from its own config.json, with only the flags given on that command applied.
@@ -21,7 +23,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureWritableFolder } from '../data/files.ts';
 import { closeGpu, initGpu } from '../gpu/device.ts';
-import { commandFromArgv } from './args.ts';
+import { commandFromArgv, type PrepareCommand } from './args.ts';
 import { abandonPendingWrites } from '../odc/checkpoint-io.ts';
 import { CHECKPOINT_FILE } from '../odc/checkpoint.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError } from '../gpu/errors.ts';
@@ -75,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(request.text);
     return 0;
   }
+  if (request.command === 'prepare') return runPrepare(request);
   const gpu = await initGpu();
   switch (request.command) {
     case 'info': {
@@ -82,6 +85,15 @@ async function main(argv: string[]): Promise<number> {
       console.log(`features: ${JSON.stringify(gpu.features)}`);
       const l = gpu.limits;
       console.log(`maxStorageBufferBindingSize ${l.maxStorageBufferBindingSize}, maxBufferSize ${l.maxBufferSize}, storage buffers/stage ${l.maxStorageBuffersPerShaderStage}`);
+      const { variantsInfo } = await import('../odc/tuning.ts');
+      console.log(variantsInfo(gpu));
+      const { precisionPaths } = await import('../ops/tensor-cores-info.ts');
+      for (const line of await precisionPaths()) console.log(line);
+      return 0;
+    }
+    case 'tune': {
+      const { tuneAndSave } = await import('../odc/tuning.ts');
+      console.log(await tuneAndSave(gpu, request.repeats));
       return 0;
     }
     case 'train': {
@@ -153,6 +165,21 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
   }
+}
+
+/** `odc prepare`: writes the pack, then says what it holds, what was skipped and how to train from it. */
+async function runPrepare(request: PrepareCommand): Promise<number> {
+  const { prepare } = await import('../data/prepare.ts');
+  checkOutputFile(request.out);
+  const r = await prepare({ ...request, progress: !request.quiet });
+  const rate = r.n / Math.max(r.seconds, 1e-9);
+  console.log(`odc prepare: ${r.n} images of ${r.width}x${r.height}x${r.channels} -> ${r.path} in ${r.seconds.toFixed(1)} s (${rate.toFixed(0)} img/s, decoder ${r.decoder}, ${r.workers} worker threads)`);
+  if (r.skipped.length > 0) {
+    console.log(`skipped ${r.skipped.length} image(s) that could not be decoded (--skip-bad):`);
+    for (const s of r.skipped) console.log(`  ${s.reason}`);
+  }
+  console.log(`train from it with: odc train --data pack:${r.path} ...`);
+  return 0;
 }
 
 /** A GPU fault's message, plus whether the last checkpoint is there (a fault never writes one) and how to go on. */

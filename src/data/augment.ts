@@ -1,6 +1,6 @@
 /**
- * GPU data augmentation (spec 3.1): the data set's images are uploaded once; each call turns a batch of
- * image indices into an augmented, normalised NHWC f32 batch [B, outH, outW, C] with one kernel launch
+ * GPU data augmentation (spec 3.1): the images are on the GPU (uploaded once, or a batch at a time when
+ * they stream from a source; see GpuAugmenter); each call turns a batch of image indices into an augmented, normalised NHWC f32 batch [B, outH, outW, C] with one kernel launch
  * (shaders/augment.wgsl), plus a small per-sample reduction before it when contrast jitter needs each
  * image's mean grayscale (and one launch of each per image buffer when the images need several). The
  * random parameters of each sample are drawn on the host from a seeded Rng (`sampleParams`) and uploaded
@@ -22,8 +22,8 @@
  * Memory: the images are stored as bytes (4 per u32) in storage buffers ("shards") of at most
  * maxStorageBufferBindingSize bytes each (128 MiB on lavapipe and most GPUs), whole images per buffer,
  * one kernel launch per shard: e.g. 60,000 x 28 x 28 = 47 MB is one buffer, CIFAR-10's 50,000 x 32 x 32 x 3
- * = 154 MB two. At most MAX_SHARDS (8, i.e. 1 GiB at 128 MiB each); larger data sets are rejected with
- * a clear error.
+ * = 154 MB two. At most MAX_SHARDS (8, i.e. 1 GiB at 128 MiB each); larger data sets, and sources that
+ * do not hold their images in memory (packed files), stream instead: one staging buffer per batch.
  */
 import { gpu, grid } from '../gpu/device.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
@@ -32,6 +32,7 @@ import { keep } from '../tensor/scope.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
 import { imageBytes, type ImageDataset } from './dataset.ts';
+import { asSource, type ImageSource } from './source.ts';
 
 export interface CropConfig {
   /** Range of the crop's area as a fraction of the image's. */
@@ -292,53 +293,97 @@ export function encodeParams(samples: readonly SampleParams[], srcH: number, src
 export interface AugmenterOptions {
   /** Largest image buffer in bytes (default: the device's maxStorageBufferBindingSize); tests lower it. */
   maxShardBytes?: number;
+  /** Stream every batch from the source even when it holds its images in memory (tests, benches). */
+  stream?: boolean;
 }
 
 const MAX_SHARDS = 8;
+/** Batches read ahead of the one being augmented (prefetch), and so host buffers in the ring beyond it. */
+const READ_AHEAD = 2;
+/** GPU staging buffers a streaming augmenter cycles through (a write waits for no earlier batch's kernel). */
+const GPU_RING = 2;
 
-/** Holds a data set's images on the GPU and produces augmented or eval batches from indices. */
+/** A batch read (or being read) from a streaming source into a host buffer of the ring. */
+interface PendingRead {
+  indices: Uint32Array;
+  host: Uint8Array;
+  done: Promise<void>;
+  settled: boolean;
+  failed: unknown;
+}
+
+/**
+ * Produces augmented or eval batches from image indices. Two ways to hold the images:
+ *   resident: an in-memory source whose images fit MAX_SHARDS bindings is uploaded once (as before
+ *     sources existed), and a batch reads its images on the GPU by index;
+ *   streaming: any other source (a packed file, or a set too large to upload): each batch's images are
+ *     read on the host (`prefetch` starts the read of a coming batch in the background; `stage` waits
+ *     for it), written into one of GPU_RING staging buffers and augmented from there. Host memory stays at
+ *     READ_AHEAD + 1 batches of images, GPU memory at GPU_RING batches, whatever the source's size.
+ * Both give bit-identical batches for the same images and parameters (the kernel sees the same bytes).
+ */
 export class GpuAugmenter {
   readonly channels: 1 | 3;
   readonly height: number;
   readonly width: number;
   readonly n: number;
+  readonly source: ImageSource;
+  /** Whether batches stream from the source (see the class comment). */
+  readonly streaming: boolean;
+  /** Images per resident GPU buffer (0 when streaming). */
   readonly perShard: number;
+  private readonly bindingLimit: number;
   private shards: Tensor<'u32'>[] = [];
   private readonly mean: number[];
   private readonly invStd: number[];
+  private disposed = false;
+  // streaming state
+  private staging: Tensor<'u32'>[] = [];
+  private stagingImages = 0;
+  private nextStaging = 0;
+  private positions: Tensor<'u32'> | null = null;
+  private pending: PendingRead[] = [];
+  /** Streaming batches served by a finished prefetch, and read when asked for (tests check the prefetch works). */
+  readonly reads = { prefetched: 0, direct: 0 };
+  private freeHost: Uint8Array[] = [];
 
   constructor(
-    readonly dataset: ImageDataset,
+    images: ImageDataset | ImageSource,
     readonly config: AugmentConfig,
     options: AugmenterOptions = {},
   ) {
-    const { n, height, width, channels } = dataset;
+    const source = asSource(images);
+    const { n, height, width, channels } = source;
+    this.source = source;
     this.n = n;
     this.height = height;
     this.width = width;
     this.channels = channels;
-    if (n === 0) throw new RangeError(`GpuAugmenter: data set "${dataset.name}" is empty`);
+    if (n === 0) throw new RangeError(`GpuAugmenter: data set "${source.name}" is empty`);
     if (!(config.outHeight > 0 && config.outWidth > 0)) throw new RangeError(`GpuAugmenter: output size ${config.outWidth}x${config.outHeight} is invalid`);
     if (config.mean.length < channels || config.std.length < channels) {
-      throw new RangeError(`GpuAugmenter: mean/std need ${channels} values for data set "${dataset.name}", got ${config.mean.length}/${config.std.length}`);
+      throw new RangeError(`GpuAugmenter: mean/std need ${channels} values for data set "${source.name}", got ${config.mean.length}/${config.std.length}`);
     }
     if (config.jitter && !(config.jitter.hue >= 0 && config.jitter.hue <= 0.5)) throw new RangeError(`GpuAugmenter: hue ${config.jitter.hue} must be in [0, 0.5]`);
     this.mean = config.mean.slice(0, channels).concat([0, 0, 0]).slice(0, 3);
     this.invStd = config.std.slice(0, channels).map((s) => 1 / s).concat([1, 1, 1]).slice(0, 3);
-    const per = imageBytes(dataset);
-    const limit = Math.min(options.maxShardBytes ?? Infinity, gpu().limits.maxStorageBufferBindingSize);
-    this.perShard = Math.floor(limit / per);
-    const total = n * per;
-    if (this.perShard === 0 || Math.ceil(n / this.perShard) > MAX_SHARDS) {
+    const per = imageBytes(source);
+    this.bindingLimit = Math.min(options.maxShardBytes ?? Infinity, gpu().limits.maxStorageBufferBindingSize);
+    const perShard = Math.floor(this.bindingLimit / per);
+    if (perShard === 0) {
       throw new RangeError(
-        `GpuAugmenter: data set "${dataset.name}" has ${total} bytes of images (${n} x ${height}x${width}x${channels}); ` +
-          `the GPU copy is limited to ${MAX_SHARDS} buffers of maxStorageBufferBindingSize = ${limit} bytes of whole images. Use a subset (headDataset) or smaller images.`,
+        `GpuAugmenter: one image of data set "${source.name}" (${width}x${height}x${channels} = ${per} bytes) is larger than a GPU buffer binding ` +
+          `(maxStorageBufferBindingSize = ${this.bindingLimit} bytes): store the images smaller (odc prepare --size)`,
       );
     }
-    for (let first = 0; first < n; first += this.perShard) {
-      const count = Math.min(this.perShard, n - first);
+    const resident = source.resident;
+    this.streaming = options.stream === true || resident === null || Math.ceil(n / perShard) > MAX_SHARDS;
+    this.perShard = this.streaming ? 0 : perShard;
+    if (this.streaming || !resident) return;
+    for (let first = 0; first < n; first += perShard) {
+      const count = Math.min(perShard, n - first);
       const bytes = new Uint8Array(Math.ceil((count * per) / 4) * 4);
-      bytes.set(dataset.images.subarray(first * per, (first + count) * per));
+      bytes.set(resident.subarray(first * per, (first + count) * per));
       this.shards.push(keep(Tensor.from(new Uint32Array(bytes.buffer), [bytes.length / 4], 'u32')));
     }
   }
@@ -360,68 +405,144 @@ export class GpuAugmenter {
     return this.augmentWith(indices, evalParams(count, this.height, this.width, this.config), false);
   }
 
+  /**
+   * Streaming: starts reading the images of a coming batch in the background (at most READ_AHEAD batches
+   * ahead; further requests are ignored and read when used). Resident: nothing to do.
+   */
+  prefetch(indices: Uint32Array): void {
+    if (!this.streaming || this.disposed || this.pending.length >= READ_AHEAD || indices.length === 0) return;
+    for (let i = 0; i < indices.length; i++) if (!(indices[i] < this.n)) return; // augment reports it
+    const host = this.hostBuffer(indices.length);
+    const entry: PendingRead = { indices: indices.slice(), host, done: Promise.resolve(), settled: false, failed: null };
+    entry.done = this.source.readAsync(entry.indices, host).then(
+      () => void (entry.settled = true),
+      (err: unknown) => void ((entry.settled = true), (entry.failed = err)),
+    );
+    this.pending.push(entry);
+  }
+
+  /** Waits until a prefetched read of `indices` (if any) has finished, so `augment` uses it without blocking. */
+  async stage(indices: Uint32Array): Promise<void> {
+    const entry = this.pending.find((p) => sameIndices(p.indices, indices));
+    if (entry) await entry.done;
+  }
+
   /** A batch with the given per-sample parameters (tests pass fixed ones). */
   augmentWith(indices: Tensor<'u32'> | Uint32Array, samples: readonly SampleParams[], needMean = true): Tensor<'f32'> {
-    if (this.shards.length === 0) throw new Error('GpuAugmenter: used after dispose()');
+    if (this.disposed) throw new Error('GpuAugmenter: used after dispose()');
     // validate everything before allocating anything
     if (indices instanceof Tensor) {
       expectDType(indices, 'u32', 'GpuAugmenter indices');
       if (indices.rank !== 1) throw new RangeError(`GpuAugmenter: indices must be a 1-D u32 tensor, got ${fmtShape(indices.shape)}`);
+      if (this.streaming) throw new RangeError(`GpuAugmenter: data set "${this.source.name}" streams from the host; pass the indices as a Uint32Array`);
     } else {
       for (let i = 0; i < indices.length; i++) {
-        if (indices[i] >= this.n) throw new RangeError(`GpuAugmenter: index ${indices[i]} at position ${i} is outside data set "${this.dataset.name}" of ${this.n} images`);
+        if (indices[i] >= this.n) throw new RangeError(`GpuAugmenter: index ${indices[i]} at position ${i} is outside data set "${this.source.name}" of ${this.n} images`);
       }
     }
     const batch = indices instanceof Tensor ? indices.size : indices.length;
     if (samples.length !== batch) throw new RangeError(`GpuAugmenter: ${samples.length} parameter sets for ${batch} indices`);
     samples.forEach((s, i) => this.checkSample(s, i));
-    const idx = indices instanceof Tensor ? indices : Tensor.from(indices.length > 0 ? indices : new Uint32Array(1), [Math.max(indices.length, 1)], 'u32');
     const { outHeight: oh, outWidth: ow } = this.config;
     const out = Tensor.empty([batch, oh, ow, this.channels], 'f32');
-    if (batch > 0) {
-      const block = encodeParams(samples, this.height, this.width, oh, ow);
-      const sp = Tensor.from(block, [block.length], 'f32');
-      const means = needMean && samples.some((s) => s.order.includes(OP_CONTRAST)) ? Tensor.empty([batch], 'f32') : null;
-      const geometry = (shard: number) => ({
-        batch,
-        channels: this.channels,
-        src_w: this.width,
-        out_h: oh,
-        out_w: ow,
-        per_shard: this.perShard,
-        image_bytes: imageBytes(this.dataset),
-        n_images: this.n,
-        shard_id: shard,
+    if (batch === 0) return out;
+    // streaming: the batch's images go into a staging buffer and are addressed by position 0..B-1
+    const shards = this.streaming ? [this.upload(indices as Uint32Array)] : this.shards;
+    const perShard = this.streaming ? this.stagingImages : this.perShard;
+    const idx = this.streaming ? this.positions! : indices instanceof Tensor ? indices : Tensor.from(indices, [indices.length], 'u32');
+    const block = encodeParams(samples, this.height, this.width, oh, ow);
+    const sp = Tensor.from(block, [block.length], 'f32');
+    const means = needMean && samples.some((s) => s.order.includes(OP_CONTRAST)) ? Tensor.empty([batch], 'f32') : null;
+    const geometry = (shard: number) => ({
+      batch,
+      channels: this.channels,
+      src_w: this.width,
+      out_h: oh,
+      out_w: ow,
+      per_shard: perShard,
+      image_bytes: imageBytes(this.source),
+      n_images: this.streaming ? batch : this.n,
+      shard_id: shard,
+    });
+    const inputs = (shard: Tensor<'u32'>) => ({ shard: shard.buffer, indices: idx.buffer, sp: sp.buffer });
+    // One launch per shard and kernel (threads whose image lies in another shard return at once).
+    if (means) {
+      shards.forEach((shard, k) => {
+        dispatchKernel(kernels.contrast_mean, { params: geometry(k), bindings: { ...inputs(shard), means: means.buffer }, workgroups: grid(batch) });
       });
-      const inputs = (shard: Tensor<'u32'>) => ({ shard: shard.buffer, indices: idx.buffer, sp: sp.buffer });
-      // One launch per shard and kernel (threads whose image lies in another shard return at once).
-      if (means) {
-        this.shards.forEach((shard, k) => {
-          dispatchKernel(kernels.contrast_mean, { params: geometry(k), bindings: { ...inputs(shard), means: means.buffer }, workgroups: grid(batch) });
-        });
-      }
-      this.shards.forEach((shard, k) => {
-        dispatchKernel(kernels.augment, {
-          params: {
-            ...geometry(k),
-            need_mean: means !== null,
-            nan_bits: 0x7fc00000,
-            mean0: this.mean[0],
-            mean1: this.mean[1],
-            mean2: this.mean[2],
-            istd0: this.invStd[0],
-            istd1: this.invStd[1],
-            istd2: this.invStd[2],
-          },
-          bindings: { ...inputs(shard), means: (means ?? sp).buffer, out: out.buffer },
-          workgroups: grid(Math.ceil((batch * oh * ow) / 256)),
-        });
-      });
-      means?.dispose();
-      sp.dispose();
     }
-    if (idx !== indices) idx.dispose();
+    shards.forEach((shard, k) => {
+      dispatchKernel(kernels.augment, {
+        params: {
+          ...geometry(k),
+          need_mean: means !== null,
+          nan_bits: 0x7fc00000,
+          mean0: this.mean[0],
+          mean1: this.mean[1],
+          mean2: this.mean[2],
+          istd0: this.invStd[0],
+          istd1: this.invStd[1],
+          istd2: this.invStd[2],
+        },
+        bindings: { ...inputs(shard), means: (means ?? sp).buffer, out: out.buffer },
+        workgroups: grid(Math.ceil((batch * oh * ow) / 256)),
+      });
+    });
+    means?.dispose();
+    sp.dispose();
+    if (idx !== indices && idx !== this.positions) idx.dispose();
     return out;
+  }
+
+  /** Streaming: the images of `indices` in the next staging buffer (a finished prefetch, else read now). */
+  private upload(indices: Uint32Array): Tensor<'u32'> {
+    const per = imageBytes(this.source);
+    if (indices.length > this.stagingImages) this.growStaging(indices.length);
+    // a read queued for these indices: those queued before it were for batches never asked for; later ones stay
+    const at = this.pending.findIndex((p) => sameIndices(p.indices, indices));
+    const stale = at < 0 ? [] : this.pending.splice(0, at + 1);
+    const entry = stale.pop();
+    if (entry && !entry.settled) stale.push(entry); // still reading (stage() was not awaited): read again now
+    for (const p of stale) void p.done.then(() => this.freeHost.push(p.host));
+    const used = entry?.settled ? entry : null;
+    if (used?.failed) throw used.failed;
+    const host = used ? used.host : this.hostBuffer(indices.length);
+    if (used) this.reads.prefetched++;
+    else {
+      this.source.read(indices, host);
+      this.reads.direct++;
+    }
+    const target = this.staging[this.nextStaging];
+    this.nextStaging = (this.nextStaging + 1) % GPU_RING;
+    const bytes = Math.ceil((indices.length * per) / 4) * 4;
+    gpu().write(target.buffer, host.subarray(0, bytes));
+    this.freeHost.push(host); // writeBuffer has copied it
+    return target;
+  }
+
+  /** (Re)allocates the staging ring and the position list for batches of `images` images. */
+  private growStaging(images: number): void {
+    const per = imageBytes(this.source);
+    const words = Math.ceil((images * per) / 4);
+    if (words * 4 > this.bindingLimit) {
+      throw new RangeError(
+        `GpuAugmenter: a batch of ${images} images of ${per} bytes exceeds one GPU buffer binding (${this.bindingLimit} bytes): lower optim.batchSize or store the images smaller`,
+      );
+    }
+    for (const t of this.staging) t.dispose();
+    this.positions?.dispose();
+    this.staging = Array.from({ length: GPU_RING }, () => keep(Tensor.empty([words], 'u32')));
+    this.positions = keep(Tensor.from(Uint32Array.from({ length: images }, (_, i) => i), [images], 'u32'));
+    this.stagingImages = images;
+    this.freeHost = [];
+  }
+
+  /** A host buffer of the ring large enough for `images` images (allocated when none is free). */
+  private hostBuffer(images: number): Uint8Array {
+    const need = Math.ceil((Math.max(images, this.stagingImages) * imageBytes(this.source)) / 4) * 4;
+    let buf = this.freeHost.pop();
+    while (buf && buf.length < need) buf = this.freeHost.pop();
+    return buf ?? new Uint8Array(need);
   }
 
   private checkSample(s: SampleParams, i: number): void {
@@ -434,9 +555,21 @@ export class GpuAugmenter {
     if (s.order.length > 4 || s.order.some((op) => !(op >= OP_BRIGHTNESS && op <= OP_HUE))) throw new RangeError(`GpuAugmenter: sample ${i}: bad jitter order [${s.order.join(', ')}]`);
   }
 
-  /** Frees the GPU copy of the images. */
+  /** Frees the GPU copy of the images (or the staging buffers); pending reads are left to finish. */
   dispose(): void {
-    for (const t of this.shards) t.dispose();
+    for (const t of [...this.shards, ...this.staging]) t.dispose();
+    this.positions?.dispose();
     this.shards = [];
+    this.staging = [];
+    this.positions = null;
+    this.pending = [];
+    this.freeHost = [];
+    this.disposed = true;
   }
+}
+
+function sameIndices(a: Uint32Array, b: Uint32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

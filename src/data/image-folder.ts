@@ -36,6 +36,8 @@ export interface ImageFolderOptions {
 }
 
 const IMAGE_EXT = /\.(png|jpe?g)$/i;
+/** What `odc prepare` reads when the native decoder (sharp) is there: also WebP, AVIF and TIFF. */
+export const NATIVE_IMAGE_EXT = /\.(png|jpe?g|webp|avif|tiff?)$/i;
 
 /** Decodes one PNG or JPEG file (by content; a regular file only); `maxPixels` as maxImagePixels. */
 export function decodeImageFile(path: string, maxPixels?: number): DecodedImage {
@@ -109,7 +111,8 @@ export function fitImage(img: DecodedImage, outH: number, outW: number, fit: Fit
   return centerCrop(resizeBilinear(img, rh, rw), outH, outW);
 }
 
-function toChannels(img: DecodedImage, channels: 1 | 3): Uint8Array {
+/** The image's pixels with `channels` channels (gray replicated to RGB; RGB to ITU-R 601-2 luma). */
+export function toChannels(img: DecodedImage, channels: 1 | 3): Uint8Array {
   if (img.channels === channels) return img.data;
   const n = img.width * img.height;
   const out = new Uint8Array(n * channels);
@@ -134,9 +137,9 @@ function isFolder(path: string): boolean {
 }
 
 /** The image names in a folder (by extension), sorted; errors name the folder when it has none. */
-function listImages(dir: string, role: string): string[] {
+function listImages(dir: string, role: string, ext: RegExp): string[] {
   const names = listFolder(dir, role);
-  const images = names.filter((f) => IMAGE_EXT.test(f) && !isFolder(join(dir, f))).sort();
+  const images = names.filter((f) => ext.test(f) && !isFolder(join(dir, f))).sort();
   if (images.length === 0) {
     const others = names.filter((f) => !f.startsWith('.'));
     throw new Error(
@@ -148,25 +151,36 @@ function listImages(dir: string, role: string): string[] {
   return images;
 }
 
-/** Loads a folder of images: class sub-folders (labelled) or flat (unlabelled). */
-export function loadImageFolder(dir: string, options: ImageFolderOptions = {}): ImageDataset {
+/** The image files of a folder in data-set order, with labels (-1 in a flat folder) and the class names. */
+export interface FolderListing {
+  files: Array<{ path: string; label: number }>;
+  classes: string[];
+}
+
+/** Lists an image folder: class sub-folders (labelled, torchvision's order) or flat (unlabelled). */
+export function listImageFolder(dir: string, ext: RegExp = IMAGE_EXT): FolderListing {
   checkFolder(dir, 'image folder', { howToGet: 'expected a folder of PNG/JPEG files, or of class sub-folders' });
   const names = listFolder(dir, 'image folder');
   const classes = names.filter((f) => isFolder(join(dir, f))).sort();
   const files: Array<{ path: string; label: number }> = [];
   if (classes.length > 0) {
-    const topLevel = names.filter((f) => IMAGE_EXT.test(f) && !isFolder(join(dir, f)));
+    const topLevel = names.filter((f) => ext.test(f) && !isFolder(join(dir, f)));
     if (topLevel.length > 0) {
       throw new Error(`${dir}: has both class sub-folders (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', ...' : ''}) and images at the top level (${topLevel[0]}, ...); use one layout`);
     }
     // as torchvision's ImageFolder, a class folder without images is an error (its class could never be seen)
     classes.forEach((cls, label) => {
-      for (const f of listImages(join(dir, cls), `class folder "${cls}"`)) files.push({ path: join(dir, cls, f), label });
+      for (const f of listImages(join(dir, cls), `class folder "${cls}"`, ext)) files.push({ path: join(dir, cls, f), label });
     });
   } else {
-    for (const f of listImages(dir, 'image folder')) files.push({ path: join(dir, f), label: -1 });
+    for (const f of listImages(dir, 'image folder', ext)) files.push({ path: join(dir, f), label: -1 });
   }
+  return { files, classes };
+}
 
+/** Loads a folder of images: class sub-folders (labelled) or flat (unlabelled). */
+export function loadImageFolder(dir: string, options: ImageFolderOptions = {}): ImageDataset {
+  const { files, classes } = listImageFolder(dir);
   const fit = options.fit ?? 'resize-crop';
   const limit = maxImagePixels(options.maxImagePixels);
   const decoded = files.map((f) => decodeImageFile(f.path, limit));

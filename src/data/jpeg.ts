@@ -1,7 +1,8 @@
 /**
  * JPEG decoding through the npm package `jpeg-js` (pure JavaScript, no native code, so it works the same
  * under Node, Bun and Deno): baseline and progressive JPEG, gray or YCbCr/Adobe colour. Returns 8-bit gray
- * (1 channel) for single-component files, RGB otherwise.
+ * (1 channel) for single-component files, RGB otherwise, turned upright by the EXIF orientation tag (as
+ * phones store photos; sharp's rotate() and PIL's exif_transpose do the same).
  */
 import { decode } from 'jpeg-js';
 import { checkImagePixels, maxImagePixels, type DecodedImage } from './png.ts';
@@ -62,5 +63,56 @@ export function decodeJpeg(bytes: Uint8Array, file = 'JPEG data', maxPixels?: nu
   for (let p = 0; p < width * height; p++) {
     for (let c = 0; c < channels; c++) out[p * channels + c] = data[4 * p + c];
   }
-  return { width, height, channels, data: out };
+  return orientImage({ width, height, channels, data: out }, jpegOrientation(bytes));
+}
+
+/** The EXIF orientation (1..8) of a JPEG's APP1 segment, 1 when it has none or it cannot be read. */
+export function jpegOrientation(bytes: Uint8Array): number {
+  let pos = 2;
+  while (pos + 4 <= bytes.length && bytes[pos] === 0xff) {
+    const marker = bytes[pos + 1];
+    if (marker === 0xda || marker === 0xd9) return 1;
+    const length = (bytes[pos + 2] << 8) | bytes[pos + 3];
+    const body = pos + 4;
+    const exif = marker === 0xe1 && length >= 16 && String.fromCharCode(...bytes.subarray(body, body + 4)) === 'Exif';
+    if (exif) {
+      const tiff = body + 6;
+      const end = Math.min(bytes.length, pos + 2 + length);
+      const little = bytes[tiff] === 0x49;
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const u16 = (at: number): number => (at + 2 <= end ? view.getUint16(at, little) : 0);
+      const u32 = (at: number): number => (at + 4 <= end ? view.getUint32(at, little) : 0);
+      const ifd = tiff + u32(tiff + 4);
+      const count = u16(ifd);
+      for (let i = 0; i < count; i++) {
+        const entry = ifd + 2 + 12 * i;
+        if (u16(entry) === 0x0112) {
+          const o = u16(entry + 8);
+          return o >= 1 && o <= 8 ? o : 1;
+        }
+      }
+      return 1;
+    }
+    pos += 2 + length;
+  }
+  return 1;
+}
+
+/** The image as displayed under EXIF orientation `o` (2-4 mirror/rotate in place, 5-8 swap the sides). */
+export function orientImage(img: DecodedImage, o: number): DecodedImage {
+  if (o <= 1 || o > 8) return img;
+  const { width: w, height: h, channels: c, data } = img;
+  const swap = o >= 5;
+  const ow = swap ? h : w;
+  const oh = swap ? w : h;
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      // the stored pixel shown at (x, y)
+      const [sx, sy] =
+        o === 2 ? [w - 1 - x, y] : o === 3 ? [w - 1 - x, h - 1 - y] : o === 4 ? [x, h - 1 - y] : o === 5 ? [y, x] : o === 6 ? [y, h - 1 - x] : o === 7 ? [w - 1 - y, h - 1 - x] : [w - 1 - y, x];
+      for (let k = 0; k < c; k++) out[(y * ow + x) * c + k] = data[(sy * w + sx) * c + k];
+    }
+  }
+  return { width: ow, height: oh, channels: c, data: out };
 }

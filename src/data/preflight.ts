@@ -5,15 +5,15 @@
  */
 import { minInputSize, downsamplingLayers } from '../models/backbones.ts';
 import type { TrainConfig } from '../odc/config.ts';
-import type { ImageDataset } from './dataset.ts';
+import type { ImageInfo } from './source.ts';
 
 /** The side of the square images the network sees: data.imageSize when set, else the data set's height. */
-export function networkInputSize(config: TrainConfig, ds: Pick<ImageDataset, 'height'>): number {
+export function networkInputSize(config: TrainConfig, ds: Pick<ImageInfo, 'height'>): number {
   return config.data.imageSize > 0 ? config.data.imageSize : ds.height;
 }
 
 /** Throws one clear error when `ds` cannot be trained on with `config`; returns ds. */
-export function checkTrainingData(ds: ImageDataset, config: TrainConfig): ImageDataset {
+export function checkTrainingData<T extends ImageInfo>(ds: T, config: TrainConfig): T {
   const what = `data set "${ds.name}"`;
   if (ds.n === 0) throw new Error(`${what} holds no images: point data.source/data.path (--data) at data with images`);
   if (config.optim.batchSize < 2) {

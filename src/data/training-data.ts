@@ -6,24 +6,41 @@
 import type { TrainConfig } from '../odc/config.ts';
 import { cifarPreset, imagenetPreset, mnistPreset, type AugmentConfig } from './augment.ts';
 import { imageId, type ImageDataset } from './dataset.ts';
+import { openPack } from './pack.ts';
 import { NoSplitError, loadDataset } from './registry.ts';
+import { infoOf, memorySource, subsetSource, type ImageInfo, type ImageSource } from './source.ts';
 import { Rng } from '../util/rng.ts';
 
 /**
  * Loads the configured data set. With data.limit, a seeded random subset of that many images is kept
  * (in data-set order): some sources are sorted by class, so the first images would be one class.
  */
-export async function loadTrainingData(config: TrainConfig, split: 'train' | 'test' = 'train'): Promise<ImageDataset> {
+export async function loadTrainingData(config: TrainConfig, split: 'train' | 'test' = 'train'): Promise<ImageSource> {
   const ds = await loadSource(config, split);
   const picked = limitedRows(config, ds.n);
-  return picked ? subsetDataset(ds, picked) : ds;
+  if (!picked) return ds;
+  const subset = subsetOf(ds, picked);
+  return { ...subset, close: () => ds.close() }; // the subset owns the source it was cut from
 }
 
-/** The whole configured source (no limit applied). */
-export function loadSource(config: TrainConfig, split: 'train' | 'test' = 'train'): Promise<ImageDataset> {
+/**
+ * The whole configured source (no limit applied): a packed file (`pack:FILE`) is opened for reading by
+ * offset; every other source is loaded into memory.
+ */
+export async function loadSource(config: TrainConfig, split: 'train' | 'test' = 'train'): Promise<ImageSource> {
   const { source, path, imageSize } = config.data;
   if (source === 'synthetic') throw new Error('data.source "synthetic" is only available to tests (pass a dataset)');
-  return loadDataset(path ? `${source}:${path}` : source, { split, size: imageSize > 0 ? imageSize : undefined });
+  if (source === 'pack') {
+    if (!path) throw new Error('data source "pack" needs a file: --data pack:FILE.odcpack (made by `odc prepare`)');
+    if (split !== 'train') throw new NoSplitError(`pack:${path}`, split);
+    return openPack(path);
+  }
+  return memorySource(await loadDataset(path ? `${source}:${path}` : source, { split, size: imageSize > 0 ? imageSize : undefined }));
+}
+
+/** The images at `rows` of a source: a copy for an in-memory one (as subsetDataset), a view for a streamed one. */
+export function subsetOf(src: ImageSource, rows: readonly number[]): ImageSource {
+  return src.resident ? memorySource(subsetDataset({ ...infoOf(src), images: src.resident }, rows)) : subsetSource(src, rows);
 }
 
 /** The sorted rows of a source of n images that data.limit keeps, or null for all of them. */
@@ -51,8 +68,8 @@ export function subsetDataset(ds: ImageDataset, indices: readonly number[]): Ima
 
 /** The images an evaluation fits on (train) and scores on (test), and where the test images came from. */
 export interface EvaluationSplits {
-  train: ImageDataset;
-  test: ImageDataset;
+  train: ImageSource;
+  test: ImageSource;
   testSource: string;
 }
 
@@ -61,7 +78,7 @@ export interface EvaluationSplits {
  * when training used a subset (data.limit), the source's images it did not use; else a seeded 20%
  * hold-out of the training images.
  */
-export async function evaluationSplits(config: TrainConfig, training: ImageDataset): Promise<EvaluationSplits> {
+export async function evaluationSplits(config: TrainConfig, training: ImageSource): Promise<EvaluationSplits> {
   try {
     const test = await loadSource(config, 'test');
     return { train: training, test, testSource: `${test.name} (test split)` };
@@ -73,17 +90,17 @@ export async function evaluationSplits(config: TrainConfig, training: ImageDatas
   if (used) {
     const inTraining = new Set(used);
     const unused = Array.from({ length: source.n }, (_, i) => i).filter((i) => !inTraining.has(i));
-    return { train: training, test: subsetDataset(source, unused), testSource: `the ${unused.length} images of ${source.name} not used in training` };
+    return { train: training, test: subsetOf(source, unused), testSource: `the ${unused.length} images of ${source.name} not used in training` };
   }
   const order = new Rng(config.seed + 11).shuffle(Array.from({ length: training.n }, (_, i) => i));
   const cut = Math.floor(training.n * 0.8);
   const trainRows = order.slice(0, cut).sort((a, b) => a - b);
   const testRows = order.slice(cut).sort((a, b) => a - b);
-  return { train: subsetDataset(training, trainRows), test: subsetDataset(training, testRows), testSource: `20% hold-out of ${training.name}` };
+  return { train: subsetOf(training, trainRows), test: subsetOf(training, testRows), testSource: `20% hold-out of ${training.name}` };
 }
 
 /** The augmentation of a preset at the data set's (or configured) resolution. */
-export function augmentConfig(config: TrainConfig, ds: ImageDataset): AugmentConfig {
+export function augmentConfig(config: TrainConfig, ds: ImageInfo): AugmentConfig {
   const size = config.data.imageSize > 0 ? config.data.imageSize : ds.height;
   const out = { outHeight: size, outWidth: size };
   switch (config.augment) {
@@ -98,6 +115,6 @@ export function augmentConfig(config: TrainConfig, ds: ImageDataset): AugmentCon
   }
 }
 
-function meanStd(ds: ImageDataset): Pick<AugmentConfig, 'mean' | 'std'> {
+function meanStd(ds: ImageInfo): Pick<AugmentConfig, 'mean' | 'std'> {
   return ds.channels === 1 ? { mean: [0.5], std: [0.5] } : { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
 }

@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { Tensor } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { GpuAugmenter } from '../data/augment.ts';
-import type { ImageDataset } from '../data/dataset.ts';
+import type { ImageSource } from '../data/source.ts';
 import { augmentConfig, evaluationSplits, loadSource, loadTrainingData, type EvaluationSplits } from '../data/training-data.ts';
 import { buildModel } from '../odc/build.ts';
 import { checkDataSize, loadCheckpoint } from '../odc/checkpoint.ts';
@@ -40,7 +40,7 @@ function progressLine(start: number): (text: string) => void {
   return (text) => console.log(`  [${((performance.now() - start) / 1000).toFixed(0).padStart(4)} s] ${text}`);
 }
 
-function backboneFeatures(model: OdcModel, ds: ImageDataset, config: TrainConfig): Tensor<'f32'> {
+function backboneFeatures(model: OdcModel, ds: ImageSource, config: TrainConfig): Tensor<'f32'> {
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
   try {
     return extractFeatures(model, (x) => model.backbone.forward(x), augmenter, model.backbone.featureDim, config.optim.batchSize);
@@ -164,7 +164,7 @@ export function sizeBalance(sizes: ArrayLike<number>): number {
  * Weighted kNN (k 20, T 0.07) of the backbone features of a seeded 20% hold-out against the other 80%,
  * voting with the cluster labels: how well the features' neighbourhoods agree with the clusters.
  */
-async function knnAgreement(model: OdcModel, ds: ImageDataset, config: TrainConfig, labels: Uint32Array, k: number): Promise<number> {
+async function knnAgreement(model: OdcModel, ds: ImageSource, config: TrainConfig, labels: Uint32Array, k: number): Promise<number> {
   const order = new Rng(config.seed + 11).shuffle(Array.from({ length: ds.n }, (_, i) => i));
   const cut = Math.floor(ds.n * 0.8);
   const trainRows = Uint32Array.from(order.slice(0, cut));
@@ -191,7 +191,7 @@ async function evaluateUnlabelled(
   opts: EvaluateOptions,
   ckpt: Awaited<ReturnType<typeof loadCheckpoint>>,
   config: TrainConfig,
-  training: ImageDataset,
+  training: ImageSource,
   say: (text: string) => void,
 ): Promise<EvalRow[]> {
   console.log(`evaluating ${opts.runDir}: ${training.n} images without labels: cluster sizes, label churn, kNN agreement of the features with the clusters (20% hold-out)`);

@@ -6,7 +6,7 @@
 import { findGpu, withNativeStderrSilenced, type WebGpuImplementation } from './runtime.ts';
 import { BufferPool, sizeClass } from './pool.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError, isOutOfMemory, mib } from './errors.ts';
-import { PipelineCache, type Access, type KernelSource, type LayoutSpec } from './pipelines.ts';
+import { PipelineCache, kernelKey, type Access, type KernelSource, type LayoutSpec } from './pipelines.ts';
 import type { Params } from './params.ts';
 
 export { GpuDeviceLostError, GpuOutOfMemoryError } from './errors.ts';
@@ -36,10 +36,23 @@ export interface ResolvedKernel {
   readonly label: string;
 }
 
+/** One subgroup-matrix shape the adapter runs (Dawn's GPUSubgroupMatrixConfig): left M×K, right K×N, result M×N. */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
 export interface GpuFeatures {
   f16: boolean;
   subgroups: boolean;
   timestampQuery: boolean;
+  /** `subgroup-size-control`: a pipeline may pin its subgroup size (`@subgroup_size(n)`). */
+  subgroupSizeControl: boolean;
+  /** `chromium-experimental-subgroup-matrix` (tensor cores): the configs the adapter lists; empty without the feature. */
+  subgroupMatrixConfigs: SubgroupMatrixConfig[];
 }
 
 export interface GpuStats {
@@ -215,6 +228,8 @@ export class Gpu {
     readonly implementation: WebGpuImplementation,
     readonly runtime: string,
     readonly features: GpuFeatures,
+    /** Subgroup sizes the adapter may use (0 when it does not say): subgroup kernels need a fixed one. */
+    readonly subgroupSizes: { min: number; max: number } = { min: 0, max: 0 },
   ) {
     this.pool = new BufferPool(
       device,
@@ -249,7 +264,8 @@ export class Gpu {
     const requestAdapter = () => entry.gpu.requestAdapter({ powerPreference: 'high-performance' });
     const adapter = await (entry.implementation === 'dawn' ? withNativeStderrSilenced(requestAdapter) : requestAdapter());
     if (!adapter) throw new Error(NO_ADAPTER_HELP);
-    const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+    // Subgroup matrices (tensor cores) are requested with what they need: subgroups and a pinned subgroup size.
+    const wanted = ['shader-f16', 'subgroups', 'timestamp-query', 'subgroup-size-control', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[];
     const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
     const requiredLimits: Record<string, number> = {};
     for (const [name, fallback] of Object.entries(DEFAULT_LIMITS)) {
@@ -259,11 +275,17 @@ export class Gpu {
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
     const info = adapter.info;
     const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unknown adapter';
+    const has = (f: string): boolean => (requiredFeatures as string[]).includes(f);
+    const extra = (info ?? {}) as { subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[] };
     return new Gpu(device, name, entry.implementation, entry.runtime, {
-      f16: requiredFeatures.includes('shader-f16'),
-      subgroups: requiredFeatures.includes('subgroups'),
-      timestampQuery: requiredFeatures.includes('timestamp-query'),
-    });
+      f16: has('shader-f16'),
+      subgroups: has('subgroups'),
+      timestampQuery: has('timestamp-query'),
+      subgroupSizeControl: has('subgroup-size-control'),
+      subgroupMatrixConfigs: has('chromium-experimental-subgroup-matrix')
+        ? (extra.subgroupMatrixConfigs ?? []).map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K }))
+        : [],
+    }, subgroupSizesOf(info));
   }
 
   /**
@@ -375,18 +397,17 @@ export class Gpu {
   }
 
   /**
-   * A kernel's pipeline and layout resolved for `dispatchResolved`, by a key built without sorting or allocating
-   * arrays (the pipeline cache's own key is canonical but costs a JSON round per call); a miss falls through to
-   * the canonical cache, compiling the kernel if warm-up did not.
+   * A kernel's pipeline and layout resolved for `dispatchResolved`, under the pipeline cache's own key (one key
+   * builder, so nothing it tells apart, the precision included, can be missed here); a miss falls through to the
+   * canonical cache, compiling the kernel if warm-up did not. Declared launches reach it only once per
+   * declaration, precision and template values (src/gpu/kernel.ts keeps what it returns).
    */
   resolve(kernel: KernelSource, uniforms: boolean, access: readonly Access[]): ResolvedKernel {
-    let key = kernel.family + '.' + kernel.entry + '#' + kernel.declarationId + (uniforms ? '|u' : '|-');
-    for (let i = 0; i < access.length; i++) key += access[i] === 'read' ? 'r' : 'w';
-    const defines = kernel.defines;
-    if (defines) for (const name in defines) key += ';' + name + '=' + String(defines[name]);
+    const layout = { uniforms, access };
+    const key = kernelKey(kernel, layout);
     let resolved = this.pipelineByKey.get(key);
     if (!resolved) {
-      resolved = { pipeline: this.pipelines.get(kernel, { uniforms, access }), uniforms, label: `${kernel.family}.${kernel.entry}` };
+      resolved = { pipeline: this.pipelines.get(kernel, layout), uniforms, label: `${kernel.family}.${kernel.entry}` };
       this.pipelineByKey.set(key, resolved);
     }
     return resolved;
@@ -766,6 +787,12 @@ export class Gpu {
     this.bindGroups.clear();
     this.device.destroy();
   }
+}
+
+/** adapter.info's subgroupMinSize/subgroupMaxSize, where the implementation reports them. */
+function subgroupSizesOf(info: GPUAdapterInfo | undefined): { min: number; max: number } {
+  const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
+  return { min: sizes?.subgroupMinSize ?? 0, max: sizes?.subgroupMaxSize ?? 0 };
 }
 
 let current: Gpu | null = null;

@@ -19,18 +19,27 @@ import type { Access, KernelSource } from './pipelines.ts';
 
 /** A uniform parameter: a WGSL scalar, a boolean (a u32 0/1 in WGSL) or an enum (a u32 index, with consts). */
 export type ParamType = 'u32' | 'i32' | 'f32' | 'bool' | readonly [string, ...string[]];
-/** Element types a storage binding may hold. */
-export type ElementType = 'f32' | 'u32' | 'i32' | 'vec4<f32>' | 'atomic<u32>';
+/**
+ * Element types a storage binding may hold. `float` and `vec4<float>` follow the working precision chosen
+ * at dispatch (`precision: 'f32' | 'f16'`): the header declares `alias float = f32;` or `= f16;` (with
+ * `enable f16;` before the module), so one body serves both; the body converts with `f32(...)` where it
+ * accumulates, which is a no-op in f32.
+ */
+export type ElementType = 'f32' | 'u32' | 'i32' | 'vec4<f32>' | 'atomic<u32>' | 'float' | 'vec4<float>' | 'f16';
+/** The working precision of a precision-following entry's `float` bindings. */
+export type Precision = 'f32' | 'f16';
 /** A storage binding: how the entry accesses it, and what the array holds. */
 export interface BindingDecl {
   readonly access: 'read' | 'read_write';
   readonly type: ElementType;
 }
 /**
- * A template constant written `{{NAME}}` in the body: a u32 (number), a bool, or an enum (its index; the
- * header declares a constant NAME_VALUE per value so the body compares against names, not numbers).
+ * A template constant written `{{NAME}}` in the body: a u32 (number), a bool, an enum (its index; the
+ * header declares a constant NAME_VALUE per value so the body compares against names, not numbers), or
+ * 'wgsl': a piece of WGSL text, for what a constant cannot express (the subgroup builtin call of the GEMM's
+ * subgroup variants, which must not appear where the feature is off).
  */
-export type DefineType = 'u32' | 'bool' | readonly [string, ...string[]];
+export type DefineType = 'u32' | 'bool' | 'wgsl' | readonly [string, ...string[]];
 
 export type ParamsDecl = Readonly<Record<string, ParamType>>;
 export type BindingsDecl = Readonly<Record<string, BindingDecl>>;
@@ -41,6 +50,8 @@ export interface EntrySpec {
   readonly params?: ParamsDecl;
   readonly bindings: BindingsDecl;
   readonly defines?: DefinesDecl;
+  /** WGSL extensions the entry needs (`enable NAME;` opens its module): e.g. subgroups for the tensor-core GEMM. */
+  readonly enables?: readonly string[];
   /** Template values the compile-every-entry test uses (required when `defines` is given). */
   readonly sample?: Readonly<Record<string, number | boolean | string>>;
 }
@@ -53,8 +64,12 @@ export interface KernelDecl<P extends ParamsDecl = ParamsDecl, B extends Binding
   readonly bindings: B;
   readonly defines: D;
   readonly sample: Readonly<Record<string, number | boolean | string>>;
-  /** The generated WGSL declarations (Params struct, uniform, bindings, enum consts). */
+  /** The generated WGSL declarations (Params struct, uniform, bindings, enum consts), in f32. */
   readonly header: string;
+  /** The f16 header of an entry with `float` bindings (null when the entry does not follow the precision). */
+  readonly headerF16: string | null;
+  /** WGSL extensions enabled at the top of the entry's module (f16 included when a binding is f16). */
+  readonly enables: readonly string[];
   /** Unique per declaration object (the pipeline cache keys on it). */
   readonly id: number;
 }
@@ -69,15 +84,19 @@ export type ParamValue<T extends ParamType> = T extends 'bool' ? boolean : T ext
 export type ParamValues<P extends ParamsDecl> = { -readonly [K in keyof P]: ParamValue<P[K]> };
 export type BindingValues<B extends BindingsDecl> = { -readonly [K in keyof B]: GPUBuffer };
 export type DefineValues<D extends DefinesDecl> = {
-  -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : D[K] extends readonly string[] ? D[K][number] : number;
+  -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : D[K] extends 'wgsl' ? string : D[K] extends readonly string[] ? D[K][number] : number;
 };
 
-/** The arguments of `dispatchKernel` for a declaration; `params` and `defines` only where declared. */
+/** True when some binding of B holds the working precision (`float`, `vec4<float>`). */
+type FollowsPrecision<B extends BindingsDecl> = true extends { [K in keyof B]: B[K]['type'] extends 'float' | 'vec4<float>' ? true : false }[keyof B] ? true : false;
+
+/** The arguments of `dispatchKernel` for a declaration; `params`, `defines` and `precision` only where declared. */
 export type DispatchOf<K extends KernelDecl> = {
   bindings: BindingValues<K['bindings']>;
   workgroups: readonly [number, number?, number?];
 } & (keyof K['params'] extends never ? { params?: undefined } : { params: ParamValues<K['params']> }) &
-  (keyof K['defines'] extends never ? { defines?: undefined } : { defines: DefineValues<K['defines']> });
+  (keyof K['defines'] extends never ? { defines?: undefined } : { defines: DefineValues<K['defines']> }) &
+  (FollowsPrecision<K['bindings']> extends true ? { precision: Precision } : { precision?: undefined });
 
 const IDENT = /^[A-Za-z_]\w*$/;
 
@@ -86,8 +105,9 @@ function enumConst(param: string, value: string): string {
 }
 
 /** The WGSL declarations generated for one entry. */
-function generateHeader(family: string, entry: string, spec: EntrySpec): string {
+function generateHeader(family: string, entry: string, spec: EntrySpec, precision: Precision | null): string {
   const lines = [`// ---- generated from the declaration of ${family}.${entry} (src/kernels/${family}.ts)`];
+  if (precision !== null) lines.push(`alias float = ${precision};`);
   const params = Object.entries(spec.params ?? {});
   if (params.length > 0) {
     lines.push('struct Params {');
@@ -104,6 +124,10 @@ function generateHeader(family: string, entry: string, spec: EntrySpec): string 
     lines.push(`@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${name}: array<${b.type}>;`);
   });
   return lines.join('\n') + '\n';
+}
+
+function followsPrecision(spec: EntrySpec): boolean {
+  return Object.values(spec.bindings).some((b) => b.type === 'float' || b.type === 'vec4<float>');
 }
 
 function checkSpec(family: string, entry: string, spec: EntrySpec): void {
@@ -139,7 +163,9 @@ export function declareKernels<const F extends Readonly<Record<string, EntrySpec
       bindings: spec.bindings,
       defines: spec.defines ?? {},
       sample: spec.sample ?? {},
-      header: generateHeader(family, entry, spec),
+      header: generateHeader(family, entry, spec, followsPrecision(spec) ? 'f32' : null),
+      headerF16: followsPrecision(spec) ? generateHeader(family, entry, spec, 'f16') : null,
+      enables: [...new Set([...(Object.values(spec.bindings).some((b) => b.type === 'f16') ? ['f16'] : []), ...(spec.enables ?? [])])],
       id: ++declarations,
     };
   }
@@ -168,8 +194,15 @@ interface DispatchPlan {
   readonly defineNames: readonly string[];
   /** The storage buffers of the launch being recorded, in slot order (reused by every launch). */
   readonly buffers: GPUBuffer[];
-  /** The device the resolved kernels belong to (a new device starts a new trie). */
+  /** The device the resolved kernels belong to (a new device starts new tries). */
   gpu: Gpu | null;
+  /** Resolved kernels by precision: an entry's f16 module is another pipeline. */
+  f32: ResolvedTrie;
+  f16: ResolvedTrie;
+}
+
+/** A declaration's resolved kernels in one precision: the one without template constants, or a trie by their values. */
+interface ResolvedTrie {
   resolved: ResolvedKernel | null;
   byDefine: Map<unknown, unknown> | null;
 }
@@ -190,8 +223,8 @@ function planOf(decl: KernelDecl): DispatchPlan {
     defineNames: Object.keys(decl.defines),
     buffers: new Array<GPUBuffer>(bindingNames.length),
     gpu: null,
-    resolved: null,
-    byDefine: null,
+    f32: { resolved: null, byDefine: null },
+    f16: { resolved: null, byDefine: null },
   };
   plans[decl.id] = plan;
   return plan;
@@ -239,7 +272,7 @@ export function packParams(decl: KernelDecl, values: Readonly<Record<string, unk
 }
 
 /** The pipeline identity of a declared entry with template values (shared by dispatch and compile-all). */
-export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, unknown>> = {}): KernelSource {
+export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, unknown>> = {}, precision: Precision = 'f32'): KernelSource {
   const entries = Object.entries(decl.defines).map(([name, type]) => {
     const v = defines[name];
     if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: template constant ${name} is missing`);
@@ -248,22 +281,32 @@ export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, 
       if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
       return [name, index] as const;
     }
-    return [name, type === 'bool' ? String(Boolean(v)) : (v as number)] as const;
+    return [name, type === 'bool' ? String(Boolean(v)) : type === 'wgsl' ? String(v) : (v as number)] as const;
   });
-  return { family: decl.family, entry: decl.entry, header: decl.header, declarationId: decl.id, defines: entries.length > 0 ? Object.fromEntries(entries) : undefined };
+  const base = { family: decl.family, entry: decl.entry, declarationId: decl.id, defines: entries.length > 0 ? Object.fromEntries(entries) : undefined };
+  // `enable` must open the module; the directives share the first line so compile errors keep the file's line numbers.
+  const directives = (enables: readonly string[]) => (enables.length > 0 ? { directives: enables.map((e) => `enable ${e}; `).join('') } : {});
+  if (precision === 'f32') return { ...base, header: decl.header, ...directives(decl.enables) };
+  if (decl.headerF16 === null) throw new TypeError(`${decl.family}.${decl.entry} has no float bindings, so it cannot run in ${precision}`);
+  return { ...base, header: decl.headerF16, ...directives([...new Set(['f16', ...decl.enables])]), precision };
 }
 
-/** The resolved kernel of a declaration with these template values, found in the plan's trie or resolved once. */
-function resolvedKernel(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: Readonly<Record<string, unknown>> | undefined): ResolvedKernel {
+/**
+ * The resolved kernel of a declaration with these template values in this precision, found in the plan's trie
+ * or resolved once. Everything `kernelKey` tells apart is here: the declaration (family, entry, id, layout) by
+ * the plan, the precision by the trie, the template values along it.
+ */
+function resolvedKernel(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: Readonly<Record<string, unknown>> | undefined, precision: Precision): ResolvedKernel {
   if (plan.gpu !== g) {
     plan.gpu = g;
-    plan.resolved = null;
-    plan.byDefine = null;
+    plan.f32 = { resolved: null, byDefine: null };
+    plan.f16 = { resolved: null, byDefine: null };
   }
+  const trie = precision === 'f16' ? plan.f16 : plan.f32;
   const names = plan.defineNames;
-  if (names.length === 0) return (plan.resolved ??= resolveNow(g, decl, plan, defines));
-  if (defines === undefined) return resolveNow(g, decl, plan, defines); // throws: the template constants are missing
-  let node = (plan.byDefine ??= new Map());
+  if (names.length === 0) return (trie.resolved ??= resolveNow(g, decl, plan, defines, precision));
+  if (defines === undefined) return resolveNow(g, decl, plan, defines, precision); // throws: the template constants are missing
+  let node = (trie.byDefine ??= new Map());
   for (let i = 0; i < names.length - 1; i++) {
     const value = defines[names[i]];
     let next = node.get(value) as Map<unknown, unknown> | undefined;
@@ -272,12 +315,12 @@ function resolvedKernel(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: R
   }
   const last = defines[names[names.length - 1]];
   let kernel = node.get(last) as ResolvedKernel | undefined;
-  if (!kernel) node.set(last, (kernel = resolveNow(g, decl, plan, defines)));
+  if (!kernel) node.set(last, (kernel = resolveNow(g, decl, plan, defines, precision)));
   return kernel;
 }
 
-function resolveNow(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: Readonly<Record<string, unknown>> | undefined): ResolvedKernel {
-  return g.resolve(kernelSource(decl, defines), plan.fieldNames.length > 0, plan.access);
+function resolveNow(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: Readonly<Record<string, unknown>> | undefined, precision: Precision): ResolvedKernel {
+  return g.resolve(kernelSource(decl, defines, precision), plan.fieldNames.length > 0, plan.access);
 }
 
 /**
@@ -299,14 +342,14 @@ export function dispatchKernel<K extends KernelDecl>(decl: K, args: DispatchOf<K
   const hasParams = plan.fieldNames.length > 0;
   if (g.collectingKernels) {
     g.dispatch({
-      kernel: kernelSource(decl, args.defines),
+      kernel: kernelSource(decl, args.defines, args.precision ?? 'f32'),
       params: hasParams ? packParams(decl, args.params ?? {}) : undefined,
       bindings: buffers.map((buffer, i) => ({ buffer, access: plan.access[i] })),
       workgroups: args.workgroups,
     });
     return;
   }
-  const kernel = resolvedKernel(g, decl, plan, args.defines);
+  const kernel = resolvedKernel(g, decl, plan, args.defines, args.precision ?? 'f32');
   const words = hasParams ? packFields(decl, plan, args.params ?? {}, g.uniformU32, g.uniformI32, g.uniformF32, g.reserveUniforms()) : -1;
   const wg = args.workgroups;
   g.dispatchResolved(kernel, words, buffers, names.length, wg[0], wg[1], wg[2]);
@@ -314,7 +357,8 @@ export function dispatchKernel<K extends KernelDecl>(decl: K, args: DispatchOf<K
 
 /**
  * Compiles every given entry (with its sample template values) in parallel and throws if any fails:
- * the check that each declaration matches its WGSL body, run by test/kernels.test.ts.
+ * the check that each declaration matches its WGSL body, run by test/kernels.test.ts. Entries that
+ * follow the precision compile in f16 too when the adapter has shader-f16.
  */
 export async function compileDeclared(decls: readonly KernelDecl[]): Promise<number> {
   const g = gpu();
@@ -323,12 +367,15 @@ export async function compileDeclared(decls: readonly KernelDecl[]): Promise<num
     const compiled = await g.compileAll(() => {
       for (const decl of decls) {
         const params = Object.keys(decl.params).length > 0 ? new Params() : undefined;
-        g.dispatch({
-          kernel: kernelSource(decl, decl.sample),
-          params,
-          bindings: Object.values(decl.bindings).map((b) => ({ buffer: stand, access: b.access === 'read' ? 'read' : 'rw' })),
-          workgroups: [1],
-        });
+        const precisions: Precision[] = decl.headerF16 !== null && g.features.f16 ? ['f32', 'f16'] : ['f32'];
+        for (const precision of precisions) {
+          g.dispatch({
+            kernel: kernelSource(decl, decl.sample, precision),
+            params,
+            bindings: Object.values(decl.bindings).map((b) => ({ buffer: stand, access: b.access === 'read' ? 'read' : 'rw' })),
+            workgroups: [1],
+          });
+        }
       }
     });
     await g.sync(); // compile errors arrive asynchronously; sync reports them

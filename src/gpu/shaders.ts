@@ -132,5 +132,8 @@ export function entryModule(family: string, entry: string, header: string, defin
     if (value === undefined) throw new Error(`shaders/${family}.wgsl (entry ${entry}) needs template parameter ${name}`);
     return String(value);
   });
-  return `${rendered}\n${header}`;
+  // A module that calls a subgroup builtin needs the directive before every declaration: on the first line,
+  // so line numbers stay the file's.
+  const directive = /\bsubgroup[A-Z]\w*\s*\(/.test(withoutComments(rendered)) ? 'enable subgroups; ' : '';
+  return `${directive}${rendered}\n${header}`;
 }

@@ -12,7 +12,7 @@ function allOf<T extends string>(names: Record<T, true>): T[] {
   return Object.keys(names) as T[];
 }
 
-const DATA_SOURCES = ['mnist', 'mnist-idx', 'fashion-mnist', 'idx', 'cifar10', 'cifar100', 'folder', 'synthetic'] as const;
+const DATA_SOURCES = ['mnist', 'mnist-idx', 'fashion-mnist', 'idx', 'cifar10', 'cifar100', 'folder', 'pack', 'synthetic'] as const;
 const BACKBONES = allOf<BackboneName>({ 'convnet-s': true, resnet18: true, resnet50: true });
 const STEMS = allOf<Stem>({ cifar: true, imagenet: true });
 
@@ -47,7 +47,7 @@ export const SETTINGS = group({
     path: str('', {
       doc:
         "Folder or file of the source ('' = the source's default): a folder for mnist-idx, fashion-mnist, cifar10, cifar100 and folder; " +
-        'IMAGES[,LABELS[,CLASSES]] IDX files for idx.',
+        'IMAGES[,LABELS[,CLASSES]] IDX files for idx; the .odcpack file (made by `odc prepare`) for pack.',
     }),
     limit: int(0, { min: 0, doc: 'Use only a seeded random subset of this many images (0 = all).', shortcut: { name: 'limit', arg: 'N' } }),
     imageSize: int(0, { min: 0, doc: 'Side length images are resized/cropped to for the network (0 = the data set\'s own size).' }),
@@ -68,6 +68,12 @@ export const SETTINGS = group({
     headMomentum: num(0, { min: 0, max: 1, doc: 'SGD momentum of the classification head.' }),
     weightDecay: num(1e-5, { min: 0, doc: 'L2 weight decay.' }),
     nesterov: bool(false, { doc: 'Nesterov momentum.' }),
+    precision: oneOf(['f32', 'f16'], 'f32', {
+      doc:
+        "Working precision of the conv/linear GEMMs: 'f16' reads f16 copies of activations, weights and gradients and accumulates in f32 " +
+        '(needs shader-f16); master weights, SGD state, batch-norm statistics, the loss and the ODC memory stay f32.',
+      shortcut: { name: 'precision', arg: 'f32|f16' },
+    }),
     lrSteps: ascendingInts([], { min: 1, resumable: true, doc: 'Epochs at which the learning rate is multiplied by lrGamma.' }),
     lrGamma: num(0.4, { min: 0, minExclusive: true, resumable: true, doc: 'Learning-rate factor at each of lrSteps.' }),
   }),

@@ -70,6 +70,9 @@ export class TrainingLoop {
     };
     for (let b = this.s.position.batchInEpoch; b < batches.length; b++) {
       const idx = batches[b];
+      // a streaming source reads the next batch from disk while this one trains
+      await this.s.augmenter.stage(idx);
+      if (b + 1 < batches.length) this.s.augmenter.prefetch(batches[b + 1]);
       // The host runs ahead: this iteration's small-cluster decision stays open while the next one is recorded.
       this.countSplits(await trainingStep(this.s, idx, this.s.position.iteration, (...m) => this.slots.record(...m), 1));
       this.s.position = { epoch, batchInEpoch: b + 1, iteration: this.s.position.iteration + 1 };

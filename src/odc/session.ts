@@ -16,6 +16,7 @@ import type { SGD } from '../optim/sgd.ts';
 import type { OdcModel } from '../models/odc-model.ts';
 import { GpuAugmenter } from '../data/augment.ts';
 import type { ImageDataset } from '../data/dataset.ts';
+import { asSource, type ImageSource } from '../data/source.ts';
 import { trainingBatchCount } from '../data/sampler.ts';
 import { ensureWritableFolder } from '../data/files.ts';
 import { checkTrainingData } from '../data/preflight.ts';
@@ -25,6 +26,7 @@ import { CHECKPOINT_FILE, checkDataSize, loadCheckpoint, saveCheckpoint, type Ep
 import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from './config.ts';
 import { buildModel, buildOptimizer } from './build.ts';
 import { loadWeights } from '../io/weights.ts';
+import { prepareRunVariants, recordRunVariants } from './tuning.ts';
 import { freshMode, resumedMode, type TrainingMode } from './modes.ts';
 import { Progress } from './progress.ts';
 import type { StepParts } from './step.ts';
@@ -40,8 +42,8 @@ export interface TrainOptions {
    * dict) to start a new run from, instead of the random init; checked before any GPU work of the run.
    */
   initFrom?: string;
-  /** Data set to use instead of loading config.data (tests). */
-  dataset?: ImageDataset;
+  /** Images to use instead of loading config.data (tests, benches): an in-memory data set or a source. */
+  dataset?: ImageDataset | ImageSource;
   /** Stop after this many iterations in total (tests, benchmarks); a checkpoint is written there. */
   stopAfterIterations?: number;
   /**
@@ -78,7 +80,7 @@ export class TrainingSession implements StepParts {
     readonly progress: Progress,
     private readonly ckpt: LoadedCheckpoint | null,
     private readonly resumeChanges: ConfigChange[],
-    readonly dataset: ImageDataset,
+    readonly dataset: ImageSource,
     readonly augmenter: GpuAugmenter,
     readonly modelRng: Rng,
     readonly model: OdcModel,
@@ -101,9 +103,11 @@ export class TrainingSession implements StepParts {
     const ckpt = options.resume ? await loadCheckpoint(outDir) : null;
     const resumeChanges = ckpt ? checkResumeConfig(ckpt.meta.config, config, outDir) : [];
     if (ckpt) checkEpochsLeft(ckpt.meta.position, config, outDir);
-    const dataset = options.dataset ?? (await loadTrainingData(config));
+    const dataset = options.dataset ? asSource(options.dataset) : await loadTrainingData(config);
     checkTrainingData(dataset, config);
     if (ckpt) checkDataSize(ckpt, dataset.n, outDir);
+    // the ODC memory is one buffer (not yet sharded): refuse a set it cannot hold before any slow step
+    if (config.mode === 'odc') gpu().checkBindingSize(dataset.n * config.model.featureDim * 4, `The ODC feature memory [${dataset.n}, ${config.model.featureDim}] of data set "${dataset.name}"`);
     const augmenter = new GpuAugmenter(dataset, augmentConfig(config, dataset));
     const modelRng = new Rng(config.seed);
     const model = buildModel(config, dataset.channels, modelRng);
@@ -142,6 +146,7 @@ export class TrainingSession implements StepParts {
 
   /** Compiles the kernels, then restores the checkpoint (resume) or makes the mode's fresh start. */
   async begin(): Promise<void> {
+    this.progress.message(await prepareRunVariants(gpu(), this.outDir, this.resumed));
     const t0 = performance.now();
     const compiled = await warmUp(this.model, this.augmenter, this.config, this.modelRng, this.sgd);
     this.progress.message(`compiled ${compiled} GPU kernels in parallel (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
@@ -174,6 +179,7 @@ export class TrainingSession implements StepParts {
 
   /** Writes the checkpoint of the current state (`epochProgress`: the epoch's metrics so far, mid-epoch only). */
   save(epochProgress: EpochProgress | null): Promise<string> {
+    recordRunVariants(gpu(), this.outDir);
     return saveCheckpoint(this.outDir, { model: this.model, sgd: this.sgd, ...this.mode.checkpointState() }, {
       config: this.config,
       inChannels: this.dataset.channels,
@@ -189,6 +195,7 @@ export class TrainingSession implements StepParts {
   dispose(): void {
     this.currentMode?.dispose();
     this.augmenter.dispose();
+    if (!this.options.dataset) this.dataset.close(); // a source the session opened (a pack file)
     this.sgd.dispose();
     this.model.dispose();
   }

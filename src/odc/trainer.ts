@@ -12,6 +12,8 @@ import { CHECKPOINT_FILE, type TrainPosition } from './checkpoint.ts';
 import { TrainingLoop, type EpochSummary } from './loop.ts';
 import { TrainingSession, type TrainOptions } from './session.ts';
 import type { TrainConfig } from './config.ts';
+import { setWorkingPrecision } from '../ops/precision.ts';
+import { checkTensorCores } from '../ops/tensor-cores.ts';
 
 export type { EpochSummary } from './loop.ts';
 export type { TrainOptions } from './session.ts';
@@ -47,6 +49,8 @@ export async function train(first: TrainConfig | TrainOptions, second?: TrainCal
   const session = await TrainingSession.open(options);
   const started = performance.now();
   try {
+    setWorkingPrecision(session.config.optim.precision);
+    if (session.config.optim.precision === 'f16') await checkTensorCores(); // once per process; disables itself with a warning
     await session.begin();
     const loop = new TrainingLoop(session);
     await loop.run();
@@ -67,6 +71,7 @@ export async function train(first: TrainConfig | TrainOptions, second?: TrainCal
       position,
     };
   } finally {
+    setWorkingPrecision('f32');
     session.dispose();
   }
 }

@@ -14,6 +14,7 @@
  */
 import { gpu, grid } from '../gpu/device.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
+import { VariantChoice } from '../gpu/variants.ts';
 import { clustering } from '../kernels/clustering.ts';
 import { Tensor } from '../tensor/tensor.ts';
 
@@ -63,15 +64,29 @@ export interface NearestArgs {
   scores?: Tensor<'f32'>;
 }
 
-export type NearestVariant = 'tiled' | 'regs';
-let nearestOverride: { variant: NearestVariant; splits?: number } | null = null;
+/** A nearest-centroid kernel variant: the body, and optionally a forced number of centroid splits (tests). */
+export interface NearestVariant {
+  body: 'tiled' | 'regs';
+  splits?: number;
+}
 
 /**
- * Forces the nearest-centroid kernel variant and, optionally, the number of K-splits (tests and
- * benchmarks); null restores the default: 'regs' (no workgroup memory) on CPU adapters, 'tiled' else.
+ * The nearest-centroid variants, in the one per-adapter variant choice (src/gpu/variants.ts): 'regs' (no
+ * workgroup memory; the default on CPU adapters) and 'tiled' (64x64 tiles in workgroup memory; GPUs').
  */
-export function setNearestVariant(v: { variant: NearestVariant; splits?: number } | null): void {
-  nearestOverride = v;
+export const nearestChoice = new VariantChoice<NearestVariant>({
+  kernel: 'nearest',
+  variants: new Map<string, NearestVariant>([
+    ['regs', { body: 'regs' }],
+    ['tiled', { body: 'tiled' }],
+  ]),
+  unsupported: () => null,
+});
+
+/** The shape class a nearest-centroid assignment of n rows against k centroids of d is tuned for (by its work, as the GEMM's). */
+export function nearestShapeClass(n: number, k: number, d: number): string {
+  const work = Math.log2(Math.max(1, n) * Math.max(1, k) * Math.max(1, d));
+  return work < 24 ? 'small' : work < 30 ? 'medium' : 'large';
 }
 
 /**
@@ -82,7 +97,8 @@ export function setNearestVariant(v: { variant: NearestVariant; splits?: number 
  */
 export function nearest(a: NearestArgs): void {
   if (a.n === 0) return;
-  const variant = nearestOverride?.variant ?? (gpu().isCpuAdapter ? 'regs' : 'tiled');
+  const chosen = nearestChoice.choose(gpu(), nearestShapeClass(a.n, a.k, a.d), gpu().isCpuAdapter ? 'regs' : 'tiled');
+  const variant = chosen.body;
   const rowsPerGroup = variant === 'tiled' ? 64 : 256;
   const colStep = variant === 'tiled' ? 64 : 4;
   const groups = Math.ceil(a.n / rowsPerGroup);
@@ -90,7 +106,7 @@ export function nearest(a: NearestArgs): void {
   if (groups > maxDim) throw new RangeError(`nearest: ${a.n} rows need ${groups} workgroups, over this device's ${maxDim}; assign in chunks`);
   const target = variant === 'tiled' ? 264 : 8;
   const maxSplits = Math.ceil(a.k / colStep);
-  let splits = Math.max(1, Math.min(nearestOverride?.splits ?? Math.ceil(target / groups), maxSplits));
+  let splits = Math.max(1, Math.min(chosen.splits ?? Math.ceil(target / groups), maxSplits));
   const perSplit = Math.ceil(Math.ceil(a.k / splits) / colStep) * colStep;
   splits = Math.ceil(a.k / perSplit);
   const tmp = placeholder();

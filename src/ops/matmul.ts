@@ -3,73 +3,27 @@
  *
  * One WGSL GEMM body (shaders/gemm.wgsl) with read-A / read-B / write-C hooks selected by a compile-time
  * MODE serves matmul (with transposes and a fused bias epilogue), implicit-GEMM conv forward, dgrad and
- * wgrad. Two bodies are shipped and chosen per adapter: register-blocked without workgroup memory for
- * CPU adapters (lavapipe), workgroup-memory tiles for GPUs. Split-K writes partial products into a
+ * wgrad. Its variants (src/ops/gemm-variants.ts: register blocks for CPU adapters such as lavapipe,
+ * workgroup-memory tiles for GPUs) are chosen per adapter and shape class by src/gpu/variants.ts. Split-K writes partial products into a
  * temporary buffer that a second kernel sums in a fixed order, so results are deterministic.
  */
 import { gpu, grid } from '../gpu/device.ts';
-import { dispatchKernel, type DefineValues } from '../gpu/kernel.ts';
+import { dispatchKernel, type DefineValues, type Precision } from '../gpu/kernel.ts';
 import { gemm, type GEMM_MODES } from '../kernels/gemm.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
+import { fixedSubgroupSize, gemmChoice, gemmDefault, gemmShapeClass, type GemmVariant } from './gemm-variants.ts';
+import { elementBytes, inWorkingPrecision } from './precision.ts';
 
 export type GemmMode = (typeof GEMM_MODES)[number];
 
-/** A GEMM kernel variant: tile shape and body. */
-export interface GemmVariant {
-  body: 'regs' | 'tiled';
-  /** Output rows / columns per invocation (TN a multiple of 4). */
-  tm: number;
-  tn: number;
-  /** Invocations along M / N per workgroup. */
-  wgm: number;
-  wgn: number;
-  /** K step of the tiled body (ignored by regs). */
-  tk: number;
-  /** regs body: invocation columns interleaved by vec4 instead of adjacent. */
-  strided?: boolean;
-  /** Aim for at least this many workgroups before splitting K. */
-  minWorkgroups: number;
-  /** Smallest K range per split. */
-  minKChunk: number;
-}
-
 /**
- * lavapipe: 16 rows × 8 columns per invocation, 8 invocations (one 256-bit SIMD batch) sharing their
- * rows, columns interleaved by vec4 across invocations: a 16×64 tile. Fastest of the variants tried
- * (see the list in bench/gemm.ts).
+ * The variant an M×N×K GEMM of `mode` runs with: the one per-adapter choice (src/gpu/variants.ts) for its
+ * shape class, today's fixed table (gemmDefault) unless tuned, pinned or forced.
  */
-export const CPU_VARIANT: GemmVariant = { body: 'regs', tm: 16, tn: 8, wgm: 1, wgn: 8, tk: 1, strided: true, minWorkgroups: 8, minKChunk: 256 };
-/** lavapipe, narrow outputs (e.g. dgrad into 3 input channels; see gemmVariant): invocations along M instead, 64×8 (or 64×4) tiles. */
-export const CPU_NARROW_VARIANT: GemmVariant = { body: 'regs', tm: 8, tn: 8, wgm: 8, wgn: 1, tk: 1, minWorkgroups: 8, minKChunk: 256 };
-/** GPUs: 64×64 tiles staged in workgroup memory, 16×16 invocations with 4×4 outputs each, K step 16. */
-export const GPU_VARIANT: GemmVariant = { body: 'tiled', tm: 4, tn: 4, wgm: 16, wgn: 16, tk: 16, minWorkgroups: 264, minKChunk: 128 };
-
-let variantOverride: GemmVariant | null = null;
-
-/** Forces a GEMM variant (tests and benchmarks); null restores the per-adapter, per-shape choice. */
-export function setGemmVariant(v: GemmVariant | null): void {
-  variantOverride = v;
-}
-
-/** Output elements computed for an M×N GEMM once both sides are rounded up to the variant's tile. */
-function paddedArea(v: GemmVariant, M: number, N: number): number {
-  const bm = v.wgm * v.tm;
-  const bn = v.wgn * v.tn;
-  return Math.ceil(M / bm) * bm * Math.ceil(N / bn) * bn;
-}
-
-/**
- * The variant an M×N GEMM runs with. On CPU adapters: the 16×64 tile unless the narrow 64×8 (or 64×4)
- * tile computes under 85% as many padded outputs (its 8×8 blocks are ~15% slower per output), i.e.
- * narrow outputs with many rows (dgrad into few channels), but not few rows (a first conv's wgrad,
- * M = 9), where 64-row tiles would idle most lanes.
- */
-export function gemmVariant(N = 64, M = 4096): GemmVariant {
-  if (variantOverride) return variantOverride;
-  if (!gpu().isCpuAdapter) return GPU_VARIANT;
-  const narrow = N <= 4 ? { ...CPU_NARROW_VARIANT, tn: 4 } : CPU_NARROW_VARIANT;
-  return paddedArea(narrow, M, N) < 0.85 * paddedArea(CPU_VARIANT, M, N) ? narrow : CPU_VARIANT;
+export function gemmVariant(mode: GemmMode, M: number, N: number, K: number): GemmVariant {
+  const g = gpu();
+  return gemmChoice.choose(g, gemmShapeClass(mode, M, N, K), gemmDefault(g, N, M));
 }
 
 /** Convolution geometry for the conv modes; phase fields only for dgrad (MODE 2). */
@@ -101,6 +55,8 @@ export interface GemmSpec {
   bias?: GPUBuffer | null;
   out: GPUBuffer;
   conv?: ConvParams;
+  /** The element type of a and b (f16 copies under `--precision f16`); accumulation and out are f32. */
+  precision?: Precision;
   /** Force a split count (tests); default chosen from the variant's occupancy target. */
   splits?: number;
 }
@@ -118,23 +74,55 @@ function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: 
     WGN: v.wgn,
     TK: v.tk,
     COLS_STRIDED: v.strided ?? false,
+    CONFLICT_FREE: v.conflictFree ?? false,
+    NBUF: v.buffers ?? 1,
+    SUBGROUP: v.subgroup ?? false,
+    SG_SIZE: (v.subgroup && fixedSubgroupSize(gpu())) || 1,
+    SG_SHUFFLE: v.subgroup ? 'subgroupShuffle(v, lane)' : 'v',
   };
+}
+
+/** C[M, N] (f32) = A[M, K]·B[K, N] over row-major f16 buffers: the shape of GEMM the tensor-core path serves. */
+export type PlainGemm = (a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, M: number, N: number, K: number) => void;
+
+let tensorCoreGemm: PlainGemm | null = null;
+
+/**
+ * Routes the f16 plain GEMMs (matmul mode, A not transposed, no bias, default split) through `runner`:
+ * set by src/ops/tensor-cores.ts once its self-check passed, null to stop. Kept here so that module can
+ * call runGemm for its reference without an import circle.
+ */
+export function setTensorCoreGemm(runner: PlainGemm | null): void {
+  tensorCoreGemm = runner;
+}
+
+/** The tensor-core GEMM while it serves f16 GEMMs (its self-check passed), else null. */
+export function tensorCoreRunner(): PlainGemm | null {
+  return tensorCoreGemm;
 }
 
 /** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();
-  if (spec.mode === 'matmul' && spec.transB && spec.M >= 64 && spec.K > 0 && gemmVariant(spec.N, spec.M).body === 'regs') {
+  if (tensorCoreGemm && spec.precision === 'f16' && spec.mode === 'matmul' && !spec.transA && !spec.bias && spec.splits === undefined && spec.M > 0 && spec.N > 0 && spec.K > 0) {
+    if (!spec.transB) return tensorCoreGemm(spec.a, spec.b, spec.out, spec.M, spec.N, spec.K);
+    const bt = g.pool.acquire(spec.N * spec.K * 2);
+    transpose(spec.b, spec.N, spec.K, bt, 1, 'f16');
+    tensorCoreGemm(spec.a, bt, spec.out, spec.M, spec.N, spec.K);
+    g.pool.release(bt);
+    return;
+  }
+  const v = gemmVariant(spec.mode, spec.M, spec.N, spec.K);
+  if (spec.mode === 'matmul' && spec.transB && spec.M >= 64 && spec.K > 0 && v.body === 'regs') {
     // On lavapipe, reading Bᵀ per invocation ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core);
     // transposing B first costs ~25 ns per element of B, which M >= 64 rows amortise.
-    const bt = g.pool.acquire(spec.N * spec.K * 4);
-    transpose(spec.b, spec.N, spec.K, bt);
+    const bt = g.pool.acquire(spec.N * spec.K * elementBytes(spec.precision));
+    transpose(spec.b, spec.N, spec.K, bt, 1, spec.precision);
     runGemm({ ...spec, transB: false, b: bt });
     g.pool.release(bt);
     return;
   }
   const { M, N, K } = spec;
-  const v = gemmVariant(N, M);
   if (M === 0 || N === 0) return;
   const hasBias = !!spec.bias;
   const vecB = N % 4 === 0 && !(spec.mode === 'matmul' && spec.transB);
@@ -168,6 +156,7 @@ export function runGemm(spec: GemmSpec): void {
     params: geometry,
     bindings: { A: spec.a, B: spec.b, bias: dummyBias, C: partial ?? spec.out },
     defines,
+    precision: spec.precision ?? 'f32',
     workgroups: [gx, gy, tilesN * splits],
   });
   if (partial) {
@@ -182,8 +171,8 @@ export function runGemm(spec: GemmSpec): void {
 }
 
 /** out[b, cols, rows] = src[b, rows, cols]ᵀ for each of `batches` row-major matrices. */
-export function transpose(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer, batches = 1): void {
-  dispatchKernel(gemm.transpose2d, { params: { rows, cols, batches }, bindings: { src, dst: out }, workgroups: grid(Math.ceil((batches * rows * cols) / 256)) });
+export function transpose(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer, batches = 1, precision: Precision = 'f32'): void {
+  dispatchKernel(gemm.transpose2d, { params: { rows, cols, batches }, bindings: { src, dst: out }, precision, workgroups: grid(Math.ceil((batches * rows * cols) / 256)) });
 }
 
 /** Column sums of a row-major [rows, cols] buffer into out[cols] (bias gradients), in a fixed order. */
@@ -205,7 +194,10 @@ export interface MatmulOptions {
   transB?: boolean;
 }
 
-/** C = op(A)·op(B) for 2-D f32 tensors; op transposes when transA/transB is set. Differentiable in both. */
+/**
+ * C = op(A)·op(B) for 2-D f32 tensors; op transposes when transA/transB is set. Differentiable in both.
+ * Under the f16 working precision (src/ops/precision.ts) the GEMM reads f16 copies and accumulates in f32.
+ */
 export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions = {}): Tensor<'f32'> {
   expectMatrix(a, 'matmul', 'A');
   expectMatrix(b, 'matmul', 'B');
@@ -221,7 +213,7 @@ export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions =
   }
   const out = Tensor.empty([M, N], 'f32');
   if (Ka === 0) fillZero(out);
-  else runGemm({ mode: 'matmul', M, N, K: Ka, transA, transB, a: a.buffer, b: b.buffer, out: out.buffer });
+  else inWorkingPrecision([a, b], ([ab, bb], precision) => runGemm({ mode: 'matmul', M, N, K: Ka, transA, transB, a: ab, b: bb, out: out.buffer, precision }));
   return record(out, 'matmul', [a, b], (g) => {
     // C = op(A)·op(B): dop(A) = G·op(B)ᵀ, dop(B) = op(A)ᵀ·G, transposed back where op transposes.
     let da: Tensor<'f32'> | null = null;
@@ -248,7 +240,9 @@ export function linear(x: Tensor<'f32'>, weight: Tensor<'f32'>, bias: Tensor<'f3
     fillZero(out);
     if (bias && rows > 0) runGemm({ mode: 'matmul', M: rows, N: outF, K: 0, a: x.buffer, b: weight.buffer, bias: bias.buffer, out: out.buffer });
   } else {
-    runGemm({ mode: 'matmul', M: rows, N: outF, K: inF, transB: true, a: x.buffer, b: weight.buffer, bias: bias?.buffer ?? null, out: out.buffer });
+    inWorkingPrecision([x, weight], ([xb, wb], precision) =>
+      runGemm({ mode: 'matmul', M: rows, N: outF, K: inF, transB: true, a: xb, b: wb, bias: bias?.buffer ?? null, out: out.buffer, precision }),
+    );
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return record(out, 'linear', inputs, (g) => {

@@ -10,6 +10,7 @@ import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { Rng } from '../util/rng.ts';
 import { GpuAugmenter } from '../data/augment.ts';
 import { imageId, type ImageDataset } from '../data/dataset.ts';
+import type { ImageSource } from '../data/source.ts';
 import { loadDataset } from '../data/registry.ts';
 import { augmentConfig, loadTrainingData } from '../data/training-data.ts';
 import { buildModel } from '../odc/build.ts';
@@ -25,7 +26,7 @@ import { centroidSimilarities, clusterCentroids, nearestCentroids, ranksInCluste
 export type ClusterLayer = 'neck' | 'backbone';
 
 /** Unit-row features of every image of `ds` from the trained network's `layer`, in eval mode. */
-export async function layerFeatures(model: OdcModel, ds: ImageDataset, config: TrainConfig, layer: ClusterLayer): Promise<Float32Array> {
+export async function layerFeatures(model: OdcModel, ds: ImageDataset | ImageSource, config: TrainConfig, layer: ClusterLayer): Promise<Float32Array> {
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
   try {
     const neck = layer === 'neck';
@@ -46,7 +47,7 @@ export async function layerFeatures(model: OdcModel, ds: ImageDataset, config: T
  * on backbone features of `dataset`; null when neither exists yet (DeepCluster before its first epoch).
  */
 export async function clusterSpaceOf(
-  state: { memory: OdcMemory | null; pseudoLabels: Uint32Array | null; model: OdcModel; config: TrainConfig; dataset: ImageDataset },
+  state: { memory: OdcMemory | null; pseudoLabels: Uint32Array | null; model: OdcModel; config: TrainConfig; dataset: ImageDataset | ImageSource },
 ): Promise<{ space: ClusterSpace; layer: ClusterLayer } | null> {
   const { memory, pseudoLabels, model, config, dataset } = state;
   if (memory) {
@@ -62,7 +63,7 @@ export async function clusterSpaceOf(
 export interface OpenedRun {
   ckpt: LoadedCheckpoint;
   config: TrainConfig;
-  dataset: ImageDataset;
+  dataset: ImageSource;
   model: OdcModel;
   clusters: { space: ClusterSpace; layer: ClusterLayer } | null;
   dispose(): void;

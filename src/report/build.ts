@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Buffer } from 'node:buffer';
 import { basename, join, resolve } from 'node:path';
 import { encodePng } from '../data/png.ts';
-import { imageBytes, imageId, type ImageDataset } from '../data/dataset.ts';
+import { imageId, type ImageDataset } from '../data/dataset.ts';
+import { asSource, readImages, type ImageSource } from '../data/source.ts';
 import type { TrainConfig } from '../odc/config.ts';
 import type { EvalRow } from '../eval/report.ts';
 import { labelHistogram } from '../metrics/metrics.ts';
@@ -104,10 +105,9 @@ export function shrinkBox(pixels: Uint8Array, height: number, width: number, cha
 }
 
 /** Image i of ds as a PNG data URI, shrunk by a whole factor to GALLERY_PIXELS or fewer per side. */
-export function imageDataUri(ds: ImageDataset, i: number): string {
-  const per = imageBytes(ds);
+export function imageDataUri(ds: ImageDataset | ImageSource, i: number): string {
   const factor = Math.ceil(Math.max(ds.width, ds.height) / GALLERY_PIXELS);
-  const img = shrinkBox(ds.images.subarray(i * per, (i + 1) * per), ds.height, ds.width, ds.channels, factor);
+  const img = shrinkBox(readImages(asSource(ds), [i]), ds.height, ds.width, ds.channels, factor);
   const png = encodePng(img.width, img.height, img.data, { colorType: ds.channels === 1 ? 0 : 2 });
   return `data:image/png;base64,${Buffer.from(png).toString('base64')}`;
 }
@@ -116,7 +116,7 @@ export function imageDataUri(ds: ImageDataset, i: number): string {
  * The galleries: for the clusters `galleryClusters` picks, the `perCluster` members nearest the centroid,
  * with size, and majority class and purity when `ds` has labels.
  */
-export function buildGalleries(space: ClusterSpace, ds: ImageDataset, opts: ReportOptions = {}): Gallery[] {
+export function buildGalleries(space: ClusterSpace, ds: ImageDataset | ImageSource, opts: ReportOptions = {}): Gallery[] {
   const perCluster = opts.perCluster ?? 12;
   const sizes = labelHistogram(space.labels, space.k);
   const similarity = centroidSimilarities(space, clusterCentroids(space));
@@ -134,7 +134,7 @@ export function buildGalleries(space: ClusterSpace, ds: ImageDataset, opts: Repo
  * The report data of the run in `runDir`. `clusters` (the cluster space and the training images) adds the
  * galleries and, with labels, the heat map; without it (a compared run) the report has the log's curves only.
  */
-export function buildRunReport(runDir: string, clusters: { space: ClusterSpace; dataset: ImageDataset } | null, opts: ReportOptions = {}): RunReport {
+export function buildRunReport(runDir: string, clusters: { space: ClusterSpace; dataset: ImageDataset | ImageSource } | null, opts: ReportOptions = {}): RunReport {
   const log = readRunLog(runDir);
   const config = readConfig(runDir);
   const mode = config?.mode ?? 'odc';

@@ -5,8 +5,14 @@
 import { gpu } from '../gpu/device.ts';
 import { trackTensor } from './scope.ts';
 
-export type DType = 'f32' | 'i32' | 'u32';
-export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
+/** f16 tensors are the working-precision copies of `--precision f16` (made on the GPU; read back as raw bits). */
+export type DType = 'f32' | 'i32' | 'u32' | 'f16';
+export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : D extends 'f16' ? Uint16Array : Uint32Array;
+
+/** Bytes per element of a dtype. */
+export function dtypeBytes(dtype: DType): number {
+  return dtype === 'f16' ? 2 : 4;
+}
 export type Shape = readonly number[];
 
 /**
@@ -68,7 +74,7 @@ export class Tensor<D extends DType = DType> {
   /** An uninitialised tensor (kernels write every element before anyone reads it). */
   static empty<D extends DType = 'f32'>(shape: Shape, dtype: D = 'f32' as D): Tensor<D> {
     checkShape(shape);
-    const bytes = sizeOf(shape) * 4;
+    const bytes = sizeOf(shape) * dtypeBytes(dtype);
     gpu().checkBindingSize(bytes, `A tensor of shape ${fmtShape(shape)}`);
     return new Tensor(shape.slice(), dtype, new Storage(gpu().pool.acquire(bytes)));
   }
@@ -79,6 +85,7 @@ export class Tensor<D extends DType = DType> {
     if (data.length !== sizeOf(shape)) {
       throw new RangeError(`Tensor.from: ${data.length} values do not fill shape ${fmtShape(shape)} (${sizeOf(shape)} elements)`);
     }
+    if (dtype === 'f16') throw new TypeError('Tensor.from: f16 tensors are made on the GPU from f32 ones (toWorkingPrecision)');
     const t = Tensor.empty(shape, dtype);
     const Ctor = dtype === 'f32' ? Float32Array : dtype === 'i32' ? Int32Array : Uint32Array;
     const host = data instanceof Ctor ? data : Ctor.from(data);
@@ -125,8 +132,15 @@ export class Tensor<D extends DType = DType> {
 
   /** Copies the values to the host (waits for the GPU). */
   async data(): Promise<TypedArrayFor<D>> {
-    const bytes = await gpu().read(this.buffer, this.size * 4);
-    const out = this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
+    const bytes = await gpu().read(this.buffer, Math.ceil((this.size * dtypeBytes(this.dtype)) / 4) * 4);
+    const out =
+      this.dtype === 'f32'
+        ? new Float32Array(bytes)
+        : this.dtype === 'i32'
+          ? new Int32Array(bytes)
+          : this.dtype === 'f16'
+            ? new Uint16Array(bytes, 0, this.size)
+            : new Uint32Array(bytes);
     return out as TypedArrayFor<D>;
   }
 

@@ -1,0 +1,319 @@
+/**
+ * The stages of bench/gpu.sh, one per process call, each writing <out>/<stage>.json as it ends:
+ *   check    every GEMM and nearest-centroid variant against the float64 reference on odd shapes
+ *   tune     the autotuner on this adapter (its table cached in $ODC_CACHE_DIR for the later stages)
+ *   gemm     f32 GEMM n^3, tuned variant and the fixed default (PyTorch's torch.mm rows come from bench/torch_baseline.py)
+ *   steps    the ODC training step (src/odc/step.ts): resnet18 CIFAR b512, resnet50 224^2 b256
+ *   memory   the ODC memory ops (bench/odc.ts) at ImageNet scale: N 1,281,167, D 256, K 10,000
+ *   dry-data 600 MNIST digits (every class) as IDX files in <out>/dry-data (the dry run's quality stage: its evaluation stays small)
+ *   table    one table of every stage's rows (and PyTorch's, quality's) -> <out>/table.md
+ * --dry-run: lavapipe-sized shapes, so the whole script runs on a CPU in a minute or two.
+ *   bun bench/gpu-stages.ts STAGE --out DIR [--dry-run]
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gpu, initGpu, closeGpu, type Gpu } from '../src/gpu/device.ts';
+import { tuneAll, saveCachedTable, adapterKey, tuneMode, applyTuneMode } from '../src/gpu/tuner.ts';
+import { usedVariants, resetUsedVariants } from '../src/gpu/variants.ts';
+import { GEMM_VARIANTS, gemmChoice, gemmUnsupported, gemmDefault } from '../src/ops/gemm-variants.ts';
+import { matmul } from '../src/ops/matmul.ts';
+import { conv2d } from '../src/ops/conv.ts';
+import { backward } from '../src/tensor/autograd.ts';
+import { tidy } from '../src/tensor/scope.ts';
+import { Tensor } from '../src/tensor/tensor.ts';
+import { nearest, nearestChoice } from '../src/ops/clustering.ts';
+import { tuneCases } from '../src/odc/tuning.ts';
+import { refMatmul } from '../src/ref/matmul.ts';
+import { refConv2d, refConv2dBackward } from '../src/ref/conv.ts';
+import { refMap, type RefArray } from '../src/ref/array.ts';
+import { Rng } from '../src/util/rng.ts';
+import { loadDataset } from '../src/data/registry.ts';
+import { timeGpu, type BenchRow } from './common.ts';
+import { prepareStep, convnetCase, type Case } from './train-step.ts';
+import { run as runMemory } from './odc.ts';
+
+const U = 2 ** -24;
+
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const stage = process.argv[2] ?? '';
+const out = flag('--out') ?? 'bench/out/gpu';
+const dry = process.argv.includes('--dry-run');
+
+/** What a stage writes to <out>/<stage>.json (besides the adapter and whether it was a dry run). */
+interface StageData {
+  stage: string;
+  rows: BenchRow[];
+  [extra: string]: unknown;
+}
+
+function write(result: StageData, g: Gpu): void {
+  mkdirSync(out, { recursive: true });
+  const full = { adapter: adapterKey(g), dryRun: dry, ...result };
+  writeFileSync(join(out, `${result.stage}.json`), JSON.stringify(full, null, 2) + '\n');
+  for (const r of result.rows) console.log(`${result.stage}: ${r.name}: ${r.ms.toFixed(3)} ms${r.value === undefined ? '' : `, ${r.value.toFixed(2)} ${r.unit ?? ''}`}${r.note ? ` (${r.note})` : ''}`);
+}
+
+/** A seeded f32 tensor and its exact float64 copy (values rounded to f32 first). */
+function pair(rng: Rng, shape: number[]): { ref: RefArray; gpu: Tensor<'f32'> } {
+  const f = new Float32Array(shape.reduce((a, b) => a * b, 1)).map(() => rng.range(-1, 1));
+  return { ref: { shape, data: Float64Array.from(f) }, gpu: Tensor.from(f, shape) };
+}
+
+/** The largest error over the f32 bound (k + 4) u sum|a b| (<= 1 passes). */
+function boundRatio(actual: ArrayLike<number>, exact: RefArray, absSum: RefArray, k: number): number {
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i] - exact.data[i]) / ((k + 4) * U * absSum.data[i] + 1e-30));
+  return worst;
+}
+
+const abs = (a: RefArray): RefArray => refMap(a, Math.abs);
+
+/** Every variant that runs here, forced, on matmul (4 transposes) and a stride-2 conv (fwd, dgrad, wgrad); nearest variants against a host argmax. */
+async function check(g: Gpu): Promise<void> {
+  const rng = new Rng(5);
+  const [M, N, K] = dry ? [67, 45, 37] : [300, 260, 270];
+  const conv = dry ? { batch: 2, hw: 9, cin: 5, cout: 8 } : { batch: 4, hw: 17, cin: 24, cout: 32 };
+  const rows: BenchRow[] = [];
+  const results: Array<{ variant: string; ok: boolean; worst?: number; skipped?: string }> = [];
+  for (const [name, v] of GEMM_VARIANTS) {
+    const reason = gemmUnsupported(v, g);
+    if (reason !== null) {
+      results.push({ variant: name, ok: true, skipped: reason });
+      continue;
+    }
+    gemmChoice.force(v);
+    let worst = 0;
+    const t0 = performance.now();
+    for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const a = pair(rng, tA ? [K, M] : [M, K]);
+      const b = pair(rng, tB ? [N, K] : [K, N]);
+      const c = tidy(() => matmul(a.gpu, b.gpu, { transA: tA, transB: tB }));
+      worst = Math.max(worst, boundRatio(await c.data(), refMatmul(a.ref, b.ref, tA, tB), refMatmul(abs(a.ref), abs(b.ref), tA, tB), K));
+      for (const t of [a.gpu, b.gpu, c]) t.dispose();
+    }
+    const opts = { stride: 2, padding: 1 };
+    const x = pair(rng, [conv.batch, conv.hw, conv.hw, conv.cin]);
+    const w = pair(rng, [3, 3, conv.cin, conv.cout]);
+    const y0 = refConv2d(x.ref, w.ref, opts);
+    const dy = pair(rng, y0.shape);
+    x.gpu.requiresGrad = true;
+    w.gpu.requiresGrad = true;
+    const y = tidy(() => {
+      const o = conv2d(x.gpu, w.gpu, opts);
+      backward(o, dy.gpu);
+      return o;
+    });
+    const exp = refConv2dBackward(dy.ref, x.ref, w.ref, opts);
+    const bound = refConv2dBackward(abs(dy.ref), abs(x.ref), abs(w.ref), opts);
+    worst = Math.max(worst, boundRatio(await y.data(), y0, refConv2d(abs(x.ref), abs(w.ref), opts), 9 * conv.cin));
+    worst = Math.max(worst, boundRatio(await x.gpu.grad!.data(), exp.dx, bound.dx, 9 * conv.cout));
+    worst = Math.max(worst, boundRatio(await w.gpu.grad!.data(), exp.dw, bound.dw, y0.shape[0] * y0.shape[1] * y0.shape[2]));
+    for (const t of [x.gpu, w.gpu, dy.gpu, y, x.gpu.grad!, w.gpu.grad!]) t.dispose();
+    results.push({ variant: name, ok: worst <= 1, worst });
+    rows.push({ name: `check gemm ${name}`, ms: performance.now() - t0, note: `${worst <= 1 ? 'ok' : 'FAILED'}: worst error ${worst.toFixed(3)} of the f32 bound` });
+  }
+  gemmChoice.force(null);
+  const [n, d, k] = dry ? [100, 16, 37] : [2000, 256, 1000];
+  const x = new Float32Array(n * d).map(() => rng.normal());
+  const c = new Float32Array(k * d).map(() => rng.normal());
+  for (const body of ['regs', 'tiled'] as const) {
+    nearestChoice.force({ body });
+    const xt = Tensor.from(x, [n, d]);
+    const ct = Tensor.from(c, [k, d]);
+    const labels = Tensor.empty([n], 'u32');
+    const scores = Tensor.empty([n], 'f32');
+    nearest({ x: xt, n, d, centroids: ct, k, labels, scores });
+    const got = await scores.data();
+    let worst = 0;
+    for (let i = 0; i < n; i++) {
+      // The GPU's best score is within the f32 bound of the exact best (each score is, so the max is).
+      let best = -Infinity;
+      let absMax = 0;
+      for (let j = 0; j < k; j++) {
+        let s = 0;
+        let sAbs = 0;
+        for (let q = 0; q < d; q++) {
+          s += x[i * d + q] * c[j * d + q];
+          sAbs += Math.abs(x[i * d + q] * c[j * d + q]);
+        }
+        best = Math.max(best, s);
+        absMax = Math.max(absMax, sAbs);
+      }
+      worst = Math.max(worst, Math.abs(got[i] - best) / ((d + 4) * U * absMax + 1e-30));
+    }
+    results.push({ variant: `nearest ${body}`, ok: worst <= 1, worst });
+    rows.push({ name: `check nearest ${body}`, ms: 0, note: `${worst <= 1 ? 'ok' : 'FAILED'}: best score within ${worst.toFixed(3)} of its bound` });
+    for (const t of [xt, ct, labels, scores]) t.dispose();
+  }
+  nearestChoice.force(null);
+  const failed = results.filter((r) => !r.ok).map((r) => r.variant);
+  write({ stage: 'check', rows, results, failed }, g);
+  if (failed.length > 0) {
+    console.log(`check: FAILED variants: ${failed.join(', ')}`);
+    process.exitCode = 1;
+  }
+}
+
+async function tune(g: Gpu): Promise<void> {
+  const cases = tuneCases(g, dry ? 'smoke' : 'full');
+  try {
+    const t0 = performance.now();
+    const { table, reports } = await tuneAll(g, cases, dry ? 2 : 5);
+    const file = saveCachedTable(g, table, reports);
+    const rows = reports.map((r) => ({ name: `tune ${r.key}`, ms: r.medians[r.choice] ?? 0, note: `${r.choice}: ${r.reason}` }));
+    write({ stage: 'tune', rows, table, reports, cache: file, seconds: (performance.now() - t0) / 1000 }, g);
+  } finally {
+    for (const c of cases) c.dispose();
+  }
+}
+
+/** Median GPU milliseconds of `record` (timestamp queries where offered, else wall clock around a sync). */
+async function gpuMedianMs(g: Gpu, record: () => void, repeats: number): Promise<number> {
+  if (!g.features.timestampQuery) return timeGpu('task', record, { iterations: repeats });
+  const times: number[] = [];
+  for (let r = 0; r < repeats; r++) times.push((await g.profile(record)).reduce((s, k) => s + k.ms, 0));
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1];
+}
+
+async function gemm(g: Gpu): Promise<void> {
+  console.log(await applyTuneMode(g, tuneMode(g), () => []));
+  const sizes = dry ? [64, 128, 256] : [1024, 2048, 4096, 8192];
+  const rows: BenchRow[] = [];
+  for (const n of sizes) {
+    const a = Tensor.from(new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5), [n, n]);
+    const b = Tensor.from(new Float32Array(n * n).map((_, i) => ((i * 104729) % 1000) / 1000 - 0.5), [n, n]);
+    const flops = 2 * n ** 3;
+    const record = (): void => matmul(a, b).dispose();
+    record(); // compile
+    resetUsedVariants();
+    const tunedMs = await gpuMedianMs(g, record, dry ? 3 : 7);
+    const used = Object.values(usedVariants())[0] ?? '?';
+    rows.push({ name: `gemm f32 ${n}^3 tuned`, ms: tunedMs, value: flops / tunedMs / 1e9, unit: 'TFLOP/s', note: used });
+    const fallback = gemmDefault(g, n, n);
+    gemmChoice.force(fallback);
+    record();
+    const defaultMs = await gpuMedianMs(g, record, dry ? 3 : 7);
+    gemmChoice.force(null);
+    rows.push({ name: `gemm f32 ${n}^3 default`, ms: defaultMs, value: flops / defaultMs / 1e9, unit: 'TFLOP/s', note: fallback });
+    a.dispose();
+    b.dispose();
+  }
+  write({ stage: 'gemm', rows }, g);
+}
+
+async function steps(g: Gpu): Promise<void> {
+  console.log(await applyTuneMode(g, tuneMode(g), () => []));
+  const cases: Case[] = dry
+    ? [{ ...convnetCase(16), n: 256 }]
+    : [
+        { name: 'ODC step resnet18 cifar 32x32 b512', preset: 'cifar', size: 32, channels: 3, batch: 512, k: 1000, n: 50000 },
+        { name: 'ODC step resnet50 224x224 b256', preset: 'imagenet', size: 224, channels: 3, batch: 256, k: 10000, n: 20000 },
+      ];
+  const rows: BenchRow[] = [];
+  for (const c of cases) {
+    const { step, dispose } = await prepareStep(c);
+    try {
+      await step(); // compile
+      const ms = await timeGpu(c.name, step, { iterations: dry ? 2 : 5 });
+      rows.push({ name: c.name, ms, value: (c.batch * 1000) / ms, unit: 'img/s', note: 'f32' });
+    } finally {
+      dispose();
+    }
+  }
+  write({ stage: 'steps', rows }, g);
+}
+
+async function memory(g: Gpu): Promise<void> {
+  console.log(await applyTuneMode(g, tuneMode(g), () => []));
+  const size = dry ? { n: 4096, d: 32, k: 64, batch: 128, minCluster: 4 } : undefined;
+  write({ stage: 'memory', rows: await runMemory({ quick: false }, size) }, g);
+}
+
+function readJson(file: string): Record<string, unknown> | null {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+/** One table: ours beside PyTorch's where bench/torch_baseline.py wrote a matching row, then quality. */
+function table(): void {
+  const lines = ['| stage | measurement | ours | PyTorch | note |', '|---|---|---:|---:|---|'];
+  const torch = new Map<string, BenchRow>();
+  for (const f of existsSync(out) ? readdirSync(out) : []) {
+    if (!f.startsWith('torch-') || !f.endsWith('.json')) continue;
+    for (const r of ((readJson(join(out, f))?.rows as BenchRow[] | undefined) ?? [])) torch.set(r.name, r);
+  }
+  const fmt = (r: BenchRow | undefined): string => (r ? `${r.ms.toFixed(3)} ms${r.value !== undefined ? `, ${r.value.toFixed(2)} ${r.unit ?? ''}` : ''}` : '');
+  for (const s of ['check', 'tune', 'gemm', 'steps', 'memory']) {
+    const j = readJson(join(out, `${s}.json`));
+    if (!j) {
+      lines.push(`| ${s} | (not run: see stages.log) | | | |`);
+      continue;
+    }
+    for (const r of (j.rows as BenchRow[]) ?? []) {
+      const key = r.name.replace(/ (tuned|default)$/, '');
+      const theirs = torch.get(key) ?? torch.get(`${key} tf32 off`);
+      const tf32 = torch.get(`${key} tf32 on`);
+      const pct = theirs?.value && r.value ? ` (${((r.value / theirs.value) * 100).toFixed(0)}%)` : '';
+      lines.push(`| ${s} | ${r.name} | ${fmt(r)}${pct} | ${fmt(theirs)}${tf32 ? `; tf32 ${fmt(tf32)}` : ''} | ${r.note ?? ''} |`);
+    }
+  }
+  for (const f of (existsSync(out) ? readdirSync(out) : []).filter((f) => /^quality-.*\.json$/.test(f)).sort()) {
+    type Quality = { seed?: number; epochs?: number; memoryNmi?: number | null; skipped?: string; eval?: { rows?: Array<{ name: string; values: Record<string, number> }> } | null };
+    const q = readJson(join(out, f)) as Quality | null;
+    const values = q?.eval?.rows?.[0]?.values ?? {};
+    const metrics = Object.entries(values)
+      .map(([k, v]) => `${k} ${k.includes('NMI') || k.includes('ARI') ? v.toFixed(3) : `${(100 * v).toFixed(1)}%`}`)
+      .join(', ');
+    lines.push(`| quality | --preset mnist seed ${q?.seed ?? '?'}, ${q?.epochs ?? '?'} epochs | ${q?.skipped ?? `memory NMI ${q?.memoryNmi?.toFixed(3) ?? '?'}`} | | ${metrics} |`);
+  }
+  const text = lines.join('\n') + '\n';
+  writeFileSync(join(out, 'table.md'), text);
+  console.log(text);
+}
+
+const STAGES: Record<string, (g: Gpu) => Promise<void>> = { check, tune, gemm, steps, memory };
+
+/** Writes 600 digits spread over the default MNIST source as IDX files and prints the `idx:` spec that loads them. */
+async function dryData(): Promise<void> {
+  const ds = await loadDataset('mnist');
+  const n = 600;
+  const dir = join(out, 'dry-data');
+  mkdirSync(dir, { recursive: true });
+  const header = (magic: number, dims: number[]): Buffer => {
+    const h = Buffer.alloc(4 + 4 * dims.length);
+    h.writeUInt32BE(magic, 0);
+    dims.forEach((d, i) => h.writeUInt32BE(d, 4 + 4 * i));
+    return h;
+  };
+  const pixels = ds.height * ds.width * ds.channels;
+  // Every (n_all / n)-th digit: the package stores the digits grouped by class.
+  const pick = Array.from({ length: n }, (_, i) => Math.floor((i * ds.n) / n));
+  const images = new Uint8Array(n * pixels);
+  pick.forEach((j, i) => images.set(ds.images.subarray(j * pixels, (j + 1) * pixels), i * pixels));
+  const labels = Uint8Array.from(pick, (j) => ds.labels?.[j] ?? 0);
+  writeFileSync(join(dir, 'images.idx'), Buffer.concat([header(0x803, [n, ds.height, ds.width]), images]));
+  writeFileSync(join(dir, 'labels.idx'), Buffer.concat([header(0x801, [n]), labels]));
+  console.log(`idx:${join(dir, 'images.idx')},${join(dir, 'labels.idx')},10`);
+}
+
+if (stage === 'table') {
+  table();
+} else if (stage === 'dry-data') {
+  await dryData();
+} else {
+  const run = STAGES[stage];
+  if (!run) throw new Error(`unknown stage "${stage}" (check, tune, gemm, steps, memory, table)`);
+  const g = await initGpu();
+  console.log(`${stage}: ${adapterKey(gpu())}${dry ? ' (dry run)' : ''}`);
+  await run(g);
+  await closeGpu();
+  process.exit(process.exitCode ?? 0);
+}
