@@ -89,7 +89,7 @@ const DISPATCHES_PER_SUBMIT = 64;
 const NO_ADAPTER_HELP =
   'No WebGPU adapter was found. On a machine with a GPU, install its Vulkan driver (NVIDIA, AMD or Intel). ' +
   'On a CPU-only Debian 12 machine install Mesa lavapipe 25.x from bookworm-backports: ' +
-  '`bash .ci/setup-system.sh` (as root) does it; Debian 12\'s own mesa-vulkan-drivers 22.x does not work with Dawn.';
+  "`bash .ci/setup-system.sh` (as root) does it; Debian 12's own mesa-vulkan-drivers 22.x does not work with Dawn.";
 
 /** Work recorded between `Gpu.hold` and `Gpu.endHold`: its queue operations, in order, not yet run. */
 export class HeldWork {
@@ -154,14 +154,36 @@ const LOSS_SETTLE_MS = 2000;
 
 /** Limits read into the snapshot even where the runtime's limits object does not enumerate its fields. */
 const LIMIT_NAMES = [
-  'maxTextureDimension1D', 'maxTextureDimension2D', 'maxTextureDimension3D', 'maxTextureArrayLayers', 'maxBindGroups',
-  'maxBindGroupsPlusVertexBuffers', 'maxBindingsPerBindGroup', 'maxDynamicUniformBuffersPerPipelineLayout',
-  'maxDynamicStorageBuffersPerPipelineLayout', 'maxSampledTexturesPerShaderStage', 'maxSamplersPerShaderStage',
-  'maxStorageBuffersPerShaderStage', 'maxStorageTexturesPerShaderStage', 'maxUniformBuffersPerShaderStage',
-  'maxUniformBufferBindingSize', 'maxStorageBufferBindingSize', 'minUniformBufferOffsetAlignment',
-  'minStorageBufferOffsetAlignment', 'maxVertexBuffers', 'maxBufferSize', 'maxVertexAttributes', 'maxVertexBufferArrayStride',
-  'maxInterStageShaderVariables', 'maxColorAttachments', 'maxColorAttachmentBytesPerSample', 'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupSizeY', 'maxComputeWorkgroupSizeZ',
+  'maxTextureDimension1D',
+  'maxTextureDimension2D',
+  'maxTextureDimension3D',
+  'maxTextureArrayLayers',
+  'maxBindGroups',
+  'maxBindGroupsPlusVertexBuffers',
+  'maxBindingsPerBindGroup',
+  'maxDynamicUniformBuffersPerPipelineLayout',
+  'maxDynamicStorageBuffersPerPipelineLayout',
+  'maxSampledTexturesPerShaderStage',
+  'maxSamplersPerShaderStage',
+  'maxStorageBuffersPerShaderStage',
+  'maxStorageTexturesPerShaderStage',
+  'maxUniformBuffersPerShaderStage',
+  'maxUniformBufferBindingSize',
+  'maxStorageBufferBindingSize',
+  'minUniformBufferOffsetAlignment',
+  'minStorageBufferOffsetAlignment',
+  'maxVertexBuffers',
+  'maxBufferSize',
+  'maxVertexAttributes',
+  'maxVertexBufferArrayStride',
+  'maxInterStageShaderVariables',
+  'maxColorAttachments',
+  'maxColorAttachmentBytesPerSample',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
   'maxComputeWorkgroupsPerDimension',
 ] as const satisfies ReadonlyArray<keyof GPUSupportedLimits>;
 
@@ -180,7 +202,15 @@ const DEFAULT_LIMITS = {
 export class Gpu {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
-  readonly stats: GpuStats = { dispatches: 0, submits: 0, reads: 0, lateReads: 0, bindGroups: 0, buffersCreated: 0, uniformBytes: 0 };
+  readonly stats: GpuStats = {
+    dispatches: 0,
+    submits: 0,
+    reads: 0,
+    lateReads: 0,
+    bindGroups: 0,
+    buffersCreated: 0,
+    uniformBytes: 0,
+  };
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -243,7 +273,10 @@ export class Gpu {
     });
     device.addEventListener('uncapturederror', (event) => {
       const error = (event as GPUUncapturedErrorEvent).error;
-      if (isOutOfMemory(error)) this.allocationFailure ??= new GpuOutOfMemoryError(error.message || 'the device reported an out-of-memory error');
+      if (isOutOfMemory(error))
+        this.allocationFailure ??= new GpuOutOfMemoryError(
+          error.message || 'the device reported an out-of-memory error',
+        );
       else this.firstError ??= error.message;
     });
     this.whenLost = device.lost.then((info) => {
@@ -262,10 +295,18 @@ export class Gpu {
   static async create(): Promise<Gpu> {
     const entry = await findGpu();
     const requestAdapter = () => entry.gpu.requestAdapter({ powerPreference: 'high-performance' });
-    const adapter = await (entry.implementation === 'dawn' ? withNativeStderrSilenced(requestAdapter) : requestAdapter());
+    const adapter = await (entry.implementation === 'dawn'
+      ? withNativeStderrSilenced(requestAdapter)
+      : requestAdapter());
     if (!adapter) throw new Error(NO_ADAPTER_HELP);
     // Subgroup matrices (tensor cores) are requested with what they need: subgroups and a pinned subgroup size.
-    const wanted = ['shader-f16', 'subgroups', 'timestamp-query', 'subgroup-size-control', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[];
+    const wanted = [
+      'shader-f16',
+      'subgroups',
+      'timestamp-query',
+      'subgroup-size-control',
+      'chromium-experimental-subgroup-matrix',
+    ] as GPUFeatureName[];
     const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
     const requiredLimits: Record<string, number> = {};
     for (const [name, fallback] of Object.entries(DEFAULT_LIMITS)) {
@@ -274,18 +315,33 @@ export class Gpu {
     }
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
     const info = adapter.info;
-    const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unknown adapter';
+    const name =
+      [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') ||
+      'unknown adapter';
     const has = (f: string): boolean => (requiredFeatures as string[]).includes(f);
     const extra = (info ?? {}) as { subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[] };
-    return new Gpu(device, name, entry.implementation, entry.runtime, {
-      f16: has('shader-f16'),
-      subgroups: has('subgroups'),
-      timestampQuery: has('timestamp-query'),
-      subgroupSizeControl: has('subgroup-size-control'),
-      subgroupMatrixConfigs: has('chromium-experimental-subgroup-matrix')
-        ? (extra.subgroupMatrixConfigs ?? []).map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K }))
-        : [],
-    }, subgroupSizesOf(info));
+    return new Gpu(
+      device,
+      name,
+      entry.implementation,
+      entry.runtime,
+      {
+        f16: has('shader-f16'),
+        subgroups: has('subgroups'),
+        timestampQuery: has('timestamp-query'),
+        subgroupSizeControl: has('subgroup-size-control'),
+        subgroupMatrixConfigs: has('chromium-experimental-subgroup-matrix')
+          ? (extra.subgroupMatrixConfigs ?? []).map((c) => ({
+              componentType: c.componentType,
+              resultComponentType: c.resultComponentType,
+              M: c.M,
+              N: c.N,
+              K: c.K,
+            }))
+          : [],
+      },
+      subgroupSizesOf(info),
+    );
   }
 
   /**
@@ -332,9 +388,13 @@ export class Gpu {
   checkBindingSize(bytes: number, what: string): void {
     const { maxStorageBufferBindingSize, maxBufferSize } = this.limits;
     const [limit, name] =
-      maxBufferSize < maxStorageBufferBindingSize ? [maxBufferSize, 'maxBufferSize'] : [maxStorageBufferBindingSize, 'maxStorageBufferBindingSize'];
+      maxBufferSize < maxStorageBufferBindingSize
+        ? [maxBufferSize, 'maxBufferSize']
+        : [maxStorageBufferBindingSize, 'maxStorageBufferBindingSize'];
     if (bytes > limit) {
-      throw new GpuOutOfMemoryError(`${what} needs ${mib(bytes)} in one buffer, over the ${mib(limit)} this adapter allows (${name})`);
+      throw new GpuOutOfMemoryError(
+        `${what} needs ${mib(bytes)} in one buffer, over the ${mib(limit)} this adapter allows (${name})`,
+      );
     }
   }
 
@@ -349,7 +409,10 @@ export class Gpu {
     } catch (err) {
       if (!(err instanceof GpuDeviceLostError)) {
         let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([this.whenLost, new Promise((resolve) => (timer = setTimeout(resolve, LOSS_SETTLE_MS)))]).catch(() => {});
+        await Promise.race([
+          this.whenLost,
+          new Promise((resolve) => (timer = setTimeout(resolve, LOSS_SETTLE_MS))),
+        ]).catch(() => {});
         clearTimeout(timer);
         this.checkHealthy();
       }
@@ -391,7 +454,10 @@ export class Gpu {
     if (!this.uniformBuffer) {
       this.uniformBuffer =
         this.freeUniformBuffers.pop() ??
-        this.createCounted({ size: this.uniformStaging.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+        this.createCounted({
+          size: this.uniformStaging.byteLength,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        });
     }
     return this.uniformSlots * UNIFORM_SLOT_WORDS;
   }
@@ -419,7 +485,12 @@ export class Gpu {
    * The uniform block's offset is dynamic, so it is not part of the key. The cache is a trie of maps keyed by
    * the objects themselves (no key strings); it starts afresh when it grows past MAX_CACHED_BIND_GROUPS.
    */
-  private bindGroupFor(pipeline: GPUComputePipeline, uniforms: GPUBuffer | null, buffers: readonly GPUBuffer[], count: number): GPUBindGroup {
+  private bindGroupFor(
+    pipeline: GPUComputePipeline,
+    uniforms: GPUBuffer | null,
+    buffers: readonly GPUBuffer[],
+    count: number,
+  ): GPUBindGroup {
     let node = this.bindGroups.get(pipeline);
     if (!node) this.bindGroups.set(pipeline, (node = new BindGroupNode()));
     if (uniforms) node = node.child(uniforms);
@@ -449,7 +520,8 @@ export class Gpu {
     const access = bindings.map((b) => b.access);
     if (this.collecting) {
       const [x, y = 1, z = 1] = args.workgroups;
-      if (x !== 0 && y !== 0 && z !== 0) this.collecting.push({ source: args.kernel, layout: { uniforms: args.params !== undefined, access } });
+      if (x !== 0 && y !== 0 && z !== 0)
+        this.collecting.push({ source: args.kernel, layout: { uniforms: args.params !== undefined, access } });
       return;
     }
     const kernel = this.resolve(args.kernel, args.params !== undefined, access);
@@ -460,7 +532,15 @@ export class Gpu {
       words = args.params.byteLength / 4;
     }
     const [x, y, z] = args.workgroups;
-    this.dispatchResolved(kernel, words, bindings.map((b) => b.buffer), bindings.length, x, y, z);
+    this.dispatchResolved(
+      kernel,
+      words,
+      bindings.map((b) => b.buffer),
+      bindings.length,
+      x,
+      y,
+      z,
+    );
   }
 
   /**
@@ -468,16 +548,27 @@ export class Gpu {
    * kernel without a uniform block), storage buffers `buffers[0..count)` at @binding(1), @binding(2), ...
    * The hot path of every dispatch: no allocation once its bind group exists.
    */
-  dispatchResolved(kernel: ResolvedKernel, uniformWords: number, buffers: readonly GPUBuffer[], count: number, x: number, y = 1, z = 1): void {
+  dispatchResolved(
+    kernel: ResolvedKernel,
+    uniformWords: number,
+    buffers: readonly GPUBuffer[],
+    count: number,
+    x: number,
+    y = 1,
+    z = 1,
+  ): void {
     this.checkHealthy();
     if (x === 0 || y === 0 || z === 0) return;
     const maxDim = this.maxWorkgroupsPerDimension;
-    if (x > maxDim || y > maxDim || z > maxDim) throw new RangeError(`${kernel.label}: ${x}x${y}x${z} workgroups exceed ${maxDim} per dimension`);
+    if (x > maxDim || y > maxDim || z > maxDim)
+      throw new RangeError(`${kernel.label}: ${x}x${y}x${z} workgroups exceed ${maxDim} per dimension`);
     if (this.collecting) throw new Error(`${kernel.label}: a resolved launch inside compileAll() (use dispatch)`);
-    if (kernel.uniforms !== uniformWords >= 0) throw new Error(`${kernel.label}: the uniform block is ${kernel.uniforms ? 'missing' : 'not declared'}`);
+    if (kernel.uniforms !== uniformWords >= 0)
+      throw new Error(`${kernel.label}: the uniform block is ${kernel.uniforms ? 'missing' : 'not declared'}`);
     let offset = -1;
     if (uniformWords >= 0) {
-      if (uniformWords > UNIFORM_SLOT_WORDS) throw new RangeError(`${kernel.label}: uniform block over ${UNIFORM_SLOT} bytes`);
+      if (uniformWords > UNIFORM_SLOT_WORDS)
+        throw new RangeError(`${kernel.label}: uniform block over ${UNIFORM_SLOT} bytes`);
       // zero the padding to 16 bytes (at least 16), as WGSL lays the struct out
       const at = this.uniformSlots * UNIFORM_SLOT_WORDS;
       const padded = Math.max(4, (uniformWords + 3) & ~3);
@@ -534,7 +625,11 @@ export class Gpu {
     p.kernels.push(kernel);
     const encoder = this.endPass();
     this.pass = encoder.beginComputePass({
-      timestampWrites: { querySet: p.sets[p.sets.length - 1], beginningOfPassWriteIndex: 2 * pair, endOfPassWriteIndex: 2 * pair + 1 },
+      timestampWrites: {
+        querySet: p.sets[p.sets.length - 1],
+        beginningOfPassWriteIndex: 2 * pair,
+        endOfPassWriteIndex: 2 * pair + 1,
+      },
     });
     return this.pass;
   }
@@ -545,7 +640,8 @@ export class Gpu {
    * it is for finding where a step spends its time (`npx tsx bench/profile-step.ts`).
    */
   async profile(fn: () => void | Promise<void>): Promise<KernelTime[]> {
-    if (!this.features.timestampQuery) throw new Error(`Profiling needs the "timestamp-query" feature, which ${this.adapterName} does not offer.`);
+    if (!this.features.timestampQuery)
+      throw new Error(`Profiling needs the "timestamp-query" feature, which ${this.adapterName} does not offer.`);
     if (this.profiling || this.collecting) throw new Error('profile() cannot nest or run inside compileAll()');
     this.flush();
     const p: { sets: GPUQuerySet[]; kernels: string[] } = { sets: [], kernels: [] };
@@ -561,7 +657,10 @@ export class Gpu {
     const totals = new Map<string, KernelTime>();
     for (let s = 0; s < p.sets.length; s++) {
       const pairs = Math.min(PROFILE_PAIRS_PER_SET, p.kernels.length - s * PROFILE_PAIRS_PER_SET);
-      const resolved = this.device.createBuffer({ size: 16 * pairs, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      const resolved = this.device.createBuffer({
+        size: 16 * pairs,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
       this.endPass().resolveQuerySet(p.sets[s], 0, 2 * pairs, resolved, 0);
       const ns = new BigInt64Array(await this.read(resolved, 16 * pairs));
       resolved.destroy();
@@ -716,7 +815,8 @@ export class Gpu {
    * was (results computed inside are garbage). Each `read` still counts, but returns `answerRead(bytes)` at once.
    */
   async recordOnly<T>(fn: () => Promise<T>, answerRead: (bytes: number) => ArrayBuffer): Promise<T> {
-    if (this.answerRead || this.collecting || this.profiling) throw new Error('recordOnly() cannot nest or run inside compileAll() or profile()');
+    if (this.answerRead || this.collecting || this.profiling)
+      throw new Error('recordOnly() cannot nest or run inside compileAll() or profile()');
     this.flush();
     this.answerRead = answerRead;
     try {
@@ -731,7 +831,8 @@ export class Gpu {
   /** Copies `bytes` bytes from a buffer back to the host, waiting for the GPU to finish everything recorded. */
   async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
     this.checkHealthy();
-    if (this.held) throw new Error('a blocking read while recorded work is held back (Gpu.hold): it would not see that work');
+    if (this.held)
+      throw new Error('a blocking read while recorded work is held back (Gpu.hold): it would not see that work');
     if (this.answerRead) {
       this.flush();
       this.stats.reads++;

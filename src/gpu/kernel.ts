@@ -57,7 +57,11 @@ export interface EntrySpec {
 }
 
 /** A declared entry point of shaders/<family>.wgsl. */
-export interface KernelDecl<P extends ParamsDecl = ParamsDecl, B extends BindingsDecl = BindingsDecl, D extends DefinesDecl = DefinesDecl> {
+export interface KernelDecl<
+  P extends ParamsDecl = ParamsDecl,
+  B extends BindingsDecl = BindingsDecl,
+  D extends DefinesDecl = DefinesDecl,
+> {
   readonly family: string;
   readonly entry: string;
   readonly params: P;
@@ -80,15 +84,29 @@ type ParamsOf<S extends EntrySpec> = S['params'] extends ParamsDecl ? S['params'
 type DefinesOf<S extends EntrySpec> = S['defines'] extends DefinesDecl ? S['defines'] : {};
 
 /** The TypeScript value of a parameter of type T. */
-export type ParamValue<T extends ParamType> = T extends 'bool' ? boolean : T extends readonly string[] ? T[number] : number;
+export type ParamValue<T extends ParamType> = T extends 'bool'
+  ? boolean
+  : T extends readonly string[]
+    ? T[number]
+    : number;
 export type ParamValues<P extends ParamsDecl> = { -readonly [K in keyof P]: ParamValue<P[K]> };
 export type BindingValues<B extends BindingsDecl> = { -readonly [K in keyof B]: GPUBuffer };
 export type DefineValues<D extends DefinesDecl> = {
-  -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : D[K] extends 'wgsl' ? string : D[K] extends readonly string[] ? D[K][number] : number;
+  -readonly [K in keyof D]: D[K] extends 'bool'
+    ? boolean
+    : D[K] extends 'wgsl'
+      ? string
+      : D[K] extends readonly string[]
+        ? D[K][number]
+        : number;
 };
 
 /** True when some binding of B holds the working precision (`float`, `vec4<float>`). */
-type FollowsPrecision<B extends BindingsDecl> = true extends { [K in keyof B]: B[K]['type'] extends 'float' | 'vec4<float>' ? true : false }[keyof B] ? true : false;
+type FollowsPrecision<B extends BindingsDecl> = true extends {
+  [K in keyof B]: B[K]['type'] extends 'float' | 'vec4<float>' ? true : false;
+}[keyof B]
+  ? true
+  : false;
 
 /** The arguments of `dispatchKernel` for a declaration; `params`, `defines` and `precision` only where declared. */
 export type DispatchOf<K extends KernelDecl> = {
@@ -111,14 +129,17 @@ function generateHeader(family: string, entry: string, spec: EntrySpec, precisio
   const params = Object.entries(spec.params ?? {});
   if (params.length > 0) {
     lines.push('struct Params {');
-    for (const [name, type] of params) lines.push(`  ${name}: ${typeof type === 'string' && type !== 'bool' ? type : 'u32'},`);
+    for (const [name, type] of params)
+      lines.push(`  ${name}: ${typeof type === 'string' && type !== 'bool' ? type : 'u32'},`);
     lines.push('}', '@group(0) @binding(0) var<uniform> p: Params;');
     for (const [name, type] of params) {
-      if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
+      if (typeof type !== 'string')
+        type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
     }
   }
   for (const [name, type] of Object.entries(spec.defines ?? {})) {
-    if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
+    if (typeof type !== 'string')
+      type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
   }
   Object.entries(spec.bindings).forEach(([name, b], i) => {
     lines.push(`@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${name}: array<${b.type}>;`);
@@ -136,7 +157,8 @@ function checkSpec(family: string, entry: string, spec: EntrySpec): void {
   // fields of `p`, so only they may repeat the entry's name.
   const moduleNames = [...Object.keys(spec.bindings), ...Object.keys(spec.defines ?? {}), entry];
   const names = [...Object.keys(spec.params ?? {}), ...moduleNames];
-  for (const name of names) if (!IDENT.test(name) || name === 'p') throw new Error(`${where}: "${name}" is not a usable WGSL name`);
+  for (const name of names)
+    if (!IDENT.test(name) || name === 'p') throw new Error(`${where}: "${name}" is not a usable WGSL name`);
   if (new Set(names).size !== names.length - (Object.hasOwn(spec.params ?? {}, entry) ? 1 : 0)) {
     throw new Error(`${where}: a name is declared twice`);
   }
@@ -165,7 +187,12 @@ export function declareKernels<const F extends Readonly<Record<string, EntrySpec
       sample: spec.sample ?? {},
       header: generateHeader(family, entry, spec, followsPrecision(spec) ? 'f32' : null),
       headerF16: followsPrecision(spec) ? generateHeader(family, entry, spec, 'f16') : null,
-      enables: [...new Set([...(Object.values(spec.bindings).some((b) => b.type === 'f16') ? ['f16'] : []), ...(spec.enables ?? [])])],
+      enables: [
+        ...new Set([
+          ...(Object.values(spec.bindings).some((b) => b.type === 'f16') ? ['f16'] : []),
+          ...(spec.enables ?? []),
+        ]),
+      ],
       id: ++declarations,
     };
   }
@@ -216,7 +243,17 @@ function planOf(decl: KernelDecl): DispatchPlan {
   const bindingNames = Object.keys(decl.bindings);
   plan = {
     fieldNames: fields.map(([name]) => name),
-    fieldKinds: fields.map(([, type]) => (type === 'u32' ? FIELD_U32 : type === 'i32' ? FIELD_I32 : type === 'f32' ? FIELD_F32 : type === 'bool' ? FIELD_BOOL : FIELD_ENUM)),
+    fieldKinds: fields.map(([, type]) =>
+      type === 'u32'
+        ? FIELD_U32
+        : type === 'i32'
+          ? FIELD_I32
+          : type === 'f32'
+            ? FIELD_F32
+            : type === 'bool'
+              ? FIELD_BOOL
+              : FIELD_ENUM,
+    ),
     enumValues: fields.map(([, type]) => (typeof type === 'string' ? null : type)),
     bindingNames,
     access: bindingNames.map((name) => (decl.bindings[name].access === 'read' ? 'read' : 'rw')),
@@ -234,7 +271,15 @@ function planOf(decl: KernelDecl): DispatchPlan {
  * Writes an entry's uniform fields in declaration order from word `at` of the three views of one buffer
  * (booleans as 0/1, enums as their index); returns the number of words written.
  */
-function packFields(decl: KernelDecl, plan: DispatchPlan, values: Readonly<Record<string, unknown>>, u32: Uint32Array, i32: Int32Array, f32: Float32Array, at: number): number {
+function packFields(
+  decl: KernelDecl,
+  plan: DispatchPlan,
+  values: Readonly<Record<string, unknown>>,
+  u32: Uint32Array,
+  i32: Int32Array,
+  f32: Float32Array,
+  at: number,
+): number {
   const names = plan.fieldNames;
   const kinds = plan.fieldKinds;
   for (let i = 0; i < names.length; i++) {
@@ -242,11 +287,17 @@ function packFields(decl: KernelDecl, plan: DispatchPlan, values: Readonly<Recor
     if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: parameter ${names[i]} is missing`);
     switch (kinds[i]) {
       case FIELD_U32:
-        if ((v as number) >>> 0 !== v) throw new RangeError(`uniform u32 out of range: ${String(v)} (${decl.family}.${decl.entry} parameter ${names[i]})`);
+        if ((v as number) >>> 0 !== v)
+          throw new RangeError(
+            `uniform u32 out of range: ${String(v)} (${decl.family}.${decl.entry} parameter ${names[i]})`,
+          );
         u32[at + i] = v as number;
         break;
       case FIELD_I32:
-        if (((v as number) | 0) !== v) throw new RangeError(`uniform i32 out of range: ${String(v)} (${decl.family}.${decl.entry} parameter ${names[i]})`);
+        if (((v as number) | 0) !== v)
+          throw new RangeError(
+            `uniform i32 out of range: ${String(v)} (${decl.family}.${decl.entry} parameter ${names[i]})`,
+          );
         i32[at + i] = v as number;
         break;
       case FIELD_F32:
@@ -257,7 +308,10 @@ function packFields(decl: KernelDecl, plan: DispatchPlan, values: Readonly<Recor
         break;
       default: {
         const index = plan.enumValues[i]!.indexOf(v as string);
-        if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${names[i]} is ${String(v)}, not one of ${plan.enumValues[i]!.join(', ')}`);
+        if (index < 0)
+          throw new RangeError(
+            `${decl.family}.${decl.entry}: ${names[i]} is ${String(v)}, not one of ${plan.enumValues[i]!.join(', ')}`,
+          );
         u32[at + i] = index;
       }
     }
@@ -268,26 +322,40 @@ function packFields(decl: KernelDecl, plan: DispatchPlan, values: Readonly<Recor
 /** Packs an entry's uniform block in declaration order (booleans as 0/1, enums as their index). */
 export function packParams(decl: KernelDecl, values: Readonly<Record<string, unknown>>): Params {
   const plan = planOf(decl);
-  return new Params().pack(plan.fieldNames.length, (u32, i32, f32, at) => packFields(decl, plan, values, u32, i32, f32, at));
+  return new Params().pack(plan.fieldNames.length, (u32, i32, f32, at) =>
+    packFields(decl, plan, values, u32, i32, f32, at),
+  );
 }
 
 /** The pipeline identity of a declared entry with template values (shared by dispatch and compile-all). */
-export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, unknown>> = {}, precision: Precision = 'f32'): KernelSource {
+export function kernelSource(
+  decl: KernelDecl,
+  defines: Readonly<Record<string, unknown>> = {},
+  precision: Precision = 'f32',
+): KernelSource {
   const entries = Object.entries(decl.defines).map(([name, type]) => {
     const v = defines[name];
     if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: template constant ${name} is missing`);
     if (typeof type !== 'string') {
       const index = type.indexOf(v as string);
-      if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
+      if (index < 0)
+        throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
       return [name, index] as const;
     }
     return [name, type === 'bool' ? String(Boolean(v)) : type === 'wgsl' ? String(v) : (v as number)] as const;
   });
-  const base = { family: decl.family, entry: decl.entry, declarationId: decl.id, defines: entries.length > 0 ? Object.fromEntries(entries) : undefined };
+  const base = {
+    family: decl.family,
+    entry: decl.entry,
+    declarationId: decl.id,
+    defines: entries.length > 0 ? Object.fromEntries(entries) : undefined,
+  };
   // `enable` must open the module; the directives share the first line so compile errors keep the file's line numbers.
-  const directives = (enables: readonly string[]) => (enables.length > 0 ? { directives: enables.map((e) => `enable ${e}; `).join('') } : {});
+  const directives = (enables: readonly string[]) =>
+    enables.length > 0 ? { directives: enables.map((e) => `enable ${e}; `).join('') } : {};
   if (precision === 'f32') return { ...base, header: decl.header, ...directives(decl.enables) };
-  if (decl.headerF16 === null) throw new TypeError(`${decl.family}.${decl.entry} has no float bindings, so it cannot run in ${precision}`);
+  if (decl.headerF16 === null)
+    throw new TypeError(`${decl.family}.${decl.entry} has no float bindings, so it cannot run in ${precision}`);
   return { ...base, header: decl.headerF16, ...directives([...new Set(['f16', ...decl.enables])]), precision };
 }
 
@@ -296,7 +364,13 @@ export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, 
  * or resolved once. Everything `kernelKey` tells apart is here: the declaration (family, entry, id, layout) by
  * the plan, the precision by the trie, the template values along it.
  */
-function resolvedKernel(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: Readonly<Record<string, unknown>> | undefined, precision: Precision): ResolvedKernel {
+function resolvedKernel(
+  g: Gpu,
+  decl: KernelDecl,
+  plan: DispatchPlan,
+  defines: Readonly<Record<string, unknown>> | undefined,
+  precision: Precision,
+): ResolvedKernel {
   if (plan.gpu !== g) {
     plan.gpu = g;
     plan.f32 = { resolved: null, byDefine: null };
@@ -319,7 +393,13 @@ function resolvedKernel(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: R
   return kernel;
 }
 
-function resolveNow(g: Gpu, decl: KernelDecl, plan: DispatchPlan, defines: Readonly<Record<string, unknown>> | undefined, precision: Precision): ResolvedKernel {
+function resolveNow(
+  g: Gpu,
+  decl: KernelDecl,
+  plan: DispatchPlan,
+  defines: Readonly<Record<string, unknown>> | undefined,
+  precision: Precision,
+): ResolvedKernel {
   return g.resolve(kernelSource(decl, defines, precision), plan.fieldNames.length > 0, plan.access);
 }
 
@@ -350,7 +430,9 @@ export function dispatchKernel<K extends KernelDecl>(decl: K, args: DispatchOf<K
     return;
   }
   const kernel = resolvedKernel(g, decl, plan, args.defines, args.precision ?? 'f32');
-  const words = hasParams ? packFields(decl, plan, args.params ?? {}, g.uniformU32, g.uniformI32, g.uniformF32, g.reserveUniforms()) : -1;
+  const words = hasParams
+    ? packFields(decl, plan, args.params ?? {}, g.uniformU32, g.uniformI32, g.uniformF32, g.reserveUniforms())
+    : -1;
   const wg = args.workgroups;
   g.dispatchResolved(kernel, words, buffers, names.length, wg[0], wg[1], wg[2]);
 }
@@ -372,7 +454,10 @@ export async function compileDeclared(decls: readonly KernelDecl[]): Promise<num
           g.dispatch({
             kernel: kernelSource(decl, decl.sample, precision),
             params,
-            bindings: Object.values(decl.bindings).map((b) => ({ buffer: stand, access: b.access === 'read' ? 'read' : 'rw' })),
+            bindings: Object.values(decl.bindings).map((b) => ({
+              buffer: stand,
+              access: b.access === 'read' ? 'read' : 'rw',
+            })),
             workgroups: [1],
           });
         }

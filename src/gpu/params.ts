@@ -52,7 +52,8 @@ export class Params {
 
   i32(...values: number[]): this {
     for (const v of values) {
-      if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw new RangeError(`uniform i32 out of range: ${v}`);
+      if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
+        throw new RangeError(`uniform i32 out of range: ${v}`);
       arenaI32[this.next()] = v;
     }
     return this;
@@ -66,7 +67,8 @@ export class Params {
   /** Appends `words` words, which `write` puts at word `at` and after in the arena's three views of one buffer. */
   pack(words: number, write: (u32: Uint32Array, i32: Int32Array, f32: Float32Array, at: number) => void): this {
     if (owner[this.slot] !== this.serial) throw this.stale();
-    if (this.words + words > this.capacityWords) throw new RangeError(`uniform block over ${this.capacityWords * 4} bytes`);
+    if (this.words + words > this.capacityWords)
+      throw new RangeError(`uniform block over ${this.capacityWords * 4} bytes`);
     write(arenaU32, arenaI32, arenaF32, this.slot * SLOT_WORDS + this.words);
     this.words += words;
     return this;
@@ -94,6 +96,8 @@ export class Params {
   }
 
   private stale(): Error {
-    return new Error(`a uniform block (Params) was used after ${ARENA_SLOTS} newer blocks reused its arena slot: build it right before its dispatches`);
+    return new Error(
+      `a uniform block (Params) was used after ${ARENA_SLOTS} newer blocks reused its arena slot: build it right before its dispatches`,
+    );
   }
 }

@@ -68,7 +68,10 @@ export class BufferPool {
     this.serials.set(buffer, ++this.created);
     this.sizes.set(buffer, size);
     const report = (error: GPUError | null) => {
-      if (error) this.onAllocationError(new GpuOutOfMemoryError(`allocating a ${mib(size)} buffer (${inUse}) failed: ${error.message.trim()}`));
+      if (error)
+        this.onAllocationError(
+          new GpuOutOfMemoryError(`allocating a ${mib(size)} buffer (${inUse}) failed: ${error.message.trim()}`),
+        );
     };
     // A lost device rejects or empties the scopes; its loss is reported on its own.
     this.device.popErrorScope().then(report, () => {});

@@ -24,7 +24,9 @@ export function reshape<D extends DType>(x: Tensor<D>, shape: Shape): Tensor<D> 
   }
   checkShape(target, 'reshape: shape');
   if (sizeOf(target) !== x.size) {
-    throw new RangeError(`reshape: cannot view ${fmtShape(x.shape)} (${x.size} elements) as ${fmtShape(target)} (${sizeOf(target)} elements)`);
+    throw new RangeError(
+      `reshape: cannot view ${fmtShape(x.shape)} (${x.size} elements) as ${fmtShape(target)} (${sizeOf(target)} elements)`,
+    );
   }
   const out = x.view(target);
   const inShape = x.shape;
