@@ -5,7 +5,7 @@
  * against host computations (ODC-SPEC section 5 invariants). Node only: not a CORE_TEST_FILES member.
  */
 import { test, before } from 'node:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
@@ -13,8 +13,8 @@ import { gpu } from '../src/gpu/device.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { Rng } from '../src/util/rng.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
-import { exportMemoryState, memoryFromState } from '../src/odc/memory-records.ts';
-import { readRecords, writeRecords } from '../src/odc/checkpoint-io.ts';
+import { exportMemoryState, memoryFromState, memoryRecords } from '../src/odc/memory-records.ts';
+import { CheckpointError, encodeRecords, readRecords, writeRecords } from '../src/odc/checkpoint-io.ts';
 import { centroidsAreMeans, expectHolds, labelsAreArgmax, memoryUpdateRows, unitNormRows } from '../src/testing/index.ts';
 
 before(async () => {
@@ -83,14 +83,37 @@ test('a memory forced into shards gives the bits of one buffer: init (k-means, s
   sameBits(b.features, a.features, 'updated features');
   assert.deepEqual(b.labels, a.labels);
   sameBits(b.centroids, a.centroids, 'recomputed centroids');
-  const state = await exportMemoryState(sharded);
-  const restored = memoryFromState(state.meta, state.records, { maxShardBytes: 1024 * d * 4 }); // another shard layout (1024 rows per shard)
-  assert.equal(restored.featureShards.parts.length, 3);
-  const r = await snapshot(restored);
-  sameBits(r.features, a.features, 'restored features');
-  assert.deepEqual(r.labels, a.labels);
-  sameBits(r.centroids, a.centroids, 'restored centroids');
-  for (const m of [one, sharded, restored]) m.dispose();
+  // the streamed checkpoint (features read shard by shard, CRC in the rewritten header) has the bytes of the
+  // whole-memory encoding, and restores into another shard layout by pieces
+  const dir = mkdtempSync(join(tmpdir(), 'odc-shards-'));
+  try {
+    const path = join(dir, 'memory.odc');
+    const m = await memoryRecords(sharded);
+    await writeRecords(path, { 'memory.features': m.features, ...m.records }, m.meta);
+    const state = await exportMemoryState(one);
+    assert.deepEqual(new Uint8Array(readFileSync(path)), encodeRecords(state.records, state.meta));
+    const file = await readRecords(path, { stream: (name) => name === 'memory.features' });
+    assert.equal(file.records.has('memory.features'), false);
+    const restored = memoryFromState(file.meta, file.records, { maxShardBytes: 1024 * d * 4, streamed: file.streamed }); // 1024 rows per shard
+    assert.equal(restored.featureShards.parts.length, 3);
+    const r = await snapshot(restored);
+    sameBits(r.features, a.features, 'restored features');
+    assert.deepEqual(r.labels, a.labels);
+    sameBits(r.centroids, a.centroids, 'restored centroids');
+    restored.dispose();
+    // a flipped feature byte is found when the streamed record is read (its CRC), and leaves no memory behind
+    const bytes = readFileSync(path);
+    const headerLength = bytes.readUInt32LE(8);
+    const header = JSON.parse(bytes.subarray(16, 16 + headerLength).toString()) as { records: Array<{ name: string; offset: number }> };
+    const featuresAt = Math.ceil((16 + headerLength) / 8) * 8 + header.records.find((e) => e.name === 'memory.features')!.offset;
+    bytes[featuresAt + 4 * d * 2000] ^= 0x40;
+    writeFileSync(path, bytes);
+    const bad = await readRecords(path, { stream: (name) => name === 'memory.features' });
+    assert.throws(() => memoryFromState(bad.meta, bad.records, { streamed: bad.streamed }), (err: unknown) => err instanceof CheckpointError && /memory\.features.*CRC/.test(err.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  for (const mem of [one, sharded]) mem.dispose();
 });
 
 test('a 300,000 x 128 memory (over one 128 MiB binding) initialises, updates, recomputes centroids and checkpoints', async () => {
@@ -138,10 +161,11 @@ test('a 300,000 x 128 memory (over one 128 MiB binding) initialises, updates, re
   const dir = mkdtempSync(join(tmpdir(), 'odc-shards-'));
   try {
     const path = join(dir, 'memory.odc');
-    const state = await exportMemoryState(memory);
-    await writeRecords(path, state.records, state.meta);
-    const file = await readRecords(path);
-    const restored = memoryFromState(file.meta, file.records);
+    // the checkpoint's way: features streamed out shard by shard and back in pieces of one shard
+    const m = await memoryRecords(memory);
+    await writeRecords(path, { 'memory.features': m.features, ...m.records }, m.meta);
+    const file = await readRecords(path, { stream: (name) => name === 'memory.features' });
+    const restored = memoryFromState(file.meta, file.records, { streamed: file.streamed });
     assert.equal(restored.featureShards.parts.length, shardCount);
     sameBits(await restored.featuresData(), features, 'restored features');
     assert.deepEqual(await restored.labels.data(), labels);

@@ -11,11 +11,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { gpu } from '../gpu/device.ts';
-import { CheckpointError, readRecords, writeRecords, type ReadRecord, type RecordArray, type TensorRecord } from './checkpoint-io.ts';
+import { CheckpointError, readRecords, writeRecords, type ReadRecord, type RecordArray, type StreamedRecord, type TensorRecord } from './checkpoint-io.ts';
 import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
 import type { OdcMemory } from './memory.ts';
-import { exportMemoryState, memoryFromState } from './memory-records.ts';
+import { memoryFromState, memoryRecords } from './memory-records.ts';
 import { completeConfig, validateConfig, type TrainConfig } from './config.ts';
 import { batchCount } from '../data/sampler.ts';
 
@@ -91,7 +91,7 @@ const PSEUDO_LABELS = 'deepcluster.labels';
 
 /** Writes the checkpoint of `state` into `dir` (atomic: the previous one survives a failed write). */
 export async function saveCheckpoint(dir: string, state: TrainState, meta: Omit<CheckpointMeta, 'format' | 'version' | 'momentumBuffers' | 'memoryMeta' | 'sgdLr'>): Promise<string> {
-  const records: Record<string, RecordArray | TensorRecord> = {};
+  const records: Record<string, RecordArray | TensorRecord | StreamedRecord> = {};
   for (const [name, p] of state.model.namedParameters()) records[`param.${name}`] = { data: await p.data(), shape: p.shape };
   for (const [name, b] of state.model.namedBuffers()) records[`buffer.${name}`] = { data: await b.data(), shape: b.shape };
   const sgdState = await state.sgd.exportState();
@@ -100,8 +100,9 @@ export async function saveCheckpoint(dir: string, state: TrainState, meta: Omit<
   });
   let memoryMeta: Record<string, unknown> | null = null;
   if (state.memory) {
-    const m = await exportMemoryState(state.memory);
+    const m = await memoryRecords(state.memory);
     memoryMeta = m.meta;
+    records['memory.features'] = m.features; // streamed: read one shard at a time while the file is written
     Object.assign(records, m.records);
   }
   if (state.pseudoLabels) records[PSEUDO_LABELS] = { data: state.pseudoLabels, shape: [state.pseudoLabels.length] };
@@ -129,7 +130,7 @@ export interface LoadedCheckpoint {
 export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const path = join(dir, CHECKPOINT_FILE);
   if (!existsSync(path)) throw new Error(`No checkpoint at ${path}: train first (odc train --out ${dir}), or point --run at a training output folder.`);
-  const file = await readRecords(path);
+  const file = await readRecords(path, { stream: (name) => name === 'memory.features' }); // read on restore, by pieces
   const meta = file.meta as CheckpointMeta;
   if (!meta || meta.format !== 'odc-train' || meta.version !== 1) throw new Error(`${path} is not an odc-webgpu training checkpoint (format ${String(meta?.format)})`);
   checkCheckpointMeaning(path, meta, file.records);
@@ -149,7 +150,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
         const buffers = meta.momentumBuffers.map((has, i) => (has ? (take(`sgd.${i}`, params[i].size) as Float32Array) : null));
         sgd.loadState({ lr: meta.sgdLr, momentumBuffers: buffers });
       }
-      return meta.memoryMeta ? memoryFromState(meta.memoryMeta, file.records) : null;
+      return meta.memoryMeta ? memoryFromState(meta.memoryMeta, file.records, { streamed: file.streamed }) : null;
     },
     pseudoLabels: (file.records.get(PSEUDO_LABELS)?.data as Uint32Array | undefined) ?? null,
   };

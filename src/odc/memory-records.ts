@@ -5,7 +5,7 @@
  */
 import { gpu } from '../gpu/device.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import type { RecordArray } from './checkpoint-io.ts';
+import type { RecordArray, StreamedReadRecord, StreamedRecord, TensorRecord } from './checkpoint-io.ts';
 import { OdcMemory } from './memory.ts';
 
 /** One record: a typed array and its shape. */
@@ -34,22 +34,32 @@ export function memoryMeta(memory: OdcMemory): Record<string, unknown> {
   };
 }
 
-/**
- * Host copies of the state (bit-exact) for a checkpoint: features, labels, centroids, weights, change count.
- * A memory in one shard writes `memory.features` [N, D] (as before sharding); a sharded one writes one record
- * per shard, `memory.features.0`, `.1`, ... ([rows, D] each, in row order), read one shard at a time.
- */
+/** Host copies of the state (bit-exact): features, labels, centroids, weights, change count (the whole memory: small ones, tests). */
 export async function exportMemoryState(
   memory: OdcMemory,
 ): Promise<{ meta: Record<string, unknown>; records: Record<string, { data: RecordArray; shape: number[] }> }> {
-  const { parts } = memory.featureShards;
-  const features: Record<string, { data: RecordArray; shape: number[] }> = {};
-  if (parts.length === 1) features['memory.features'] = { data: await parts[0].data(), shape: [memory.n, memory.dim] };
-  else for (let s = 0; s < parts.length; s++) features[`memory.features.${s}`] = { data: await parts[s].data(), shape: [...parts[s].shape] };
+  const { records, meta } = await memoryRecords(memory);
+  const features = await memory.featuresData();
+  return { meta, records: { 'memory.features': { data: features, shape: [memory.n, memory.dim] }, ...(records as Record<string, { data: RecordArray; shape: number[] }>) } };
+}
+
+/**
+ * The checkpoint's records of a memory: `memory.features` [N, D] as a StreamedRecord that reads one shard at a
+ * time while the file is written (the same record, byte for byte, whatever the shard layout), and host copies
+ * of the small rest.
+ */
+export async function memoryRecords(memory: OdcMemory): Promise<{ meta: Record<string, unknown>; records: Record<string, TensorRecord>; features: StreamedRecord }> {
+  const parts = memory.featureShards.parts;
   return {
     meta: memoryMeta(memory),
+    features: {
+      dtype: 'f32',
+      shape: [memory.n, memory.dim],
+      chunks: async function* () {
+        for (const part of parts) yield await part.data();
+      },
+    },
     records: {
-      ...features,
       'memory.labels': { data: await memory.labels.data(), shape: [memory.n] },
       'memory.centroids': { data: await memory.centroids.data(), shape: [memory.k, memory.dim] },
       'memory.weights': { data: await memory.weights.data(), shape: [memory.k] },
@@ -78,12 +88,13 @@ function writeFeatureRows(memory: OdcMemory, row0: number, data: Float32Array): 
 
 /**
  * Rebuilds a memory from `exportMemoryState()` output (or the records read from a checkpoint), bit-exactly, in
- * this device's shard layout (options.maxShardBytes lowers it, as OdcMemory.create's).
+ * this device's shard layout (options.maxShardBytes lowers it, as OdcMemory.create's). `memory.features` may be
+ * in options.streamed (readRecords' stream option): it is then read and uploaded one shard's worth at a time.
  */
 export function memoryFromState(
   meta: unknown,
   records: ReadonlyMap<string, MemoryRecord> | Record<string, MemoryRecord>,
-  options: { maxShardBytes?: number } = {},
+  options: { maxShardBytes?: number; streamed?: ReadonlyMap<string, StreamedReadRecord> } = {},
 ): OdcMemory {
   const m = meta as Record<string, unknown> | null;
   if (!m || m.format !== 'odc-memory' || m.version !== 1) throw new Error('memoryFromState: metadata is not an odc-memory v1 state');
@@ -114,7 +125,7 @@ export function memoryFromState(
   try {
     memory.rng.setState(m.rng as number[]);
     memory.lastBatchSize = (m.lastBatchSize as number) ?? 0;
-    putFeatures(memory, get);
+    putFeatures(memory, get, options.streamed?.get('memory.features'));
     put('memory.labels', memory.labels, Uint32Array);
     put('memory.centroids', memory.centroids, Float32Array);
     put('memory.weights', memory.weights, Float32Array);
@@ -126,20 +137,18 @@ export function memoryFromState(
   return memory;
 }
 
-/** The features from `memory.features` or from the per-shard records `memory.features.0`, `.1`, ... (see exportMemoryState). */
-function putFeatures(memory: OdcMemory, get: (name: string) => MemoryRecord | undefined): void {
+/** The features from the record `memory.features`, whole or streamed in pieces of at most one shard. */
+function putFeatures(memory: OdcMemory, get: (name: string) => MemoryRecord | undefined, streamed: StreamedReadRecord | undefined): void {
   const whole = get('memory.features');
-  const chunks: MemoryRecord[] = [];
-  if (whole) chunks.push(whole);
-  else for (let s = 0; get(`memory.features.${s}`); s++) chunks.push(get(`memory.features.${s}`)!);
-  if (chunks.length === 0) throw new Error('memoryFromState: record "memory.features" is missing');
+  const pieces: Iterable<RecordArray> | null = whole ? [whole.data] : streamed ? streamed.pieces(memory.featureShards.rowsPerShard * memory.dim) : null;
+  if (!pieces) throw new Error('memoryFromState: record "memory.features" is missing');
   let row0 = 0;
-  for (const c of chunks) {
-    if (!(c.data instanceof Float32Array) || c.data.length % memory.dim !== 0 || row0 + c.data.length / memory.dim > memory.n) {
-      throw new RangeError(`memoryFromState: the feature records must be Float32Arrays of ${memory.n} rows of ${memory.dim} values in all`);
+  for (const piece of pieces) {
+    if (!(piece instanceof Float32Array) || piece.length % memory.dim !== 0 || row0 + piece.length / memory.dim > memory.n) {
+      throw new RangeError(`memoryFromState: record "memory.features" must be a Float32Array of ${memory.n * memory.dim} values`);
     }
-    writeFeatureRows(memory, row0, c.data);
-    row0 += c.data.length / memory.dim;
+    writeFeatureRows(memory, row0, piece);
+    row0 += piece.length / memory.dim;
   }
-  if (row0 !== memory.n) throw new RangeError(`memoryFromState: the feature records hold ${row0} rows, the memory has ${memory.n}`);
+  if (row0 !== memory.n) throw new RangeError(`memoryFromState: record "memory.features" must be a Float32Array of ${memory.n * memory.dim} values, got ${row0 * memory.dim}`);
 }

@@ -26,6 +26,14 @@
  * - Centroid means are computed with 64-bit fixed-point integer atomics (scale 2^24), so they do not
  *   depend on the GPU's scheduling (WGSL has no float atomics).
  * - The 2-means of a split runs on the GPU (src/odc/split.ts); the recycled id gets 2-means side 1.
+ * - Sharding (memories past one storage binding): the feature rows live in S shards of rowsPerShard rows (the
+ *   largest multiple of 64 rows within min(maxStorageBufferBindingSize, maxBufferSize)); S = 1 whenever the
+ *   memory fits, and then every launch is the one-buffer launch. With S > 1 the momentum update and its scatter
+ *   run once per shard on the batch rows in its row range; k-means assigns and normalises shard by shard (each
+ *   row's result is its own); centroid sums add the shards in shard order into the same 64-bit integer
+ *   accumulators (exact, so order-free); the small-cluster policy gathers the rows it needs into one buffer.
+ *   Results are bit-identical to one buffer (test/odc-memory-shards.test.ts). Labels stay one [N] buffer
+ *   (4 bytes a row: 33M rows per 128 MiB). Checkpoints stream the features shard by shard (memory-records.ts).
  * - Out-of-range indices passed as host arrays throw before any GPU work; passed as GPU tensors they
  *   cannot be checked without a readback, so the kernels skip them and count them, and the next
  *   `stats()` / `checkErrors()` throws.
@@ -255,6 +263,8 @@ export class OdcMemory implements ClusterMemory {
    * Initial clustering (spec 2.2 + the port's fix from section 6): L2-normalise the raw features into
    * the memory, k-means (seeded, GPU), labels = final nearest-centroid assignment, centroids = plain
    * means, one small-cluster pass (so no cluster starts empty), centroids recomputed, weights (power 0.5).
+   * The raw features come as one [N, D] tensor, or as one block per feature shard ([rows of shard s, D] each,
+   * see featureShards) when N x D does not fit one tensor.
    */
   async init(rawFeatures: Tensor<'f32'> | readonly Tensor<'f32'>[]): Promise<InitReport> {
     const { parts } = this.featureShards;

@@ -51,7 +51,7 @@ export async function clusterSpaceOf(
 ): Promise<{ space: ClusterSpace; layer: ClusterLayer } | null> {
   const { memory, pseudoLabels, model, config, dataset } = state;
   if (memory) {
-    const space = { n: memory.n, dim: memory.dim, k: memory.k, features: await memory.features.data(), labels: await memory.labels.data() };
+    const space = { n: memory.n, dim: memory.dim, k: memory.k, features: await memory.featuresData(), labels: await memory.labels.data() };
     return { space, layer: 'neck' };
   }
   if (!pseudoLabels) return null;
