@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { gpu } from '../gpu/device.ts';
-import { CheckpointError, readRecords, writeRecords, type ReadRecord, type RecordArray, type StreamedRecord, type TensorRecord } from './checkpoint-io.ts';
+import { CheckpointError, readRecords, writeRecords, type ReadRecord, type RecordArray, type StreamedReadRecord, type StreamedRecord, type TensorRecord } from './checkpoint-io.ts';
 import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
 import type { OdcMemory } from './memory.ts';
@@ -133,7 +133,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const file = await readRecords(path, { stream: (name) => name === 'memory.features' }); // read on restore, by pieces
   const meta = file.meta as CheckpointMeta;
   if (!meta || meta.format !== 'odc-train' || meta.version !== 1) throw new Error(`${path} is not an odc-webgpu training checkpoint (format ${String(meta?.format)})`);
-  checkCheckpointMeaning(path, meta, file.records);
+  checkCheckpointMeaning(path, meta, file.records, file.streamed);
   const take = (name: string, size: number): RecordArray => {
     const r = file.records.get(name);
     if (!r) throw new Error(`${path}: record "${name}" is missing; the checkpoint does not match this model configuration`);
@@ -192,7 +192,12 @@ function firstNonFinite(data: RecordArray): number {
  * momentum buffers and memory features; labels in [0, K); RNG states and the epoch in progress well formed.
  * Throws one CheckpointError naming `path`, the record or key, and the fix.
  */
-export function checkCheckpointMeaning(path: string, meta: CheckpointMeta, records: ReadonlyMap<string, ReadRecord>): void {
+export function checkCheckpointMeaning(
+  path: string,
+  meta: CheckpointMeta,
+  records: ReadonlyMap<string, ReadRecord>,
+  streamed: ReadonlyMap<string, StreamedReadRecord> = new Map(),
+): void {
   try {
     meta.config = validateConfig(completeConfig(meta.config, 'config'));
   } catch (err) {
@@ -217,6 +222,17 @@ export function checkCheckpointMeaning(path: string, meta: CheckpointMeta, recor
         const negative = r.data.findIndex((v) => v < 0);
         if (negative >= 0) refuse(path, `record "${name}" holds the negative variance ${r.data[negative]} (value ${negative} of ${r.data.length})`);
       }
+    }
+  }
+  // streamed records (the memory features) are read here in pieces, so a bad value is found before any slow step
+  for (const [name, r] of streamed) {
+    if (r.dtype !== 'f32' && r.dtype !== 'f64') continue;
+    const total = r.shape.reduce((a, b) => a * b, 1);
+    let at = 0;
+    for (const piece of r.pieces(1 << 22)) {
+      const bad = firstNonFinite(piece);
+      if (bad >= 0) refuse(path, `record "${name}" holds ${piece[bad]} (value ${at + bad} of ${total})`);
+      at += piece.length;
     }
   }
   for (const name of ['memory.labels', PSEUDO_LABELS]) {
