@@ -27,8 +27,8 @@
  *   depend on the GPU's scheduling (WGSL has no float atomics).
  * - The 2-means of a split runs on the GPU (src/odc/split.ts); the recycled id gets 2-means side 1.
  * - Sharding (memories past one storage binding): the feature rows live in S shards of rowsPerShard rows (the
- *   largest multiple of 64 rows within min(maxStorageBufferBindingSize, maxBufferSize)); S = 1 whenever the
- *   memory fits, and then every launch is the one-buffer launch. With S > 1 the momentum update and its scatter
+ *   largest multiple of 64 rows within min(maxStorageBufferBindingSize, maxBufferSize), and at most what one
+ *   nearest-centroid launch takes); S = 1 whenever the memory fits, and then every launch is the one-buffer launch. With S > 1 the momentum update and its scatter
  *   run once per shard on the batch rows in its row range; k-means assigns and normalises shard by shard (each
  *   row's result is its own); centroid sums add the shards in shard order into the same 64-bit integer
  *   accumulators (exact, so order-free); the small-cluster policy gathers the rows it needs into one buffer.
@@ -209,9 +209,10 @@ export class OdcMemory implements ClusterMemory {
       splitRestarts: checkInt('splitRestarts', options.splitRestarts ?? 3, 1),
       splitMaxIter: checkInt('splitMaxIter', options.splitMaxIter ?? 20, 0),
     };
-    const { maxStorageBufferBindingSize, maxBufferSize } = gpu().limits;
+    const { maxStorageBufferBindingSize, maxBufferSize, maxComputeWorkgroupsPerDimension } = gpu().limits;
     const maxShardBytes = Math.min(options.maxShardBytes ?? Infinity, maxStorageBufferBindingSize, maxBufferSize);
-    return new OdcMemory(o, rowsPerShard(n, dim, maxShardBytes));
+    // and at most the rows one nearest-centroid launch takes (64 rows per workgroup in its tiled variant)
+    return new OdcMemory(o, Math.min(rowsPerShard(n, dim, maxShardBytes), 64 * maxComputeWorkgroupsPerDimension));
   }
 
   /** The [N, D] features as one tensor; only a memory held in one shard has one (else use featureShards / featuresData). */
