@@ -15,7 +15,13 @@ import { Rng } from '../src/util/rng.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { exportMemoryState, memoryFromState, memoryRecords } from '../src/odc/memory-records.ts';
 import { CheckpointError, encodeRecords, readRecords, writeRecords } from '../src/odc/checkpoint-io.ts';
-import { centroidsAreMeans, expectHolds, labelsAreArgmax, memoryUpdateRows, unitNormRows } from '../src/testing/index.ts';
+import {
+  centroidsAreMeans,
+  expectHolds,
+  labelsAreArgmax,
+  memoryUpdateRows,
+  unitNormRows,
+} from '../src/testing/index.ts';
 
 before(async () => {
   await setupGpu();
@@ -36,11 +42,17 @@ function sameBits(a: Float32Array, b: Float32Array, what: string): void {
   assert.equal(a.length, b.length, `${what}: lengths`);
   const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) assert.fail(`${what}: element ${i} differs (${a[i]} vs ${b[i]})`);
+  for (let i = 0; i < ua.length; i++)
+    if (ua[i] !== ub[i]) assert.fail(`${what}: element ${i} differs (${a[i]} vs ${b[i]})`);
 }
 
 async function snapshot(m: OdcMemory) {
-  return { features: await m.featuresData(), labels: await m.labels.data(), centroids: await m.centroids.data(), weights: await m.weights.data() };
+  return {
+    features: await m.featuresData(),
+    labels: await m.labels.data(),
+    centroids: await m.centroids.data(),
+    weights: await m.weights.data(),
+  };
 }
 
 test('a memory forced into shards gives the bits of one buffer: init (k-means, small clusters), updates, centroids, checkpoint', async () => {
@@ -60,7 +72,10 @@ test('a memory forced into shards gives the bits of one buffer: init (k-means, s
   raw.dispose();
   assert.deepEqual(reportSharded.inertia, reportOne.inertia);
   assert.deepEqual(reportSharded.smallClusters.splits, reportOne.smallClusters.splits);
-  assert.ok(reportOne.smallClusters.splits.length > 0, 'the configuration is meant to exercise the small-cluster splits');
+  assert.ok(
+    reportOne.smallClusters.splits.length > 0,
+    'the configuration is meant to exercise the small-cluster splits',
+  );
   let a = await snapshot(one);
   let b = await snapshot(sharded);
   sameBits(b.features, a.features, 'init features');
@@ -70,7 +85,11 @@ test('a memory forced into shards gives the bits of one buffer: init (k-means, s
     // batches straddling the shard boundaries, with duplicates
     const idx = Uint32Array.from({ length: 200 }, (_, i) => (i < 8 ? 704 * (1 + (i % 4)) - (i >> 2) : rng.int(n)));
     idx[199] = idx[3];
-    const fresh = Tensor.from(Float32Array.from({ length: 200 * d }, () => rng.normal()), [200, d], 'f32');
+    const fresh = Tensor.from(
+      Float32Array.from({ length: 200 * d }, () => rng.normal()),
+      [200, d],
+      'f32',
+    );
     one.update(idx, fresh);
     sharded.update(idx, fresh);
     fresh.dispose();
@@ -104,12 +123,18 @@ test('a memory forced into shards gives the bits of one buffer: init (k-means, s
     // a flipped feature byte is found when the streamed record is read (its CRC), and leaves no memory behind
     const bytes = readFileSync(path);
     const headerLength = bytes.readUInt32LE(8);
-    const header = JSON.parse(bytes.subarray(16, 16 + headerLength).toString()) as { records: Array<{ name: string; offset: number }> };
-    const featuresAt = Math.ceil((16 + headerLength) / 8) * 8 + header.records.find((e) => e.name === 'memory.features')!.offset;
+    const header = JSON.parse(bytes.subarray(16, 16 + headerLength).toString()) as {
+      records: Array<{ name: string; offset: number }>;
+    };
+    const featuresAt =
+      Math.ceil((16 + headerLength) / 8) * 8 + header.records.find((e) => e.name === 'memory.features')!.offset;
     bytes[featuresAt + 4 * d * 2000] ^= 0x40;
     writeFileSync(path, bytes);
     const bad = await readRecords(path, { stream: (name) => name === 'memory.features' });
-    assert.throws(() => memoryFromState(bad.meta, bad.records, { streamed: bad.streamed }), (err: unknown) => err instanceof CheckpointError && /memory\.features.*CRC/.test(err.message));
+    assert.throws(
+      () => memoryFromState(bad.meta, bad.records, { streamed: bad.streamed }),
+      (err: unknown) => err instanceof CheckpointError && /memory\.features.*CRC/.test(err.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -123,7 +148,10 @@ test('a 300,000 x 128 memory (over one 128 MiB binding) initialises, updates, re
   const limit = gpu().limits.maxStorageBufferBindingSize;
   const memory = OdcMemory.create({ n, dim: d, k, minCluster: 20, seed: 3, kmeansIterations: 3 });
   const shardCount = memory.featureShards.parts.length;
-  assert.ok(n * d * 4 <= limit || shardCount >= 2, `expected several shards under a ${limit}-byte binding, got ${shardCount}`);
+  assert.ok(
+    n * d * 4 <= limit || shardCount >= 2,
+    `expected several shards under a ${limit}-byte binding, got ${shardCount}`,
+  );
   const rng = new Rng(5);
   const rawHost = blobs(rng, n, d, k);
   const blocks: Tensor<'f32'>[] = [];
@@ -135,7 +163,10 @@ test('a 300,000 x 128 memory (over one 128 MiB binding) initialises, updates, re
   }
   const report = await memory.init(blocks);
   for (const t of blocks) t.dispose();
-  assert.ok(report.inertia[report.inertia.length - 1] <= report.inertia[0], `k-means inertia rose: ${report.inertia.join(', ')}`);
+  assert.ok(
+    report.inertia[report.inertia.length - 1] <= report.inertia[0],
+    `k-means inertia rose: ${report.inertia.join(', ')}`,
+  );
   let features = await memory.featuresData();
   let labels = await memory.labels.data();
   let centroids = await memory.centroids.data();

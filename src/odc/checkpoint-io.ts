@@ -113,13 +113,18 @@ function align8(n: number): number {
   return Math.ceil(n / 8) * 8;
 }
 
-function normalise(records: Record<string, RecordArray | TensorRecord>): Array<{ name: string; data: RecordArray; shape: number[] }> {
+function normalise(
+  records: Record<string, RecordArray | TensorRecord>,
+): Array<{ name: string; data: RecordArray; shape: number[] }> {
   return Object.entries(records).map(([name, r]) => {
     const data = ArrayBuffer.isView(r) ? r : r.data;
     const shape = ArrayBuffer.isView(r) ? [data.length] : [...(r.shape ?? [data.length])];
     dtypeOf(data);
     const size = shape.reduce((a, b) => a * b, 1);
-    if (size !== data.length) throw new RangeError(`checkpoint record "${name}": shape [${shape.join(', ')}] does not match ${data.length} values`);
+    if (size !== data.length)
+      throw new RangeError(
+        `checkpoint record "${name}": shape [${shape.join(', ')}] does not match ${data.length} values`,
+      );
     return { name, data, shape };
   });
 }
@@ -128,7 +133,13 @@ function normalise(records: Record<string, RecordArray | TensorRecord>): Array<{
 type EntryFacts = Omit<HeaderEntry, 'offset'>;
 
 function factsOf(it: { name: string; data: RecordArray; shape: number[] }): EntryFacts {
-  return { name: it.name, dtype: dtypeOf(it.data), shape: it.shape, bytes: it.data.byteLength, crc32: crc32(bytesOf(it.data)) };
+  return {
+    name: it.name,
+    dtype: dtypeOf(it.data),
+    shape: it.shape,
+    bytes: it.data.byteLength,
+    crc32: crc32(bytesOf(it.data)),
+  };
 }
 
 /**
@@ -191,19 +202,33 @@ function fileSource(fd: number): ByteSource {
 
 /** Decodes and verifies a record file's bytes; `where` names the source in errors. */
 export function decodeRecords(bytes: Uint8Array, where = 'checkpoint'): RecordFile {
-  return decodeFrom({ length: bytes.length, read: (pos, length) => bytes.subarray(pos, pos + length) }, where, () => false, '');
+  return decodeFrom(
+    { length: bytes.length, read: (pos, length) => bytes.subarray(pos, pos + length) },
+    where,
+    () => false,
+    '',
+  );
 }
 
 /** decodeRecords over any byte source; records `stream` names stay in the file at `path`, read later by pieces. */
 function decodeFrom(src: ByteSource, where: string, stream: (name: string) => boolean, path: string): RecordFile {
-  if (src.length < 16) throw new CheckpointError(where, `truncated: ${src.length} bytes, shorter than the 16-byte preamble`);
+  if (src.length < 16)
+    throw new CheckpointError(where, `truncated: ${src.length} bytes, shorter than the 16-byte preamble`);
   const preamble = src.read(0, 16);
   const magic = new TextDecoder().decode(preamble.subarray(0, 8));
-  if (magic !== MAGIC) throw new CheckpointError(where, `not an ODC record file (magic "${magic.replace(/[^\x20-\x7e]/g, '?')}", expected "${MAGIC}")`);
+  if (magic !== MAGIC)
+    throw new CheckpointError(
+      where,
+      `not an ODC record file (magic "${magic.replace(/[^\x20-\x7e]/g, '?')}", expected "${MAGIC}")`,
+    );
   const view = new DataView(preamble.buffer, preamble.byteOffset, preamble.byteLength);
   const headerLength = view.getUint32(8, true);
   const headerCrc = view.getUint32(12, true);
-  if (16 + headerLength > src.length) throw new CheckpointError(where, `truncated: header needs ${headerLength} bytes, file has ${src.length - 16} after the preamble`);
+  if (16 + headerLength > src.length)
+    throw new CheckpointError(
+      where,
+      `truncated: header needs ${headerLength} bytes, file has ${src.length - 16} after the preamble`,
+    );
   const json = src.read(16, headerLength);
   if (crc32(json) !== headerCrc) throw new CheckpointError(where, 'corrupt header (CRC-32 mismatch)');
   let header: Header;
@@ -215,7 +240,8 @@ function decodeFrom(src: ByteSource, where: string, stream: (name: string) => bo
   const dataStart = align8(16 + headerLength);
   const expected = dataStart + header.dataBytes + TRAILER.length;
   if (src.length < expected) throw new CheckpointError(where, `truncated: ${src.length} bytes, expected ${expected}`);
-  if (src.length > expected) throw new CheckpointError(where, `${src.length - expected} unexpected bytes after the end of the data`);
+  if (src.length > expected)
+    throw new CheckpointError(where, `${src.length - expected} unexpected bytes after the end of the data`);
   const trailer = new TextDecoder().decode(src.read(expected - TRAILER.length, TRAILER.length));
   if (trailer !== TRAILER) throw new CheckpointError(where, 'corrupt: end marker missing');
   const records = new Map<string, ReadRecord>();
@@ -224,9 +250,14 @@ function decodeFrom(src: ByteSource, where: string, stream: (name: string) => bo
     const per = ELEMENT_BYTES[e.dtype];
     if (per === undefined) throw new CheckpointError(where, `record "${e.name}" has unknown dtype ${String(e.dtype)}`);
     const size = e.shape.reduce((a, b) => a * b, 1);
-    if (size * per !== e.bytes || e.offset + e.bytes > header.dataBytes) throw new CheckpointError(where, `record "${e.name}" has an inconsistent size or offset`);
+    if (size * per !== e.bytes || e.offset + e.bytes > header.dataBytes)
+      throw new CheckpointError(where, `record "${e.name}" has an inconsistent size or offset`);
     if (stream(e.name)) {
-      streamed.set(e.name, { dtype: e.dtype, shape: e.shape, pieces: (maxElements) => readPieces(path, where, e, dataStart, maxElements) });
+      streamed.set(e.name, {
+        dtype: e.dtype,
+        shape: e.shape,
+        pieces: (maxElements) => readPieces(path, where, e, dataStart, maxElements),
+      });
       continue;
     }
     const raw = src.read(dataStart + e.offset, e.bytes);
@@ -238,11 +269,25 @@ function decodeFrom(src: ByteSource, where: string, stream: (name: string) => bo
 }
 
 function typedArray(dtype: RecordDType, copy: ArrayBuffer): RecordArray {
-  return dtype === 'f32' ? new Float32Array(copy) : dtype === 'f64' ? new Float64Array(copy) : dtype === 'i32' ? new Int32Array(copy) : dtype === 'u32' ? new Uint32Array(copy) : new Uint8Array(copy);
+  return dtype === 'f32'
+    ? new Float32Array(copy)
+    : dtype === 'f64'
+      ? new Float64Array(copy)
+      : dtype === 'i32'
+        ? new Int32Array(copy)
+        : dtype === 'u32'
+          ? new Uint32Array(copy)
+          : new Uint8Array(copy);
 }
 
 /** A streamed record's pieces, read from the file again by position; its CRC-32 is checked after the last one. */
-function* readPieces(path: string, where: string, e: HeaderEntry, dataStart: number, maxElements: number): Generator<RecordArray> {
+function* readPieces(
+  path: string,
+  where: string,
+  e: HeaderEntry,
+  dataStart: number,
+  maxElements: number,
+): Generator<RecordArray> {
   const per = ELEMENT_BYTES[e.dtype];
   const step = Math.max(1, Math.floor(maxElements)) * per;
   let fd: number;
@@ -256,7 +301,8 @@ function* readPieces(path: string, where: string, e: HeaderEntry, dataStart: num
     let crc = 0;
     for (let done = 0; done < e.bytes; done += step) {
       const raw = src.read(dataStart + e.offset + done, Math.min(step, e.bytes - done));
-      if (raw.length < Math.min(step, e.bytes - done)) throw new CheckpointError(where, `truncated while reading record "${e.name}"`);
+      if (raw.length < Math.min(step, e.bytes - done))
+        throw new CheckpointError(where, `truncated while reading record "${e.name}"`);
       crc = crc32(raw, crc);
       yield typedArray(e.dtype, new Uint8Array(raw).buffer);
     }
@@ -295,7 +341,11 @@ function isStreamed(r: RecordArray | TensorRecord | StreamedRecord): r is Stream
  * Writes records + metadata to `path` atomically (temp file, fsync, rename). A StreamedRecord is written piece by
  * piece as its chunks come, and its CRC-32 goes into the header, rewritten in place once all data is written.
  */
-export async function writeRecords(path: string, records: Record<string, RecordArray | TensorRecord | StreamedRecord>, meta: unknown = null): Promise<void> {
+export async function writeRecords(
+  path: string,
+  records: Record<string, RecordArray | TensorRecord | StreamedRecord>,
+  meta: unknown = null,
+): Promise<void> {
   const plain: Record<string, RecordArray | TensorRecord> = {};
   for (const [name, r] of Object.entries(records)) if (!isStreamed(r)) plain[name] = r;
   const arrays = new Map(normalise(plain).map((it) => [it.name, it]));
@@ -310,7 +360,13 @@ export async function writeRecords(path: string, records: Record<string, RecordA
     if (per === undefined) throw new TypeError(`checkpoint record "${name}": unknown dtype ${String(r.dtype)}`);
     streamed.set(facts.length, r);
     // 0xffffffff: the widest CRC in JSON, so the final header is never longer than the reserved one
-    facts.push({ name, dtype: r.dtype, shape: [...r.shape], bytes: r.shape.reduce((a, b) => a * b, 1) * per, crc32: 0xffffffff });
+    facts.push({
+      name,
+      dtype: r.dtype,
+      shape: [...r.shape],
+      bytes: r.shape.reduce((a, b) => a * b, 1) * per,
+      crc32: 0xffffffff,
+    });
   }
   const reserved = buildHeader(facts, meta);
   const jsonLength = new DataView(reserved.prefix.buffer).getUint32(8, true);
@@ -345,13 +401,19 @@ export async function writeRecords(path: string, records: Record<string, RecordA
       if (stream) {
         let crc = 0;
         for await (const piece of stream.chunks()) {
-          if (dtypeOf(piece) !== facts[i].dtype) throw new TypeError(`checkpoint record "${facts[i].name}": a ${dtypeOf(piece)} piece in a ${facts[i].dtype} record`);
+          if (dtypeOf(piece) !== facts[i].dtype)
+            throw new TypeError(
+              `checkpoint record "${facts[i].name}": a ${dtypeOf(piece)} piece in a ${facts[i].dtype} record`,
+            );
           const b = bytesOf(piece);
           crc = crc32(b, crc);
           await put(b);
           length += b.length;
         }
-        if (length !== facts[i].bytes) throw new RangeError(`checkpoint record "${facts[i].name}": its pieces hold ${length} bytes, its shape ${facts[i].bytes}`);
+        if (length !== facts[i].bytes)
+          throw new RangeError(
+            `checkpoint record "${facts[i].name}": its pieces hold ${length} bytes, its shape ${facts[i].bytes}`,
+          );
         facts[i] = { ...facts[i], crc32: crc };
       } else {
         const b = bytesOf(arrays.get(facts[i].name)!.data);
@@ -390,7 +452,10 @@ export async function writeRecords(path: string, records: Record<string, RecordA
  * Reads and verifies a file written by `writeRecords`. Records that `options.stream` names are not read now:
  * they come back in `streamed`, to be read piece by piece (the ODC memory's features on a resume).
  */
-export async function readRecords(path: string, options: { stream?: (name: string) => boolean } = {}): Promise<RecordFile> {
+export async function readRecords(
+  path: string,
+  options: { stream?: (name: string) => boolean } = {},
+): Promise<RecordFile> {
   if (options.stream) {
     let fd: number;
     try {

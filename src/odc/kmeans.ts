@@ -8,7 +8,18 @@
 import { gpu } from '../gpu/device.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { kmeans as kernels } from '../kernels/kmeans.ts';
-import { centroidMeans, copyRows, gatherShardRows, l2Bias, nearest, perShardRows, rowSquaredNorms, sumInto, threads, type RowShards } from '../ops/clustering.ts';
+import {
+  centroidMeans,
+  copyRows,
+  gatherShardRows,
+  l2Bias,
+  nearest,
+  perShardRows,
+  rowSquaredNorms,
+  sumInto,
+  threads,
+  type RowShards,
+} from '../ops/clustering.ts';
 import { normalizeRows } from '../ops/rows.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
@@ -63,13 +74,23 @@ export interface KMeansResult {
  * Nothing is read back; results are reproducible for a given seed. A sharded x (RowShards, random seeding only)
  * gives the same results as one buffer: every row's assignment is its own, the means are integer sums.
  */
-export function kmeans(input: Tensor<'f32'> | RowShards, n: number, d: number, k: number, options: KMeansOptions = {}): KMeansResult {
+export function kmeans(
+  input: Tensor<'f32'> | RowShards,
+  n: number,
+  d: number,
+  k: number,
+  options: KMeansOptions = {},
+): KMeansResult {
   const sharded = input instanceof Tensor || input.parts.length === 1 ? null : input;
   const x = input instanceof Tensor ? input : input.parts[0];
   expectDType(x, 'f32', 'kmeans');
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`kmeans: k must be a positive integer, got ${k}`);
-  if (sharded && options.init === 'kmeans++') throw new RangeError('kmeans: k-means++ seeding needs the rows in one buffer; use the default random seeding (odc.kmeansInit random) for a sharded memory');
-  if (!sharded && x.size < n * d) throw new RangeError(`kmeans: features ${fmtShape(x.shape)} hold fewer than n*d = ${n}*${d} values`);
+  if (sharded && options.init === 'kmeans++')
+    throw new RangeError(
+      'kmeans: k-means++ seeding needs the rows in one buffer; use the default random seeding (odc.kmeansInit random) for a sharded memory',
+    );
+  if (!sharded && x.size < n * d)
+    throw new RangeError(`kmeans: features ${fmtShape(x.shape)} hold fewer than n*d = ${n}*${d} values`);
   if (k > n) throw new RangeError(`kmeans: k = ${k} clusters need at least k points, got n = ${n}`);
   const iterations = options.iterations ?? 20;
   const rng = new Rng(options.seed ?? 0);
@@ -125,7 +146,8 @@ export function kmeans(input: Tensor<'f32'> | RowShards, n: number, d: number, k
   const counts = Tensor.empty([k], 'u32');
   const inertia = Tensor.empty([iterations + 1], 'f32');
   const emptyStats = Tensor.empty([Math.max(2 * iterations, 1)], 'u32');
-  if (sharded) perShardRows(sharded, [norms], (part, rows, [out]) => rowSquaredNorms(part, rows, d, out as Tensor<'f32'>));
+  if (sharded)
+    perShardRows(sharded, [norms], (part, rows, [out]) => rowSquaredNorms(part, rows, d, out as Tensor<'f32'>));
   else rowSquaredNorms(x, n, d, norms);
   const assign = (slot: number) => {
     l2Bias(centroids, k, d, bias);

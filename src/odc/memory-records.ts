@@ -40,7 +40,13 @@ export async function exportMemoryState(
 ): Promise<{ meta: Record<string, unknown>; records: Record<string, { data: RecordArray; shape: number[] }> }> {
   const { records, meta } = await memoryRecords(memory);
   const features = await memory.featuresData();
-  return { meta, records: { 'memory.features': { data: features, shape: [memory.n, memory.dim] }, ...(records as Record<string, { data: RecordArray; shape: number[] }>) } };
+  return {
+    meta,
+    records: {
+      'memory.features': { data: features, shape: [memory.n, memory.dim] },
+      ...(records as Record<string, { data: RecordArray; shape: number[] }>),
+    },
+  };
 }
 
 /**
@@ -48,7 +54,9 @@ export async function exportMemoryState(
  * time while the file is written (the same record, byte for byte, whatever the shard layout), and host copies
  * of the small rest.
  */
-export async function memoryRecords(memory: OdcMemory): Promise<{ meta: Record<string, unknown>; records: Record<string, TensorRecord>; features: StreamedRecord }> {
+export async function memoryRecords(
+  memory: OdcMemory,
+): Promise<{ meta: Record<string, unknown>; records: Record<string, TensorRecord>; features: StreamedRecord }> {
   const parts = memory.featureShards.parts;
   return {
     meta: memoryMeta(memory),
@@ -97,9 +105,11 @@ export function memoryFromState(
   options: { maxShardBytes?: number; streamed?: ReadonlyMap<string, StreamedReadRecord> } = {},
 ): OdcMemory {
   const m = meta as Record<string, unknown> | null;
-  if (!m || m.format !== 'odc-memory' || m.version !== 1) throw new Error('memoryFromState: metadata is not an odc-memory v1 state');
+  if (!m || m.format !== 'odc-memory' || m.version !== 1)
+    throw new Error('memoryFromState: metadata is not an odc-memory v1 state');
   if (!Array.isArray(m.rng)) throw new Error('memoryFromState: metadata lacks the generator state "rng"');
-  const get = (name: string) => (records instanceof Map ? records.get(name) : (records as Record<string, MemoryRecord>)[name]);
+  const get = (name: string) =>
+    records instanceof Map ? records.get(name) : (records as Record<string, MemoryRecord>)[name];
   const put = (name: string, t: Tensor, Ctor: Float32ArrayConstructor | Uint32ArrayConstructor) => {
     const r = get(name);
     if (!r) throw new Error(`memoryFromState: record "${name}" is missing`);
@@ -138,17 +148,34 @@ export function memoryFromState(
 }
 
 /** The features from the record `memory.features`, whole or streamed in pieces of at most one shard. */
-function putFeatures(memory: OdcMemory, get: (name: string) => MemoryRecord | undefined, streamed: StreamedReadRecord | undefined): void {
+function putFeatures(
+  memory: OdcMemory,
+  get: (name: string) => MemoryRecord | undefined,
+  streamed: StreamedReadRecord | undefined,
+): void {
   const whole = get('memory.features');
-  const pieces: Iterable<RecordArray> | null = whole ? [whole.data] : streamed ? streamed.pieces(memory.featureShards.rowsPerShard * memory.dim) : null;
+  const pieces: Iterable<RecordArray> | null = whole
+    ? [whole.data]
+    : streamed
+      ? streamed.pieces(memory.featureShards.rowsPerShard * memory.dim)
+      : null;
   if (!pieces) throw new Error('memoryFromState: record "memory.features" is missing');
   let row0 = 0;
   for (const piece of pieces) {
-    if (!(piece instanceof Float32Array) || piece.length % memory.dim !== 0 || row0 + piece.length / memory.dim > memory.n) {
-      throw new RangeError(`memoryFromState: record "memory.features" must be a Float32Array of ${memory.n * memory.dim} values`);
+    if (
+      !(piece instanceof Float32Array) ||
+      piece.length % memory.dim !== 0 ||
+      row0 + piece.length / memory.dim > memory.n
+    ) {
+      throw new RangeError(
+        `memoryFromState: record "memory.features" must be a Float32Array of ${memory.n * memory.dim} values`,
+      );
     }
     writeFeatureRows(memory, row0, piece);
     row0 += piece.length / memory.dim;
   }
-  if (row0 !== memory.n) throw new RangeError(`memoryFromState: record "memory.features" must be a Float32Array of ${memory.n * memory.dim} values, got ${row0 * memory.dim}`);
+  if (row0 !== memory.n)
+    throw new RangeError(
+      `memoryFromState: record "memory.features" must be a Float32Array of ${memory.n * memory.dim} values, got ${row0 * memory.dim}`,
+    );
 }

@@ -44,7 +44,17 @@ import { Rng } from '../util/rng.ts';
 import { readHistogram, readSizesLater, readStatusWord, type SizeCheck } from './host-reads.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { odcMemory } from '../kernels/odc_memory.ts';
-import { centroidMeans, fillU32, forEachShard, gatherShardRows, histogram, nearest, rowsPerShard, threads, type RowShards } from '../ops/clustering.ts';
+import {
+  centroidMeans,
+  fillU32,
+  forEachShard,
+  gatherShardRows,
+  histogram,
+  nearest,
+  rowsPerShard,
+  threads,
+  type RowShards,
+} from '../ops/clustering.ts';
 import { normalizeRows } from '../ops/rows.ts';
 import { kmeans } from './kmeans.ts';
 import { handleSmallClusters, type ClusterMemory, type SmallClusterReport } from './small-clusters.ts';
@@ -115,7 +125,8 @@ export function summarizeHistogram(h: ArrayLike<number>, minCluster: number): Me
 export type Indices = Tensor<'u32'> | Uint32Array | readonly number[];
 
 function checkInt(name: string, v: unknown, min: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RangeError(`OdcMemory: ${name} must be an integer >= ${min}, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    throw new RangeError(`OdcMemory: ${name} must be an integer >= ${min}, got ${String(v)}`);
   return v;
 }
 
@@ -165,7 +176,8 @@ export class OdcMemory implements ClusterMemory {
     this.splitMaxIter = o.splitMaxIter;
     this.rng = new Rng(o.seed);
     const parts: Tensor<'f32'>[] = [];
-    for (let row0 = 0; row0 < o.n; row0 += shardRows) parts.push(Tensor.empty([Math.min(shardRows, o.n - row0), o.dim], 'f32'));
+    for (let row0 = 0; row0 < o.n; row0 += shardRows)
+      parts.push(Tensor.empty([Math.min(shardRows, o.n - row0), o.dim], 'f32'));
     this.featureShards = { parts, rowsPerShard: shardRows, n: o.n, d: o.dim };
     this.labels = Tensor.empty([o.n], 'u32');
     this.centroids = Tensor.empty([o.k, o.dim], 'f32');
@@ -191,10 +203,13 @@ export class OdcMemory implements ClusterMemory {
     const k = checkInt('k', options.k, 1);
     const minCluster = checkInt('minCluster', options.minCluster, 1);
     const momentum = options.momentum ?? 0.5;
-    if (typeof momentum !== 'number' || !(momentum >= 0 && momentum <= 1)) throw new RangeError(`OdcMemory: momentum must be in [0, 1], got ${String(momentum)}`);
+    if (typeof momentum !== 'number' || !(momentum >= 0 && momentum <= 1))
+      throw new RangeError(`OdcMemory: momentum must be in [0, 1], got ${String(momentum)}`);
     if (k > n) throw new RangeError(`OdcMemory: k = ${k} clusters need at least k samples, got n = ${n}`);
     if (k > 1 && minCluster * (k - 1) > n) {
-      throw new RangeError(`OdcMemory: minCluster = ${minCluster} is too large for n = ${n} samples in k = ${k} clusters (need minCluster * (k - 1) <= n)`);
+      throw new RangeError(
+        `OdcMemory: minCluster = ${minCluster} is too large for n = ${n} samples in k = ${k} clusters (need minCluster * (k - 1) <= n)`,
+      );
     }
     const seed = options.seed ?? 0;
     const o: Required<Omit<OdcMemoryOptions, 'maxShardBytes'>> = {
@@ -218,30 +233,41 @@ export class OdcMemory implements ClusterMemory {
   /** The [N, D] features as one tensor; only a memory held in one shard has one (else use featureShards / featuresData). */
   get features(): Tensor<'f32'> {
     const { parts } = this.featureShards;
-    if (parts.length !== 1) throw new Error(`OdcMemory: the features [${this.n}, ${this.dim}] are held in ${parts.length} shards, not one tensor`);
+    if (parts.length !== 1)
+      throw new Error(
+        `OdcMemory: the features [${this.n}, ${this.dim}] are held in ${parts.length} shards, not one tensor`,
+      );
     return parts[0];
   }
 
   /** Host copy of all the features (read shard by shard; for small memories and tests: checkpoints stream instead). */
   async featuresData(): Promise<Float32Array> {
     const out = new Float32Array(this.n * this.dim);
-    for (let s = 0; s < this.featureShards.parts.length; s++) out.set(await this.featureShards.parts[s].data(), s * this.featureShards.rowsPerShard * this.dim);
+    for (let s = 0; s < this.featureShards.parts.length; s++)
+      out.set(await this.featureShards.parts[s].data(), s * this.featureShards.rowsPerShard * this.dim);
     return out;
   }
 
   /** ClusterMemory.indexedRows: the memory and idx itself when it is one shard, else the gathered rows and 0..count-1. */
   indexedRows(idx: Tensor<'u32'>, count: number): { x: Tensor<'f32'>; rowIdx: Tensor<'u32'>; release(): void } {
-    if (this.featureShards.parts.length === 1) return { x: this.featureShards.parts[0], rowIdx: idx, release: () => {} };
+    if (this.featureShards.parts.length === 1)
+      return { x: this.featureShards.parts[0], rowIdx: idx, release: () => {} };
     const x = Tensor.empty([Math.max(count, 1), this.dim], 'f32');
     gatherShardRows(this.featureShards, idx, x, count);
-    const rowIdx = Tensor.from(Uint32Array.from({ length: Math.max(count, 1) }, (_, i) => i), [Math.max(count, 1)], 'u32');
+    const rowIdx = Tensor.from(
+      Uint32Array.from({ length: Math.max(count, 1) }, (_, i) => i),
+      [Math.max(count, 1)],
+      'u32',
+    );
     return { x, rowIdx, release: () => (x.dispose(), rowIdx.dispose()) };
   }
 
   private checkFeatures(features: Tensor<'f32'>, rows: number | null, what: string): number {
     expectDType(features, 'f32', what);
     if (features.rank !== 2 || features.shape[1] !== this.dim || (rows !== null && features.shape[0] !== rows)) {
-      throw new RangeError(`${what}: expected features [${rows ?? 'B'}, ${this.dim}] (memory dim ${this.dim}), got ${fmtShape(features.shape)}`);
+      throw new RangeError(
+        `${what}: expected features [${rows ?? 'B'}, ${this.dim}] (memory dim ${this.dim}), got ${fmtShape(features.shape)}`,
+      );
     }
     return features.shape[0];
   }
@@ -255,7 +281,8 @@ export class OdcMemory implements ClusterMemory {
     }
     for (let i = 0; i < indices.length; i++) {
       const v = indices[i];
-      if (!Number.isInteger(v) || v < 0 || v >= this.n) throw new RangeError(`${what}: index ${String(v)} at position ${i} is out of range [0, ${this.n})`);
+      if (!Number.isInteger(v) || v < 0 || v >= this.n)
+        throw new RangeError(`${what}: index ${String(v)} at position ${i} is out of range [0, ${this.n})`);
     }
     return { t: Tensor.from(Uint32Array.from(indices), [indices.length], 'u32'), owned: true, count: indices.length };
   }
@@ -271,19 +298,29 @@ export class OdcMemory implements ClusterMemory {
     const { parts } = this.featureShards;
     if (rawFeatures instanceof Tensor) this.checkFeatures(rawFeatures, this.n, 'OdcMemory.init');
     else {
-      if (rawFeatures.length !== parts.length) throw new RangeError(`OdcMemory.init: ${rawFeatures.length} feature blocks for a memory of ${parts.length} shards`);
+      if (rawFeatures.length !== parts.length)
+        throw new RangeError(
+          `OdcMemory.init: ${rawFeatures.length} feature blocks for a memory of ${parts.length} shards`,
+        );
       rawFeatures.forEach((raw, s) => this.checkFeatures(raw, parts[s].shape[0], `OdcMemory.init (block ${s})`));
     }
     // ODC-SPEC's rule (||x|| + 1e-10), summed in order over each row as the momentum update sums (row by row:
     // normalising a block or the whole gives the same bits).
-    if (!(rawFeatures instanceof Tensor)) rawFeatures.forEach((raw, s) => normalizeRows(raw, { epsilon: 'add', summation: 'serial', out: parts[s] }));
+    if (!(rawFeatures instanceof Tensor))
+      rawFeatures.forEach((raw, s) => normalizeRows(raw, { epsilon: 'add', summation: 'serial', out: parts[s] }));
     else if (parts.length === 1) normalizeRows(rawFeatures, { epsilon: 'add', summation: 'serial', out: parts[0] });
     else {
       const all = normalizeRows(rawFeatures, { epsilon: 'add', summation: 'serial' });
-      forEachShard(this.featureShards, (part, row0, rows) => gpu().copy(all.buffer, row0 * this.dim * 4, part.buffer, 0, rows * this.dim * 4));
+      forEachShard(this.featureShards, (part, row0, rows) =>
+        gpu().copy(all.buffer, row0 * this.dim * 4, part.buffer, 0, rows * this.dim * 4),
+      );
       all.dispose();
     }
-    const km = kmeans(this.featureShards, this.n, this.dim, this.k, { iterations: this.kmeansIterations, seed: this.rng.nextU32(), init: this.kmeansInit });
+    const km = kmeans(this.featureShards, this.n, this.dim, this.k, {
+      iterations: this.kmeansIterations,
+      seed: this.rng.nextU32(),
+      init: this.kmeansInit,
+    });
     gpu().copy(km.labels.buffer, 0, this.labels.buffer, 0, this.n * 4);
     gpu().copy(km.centroids.buffer, 0, this.centroids.buffer, 0, this.k * this.dim * 4);
     const inertia = [...(await km.inertia.data())];
@@ -329,14 +366,26 @@ export class OdcMemory implements ClusterMemory {
     forEachShard(this.featureShards, (bank, row0, rows) =>
       dispatchKernel(odcMemory.momentum, {
         params: { n: b, d, bank_rows: this.n, momentum: this.momentum, row0, row_count: rows },
-        bindings: { idx: idx.t.buffer, features: features.buffer, bank: bank.buffer, out: fresh.buffer, winner: winner.buffer, status: this.status.buffer },
+        bindings: {
+          idx: idx.t.buffer,
+          features: features.buffer,
+          bank: bank.buffer,
+          out: fresh.buffer,
+          winner: winner.buffer,
+          status: this.status.buffer,
+        },
         workgroups: threads(b),
       }),
     );
     nearest({ x: fresh, n: b, d, centroids: this.centroids, k: this.k, labels: newLabels });
     dispatchKernel(odcMemory.count_changes, {
       params: { n: b, bank_rows: this.n },
-      bindings: { idx: idx.t.buffer, new_labels: newLabels.buffer, labels: this.labels.buffer, count: this.changeCount.buffer },
+      bindings: {
+        idx: idx.t.buffer,
+        new_labels: newLabels.buffer,
+        labels: this.labels.buffer,
+        count: this.changeCount.buffer,
+      },
       workgroups: threads(b),
     });
     forEachShard(this.featureShards, (bank, row0, rows) =>
@@ -375,7 +424,14 @@ export class OdcMemory implements ClusterMemory {
   /** Spec 2.4: every non-empty centroid = plain mean of its members' features; empty ones keep theirs. */
   recomputeCentroids(): void {
     const { parts } = this.featureShards;
-    centroidMeans({ x: parts.length === 1 ? parts[0] : this.featureShards, n: this.n, d: this.dim, labels: this.labels, k: this.k, out: this.centroids });
+    centroidMeans({
+      x: parts.length === 1 ? parts[0] : this.featureShards,
+      n: this.n,
+      d: this.dim,
+      labels: this.labels,
+      k: this.k,
+      out: this.centroids,
+    });
   }
 
   /** A new [K] u32 tensor with the label histogram. */
@@ -394,7 +450,11 @@ export class OdcMemory implements ClusterMemory {
   /** The loss weights from the cluster sizes the last checkLater or updateWeights counted (no second histogram). */
   weightsFromSizes(power = 0.5, eps = 1e-5): void {
     if (!(power >= 0)) throw new RangeError(`OdcMemory.updateWeights: power must be >= 0, got ${power}`);
-    dispatchKernel(odcMemory.weights, { params: { k: this.k, power, smoothing: eps }, bindings: { hist: this.sizes.buffer, out: this.weights.buffer }, workgroups: [1] });
+    dispatchKernel(odcMemory.weights, {
+      params: { k: this.k, power, smoothing: eps },
+      bindings: { hist: this.sizes.buffer, out: this.weights.buffer },
+      workgroups: [1],
+    });
   }
 
   /**
@@ -416,7 +476,9 @@ export class OdcMemory implements ClusterMemory {
     const skipped = await readStatusWord(this.status);
     if (skipped > 0) {
       fillU32(this.status, 0);
-      throw new RangeError(`OdcMemory: ${skipped} out-of-range sample index(es) (memory holds ${this.n} rows) were passed as GPU tensors and skipped`);
+      throw new RangeError(
+        `OdcMemory: ${skipped} out-of-range sample index(es) (memory holds ${this.n} rows) were passed as GPU tensors and skipped`,
+      );
     }
   }
 
@@ -428,6 +490,15 @@ export class OdcMemory implements ClusterMemory {
 
   /** Releases every GPU buffer of this memory. */
   dispose(): void {
-    for (const t of [...this.featureShards.parts, this.labels, this.centroids, this.weights, this.changeCount, this.status, this.sizes]) t.dispose();
+    for (const t of [
+      ...this.featureShards.parts,
+      this.labels,
+      this.centroids,
+      this.weights,
+      this.changeCount,
+      this.status,
+      this.sizes,
+    ])
+      t.dispose();
   }
 }

@@ -72,7 +72,10 @@ export interface ClusterMemory {
  * 2-means and recomputing the centroids of both halves. Reads one count back per split. Afterwards no cluster
  * is empty.
  */
-export async function handleSmallClusters(memory: ClusterMemory, options: { trace?: boolean } = {}): Promise<SmallClusterReport> {
+export async function handleSmallClusters(
+  memory: ClusterMemory,
+  options: { trace?: boolean } = {},
+): Promise<SmallClusterReport> {
   await memory.checkErrors();
   return resolveSmallClusters(memory, await readHistogram(memory.histogram()), options);
 }
@@ -81,13 +84,21 @@ export async function handleSmallClusters(memory: ClusterMemory, options: { trac
  * Spec 2.5 from cluster sizes the host already holds (`sizes`, as of the labels now on the GPU; updated in
  * place): nothing is recorded or read when no cluster is small, else the moves and splits of handleSmallClusters.
  */
-export async function resolveSmallClusters(memory: ClusterMemory, sizes: Uint32Array, options: { trace?: boolean } = {}): Promise<SmallClusterReport> {
+export async function resolveSmallClusters(
+  memory: ClusterMemory,
+  sizes: Uint32Array,
+  options: { trace?: boolean } = {},
+): Promise<SmallClusterReport> {
   const { n, dim, k, minCluster, labels, centroids } = memory;
   let h = sizes;
   const small: number[] = [];
   for (let c = 0; c < k; c++) if (h[c] < minCluster) small.push(c);
-  if (small.length === 0) return { small, reassigned: 0, splits: [], ...(options.trace ? { labelsAfterMoves: await labels.data() } : {}) };
-  if (small.length === k) throw new Error(`OdcMemory: all ${k} clusters have fewer than minCluster = ${minCluster} members; nothing to move them to`);
+  if (small.length === 0)
+    return { small, reassigned: 0, splits: [], ...(options.trace ? { labelsAfterMoves: await labels.data() } : {}) };
+  if (small.length === k)
+    throw new Error(
+      `OdcMemory: all ${k} clusters have fewer than minCluster = ${minCluster} members; nothing to move them to`,
+    );
   const maskHost = new Uint32Array(k);
   let members = 0;
   for (const c of small) {
@@ -117,10 +128,14 @@ export async function resolveSmallClusters(memory: ClusterMemory, sizes: Uint32A
     let big = 0;
     for (let c = 1; c < k; c++) if (h[c] > h[big]) big = c;
     const size = h[big];
-    if (size < 2) throw new Error(`OdcMemory: cannot refill cluster ${dead}: the largest cluster ${big} has ${size} member(s)`);
+    if (size < 2)
+      throw new Error(`OdcMemory: cannot refill cluster ${dead}: the largest cluster ${big} has ${size} member(s)`);
     const idx = compactIndices(labels, n, k, size, { value: big });
     const rows = memory.indexedRows(idx, size);
-    const { side, count1 } = twoMeansSplit(rows.x, dim, rows.rowIdx, size, memory.rng, { restarts: memory.splitRestarts, maxIter: memory.splitMaxIter });
+    const { side, count1 } = twoMeansSplit(rows.x, dim, rows.rowIdx, size, memory.rng, {
+      restarts: memory.splitRestarts,
+      maxIter: memory.splitMaxIter,
+    });
     dispatchKernel(kmeansKernels.tm_relabel, {
       params: { n: size, label: dead },
       bindings: { idx: idx.buffer, side: side.buffer, labels: labels.buffer },
@@ -128,7 +143,17 @@ export async function resolveSmallClusters(memory: ClusterMemory, sizes: Uint32A
     });
     const lab = memory.labelsOf(idx);
     const list = Tensor.from([big, dead], [2], 'u32');
-    centroidMeans({ x: rows.x, n: size, d: dim, idx: rows.rowIdx, labels: lab, k, out: centroids, list, listLength: 2 });
+    centroidMeans({
+      x: rows.x,
+      n: size,
+      d: dim,
+      idx: rows.rowIdx,
+      labels: lab,
+      k,
+      out: centroids,
+      list,
+      listLength: 2,
+    });
     rows.release();
     const moved = await readSplitCount(count1);
     for (const t of [idx, side, count1, lab, list]) t.dispose();
