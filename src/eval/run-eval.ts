@@ -10,7 +10,7 @@
  * data whose size no longer matches it.
  */
 import { writeFileSync } from 'node:fs';
-import { Tensor } from '../tensor/tensor.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { GpuAugmenter } from '../data/augment.ts';
 import type { ImageDataset } from '../data/dataset.ts';
