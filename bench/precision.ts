@@ -29,7 +29,8 @@ async function inPrecision<T>(precision: Precision, tensorCores: boolean, fn: ()
 
 export async function run(options: BenchOptions): Promise<BenchRow[]> {
   const g = gpu();
-  if (!g.features.f16) return [{ name: 'f16 (skipped)', ms: 0, value: 0, unit: '-', note: `${g.adapterName} lacks shader-f16` }];
+  if (!g.features.f16)
+    return [{ name: 'f16 (skipped)', ms: 0, value: 0, unit: '-', note: `${g.adapterName} lacks shader-f16` }];
   const tensorCores = (await inPrecision('f16', true, async () => checkTensorCores())).state === 'passed';
   const paths: Array<[label: string, precision: Precision, tc: boolean]> = [
     ['f32', 'f32', false],
@@ -42,7 +43,11 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
     const b = randomTensor([n, n]);
     for (const [label, precision, tc] of paths) {
       // The f16 rows include the two f16 copies of the operands (as a training GEMM pays them).
-      const ms = await inPrecision(precision, tc, () => timeGpu(`gemm ${n} ${label}`, () => matmul(a, b).dispose(), { iterations: g.isCpuAdapter && n >= 1024 ? 2 : 5 }));
+      const ms = await inPrecision(precision, tc, () =>
+        timeGpu(`gemm ${n} ${label}`, () => matmul(a, b).dispose(), {
+          iterations: g.isCpuAdapter && n >= 1024 ? 2 : 5,
+        }),
+      );
       rows.push({ name: `gemm ${n}^3 ${label}`, ms, value: (2 * n ** 3) / ms / 1e6, unit: 'GFLOP/s' });
     }
     a.dispose();
@@ -51,8 +56,24 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
   const cases: Case[] = [convnetCase(64)];
   if (!options.quick) {
     cases.push(
-      { name: 'ODC step resnet18 cifar 32x32 b512', preset: 'cifar', size: 32, channels: 3, batch: 512, k: 1000, n: 50000 },
-      { name: 'ODC step resnet50 224x224 b256', preset: 'imagenet', size: 224, channels: 3, batch: 256, k: 10000, n: 20000 },
+      {
+        name: 'ODC step resnet18 cifar 32x32 b512',
+        preset: 'cifar',
+        size: 32,
+        channels: 3,
+        batch: 512,
+        k: 1000,
+        n: 50000,
+      },
+      {
+        name: 'ODC step resnet50 224x224 b256',
+        preset: 'imagenet',
+        size: 224,
+        channels: 3,
+        batch: 256,
+        k: 10000,
+        n: 20000,
+      },
     );
   }
   for (const c of cases) {

@@ -35,5 +35,19 @@ for (const name of only) {
 }
 printTable(rows);
 mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify({ adapter: gpu.adapterName, implementation: gpu.implementation, runtime: gpu.runtime, quick, date: new Date().toISOString(), rows }, null, 2));
+writeFileSync(
+  out,
+  JSON.stringify(
+    {
+      adapter: gpu.adapterName,
+      implementation: gpu.implementation,
+      runtime: gpu.runtime,
+      quick,
+      date: new Date().toISOString(),
+      rows,
+    },
+    null,
+    2,
+  ),
+);
 console.log(`wrote ${out}`);

@@ -41,18 +41,30 @@ const absOf = (a: RefArray): RefArray => refMap(a, Math.abs);
 const NO_F16 = 'the adapter has no shader-f16';
 
 /** The stated f16 tolerance of a k-term GEMM result (see the file comment). */
-function assertWithinF16Bound(actual: ArrayLike<number>, expected: RefArray, absSum: RefArray, k: number, what: string): void {
+function assertWithinF16Bound(
+  actual: ArrayLike<number>,
+  expected: RefArray,
+  absSum: RefArray,
+  k: number,
+  what: string,
+): void {
   const perTerm = 2 * 2 ** -11 + 2 ** -22 + (k + 4) * 2 ** -24;
   for (let i = 0; i < actual.length; i++) {
     const bound = perTerm * absSum.data[i] + k * 2 ** -24 + 1e-30;
     const err = Math.abs(actual[i] - expected.data[i]);
-    if (!(err <= bound)) assert.fail(`${what}: element ${i} is ${actual[i]}, expected ${expected.data[i]} (error ${err.toExponential(2)} > f16 bound ${bound.toExponential(2)})`);
+    if (!(err <= bound))
+      assert.fail(
+        `${what}: element ${i} is ${actual[i]}, expected ${expected.data[i]} (error ${err.toExponential(2)} > f16 bound ${bound.toExponential(2)})`,
+      );
   }
 }
 
 test('a float binding makes an entry follow the precision: alias in the header, `enable f16;` opening the f16 module', () => {
   const decls = declareKernels('precision', {
-    to_float: { params: { n: 'u32' }, bindings: { src: { access: 'read', type: 'f32' }, dst: { access: 'read_write', type: 'float' } } },
+    to_float: {
+      params: { n: 'u32' },
+      bindings: { src: { access: 'read', type: 'f32' }, dst: { access: 'read_write', type: 'float' } },
+    },
     plain: { bindings: { v: { access: 'read_write', type: 'f32' } } },
   });
   assert.match(decls.to_float.header, /^alias float = f32;$/m);
@@ -60,7 +72,10 @@ test('a float binding makes an entry follow the precision: alias in the header, 
   assert.match(decls.to_float.headerF16 ?? '', /^alias float = f16;$/m);
   const f16 = kernelSource(decls.to_float, {}, 'f16');
   assert.equal(f16.directives, 'enable f16; ');
-  assert.notEqual(kernelKey(f16, { uniforms: true, access: ['read', 'rw'] }), kernelKey(kernelSource(decls.to_float), { uniforms: true, access: ['read', 'rw'] }));
+  assert.notEqual(
+    kernelKey(f16, { uniforms: true, access: ['read', 'rw'] }),
+    kernelKey(kernelSource(decls.to_float), { uniforms: true, access: ['read', 'rw'] }),
+  );
   // An entry without float bindings keeps exactly its f32 header and refuses f16.
   assert.equal(decls.plain.headerF16, null);
   assert.doesNotMatch(decls.plain.header, /alias/);
@@ -94,7 +109,17 @@ function f16Test(name: string, fn: () => Promise<void>): void {
 }
 
 f16Test('f16 copies round to nearest even and widen back exactly', async () => {
-  const values = [...randomValues(1, 4000, -2, 2), ...randomValues(2, 1000, -1e-4, 1e-4), ...randomValues(3, 500, -7e4, 7e4), 0, -0, 65504, 65520, 2 ** -24, 1 + 2 ** -11];
+  const values = [
+    ...randomValues(1, 4000, -2, 2),
+    ...randomValues(2, 1000, -1e-4, 1e-4),
+    ...randomValues(3, 500, -7e4, 7e4),
+    0,
+    -0,
+    65504,
+    65520,
+    2 ** -24,
+    1 + 2 ** -11,
+  ];
   const x = Tensor.from(Float32Array.from(values), [values.length]);
   const [half, back] = tidy(() => {
     const h = toF16(x);
@@ -102,7 +127,8 @@ f16Test('f16 copies round to nearest even and widen back exactly', async () => {
   });
   const got = await back.data();
   const expected = Float32Array.from(values).map(roundF16);
-  for (let i = 0; i < values.length; i++) assert.ok(Object.is(got[i], expected[i]), `element ${i}: ${values[i]} -> ${got[i]}, expected ${expected[i]}`);
+  for (let i = 0; i < values.length; i++)
+    assert.ok(Object.is(got[i], expected[i]), `element ${i}: ${values[i]} -> ${got[i]}, expected ${expected[i]}`);
   assert.equal((await half.data()).length, values.length);
   for (const t of [x, half, back]) t.dispose();
 });
@@ -110,29 +136,49 @@ f16Test('f16 copies round to nearest even and widen back exactly', async () => {
 f16Test('f16 matmul and its gradients match the f64 reference (every variant, transposes)', async () => {
   for (const variant of VARIANTS) {
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 70 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 48 }), fc.boolean(), fc.boolean(), fc.integer(), async (M, N, K, tA, tB, seed) => {
-        gemmChoice.force(variant.v);
-        const a = randomPair(seed, tA ? [K, M] : [M, K]);
-        const b = randomPair(seed + 1, tB ? [N, K] : [K, N]);
-        const g = randomPair(seed + 2, [M, N]);
-        a.gpu.requiresGrad = true;
-        b.gpu.requiresGrad = true;
-        const c = tidy(() => {
-          const out = matmul(a.gpu, b.gpu, { transA: tA, transB: tB });
-          backward(out, g.gpu);
-          return out;
-        });
-        const what = `${variant.name} M${M} N${N} K${K} tA${tA} tB${tB}`;
-        const [ra, rb, rg] = [refRoundF16(a.ref), refRoundF16(b.ref), refRoundF16(g.ref)];
-        const got = await c.data();
-        assertWithinSumBound(got, refMatmul(ra, rb, tA, tB), refMatmul(absOf(ra), absOf(rb), tA, tB), K, `${what} C (rounded inputs)`);
-        assertWithinF16Bound(got, refMatmul(a.ref, b.ref, tA, tB), refMatmul(absOf(a.ref), absOf(b.ref), tA, tB), K, `${what} C`);
-        const exact = refMatmulBackward(rg, ra, rb, tA, tB);
-        const bound = refMatmulBackward(absOf(rg), absOf(ra), absOf(rb), tA, tB);
-        assertWithinSumBound(await a.gpu.grad!.data(), exact.da, bound.da, N, `${what} dA`);
-        assertWithinSumBound(await b.gpu.grad!.data(), exact.db, bound.db, M, `${what} dB`);
-        for (const t of [c, a.gpu.grad!, b.gpu.grad!, a.gpu, b.gpu, g.gpu]) t.dispose();
-      }),
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 48 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer(),
+        async (M, N, K, tA, tB, seed) => {
+          gemmChoice.force(variant.v);
+          const a = randomPair(seed, tA ? [K, M] : [M, K]);
+          const b = randomPair(seed + 1, tB ? [N, K] : [K, N]);
+          const g = randomPair(seed + 2, [M, N]);
+          a.gpu.requiresGrad = true;
+          b.gpu.requiresGrad = true;
+          const c = tidy(() => {
+            const out = matmul(a.gpu, b.gpu, { transA: tA, transB: tB });
+            backward(out, g.gpu);
+            return out;
+          });
+          const what = `${variant.name} M${M} N${N} K${K} tA${tA} tB${tB}`;
+          const [ra, rb, rg] = [refRoundF16(a.ref), refRoundF16(b.ref), refRoundF16(g.ref)];
+          const got = await c.data();
+          assertWithinSumBound(
+            got,
+            refMatmul(ra, rb, tA, tB),
+            refMatmul(absOf(ra), absOf(rb), tA, tB),
+            K,
+            `${what} C (rounded inputs)`,
+          );
+          assertWithinF16Bound(
+            got,
+            refMatmul(a.ref, b.ref, tA, tB),
+            refMatmul(absOf(a.ref), absOf(b.ref), tA, tB),
+            K,
+            `${what} C`,
+          );
+          const exact = refMatmulBackward(rg, ra, rb, tA, tB);
+          const bound = refMatmulBackward(absOf(rg), absOf(ra), absOf(rb), tA, tB);
+          assertWithinSumBound(await a.gpu.grad!.data(), exact.da, bound.da, N, `${what} dA`);
+          assertWithinSumBound(await b.gpu.grad!.data(), exact.db, bound.db, M, `${what} dB`);
+          for (const t of [c, a.gpu.grad!, b.gpu.grad!, a.gpu, b.gpu, g.gpu]) t.dispose();
+        },
+      ),
       { numRuns: Math.max(2, Math.ceil(RUNS / 6)) },
     );
   }
@@ -157,7 +203,13 @@ f16Test('f16 linear (bias in f32) matches the f64 reference', async () => {
   assertWithinSumBound(await x.gpu.grad!.data(), exact.dx, bound.dx, 19, 'dx');
   assertWithinSumBound(await w.gpu.grad!.data(), exact.dw, bound.dw, 37, 'dw');
   // The bias gradient sums the f32 output gradient: no f16 rounding at all.
-  assertWithinSumBound(await bias.gpu.grad!.data(), refLinearBackward(g.ref, x.ref, w.ref).db, refLinearBackward(absOf(g.ref), x.ref, w.ref).db, 37, 'db');
+  assertWithinSumBound(
+    await bias.gpu.grad!.data(),
+    refLinearBackward(g.ref, x.ref, w.ref).db,
+    refLinearBackward(absOf(g.ref), x.ref, w.ref).db,
+    37,
+    'db',
+  );
   for (const t of [y, x.gpu.grad!, w.gpu.grad!, bias.gpu.grad!, x.gpu, w.gpu, bias.gpu, g.gpu]) t.dispose();
 });
 
@@ -195,8 +247,20 @@ f16Test('f16 conv2d forward, dgrad and wgrad match the f64 reference (every vari
         const what = `${variant.name} x [${c.batch}, ${c.H}, ${c.W}, ${c.Cin}] k${c.k} s${c.stride} p${c.pad} Cout ${c.Cout}`;
         const kk = c.k * c.k;
         const got = await y.data();
-        assertWithinSumBound(got, expected, refConv2d(absOf(rx), absOf(rw), opts), kk * c.Cin, `${what} y (rounded inputs)`);
-        assertWithinF16Bound(got, refConv2d(x.ref, w.ref, opts), refConv2d(absOf(x.ref), absOf(w.ref), opts), kk * c.Cin, `${what} y`);
+        assertWithinSumBound(
+          got,
+          expected,
+          refConv2d(absOf(rx), absOf(rw), opts),
+          kk * c.Cin,
+          `${what} y (rounded inputs)`,
+        );
+        assertWithinF16Bound(
+          got,
+          refConv2d(x.ref, w.ref, opts),
+          refConv2d(absOf(x.ref), absOf(w.ref), opts),
+          kk * c.Cin,
+          `${what} y`,
+        );
         const exact = refConv2dBackward(rg, rx, rw, opts);
         const bound = refConv2dBackward(absOf(rg), absOf(rx), absOf(rw), opts);
         const positions = c.batch * expected.shape[1] * expected.shape[2];
@@ -218,7 +282,10 @@ f16Test('f16 GEMMs leak no buffers, and precision f32 is restored to the plain k
   assert.equal(workingPrecision(), 'f32');
   const c32 = tidy(() => matmul(a, b));
   const [h, f] = [await c16.data(), await c32.data()];
-  assert.ok(h.some((v, i) => v !== f[i]), 'the f16 result differs from the f32 one somewhere (the copies were used)');
+  assert.ok(
+    h.some((v, i) => v !== f[i]),
+    'the f16 result differs from the f32 one somewhere (the copies were used)',
+  );
   for (const t of [a, b, c16, c32]) t.dispose();
   assert.equal(gpu().pool.liveCount, base);
 });

@@ -11,7 +11,13 @@ import { join } from 'node:path';
 import { assert, randomPair, setupGpu } from './helpers.ts';
 import { matmul, runGemm, type PlainGemm } from '../src/ops/matmul.ts';
 import { setWorkingPrecision } from '../src/ops/precision.ts';
-import { checkTensorCores, paddedGemm, resetTensorCores, tensorCoreConfig, tensorCoreStatus } from '../src/ops/tensor-cores.ts';
+import {
+  checkTensorCores,
+  paddedGemm,
+  resetTensorCores,
+  tensorCoreConfig,
+  tensorCoreStatus,
+} from '../src/ops/tensor-cores.ts';
 import { toF16 } from '../src/ops/precision.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { tidy } from '../src/tensor/scope.ts';
@@ -54,14 +60,24 @@ test('the tensor-core GEMM compiles and matches the f64 reference where the adap
   const status = await checkTensorCores();
   assert.equal(status.state, 'passed', JSON.stringify(status));
   setWorkingPrecision('f16');
-  for (const [M, N, K] of [[64, 64, 64], [67, 45, 83], [130, 260, 200]]) {
+  for (const [M, N, K] of [
+    [64, 64, 64],
+    [67, 45, 83],
+    [130, 260, 200],
+  ]) {
     const a = randomPair(M, [M, K]);
     const b = randomPair(N, [K, N]);
     const c = tidy(() => matmul(a.gpu, b.gpu));
     const [ra, rb] = [refRoundF16(a.ref), refRoundF16(b.ref)];
     const abs = (x: typeof ra) => refMap(x, Math.abs);
     // Tensor cores may sum in another order (or in blocks): twice the f32 bound.
-    assertWithinSumBound(await c.data(), refMatmul(ra, rb), refMap(refMatmul(abs(ra), abs(rb)), (v) => 2 * v), 2 * K, `tensor-core GEMM ${M}x${N}x${K}`);
+    assertWithinSumBound(
+      await c.data(),
+      refMatmul(ra, rb),
+      refMap(refMatmul(abs(ra), abs(rb)), (v) => 2 * v),
+      2 * K,
+      `tensor-core GEMM ${M}x${N}x${K}`,
+    );
     for (const x of [a.gpu, b.gpu, c]) x.dispose();
   }
 });
@@ -81,7 +97,12 @@ test('the zero padding around the tensor-core kernel (pad_float, crop_f32) keeps
     runGemm({ mode: 'matmul', M, N, K, a, b, out, precision: 'f16', splits: 1 });
   };
   const padded = paddedGemm(inner, { rows: 32, cols: 16, depth: 16 });
-  for (const [M, N, K] of [[67, 45, 83], [32, 16, 16], [1, 3, 5], [40, 16, 33]]) {
+  for (const [M, N, K] of [
+    [67, 45, 83],
+    [32, 16, 16],
+    [1, 3, 5],
+    [40, 16, 33],
+  ]) {
     innerShapes = [];
     const a = randomPair(M * 7 + 1, [M, K]);
     const b = randomPair(N * 7 + 2, [K, N]);
@@ -92,9 +113,19 @@ test('the zero padding around the tensor-core kernel (pad_float, crop_f32) keeps
     });
     const [ra, rb] = [refRoundF16(a.ref), refRoundF16(b.ref)];
     const abs = (x: typeof ra) => refMap(x, Math.abs);
-    assertWithinSumBound(await c.data(), refMatmul(ra, rb), refMatmul(abs(ra), abs(rb)), K, `padded GEMM ${M}x${N}x${K}`);
+    assertWithinSumBound(
+      await c.data(),
+      refMatmul(ra, rb),
+      refMatmul(abs(ra), abs(rb)),
+      K,
+      `padded GEMM ${M}x${N}x${K}`,
+    );
     const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
-    assert.deepEqual(innerShapes, [[roundUp(M, 32), roundUp(N, 16), roundUp(K, 16)]], 'the inner kernel saw whole blocks');
+    assert.deepEqual(
+      innerShapes,
+      [[roundUp(M, 32), roundUp(N, 16), roundUp(K, 16)]],
+      'the inner kernel saw whole blocks',
+    );
     for (const x of [a.gpu, b.gpu, c]) x.dispose();
   }
   // The padded runner is also a candidate the self-check accepts.
@@ -112,7 +143,11 @@ test('a candidate that passes the self-check serves the f16 plain GEMMs (and onl
   const a = randomPair(1, [20, 30]).gpu;
   const b = randomPair(2, [30, 12]).gpu;
   const bt = randomPair(3, [12, 30]).gpu;
-  const outs = tidy(() => [matmul(a, b), matmul(a, bt, { transB: true }), matmul(b, a, { transA: true, transB: true })]);
+  const outs = tidy(() => [
+    matmul(a, b),
+    matmul(a, bt, { transB: true }),
+    matmul(b, a, { transA: true, transB: true }),
+  ]);
   assert.equal(good.calls() - checked, 2, 'A·B and A·Btᵀ go through the candidate; a transposed A does not');
   for (const x of [a, b, bt, ...outs]) x.dispose();
   // A 3x3 conv forward goes through im2col and the candidate, and matches the f64 reference on f16-rounded inputs.
@@ -123,7 +158,13 @@ test('a candidate that passes the self-check serves the f16 plain GEMMs (and onl
   assert.equal(good.calls() - before, 1, 'the conv forward used the candidate');
   const [rx, rw] = [refRoundF16(x.ref), refRoundF16(w.ref)];
   const abs = (v: typeof rx) => refMap(v, Math.abs);
-  assertWithinSumBound(await y.data(), refConv2d(rx, rw, { stride: 2, padding: 1 }), refConv2d(abs(rx), abs(rw), { stride: 2, padding: 1 }), 27, 'im2col conv');
+  assertWithinSumBound(
+    await y.data(),
+    refConv2d(rx, rw, { stride: 2, padding: 1 }),
+    refConv2d(abs(rx), abs(rw), { stride: 2, padding: 1 }),
+    27,
+    'im2col conv',
+  );
   for (const v of [x.gpu, w.gpu, y]) v.dispose();
 });
 
@@ -138,7 +179,10 @@ test('a wrong kernel result fails the self-check: one warning, the path disabled
     const status = await checkTensorCores(wrong.run);
     assert.equal(status.state, 'failed');
     assert.equal(warnings.length, 1, warnings.join('\n'));
-    assert.match(warnings[0], /tensor-core GEMM failed its self-check and is disabled .*GEMM 67x45x83: element \d+ is .*, the f16 kernel without tensor cores gives/);
+    assert.match(
+      warnings[0],
+      /tensor-core GEMM failed its self-check and is disabled .*GEMM 67x45x83: element \d+ is .*, the f16 kernel without tensor cores gives/,
+    );
     assert.deepEqual(await checkTensorCores(), status, 'the verdict stands for the process');
     assert.equal(tensorCoreStatus().state, 'failed');
     const calls = wrong.calls();

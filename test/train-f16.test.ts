@@ -40,21 +40,38 @@ test('an f16 run learns like the f32 run of the same seed (loss and memory NMI w
     const f32 = await train({ config: config('f32', 4), outDir: dirs[0], dataset: ds, quiet: true });
     const f16 = await train({ config: config('f16', 4), outDir: dirs[1], dataset: ds, quiet: true });
     assert.equal(workingPrecision(), 'f32', 'train() restores the f32 working precision');
-    const report = f16.epochs.map((e, i) => `epoch ${i + 1}: loss ${f32.epochs[i].loss.toFixed(4)} / ${e.loss.toFixed(4)}, NMI ${f32.epochs[i].nmi?.toFixed(3)} / ${e.nmi?.toFixed(3)}`);
+    const report = f16.epochs.map(
+      (e, i) =>
+        `epoch ${i + 1}: loss ${f32.epochs[i].loss.toFixed(4)} / ${e.loss.toFixed(4)}, NMI ${f32.epochs[i].nmi?.toFixed(3)} / ${e.nmi?.toFixed(3)}`,
+    );
     t.diagnostic(`f32 / f16: ${report.join('; ')}`);
-    assert.ok(f16.epochs.some((e, i) => e.loss !== f32.epochs[i].loss), 'the f16 run took another numerical path (its GEMMs read f16 copies)');
+    assert.ok(
+      f16.epochs.some((e, i) => e.loss !== f32.epochs[i].loss),
+      'the f16 run took another numerical path (its GEMMs read f16 copies)',
+    );
     for (const [i, e] of f16.epochs.entries()) {
       assert.ok(Number.isFinite(e.loss), `epoch ${i + 1}: f16 loss ${e.loss}`);
-      assert.ok(Math.abs((e.nmi ?? 0) - (f32.epochs[i].nmi ?? 0)) <= NMI_BAND, `epoch ${i + 1}: NMI outside the band: ${report[i]}`);
+      assert.ok(
+        Math.abs((e.nmi ?? 0) - (f32.epochs[i].nmi ?? 0)) <= NMI_BAND,
+        `epoch ${i + 1}: NMI outside the band: ${report[i]}`,
+      );
     }
     const meanLoss = (r: typeof f32): number => r.epochs.reduce((s, e) => s + e.loss, 0) / r.epochs.length;
     const rel = Math.abs(meanLoss(f16) - meanLoss(f32)) / meanLoss(f32);
-    assert.ok(rel <= LOSS_BAND, `mean loss differs by ${(100 * rel).toFixed(1)}% (band ${100 * LOSS_BAND}%): ${report.join('; ')}`);
+    assert.ok(
+      rel <= LOSS_BAND,
+      `mean loss differs by ${(100 * rel).toFixed(1)}% (band ${100 * LOSS_BAND}%): ${report.join('; ')}`,
+    );
     for (const r of [f32, f16]) {
       const last = r.epochs[r.epochs.length - 1].nmi ?? 0;
-      assert.ok(last > (r.epochs[0].nmi ?? 1), `memory NMI rises from the first epoch to the last: ${report.join('; ')}`);
+      assert.ok(
+        last > (r.epochs[0].nmi ?? 1),
+        `memory NMI rises from the first epoch to the last: ${report.join('; ')}`,
+      );
     }
-    t.diagnostic(`initial NMI f32 ${f32.initialNmi?.toFixed(3)}, f16 ${f16.initialNmi?.toFixed(3)}; mean loss ${meanLoss(f32).toFixed(4)} / ${meanLoss(f16).toFixed(4)}`);
+    t.diagnostic(
+      `initial NMI f32 ${f32.initialNmi?.toFixed(3)}, f16 ${f16.initialNmi?.toFixed(3)}; mean loss ${meanLoss(f32).toFixed(4)} / ${meanLoss(f16).toFixed(4)}`,
+    );
   } finally {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
@@ -67,9 +84,18 @@ test('an interrupted and resumed f16 run reproduces the uninterrupted f16 run bi
   try {
     const ds = syntheticDataset();
     await train({ config: config('f16', 2), outDir: straight, dataset: ds, quiet: true });
-    const partial = await train({ config: config('f16', 2), outDir: resumed, dataset: ds, quiet: true, stopAfterIterations: 8 });
+    const partial = await train({
+      config: config('f16', 2),
+      outDir: resumed,
+      dataset: ds,
+      quiet: true,
+      stopAfterIterations: 8,
+    });
     assert.equal(partial.iterations, 8);
-    await assert.rejects(train({ config: config('f32', 2), outDir: resumed, dataset: ds, quiet: true, resume: true }), /optim\.precision/);
+    await assert.rejects(
+      train({ config: config('f32', 2), outDir: resumed, dataset: ds, quiet: true, resume: true }),
+      /optim\.precision/,
+    );
     const finished = await train({ config: config('f16', 2), outDir: resumed, dataset: ds, quiet: true, resume: true });
     assert.equal(finished.iterations, 12);
     await assertSameCheckpoint(straight, resumed);

@@ -57,7 +57,11 @@ export interface EntrySpec {
 }
 
 /** A declared entry point of shaders/<family>.wgsl. */
-export interface KernelDecl<P extends ParamsDecl = ParamsDecl, B extends BindingsDecl = BindingsDecl, D extends DefinesDecl = DefinesDecl> {
+export interface KernelDecl<
+  P extends ParamsDecl = ParamsDecl,
+  B extends BindingsDecl = BindingsDecl,
+  D extends DefinesDecl = DefinesDecl,
+> {
   readonly family: string;
   readonly entry: string;
   readonly params: P;
@@ -80,15 +84,29 @@ type ParamsOf<S extends EntrySpec> = S['params'] extends ParamsDecl ? S['params'
 type DefinesOf<S extends EntrySpec> = S['defines'] extends DefinesDecl ? S['defines'] : {};
 
 /** The TypeScript value of a parameter of type T. */
-export type ParamValue<T extends ParamType> = T extends 'bool' ? boolean : T extends readonly string[] ? T[number] : number;
+export type ParamValue<T extends ParamType> = T extends 'bool'
+  ? boolean
+  : T extends readonly string[]
+    ? T[number]
+    : number;
 export type ParamValues<P extends ParamsDecl> = { -readonly [K in keyof P]: ParamValue<P[K]> };
 export type BindingValues<B extends BindingsDecl> = { -readonly [K in keyof B]: GPUBuffer };
 export type DefineValues<D extends DefinesDecl> = {
-  -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : D[K] extends 'wgsl' ? string : D[K] extends readonly string[] ? D[K][number] : number;
+  -readonly [K in keyof D]: D[K] extends 'bool'
+    ? boolean
+    : D[K] extends 'wgsl'
+      ? string
+      : D[K] extends readonly string[]
+        ? D[K][number]
+        : number;
 };
 
 /** True when some binding of B holds the working precision (`float`, `vec4<float>`). */
-type FollowsPrecision<B extends BindingsDecl> = true extends { [K in keyof B]: B[K]['type'] extends 'float' | 'vec4<float>' ? true : false }[keyof B] ? true : false;
+type FollowsPrecision<B extends BindingsDecl> = true extends {
+  [K in keyof B]: B[K]['type'] extends 'float' | 'vec4<float>' ? true : false;
+}[keyof B]
+  ? true
+  : false;
 
 /** The arguments of `dispatchKernel` for a declaration; `params`, `defines` and `precision` only where declared. */
 export type DispatchOf<K extends KernelDecl> = {
@@ -111,14 +129,17 @@ function generateHeader(family: string, entry: string, spec: EntrySpec, precisio
   const params = Object.entries(spec.params ?? {});
   if (params.length > 0) {
     lines.push('struct Params {');
-    for (const [name, type] of params) lines.push(`  ${name}: ${typeof type === 'string' && type !== 'bool' ? type : 'u32'},`);
+    for (const [name, type] of params)
+      lines.push(`  ${name}: ${typeof type === 'string' && type !== 'bool' ? type : 'u32'},`);
     lines.push('}', '@group(0) @binding(0) var<uniform> p: Params;');
     for (const [name, type] of params) {
-      if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
+      if (typeof type !== 'string')
+        type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
     }
   }
   for (const [name, type] of Object.entries(spec.defines ?? {})) {
-    if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
+    if (typeof type !== 'string')
+      type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
   }
   Object.entries(spec.bindings).forEach(([name, b], i) => {
     lines.push(`@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${name}: array<${b.type}>;`);
@@ -136,7 +157,8 @@ function checkSpec(family: string, entry: string, spec: EntrySpec): void {
   // fields of `p`, so only they may repeat the entry's name.
   const moduleNames = [...Object.keys(spec.bindings), ...Object.keys(spec.defines ?? {}), entry];
   const names = [...Object.keys(spec.params ?? {}), ...moduleNames];
-  for (const name of names) if (!IDENT.test(name) || name === 'p') throw new Error(`${where}: "${name}" is not a usable WGSL name`);
+  for (const name of names)
+    if (!IDENT.test(name) || name === 'p') throw new Error(`${where}: "${name}" is not a usable WGSL name`);
   if (new Set(names).size !== names.length - (Object.hasOwn(spec.params ?? {}, entry) ? 1 : 0)) {
     throw new Error(`${where}: a name is declared twice`);
   }
@@ -165,7 +187,12 @@ export function declareKernels<const F extends Readonly<Record<string, EntrySpec
       sample: spec.sample ?? {},
       header: generateHeader(family, entry, spec, followsPrecision(spec) ? 'f32' : null),
       headerF16: followsPrecision(spec) ? generateHeader(family, entry, spec, 'f16') : null,
-      enables: [...new Set([...(Object.values(spec.bindings).some((b) => b.type === 'f16') ? ['f16'] : []), ...(spec.enables ?? [])])],
+      enables: [
+        ...new Set([
+          ...(Object.values(spec.bindings).some((b) => b.type === 'f16') ? ['f16'] : []),
+          ...(spec.enables ?? []),
+        ]),
+      ],
       id: ++declarations,
     };
   }
@@ -181,7 +208,8 @@ export function packParams(decl: KernelDecl, values: Readonly<Record<string, unk
     if (type === 'bool') block.u32(v ? 1 : 0);
     else if (typeof type !== 'string') {
       const index = type.indexOf(v as string);
-      if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
+      if (index < 0)
+        throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
       block.u32(index);
     } else block[type](v as number);
   }
@@ -189,22 +217,34 @@ export function packParams(decl: KernelDecl, values: Readonly<Record<string, unk
 }
 
 /** The pipeline identity of a declared entry with template values (shared by dispatch and compile-all). */
-export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, unknown>> = {}, precision: Precision = 'f32'): KernelSource {
+export function kernelSource(
+  decl: KernelDecl,
+  defines: Readonly<Record<string, unknown>> = {},
+  precision: Precision = 'f32',
+): KernelSource {
   const entries = Object.entries(decl.defines).map(([name, type]) => {
     const v = defines[name];
     if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: template constant ${name} is missing`);
     if (typeof type !== 'string') {
       const index = type.indexOf(v as string);
-      if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
+      if (index < 0)
+        throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
       return [name, index] as const;
     }
     return [name, type === 'bool' ? String(Boolean(v)) : type === 'wgsl' ? String(v) : (v as number)] as const;
   });
-  const base = { family: decl.family, entry: decl.entry, declarationId: decl.id, defines: entries.length > 0 ? Object.fromEntries(entries) : undefined };
+  const base = {
+    family: decl.family,
+    entry: decl.entry,
+    declarationId: decl.id,
+    defines: entries.length > 0 ? Object.fromEntries(entries) : undefined,
+  };
   // `enable` must open the module; the directives share the first line so compile errors keep the file's line numbers.
-  const directives = (enables: readonly string[]) => (enables.length > 0 ? { directives: enables.map((e) => `enable ${e}; `).join('') } : {});
+  const directives = (enables: readonly string[]) =>
+    enables.length > 0 ? { directives: enables.map((e) => `enable ${e}; `).join('') } : {};
   if (precision === 'f32') return { ...base, header: decl.header, ...directives(decl.enables) };
-  if (decl.headerF16 === null) throw new TypeError(`${decl.family}.${decl.entry} has no float bindings, so it cannot run in ${precision}`);
+  if (decl.headerF16 === null)
+    throw new TypeError(`${decl.family}.${decl.entry} has no float bindings, so it cannot run in ${precision}`);
   return { ...base, header: decl.headerF16, ...directives([...new Set(['f16', ...decl.enables])]), precision };
 }
 
@@ -244,7 +284,10 @@ export async function compileDeclared(decls: readonly KernelDecl[]): Promise<num
           g.dispatch({
             kernel: kernelSource(decl, decl.sample, precision),
             params,
-            bindings: Object.values(decl.bindings).map((b) => ({ buffer: stand, access: b.access === 'read' ? 'read' : 'rw' })),
+            bindings: Object.values(decl.bindings).map((b) => ({
+              buffer: stand,
+              access: b.access === 'read' ? 'read' : 'rw',
+            })),
             workgroups: [1],
           });
         }

@@ -62,7 +62,12 @@ export class PipelineCache {
     if (!bgl) {
       const entries: GPUBindGroupLayoutEntry[] = [];
       // The uniform block's offset is given with each dispatch, so one bind group serves every block.
-      if (layout.uniforms) entries.push({ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
+      if (layout.uniforms)
+        entries.push({
+          binding: 0,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: 'uniform', hasDynamicOffset: true },
+        });
       layout.access.forEach((access, i) =>
         entries.push({
           binding: i + 1,
@@ -86,7 +91,9 @@ export class PipelineCache {
       void module.getCompilationInfo().then((info) => {
         const errors = info.messages.filter((m) => m.type === 'error');
         if (errors.length > 0) {
-          this.onCompileError(`${where}: ${errors.map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+          this.onCompileError(
+            `${where}: ${errors.map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`,
+          );
         }
       });
     }

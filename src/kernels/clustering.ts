@@ -14,7 +14,16 @@ const atomicU32 = { access: 'read_write', type: 'atomic<u32>' } as const;
  * at [y·n + r] for nearest_merge, else labels[r] (and scores[r] when write_scores).
  */
 const nearestEntry = {
-  params: { n: 'u32', d: 'u32', k: 'u32', split_size: 'u32', gather: 'bool', has_bias: 'bool', write_scores: 'bool', partials: 'bool' },
+  params: {
+    n: 'u32',
+    d: 'u32',
+    k: 'u32',
+    split_size: 'u32',
+    gather: 'bool',
+    has_bias: 'bool',
+    write_scores: 'bool',
+    partials: 'bool',
+  },
   bindings: { x: readF32, idx: readU32, centroids: readF32, bias: readF32, labels: writeU32, scores: writeF32 },
 } as const;
 
@@ -38,7 +47,10 @@ export const clustering = declareKernels('clustering', {
   /** out[r, :] = src[idx[r], :] for r < n */
   gather_rows: { params: { n: 'u32', d: 'u32' }, bindings: { idx: readU32, src: readF32, out: writeF32 } },
   /** Centroid means, pass 1: zero the fixed-point sums and counts of n clusters (list[j] when listed, else j). */
-  acc_zero: { params: { n: 'u32', d: 'u32', listed: 'bool' }, bindings: { list: readU32, acc: writeU32, counts: writeU32 } },
+  acc_zero: {
+    params: { n: 'u32', d: 'u32', listed: 'bool' },
+    bindings: { list: readU32, acc: writeU32, counts: writeU32 },
+  },
   /** Pass 2: acc[labels[r]] += x[row r] as 64-bit fixed point (row r = idx[r] when gather), counts += 1. */
   acc_rows: {
     params: { n: 'u32', d: 'u32', k: 'u32', gather: 'bool' },
@@ -63,7 +75,10 @@ export const clustering = declareKernels('clustering', {
     bindings: { labels: readU32, mask: readU32, offsets: readU32, out: writeU32 },
   },
   /** partial[chunk] = Σ x[i] (or, squared_distance, Σ max(x[i] - 2·y[i], 0)) over a 4096-element chunk */
-  sum_partial: { params: { n: 'u32', squared_distance: 'bool' }, bindings: { x: readF32, y: readF32, partial: writeF32 } },
+  sum_partial: {
+    params: { n: 'u32', squared_distance: 'bool' },
+    bindings: { x: readF32, y: readF32, partial: writeF32 },
+  },
   /** out[slot] = Σ partial[0..n) */
   sum_final: { params: { n: 'u32', slot: 'u32' }, bindings: { partial: readF32, out: writeF32 } },
   /** out[r] = ||x[r]||² for n rows of d */

@@ -36,7 +36,12 @@ const geometry = {
   KWp: 'u32',
 } as const;
 /** A and B in the working precision (f16 copies under `--precision f16`); accumulation, bias and C stay f32. */
-const operands = { A: { access: 'read', type: 'float' }, B: { access: 'read', type: 'vec4<float>' }, bias: readF32, C: writeF32 } as const;
+const operands = {
+  A: { access: 'read', type: 'float' },
+  B: { access: 'read', type: 'vec4<float>' },
+  bias: readF32,
+  C: writeF32,
+} as const;
 const template = {
   MODE: GEMM_MODES,
   TRANS_A: 'bool',
@@ -62,8 +67,22 @@ const template = {
   SG_SHUFFLE: 'wgsl',
 } as const;
 const sample = {
-  MODE: 'conv_dgrad', TRANS_A: false, TRANS_B: true, HAS_BIAS: true, VEC_B: true, COLS_STRIDED: true, TM: 4, TN: 4, WGM: 8, WGN: 8, TK: 4,
-  CONFLICT_FREE: true, NBUF: 2, SUBGROUP: false, SG_SIZE: 1, SG_SHUFFLE: 'v',
+  MODE: 'conv_dgrad',
+  TRANS_A: false,
+  TRANS_B: true,
+  HAS_BIAS: true,
+  VEC_B: true,
+  COLS_STRIDED: true,
+  TM: 4,
+  TN: 4,
+  WGM: 8,
+  WGN: 8,
+  TK: 4,
+  CONFLICT_FREE: true,
+  NBUF: 2,
+  SUBGROUP: false,
+  SG_SIZE: 1,
+  SG_SHUFFLE: 'v',
 };
 
 export const gemm = declareKernels('gemm', {

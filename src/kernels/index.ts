@@ -44,7 +44,9 @@ export const KERNEL_FAMILIES: Readonly<Record<string, Readonly<Record<string, Ke
  * KERNEL_FAMILIES (the compile-every-entry test runs everywhere); test/tensor-cores.test.ts compiles them
  * where the feature exists.
  */
-export const FEATURE_GATED_FAMILIES: Readonly<Record<string, Readonly<Record<string, KernelDecl>>>> = { gemm_sgmat: gemmSgmat };
+export const FEATURE_GATED_FAMILIES: Readonly<Record<string, Readonly<Record<string, KernelDecl>>>> = {
+  gemm_sgmat: gemmSgmat,
+};
 
 /** Every declared entry point. */
 export function allKernels(): KernelDecl[] {

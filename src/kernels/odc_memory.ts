@@ -18,14 +18,20 @@ export const odcMemory = declareKernels('odc_memory', {
     bindings: { idx: readU32, features: readF32, bank: readF32, out: writeF32, winner: writeU32, status: atomicU32 },
   },
   /** count[0] += #{b : new_labels[b] != labels[idx[b]]} */
-  count_changes: { params: { n: 'u32', bank_rows: 'u32' }, bindings: { idx: readU32, new_labels: readU32, labels: readU32, count: atomicU32 } },
+  count_changes: {
+    params: { n: 'u32', bank_rows: 'u32' },
+    bindings: { idx: readU32, new_labels: readU32, labels: readU32, count: atomicU32 },
+  },
   /** Winners write their row and label back into the memory. */
   scatter_update: {
     params: { n: 'u32', d: 'u32', bank_rows: 'u32' },
     bindings: { idx: readU32, rows: readF32, new_labels: readU32, winner: readU32, bank: writeF32, labels: writeU32 },
   },
   /** out[r] = src[idx[r]] (0 and status[0] += 1 past src_len) */
-  gather_u32: { params: { n: 'u32', src_len: 'u32' }, bindings: { idx: readU32, src: readU32, out: writeU32, status: atomicU32 } },
+  gather_u32: {
+    params: { n: 'u32', src_len: 'u32' },
+    bindings: { idx: readU32, src: readU32, out: writeU32, status: atomicU32 },
+  },
   /** labels[idx[r]] = values[r] */
   scatter_labels: { params: { n: 'u32' }, bindings: { idx: readU32, values: readU32, labels: writeU32 } },
   /** Spec 1.4 (one workgroup): out[c] = (hist[c] + smoothing)^-power, normalised to sum 1. */

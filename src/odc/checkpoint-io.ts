@@ -90,21 +90,36 @@ function align8(n: number): number {
   return Math.ceil(n / 8) * 8;
 }
 
-function normalise(records: Record<string, RecordArray | TensorRecord>): Array<{ name: string; data: RecordArray; shape: number[] }> {
+function normalise(
+  records: Record<string, RecordArray | TensorRecord>,
+): Array<{ name: string; data: RecordArray; shape: number[] }> {
   return Object.entries(records).map(([name, r]) => {
     const data = ArrayBuffer.isView(r) ? r : r.data;
     const shape = ArrayBuffer.isView(r) ? [data.length] : [...(r.shape ?? [data.length])];
     dtypeOf(data);
     const size = shape.reduce((a, b) => a * b, 1);
-    if (size !== data.length) throw new RangeError(`checkpoint record "${name}": shape [${shape.join(', ')}] does not match ${data.length} values`);
+    if (size !== data.length)
+      throw new RangeError(
+        `checkpoint record "${name}": shape [${shape.join(', ')}] does not match ${data.length} values`,
+      );
     return { name, data, shape };
   });
 }
 
-function buildHeader(items: Array<{ name: string; data: RecordArray; shape: number[] }>, meta: unknown): { prefix: Uint8Array; header: Header } {
+function buildHeader(
+  items: Array<{ name: string; data: RecordArray; shape: number[] }>,
+  meta: unknown,
+): { prefix: Uint8Array; header: Header } {
   let offset = 0;
   const entries: HeaderEntry[] = items.map((it) => {
-    const e: HeaderEntry = { name: it.name, dtype: dtypeOf(it.data), shape: it.shape, offset, bytes: it.data.byteLength, crc32: crc32(bytesOf(it.data)) };
+    const e: HeaderEntry = {
+      name: it.name,
+      dtype: dtypeOf(it.data),
+      shape: it.shape,
+      offset,
+      bytes: it.data.byteLength,
+      crc32: crc32(bytesOf(it.data)),
+    };
     offset = align8(offset + it.data.byteLength);
     return e;
   });
@@ -132,13 +147,22 @@ export function encodeRecords(records: Record<string, RecordArray | TensorRecord
 
 /** Decodes and verifies a record file's bytes; `where` names the source in errors. */
 export function decodeRecords(bytes: Uint8Array, where = 'checkpoint'): RecordFile {
-  if (bytes.length < 16) throw new CheckpointError(where, `truncated: ${bytes.length} bytes, shorter than the 16-byte preamble`);
+  if (bytes.length < 16)
+    throw new CheckpointError(where, `truncated: ${bytes.length} bytes, shorter than the 16-byte preamble`);
   const magic = new TextDecoder().decode(bytes.subarray(0, 8));
-  if (magic !== MAGIC) throw new CheckpointError(where, `not an ODC record file (magic "${magic.replace(/[^\x20-\x7e]/g, '?')}", expected "${MAGIC}")`);
+  if (magic !== MAGIC)
+    throw new CheckpointError(
+      where,
+      `not an ODC record file (magic "${magic.replace(/[^\x20-\x7e]/g, '?')}", expected "${MAGIC}")`,
+    );
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getUint32(8, true);
   const headerCrc = view.getUint32(12, true);
-  if (16 + headerLength > bytes.length) throw new CheckpointError(where, `truncated: header needs ${headerLength} bytes, file has ${bytes.length - 16} after the preamble`);
+  if (16 + headerLength > bytes.length)
+    throw new CheckpointError(
+      where,
+      `truncated: header needs ${headerLength} bytes, file has ${bytes.length - 16} after the preamble`,
+    );
   const json = bytes.subarray(16, 16 + headerLength);
   if (crc32(json) !== headerCrc) throw new CheckpointError(where, 'corrupt header (CRC-32 mismatch)');
   let header: Header;
@@ -149,8 +173,10 @@ export function decodeRecords(bytes: Uint8Array, where = 'checkpoint'): RecordFi
   }
   const dataStart = align8(16 + headerLength);
   const expected = dataStart + header.dataBytes + TRAILER.length;
-  if (bytes.length < expected) throw new CheckpointError(where, `truncated: ${bytes.length} bytes, expected ${expected}`);
-  if (bytes.length > expected) throw new CheckpointError(where, `${bytes.length - expected} unexpected bytes after the end of the data`);
+  if (bytes.length < expected)
+    throw new CheckpointError(where, `truncated: ${bytes.length} bytes, expected ${expected}`);
+  if (bytes.length > expected)
+    throw new CheckpointError(where, `${bytes.length - expected} unexpected bytes after the end of the data`);
   const trailer = new TextDecoder().decode(bytes.subarray(expected - TRAILER.length, expected));
   if (trailer !== TRAILER) throw new CheckpointError(where, 'corrupt: end marker missing');
   const records = new Map<string, ReadRecord>();
@@ -158,12 +184,21 @@ export function decodeRecords(bytes: Uint8Array, where = 'checkpoint'): RecordFi
     const per = ELEMENT_BYTES[e.dtype];
     if (per === undefined) throw new CheckpointError(where, `record "${e.name}" has unknown dtype ${String(e.dtype)}`);
     const size = e.shape.reduce((a, b) => a * b, 1);
-    if (size * per !== e.bytes || e.offset + e.bytes > header.dataBytes) throw new CheckpointError(where, `record "${e.name}" has an inconsistent size or offset`);
+    if (size * per !== e.bytes || e.offset + e.bytes > header.dataBytes)
+      throw new CheckpointError(where, `record "${e.name}" has an inconsistent size or offset`);
     const raw = bytes.subarray(dataStart + e.offset, dataStart + e.offset + e.bytes);
     if (crc32(raw) !== e.crc32) throw new CheckpointError(where, `record "${e.name}" is corrupt (CRC-32 mismatch)`);
     const copy = new Uint8Array(raw).buffer; // aligned private copy (Buffer#slice would share memory)
     const data: RecordArray =
-      e.dtype === 'f32' ? new Float32Array(copy) : e.dtype === 'f64' ? new Float64Array(copy) : e.dtype === 'i32' ? new Int32Array(copy) : e.dtype === 'u32' ? new Uint32Array(copy) : new Uint8Array(copy);
+      e.dtype === 'f32'
+        ? new Float32Array(copy)
+        : e.dtype === 'f64'
+          ? new Float64Array(copy)
+          : e.dtype === 'i32'
+            ? new Int32Array(copy)
+            : e.dtype === 'u32'
+              ? new Uint32Array(copy)
+              : new Uint8Array(copy);
     records.set(e.name, { dtype: e.dtype, shape: e.shape, data });
   }
   return { meta: header.meta, records };
@@ -191,7 +226,11 @@ export function abandonPendingWrites(): string[] {
 }
 
 /** Writes records + metadata to `path` atomically (temp file, fsync, rename). */
-export async function writeRecords(path: string, records: Record<string, RecordArray | TensorRecord>, meta: unknown = null): Promise<void> {
+export async function writeRecords(
+  path: string,
+  records: Record<string, RecordArray | TensorRecord>,
+  meta: unknown = null,
+): Promise<void> {
   const items = normalise(records);
   const { prefix } = buildHeader(items, meta);
   const tmp = `${path}.tmp-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;

@@ -11,7 +11,14 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { gpu } from '../gpu/device.ts';
-import { CheckpointError, readRecords, writeRecords, type ReadRecord, type RecordArray, type TensorRecord } from './checkpoint-io.ts';
+import {
+  CheckpointError,
+  readRecords,
+  writeRecords,
+  type ReadRecord,
+  type RecordArray,
+  type TensorRecord,
+} from './checkpoint-io.ts';
 import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
 import type { OdcMemory } from './memory.ts';
@@ -90,10 +97,16 @@ export interface TrainState {
 const PSEUDO_LABELS = 'deepcluster.labels';
 
 /** Writes the checkpoint of `state` into `dir` (atomic: the previous one survives a failed write). */
-export async function saveCheckpoint(dir: string, state: TrainState, meta: Omit<CheckpointMeta, 'format' | 'version' | 'momentumBuffers' | 'memoryMeta' | 'sgdLr'>): Promise<string> {
+export async function saveCheckpoint(
+  dir: string,
+  state: TrainState,
+  meta: Omit<CheckpointMeta, 'format' | 'version' | 'momentumBuffers' | 'memoryMeta' | 'sgdLr'>,
+): Promise<string> {
   const records: Record<string, RecordArray | TensorRecord> = {};
-  for (const [name, p] of state.model.namedParameters()) records[`param.${name}`] = { data: await p.data(), shape: p.shape };
-  for (const [name, b] of state.model.namedBuffers()) records[`buffer.${name}`] = { data: await b.data(), shape: b.shape };
+  for (const [name, p] of state.model.namedParameters())
+    records[`param.${name}`] = { data: await p.data(), shape: p.shape };
+  for (const [name, b] of state.model.namedBuffers())
+    records[`buffer.${name}`] = { data: await b.data(), shape: b.shape };
   const sgdState = await state.sgd.exportState();
   sgdState.momentumBuffers.forEach((buf, i) => {
     if (buf) records[`sgd.${i}`] = buf;
@@ -105,13 +118,23 @@ export async function saveCheckpoint(dir: string, state: TrainState, meta: Omit<
     Object.assign(records, m.records);
   }
   if (state.pseudoLabels) records[PSEUDO_LABELS] = { data: state.pseudoLabels, shape: [state.pseudoLabels.length] };
-  const full: CheckpointMeta = { format: 'odc-train', version: 1, ...meta, sgdLr: sgdState.lr, momentumBuffers: sgdState.momentumBuffers.map((b) => b !== null), memoryMeta };
+  const full: CheckpointMeta = {
+    format: 'odc-train',
+    version: 1,
+    ...meta,
+    sgdLr: sgdState.lr,
+    momentumBuffers: sgdState.momentumBuffers.map((b) => b !== null),
+    memoryMeta,
+  };
   const path = join(dir, CHECKPOINT_FILE);
   try {
     await writeRecords(path, records, full);
   } catch (err) {
     const code = (err as { code?: string }).code;
-    const hint = code === 'ENOSPC' ? ' The disk is full: free space and resume with --resume; the previous checkpoint is intact.' : '';
+    const hint =
+      code === 'ENOSPC'
+        ? ' The disk is full: free space and resume with --resume; the previous checkpoint is intact.'
+        : '';
     throw new Error(`Could not write the checkpoint ${path}: ${(err as Error).message}.${hint}`);
   }
   return path;
@@ -128,15 +151,21 @@ export interface LoadedCheckpoint {
 /** Reads `dir/checkpoint.odc` (verifying checksums) without touching any model yet. */
 export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const path = join(dir, CHECKPOINT_FILE);
-  if (!existsSync(path)) throw new Error(`No checkpoint at ${path}: train first (odc train --out ${dir}), or point --run at a training output folder.`);
+  if (!existsSync(path))
+    throw new Error(
+      `No checkpoint at ${path}: train first (odc train --out ${dir}), or point --run at a training output folder.`,
+    );
   const file = await readRecords(path);
   const meta = file.meta as CheckpointMeta;
-  if (!meta || meta.format !== 'odc-train' || meta.version !== 1) throw new Error(`${path} is not an odc-webgpu training checkpoint (format ${String(meta?.format)})`);
+  if (!meta || meta.format !== 'odc-train' || meta.version !== 1)
+    throw new Error(`${path} is not an odc-webgpu training checkpoint (format ${String(meta?.format)})`);
   checkCheckpointMeaning(path, meta, file.records);
   const take = (name: string, size: number): RecordArray => {
     const r = file.records.get(name);
-    if (!r) throw new Error(`${path}: record "${name}" is missing; the checkpoint does not match this model configuration`);
-    if (r.data.length !== size) throw new Error(`${path}: record "${name}" has ${r.data.length} values, the model expects ${size}`);
+    if (!r)
+      throw new Error(`${path}: record "${name}" is missing; the checkpoint does not match this model configuration`);
+    if (r.data.length !== size)
+      throw new Error(`${path}: record "${name}" has ${r.data.length} values, the model expects ${size}`);
     return r.data;
   };
   return {
@@ -146,7 +175,9 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
       for (const [name, b] of model.namedBuffers()) gpu().write(b.buffer, take(`buffer.${name}`, b.size));
       if (sgd) {
         const params = model.parameters();
-        const buffers = meta.momentumBuffers.map((has, i) => (has ? (take(`sgd.${i}`, params[i].size) as Float32Array) : null));
+        const buffers = meta.momentumBuffers.map((has, i) =>
+          has ? (take(`sgd.${i}`, params[i].size) as Float32Array) : null,
+        );
         sgd.loadState({ lr: meta.sgdLr, momentumBuffers: buffers });
       }
       return meta.memoryMeta ? memoryFromState(meta.memoryMeta, file.records) : null;
@@ -162,7 +193,9 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
 export function checkDataSize(ckpt: LoadedCheckpoint, n: number, runDir: string): void {
   const trainedOn = ckpt.meta.dataSize ?? (ckpt.meta.memoryMeta?.n as number | undefined) ?? ckpt.pseudoLabels?.length;
   if (trainedOn !== undefined && trainedOn !== n) {
-    throw new Error(`The training data now have ${n} images, but the checkpoint in ${runDir} was trained on ${trainedOn}: the data files changed. Restore them, or start a new run with --out NEWDIR.`);
+    throw new Error(
+      `The training data now have ${n} images, but the checkpoint in ${runDir} was trained on ${trainedOn}: the data files changed. Restore them, or start a new run with --out NEWDIR.`,
+    );
   }
 }
 
@@ -191,7 +224,11 @@ function firstNonFinite(data: RecordArray): number {
  * momentum buffers and memory features; labels in [0, K); RNG states and the epoch in progress well formed.
  * Throws one CheckpointError naming `path`, the record or key, and the fix.
  */
-export function checkCheckpointMeaning(path: string, meta: CheckpointMeta, records: ReadonlyMap<string, ReadRecord>): void {
+export function checkCheckpointMeaning(
+  path: string,
+  meta: CheckpointMeta,
+  records: ReadonlyMap<string, ReadRecord>,
+): void {
   try {
     meta.config = validateConfig(completeConfig(meta.config, 'config'));
   } catch (err) {
@@ -199,10 +236,16 @@ export function checkCheckpointMeaning(path: string, meta: CheckpointMeta, recor
   }
   const config = meta.config;
   const k = config.odc.k;
-  if (!isCount(meta.inChannels) || meta.inChannels === 0) refuse(path, `inChannels is ${JSON.stringify(meta.inChannels)}, not a positive integer`);
+  if (!isCount(meta.inChannels) || meta.inChannels === 0)
+    refuse(path, `inChannels is ${JSON.stringify(meta.inChannels)}, not a positive integer`);
   for (const [name, state] of Object.entries(meta.rngs ?? {})) {
-    const ok = Array.isArray(state) && state.length === 4 && state.every((w) => isCount(w) && w <= 0xffffffff) && state.some((w) => w !== 0);
-    if (!ok) refuse(path, `RNG state "${name}" is ${JSON.stringify(state)}, not 4 unsigned 32-bit words (not all zero)`);
+    const ok =
+      Array.isArray(state) &&
+      state.length === 4 &&
+      state.every((w) => isCount(w) && w <= 0xffffffff) &&
+      state.some((w) => w !== 0);
+    if (!ok)
+      refuse(path, `RNG state "${name}" is ${JSON.stringify(state)}, not 4 unsigned 32-bit words (not all zero)`);
   }
   if (!(Number.isFinite(meta.sgdLr) && meta.sgdLr > 0)) refuse(path, `sgdLr is ${meta.sgdLr}, not a positive number`);
   if (!Array.isArray(meta.history)) refuse(path, 'history is not a list of epoch summaries');
@@ -214,7 +257,11 @@ export function checkCheckpointMeaning(path: string, meta: CheckpointMeta, recor
       if (bad >= 0) refuse(path, `record "${name}" holds ${r.data[bad]} (value ${bad} of ${r.data.length})`);
       if (name.startsWith('buffer.') && name.endsWith('running_var')) {
         const negative = r.data.findIndex((v) => v < 0);
-        if (negative >= 0) refuse(path, `record "${name}" holds the negative variance ${r.data[negative]} (value ${negative} of ${r.data.length})`);
+        if (negative >= 0)
+          refuse(
+            path,
+            `record "${name}" holds the negative variance ${r.data[negative]} (value ${negative} of ${r.data.length})`,
+          );
       }
     }
   }
@@ -222,14 +269,16 @@ export function checkCheckpointMeaning(path: string, meta: CheckpointMeta, recor
     const r = records.get(name);
     if (!r) continue;
     const bad = r.data.findIndex((v) => !(v >= 0 && v < k));
-    if (bad >= 0) refuse(path, `record "${name}" holds the label ${r.data[bad]} at index ${bad}, outside [0, K = ${k}) (odc.k)`);
+    if (bad >= 0)
+      refuse(path, `record "${name}" holds the label ${r.data[bad]} at index ${bad}, outside [0, K = ${k}) (odc.k)`);
   }
 
   // The data size the checkpoint was trained on, from each place that records it; they must agree.
   const sizes: Array<[string, number]> = [];
   if (meta.dataSize !== undefined) sizes.push(['dataSize', meta.dataSize]);
   if (meta.memoryMeta) {
-    if (meta.memoryMeta.k !== k) refuse(path, `the memory has K = ${String(meta.memoryMeta.k)} clusters, its config says odc.k = ${k}`);
+    if (meta.memoryMeta.k !== k)
+      refuse(path, `the memory has K = ${String(meta.memoryMeta.k)} clusters, its config says odc.k = ${k}`);
     sizes.push(['memoryMeta.n', meta.memoryMeta.n as number]);
   }
   for (const name of ['memory.labels', PSEUDO_LABELS]) {
@@ -237,33 +286,48 @@ export function checkCheckpointMeaning(path: string, meta: CheckpointMeta, recor
     if (r) sizes.push([`record "${name}"`, r.data.length]);
   }
   for (const [where, size] of sizes) {
-    if (!isCount(size) || size === 0) refuse(path, `${where} is ${JSON.stringify(size)}, not a positive number of images`);
+    if (!isCount(size) || size === 0)
+      refuse(path, `${where} is ${JSON.stringify(size)}, not a positive number of images`);
     if (size !== sizes[0][1]) refuse(path, `${where} says ${size} images but ${sizes[0][0]} says ${sizes[0][1]}`);
   }
 
   // The position: inside the schedule, inside the data, and the iteration count it implies.
   const position = meta.position ?? ({} as TrainPosition);
   for (const key of ['epoch', 'batchInEpoch', 'iteration'] as const) {
-    if (!isCount(position[key])) refuse(path, `position.${key} is ${JSON.stringify(position[key])}, not a non-negative integer`);
+    if (!isCount(position[key]))
+      refuse(path, `position.${key} is ${JSON.stringify(position[key])}, not a non-negative integer`);
   }
   const epochs = config.optim.epochs;
   if (position.epoch > epochs || (position.epoch === epochs && position.batchInEpoch > 0)) {
-    refuse(path, `position epoch ${position.epoch}, batch ${position.batchInEpoch} lies past the end of the schedule (optim.epochs = ${epochs})`);
+    refuse(
+      path,
+      `position epoch ${position.epoch}, batch ${position.batchInEpoch} lies past the end of the schedule (optim.epochs = ${epochs})`,
+    );
   }
   if (sizes.length > 0) {
     const n = sizes[0][1];
     const batchSize = config.optim.batchSize;
     // The trainer records its count (a last batch may be dropped or kept): between floor and ceil of n / batch size.
     const perEpoch = meta.batchesPerEpoch ?? batchCount(n, batchSize);
-    if (!isCount(perEpoch) || perEpoch < Math.max(1, Math.floor(n / batchSize)) || perEpoch > batchCount(n, batchSize)) {
+    if (
+      !isCount(perEpoch) ||
+      perEpoch < Math.max(1, Math.floor(n / batchSize)) ||
+      perEpoch > batchCount(n, batchSize)
+    ) {
       refuse(path, `batchesPerEpoch = ${JSON.stringify(perEpoch)} does not fit ${n} images in batches of ${batchSize}`);
     }
     if (position.batchInEpoch > perEpoch) {
-      refuse(path, `position.batchInEpoch = ${position.batchInEpoch} lies past the end of the data (${n} images make ${perEpoch} batches of ${batchSize})`);
+      refuse(
+        path,
+        `position.batchInEpoch = ${position.batchInEpoch} lies past the end of the data (${n} images make ${perEpoch} batches of ${batchSize})`,
+      );
     }
     const implied = position.epoch * perEpoch + position.batchInEpoch;
     if (position.iteration !== implied) {
-      refuse(path, `position.iteration = ${position.iteration}, but epoch ${position.epoch}, batch ${position.batchInEpoch} at ${perEpoch} batches per epoch means ${implied}`);
+      refuse(
+        path,
+        `position.iteration = ${position.iteration}, but epoch ${position.epoch}, batch ${position.batchInEpoch} at ${perEpoch} batches per epoch means ${implied}`,
+      );
     }
   }
   const progress = meta.epochProgress;
@@ -272,8 +336,13 @@ export function checkCheckpointMeaning(path: string, meta: CheckpointMeta, recor
     const sums = [progress.loss, progress.accuracy, progress.changeRatio];
     const lists = p ? [p.loss, p.correct, p.changed, p.rows] : [];
     const ok =
-      sums.every(Number.isFinite) && isCount(progress.logs) && lists.length === 4 && lists.every((l) => Array.isArray(l) && l.length === p.rows.length) &&
-      p.loss.every(Number.isFinite) && [p.correct, p.changed, p.rows].every((l) => l.every(isCount)) && isCount(p.splits);
+      sums.every(Number.isFinite) &&
+      isCount(progress.logs) &&
+      lists.length === 4 &&
+      lists.every((l) => Array.isArray(l) && l.length === p.rows.length) &&
+      p.loss.every(Number.isFinite) &&
+      [p.correct, p.changed, p.rows].every((l) => l.every(isCount)) &&
+      isCount(p.splits);
     if (!ok) refuse(path, 'epochProgress (the metrics of the epoch in progress) holds non-finite or malformed values');
   }
 }

@@ -65,7 +65,8 @@ export interface KMeansResult {
 export function kmeans(x: Tensor<'f32'>, n: number, d: number, k: number, options: KMeansOptions = {}): KMeansResult {
   expectDType(x, 'f32', 'kmeans');
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`kmeans: k must be a positive integer, got ${k}`);
-  if (x.size < n * d) throw new RangeError(`kmeans: features ${fmtShape(x.shape)} hold fewer than n*d = ${n}*${d} values`);
+  if (x.size < n * d)
+    throw new RangeError(`kmeans: features ${fmtShape(x.shape)} hold fewer than n*d = ${n}*${d} values`);
   if (k > n) throw new RangeError(`kmeans: k = ${k} clusters need at least k points, got n = ${n}`);
   const iterations = options.iterations ?? 20;
   const rng = new Rng(options.seed ?? 0);

@@ -51,11 +51,16 @@ export async function exportMemoryState(
 }
 
 /** Rebuilds a memory from `exportMemoryState()` output (or the records read from a checkpoint), bit-exactly. */
-export function memoryFromState(meta: unknown, records: ReadonlyMap<string, MemoryRecord> | Record<string, MemoryRecord>): OdcMemory {
+export function memoryFromState(
+  meta: unknown,
+  records: ReadonlyMap<string, MemoryRecord> | Record<string, MemoryRecord>,
+): OdcMemory {
   const m = meta as Record<string, unknown> | null;
-  if (!m || m.format !== 'odc-memory' || m.version !== 1) throw new Error('memoryFromState: metadata is not an odc-memory v1 state');
+  if (!m || m.format !== 'odc-memory' || m.version !== 1)
+    throw new Error('memoryFromState: metadata is not an odc-memory v1 state');
   if (!Array.isArray(m.rng)) throw new Error('memoryFromState: metadata lacks the generator state "rng"');
-  const get = (name: string) => (records instanceof Map ? records.get(name) : (records as Record<string, MemoryRecord>)[name]);
+  const get = (name: string) =>
+    records instanceof Map ? records.get(name) : (records as Record<string, MemoryRecord>)[name];
   const put = (name: string, t: Tensor, Ctor: Float32ArrayConstructor | Uint32ArrayConstructor) => {
     const r = get(name);
     if (!r) throw new Error(`memoryFromState: record "${name}" is missing`);

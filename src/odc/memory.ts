@@ -102,7 +102,8 @@ export function summarizeHistogram(h: ArrayLike<number>, minCluster: number): Me
 export type Indices = Tensor<'u32'> | Uint32Array | readonly number[];
 
 function checkInt(name: string, v: unknown, min: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RangeError(`OdcMemory: ${name} must be an integer >= ${min}, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    throw new RangeError(`OdcMemory: ${name} must be an integer >= ${min}, got ${String(v)}`);
   return v;
 }
 
@@ -173,10 +174,13 @@ export class OdcMemory implements ClusterMemory {
     const k = checkInt('k', options.k, 1);
     const minCluster = checkInt('minCluster', options.minCluster, 1);
     const momentum = options.momentum ?? 0.5;
-    if (typeof momentum !== 'number' || !(momentum >= 0 && momentum <= 1)) throw new RangeError(`OdcMemory: momentum must be in [0, 1], got ${String(momentum)}`);
+    if (typeof momentum !== 'number' || !(momentum >= 0 && momentum <= 1))
+      throw new RangeError(`OdcMemory: momentum must be in [0, 1], got ${String(momentum)}`);
     if (k > n) throw new RangeError(`OdcMemory: k = ${k} clusters need at least k samples, got n = ${n}`);
     if (k > 1 && minCluster * (k - 1) > n) {
-      throw new RangeError(`OdcMemory: minCluster = ${minCluster} is too large for n = ${n} samples in k = ${k} clusters (need minCluster * (k - 1) <= n)`);
+      throw new RangeError(
+        `OdcMemory: minCluster = ${minCluster} is too large for n = ${n} samples in k = ${k} clusters (need minCluster * (k - 1) <= n)`,
+      );
     }
     const seed = options.seed ?? 0;
     const o: Required<OdcMemoryOptions> = {
@@ -198,7 +202,9 @@ export class OdcMemory implements ClusterMemory {
   private checkFeatures(features: Tensor<'f32'>, rows: number | null, what: string): number {
     expectDType(features, 'f32', what);
     if (features.rank !== 2 || features.shape[1] !== this.dim || (rows !== null && features.shape[0] !== rows)) {
-      throw new RangeError(`${what}: expected features [${rows ?? 'B'}, ${this.dim}] (memory dim ${this.dim}), got ${fmtShape(features.shape)}`);
+      throw new RangeError(
+        `${what}: expected features [${rows ?? 'B'}, ${this.dim}] (memory dim ${this.dim}), got ${fmtShape(features.shape)}`,
+      );
     }
     return features.shape[0];
   }
@@ -212,7 +218,8 @@ export class OdcMemory implements ClusterMemory {
     }
     for (let i = 0; i < indices.length; i++) {
       const v = indices[i];
-      if (!Number.isInteger(v) || v < 0 || v >= this.n) throw new RangeError(`${what}: index ${String(v)} at position ${i} is out of range [0, ${this.n})`);
+      if (!Number.isInteger(v) || v < 0 || v >= this.n)
+        throw new RangeError(`${what}: index ${String(v)} at position ${i} is out of range [0, ${this.n})`);
     }
     return { t: Tensor.from(Uint32Array.from(indices), [indices.length], 'u32'), owned: true, count: indices.length };
   }
@@ -226,7 +233,11 @@ export class OdcMemory implements ClusterMemory {
     this.checkFeatures(rawFeatures, this.n, 'OdcMemory.init');
     // ODC-SPEC's rule (||x|| + 1e-10), summed in order over each row as the momentum update sums.
     normalizeRows(rawFeatures, { epsilon: 'add', summation: 'serial', out: this.features });
-    const km = kmeans(this.features, this.n, this.dim, this.k, { iterations: this.kmeansIterations, seed: this.rng.nextU32(), init: this.kmeansInit });
+    const km = kmeans(this.features, this.n, this.dim, this.k, {
+      iterations: this.kmeansIterations,
+      seed: this.rng.nextU32(),
+      init: this.kmeansInit,
+    });
     gpu().copy(km.labels.buffer, 0, this.labels.buffer, 0, this.n * 4);
     gpu().copy(km.centroids.buffer, 0, this.centroids.buffer, 0, this.k * this.dim * 4);
     const inertia = [...(await km.inertia.data())];
@@ -270,13 +281,25 @@ export class OdcMemory implements ClusterMemory {
     const newLabels = Tensor.empty([b], 'u32');
     dispatchKernel(odcMemory.momentum, {
       params: { n: b, d, bank_rows: this.n, momentum: this.momentum },
-      bindings: { idx: idx.t.buffer, features: features.buffer, bank: this.features.buffer, out: fresh.buffer, winner: winner.buffer, status: this.status.buffer },
+      bindings: {
+        idx: idx.t.buffer,
+        features: features.buffer,
+        bank: this.features.buffer,
+        out: fresh.buffer,
+        winner: winner.buffer,
+        status: this.status.buffer,
+      },
       workgroups: threads(b),
     });
     nearest({ x: fresh, n: b, d, centroids: this.centroids, k: this.k, labels: newLabels });
     dispatchKernel(odcMemory.count_changes, {
       params: { n: b, bank_rows: this.n },
-      bindings: { idx: idx.t.buffer, new_labels: newLabels.buffer, labels: this.labels.buffer, count: this.changeCount.buffer },
+      bindings: {
+        idx: idx.t.buffer,
+        new_labels: newLabels.buffer,
+        labels: this.labels.buffer,
+        count: this.changeCount.buffer,
+      },
       workgroups: threads(b),
     });
     dispatchKernel(odcMemory.scatter_update, {
@@ -331,7 +354,11 @@ export class OdcMemory implements ClusterMemory {
   /** The loss weights from the cluster sizes the last checkLater or updateWeights counted (no second histogram). */
   weightsFromSizes(power = 0.5, eps = 1e-5): void {
     if (!(power >= 0)) throw new RangeError(`OdcMemory.updateWeights: power must be >= 0, got ${power}`);
-    dispatchKernel(odcMemory.weights, { params: { k: this.k, power, smoothing: eps }, bindings: { hist: this.sizes.buffer, out: this.weights.buffer }, workgroups: [1] });
+    dispatchKernel(odcMemory.weights, {
+      params: { k: this.k, power, smoothing: eps },
+      bindings: { hist: this.sizes.buffer, out: this.weights.buffer },
+      workgroups: [1],
+    });
   }
 
   /**
@@ -353,7 +380,9 @@ export class OdcMemory implements ClusterMemory {
     const skipped = await readStatusWord(this.status);
     if (skipped > 0) {
       fillU32(this.status, 0);
-      throw new RangeError(`OdcMemory: ${skipped} out-of-range sample index(es) (memory holds ${this.n} rows) were passed as GPU tensors and skipped`);
+      throw new RangeError(
+        `OdcMemory: ${skipped} out-of-range sample index(es) (memory holds ${this.n} rows) were passed as GPU tensors and skipped`,
+      );
     }
   }
 
@@ -365,6 +394,15 @@ export class OdcMemory implements ClusterMemory {
 
   /** Releases every GPU buffer of this memory. */
   dispose(): void {
-    for (const t of [this.features, this.labels, this.centroids, this.weights, this.changeCount, this.status, this.sizes]) t.dispose();
+    for (const t of [
+      this.features,
+      this.labels,
+      this.centroids,
+      this.weights,
+      this.changeCount,
+      this.status,
+      this.sizes,
+    ])
+      t.dispose();
   }
 }

@@ -62,10 +62,16 @@ export interface TrainingMode {
 }
 
 /** The mode of a resumed run, from the state its checkpoint restored. */
-export function resumedMode(ctx: ModeContext, restored: Pick<TrainState, 'memory' | 'pseudoLabels'>, n: number): TrainingMode {
+export function resumedMode(
+  ctx: ModeContext,
+  restored: Pick<TrainState, 'memory' | 'pseudoLabels'>,
+  n: number,
+): TrainingMode {
   if (ctx.config.mode !== 'odc') return new DeepClusterMode(ctx, n, restored.pseudoLabels);
   if (!restored.memory) {
-    throw new Error('The checkpoint holds no ODC memory, but the run is in ODC mode (mode = "odc"): train afresh without --resume.');
+    throw new Error(
+      'The checkpoint holds no ODC memory, but the run is in ODC mode (mode = "odc"): train afresh without --resume.',
+    );
   }
   return new OdcMode(ctx.config, restored.memory);
 }
@@ -83,7 +89,13 @@ export async function freshMode(
   if (ctx.config.mode !== 'odc') return { mode: new DeepClusterMode(ctx, n, null) };
   const { config, model, augmenter } = ctx;
   const t0 = performance.now();
-  const raw = extractFeatures(model, (x) => model.features(x), augmenter, config.model.featureDim, config.optim.batchSize);
+  const raw = extractFeatures(
+    model,
+    (x) => model.features(x),
+    augmenter,
+    config.model.featureDim,
+    config.optim.batchSize,
+  );
   let memory: OdcMemory | null = null;
   try {
     await checkFinite(raw, "the random-init network's features");
@@ -107,11 +119,18 @@ export async function freshMode(
     const stats = await memory.stats();
     progress.message(
       `initial clustering: ${n} images, K = ${config.odc.k}, inertia ${report.inertia[0].toFixed(1)} -> ${report.inertia[report.inertia.length - 1].toFixed(1)}, ` +
-        `cluster sizes ${stats.min}..${stats.max}` + (initialNmi !== undefined ? `, NMI vs labels ${initialNmi.toFixed(4)}` : '') +
+        `cluster sizes ${stats.min}..${stats.max}` +
+        (initialNmi !== undefined ? `, NMI vs labels ${initialNmi.toFixed(4)}` : '') +
         ` (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
     );
     // sizes: the initial cluster-size histogram (the report's "initial" histogram)
-    progress.event({ event: 'init', inertia: report.inertia, nmi: initialNmi, ...stats, sizes: Array.from(labelHistogram(initialLabels, config.odc.k)) });
+    progress.event({
+      event: 'init',
+      inertia: report.inertia,
+      nmi: initialNmi,
+      ...stats,
+      sizes: Array.from(labelHistogram(initialLabels, config.odc.k)),
+    });
     return { mode: new OdcMode(config, memory), initialNmi, initialLabels };
   } catch (err) {
     raw.dispose();
@@ -219,7 +238,11 @@ export class DeepClusterMode implements TrainingMode {
 
   targets(idx: Uint32Array): Tensor<'u32'> {
     const labels = this.current();
-    return Tensor.from(idx.map((i) => labels[i]), [idx.length], 'u32');
+    return Tensor.from(
+      idx.map((i) => labels[i]),
+      [idx.length],
+      'u32',
+    );
   }
 
   observe(): void {}
@@ -240,7 +263,10 @@ export class DeepClusterMode implements TrainingMode {
 
   epochLabels(): Promise<{ labels: Uint32Array; stats: MemoryStats }> {
     const labels = this.current();
-    return Promise.resolve({ labels, stats: summarizeHistogram(labelHistogram(labels, this.ctx.config.odc.k), this.ctx.config.odc.minCluster) });
+    return Promise.resolve({
+      labels,
+      stats: summarizeHistogram(labelHistogram(labels, this.ctx.config.odc.k), this.ctx.config.odc.minCluster),
+    });
   }
 
   checkpointState(): Pick<TrainState, 'memory' | 'pseudoLabels'> {
@@ -250,16 +276,26 @@ export class DeepClusterMode implements TrainingMode {
   dispose(): void {}
 
   private current(): Uint32Array {
-    if (!this.labels) throw new Error('DeepCluster: no pseudo-labels yet (epochOrder clusters at the start of an epoch)');
+    if (!this.labels)
+      throw new Error('DeepCluster: no pseudo-labels yet (epochOrder clusters at the start of an epoch)');
     return this.labels;
   }
 
   /** DeepCluster's clustering step: backbone features (eval), L2-normalised, k-means with K clusters. */
   private async cluster(): Promise<Uint32Array> {
     const { config, model, augmenter, clusterRng } = this.ctx;
-    const raw = extractFeatures(model, (x) => model.backbone.forward(x), augmenter, model.backbone.featureDim, config.optim.batchSize);
+    const raw = extractFeatures(
+      model,
+      (x) => model.backbone.forward(x),
+      augmenter,
+      model.backbone.featureDim,
+      config.optim.batchSize,
+    );
     try {
-      return await kmeansLabels(raw, config.odc.k, { iterations: config.odc.kmeansIterations, seed: clusterRng.nextU32() });
+      return await kmeansLabels(raw, config.odc.k, {
+        iterations: config.odc.kmeansIterations,
+        seed: clusterRng.nextU32(),
+      });
     } finally {
       raw.dispose();
     }
@@ -272,6 +308,8 @@ async function checkFinite(t: Tensor<'f32'>, what: string): Promise<void> {
   const [value] = await total.data();
   total.dispose();
   if (!Number.isFinite(value)) {
-    throw new Error(`NaN or Inf in ${what} (their sum is ${value}): check the input images and normalisation (data.*, augment) and the model configuration.`);
+    throw new Error(
+      `NaN or Inf in ${what} (their sum is ${value}): check the input images and normalisation (data.*, augment) and the model configuration.`,
+    );
   }
 }

@@ -22,7 +22,16 @@ import { ensureWritableFolder } from '../data/files.ts';
 import { checkTrainingData } from '../data/preflight.ts';
 import { augmentConfig, loadTrainingData } from '../data/training-data.ts';
 import { Rng } from '../util/rng.ts';
-import { CHECKPOINT_FILE, checkDataSize, loadCheckpoint, saveCheckpoint, type EpochProgress, type EpochSummary, type LoadedCheckpoint, type TrainPosition } from './checkpoint.ts';
+import {
+  CHECKPOINT_FILE,
+  checkDataSize,
+  loadCheckpoint,
+  saveCheckpoint,
+  type EpochProgress,
+  type EpochSummary,
+  type LoadedCheckpoint,
+  type TrainPosition,
+} from './checkpoint.ts';
 import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from './config.ts';
 import { buildModel, buildOptimizer } from './build.ts';
 import { loadWeights } from '../io/weights.ts';
@@ -107,7 +116,11 @@ export class TrainingSession implements StepParts {
     checkTrainingData(dataset, config);
     if (ckpt) checkDataSize(ckpt, dataset.n, outDir);
     // the ODC memory is one buffer (not yet sharded): refuse a set it cannot hold before any slow step
-    if (config.mode === 'odc') gpu().checkBindingSize(dataset.n * config.model.featureDim * 4, `The ODC feature memory [${dataset.n}, ${config.model.featureDim}] of data set "${dataset.name}"`);
+    if (config.mode === 'odc')
+      gpu().checkBindingSize(
+        dataset.n * config.model.featureDim * 4,
+        `The ODC feature memory [${dataset.n}, ${config.model.featureDim}] of data set "${dataset.name}"`,
+      );
     const augmenter = new GpuAugmenter(dataset, augmentConfig(config, dataset));
     const modelRng = new Rng(config.seed);
     const model = buildModel(config, dataset.channels, modelRng);
@@ -122,7 +135,20 @@ export class TrainingSession implements StepParts {
     const sgd = buildOptimizer(model, config);
     const augmentRng = new Rng(config.seed + 1);
     const clusterRng = new Rng(config.seed + 2);
-    return new TrainingSession(options, config, progress, ckpt, resumeChanges, dataset, augmenter, modelRng, model, sgd, augmentRng, clusterRng);
+    return new TrainingSession(
+      options,
+      config,
+      progress,
+      ckpt,
+      resumeChanges,
+      dataset,
+      augmenter,
+      modelRng,
+      model,
+      sgd,
+      augmentRng,
+      clusterRng,
+    );
   }
 
   get outDir(): string {
@@ -149,7 +175,9 @@ export class TrainingSession implements StepParts {
     this.progress.message(await prepareRunVariants(gpu(), this.outDir, this.resumed));
     const t0 = performance.now();
     const compiled = await warmUp(this.model, this.augmenter, this.config, this.modelRng, this.sgd);
-    this.progress.message(`compiled ${compiled} GPU kernels in parallel (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    this.progress.message(
+      `compiled ${compiled} GPU kernels in parallel (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+    );
     const ckpt = this.ckpt;
     if (ckpt) {
       const memory = ckpt.restore(this.model, this.sgd);
@@ -162,12 +190,18 @@ export class TrainingSession implements StepParts {
       this.writeConfig();
       const position = this.position;
       const changes = this.resumeChanges;
-      const changed = changes.map((c) => `${c.key} (${JSON.stringify(c.before)} -> ${JSON.stringify(c.after)})`).join(', ');
+      const changed = changes
+        .map((c) => `${c.key} (${JSON.stringify(c.before)} -> ${JSON.stringify(c.after)})`)
+        .join(', ');
       this.progress.message(
         `resumed from ${join(this.outDir, CHECKPOINT_FILE)} at epoch ${position.epoch + 1}, batch ${position.batchInEpoch}, iteration ${position.iteration}` +
           (changed ? `; changed ${changed}` : ''),
       );
-      this.progress.event({ event: 'resume', ...position, changed: Object.fromEntries(changes.map((c) => [c.key, { from: c.before, to: c.after }])) });
+      this.progress.event({
+        event: 'resume',
+        ...position,
+        changed: Object.fromEntries(changes.map((c) => [c.key, { from: c.before, to: c.after }])),
+      });
     } else {
       this.writeConfig();
       const fresh = await freshMode(this, this.progress, this.dataset.labels, this.n);
@@ -180,16 +214,20 @@ export class TrainingSession implements StepParts {
   /** Writes the checkpoint of the current state (`epochProgress`: the epoch's metrics so far, mid-epoch only). */
   save(epochProgress: EpochProgress | null): Promise<string> {
     recordRunVariants(gpu(), this.outDir);
-    return saveCheckpoint(this.outDir, { model: this.model, sgd: this.sgd, ...this.mode.checkpointState() }, {
-      config: this.config,
-      inChannels: this.dataset.channels,
-      position: this.position,
-      rngs: { model: this.modelRng.state(), augment: this.augmentRng.state(), cluster: this.clusterRng.state() },
-      history: this.history,
-      dataSize: this.n,
-      batchesPerEpoch: this.iterationsPerEpoch,
-      epochProgress,
-    });
+    return saveCheckpoint(
+      this.outDir,
+      { model: this.model, sgd: this.sgd, ...this.mode.checkpointState() },
+      {
+        config: this.config,
+        inChannels: this.dataset.channels,
+        position: this.position,
+        rngs: { model: this.modelRng.state(), augment: this.augmentRng.state(), cluster: this.clusterRng.state() },
+        history: this.history,
+        dataSize: this.n,
+        batchesPerEpoch: this.iterationsPerEpoch,
+        epochProgress,
+      },
+    );
   }
 
   dispose(): void {
@@ -220,7 +258,13 @@ function checkEpochsLeft(position: TrainPosition, config: TrainConfig, outDir: s
  * Compiles every kernel of an evaluation batch and a training step in parallel before the first real
  * step (nothing executes). RNG states are restored, so a warm-up never changes the run's results.
  */
-async function warmUp(model: OdcModel, augmenter: GpuAugmenter, config: TrainConfig, modelRng: Rng, sgd: SGD): Promise<number> {
+async function warmUp(
+  model: OdcModel,
+  augmenter: GpuAugmenter,
+  config: TrainConfig,
+  modelRng: Rng,
+  sgd: SGD,
+): Promise<number> {
   const rngState = modelRng.state();
   const batch = Math.min(config.optim.batchSize, augmenter.n);
   const idx = Uint32Array.from({ length: batch }, (_, i) => i);

@@ -68,7 +68,10 @@ export interface ClusterMemory {
  * 2-means and recomputing the centroids of both halves. Reads one count back per split. Afterwards no cluster
  * is empty.
  */
-export async function handleSmallClusters(memory: ClusterMemory, options: { trace?: boolean } = {}): Promise<SmallClusterReport> {
+export async function handleSmallClusters(
+  memory: ClusterMemory,
+  options: { trace?: boolean } = {},
+): Promise<SmallClusterReport> {
   await memory.checkErrors();
   return resolveSmallClusters(memory, await readHistogram(memory.histogram()), options);
 }
@@ -77,13 +80,21 @@ export async function handleSmallClusters(memory: ClusterMemory, options: { trac
  * Spec 2.5 from cluster sizes the host already holds (`sizes`, as of the labels now on the GPU; updated in
  * place): nothing is recorded or read when no cluster is small, else the moves and splits of handleSmallClusters.
  */
-export async function resolveSmallClusters(memory: ClusterMemory, sizes: Uint32Array, options: { trace?: boolean } = {}): Promise<SmallClusterReport> {
+export async function resolveSmallClusters(
+  memory: ClusterMemory,
+  sizes: Uint32Array,
+  options: { trace?: boolean } = {},
+): Promise<SmallClusterReport> {
   const { n, dim, k, minCluster, features, labels, centroids } = memory;
   let h = sizes;
   const small: number[] = [];
   for (let c = 0; c < k; c++) if (h[c] < minCluster) small.push(c);
-  if (small.length === 0) return { small, reassigned: 0, splits: [], ...(options.trace ? { labelsAfterMoves: await labels.data() } : {}) };
-  if (small.length === k) throw new Error(`OdcMemory: all ${k} clusters have fewer than minCluster = ${minCluster} members; nothing to move them to`);
+  if (small.length === 0)
+    return { small, reassigned: 0, splits: [], ...(options.trace ? { labelsAfterMoves: await labels.data() } : {}) };
+  if (small.length === k)
+    throw new Error(
+      `OdcMemory: all ${k} clusters have fewer than minCluster = ${minCluster} members; nothing to move them to`,
+    );
   const maskHost = new Uint32Array(k);
   let members = 0;
   for (const c of small) {
@@ -111,9 +122,13 @@ export async function resolveSmallClusters(memory: ClusterMemory, sizes: Uint32A
     let big = 0;
     for (let c = 1; c < k; c++) if (h[c] > h[big]) big = c;
     const size = h[big];
-    if (size < 2) throw new Error(`OdcMemory: cannot refill cluster ${dead}: the largest cluster ${big} has ${size} member(s)`);
+    if (size < 2)
+      throw new Error(`OdcMemory: cannot refill cluster ${dead}: the largest cluster ${big} has ${size} member(s)`);
     const idx = compactIndices(labels, n, k, size, { value: big });
-    const { side, count1 } = twoMeansSplit(features, dim, idx, size, memory.rng, { restarts: memory.splitRestarts, maxIter: memory.splitMaxIter });
+    const { side, count1 } = twoMeansSplit(features, dim, idx, size, memory.rng, {
+      restarts: memory.splitRestarts,
+      maxIter: memory.splitMaxIter,
+    });
     dispatchKernel(kmeansKernels.tm_relabel, {
       params: { n: size, label: dead },
       bindings: { idx: idx.buffer, side: side.buffer, labels: labels.buffer },

@@ -45,7 +45,9 @@ export type TrainCallOptions = Omit<TrainOptions, 'config' | 'outDir'> & { outDi
 export async function train(config: TrainConfig, options?: TrainCallOptions): Promise<TrainResult>;
 export async function train(options: TrainOptions): Promise<TrainResult>;
 export async function train(first: TrainConfig | TrainOptions, second?: TrainCallOptions): Promise<TrainResult> {
-  const options: TrainOptions = isTrainOptions(first) ? first : { ...second, config: first, outDir: second?.outDir ?? join('runs', first.preset) };
+  const options: TrainOptions = isTrainOptions(first)
+    ? first
+    : { ...second, config: first, outDir: second?.outDir ?? join('runs', first.preset) };
   const session = await TrainingSession.open(options);
   const started = performance.now();
   try {

@@ -33,17 +33,29 @@ export const CHUNK = 4096;
 
 /** buf[0..n) = value. */
 export function fillU32(buf: Tensor, value: number, n = buf.size): void {
-  dispatchKernel(clustering.fill_u32, { params: { n, value: value >>> 0 }, bindings: { out: buf.buffer }, workgroups: threads(n) });
+  dispatchKernel(clustering.fill_u32, {
+    params: { n, value: value >>> 0 },
+    bindings: { out: buf.buffer },
+    workgroups: threads(n),
+  });
 }
 
 /** out[r, :] = src[idx[r], :] for r < n rows of d. */
 export function copyRows(src: Tensor<'f32'>, idx: Tensor<'u32'>, out: Tensor<'f32'>, n: number, d: number): void {
-  dispatchKernel(clustering.gather_rows, { params: { n, d }, bindings: { idx: idx.buffer, src: src.buffer, out: out.buffer }, workgroups: threads(n * d) });
+  dispatchKernel(clustering.gather_rows, {
+    params: { n, d },
+    bindings: { idx: idx.buffer, src: src.buffer, out: out.buffer },
+    workgroups: threads(n * d),
+  });
 }
 
 /** out[r] = ||x[r]||^2 for n rows of d (summed in order over the row). */
 export function rowSquaredNorms(x: Tensor<'f32'>, n: number, d: number, out: Tensor<'f32'>): void {
-  dispatchKernel(clustering.row_norm2, { params: { n, d }, bindings: { x: x.buffer, out: out.buffer }, workgroups: threads(n) });
+  dispatchKernel(clustering.row_norm2, {
+    params: { n, d },
+    bindings: { x: x.buffer, out: out.buffer },
+    workgroups: threads(n),
+  });
 }
 
 export interface NearestArgs {
@@ -103,7 +115,10 @@ export function nearest(a: NearestArgs): void {
   const colStep = variant === 'tiled' ? 64 : 4;
   const groups = Math.ceil(a.n / rowsPerGroup);
   const maxDim = gpu().limits.maxComputeWorkgroupsPerDimension;
-  if (groups > maxDim) throw new RangeError(`nearest: ${a.n} rows need ${groups} workgroups, over this device's ${maxDim}; assign in chunks`);
+  if (groups > maxDim)
+    throw new RangeError(
+      `nearest: ${a.n} rows need ${groups} workgroups, over this device's ${maxDim}; assign in chunks`,
+    );
   const target = variant === 'tiled' ? 264 : 8;
   const maxSplits = Math.ceil(a.k / colStep);
   let splits = Math.max(1, Math.min(chosen.splits ?? Math.ceil(target / groups), maxSplits));
@@ -137,7 +152,12 @@ export function nearest(a: NearestArgs): void {
     const scoreOut = a.scores ?? Tensor.empty([1], 'f32');
     dispatchKernel(clustering.nearest_merge, {
       params: { n: a.n, splits, write_scores: a.scores !== undefined },
-      bindings: { part_labels: partLabels.buffer, part_scores: sink.buffer, labels: a.labels.buffer, scores: scoreOut.buffer },
+      bindings: {
+        part_labels: partLabels.buffer,
+        part_scores: sink.buffer,
+        labels: a.labels.buffer,
+        scores: scoreOut.buffer,
+      },
       workgroups: threads(a.n),
     });
     partLabels.dispose();
@@ -149,18 +169,30 @@ export function nearest(a: NearestArgs): void {
 
 /** bias[c] = -||c||^2 / 2. */
 export function l2Bias(centroids: Tensor<'f32'>, k: number, d: number, bias: Tensor<'f32'>): void {
-  dispatchKernel(clustering.l2_bias, { params: { k, d }, bindings: { centroids: centroids.buffer, bias: bias.buffer }, workgroups: threads(k) });
+  dispatchKernel(clustering.l2_bias, {
+    params: { k, d },
+    bindings: { centroids: centroids.buffer, bias: bias.buffer },
+    workgroups: threads(k),
+  });
 }
 
 /** bias[c] = mask[c] ? -3e38 : 0. */
 export function maskBias(mask: Tensor<'u32'>, k: number, bias: Tensor<'f32'>): void {
-  dispatchKernel(clustering.mask_bias, { params: { k }, bindings: { mask: mask.buffer, bias: bias.buffer }, workgroups: threads(k) });
+  dispatchKernel(clustering.mask_bias, {
+    params: { k },
+    bindings: { mask: mask.buffer, bias: bias.buffer },
+    workgroups: threads(k),
+  });
 }
 
 /** hist[c] = #{i < n : labels[i] == c} (u32 atomics; labels >= k are ignored). */
 export function histogram(labels: Tensor<'u32'>, n: number, k: number, hist: Tensor<'u32'>): void {
   fillU32(hist, 0, k);
-  dispatchKernel(clustering.histogram, { params: { n, k }, bindings: { labels: labels.buffer, hist: hist.buffer }, workgroups: threads(n) });
+  dispatchKernel(clustering.histogram, {
+    params: { n, k },
+    bindings: { labels: labels.buffer, hist: hist.buffer },
+    workgroups: threads(n),
+  });
 }
 
 export interface MeansArgs {
@@ -193,10 +225,20 @@ export function centroidMeans(a: MeansArgs): void {
   const listed = a.list !== undefined;
   const list = (a.list ?? tmp).buffer;
   const m = listed ? (a.listLength ?? a.list!.size) : a.k;
-  dispatchKernel(clustering.acc_zero, { params: { n: m, d: a.d, listed }, bindings: { list, acc: acc.buffer, counts: cnt.buffer }, workgroups: threads(m * a.d) });
+  dispatchKernel(clustering.acc_zero, {
+    params: { n: m, d: a.d, listed },
+    bindings: { list, acc: acc.buffer, counts: cnt.buffer },
+    workgroups: threads(m * a.d),
+  });
   dispatchKernel(clustering.acc_rows, {
     params: { n: a.n, d: a.d, k: a.k, gather: a.idx !== undefined },
-    bindings: { x: a.x.buffer, idx: (a.idx ?? tmp).buffer, labels: a.labels.buffer, acc: acc.buffer, counts: cnt.buffer },
+    bindings: {
+      x: a.x.buffer,
+      idx: (a.idx ?? tmp).buffer,
+      labels: a.labels.buffer,
+      acc: acc.buffer,
+      counts: cnt.buffer,
+    },
     workgroups: threads(a.n * a.d),
   });
   dispatchKernel(clustering.acc_finalize, {
@@ -214,15 +256,29 @@ export function centroidMeans(a: MeansArgs): void {
  * (when `mask` is absent) or mask[labels[i]] != 0. `count` must be the exact number of matches (the
  * caller knows it from the histogram); returns a new u32 tensor of max(count, 1) entries.
  */
-export function compactIndices(labels: Tensor<'u32'>, n: number, k: number, count: number, sel: { value: number } | { mask: Tensor<'u32'> }): Tensor<'u32'> {
+export function compactIndices(
+  labels: Tensor<'u32'>,
+  n: number,
+  k: number,
+  count: number,
+  sel: { value: number } | { mask: Tensor<'u32'> },
+): Tensor<'u32'> {
   const chunks = Math.max(1, Math.ceil(n / CHUNK));
   const offs = Tensor.empty([chunks + 1], 'u32');
   const out = Tensor.empty([Math.max(count, 1)], 'u32');
   const tmp = placeholder();
   const mask = ('mask' in sel ? sel.mask : tmp).buffer;
   const params = { n, k, value: 'value' in sel ? sel.value : 0, by_mask: 'mask' in sel };
-  dispatchKernel(clustering.compact_count, { params, bindings: { labels: labels.buffer, mask, counts: offs.buffer }, workgroups: grid(chunks) });
-  dispatchKernel(clustering.compact_scan, { params: { n: chunks }, bindings: { counts: offs.buffer }, workgroups: [1] });
+  dispatchKernel(clustering.compact_count, {
+    params,
+    bindings: { labels: labels.buffer, mask, counts: offs.buffer },
+    workgroups: grid(chunks),
+  });
+  dispatchKernel(clustering.compact_scan, {
+    params: { n: chunks },
+    bindings: { counts: offs.buffer },
+    workgroups: [1],
+  });
   dispatchKernel(clustering.compact_write, {
     params,
     bindings: { labels: labels.buffer, mask, offsets: offs.buffer, out: out.buffer },
@@ -245,6 +301,10 @@ export function sumInto(x: Tensor<'f32'>, n: number, out: Tensor<'f32'>, slot: n
     bindings: { x: x.buffer, y: (y ?? x).buffer, partial: part.buffer },
     workgroups: grid(chunks),
   });
-  dispatchKernel(clustering.sum_final, { params: { n: chunks, slot }, bindings: { partial: part.buffer, out: out.buffer }, workgroups: [1] });
+  dispatchKernel(clustering.sum_final, {
+    params: { n: chunks, slot },
+    bindings: { partial: part.buffer, out: out.buffer },
+    workgroups: [1],
+  });
   part.dispose();
 }

@@ -28,21 +28,28 @@ function geometry(x: Tensor, weight: Tensor, opts: Conv2dOptions): ConvGeometry 
   expectDType(x, 'f32', 'conv2d: x');
   expectDType(weight, 'f32', 'conv2d: weight');
   if (x.rank !== 4) throw new RangeError(`conv2d: x must be NHWC [N, H, W, Cin], got shape ${fmtShape(x.shape)}`);
-  if (weight.rank !== 4) throw new RangeError(`conv2d: weight must be [KH, KW, Cin, Cout], got shape ${fmtShape(weight.shape)}`);
+  if (weight.rank !== 4)
+    throw new RangeError(`conv2d: weight must be [KH, KW, Cin, Cout], got shape ${fmtShape(weight.shape)}`);
   const stride = opts.stride ?? 1;
   const pad = opts.padding ?? 0;
-  if (!Number.isInteger(stride) || stride < 1) throw new RangeError(`conv2d: stride must be a positive integer, got ${stride}`);
-  if (!Number.isInteger(pad) || pad < 0) throw new RangeError(`conv2d: padding must be a non-negative integer, got ${pad}`);
+  if (!Number.isInteger(stride) || stride < 1)
+    throw new RangeError(`conv2d: stride must be a positive integer, got ${stride}`);
+  if (!Number.isInteger(pad) || pad < 0)
+    throw new RangeError(`conv2d: padding must be a non-negative integer, got ${pad}`);
   const [batch, H, W, Cin] = x.shape;
   const [KH, KW, Cw, Cout] = weight.shape;
   if (Cw !== Cin) {
-    throw new RangeError(`conv2d: x ${fmtShape(x.shape)} has Cin = ${Cin} but weight ${fmtShape(weight.shape)} expects Cin = ${Cw} (weight is [KH, KW, Cin, Cout])`);
+    throw new RangeError(
+      `conv2d: x ${fmtShape(x.shape)} has Cin = ${Cin} but weight ${fmtShape(weight.shape)} expects Cin = ${Cw} (weight is [KH, KW, Cin, Cout])`,
+    );
   }
   if (KH < 1 || KW < 1) throw new RangeError(`conv2d: empty kernel ${fmtShape(weight.shape)}`);
   const OH = Math.floor((H + 2 * pad - KH) / stride) + 1;
   const OW = Math.floor((W + 2 * pad - KW) / stride) + 1;
   if (OH < 1 || OW < 1) {
-    throw new RangeError(`conv2d: a ${KH}x${KW} kernel does not fit input ${H}x${W} with padding ${pad} (output would be ${OH}x${OW})`);
+    throw new RangeError(
+      `conv2d: a ${KH}x${KW} kernel does not fit input ${H}x${W} with padding ${pad} (output would be ${OH}x${OW})`,
+    );
   }
   return { batch, H, W, Cin, OH, OW, Cout, KH, KW, stride, pad };
 }
@@ -105,7 +112,17 @@ function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, pre
       const KHp = Math.max(0, Math.ceil((g.KH - ph) / s));
       const KWp = Math.max(0, Math.ceil((g.KW - pw) / s));
       const phase = { ph, pw, t0h, t0w, Ht, Wt, KHp, KWp };
-      runGemm({ mode: 'conv_dgrad', M: g.batch * Ht * Wt, N: g.Cin, K: KHp * KWp * g.Cout, a: dy, b: wt, out, conv: { ...g, phase }, precision });
+      runGemm({
+        mode: 'conv_dgrad',
+        M: g.batch * Ht * Wt,
+        N: g.Cin,
+        K: KHp * KWp * g.Cout,
+        a: dy,
+        b: wt,
+        out,
+        conv: { ...g, phase },
+        precision,
+      });
     }
   }
   pool.release(wt);

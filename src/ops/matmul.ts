@@ -61,7 +61,14 @@ export interface GemmSpec {
   splits?: number;
 }
 
-function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: boolean, hasBias: boolean, vecB: boolean): DefineValues<typeof gemm.gemm_regs.defines> {
+function kernelDefines(
+  v: GemmVariant,
+  mode: GemmMode,
+  transA: boolean,
+  transB: boolean,
+  hasBias: boolean,
+  vecB: boolean,
+): DefineValues<typeof gemm.gemm_regs.defines> {
   return {
     VEC_B: vecB,
     MODE: mode,
@@ -104,7 +111,17 @@ export function tensorCoreRunner(): PlainGemm | null {
 /** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();
-  if (tensorCoreGemm && spec.precision === 'f16' && spec.mode === 'matmul' && !spec.transA && !spec.bias && spec.splits === undefined && spec.M > 0 && spec.N > 0 && spec.K > 0) {
+  if (
+    tensorCoreGemm &&
+    spec.precision === 'f16' &&
+    spec.mode === 'matmul' &&
+    !spec.transA &&
+    !spec.bias &&
+    spec.splits === undefined &&
+    spec.M > 0 &&
+    spec.N > 0 &&
+    spec.K > 0
+  ) {
     if (!spec.transB) return tensorCoreGemm(spec.a, spec.b, spec.out, spec.M, spec.N, spec.K);
     const bt = g.pool.acquire(spec.N * spec.K * 2);
     transpose(spec.b, spec.N, spec.K, bt, 1, 'f16');
@@ -146,9 +163,27 @@ export function runGemm(spec: GemmSpec): void {
   const c = spec.conv ?? { batch: 0, H: 0, W: 0, Cin: 0, OH: 0, OW: 0, Cout: 0, KH: 0, KW: 0, stride: 1, pad: 0 };
   const ph = c.phase ?? { ph: 0, pw: 0, t0h: 0, t0w: 0, Ht: 1, Wt: 1, KHp: 1, KWp: 1 };
   const { H, W, Cin, OH, OW, Cout, KW, stride, pad } = c;
-  const geometry = { M, N, K, kchunk: Math.max(kchunk, 1), tilesN, splits, H, W, Cin, OH, OW, Cout, KW, stride, pad, ...ph };
+  const geometry = {
+    M,
+    N,
+    K,
+    kchunk: Math.max(kchunk, 1),
+    tilesN,
+    splits,
+    H,
+    W,
+    Cin,
+    OH,
+    OW,
+    Cout,
+    KW,
+    stride,
+    pad,
+    ...ph,
+  };
   const maxDim = g.limits.maxComputeWorkgroupsPerDimension;
-  if (tilesN * splits > maxDim) throw new RangeError(`gemm: ${tilesN * splits} column tiles exceed ${maxDim} workgroups`);
+  if (tilesN * splits > maxDim)
+    throw new RangeError(`gemm: ${tilesN * splits} column tiles exceed ${maxDim} workgroups`);
   const [gx, gy] = grid(tilesM);
   const partial = splits > 1 ? g.pool.acquire(splits * M * N * 4) : null;
   const dummyBias = spec.bias ?? spec.a;
@@ -171,13 +206,29 @@ export function runGemm(spec: GemmSpec): void {
 }
 
 /** out[b, cols, rows] = src[b, rows, cols]ᵀ for each of `batches` row-major matrices. */
-export function transpose(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer, batches = 1, precision: Precision = 'f32'): void {
-  dispatchKernel(gemm.transpose2d, { params: { rows, cols, batches }, bindings: { src, dst: out }, precision, workgroups: grid(Math.ceil((batches * rows * cols) / 256)) });
+export function transpose(
+  src: GPUBuffer,
+  rows: number,
+  cols: number,
+  out: GPUBuffer,
+  batches = 1,
+  precision: Precision = 'f32',
+): void {
+  dispatchKernel(gemm.transpose2d, {
+    params: { rows, cols, batches },
+    bindings: { src, dst: out },
+    precision,
+    workgroups: grid(Math.ceil((batches * rows * cols) / 256)),
+  });
 }
 
 /** Column sums of a row-major [rows, cols] buffer into out[cols] (bias gradients), in a fixed order. */
 export function columnSums(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer): void {
-  dispatchKernel(gemm.column_sums, { params: { rows, cols }, bindings: { src, dst: out }, workgroups: grid(Math.ceil(cols / 64)) });
+  dispatchKernel(gemm.column_sums, {
+    params: { rows, cols },
+    bindings: { src, dst: out },
+    workgroups: grid(Math.ceil(cols / 64)),
+  });
 }
 
 function fillZero(out: Tensor<'f32'>): void {
@@ -213,13 +264,18 @@ export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions =
   }
   const out = Tensor.empty([M, N], 'f32');
   if (Ka === 0) fillZero(out);
-  else inWorkingPrecision([a, b], ([ab, bb], precision) => runGemm({ mode: 'matmul', M, N, K: Ka, transA, transB, a: ab, b: bb, out: out.buffer, precision }));
+  else
+    inWorkingPrecision([a, b], ([ab, bb], precision) =>
+      runGemm({ mode: 'matmul', M, N, K: Ka, transA, transB, a: ab, b: bb, out: out.buffer, precision }),
+    );
   return record(out, 'matmul', [a, b], (g) => {
     // C = op(A)·op(B): dop(A) = G·op(B)ᵀ, dop(B) = op(A)ᵀ·G, transposed back where op transposes.
     let da: Tensor<'f32'> | null = null;
     let db: Tensor<'f32'> | null = null;
-    if (a.requiresGrad) da = transA ? matmul(b, g, { transA: transB, transB: true }) : matmul(g, b, { transB: !transB });
-    if (b.requiresGrad) db = transB ? matmul(g, a, { transA: true, transB: transA }) : matmul(a, g, { transA: !transA });
+    if (a.requiresGrad)
+      da = transA ? matmul(b, g, { transA: transB, transB: true }) : matmul(g, b, { transB: !transB });
+    if (b.requiresGrad)
+      db = transB ? matmul(g, a, { transA: true, transB: transA }) : matmul(a, g, { transA: !transA });
     return [da, db];
   });
 }
@@ -230,18 +286,43 @@ export function linear(x: Tensor<'f32'>, weight: Tensor<'f32'>, bias: Tensor<'f3
   expectMatrix(weight, 'linear', 'weight');
   const [rows, inF] = x.shape;
   const [outF, inW] = weight.shape;
-  if (inF !== inW) throw new RangeError(`linear: x ${fmtShape(x.shape)} has ${inF} features but weight ${fmtShape(weight.shape)} expects ${inW} (weight is [out, in])`);
+  if (inF !== inW)
+    throw new RangeError(
+      `linear: x ${fmtShape(x.shape)} has ${inF} features but weight ${fmtShape(weight.shape)} expects ${inW} (weight is [out, in])`,
+    );
   if (bias) {
     expectDType(bias, 'f32', 'linear: bias');
-    if (bias.rank !== 1 || bias.shape[0] !== outF) throw new RangeError(`linear: bias must have shape [${outF}], got ${fmtShape(bias.shape)}`);
+    if (bias.rank !== 1 || bias.shape[0] !== outF)
+      throw new RangeError(`linear: bias must have shape [${outF}], got ${fmtShape(bias.shape)}`);
   }
   const out = Tensor.empty([rows, outF], 'f32');
   if (inF === 0) {
     fillZero(out);
-    if (bias && rows > 0) runGemm({ mode: 'matmul', M: rows, N: outF, K: 0, a: x.buffer, b: weight.buffer, bias: bias.buffer, out: out.buffer });
+    if (bias && rows > 0)
+      runGemm({
+        mode: 'matmul',
+        M: rows,
+        N: outF,
+        K: 0,
+        a: x.buffer,
+        b: weight.buffer,
+        bias: bias.buffer,
+        out: out.buffer,
+      });
   } else {
     inWorkingPrecision([x, weight], ([xb, wb], precision) =>
-      runGemm({ mode: 'matmul', M: rows, N: outF, K: inF, transB: true, a: xb, b: wb, bias: bias?.buffer ?? null, out: out.buffer, precision }),
+      runGemm({
+        mode: 'matmul',
+        M: rows,
+        N: outF,
+        K: inF,
+        transB: true,
+        a: xb,
+        b: wb,
+        bias: bias?.buffer ?? null,
+        out: out.buffer,
+        precision,
+      }),
     );
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];

@@ -25,7 +25,9 @@ export function workingPrecision(): Precision {
  */
 export function setWorkingPrecision(p: Precision): void {
   if (p === 'f16' && !gpu().features.f16) {
-    throw new Error(`precision f16 needs the "shader-f16" feature, which ${gpu().adapterName} does not offer; use --precision f32`);
+    throw new Error(
+      `precision f16 needs the "shader-f16" feature, which ${gpu().adapterName} does not offer; use --precision f32`,
+    );
   }
   working = p;
 }
@@ -70,8 +72,15 @@ export function fromF16(t: Tensor<'f16'>): Tensor<'f32'> {
  * buffers in f32, else f16 copies made here and released when `run` returns (the GEMMs it records keep
  * the buffers alive until they have run).
  */
-export function inWorkingPrecision<T>(tensors: ReadonlyArray<Tensor<'f32'>>, run: (buffers: GPUBuffer[], precision: Precision) => T): T {
-  if (working === 'f32') return run(tensors.map((t) => t.buffer), 'f32');
+export function inWorkingPrecision<T>(
+  tensors: ReadonlyArray<Tensor<'f32'>>,
+  run: (buffers: GPUBuffer[], precision: Precision) => T,
+): T {
+  if (working === 'f32')
+    return run(
+      tensors.map((t) => t.buffer),
+      'f32',
+    );
   const copies = tensors.map(toF16);
   try {
     return run(

@@ -42,11 +42,19 @@ let warned = false;
 /** The adapter's f16 -> f32 config with the most work per multiply, or why there is none. */
 export function tensorCoreConfig(): { config: SubgroupMatrixConfig; subgroupSize: number } | { reason: string } {
   const f = gpu().features;
-  if (f.subgroupMatrixConfigs.length === 0) return { reason: `${gpu().adapterName} does not offer chromium-experimental-subgroup-matrix (no subgroup-matrix configs)` };
+  if (f.subgroupMatrixConfigs.length === 0)
+    return {
+      reason: `${gpu().adapterName} does not offer chromium-experimental-subgroup-matrix (no subgroup-matrix configs)`,
+    };
   if (!f.f16) return { reason: 'the adapter lists subgroup matrices but not shader-f16' };
-  if (!f.subgroupSizeControl || gpu().subgroupSizes.max === 0) return { reason: 'the adapter cannot pin the subgroup size (no subgroup-size-control), which the subgroup-matrix GEMM needs' };
+  if (!f.subgroupSizeControl || gpu().subgroupSizes.max === 0)
+    return {
+      reason:
+        'the adapter cannot pin the subgroup size (no subgroup-size-control), which the subgroup-matrix GEMM needs',
+    };
   const fits = f.subgroupMatrixConfigs.filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32');
-  if (fits.length === 0) return { reason: `no f16 -> f32 subgroup-matrix config among ${JSON.stringify(f.subgroupMatrixConfigs)}` };
+  if (fits.length === 0)
+    return { reason: `no f16 -> f32 subgroup-matrix config among ${JSON.stringify(f.subgroupMatrixConfigs)}` };
   const config = fits.reduce((best, c) => (c.M * c.N * c.K > best.M * best.N * best.K ? c : best));
   // The matrix configs are defined for the adapter's largest subgroup (Dawn requires workgroup x to be a multiple of it).
   return { config, subgroupSize: gpu().subgroupSizes.max };
@@ -93,7 +101,11 @@ export function paddedGemm(inner: PlainGemm, blocks: GemmBlocks): PlainGemm {
     const cp = Np === N && Mp === M ? out : pool.acquire(Mp * Np * 4);
     inner(ap, bp, cp, Mp, Np, Kp);
     if (cp !== out) {
-      dispatchKernel(precisionKernels.crop_f32, { params: { rows: M, cols: N, cols_in: Np }, bindings: { src: cp, dst: out }, workgroups: grid(Math.ceil((M * N) / 256)) });
+      dispatchKernel(precisionKernels.crop_f32, {
+        params: { rows: M, cols: N, cols_in: Np },
+        bindings: { src: cp, dst: out },
+        workgroups: grid(Math.ceil((M * N) / 256)),
+      });
       pool.release(cp);
     }
     if (ap !== a) pool.release(ap);
@@ -146,10 +158,29 @@ async function compareWithF16Gemm(candidate: PlainGemm): Promise<{ maxError: num
       const ref = Tensor.empty([c.M, c.N]);
       const out = Tensor.empty([c.M, c.N]);
       if (c.conv) {
-        runGemm({ mode: 'conv_forward', M: c.M, N: c.N, K: c.K, a: a16.buffer, b: b16.buffer, out: ref.buffer, conv: c.conv, precision: 'f16' });
+        runGemm({
+          mode: 'conv_forward',
+          M: c.M,
+          N: c.N,
+          K: c.K,
+          a: a16.buffer,
+          b: b16.buffer,
+          out: ref.buffer,
+          conv: c.conv,
+          precision: 'f16',
+        });
         im2colGemm(candidate, a16.buffer, b16.buffer, out.buffer, c.conv);
       } else {
-        runGemm({ mode: 'matmul', M: c.M, N: c.N, K: c.K, a: a16.buffer, b: b16.buffer, out: ref.buffer, precision: 'f16' });
+        runGemm({
+          mode: 'matmul',
+          M: c.M,
+          N: c.N,
+          K: c.K,
+          a: a16.buffer,
+          b: b16.buffer,
+          out: ref.buffer,
+          precision: 'f16',
+        });
         candidate(a16.buffer, b16.buffer, out.buffer, c.M, c.N, c.K);
       }
       return [ref, out];
@@ -159,7 +190,10 @@ async function compareWithF16Gemm(candidate: PlainGemm): Promise<{ maxError: num
       const tolerance = CHECK_TOLERANCE_PER_TERM * c.K;
       for (let i = 0; i < e.length; i++) {
         const err = Math.abs(g[i] - e[i]);
-        if (!(err <= tolerance)) return { reason: `${c.what}: element ${i} is ${g[i]}, the f16 kernel without tensor cores gives ${e[i]} (tolerance ${tolerance.toExponential(1)})` };
+        if (!(err <= tolerance))
+          return {
+            reason: `${c.what}: element ${i} is ${g[i]}, the f16 kernel without tensor cores gives ${e[i]} (tolerance ${tolerance.toExponential(1)})`,
+          };
         maxError = Math.max(maxError, err);
       }
     } finally {
@@ -196,11 +230,16 @@ export async function checkTensorCores(candidate?: PlainGemm): Promise<TensorCor
     decided = { state: 'failed', reason: outcome.reason };
     if (!warned) {
       warned = true;
-      console.warn(`odc: warning: the tensor-core GEMM failed its self-check and is disabled for this run (${outcome.reason}); f16 GEMMs use the kernels without tensor cores.`);
+      console.warn(
+        `odc: warning: the tensor-core GEMM failed its self-check and is disabled for this run (${outcome.reason}); f16 GEMMs use the kernels without tensor cores.`,
+      );
     }
     return decided;
   }
-  const shape = found ?? { config: { componentType: 'f16', resultComponentType: 'f32', M: 0, N: 0, K: 0 }, subgroupSize: 0 };
+  const shape = found ?? {
+    config: { componentType: 'f16', resultComponentType: 'f32', M: 0, N: 0, K: 0 },
+    subgroupSize: 0,
+  };
   decided = { state: 'passed', ...shape, maxError: outcome.maxError };
   setTensorCoreGemm(runner);
   return decided;

@@ -20,18 +20,36 @@ import { extractFeatures } from '../odc/extract.ts';
 import type { OdcMemory } from '../odc/memory.ts';
 import type { OdcModel } from '../models/odc-model.ts';
 import { labelHistogram } from '../metrics/metrics.ts';
-import { centroidSimilarities, clusterCentroids, nearestCentroids, ranksInClusters, unitRows, type ClusterSpace } from './clusters.ts';
+import {
+  centroidSimilarities,
+  clusterCentroids,
+  nearestCentroids,
+  ranksInClusters,
+  unitRows,
+  type ClusterSpace,
+} from './clusters.ts';
 
 /** Which network output a run's clusters live in: the neck (ODC's memory) or the backbone (DeepCluster). */
 export type ClusterLayer = 'neck' | 'backbone';
 
 /** Unit-row features of every image of `ds` from the trained network's `layer`, in eval mode. */
-export async function layerFeatures(model: OdcModel, ds: ImageDataset | ImageSource, config: TrainConfig, layer: ClusterLayer): Promise<Float32Array> {
+export async function layerFeatures(
+  model: OdcModel,
+  ds: ImageDataset | ImageSource,
+  config: TrainConfig,
+  layer: ClusterLayer,
+): Promise<Float32Array> {
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
   try {
     const neck = layer === 'neck';
     const dim = neck ? config.model.featureDim : model.backbone.featureDim;
-    const f = extractFeatures(model, neck ? (x) => model.features(x) : (x) => model.backbone.forward(x), augmenter, dim, config.optim.batchSize);
+    const f = extractFeatures(
+      model,
+      neck ? (x) => model.features(x) : (x) => model.backbone.forward(x),
+      augmenter,
+      dim,
+      config.optim.batchSize,
+    );
     try {
       return unitRows(await f.data(), dim);
     } finally {
@@ -46,17 +64,30 @@ export async function layerFeatures(model: OdcModel, ds: ImageDataset | ImageSou
  * The cluster space of a run's state: the ODC memory when there is one, else the DeepCluster pseudo-labels
  * on backbone features of `dataset`; null when neither exists yet (DeepCluster before its first epoch).
  */
-export async function clusterSpaceOf(
-  state: { memory: OdcMemory | null; pseudoLabels: Uint32Array | null; model: OdcModel; config: TrainConfig; dataset: ImageDataset | ImageSource },
-): Promise<{ space: ClusterSpace; layer: ClusterLayer } | null> {
+export async function clusterSpaceOf(state: {
+  memory: OdcMemory | null;
+  pseudoLabels: Uint32Array | null;
+  model: OdcModel;
+  config: TrainConfig;
+  dataset: ImageDataset | ImageSource;
+}): Promise<{ space: ClusterSpace; layer: ClusterLayer } | null> {
   const { memory, pseudoLabels, model, config, dataset } = state;
   if (memory) {
-    const space = { n: memory.n, dim: memory.dim, k: memory.k, features: await memory.features.data(), labels: await memory.labels.data() };
+    const space = {
+      n: memory.n,
+      dim: memory.dim,
+      k: memory.k,
+      features: await memory.features.data(),
+      labels: await memory.labels.data(),
+    };
     return { space, layer: 'neck' };
   }
   if (!pseudoLabels) return null;
   const features = await layerFeatures(model, dataset, config, 'backbone');
-  return { space: { n: dataset.n, dim: model.backbone.featureDim, k: config.odc.k, features, labels: pseudoLabels }, layer: 'backbone' };
+  return {
+    space: { n: dataset.n, dim: model.backbone.featureDim, k: config.odc.k, features, labels: pseudoLabels },
+    layer: 'backbone',
+  };
 }
 
 /** A run's trained network, its training data and its cluster space; `dispose` frees the GPU side. */
@@ -137,7 +168,10 @@ export function writeAssignments(path: string, count: number, rowAt: (i: number)
 }
 
 function requireClusters(run: OpenedRun, runDir: string): { space: ClusterSpace; layer: ClusterLayer } {
-  if (!run.clusters) throw new Error(`${runDir}: the checkpoint holds no clusters yet (a DeepCluster run before its first epoch): train at least one epoch`);
+  if (!run.clusters)
+    throw new Error(
+      `${runDir}: the checkpoint holds no clusters yet (a DeepCluster run before its first epoch): train at least one epoch`,
+    );
   return run.clusters;
 }
 
@@ -151,7 +185,12 @@ export async function writeClusters(opts: { runDir: string; out: string }): Prom
     const { space } = requireClusters(run, opts.runDir);
     const similarity = centroidSimilarities(space, clusterCentroids(space));
     const ranks = ranksInClusters(space.labels, similarity, space.k);
-    writeAssignments(opts.out, space.n, (i) => ({ id: imageId(run.dataset, i), label: space.labels[i], similarity: similarity[i], rank: ranks[i] }));
+    writeAssignments(opts.out, space.n, (i) => ({
+      id: imageId(run.dataset, i),
+      label: space.labels[i],
+      similarity: similarity[i],
+      rank: ranks[i],
+    }));
     return space.n;
   } finally {
     run.dispose();
@@ -169,14 +208,29 @@ export async function writeAssignment(opts: { runDir: string; data: string; out:
   try {
     const { space, layer } = requireClusters(run, opts.runDir);
     const train = run.dataset;
-    const ds = await loadDataset(opts.data, { size: train.height === train.width ? train.height : undefined, channels: train.channels });
+    const ds = await loadDataset(opts.data, {
+      size: train.height === train.width ? train.height : undefined,
+      channels: train.channels,
+    });
     if (ds.height !== train.height || ds.width !== train.width || ds.channels !== train.channels) {
-      throw new Error(`${opts.data}: images are ${ds.width}x${ds.height}x${ds.channels}, the run trained on ${train.width}x${train.height}x${train.channels}: give images of that size`);
+      throw new Error(
+        `${opts.data}: images are ${ds.width}x${ds.height}x${ds.channels}, the run trained on ${train.width}x${train.height}x${train.channels}: give images of that size`,
+      );
     }
     const features = await layerFeatures(run.model, ds, run.config, layer);
-    const { labels, similarity } = nearestCentroids(features, space.dim, clusterCentroids(space), labelHistogram(space.labels, space.k));
+    const { labels, similarity } = nearestCentroids(
+      features,
+      space.dim,
+      clusterCentroids(space),
+      labelHistogram(space.labels, space.k),
+    );
     const ranks = ranksInClusters(labels, similarity, space.k);
-    writeAssignments(opts.out, ds.n, (i) => ({ id: imageId(ds, i), label: labels[i], similarity: similarity[i], rank: ranks[i] }));
+    writeAssignments(opts.out, ds.n, (i) => ({
+      id: imageId(ds, i),
+      label: labels[i],
+      similarity: similarity[i],
+      rank: ranks[i],
+    }));
     return ds.n;
   } finally {
     run.dispose();
