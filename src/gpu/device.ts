@@ -400,7 +400,9 @@ export class Gpu {
    * key is canonical but costs a JSON round per call); a miss falls through to the canonical cache.
    */
   private pipelineFor(kernel: KernelSource, uniforms: boolean, bindings: readonly Binding[]): GPUComputePipeline {
+    // Everything kernelKey tells apart must be here too: the f16 module of an entry is another pipeline.
     let key = kernel.family + '.' + kernel.entry + '#' + kernel.declarationId + (uniforms ? '|u' : '|-');
+    if (kernel.precision) key += '@' + kernel.precision;
     for (let i = 0; i < bindings.length; i++) key += bindings[i].access === 'read' ? 'r' : 'w';
     const defines = kernel.defines;
     if (defines) for (const name in defines) key += ';' + name + '=' + String(defines[name]);
