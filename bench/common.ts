@@ -25,7 +25,11 @@ export interface BenchOptions {
 }
 
 /** Times an async GPU task with tinybench; returns the median ms per call. */
-export async function timeGpu(name: string, task: () => void | Promise<void>, opts: { iterations?: number; time?: number } = {}): Promise<number> {
+export async function timeGpu(
+  name: string,
+  task: () => void | Promise<void>,
+  opts: { iterations?: number; time?: number } = {},
+): Promise<number> {
   const bench = new Bench({ iterations: opts.iterations ?? 5, time: opts.time ?? 0, warmupIterations: 1 });
   bench.add(name, async () => {
     await task();
@@ -39,7 +43,12 @@ export async function timeGpu(name: string, task: () => void | Promise<void>, op
 }
 
 export function printTable(rows: readonly BenchRow[]): void {
-  const lines = rows.map((r) => [r.name, r.ms.toFixed(3), r.value === undefined ? '' : `${r.value.toFixed(2)} ${r.unit ?? ''}`, r.note ?? '']);
+  const lines = rows.map((r) => [
+    r.name,
+    r.ms.toFixed(3),
+    r.value === undefined ? '' : `${r.value.toFixed(2)} ${r.unit ?? ''}`,
+    r.note ?? '',
+  ]);
   const header = ['benchmark', 'ms (median)', 'throughput', 'note'];
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const fmt = (cols: string[]) => cols.map((c, i) => c.padEnd(widths[i])).join('  ');

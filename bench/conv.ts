@@ -42,11 +42,18 @@ async function measure(s: ConvShape, rows: BenchRow[], note = ''): Promise<void>
   const iterations = gpu().isCpuAdapter ? 3 : 10;
   const label = `${s.name} b${s.batch}`;
   const cpu = gpu().isCpuAdapter;
-  const perCore = async (f: number, task: () => void): Promise<string> => (cpu ? `${(f / (await cpuMs(task)) / 1e6).toFixed(2)} GFLOP per cpu-s` : '');
+  const perCore = async (f: number, task: () => void): Promise<string> =>
+    cpu ? `${(f / (await cpuMs(task)) / 1e6).toFixed(2)} GFLOP per cpu-s` : '';
   const join = (a: string, b: string): string => [a, b].filter((t) => t).join('; ');
   const fwdTask = (): void => conv2d(x, w, opts).dispose();
   const fwd = await timeGpu(`${label} fwd`, fwdTask, { iterations });
-  rows.push({ name: `conv fwd ${label}`, ms: fwd, value: flops / fwd / 1e6, unit: 'GFLOP/s', note: join(await perCore(flops, fwdTask), note) });
+  rows.push({
+    name: `conv fwd ${label}`,
+    ms: fwd,
+    value: flops / fwd / 1e6,
+    unit: 'GFLOP/s',
+    note: join(await perCore(flops, fwdTask), note),
+  });
   x.requiresGrad = true;
   w.requiresGrad = true;
   const bothTask = (): void => {
@@ -57,7 +64,13 @@ async function measure(s: ConvShape, rows: BenchRow[], note = ''): Promise<void>
     w.grad = null;
   };
   const both = await timeGpu(`${label} fwd+bwd`, bothTask, { iterations });
-  rows.push({ name: `conv fwd+bwd ${label}`, ms: both, value: (3 * flops) / both / 1e6, unit: 'GFLOP/s', note: join(await perCore(3 * flops, bothTask), note) });
+  rows.push({
+    name: `conv fwd+bwd ${label}`,
+    ms: both,
+    value: (3 * flops) / both / 1e6,
+    unit: 'GFLOP/s',
+    note: join(await perCore(3 * flops, bothTask), note),
+  });
   for (const t of [x, w, g]) t.dispose();
 }
 
@@ -67,8 +80,11 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
   for (const s of RESNET18) await measure({ ...s, batch }, rows);
   // TensorFlow.js WebGPU on the same Dawn+lavapipe: 4.4 GFLOP/s forward, 1.2 GFLOP/s forward+backward.
   const tfjsBatch = 64;
-  await measure({ name: 'tfjs-cmp 3x3 64→64 32', batch: tfjsBatch, hw: 32, cin: 64, cout: 64, k: 3, stride: 1, pad: 1 }, rows,
-    'tfjs: 4.4 fwd / 1.2 fwd+bwd GFLOP/s');
+  await measure(
+    { name: 'tfjs-cmp 3x3 64→64 32', batch: tfjsBatch, hw: 32, cin: 64, cout: 64, k: 3, stride: 1, pad: 1 },
+    rows,
+    'tfjs: 4.4 fwd / 1.2 fwd+bwd GFLOP/s',
+  );
   return rows;
 }
 

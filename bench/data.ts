@@ -81,17 +81,37 @@ try {
   const startDir = join(root, 'start', 'photos');
   mkdirSync(startDir, { recursive: true });
   for (let i = 0; i < cores; i++) writeFileSync(join(startDir, `${i}.png`), encodePng(8, 8, new Uint8Array(192)));
-  const startup = (await prepare({ data: `folder:${join(root, 'start')}`, out: join(root, 's.odcpack'), size: 8, decoder: 'js', workers: cores, progress: false })).seconds;
+  const startup = (
+    await prepare({
+      data: `folder:${join(root, 'start')}`,
+      out: join(root, 's.odcpack'),
+      size: 8,
+      decoder: 'js',
+      workers: cores,
+      progress: false,
+    })
+  ).seconds;
   report(`worker thread start-up (${cores} threads)`, `${startup.toFixed(1)} s`);
-  for (const [kind, dir] of [['JPEG', join(root, 'jpeg')], ['PNG', join(root, 'png')]] as const) {
+  for (const [kind, dir] of [
+    ['JPEG', join(root, 'jpeg')],
+    ['PNG', join(root, 'png')],
+  ] as const) {
     for (const decoder of sharp ? (['sharp', 'js'] as const) : (['js'] as const)) {
       for (const workers of [0, cores]) {
-        const r = await prepare({ data: `folder:${dir}`, out: join(root, 'x.odcpack'), size: 256, decoder, workers, progress: false });
+        const r = await prepare({
+          data: `folder:${dir}`,
+          out: join(root, 'x.odcpack'),
+          size: 256,
+          decoder,
+          workers,
+          progress: false,
+        });
         const rate = r.n / r.seconds;
         const steady = r.n / Math.max(r.seconds - (workers > 0 ? startup : 0), 1e-3);
         report(
           `prepare ${kind} 500x375 -> 256, ${decoder}, ${workers === 0 ? 'main thread' : `${workers} workers`}`,
-          `${rate.toFixed(1)} img/s` + (workers > 0 ? `, ${steady.toFixed(1)} after start-up (${(steady / workers).toFixed(1)} per thread)` : ''),
+          `${rate.toFixed(1)} img/s` +
+            (workers > 0 ? `, ${steady.toFixed(1)} after start-up (${(steady / workers).toFixed(1)} per thread)` : ''),
         );
       }
     }
@@ -112,7 +132,12 @@ print(len(files) / (time.time() - t))
 `;
     for (const python of ['/usr/bin/python3', 'python3']) {
       try {
-        const rate = Number(execFileSync(python, ['-c', py, join(dir, 'photos')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+        const rate = Number(
+          execFileSync(python, ['-c', py, join(dir, 'photos')], {
+            encoding: 'utf8',
+            stdio: ['ignore', 'pipe', 'ignore'],
+          }).trim(),
+        );
         report(`PIL ${kind} 500x375 -> 256 (${python}, one process)`, `${rate.toFixed(1)} img/s`);
         break;
       } catch {
@@ -150,7 +175,10 @@ print(len(files) / (time.time() - t))
   const buf = new Uint8Array(256 * side * side * 3);
   let t = performance.now();
   for (let b = 0; b < batches; b++) await pack.readAsync(batch(), buf);
-  report(`streaming read of ${side}x${side}x3, batch 256 random, no GPU work`, `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s`);
+  report(
+    `streaming read of ${side}x${side}x3, batch 256 random, no GPU work`,
+    `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s`,
+  );
   await initGpu();
   const aug = new GpuAugmenter(pack, imagenetPreset({ outHeight: 56, outWidth: 56, evalResize: side }));
   const order = Array.from({ length: batches + 1 }, batch);
@@ -162,7 +190,10 @@ print(len(files) / (time.time() - t))
     if (b % 4 === 3) await gpu().sync();
   }
   await gpu().sync();
-  report(`streaming + GPU augmentation (${gpu().adapterName}), batch 256`, `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s (a resnet50 step on an H100 needs ~860)`);
+  report(
+    `streaming + GPU augmentation (${gpu().adapterName}), batch 256`,
+    `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s (a resnet50 step on an H100 needs ~860)`,
+  );
   aug.dispose();
   pack.close();
 } finally {

@@ -46,7 +46,13 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
       const task = (): void => matmul(a, b, opts).dispose();
       const ms = await timeGpu(`gemm ${n}`, task, { iterations });
       const perCore = g.isCpuAdapter ? `; ${(flops / (await cpuMs(task)) / 1e6).toFixed(2)} GFLOP per cpu-s` : '';
-      rows.push({ name: `gemm ${n}^3${label}`, ms, value: flops / ms / 1e6, unit: 'GFLOP/s', note: tileNote(n) + perCore });
+      rows.push({
+        name: `gemm ${n}^3${label}`,
+        ms,
+        value: flops / ms / 1e6,
+        unit: 'GFLOP/s',
+        note: tileNote(n) + perCore,
+      });
     }
     a.dispose();
     b.dispose();

@@ -54,7 +54,10 @@ function write(result: StageData, g: Gpu): void {
   mkdirSync(out, { recursive: true });
   const full = { adapter: adapterKey(g), dryRun: dry, ...result };
   writeFileSync(join(out, `${result.stage}.json`), JSON.stringify(full, null, 2) + '\n');
-  for (const r of result.rows) console.log(`${result.stage}: ${r.name}: ${r.ms.toFixed(3)} ms${r.value === undefined ? '' : `, ${r.value.toFixed(2)} ${r.unit ?? ''}`}${r.note ? ` (${r.note})` : ''}`);
+  for (const r of result.rows)
+    console.log(
+      `${result.stage}: ${r.name}: ${r.ms.toFixed(3)} ms${r.value === undefined ? '' : `, ${r.value.toFixed(2)} ${r.unit ?? ''}`}${r.note ? ` (${r.note})` : ''}`,
+    );
 }
 
 /** A seeded f32 tensor and its exact float64 copy (values rounded to f32 first). */
@@ -66,7 +69,8 @@ function pair(rng: Rng, shape: number[]): { ref: RefArray; gpu: Tensor<'f32'> } 
 /** The largest error over the f32 bound (k + 4) u sum|a b| (<= 1 passes). */
 function boundRatio(actual: ArrayLike<number>, exact: RefArray, absSum: RefArray, k: number): number {
   let worst = 0;
-  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i] - exact.data[i]) / ((k + 4) * U * absSum.data[i] + 1e-30));
+  for (let i = 0; i < actual.length; i++)
+    worst = Math.max(worst, Math.abs(actual[i] - exact.data[i]) / ((k + 4) * U * absSum.data[i] + 1e-30));
   return worst;
 }
 
@@ -88,11 +92,19 @@ async function check(g: Gpu): Promise<void> {
     gemmChoice.force(v);
     let worst = 0;
     const t0 = performance.now();
-    for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    for (const [tA, tB] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const) {
       const a = pair(rng, tA ? [K, M] : [M, K]);
       const b = pair(rng, tB ? [N, K] : [K, N]);
       const c = tidy(() => matmul(a.gpu, b.gpu, { transA: tA, transB: tB }));
-      worst = Math.max(worst, boundRatio(await c.data(), refMatmul(a.ref, b.ref, tA, tB), refMatmul(abs(a.ref), abs(b.ref), tA, tB), K));
+      worst = Math.max(
+        worst,
+        boundRatio(await c.data(), refMatmul(a.ref, b.ref, tA, tB), refMatmul(abs(a.ref), abs(b.ref), tA, tB), K),
+      );
       for (const t of [a.gpu, b.gpu, c]) t.dispose();
     }
     const opts = { stride: 2, padding: 1 };
@@ -111,10 +123,17 @@ async function check(g: Gpu): Promise<void> {
     const bound = refConv2dBackward(abs(dy.ref), abs(x.ref), abs(w.ref), opts);
     worst = Math.max(worst, boundRatio(await y.data(), y0, refConv2d(abs(x.ref), abs(w.ref), opts), 9 * conv.cin));
     worst = Math.max(worst, boundRatio(await x.gpu.grad!.data(), exp.dx, bound.dx, 9 * conv.cout));
-    worst = Math.max(worst, boundRatio(await w.gpu.grad!.data(), exp.dw, bound.dw, y0.shape[0] * y0.shape[1] * y0.shape[2]));
+    worst = Math.max(
+      worst,
+      boundRatio(await w.gpu.grad!.data(), exp.dw, bound.dw, y0.shape[0] * y0.shape[1] * y0.shape[2]),
+    );
     for (const t of [x.gpu, w.gpu, dy.gpu, y, x.gpu.grad!, w.gpu.grad!]) t.dispose();
     results.push({ variant: name, ok: worst <= 1, worst });
-    rows.push({ name: `check gemm ${name}`, ms: performance.now() - t0, note: `${worst <= 1 ? 'ok' : 'FAILED'}: worst error ${worst.toFixed(3)} of the f32 bound` });
+    rows.push({
+      name: `check gemm ${name}`,
+      ms: performance.now() - t0,
+      note: `${worst <= 1 ? 'ok' : 'FAILED'}: worst error ${worst.toFixed(3)} of the f32 bound`,
+    });
   }
   gemmChoice.force(null);
   const [n, d, k] = dry ? [100, 16, 37] : [2000, 256, 1000];
@@ -146,7 +165,11 @@ async function check(g: Gpu): Promise<void> {
       worst = Math.max(worst, Math.abs(got[i] - best) / ((d + 4) * U * absMax + 1e-30));
     }
     results.push({ variant: `nearest ${body}`, ok: worst <= 1, worst });
-    rows.push({ name: `check nearest ${body}`, ms: 0, note: `${worst <= 1 ? 'ok' : 'FAILED'}: best score within ${worst.toFixed(3)} of its bound` });
+    rows.push({
+      name: `check nearest ${body}`,
+      ms: 0,
+      note: `${worst <= 1 ? 'ok' : 'FAILED'}: best score within ${worst.toFixed(3)} of its bound`,
+    });
     for (const t of [xt, ct, labels, scores]) t.dispose();
   }
   nearestChoice.force(null);
@@ -164,7 +187,11 @@ async function tune(g: Gpu): Promise<void> {
     const t0 = performance.now();
     const { table, reports } = await tuneAll(g, cases, dry ? 2 : 5);
     const file = saveCachedTable(g, table, reports);
-    const rows = reports.map((r) => ({ name: `tune ${r.key}`, ms: r.medians[r.choice] ?? 0, note: `${r.choice}: ${r.reason}` }));
+    const rows = reports.map((r) => ({
+      name: `tune ${r.key}`,
+      ms: r.medians[r.choice] ?? 0,
+      note: `${r.choice}: ${r.reason}`,
+    }));
     write({ stage: 'tune', rows, table, reports, cache: file, seconds: (performance.now() - t0) / 1000 }, g);
   } finally {
     for (const c of cases) c.dispose();
@@ -185,21 +212,39 @@ async function gemm(g: Gpu): Promise<void> {
   const sizes = dry ? [64, 128, 256] : [1024, 2048, 4096, 8192];
   const rows: BenchRow[] = [];
   for (const n of sizes) {
-    const a = Tensor.from(new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5), [n, n]);
-    const b = Tensor.from(new Float32Array(n * n).map((_, i) => ((i * 104729) % 1000) / 1000 - 0.5), [n, n]);
+    const a = Tensor.from(
+      new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5),
+      [n, n],
+    );
+    const b = Tensor.from(
+      new Float32Array(n * n).map((_, i) => ((i * 104729) % 1000) / 1000 - 0.5),
+      [n, n],
+    );
     const flops = 2 * n ** 3;
     const record = (): void => matmul(a, b).dispose();
     record(); // compile
     resetUsedVariants();
     const tunedMs = await gpuMedianMs(g, record, dry ? 3 : 7);
     const used = Object.values(usedVariants())[0] ?? '?';
-    rows.push({ name: `gemm f32 ${n}^3 tuned`, ms: tunedMs, value: flops / tunedMs / 1e9, unit: 'TFLOP/s', note: used });
+    rows.push({
+      name: `gemm f32 ${n}^3 tuned`,
+      ms: tunedMs,
+      value: flops / tunedMs / 1e9,
+      unit: 'TFLOP/s',
+      note: used,
+    });
     const fallback = gemmDefault(g, n, n);
     gemmChoice.force(fallback);
     record();
     const defaultMs = await gpuMedianMs(g, record, dry ? 3 : 7);
     gemmChoice.force(null);
-    rows.push({ name: `gemm f32 ${n}^3 default`, ms: defaultMs, value: flops / defaultMs / 1e9, unit: 'TFLOP/s', note: fallback });
+    rows.push({
+      name: `gemm f32 ${n}^3 default`,
+      ms: defaultMs,
+      value: flops / defaultMs / 1e9,
+      unit: 'TFLOP/s',
+      note: fallback,
+    });
     a.dispose();
     b.dispose();
   }
@@ -211,8 +256,24 @@ async function steps(g: Gpu): Promise<void> {
   const cases: Case[] = dry
     ? [{ ...convnetCase(16), n: 256 }]
     : [
-        { name: 'ODC step resnet18 cifar 32x32 b512', preset: 'cifar', size: 32, channels: 3, batch: 512, k: 1000, n: 50000 },
-        { name: 'ODC step resnet50 224x224 b256', preset: 'imagenet', size: 224, channels: 3, batch: 256, k: 10000, n: 20000 },
+        {
+          name: 'ODC step resnet18 cifar 32x32 b512',
+          preset: 'cifar',
+          size: 32,
+          channels: 3,
+          batch: 512,
+          k: 1000,
+          n: 50000,
+        },
+        {
+          name: 'ODC step resnet50 224x224 b256',
+          preset: 'imagenet',
+          size: 224,
+          channels: 3,
+          batch: 256,
+          k: 10000,
+          n: 20000,
+        },
       ];
   const rows: BenchRow[] = [];
   for (const c of cases) {
@@ -248,9 +309,10 @@ function table(): void {
   const torch = new Map<string, BenchRow>();
   for (const f of existsSync(out) ? readdirSync(out) : []) {
     if (!f.startsWith('torch-') || !f.endsWith('.json')) continue;
-    for (const r of ((readJson(join(out, f))?.rows as BenchRow[] | undefined) ?? [])) torch.set(r.name, r);
+    for (const r of (readJson(join(out, f))?.rows as BenchRow[] | undefined) ?? []) torch.set(r.name, r);
   }
-  const fmt = (r: BenchRow | undefined): string => (r ? `${r.ms.toFixed(3)} ms${r.value !== undefined ? `, ${r.value.toFixed(2)} ${r.unit ?? ''}` : ''}` : '');
+  const fmt = (r: BenchRow | undefined): string =>
+    r ? `${r.ms.toFixed(3)} ms${r.value !== undefined ? `, ${r.value.toFixed(2)} ${r.unit ?? ''}` : ''}` : '';
   for (const s of ['check', 'tune', 'gemm', 'steps', 'memory']) {
     const j = readJson(join(out, `${s}.json`));
     if (!j) {
@@ -262,17 +324,27 @@ function table(): void {
       const theirs = torch.get(key) ?? torch.get(`${key} tf32 off`);
       const tf32 = torch.get(`${key} tf32 on`);
       const pct = theirs?.value && r.value ? ` (${((r.value / theirs.value) * 100).toFixed(0)}%)` : '';
-      lines.push(`| ${s} | ${r.name} | ${fmt(r)}${pct} | ${fmt(theirs)}${tf32 ? `; tf32 ${fmt(tf32)}` : ''} | ${r.note ?? ''} |`);
+      lines.push(
+        `| ${s} | ${r.name} | ${fmt(r)}${pct} | ${fmt(theirs)}${tf32 ? `; tf32 ${fmt(tf32)}` : ''} | ${r.note ?? ''} |`,
+      );
     }
   }
   for (const f of (existsSync(out) ? readdirSync(out) : []).filter((f) => /^quality-.*\.json$/.test(f)).sort()) {
-    type Quality = { seed?: number; epochs?: number; memoryNmi?: number | null; skipped?: string; eval?: { rows?: Array<{ name: string; values: Record<string, number> }> } | null };
+    type Quality = {
+      seed?: number;
+      epochs?: number;
+      memoryNmi?: number | null;
+      skipped?: string;
+      eval?: { rows?: Array<{ name: string; values: Record<string, number> }> } | null;
+    };
     const q = readJson(join(out, f)) as Quality | null;
     const values = q?.eval?.rows?.[0]?.values ?? {};
     const metrics = Object.entries(values)
       .map(([k, v]) => `${k} ${k.includes('NMI') || k.includes('ARI') ? v.toFixed(3) : `${(100 * v).toFixed(1)}%`}`)
       .join(', ');
-    lines.push(`| quality | --preset mnist seed ${q?.seed ?? '?'}, ${q?.epochs ?? '?'} epochs | ${q?.skipped ?? `memory NMI ${q?.memoryNmi?.toFixed(3) ?? '?'}`} | | ${metrics} |`);
+    lines.push(
+      `| quality | --preset mnist seed ${q?.seed ?? '?'}, ${q?.epochs ?? '?'} epochs | ${q?.skipped ?? `memory NMI ${q?.memoryNmi?.toFixed(3) ?? '?'}`} | | ${metrics} |`,
+    );
   }
   const text = lines.join('\n') + '\n';
   writeFileSync(join(out, 'table.md'), text);

@@ -123,7 +123,10 @@ async function smallestDispatch(g: Gpu): Promise<{ project: number; rawOnce: num
   const device = g.device;
   const pipeline = device.createComputePipeline({
     layout: 'auto',
-    compute: { module: device.createShaderModule({ code: entryModule('elementwise', 'fill', elementwise.fill.header) }), entryPoint: 'fill' },
+    compute: {
+      module: device.createShaderModule({ code: entryModule('elementwise', 'fill', elementwise.fill.header) }),
+      entryPoint: 'fill',
+    },
   });
   const uniform = device.createBuffer({ size: 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
   const group = () =>
@@ -150,9 +153,12 @@ async function smallestDispatch(g: Gpu): Promise<{ project: number; rawOnce: num
   };
   const project = async (): Promise<number> => {
     const start = performance.now();
-    await g.recordOnly(async () => {
-      for (let i = 0; i < PER_ROUND; i++) fillInPlace(target, i);
-    }, () => new ArrayBuffer(0));
+    await g.recordOnly(
+      async () => {
+        for (let i = 0; i < PER_ROUND; i++) fillInPlace(target, i);
+      },
+      () => new ArrayBuffer(0),
+    );
     return (1000 * (performance.now() - start)) / PER_ROUND;
   };
   await project(); // compiles the pipeline, warms the caches
@@ -176,7 +182,10 @@ async function runAhead(g: Gpu, rounds: number, steps: number): Promise<void> {
     await g.sync();
     const times: Record<string, number[]> = { 'at once (keepOpen 0)': [], 'run-ahead (keepOpen 1)': [] };
     for (let r = 0; r < rounds; r++) {
-      for (const [name, keepOpen] of [['at once (keepOpen 0)', 0], ['run-ahead (keepOpen 1)', 1]] as const) {
+      for (const [name, keepOpen] of [
+        ['at once (keepOpen 0)', 0],
+        ['run-ahead (keepOpen 1)', 1],
+      ] as const) {
         const start = performance.now();
         for (let i = 0; i < steps; i++) await step(keepOpen);
         await settle();
@@ -185,7 +194,8 @@ async function runAhead(g: Gpu, rounds: number, steps: number): Promise<void> {
       }
     }
     console.log(`${CASES[0].name}, executed, wall ms per step in ${rounds} interleaved rounds of ${steps} steps:`);
-    for (const [name, ms] of Object.entries(times)) console.log(`  ${name}: ${ms.map((m) => m.toFixed(0)).join(', ')} (median ${median(ms).toFixed(0)})`);
+    for (const [name, ms] of Object.entries(times))
+      console.log(`  ${name}: ${ms.map((m) => m.toFixed(0)).join(', ')} (median ${median(ms).toFixed(0)})`);
   } finally {
     dispose();
   }
@@ -203,7 +213,9 @@ const only = argValue('--only', '');
 const results: StepCost[] = [];
 for (const c of CASES) if (!only || c.name.startsWith(only)) results.push(await measureCase(g, c, warmup, steps));
 console.log(`per step, recorded and not submitted; medians of ${steps} steps after ${warmup} warm-up steps`);
-console.log('| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | µs/dispatch (CPU) |');
+console.log(
+  '| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | µs/dispatch (CPU) |',
+);
 console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
   console.log(

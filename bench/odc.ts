@@ -35,9 +35,11 @@ function median(xs: number[]): number {
 }
 
 export async function run(options: BenchOptions, override?: Size): Promise<BenchRow[]> {
-  const size: Size = override ?? (options.quick
-    ? { n: 20_000, d: 128, k: 200, batch: 512, minCluster: 15 }
-    : { n: 1_281_167, d: 256, k: 10_000, batch: 512, minCluster: 20 });
+  const size: Size =
+    override ??
+    (options.quick
+      ? { n: 20_000, d: 128, k: 200, batch: 512, minCluster: 15 }
+      : { n: 1_281_167, d: 256, k: 10_000, batch: 512, minCluster: 20 });
   const { n, d, k, batch } = size;
   const tag = `N=${n} D=${d} K=${k}`;
   const note = n === 1_281_167 ? 'ImageNet scale' : 'scaled down';
@@ -49,26 +51,56 @@ export async function run(options: BenchOptions, override?: Size): Promise<Bench
   const t0 = performance.now();
   await memory.init(raw);
   await gpu().sync();
-  rows.push({ name: `memory.init (normalise, k-means, small pass), ${tag}`, ms: performance.now() - t0, note: `${note}; one run, includes kernel compilation` });
+  rows.push({
+    name: `memory.init (normalise, k-means, small pass), ${tag}`,
+    ms: performance.now() - t0,
+    note: `${note}; one run, includes kernel compilation`,
+  });
   raw.dispose();
 
   // The initial k-means alone (20 iterations + final assignment) over the normalised memory features.
   const kmFlops = 2 * n * k * d * 21;
-  const kmMs = await timeGpu(`kmeans ${tag}`, () => {
-    const r = kmeans(memory.features, n, d, k, { iterations: 20, seed: 3 });
-    for (const t of Object.values(r)) t.dispose();
-  }, { iterations: 1 });
-  rows.push({ name: `initial k-means 20 it, ${tag}`, ms: kmMs, value: kmFlops / kmMs / 1e6, unit: 'GFLOP/s', note: `${note}; assignment GEMM flops` });
+  const kmMs = await timeGpu(
+    `kmeans ${tag}`,
+    () => {
+      const r = kmeans(memory.features, n, d, k, { iterations: 20, seed: 3 });
+      for (const t of Object.values(r)) t.dispose();
+    },
+    { iterations: 1 },
+  );
+  rows.push({
+    name: `initial k-means 20 it, ${tag}`,
+    ms: kmMs,
+    value: kmFlops / kmMs / 1e6,
+    unit: 'GFLOP/s',
+    note: `${note}; assignment GEMM flops`,
+  });
 
-  const idx = Tensor.from(Uint32Array.from({ length: batch }, () => rng.int(n)), [batch], 'u32');
+  const idx = Tensor.from(
+    Uint32Array.from({ length: batch }, () => rng.int(n)),
+    [batch],
+    'u32',
+  );
   const feats = randomFeatures(rng, batch, d);
   const upFlops = 2 * batch * k * d;
   const upMs = await timeGpu('update', () => memory.update(idx, feats), { iterations: 20 });
-  rows.push({ name: `update + relabel B=${batch}, ${tag}`, ms: upMs, value: upFlops / upMs / 1e6, unit: 'GFLOP/s', note });
+  rows.push({
+    name: `update + relabel B=${batch}, ${tag}`,
+    ms: upMs,
+    value: upFlops / upMs / 1e6,
+    unit: 'GFLOP/s',
+    note,
+  });
   const labMs = await timeGpu('labelsOf', () => memory.labelsOf(idx).dispose(), { iterations: 20 });
   rows.push({ name: `labelsOf B=${batch}`, ms: labMs, note });
   const rcMs = await timeGpu('recompute', () => memory.recomputeCentroids(), { iterations: 5 });
-  rows.push({ name: `full centroid recompute, ${tag}`, ms: rcMs, value: (n * d * 4) / rcMs / 1e6, unit: 'GB/s (features read)', note });
+  rows.push({
+    name: `full centroid recompute, ${tag}`,
+    ms: rcMs,
+    value: (n * d * 4) / rcMs / 1e6,
+    unit: 'GB/s (features read)',
+    note,
+  });
   const wMs = await timeGpu('weights', () => memory.updateWeights(), { iterations: 20 });
   rows.push({ name: `loss weights (histogram + normalise), K=${k}`, ms: wMs, note });
   const noneMs = await timeGpu('small none', async () => void (await handleSmallClusters(memory)), { iterations: 10 });
@@ -98,7 +130,11 @@ export async function run(options: BenchOptions, override?: Size): Promise<Bench
     if (r > 0) times.push(performance.now() - t);
     splits = report.splits.length;
   }
-  rows.push({ name: `small-cluster handling, ${splits} small -> ${splits} splits, ${tag}`, ms: median(times), note: `${note}; GPU 2-means, 3 restarts x 20 steps` });
+  rows.push({
+    name: `small-cluster handling, ${splits} small -> ${splits} splits, ${tag}`,
+    ms: median(times),
+    note: `${note}; GPU 2-means, 3 restarts x 20 steps`,
+  });
   for (const t of [idx, feats, memory]) t.dispose();
   return rows;
 }

@@ -20,7 +20,12 @@ const times = await g.profile(step);
 const wall = performance.now() - start;
 dispose();
 const total = times.reduce((s, t) => s + t.ms, 0);
-console.log(`batch ${batch}: ${wall.toFixed(1)} ms wall, ${total.toFixed(1)} ms in ${times.reduce((s, t) => s + t.calls, 0)} dispatches`);
+console.log(
+  `batch ${batch}: ${wall.toFixed(1)} ms wall, ${total.toFixed(1)} ms in ${times.reduce((s, t) => s + t.calls, 0)} dispatches`,
+);
 console.log(`${'kernel'.padEnd(36)} ${'calls'.padStart(5)} ${'ms'.padStart(9)} ${'share'.padStart(6)}`);
-for (const t of times) console.log(`${t.kernel.padEnd(36)} ${String(t.calls).padStart(5)} ${t.ms.toFixed(2).padStart(9)} ${((100 * t.ms) / total).toFixed(1).padStart(5)}%`);
+for (const t of times)
+  console.log(
+    `${t.kernel.padEnd(36)} ${String(t.calls).padStart(5)} ${t.ms.toFixed(2).padStart(9)} ${((100 * t.ms) / total).toFixed(1).padStart(5)}%`,
+  );
 process.exit(0);

@@ -1,6 +1,6 @@
 /**
  * Runs every benchmark module, prints one table and writes JSON.
- *   npx tsx bench/run.ts [--quick] [--only gemm,conv,odc,train] [--out bench/out/results.json]
+ *   npx tsx bench/run.ts [--quick] [--only gemm,conv,odc,train,precision] [--out bench/out/results.json]
  * --quick is implied on CPU adapters (lavapipe), where full sizes would take hours.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ const MODULES: Record<string, () => Promise<{ run(o: BenchOptions): Promise<Benc
   conv: () => import('./conv.ts'),
   odc: () => import('./odc.ts'),
   train: () => import('./train-step.ts'),
+  precision: () => import('./precision.ts'),
 };
 
 function flag(name: string): string | undefined {
@@ -34,5 +35,19 @@ for (const name of only) {
 }
 printTable(rows);
 mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify({ adapter: gpu.adapterName, implementation: gpu.implementation, runtime: gpu.runtime, quick, date: new Date().toISOString(), rows }, null, 2));
+writeFileSync(
+  out,
+  JSON.stringify(
+    {
+      adapter: gpu.adapterName,
+      implementation: gpu.implementation,
+      runtime: gpu.runtime,
+      quick,
+      date: new Date().toISOString(),
+      rows,
+    },
+    null,
+    2,
+  ),
+);
 console.log(`wrote ${out}`);

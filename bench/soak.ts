@@ -44,7 +44,8 @@ function flag(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
   if (i < 0) return fallback;
   const value = Number(process.argv[i + 1]);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} needs a positive integer, got ${process.argv[i + 1]}`);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new Error(`--${name} needs a positive integer, got ${process.argv[i + 1]}`);
   return value;
 }
 
@@ -83,24 +84,52 @@ function judge(samples: readonly Sample[], stepTimes: readonly number[], warmup:
   const span = steps[steps.length - 1] - steps[0];
   const live = judged.map((s) => s.liveBuffers);
   const liveSpread = Math.max(...live) - Math.min(...live);
-  const rssGrowth = slope(steps, judged.map((s) => s.rssMiB)) * span;
+  const rssGrowth =
+    slope(
+      steps,
+      judged.map((s) => s.rssMiB),
+    ) * span;
   // The second half alone: a plateau reached slowly shows as far less growth here than over the whole span.
   const secondHalf = judged.filter((s) => s.step >= steps[0] + span / 2);
-  const rssLateGrowth = slope(secondHalf.map((s) => s.step), secondHalf.map((s) => s.rssMiB)) * (span / 2);
-  const poolGrowth = slope(steps, judged.map((s) => s.liveMiB + s.cachedMiB)) * span;
+  const rssLateGrowth =
+    slope(
+      secondHalf.map((s) => s.step),
+      secondHalf.map((s) => s.rssMiB),
+    ) *
+    (span / 2);
+  const poolGrowth =
+    slope(
+      steps,
+      judged.map((s) => s.liveMiB + s.cachedMiB),
+    ) * span;
   const times = stepTimes.slice(warmup);
   const third = Math.floor(times.length / 3);
   const ratio = median(times.slice(-third)) / median(times.slice(0, third));
   return [
-    { name: 'live GPU buffers', measured: `${Math.min(...live)}..${Math.max(...live)}`, band: 'constant', flat: liveSpread <= BANDS.liveBuffers },
+    {
+      name: 'live GPU buffers',
+      measured: `${Math.min(...live)}..${Math.max(...live)}`,
+      band: 'constant',
+      flat: liveSpread <= BANDS.liveBuffers,
+    },
     {
       name: 'RSS growth (fit)',
       measured: `${rssGrowth.toFixed(1)} MiB over ${span} steps (${rssLateGrowth.toFixed(1)} MiB over the last ${span / 2})`,
       band: `< ${BANDS.rssMiB} MiB`,
       flat: rssGrowth < BANDS.rssMiB,
     },
-    { name: 'pool bytes growth (fit)', measured: `${poolGrowth.toFixed(2)} MiB over ${span} steps`, band: `< ${BANDS.poolMiB} MiB`, flat: poolGrowth < BANDS.poolMiB },
-    { name: 'step time, last / first third (medians)', measured: ratio.toFixed(2), band: `< ${BANDS.stepTimeRatio}`, flat: ratio < BANDS.stepTimeRatio },
+    {
+      name: 'pool bytes growth (fit)',
+      measured: `${poolGrowth.toFixed(2)} MiB over ${span} steps`,
+      band: `< ${BANDS.poolMiB} MiB`,
+      flat: poolGrowth < BANDS.poolMiB,
+    },
+    {
+      name: 'step time, last / first third (medians)',
+      measured: ratio.toFixed(2),
+      band: `< ${BANDS.stepTimeRatio}`,
+      flat: ratio < BANDS.stepTimeRatio,
+    },
   ];
 }
 
@@ -135,7 +164,9 @@ async function main(): Promise<void> {
   const stepTimes: number[] = [];
   let last = performance.now();
   let windowStart = last;
-  console.log(`soak: ${steps} steps of convnet-s ODC, batch ${batch}, ${dataset.n} images (${perEpoch} steps per epoch), K ${k}; sample every ${every}`);
+  console.log(
+    `soak: ${steps} steps of convnet-s ODC, batch ${batch}, ${dataset.n} images (${perEpoch} steps per epoch), K ${k}; sample every ${every}`,
+  );
   console.log('  step  live buf  live MiB  cached buf  cached MiB  RSS MiB  heap MiB  ms/step');
   const started = performance.now();
   try {
@@ -164,7 +195,16 @@ async function main(): Promise<void> {
         windowStart = now;
         samples.push(sample);
         console.log(
-          [sample.step, sample.liveBuffers, sample.liveMiB.toFixed(2), sample.cachedBuffers, sample.cachedMiB.toFixed(2), sample.rssMiB.toFixed(0), sample.heapMiB.toFixed(1), sample.stepMs.toFixed(0)]
+          [
+            sample.step,
+            sample.liveBuffers,
+            sample.liveMiB.toFixed(2),
+            sample.cachedBuffers,
+            sample.cachedMiB.toFixed(2),
+            sample.rssMiB.toFixed(0),
+            sample.heapMiB.toFixed(1),
+            sample.stepMs.toFixed(0),
+          ]
             .map((v, i) => String(v).padStart([6, 9, 9, 11, 11, 8, 9, 8][i]))
             .join(' '),
         );
@@ -182,7 +222,10 @@ async function main(): Promise<void> {
   const g = gpu();
   const table = samples
     .filter((s, i) => i === 0 || s.step % (every * 2) === 0 || i === samples.length - 1)
-    .map((s) => `| ${s.step} | ${s.liveBuffers} | ${s.liveMiB.toFixed(2)} | ${s.cachedBuffers} | ${s.cachedMiB.toFixed(2)} | ${s.rssMiB.toFixed(0)} | ${s.heapMiB.toFixed(1)} | ${s.stepMs.toFixed(0)} |`);
+    .map(
+      (s) =>
+        `| ${s.step} | ${s.liveBuffers} | ${s.liveMiB.toFixed(2)} | ${s.cachedBuffers} | ${s.cachedMiB.toFixed(2)} | ${s.rssMiB.toFixed(0)} | ${s.heapMiB.toFixed(1)} | ${s.stepMs.toFixed(0)} |`,
+    );
   writeResults(`
 ## Soak (\`bench/soak.ts\`): ${steps} training steps
 

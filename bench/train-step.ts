@@ -40,9 +40,12 @@ function randomDataset(n: number, size: number, channels: 1 | 3): ImageDataset {
  * iteration's small-cluster decision open while the next is recorded (the training loop's run-ahead); `settle`
  * makes the open decisions.
  */
-export async function prepareStep(
-  c: Case,
-): Promise<{ step: (keepOpen?: number) => Promise<void>; settle: () => Promise<number>; dispose: () => void; memory: OdcMemory }> {
+export async function prepareStep(c: Case): Promise<{
+  step: (keepOpen?: number) => Promise<void>;
+  settle: () => Promise<number>;
+  dispose: () => void;
+  memory: OdcMemory;
+}> {
   let config: TrainConfig = presetConfig(c.preset);
   config = applyOverride(config, `odc.k=${c.k}`);
   config = applyOverride(config, `odc.minCluster=2`);
@@ -51,8 +54,18 @@ export async function prepareStep(
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
   const model = buildModel(config, c.channels, new Rng(0));
   const sgd = buildOptimizer(model, config);
-  const memory = OdcMemory.create({ n: c.n, dim: config.model.featureDim, k: c.k, minCluster: 2, seed: 0, kmeansIterations: 3 });
-  const feats = Tensor.from(new Float32Array(c.n * config.model.featureDim).map((_, i) => ((i * 7919) % 101) / 101), [c.n, config.model.featureDim]);
+  const memory = OdcMemory.create({
+    n: c.n,
+    dim: config.model.featureDim,
+    k: c.k,
+    minCluster: 2,
+    seed: 0,
+    kmeansIterations: 3,
+  });
+  const feats = Tensor.from(
+    new Float32Array(c.n * config.model.featureDim).map((_, i) => ((i * 7919) % 101) / 101),
+    [c.n, config.model.featureDim],
+  );
   await memory.init(feats);
   feats.dispose();
   const mode = new OdcMode(config, memory);
@@ -83,14 +96,38 @@ async function benchCase(c: Case): Promise<BenchRow> {
 }
 
 /** The demo's shape: convnet-s on 28x28 digits. */
-export const convnetCase = (batch: number): Case => ({ name: `ODC step convnet-s 28x28 b${batch}`, preset: 'demo', size: 28, channels: 1, batch, k: 40, n: 2048 });
+export const convnetCase = (batch: number): Case => ({
+  name: `ODC step convnet-s 28x28 b${batch}`,
+  preset: 'demo',
+  size: 28,
+  channels: 1,
+  batch,
+  k: 40,
+  n: 2048,
+});
 
 export async function run(options: BenchOptions): Promise<BenchRow[]> {
   const cases: Case[] = [convnetCase(64), convnetCase(256)];
   if (!options.quick) {
     cases.push(
-      { name: 'ODC step resnet18 cifar 32x32 b512', preset: 'cifar', size: 32, channels: 3, batch: 512, k: 1000, n: 50000 },
-      { name: 'ODC step resnet50 224x224 b256', preset: 'imagenet', size: 224, channels: 3, batch: 256, k: 10000, n: 20000 },
+      {
+        name: 'ODC step resnet18 cifar 32x32 b512',
+        preset: 'cifar',
+        size: 32,
+        channels: 3,
+        batch: 512,
+        k: 1000,
+        n: 50000,
+      },
+      {
+        name: 'ODC step resnet50 224x224 b256',
+        preset: 'imagenet',
+        size: 224,
+        channels: 3,
+        batch: 256,
+        k: 10000,
+        n: 20000,
+      },
     );
   }
   const rows: BenchRow[] = [];

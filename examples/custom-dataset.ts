@@ -35,7 +35,9 @@ for (let i = 0; i < count; i++) {
 // 2. load it (a flat folder has no labels; one sub-folder per class would give labels for evaluation)
 await initGpu();
 const dataset = await loadDataset(`folder:${folder}`);
-console.log(`${dataset.name}: ${dataset.n} images ${dataset.height}x${dataset.width}x${dataset.channels}, labels: ${dataset.labels ? 'yes' : 'none'}`);
+console.log(
+  `${dataset.name}: ${dataset.n} images ${dataset.height}x${dataset.width}x${dataset.channels}, labels: ${dataset.labels ? 'yes' : 'none'}`,
+);
 
 // 3. train ODC on it
 const config = mergeConfig(presetConfig('demo'), {
@@ -46,5 +48,7 @@ const config = mergeConfig(presetConfig('demo'), {
 });
 const result = await train(config, { outDir: join(folder, '..', 'run'), dataset, quiet: true });
 const last = result.epochs[result.epochs.length - 1];
-console.log(`trained ${result.iterations} iterations: loss ${last.loss.toFixed(3)}, cluster sizes ${last.minCluster}..${last.maxCluster}`);
+console.log(
+  `trained ${result.iterations} iterations: loss ${last.loss.toFixed(3)}, cluster sizes ${last.minCluster}..${last.maxCluster}`,
+);
 await closeGpu();

@@ -5,12 +5,27 @@
  *
  *   bun examples/engine-basics.ts  |  deno run -A examples/engine-basics.ts  |  node dist/examples/engine-basics.js
  */
-import { initGpu, closeGpu, Tensor, tidy, backward, linear, relu, weightedCrossEntropy, argmaxRows, SGD, Rng } from 'odc-webgpu';
+import {
+  initGpu,
+  closeGpu,
+  Tensor,
+  tidy,
+  backward,
+  linear,
+  relu,
+  weightedCrossEntropy,
+  argmaxRows,
+  SGD,
+  Rng,
+} from 'odc-webgpu';
 
 await initGpu(); // Dawn (npm "webgpu") under Node and Bun, Deno's navigator.gpu with ODC_WEBGPU=builtin
 const rng = new Rng(0);
 const param = (shape: number[], std: number): Tensor<'f32'> => {
-  const t = Tensor.from(Float32Array.from({ length: shape[0] * (shape[1] ?? 1) }, () => std * rng.normal()), shape);
+  const t = Tensor.from(
+    Float32Array.from({ length: shape[0] * (shape[1] ?? 1) }, () => std * rng.normal()),
+    shape,
+  );
   t.requiresGrad = true; // a parameter: lives until t.dispose()
   return t;
 };
@@ -32,7 +47,8 @@ for (let step = 1; step <= steps; step++) {
     return l; // returned from tidy, so it survives it
   });
   opt.zeroGrad();
-  if (step === 1 || step % 25 === 0 || step === steps) console.log(`step ${step}: loss ${(await loss.data())[0].toFixed(4)}`);
+  if (step === 1 || step % 25 === 0 || step === steps)
+    console.log(`step ${step}: loss ${(await loss.data())[0].toFixed(4)}`);
   loss.dispose();
 }
 const predicted = tidy(() => argmaxRows(linear(relu(linear(x, w1, b1)), w2, b2)));

@@ -22,7 +22,14 @@ function distance2(x: Float32Array, i: number, centroids: Float32Array, c: numbe
 }
 
 /** Lloyd's k-means: seeded distinct rows as initial centroids, `iterations` rounds, then a final assignment. */
-function lloyd(x: Float32Array, n: number, d: number, k: number, seed: number, assign: (i: number, centroids: Float32Array) => number): { labels: Uint32Array; centroids: Float32Array } {
+function lloyd(
+  x: Float32Array,
+  n: number,
+  d: number,
+  k: number,
+  seed: number,
+  assign: (i: number, centroids: Float32Array) => number,
+): { labels: Uint32Array; centroids: Float32Array } {
   // k distinct rows, picked by a small seeded generator (a partial Fisher-Yates shuffle)
   let state = seed >>> 0 || 1;
   const next = (bound: number): number => {
@@ -46,7 +53,8 @@ function lloyd(x: Float32Array, n: number, d: number, k: number, seed: number, a
       counts[labels[i]]++;
       for (let j = 0; j < d; j++) sums[labels[i] * d + j] += x[i * d + j];
     }
-    for (let c = 0; c < k; c++) if (counts[c] > 0) for (let j = 0; j < d; j++) centroids[c * d + j] = sums[c * d + j] / counts[c];
+    for (let c = 0; c < k; c++)
+      if (counts[c] > 0) for (let j = 0; j < d; j++) centroids[c * d + j] = sums[c * d + j] / counts[c];
   }
   for (let i = 0; i < n; i++) labels[i] = assign(i, centroids);
   return { labels, centroids };
@@ -58,7 +66,8 @@ export const buggyKMeans: ClusteringImplementation = {
   cluster: (x, n, d, k, seed) =>
     lloyd(x, n, d, k, seed, (i, centroids) => {
       let best = 0;
-      for (let c = 1; c < k - 1; c++) if (distance2(x, i, centroids, c, d) < distance2(x, i, centroids, best, d)) best = c; // BUG: k - 1
+      for (let c = 1; c < k - 1; c++)
+        if (distance2(x, i, centroids, c, d) < distance2(x, i, centroids, best, d)) best = c; // BUG: k - 1
       return best;
     }),
 };
@@ -82,7 +91,12 @@ async function main(): Promise<void> {
     process.exitCode = 1;
   } catch (err) {
     // fast-check's report: the smallest failing problem ([{n, d, data, k}, seed]) and the invariant it breaks
-    console.log((err as Error).message.split('\n').filter((line) => !line.startsWith('    at ')).join('\n'));
+    console.log(
+      (err as Error).message
+        .split('\n')
+        .filter((line) => !line.startsWith('    at '))
+        .join('\n'),
+    );
   }
   console.log('\nChecking the fixed k-means:');
   await checkClusteringImplementation(fixedKMeans, { numRuns: 100 });
@@ -90,5 +104,6 @@ async function main(): Promise<void> {
 }
 
 // run when executed (Bun and Deno set import.meta.main; Node compares the script path), not when imported by a test
-const isMain = (import.meta as { main?: boolean }).main ?? import.meta.url === pathToFileURL(process.argv[1] ?? '').href;
+const isMain =
+  (import.meta as { main?: boolean }).main ?? import.meta.url === pathToFileURL(process.argv[1] ?? '').href;
 if (isMain) await main();

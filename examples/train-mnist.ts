@@ -33,9 +33,14 @@ const result = await train(config, {
   dataset,
   signal: stop.signal,
   quiet: true,
-  onEpoch: (e) => console.log(`epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, memory NMI ${e.nmi?.toFixed(3)}, clusters of ${e.minCluster}..${e.maxCluster}`),
+  onEpoch: (e) =>
+    console.log(
+      `epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, memory NMI ${e.nmi?.toFixed(3)}, clusters of ${e.minCluster}..${e.maxCluster}`,
+    ),
 });
-console.log(`initial NMI ${result.initialNmi?.toFixed(3)}; ${result.iterations} iterations in ${result.seconds.toFixed(1)} s${result.interrupted ? ' (interrupted)' : ''}`);
+console.log(
+  `initial NMI ${result.initialNmi?.toFixed(3)}; ${result.iterations} iterations in ${result.seconds.toFixed(1)} s${result.interrupted ? ' (interrupted)' : ''}`,
+);
 
 if (!result.interrupted) {
   await evaluate(outDir, { baseline: !small, probeEpochs: small ? 2 : 30 }); // prints the table

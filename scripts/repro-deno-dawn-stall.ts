@@ -21,8 +21,14 @@ import { create, globals } from 'webgpu';
 type Schedule = (callback: (...args: unknown[]) => void, ...args: unknown[]) => unknown;
 const g = globalThis as unknown as Record<string, unknown> & { setImmediate: Schedule };
 for (const [name, value] of Object.entries(globals)) if (!(name in g)) g[name] = value;
-const env = (name: string, fallback: number) => Number((g.Deno as { env: { get(n: string): string | undefined } } | undefined)?.env.get(name) ?? process.env[name] ?? fallback);
-const rssMb = () => ((g.Deno as { memoryUsage(): { rss: number } } | undefined)?.memoryUsage().rss ?? process.memoryUsage().rss) / 1e6;
+const env = (name: string, fallback: number) =>
+  Number(
+    (g.Deno as { env: { get(n: string): string | undefined } } | undefined)?.env.get(name) ??
+      process.env[name] ??
+      fallback,
+  );
+const rssMb = () =>
+  ((g.Deno as { memoryUsage(): { rss: number } } | undefined)?.memoryUsage().rss ?? process.memoryUsage().rss) / 1e6;
 
 let polls = 0;
 const immediate = g.setImmediate;
@@ -32,7 +38,8 @@ g.setImmediate = (callback, ...args) => {
   return throttle ? setTimeout(callback, 1, ...args) : immediate(callback, ...args);
 };
 
-const instance = env('PROJECT', 0) === 1 ? (await import('../src/gpu/runtime.ts')).findGpu().then((entry) => entry.gpu) : create([]);
+const instance =
+  env('PROJECT', 0) === 1 ? (await import('../src/gpu/runtime.ts')).findGpu().then((entry) => entry.gpu) : create([]);
 g.keepDawnInstance = instance; // Dawn destroys its instance when this object is garbage-collected
 const adapter = await (await instance).requestAdapter();
 if (!adapter) throw new Error('no WebGPU adapter');
@@ -43,14 +50,22 @@ const code = `@group(0) @binding(0) var<storage, read_write> a: array<f32>;
   for (var k = 0u; k < 256u; k++) { x = x * 0.999 + 1.0; }
   a[i.x] = x;
 }`;
-const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
+const pipeline = device.createComputePipeline({
+  layout: 'auto',
+  compute: { module: device.createShaderModule({ code }), entryPoint: 'main' },
+});
 const elements = 1 << 16;
 const data = device.createBuffer({ size: elements * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
 const staging = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: data } }] });
+const bindGroup = device.createBindGroup({
+  layout: pipeline.getBindGroupLayout(0),
+  entries: [{ binding: 0, resource: { buffer: data } }],
+});
 const reads = env('READS', 8);
 const dispatches = env('DISPATCHES', 400);
-console.log(`${env('PROJECT', 0) === 1 ? 'project' : throttle ? 'throttled' : 'setImmediate'} polling; ${reads} reads of ${dispatches} dispatches each`);
+console.log(
+  `${env('PROJECT', 0) === 1 ? 'project' : throttle ? 'throttled' : 'setImmediate'} polling; ${reads} reads of ${dispatches} dispatches each`,
+);
 const start = performance.now();
 for (let r = 0; r < reads; r++) {
   const encoder = device.createCommandEncoder();
@@ -65,7 +80,9 @@ for (let r = 0; r < reads; r++) {
   const p0 = polls;
   await staging.mapAsync(GPUMapMode.READ);
   staging.unmap();
-  console.log(`read ${r + 1}: waited ${((performance.now() - t0) / 1000).toFixed(1)} s, ${polls - p0} polls, RSS ${rssMb().toFixed(0)} MB`);
+  console.log(
+    `read ${r + 1}: waited ${((performance.now() - t0) / 1000).toFixed(1)} s, ${polls - p0} polls, RSS ${rssMb().toFixed(0)} MB`,
+  );
 }
 console.log(`total ${((performance.now() - start) / 1000).toFixed(1)} s, ${polls} polls`);
 device.destroy();

@@ -173,7 +173,7 @@ fn read_a(r: Row, q: KPos) -> f32 {
     ok = ok && u32(oh) < p.OH && u32(ow) < p.OW;
     idx = r.base + (oh * i32(p.OW) + ow) * i32(p.Cout) + q.off;
   }
-  return select(0.0, A[u32(select(0, idx, ok))], ok);
+  return select(0.0, f32(A[u32(select(0, idx, ok))]), ok);
 }
 
 // The row of a row-major [K, N] B holding GEMM row k (dgrad: tap-major rows of the transposed weight).
@@ -188,7 +188,7 @@ fn read_b(q: KPos, n: u32) -> f32 {
   let ni = select(0u, n, ok);
   var u = b_row(q) * p.N + ni;
   if (MODE == MODE_MATMUL && TRANS_B) { u = ni * p.K + u32(q.k); }
-  return select(0.0, B[u >> 2u][u & 3u], ok);
+  return select(0.0, f32(B[u >> 2u][u & 3u]), ok);
 }
 
 // B[k, n .. n + 3] when VEC_B (n % 4 == 0): one vector load.
@@ -196,7 +196,7 @@ fn read_b4(q: KPos, n: u32) -> vec4<f32> {
   if (VEC_B) {
     let ok = n < p.N;
     let u = b_row(q) * p.N + select(0u, n, ok);
-    return select(vec4<f32>(0.0), B[u >> 2u], ok);
+    return select(vec4<f32>(0.0), vec4<f32>(B[u >> 2u]), ok);
   }
   return vec4<f32>(read_b(q, n), read_b(q, n + 1u), read_b(q, n + 2u), read_b(q, n + 3u));
 }

@@ -18,7 +18,20 @@ export { tidy, keep } from './tensor/scope.ts';
 export { backward, noGrad, isGradEnabled } from './tensor/autograd.ts';
 
 // ops
-export { zeros, fill, clone, affine, scale, axpby, add, sub, mul, relu, assign, addInPlace } from './ops/elementwise.ts';
+export {
+  zeros,
+  fill,
+  clone,
+  affine,
+  scale,
+  axpby,
+  add,
+  sub,
+  mul,
+  relu,
+  assign,
+  addInPlace,
+} from './ops/elementwise.ts';
 export { matmul, linear } from './ops/matmul.ts';
 export type { MatmulOptions } from './ops/matmul.ts';
 export { conv2d } from './ops/conv.ts';
@@ -51,7 +64,15 @@ export { stepLr } from './optim/schedule.ts';
 export { Rng } from './util/rng.ts';
 
 // weights and files
-export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, toOIHW, fromOIHW, SafetensorsError } from './io/safetensors.ts';
+export {
+  readSafetensors,
+  writeSafetensors,
+  encodeSafetensors,
+  decodeSafetensors,
+  toOIHW,
+  fromOIHW,
+  SafetensorsError,
+} from './io/safetensors.ts';
 export type { SafeTensor, SafetensorsFile, ReadTensor } from './io/safetensors.ts';
 export { loadWeights, saveWeights, backboneStateDict, exportMetadata, torchvisionEdits } from './io/weights.ts';
 export type { LoadWeightsReport } from './io/weights.ts';

@@ -42,11 +42,28 @@ function randomDataset(seed: number, n: number, height: number, width: number, c
 }
 
 function identity(geometry: SampleParams['geometry']): SampleParams {
-  return { geometry, flip: false, angle: 0, brightness: 1, contrast: 1, saturation: 1, hue: 0, order: [], grayscale: false };
+  return {
+    geometry,
+    flip: false,
+    angle: 0,
+    brightness: 1,
+    contrast: 1,
+    saturation: 1,
+    hue: 0,
+    order: [],
+    grayscale: false,
+  };
 }
 
 /** Compares the GPU batch with the reference; returns how many samples were compared. */
-async function compare(aug: GpuAugmenter, ds: ImageDataset, cfg: AugmentConfig, indices: Uint32Array, samples: SampleParams[], what: string): Promise<number> {
+async function compare(
+  aug: GpuAugmenter,
+  ds: ImageDataset,
+  cfg: AugmentConfig,
+  indices: Uint32Array,
+  samples: SampleParams[],
+  what: string,
+): Promise<number> {
   const out = aug.augmentWith(indices, samples);
   assert.deepEqual(out.shape, [indices.length, cfg.outHeight, cfg.outWidth, ds.channels]);
   const got = await out.data();
@@ -58,7 +75,12 @@ async function compare(aug: GpuAugmenter, ds: ImageDataset, cfg: AugmentConfig, 
   for (let b = 0; b < indices.length; b++) {
     if (ref.ambiguous.subarray(b * pix, (b + 1) * pix).some((v) => v !== 0)) continue;
     compared++;
-    assertClose(got.subarray(b * per, (b + 1) * per), ref.data.subarray(b * per, (b + 1) * per), TOL, `${what}, sample ${b} ${JSON.stringify(samples[b])}`);
+    assertClose(
+      got.subarray(b * per, (b + 1) * per),
+      ref.data.subarray(b * per, (b + 1) * per),
+      TOL,
+      `${what}, sample ${b} ${JSON.stringify(samples[b])}`,
+    );
   }
   return compared;
 }
@@ -82,7 +104,19 @@ test('each transform alone matches the f64 reference (RGB, non-square, fixed par
     ['hue +0.3', { ...identity(crop), hue: 0.3, order: [OP_HUE] }],
     ['hue -0.45', { ...identity(crop), hue: -0.45, order: [OP_HUE] }],
     ['grayscale', { ...identity(crop), grayscale: true }],
-    ['all, hue before contrast', { ...identity(crop), angle: 5, brightness: 0.7, contrast: 1.4, saturation: 0.2, hue: 0.1, order: [OP_HUE, OP_BRIGHTNESS, OP_CONTRAST, OP_SATURATION], grayscale: true }],
+    [
+      'all, hue before contrast',
+      {
+        ...identity(crop),
+        angle: 5,
+        brightness: 0.7,
+        contrast: 1.4,
+        saturation: 0.2,
+        hue: 0.1,
+        order: [OP_HUE, OP_BRIGHTNESS, OP_CONTRAST, OP_SATURATION],
+        grayscale: true,
+      },
+    ],
   ];
   for (const [what, s] of cases) {
     const samples = [s, { ...s }, { ...s }];
@@ -96,7 +130,12 @@ test('random parameters (spec 3.1 preset, larger rotations) match the reference,
   const rgb = randomDataset(2, 5, 12, 10, 3);
   const gray = randomDataset(3, 5, 9, 9, 1);
   const cfgRgb = cifarPreset({ outHeight: 8, outWidth: 11, rotationDeg: 40 });
-  const cfgGray = mnistPreset({ outHeight: 9, outWidth: 7, rotationDeg: 40, jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.5, hue: 0.2 } });
+  const cfgGray = mnistPreset({
+    outHeight: 9,
+    outWidth: 7,
+    rotationDeg: 40,
+    jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.5, hue: 0.2 },
+  });
   const augRgb = new GpuAugmenter(rgb, cfgRgb);
   const augGray = new GpuAugmenter(gray, cfgGray);
   let compared = 0;
@@ -127,7 +166,15 @@ test('extract: eval resize + center crop + normalise matches the reference', asy
   out.dispose();
   const g = evalGeometry(10, 14, cfg);
   assert.deepEqual(g, { kind: 'resize-crop', height: 9, width: 12, top: 0, left: 2 });
-  const ref = refAugment(ds, indices, indices.length ? Array.from(indices, () => identity(g)) : [], 8, 8, cfg.mean, cfg.std);
+  const ref = refAugment(
+    ds,
+    indices,
+    indices.length ? Array.from(indices, () => identity(g)) : [],
+    8,
+    8,
+    cfg.mean,
+    cfg.std,
+  );
   assertClose(got, ref.data, TOL, 'extract');
   // eval at the native size is the identity up to normalisation
   const same = new GpuAugmenter(ds, imagenetPreset({ outHeight: 10, outWidth: 10, evalResize: 10 }));
@@ -167,13 +214,20 @@ test('images split over several buffers give the same batches; tensor indices wo
   const e = many.augment(bad, new Rng(1));
   const ve = await e.data();
   assert.ok(ve.subarray(0, 108).every(Number.isFinite) && ve.subarray(108).every(Number.isNaN));
-  assert.throws(() => one.augment(Uint32Array.from([11]), new Rng(1)), /index 11 at position 0 is outside data set "random-5" of 11 images/);
+  assert.throws(
+    () => one.augment(Uint32Array.from([11]), new Rng(1)),
+    /index 11 at position 0 is outside data set "random-5" of 11 images/,
+  );
   assert.throws(() => new GpuAugmenter(ds, cfg, { maxShardBytes: 10 }), /larger than a GPU buffer binding/);
   // more than 8 buffers' worth of images: batches stream from host memory instead, with the same values
   const streamed = new GpuAugmenter(ds, cfg, { maxShardBytes: 92 }); // 1 image per buffer -> 11 buffers
   assert.equal(streamed.streaming, true);
   const forced = new GpuAugmenter(ds, cfg, { stream: true });
-  const [s1, r1, s8] = [streamed.augment(indices.subarray(0, 1), new Rng(11)), one.augment(indices.subarray(0, 1), new Rng(11)), forced.augment(indices, new Rng(11))];
+  const [s1, r1, s8] = [
+    streamed.augment(indices.subarray(0, 1), new Rng(11)),
+    one.augment(indices.subarray(0, 1), new Rng(11)),
+    forced.augment(indices, new Rng(11)),
+  ];
   assert.deepEqual(await s1.data(), await r1.data());
   assert.deepEqual(await s8.data(), va);
   for (const t of [s1, r1, s8]) t.dispose();
@@ -198,7 +252,11 @@ test('mnist preset on the mnist package: shapes, value range, and the reference'
   const rng = new Rng(3);
   const indices = Uint32Array.from({ length: 16 }, () => rng.int(ds.n));
   const samples = aug.sample(16, rng);
-  assert.ok(samples.every((s) => !s.flip && Math.abs(s.angle) <= 10 && s.order.every((op) => op === OP_BRIGHTNESS || op === OP_CONTRAST)));
+  assert.ok(
+    samples.every(
+      (s) => !s.flip && Math.abs(s.angle) <= 10 && s.order.every((op) => op === OP_BRIGHTNESS || op === OP_CONTRAST),
+    ),
+  );
   const compared = await compare(aug, ds, cfg, indices, samples, 'mnist');
   assert.ok(compared >= 8, `${compared} of 16 compared`);
   const x = aug.extract(indices);
@@ -217,7 +275,10 @@ test('RandomResizedCrop parameters: inside the image, area and ratio in range, c
       const g = sampleCrop(rng, h, w, { scale: [0.08, 1], ratio: [3 / 4, 4 / 3] });
       assert.equal(g.kind, 'crop');
       if (g.kind !== 'crop') return;
-      assert.ok(g.top >= 0 && g.left >= 0 && g.height >= 1 && g.width >= 1 && g.top + g.height <= h && g.left + g.width <= w, JSON.stringify(g));
+      assert.ok(
+        g.top >= 0 && g.left >= 0 && g.height >= 1 && g.width >= 1 && g.top + g.height <= h && g.left + g.width <= w,
+        JSON.stringify(g),
+      );
     }),
     { numRuns: RUNS * 20 },
   );
@@ -231,7 +292,13 @@ test('RandomResizedCrop parameters: inside the image, area and ratio in range, c
     assert.ok(g.width / g.height > 0.49 && g.width / g.height < 2.02, `ratio ${g.width / g.height}`);
   }
   // impossible ratio on a square image: 10 failed attempts, then the widest crop with the nearest ratio
-  assert.deepEqual(sampleCrop(new Rng(1), 30, 30, { scale: [1, 1], ratio: [2, 3] }), { kind: 'crop', top: 7, left: 0, height: 15, width: 30 });
+  assert.deepEqual(sampleCrop(new Rng(1), 30, 30, { scale: [1, 1], ratio: [2, 3] }), {
+    kind: 'crop',
+    top: 7,
+    left: 0,
+    height: 15,
+    width: 30,
+  });
 });
 
 test('presets follow spec 3.1', () => {
@@ -251,6 +318,16 @@ test('presets follow spec 3.1', () => {
   const flips = s.filter((x) => x.flip).length / 500;
   const grays = s.filter((x) => x.grayscale).length / 500;
   assert.ok(Math.abs(flips - 0.5) < 0.07 && Math.abs(grays - 0.2) < 0.06, `flip ${flips}, gray ${grays}`);
-  assert.ok(s.every((x) => x.order.length === 4 && new Set(x.order).size === 4 && Math.abs(x.angle) <= 2 && x.saturation >= 0 && x.saturation <= 2 && Math.abs(x.hue) <= 0.5));
+  assert.ok(
+    s.every(
+      (x) =>
+        x.order.length === 4 &&
+        new Set(x.order).size === 4 &&
+        Math.abs(x.angle) <= 2 &&
+        x.saturation >= 0 &&
+        x.saturation <= 2 &&
+        Math.abs(x.hue) <= 0.5,
+    ),
+  );
   samples.dispose();
 });

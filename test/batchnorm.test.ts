@@ -27,7 +27,8 @@ function assertBitEqual(a: Float32Array, b: Float32Array, what: string): void {
   assert.equal(a.length, b.length, `${what}: lengths differ`);
   const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) assert.fail(`${what}: element ${i} differs between runs: ${a[i]} vs ${b[i]}`);
+  for (let i = 0; i < ua.length; i++)
+    if (ua[i] !== ub[i]) assert.fail(`${what}: element ${i} differs between runs: ${a[i]} vs ${b[i]}`);
 }
 
 interface Setup {
@@ -39,14 +40,27 @@ interface Setup {
   dispose(): void;
 }
 
-function setup(shape: number[], seed: number, affine: 'affine' | 'none' | 'weight', offset: number, eps: number, momentum: number, training: boolean): Setup {
+function setup(
+  shape: number[],
+  seed: number,
+  affine: 'affine' | 'none' | 'weight',
+  offset: number,
+  eps: number,
+  momentum: number,
+  training: boolean,
+): Setup {
   const channels = shape[shape.length - 1];
   const x = randomPair(seed, shape, offset - 1, offset + 1);
   const weight = affine === 'none' ? null : randomPair(seed + 1, [channels], 0.5, 1.5);
   const bias = affine === 'affine' ? randomPair(seed + 2, [channels]) : null;
   const rm = ref32([channels], randomValues(seed + 3, channels, -0.5, 0.5));
   const rv = ref32([channels], randomValues(seed + 4, channels, 0.5, 2));
-  const state: BatchNormState = { runningMean: Tensor.from(rm.data, [channels]), runningVar: Tensor.from(rv.data, [channels]), momentum, eps };
+  const state: BatchNormState = {
+    runningMean: Tensor.from(rm.data, [channels]),
+    runningVar: Tensor.from(rv.data, [channels]),
+    momentum,
+    eps,
+  };
   return {
     x,
     weight,
@@ -86,15 +100,31 @@ function tolerances(r: { variance: Float64Array }, weight: RefArray | null, eps:
 const shapeArb = fc
   .oneof(
     fc.tuple(fc.integer({ min: 2, max: 9 }), fc.integer({ min: 1, max: 9 })).map(([b, c]) => [b, c]),
-    fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 70 })).map(([n, h, w, c]) => [n, h, w, c]),
+    fc
+      .tuple(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 70 }),
+      )
+      .map(([n, h, w, c]) => [n, h, w, c]),
   )
   .filter((s) => s.slice(0, -1).reduce((a, b) => a * b, 1) >= 2);
 
 test('reference batch-norm gradients match finite differences (training and eval)', () => {
   for (const training of [true, false]) {
-    for (const shape of [[3, 2], [2, 2, 2, 3]]) {
+    for (const shape of [
+      [3, 2],
+      [2, 2, 2, 3],
+    ]) {
       const channels = shape[shape.length - 1];
-      const x = refArray(shape, randomValues(1, shape.reduce((a, b) => a * b, 1)));
+      const x = refArray(
+        shape,
+        randomValues(
+          1,
+          shape.reduce((a, b) => a * b, 1),
+        ),
+      );
       const g = refArray(shape, randomValues(2, x.data.length));
       const w = refArray([channels], randomValues(3, channels, 0.5, 1.5));
       const b = refArray([channels], randomValues(4, channels));
@@ -108,9 +138,24 @@ test('reference batch-norm gradients match finite differences (training and eval
       const grads = refBatchNormBackward(g, x, w, opts);
       const tol = { rtol: 1e-5, atol: 1e-6 };
       const what = `${training ? 'training' : 'eval'} ${JSON.stringify(shape)}`;
-      assertClose(grads.dx.data, finiteDifference((v) => refDot(g, refBatchNorm(v, w, b, opts).out), x).data, tol, `dx ${what}`);
-      assertClose(grads.dweight.data, finiteDifference((v) => refDot(g, refBatchNorm(x, v, b, opts).out), w).data, tol, `dweight ${what}`);
-      assertClose(grads.dbias.data, finiteDifference((v) => refDot(g, refBatchNorm(x, w, v, opts).out), b).data, tol, `dbias ${what}`);
+      assertClose(
+        grads.dx.data,
+        finiteDifference((v) => refDot(g, refBatchNorm(v, w, b, opts).out), x).data,
+        tol,
+        `dx ${what}`,
+      );
+      assertClose(
+        grads.dweight.data,
+        finiteDifference((v) => refDot(g, refBatchNorm(x, v, b, opts).out), w).data,
+        tol,
+        `dweight ${what}`,
+      );
+      assertClose(
+        grads.dbias.data,
+        finiteDifference((v) => refDot(g, refBatchNorm(x, w, v, opts).out), b).data,
+        tol,
+        `dbias ${what}`,
+      );
     }
   }
 });
@@ -141,7 +186,12 @@ async function checkAgainstReference(
   const tol = tolerances(r, s.weight?.ref ?? null, s.refOpts.eps, offset, rows);
   const what = `${training ? 'training' : 'eval'} ${JSON.stringify(shape)} ${affine} offset ${offset}`;
   assertClose(await out.data(), r.out.data, tol.out, `out ${what}`);
-  assertClose(await s.state.runningMean.data(), r.runningMean.data, { rtol: 1e-5, atol: 1e-6 * (1 + offset) }, `runningMean ${what}`);
+  assertClose(
+    await s.state.runningMean.data(),
+    r.runningMean.data,
+    { rtol: 1e-5, atol: 1e-6 * (1 + offset) },
+    `runningMean ${what}`,
+  );
   assertClose(await s.state.runningVar.data(), r.runningVar.data, { rtol: 1e-4, atol: 1e-6 }, `runningVar ${what}`);
   if (s.x.gpu.requiresGrad) assertClose(await s.x.gpu.grad!.data(), rg.dx.data, tol.dx, `dx ${what}`);
   else assert.equal(s.x.gpu.grad, null);
@@ -162,7 +212,8 @@ test('training: forward, running stats and gradients match the f64 reference', a
       fc.constantFrom(1e-5, 1e-3),
       fc.constantFrom(0.1, 0.5, 1),
       fc.boolean(),
-      (shape, seed, affine, offset, eps, momentum, gradX) => checkAgainstReference(shape, seed, affine, offset, eps, momentum, true, gradX),
+      (shape, seed, affine, offset, eps, momentum, gradX) =>
+        checkAgainstReference(shape, seed, affine, offset, eps, momentum, true, gradX),
     ),
     { numRuns: RUNS * 2 },
   );
@@ -171,7 +222,14 @@ test('training: forward, running stats and gradients match the f64 reference', a
 test('eval: forward and gradients use the running stats (batch 1 allowed)', async () => {
   const evalShapes = fc.oneof(
     fc.tuple(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 9 })).map(([b, c]) => [b, c]),
-    fc.tuple(fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 20 })).map(([n, h, w, c]) => [n, h, w, c]),
+    fc
+      .tuple(
+        fc.integer({ min: 1, max: 2 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 20 }),
+      )
+      .map(([n, h, w, c]) => [n, h, w, c]),
   );
   await fc.assert(
     fc.asyncProperty(
@@ -187,52 +245,61 @@ test('eval: forward and gradients use the running stats (batch 1 allowed)', asyn
 
 test('fused BN + ReLU: bit-identical to relu(batchNorm(x)) on the GPU, and matches the f64 reference', async () => {
   await fc.assert(
-    fc.asyncProperty(shapeArb, fc.integer(), fc.constantFrom<'affine' | 'none' | 'weight'>('affine', 'none', 'weight'), fc.boolean(), async (shape, seed, affine, training) => {
-      const gOut = randomPair(seed + 9, shape);
-      const run = async (fused: boolean) => {
-        const s = setup(shape, seed, affine, 0, 1e-5, 0.1, training);
-        for (const t of [s.x.gpu, s.weight?.gpu, s.bias?.gpu]) if (t) t.requiresGrad = true;
-        const y = tidy(() => {
-          const out = fused
-            ? batchNorm(s.x.gpu, s.state, s.weight?.gpu ?? null, s.bias?.gpu ?? null, training, { relu: true })
-            : relu(batchNorm(s.x.gpu, s.state, s.weight?.gpu ?? null, s.bias?.gpu ?? null, training));
-          backward(out, gOut.gpu);
-          return out;
-        });
-        const result = {
-          out: await y.data(),
-          dx: await s.x.gpu.grad!.data(),
-          dweight: s.weight ? await s.weight.gpu.grad!.data() : null,
-          dbias: s.bias ? await s.bias.gpu.grad!.data() : null,
-          runningVar: await s.state.runningVar.data(),
-          s,
+    fc.asyncProperty(
+      shapeArb,
+      fc.integer(),
+      fc.constantFrom<'affine' | 'none' | 'weight'>('affine', 'none', 'weight'),
+      fc.boolean(),
+      async (shape, seed, affine, training) => {
+        const gOut = randomPair(seed + 9, shape);
+        const run = async (fused: boolean) => {
+          const s = setup(shape, seed, affine, 0, 1e-5, 0.1, training);
+          for (const t of [s.x.gpu, s.weight?.gpu, s.bias?.gpu]) if (t) t.requiresGrad = true;
+          const y = tidy(() => {
+            const out = fused
+              ? batchNorm(s.x.gpu, s.state, s.weight?.gpu ?? null, s.bias?.gpu ?? null, training, { relu: true })
+              : relu(batchNorm(s.x.gpu, s.state, s.weight?.gpu ?? null, s.bias?.gpu ?? null, training));
+            backward(out, gOut.gpu);
+            return out;
+          });
+          const result = {
+            out: await y.data(),
+            dx: await s.x.gpu.grad!.data(),
+            dweight: s.weight ? await s.weight.gpu.grad!.data() : null,
+            dbias: s.bias ? await s.bias.gpu.grad!.data() : null,
+            runningVar: await s.state.runningVar.data(),
+            s,
+          };
+          y.dispose();
+          return result;
         };
-        y.dispose();
-        return result;
-      };
-      const fused = await run(true);
-      const plain = await run(false);
-      const what = `${training ? 'training' : 'eval'} ${JSON.stringify(shape)} ${affine}`;
-      assertBitEqual(fused.out, plain.out, `out ${what}`);
-      assertBitEqual(fused.dx, plain.dx, `dx ${what}`);
-      if (fused.dweight) assertBitEqual(fused.dweight, plain.dweight!, `dweight ${what}`);
-      if (fused.dbias) assertBitEqual(fused.dbias, plain.dbias!, `dbias ${what}`);
-      assertBitEqual(fused.runningVar, plain.runningVar, `runningVar ${what}`);
-      // the reference: relu of the f64 batch norm; its backward with dy masked where the GPU output is 0
-      const s = fused.s;
-      const r = refBatchNorm(s.x.ref, s.weight?.ref ?? null, s.bias?.ref ?? null, s.refOpts);
-      const rows = s.x.ref.data.length / shape[shape.length - 1];
-      const tol = tolerances(r, s.weight?.ref ?? null, s.refOpts.eps, 0, rows);
-      assertClose(fused.out, refRelu(r.out).data, tol.out, `out vs reference ${what}`);
-      const masked = refArray(shape, gOut.ref.data.map((g, i) => (fused.out[i] > 0 ? g : 0)));
-      const rg = refBatchNormBackward(masked, s.x.ref, s.weight?.ref ?? null, s.refOpts);
-      assertClose(fused.dx, rg.dx.data, tol.dx, `dx vs reference ${what}`);
-      if (fused.dweight) assertClose(fused.dweight, rg.dweight.data, tol.sums, `dweight vs reference ${what}`);
-      if (fused.dbias) assertClose(fused.dbias, rg.dbias.data, tol.sums, `dbias vs reference ${what}`);
-      fused.s.dispose();
-      plain.s.dispose();
-      gOut.gpu.dispose();
-    }),
+        const fused = await run(true);
+        const plain = await run(false);
+        const what = `${training ? 'training' : 'eval'} ${JSON.stringify(shape)} ${affine}`;
+        assertBitEqual(fused.out, plain.out, `out ${what}`);
+        assertBitEqual(fused.dx, plain.dx, `dx ${what}`);
+        if (fused.dweight) assertBitEqual(fused.dweight, plain.dweight!, `dweight ${what}`);
+        if (fused.dbias) assertBitEqual(fused.dbias, plain.dbias!, `dbias ${what}`);
+        assertBitEqual(fused.runningVar, plain.runningVar, `runningVar ${what}`);
+        // the reference: relu of the f64 batch norm; its backward with dy masked where the GPU output is 0
+        const s = fused.s;
+        const r = refBatchNorm(s.x.ref, s.weight?.ref ?? null, s.bias?.ref ?? null, s.refOpts);
+        const rows = s.x.ref.data.length / shape[shape.length - 1];
+        const tol = tolerances(r, s.weight?.ref ?? null, s.refOpts.eps, 0, rows);
+        assertClose(fused.out, refRelu(r.out).data, tol.out, `out vs reference ${what}`);
+        const masked = refArray(
+          shape,
+          gOut.ref.data.map((g, i) => (fused.out[i] > 0 ? g : 0)),
+        );
+        const rg = refBatchNormBackward(masked, s.x.ref, s.weight?.ref ?? null, s.refOpts);
+        assertClose(fused.dx, rg.dx.data, tol.dx, `dx vs reference ${what}`);
+        if (fused.dweight) assertClose(fused.dweight, rg.dweight.data, tol.sums, `dweight vs reference ${what}`);
+        if (fused.dbias) assertClose(fused.dbias, rg.dbias.data, tol.sums, `dbias vs reference ${what}`);
+        fused.s.dispose();
+        plain.s.dispose();
+        gOut.gpu.dispose();
+      },
+    ),
     { numRuns: RUNS },
   );
 });
@@ -254,7 +321,12 @@ test('running stats after several training steps, then eval with them', async ()
   assertClose(await s.state.runningVar.data(), rv.data, { rtol: 1e-5, atol: 1e-6 }, 'runningVar after 4 steps');
   // eval with the accumulated stats, and eval leaves them unchanged
   const y = batchNorm(s.x.gpu, s.state, s.weight!.gpu, s.bias!.gpu, false);
-  const r = refBatchNorm(s.x.ref, s.weight!.ref, s.bias!.ref, { ...s.refOpts, training: false, runningMean: rm, runningVar: rv });
+  const r = refBatchNorm(s.x.ref, s.weight!.ref, s.bias!.ref, {
+    ...s.refOpts,
+    training: false,
+    runningMean: rm,
+    runningVar: rv,
+  });
   assertClose(await y.data(), r.out.data, { rtol: 1e-5, atol: 1e-5 }, 'eval output');
   assertClose(await s.state.runningMean.data(), rm.data, { rtol: 1e-5, atol: 1e-6 }, 'runningMean unchanged by eval');
   y.dispose();
@@ -306,7 +378,10 @@ test('large row count (256·32·32 rows × 64 channels, mean 5): matches the ref
 
 test('batch 1: rejected in training for [1, C], allowed in eval and for [1, H, W, C]', async () => {
   const s = setup([1, 4], 1, 'affine', 0, 1e-5, 0.1, true);
-  assert.throws(() => batchNorm(s.x.gpu, s.state, s.weight!.gpu, s.bias!.gpu, true), /expected more than 1 value per channel when training, got input of shape \[1, 4\]/);
+  assert.throws(
+    () => batchNorm(s.x.gpu, s.state, s.weight!.gpu, s.bias!.gpu, true),
+    /expected more than 1 value per channel when training, got input of shape \[1, 4\]/,
+  );
   const y = batchNorm(s.x.gpu, s.state, s.weight!.gpu, s.bias!.gpu, false);
   const r = refBatchNorm(s.x.ref, s.weight!.ref, s.bias!.ref, { ...s.refOpts, training: false });
   assertClose(await y.data(), r.out.data, { rtol: 1e-5, atol: 1e-5 }, 'eval batch 1');
@@ -346,15 +421,33 @@ test('rejects bad inputs with clear errors', () => {
   const rv = Tensor.from([1, 1, 1], [3]);
   const rm4 = Tensor.from([0, 0, 0, 0], [4]);
   const w2 = Tensor.from([1, 1], [2]);
-  const st = (over: Partial<BatchNormState> = {}): BatchNormState => ({ runningMean: rm, runningVar: rv, momentum: 0.1, eps: 1e-5, ...over });
-  assert.throws(() => batchNorm(x3, st(), null, null, true), /batchNorm: expected x of shape \[B, C\] or \[N, H, W, C\], got \[2, 2, 3\]/);
-  assert.throws(() => batchNorm(xi as unknown as Tensor<'f32'>, st(), null, null, true), /batchNorm x: expected a f32 tensor, got u32/);
-  assert.throws(() => batchNorm(x, st({ runningMean: rm4 }), null, null, true), /batchNorm runningMean: expected shape \[3\], got \[4\]/);
+  const st = (over: Partial<BatchNormState> = {}): BatchNormState => ({
+    runningMean: rm,
+    runningVar: rv,
+    momentum: 0.1,
+    eps: 1e-5,
+    ...over,
+  });
+  assert.throws(
+    () => batchNorm(x3, st(), null, null, true),
+    /batchNorm: expected x of shape \[B, C\] or \[N, H, W, C\], got \[2, 2, 3\]/,
+  );
+  assert.throws(
+    () => batchNorm(xi as unknown as Tensor<'f32'>, st(), null, null, true),
+    /batchNorm x: expected a f32 tensor, got u32/,
+  );
+  assert.throws(
+    () => batchNorm(x, st({ runningMean: rm4 }), null, null, true),
+    /batchNorm runningMean: expected shape \[3\], got \[4\]/,
+  );
   assert.throws(() => batchNorm(x, st(), w2, null, true), /batchNorm weight: expected shape \[3\], got \[2\]/);
   assert.throws(() => batchNorm(x, st(), null, w2, true), /batchNorm bias: expected shape \[3\], got \[2\]/);
   assert.throws(() => batchNorm(x, st({ momentum: 2 }), null, null, true), /momentum must be in \[0, 1\], got 2/);
   assert.throws(() => batchNorm(x, st({ eps: 0 }), null, null, true), /eps must be a positive finite number, got 0/);
-  assert.throws(() => batchNorm(x, st({ runningVar: rm }), null, null, true), /runningMean and runningVar must not share storage/);
+  assert.throws(
+    () => batchNorm(x, st({ runningVar: rm }), null, null, true),
+    /runningMean and runningVar must not share storage/,
+  );
   assert.throws(() => batchNorm(x, st(), rm, null, true), /must not share storage with the running stats/);
   for (const t of [x, x3, xi, rm, rv, rm4, w2]) t.dispose();
 });

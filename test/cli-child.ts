@@ -34,7 +34,10 @@ export function runCli(script: string, args: readonly string[], env: Record<stri
   const path = join(dir, 'stderr.txt');
   const fd = openSync(path, 'a');
   try {
-    const r = spawnSync(process.execPath, [...runtimeArgs, script, ...args], { ...options, stdio: ['ignore', 'pipe', fd] });
+    const r = spawnSync(process.execPath, [...runtimeArgs, script, ...args], {
+      ...options,
+      stdio: ['ignore', 'pipe', fd],
+    });
     if (r.error) throw new Error(`the child did not finish: ${r.error.message}`);
     return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: readFileSync(path, 'utf8') };
   } finally {

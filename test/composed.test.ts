@@ -82,19 +82,32 @@ test('a conv-bn-relu-pool-linear network with a residual add trains like the flo
 
   // GPU twins
   const base = gpu().pool.liveCount;
-  const params = Object.fromEntries(names.map((k) => [k, Tensor.from(ref[k].data, ref[k].shape)])) as Record<keyof RefParams, Tensor<'f32'>>;
+  const params = Object.fromEntries(names.map((k) => [k, Tensor.from(ref[k].data, ref[k].shape)])) as Record<
+    keyof RefParams,
+    Tensor<'f32'>
+  >;
   for (const p of Object.values(params)) p.requiresGrad = true;
-  const bnState = (): BatchNormState => ({ runningMean: Tensor.from(new Float32Array(C), [C]), runningVar: Tensor.from(new Float32Array(C).fill(1), [C]), ...BN });
+  const bnState = (): BatchNormState => ({
+    runningMean: Tensor.from(new Float32Array(C), [C]),
+    runningVar: Tensor.from(new Float32Array(C).fill(1), [C]),
+    ...BN,
+  });
   const bn1 = bnState();
   const bn2 = bnState();
   const xg = Tensor.from(x.data, x.shape);
   const yg = Tensor.from(labels, [N], 'u32');
   const wg = Tensor.from(weights, [K]);
-  const sgd = new SGD([{ params: names.filter((k) => !head.has(k)).map((k) => params[k]) }, { params: [params.wl, params.bl], momentum: 0 }], {
-    lr: 0.1,
-    momentum: 0.9,
-    weightDecay: 1e-4,
-  });
+  const sgd = new SGD(
+    [
+      { params: names.filter((k) => !head.has(k)).map((k) => params[k]) },
+      { params: [params.wl, params.bl], momentum: 0 },
+    ],
+    {
+      lr: 0.1,
+      momentum: 0.9,
+      weightDecay: 1e-4,
+    },
+  );
 
   // reference state
   const running = {
@@ -144,8 +157,18 @@ test('a conv-bn-relu-pool-linear network with a residual add trains like the flo
     const da1 = refZip(ds, conv2.dx, (u, v) => u + v);
     const b1 = refBatchNormBackward(refReluBackward(da1, a1), c1, ref.g1, o1);
     const conv1 = refConv2dBackward(b1.dx, x, ref.w1, { padding: 1 });
-    const grads: Record<keyof RefParams, RefArray> = { w1: conv1.dw, g1: b1.dweight, b1: b1.dbias, w2: conv2.dw, g2: b2.dweight, b2: b2.dbias, wl: lin.dw, bl: lin.db };
-    for (const k of names) buffers[k] = refSgdStep(ref[k].data, grads[k].data, buffers[k] ?? null, head.has(k) ? sgdHead : sgdBody);
+    const grads: Record<keyof RefParams, RefArray> = {
+      w1: conv1.dw,
+      g1: b1.dweight,
+      b1: b1.dbias,
+      w2: conv2.dw,
+      g2: b2.dweight,
+      b2: b2.dbias,
+      wl: lin.dw,
+      bl: lin.db,
+    };
+    for (const k of names)
+      buffers[k] = refSgdStep(ref[k].data, grads[k].data, buffers[k] ?? null, head.has(k) ? sgdHead : sgdBody);
     running.m1 = n1.runningMean;
     running.v1 = n1.runningVar;
     running.m2 = n2.runningMean;
@@ -163,7 +186,17 @@ test('a conv-bn-relu-pool-linear network with a residual add trains like the flo
   const after = await params.w2.data();
   const moved = Math.max(...after.map((v, i) => Math.abs(v - initialW2[i])));
   assert.ok(moved > 1e-3, `w2 moved by at most ${moved}`);
-  for (const t of [...Object.values(params), xg, yg, wg, bn1.runningMean, bn1.runningVar, bn2.runningMean, bn2.runningVar]) t.dispose();
+  for (const t of [
+    ...Object.values(params),
+    xg,
+    yg,
+    wg,
+    bn1.runningMean,
+    bn1.runningVar,
+    bn2.runningMean,
+    bn2.runningVar,
+  ])
+    t.dispose();
   sgd.dispose();
   assert.equal(gpu().pool.liveCount, base, 'training steps leak no buffers');
 });

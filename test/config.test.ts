@@ -13,7 +13,16 @@ import { runCli } from './cli-child.ts';
 import { commandFromArgv } from '../src/cli/args.ts';
 import { checkAll, defaults, editDistance, leaves, nearest } from '../src/config/schema.ts';
 import { withSettingsTable } from '../src/config/readme-table.ts';
-import { applyOverride, mayChangeOnResume, PRESETS, presetConfig, SETTINGS, shortcuts, validateConfig, type TrainConfig } from '../src/odc/config.ts';
+import {
+  applyOverride,
+  mayChangeOnResume,
+  PRESETS,
+  presetConfig,
+  SETTINGS,
+  shortcuts,
+  validateConfig,
+  type TrainConfig,
+} from '../src/odc/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'odc-config-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -32,14 +41,20 @@ function trainConfig(argv: string[]): TrainConfig {
   return (c as { config: TrainConfig }).config;
 }
 
-/** Today's preset configurations (snapshot taken from main before the schema), with the memory knobs added since. */
-const snapshot = JSON.parse(readFileSync(new URL('./fixtures/preset-configs.json', import.meta.url), 'utf8')) as Record<string, TrainConfig>;
+/** Today's preset configurations (snapshot taken from main before the schema), with the memory knobs and precision added since. */
+const snapshot = JSON.parse(readFileSync(new URL('./fixtures/preset-configs.json', import.meta.url), 'utf8')) as Record<
+  string,
+  TrainConfig
+>;
 /** OdcMemory's and twoMeansSplit's own defaults (src/odc/memory.ts, src/odc/split.ts), now settings. */
 const MEMORY_KNOBS = { kmeansInit: 'random', splitRestarts: 3, splitMaxIter: 20 };
 
 function expected(preset: string, edit: (c: TrainConfig) => void = () => {}): TrainConfig {
   const c = structuredClone(snapshot[preset]);
   Object.assign(c.odc, MEMORY_KNOBS);
+  // optim.precision (issue 10) sits after optim.nesterov, at f32: the precision every run had before.
+  const { lrSteps, lrGamma, ...optimHead } = c.optim;
+  c.optim = { ...optimHead, precision: 'f32', lrSteps, lrGamma };
   edit(c);
   return c;
 }
@@ -58,21 +73,45 @@ const VALID: Array<[string[], TrainConfig]> = [
   [[], expected('demo')],
   [['--epochs', '5'], expected('demo', (c) => (c.optim.epochs = 5))],
   [['--epochs=5', '--k', '12'], expected('demo', (c) => ((c.optim.epochs = 5), (c.odc.k = 12)))],
-  [['--preset', 'cifar', '--batch-size', '32', '--lr', '0.1'], expected('cifar', (c) => ((c.optim.batchSize = 32), (c.optim.lr = 0.1)))],
+  [
+    ['--preset', 'cifar', '--batch-size', '32', '--lr', '0.1'],
+    expected('cifar', (c) => ((c.optim.batchSize = 32), (c.optim.lr = 0.1))),
+  ],
   [['--mode', 'deepcluster', '--seed', '7'], expected('demo', (c) => ((c.mode = 'deepcluster'), (c.seed = 7)))],
   [['--limit', '0', '--min-cluster', '3'], expected('demo', (c) => ((c.data.limit = 0), (c.odc.minCluster = 3)))],
   [['--backbone', 'resnet18'], expected('demo', (c) => (c.model.backbone = 'resnet18'))],
-  [['--data', 'idx:a.idx,b.idx,10'], expected('demo', (c) => ((c.data.source = 'idx'), (c.data.path = 'a.idx,b.idx,10')))],
-  [['--data', 'mnist-idx:/data/mnist'], expected('demo', (c) => ((c.data.source = 'mnist-idx'), (c.data.path = '/data/mnist')))],
-  [['--preset', 'fashion-mnist', '--data', 'mnist'], expected('fashion-mnist', (c) => ((c.data.source = 'mnist'), (c.data.path = '')))],
-  [['--set', 'optim.lrSteps=[3,5]', '--set', 'optim.nesterov=true'], expected('demo', (c) => ((c.optim.lrSteps = [3, 5]), (c.optim.nesterov = true)))],
+  [
+    ['--data', 'idx:a.idx,b.idx,10'],
+    expected('demo', (c) => ((c.data.source = 'idx'), (c.data.path = 'a.idx,b.idx,10'))),
+  ],
+  [
+    ['--data', 'mnist-idx:/data/mnist'],
+    expected('demo', (c) => ((c.data.source = 'mnist-idx'), (c.data.path = '/data/mnist'))),
+  ],
+  [
+    ['--preset', 'fashion-mnist', '--data', 'mnist'],
+    expected('fashion-mnist', (c) => ((c.data.source = 'mnist'), (c.data.path = ''))),
+  ],
+  [
+    ['--set', 'optim.lrSteps=[3,5]', '--set', 'optim.nesterov=true'],
+    expected('demo', (c) => ((c.optim.lrSteps = [3, 5]), (c.optim.nesterov = true))),
+  ],
   [['--set', 'augment="none"'], expected('demo', (c) => (c.augment = 'none'))],
   [['--set', 'augment=none'], expected('demo', (c) => (c.augment = 'none'))],
   [['--set', 'data.path=123'], expected('demo', (c) => (c.data.path = '123'))],
-  [['--set', 'odc.splitRestarts=5', '--set', 'odc.kmeansInit=kmeans++'], expected('demo', (c) => ((c.odc.splitRestarts = 5), (c.odc.kmeansInit = 'kmeans++')))],
+  [
+    ['--set', 'odc.splitRestarts=5', '--set', 'odc.kmeansInit=kmeans++'],
+    expected('demo', (c) => ((c.odc.splitRestarts = 5), (c.odc.kmeansInit = 'kmeans++'))),
+  ],
   [['--epochs', '2', '--set', 'optim.epochs=3'], expected('demo', (c) => (c.optim.epochs = 3))],
-  [['--set', 'log.checkpointMinutes=0', '--set', 'model.dropout=0'], expected('demo', (c) => ((c.log.checkpointMinutes = 0), (c.model.dropout = 0)))],
-  [['--config', file('ok.json', '{"odc": {"k": 7}, "optim": {"lrSteps": [2]}}')], expected('demo', (c) => ((c.odc.k = 7), (c.optim.lrSteps = [2])))],
+  [
+    ['--set', 'log.checkpointMinutes=0', '--set', 'model.dropout=0'],
+    expected('demo', (c) => ((c.log.checkpointMinutes = 0), (c.model.dropout = 0))),
+  ],
+  [
+    ['--config', file('ok.json', '{"odc": {"k": 7}, "optim": {"lrSteps": [2]}}')],
+    expected('demo', (c) => ((c.odc.k = 7), (c.optim.lrSteps = [2]))),
+  ],
   [['--config', file('ok2.json', '{"odc": {"k": 7}}'), '--k', '9'], expected('demo', (c) => (c.odc.k = 9))],
 ];
 
@@ -91,7 +130,10 @@ const BAD: Array<[string[], RegExp]> = [
   [['--set', 'augment=sobel'], /augment must be one of "mnist", "cifar", "imagenet", "none", got "sobel"/],
   [['--set', 'model.neckHidden=-3'], /model\.neckHidden must be a positive integer, got -3/],
   [['--limit', '-5'], /--limit -5: data\.limit must be an integer >= 0, got -5/],
-  [['--set', 'optim.lrSteps=["3"]'], /optim\.lrSteps: expected an array of numbers, got .*\["3"\].*ascending array of integers >= 1/],
+  [
+    ['--set', 'optim.lrSteps=["3"]'],
+    /optim\.lrSteps: expected an array of numbers, got .*\["3"\].*ascending array of integers >= 1/,
+  ],
   [['--set', 'optim.lrSteps=[5,3]'], /optim\.lrSteps must be an ascending array of integers >= 1, got \[5,3\]/],
   [['--set', 'optim.lrSteps=[0]'], /optim\.lrSteps must be an ascending array/],
   [['--set', 'optim.lrSteps=3'], /optim\.lrSteps: expected an array of numbers, got number \(3\)/],
@@ -109,7 +151,10 @@ const BAD: Array<[string[], RegExp]> = [
   [['--lr', '-0.1'], /optim\.lr must be a number > 0, got -0\.1/],
   [['--set', 'optim.momentum=1.5'], /optim\.momentum must be a number in \[0, 1\], got 1\.5/],
   [['--set', 'model.dropout=1'], /model\.dropout must be a number in \[0, 1\), got 1/],
-  [['--set', 'optim.nesterov=yes'], /optim\.nesterov: expected a boolean, got string \("yes"\); allowed: true or false/],
+  [
+    ['--set', 'optim.nesterov=yes'],
+    /optim\.nesterov: expected a boolean, got string \("yes"\); allowed: true or false/,
+  ],
   [['--set', 'seed=-1'], /seed must be an integer in \[0, 4294967295\], got -1/],
   [['--seed', '4294967296'], /seed must be an integer in \[0, 4294967295\], got 4294967296/],
   [['--set', 'log.checkpointMinutes=-1'], /log\.checkpointMinutes must be a number >= 0, got -1/],
@@ -125,20 +170,35 @@ const BAD: Array<[string[], RegExp]> = [
   [['demo'], /unexpected argument "demo"/],
   [['--batch-size', '0'], /optim\.batchSize must be a positive integer, got 0/],
   [['--batch-size', '64.5'], /optim\.batchSize must be a positive integer, got 64\.5/],
-  [['--set', 'model.stem=imagenett'], /model\.stem must be one of "cifar", "imagenet", got "imagenett" \(did you mean "imagenet"\?\)/],
+  [
+    ['--set', 'model.stem=imagenett'],
+    /model\.stem must be one of "cifar", "imagenet", got "imagenett" \(did you mean "imagenet"\?\)/,
+  ],
   [['--min-cluster', '-1'], /odc\.minCluster must be a positive integer, got -1/],
   [['--set', 'optim.weightDecay=-1e-5'], /optim\.weightDecay must be a number >= 0, got -0\.00001/],
   [['--set', 'odc.memoryMomentum=2'], /odc\.memoryMomentum must be a number in \[0, 1\], got 2/],
   [['--set', 'model.backbone=null'], /model\.backbone must be one of .*got "null"/],
   [['--set', 'odc.k.x=1'], /odc\.k: expected a number, got object/],
-  [['--config', file('typo.json', '{"optim": {"epoch": 3}}')], /typo\.json\.optim: unknown key "epoch" \(did you mean "optim\.epochs"\?/],
+  [
+    ['--config', file('typo.json', '{"optim": {"epoch": 3}}')],
+    /typo\.json\.optim: unknown key "epoch" \(did you mean "optim\.epochs"\?/,
+  ],
   [['--config', file('array.json', '[]')], /array\.json must be a JSON object, got an array/],
   [['--config', file('broken.json', '{"odc": {')], /broken\.json is not valid JSON/],
   [['--config', join(dir, 'missing.json')], /missing\.json does not exist/],
-  [['--config', file('string.json', '{"odc": {"k": "10"}}')], /string\.json: odc\.k: expected a number, got string \("10"\)/],
+  [
+    ['--config', file('string.json', '{"odc": {"k": "10"}}')],
+    /string\.json: odc\.k: expected a number, got string \("10"\)/,
+  ],
   [['--config', file('mode.json', '{"mode": "odcc"}')], /mode\.json: mode must be one of .*\(did you mean "odc"\?\)/],
-  [['--config', file('steps.json', '{"optim": {"lrSteps": ["400"]}}')], /steps\.json: optim\.lrSteps: expected an array of numbers/],
-  [['--config', file('range.json', '{"model": {"neckHidden": 0}}')], /range\.json: model\.neckHidden must be a positive integer, got 0/],
+  [
+    ['--config', file('steps.json', '{"optim": {"lrSteps": ["400"]}}')],
+    /steps\.json: optim\.lrSteps: expected an array of numbers/,
+  ],
+  [
+    ['--config', file('range.json', '{"model": {"neckHidden": 0}}')],
+    /range\.json: model\.neckHidden must be a positive integer, got 0/,
+  ],
 ];
 
 // Lines for the other commands (no "train" in front).
@@ -148,7 +208,10 @@ const BAD_OTHER: Array<[string[], RegExp]> = [
   [['eval', '--run', 'r', '--probe-epochs', 'ten'], /--probe-epochs: expected a number, got string \("ten"\)/],
   [['eval', '--run', 'r', '--epochs', '3'], /odc eval has no flag --epochs/],
   [['eval'], /odc eval needs --run/],
-  [['extract', '--run', 'r', '--out', 'f', '--layer', 'nek'], /--layer must be one of "backbone", "neck", got "nek" \(did you mean "neck"\?\)/],
+  [
+    ['extract', '--run', 'r', '--out', 'f', '--layer', 'nek'],
+    /--layer must be one of "backbone", "neck", got "nek" \(did you mean "neck"\?\)/,
+  ],
   [['extract', '--run', 'r', '--out', 'f', '--split', 'val'], /--split must be one of "train", "test", got "val"/],
   [['export', '--run', 'r', '--outt', 'f'], /odc export has no flag --outt \(did you mean --out\?\)/],
 ];
@@ -179,7 +242,10 @@ test('the schema: defaults pass their own checks, every setting round-trips thro
   bad.odc.splitMaxIter = -1;
   assert.throws(() => validateConfig(bad), /odc\.splitMaxIter must be an integer >= 0, got -1/);
   const augment = { ...presetConfig('demo'), augment: 'sobel' } as unknown as TrainConfig;
-  assert.throws(() => validateConfig(augment), /augment must be one of "mnist", "cifar", "imagenet", "none", got "sobel"/);
+  assert.throws(
+    () => validateConfig(augment),
+    /augment must be one of "mnist", "cifar", "imagenet", "none", got "sobel"/,
+  );
   const nan = presetConfig('demo');
   nan.optim.lr = Number.NaN;
   assert.throws(() => validateConfig(nan), /optim\.lr must be a number > 0, got NaN/);
@@ -203,19 +269,41 @@ test('a resumed run starts from its config.json: keys added since are completed,
   writeFileSync(join(dir, 'config.json'), JSON.stringify(stored));
   const resumed = commandFromArgv(['train', '--out', dir, '--resume', '--epochs', '9']);
   assert.equal(resumed.command, 'train');
-  assert.deepEqual((resumed as { config: TrainConfig }).config, expected('demo', (c) => (c.optim.epochs = 9)));
-  assert.throws(() => commandFromArgv(['train', '--out', dir, '--resume', '--preset', 'mnistt']), /unknown preset "mnistt" \(did you mean "mnist"\?\)/);
-  assert.throws(() => commandFromArgv(['train', '--out', run, '--resume']), /--resume needs the run's .*config\.json, which does not exist/);
+  assert.deepEqual(
+    (resumed as { config: TrainConfig }).config,
+    expected('demo', (c) => (c.optim.epochs = 9)),
+  );
+  assert.throws(
+    () => commandFromArgv(['train', '--out', dir, '--resume', '--preset', 'mnistt']),
+    /unknown preset "mnistt" \(did you mean "mnist"\?\)/,
+  );
+  assert.throws(
+    () => commandFromArgv(['train', '--out', run, '--resume']),
+    /--resume needs the run's .*config\.json, which does not exist/,
+  );
   stored.odc.kk = 3;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(stored));
-  assert.throws(() => commandFromArgv(['train', '--out', dir, '--resume']), /config\.json\.odc: unknown key "kk" \(did you mean "odc\.k"\?/);
+  assert.throws(
+    () => commandFromArgv(['train', '--out', dir, '--resume']),
+    /config\.json\.odc: unknown key "kk" \(did you mean "odc\.k"\?/,
+  );
 });
 
 test('a resume may change exactly what it could before the schema: optim.epochs, the LR schedule and log.*', () => {
-  const resumable = leaves(SETTINGS).map((l) => l.key).filter(mayChangeOnResume);
+  const resumable = leaves(SETTINGS)
+    .map((l) => l.key)
+    .filter(mayChangeOnResume);
   const before = ['optim.epochs', 'optim.lr', 'optim.lrSteps', 'optim.lrGamma'];
-  assert.deepEqual(resumable, leaves(SETTINGS).map((l) => l.key).filter((k) => before.includes(k) || k.startsWith('log.')));
-  assert.deepEqual(before.filter((k) => !resumable.includes(k)), []);
+  assert.deepEqual(
+    resumable,
+    leaves(SETTINGS)
+      .map((l) => l.key)
+      .filter((k) => before.includes(k) || k.startsWith('log.')),
+  );
+  assert.deepEqual(
+    before.filter((k) => !resumable.includes(k)),
+    [],
+  );
   assert.equal(mayChangeOnResume('odc.kk'), false);
   assert.equal(mayChangeOnResume('log'), false);
 });
@@ -230,7 +318,11 @@ test('train --help lists every setting with its default; bad lines through the r
   const help = runCli('src/cli/main.ts', ['train', '--help']);
   assert.equal(help.status, 0, help.stderr);
   for (const { key } of leaves(SETTINGS)) assert.ok(help.stdout.includes(`  ${key}`), `${key} in train --help`);
-  for (const args of [['train', '--epoch', '1'], ['train', '--mode', 'odcc'], ['train', '--set', 'model.neckHidden=-3']]) {
+  for (const args of [
+    ['train', '--epoch', '1'],
+    ['train', '--mode', 'odcc'],
+    ['train', '--set', 'model.neckHidden=-3'],
+  ]) {
     const r = runCli('src/cli/main.ts', args);
     assert.equal(r.status, 1, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
     const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');

@@ -46,7 +46,8 @@ function caseArb(maxSide: number, maxC: number): fc.Arbitrary<ConvCase> {
     .map((c) => ({ ...c, H: Math.max(c.H, c.k - 2 * c.pad), W: Math.max(c.W, c.k - 2 * c.pad) }));
 }
 
-const describe = (c: ConvCase): string => `x [${c.batch}, ${c.H}, ${c.W}, ${c.Cin}] k${c.k} s${c.stride} p${c.pad} Cout ${c.Cout}`;
+const describe = (c: ConvCase): string =>
+  `x [${c.batch}, ${c.H}, ${c.W}, ${c.Cin}] k${c.k} s${c.stride} p${c.pad} Cout ${c.Cout}`;
 
 test('reference conv2d gradients match finite differences', () => {
   fc.assert(
@@ -61,11 +62,22 @@ test('reference conv2d gradients match finite differences', () => {
       const check = (analytic: RefArray, numeric: RefArray, what: string): void => {
         analytic.data.forEach((a, i) => {
           const e = numeric.data[i];
-          assert.ok(Math.abs(a - e) <= 1e-7 + 1e-6 * Math.abs(e), `${describe(c)} ${what}[${i}]: ${a} vs finite difference ${e}`);
+          assert.ok(
+            Math.abs(a - e) <= 1e-7 + 1e-6 * Math.abs(e),
+            `${describe(c)} ${what}[${i}]: ${a} vs finite difference ${e}`,
+          );
         });
       };
-      check(dx, finiteDifference((v) => refDot(g.ref, refConv2d(v, w.ref, opts)), x.ref), 'dx');
-      check(dw, finiteDifference((v) => refDot(g.ref, refConv2d(x.ref, v, opts)), w.ref), 'dw');
+      check(
+        dx,
+        finiteDifference((v) => refDot(g.ref, refConv2d(v, w.ref, opts)), x.ref),
+        'dx',
+      );
+      check(
+        dw,
+        finiteDifference((v) => refDot(g.ref, refConv2d(x.ref, v, opts)), w.ref),
+        'dw',
+      );
     }),
     { numRuns: 25 },
   );
@@ -99,7 +111,13 @@ test('conv2d forward, dgrad and wgrad match the f64 reference (all variants)', a
       assert.deepEqual(y.shape, expected.shape, `${what}: output shape`);
       const kk = c.k * c.k;
       const positions = c.batch * expected.shape[1] * expected.shape[2];
-      assertWithinSumBound(await y.data(), expected, refConv2d(absOf(x.ref), absOf(w.ref), opts), kk * c.Cin, `${what} y`);
+      assertWithinSumBound(
+        await y.data(),
+        expected,
+        refConv2d(absOf(x.ref), absOf(w.ref), opts),
+        kk * c.Cin,
+        `${what} y`,
+      );
       const exp = refConv2dBackward(g.ref, x.ref, w.ref, opts);
       const bound = refConv2dBackward(absOf(g.ref), absOf(x.ref), absOf(w.ref), opts);
       assertWithinSumBound(await x.gpu.grad!.data(), exp.dx, bound.dx, kk * c.Cout, `${what} dx`);
@@ -131,7 +149,13 @@ test('conv2d: wider channels (beyond one 64-column tile), stride 2, and only-wei
       return out;
     });
     const kk = c.k * c.k;
-    assertWithinSumBound(await y.data(), expected, refConv2d(absOf(x.ref), absOf(w.ref), opts), kk * c.Cin, `${describe(c)} y`);
+    assertWithinSumBound(
+      await y.data(),
+      expected,
+      refConv2d(absOf(x.ref), absOf(w.ref), opts),
+      kk * c.Cin,
+      `${describe(c)} y`,
+    );
     const exp = refConv2dBackward(g.ref, x.ref, w.ref, opts);
     const bound = refConv2dBackward(absOf(g.ref), absOf(x.ref), absOf(w.ref), opts);
     if (c.gradX) assertWithinSumBound(await x.gpu.grad!.data(), exp.dx, bound.dx, kk * c.Cout, `${describe(c)} dx`);

@@ -63,7 +63,10 @@ test('the mnist package loads 10,000 28x28 digits with labels 0..9', () => {
   assert.equal(ds.numClasses, 10);
   const counts = new Array<number>(10).fill(0);
   for (const l of ds.labels!) counts[l]++;
-  assert.ok(counts.every((c) => c > 800 && c < 1200), `class counts ${counts}`);
+  assert.ok(
+    counts.every((c) => c > 800 && c < 1200),
+    `class counts ${counts}`,
+  );
   // digits: mostly black background, some bright ink
   let ink = 0;
   for (let i = 0; i < 784; i++) if (ds.images[i] > 128) ink++;
@@ -82,7 +85,11 @@ test('IDX images and labels load plain and gzipped', () => {
   const labPlain = write('idx/plain-labels', idxFile([n], lab));
   const imgGz = write('idx/gz-images.gz', gzipSync(idxFile([n, 4, 3], px)));
   const labGz = write('idx/gz-labels.gz', gzipSync(idxFile([n], lab)));
-  for (const [i, l] of [[imgPlain, labPlain], [imgGz, labGz], [imgGz, labPlain]]) {
+  for (const [i, l] of [
+    [imgPlain, labPlain],
+    [imgGz, labGz],
+    [imgGz, labPlain],
+  ]) {
     const ds = loadIdx(i, l);
     assert.equal(ds.n, n);
     assert.equal(ds.height, 4);
@@ -119,32 +126,47 @@ test('corrupt IDX files are rejected with one clear error naming the file', () =
   const px = bytes(4, 3 * 2 * 2);
   const good = idxFile([3, 2, 2], px);
   const badMagic = write('bad/magic', idxFile([3, 2, 2], px, 0x09));
-  assert.throws(() => loadIdx(badMagic), (e: Error) => e.message.includes(badMagic) && /bad magic number 0x00000903/.test(e.message));
+  assert.throws(
+    () => loadIdx(badMagic),
+    (e: Error) => e.message.includes(badMagic) && /bad magic number 0x00000903/.test(e.message),
+  );
   const labelsAsImages = write('bad/labels-as-images', idxFile([3], Uint8Array.from([1, 2, 3])));
   assert.throws(() => loadIdx(labelsAsImages), /bad magic number 0x00000801 \(expected 0x00000803 or 0x00000804/);
   const truncated = write('bad/truncated', good.subarray(0, good.length - 3));
-  assert.throws(() => loadIdx(truncated), (e: Error) => e.message.startsWith(truncated) && /need 12 data bytes, the file has 9 \(truncated\)/.test(e.message));
+  assert.throws(
+    () => loadIdx(truncated),
+    (e: Error) => e.message.startsWith(truncated) && /need 12 data bytes, the file has 9 \(truncated\)/.test(e.message),
+  );
   const headerOnly = write('bad/header', good.subarray(0, 7));
   assert.throws(() => loadIdx(headerOnly), /truncated IDX header/);
   const gzTruncated = write('bad/trunc.gz', gzipSync(good).subarray(0, 20));
-  assert.throws(() => loadIdx(gzTruncated), (e: Error) => e.message.startsWith(gzTruncated) && /corrupt or truncated gzip/.test(e.message));
+  assert.throws(
+    () => loadIdx(gzTruncated),
+    (e: Error) => e.message.startsWith(gzTruncated) && /corrupt or truncated gzip/.test(e.message),
+  );
   const images = write('bad/images', good);
   const labels = write('bad/labels4', idxFile([4], Uint8Array.from([0, 1, 2, 3])));
   assert.throws(() => loadIdx(images, labels), /labels4: images\/labels count mismatch: 4 labels for the 3 images/);
   assert.throws(() => loadIdx(join(dir, 'bad/missing')), /bad\/missing: file not found/);
 });
 
-test('Fashion-MNIST loads from the Debian package when installed', { skip: !existsSync(join(DEFAULT_FASHION_DIR, 't10k-images-idx3-ubyte.gz')) && 'no /usr/share/datasets/fashion-mnist' }, () => {
-  const ds = loadFashionMnist(DEFAULT_FASHION_DIR, 'test');
-  assert.equal(ds.n, 10000);
-  assert.equal(ds.height, 28);
-  assert.equal(ds.width, 28);
-  assert.equal(ds.numClasses, 10);
-  const counts = new Array<number>(10).fill(0);
-  for (const l of ds.labels!) counts[l]++;
-  assert.deepEqual(counts, new Array<number>(10).fill(1000));
-  assert.throws(() => loadFashionMnist(join(dir, 'nowhere'), 'test'), /file not found.*dataset-fashion-mnist/s);
-});
+test(
+  'Fashion-MNIST loads from the Debian package when installed',
+  {
+    skip: !existsSync(join(DEFAULT_FASHION_DIR, 't10k-images-idx3-ubyte.gz')) && 'no /usr/share/datasets/fashion-mnist',
+  },
+  () => {
+    const ds = loadFashionMnist(DEFAULT_FASHION_DIR, 'test');
+    assert.equal(ds.n, 10000);
+    assert.equal(ds.height, 28);
+    assert.equal(ds.width, 28);
+    assert.equal(ds.numClasses, 10);
+    const counts = new Array<number>(10).fill(0);
+    for (const l of ds.labels!) counts[l]++;
+    assert.deepEqual(counts, new Array<number>(10).fill(1000));
+    assert.throws(() => loadFashionMnist(join(dir, 'nowhere'), 'test'), /file not found.*dataset-fashion-mnist/s);
+  },
+);
 
 // ---------------------------------------------------------------------------------------------------
 
@@ -165,7 +187,10 @@ test('CIFAR-10 and CIFAR-100 binary files load (CHW records to HWC)', async () =
     files.push(cifarRecords(2, 1, 10 + k, (i) => [(k + i) % 10]));
     write(`cifar10/data_batch_${k}.bin`, files[k - 1]);
   }
-  write('cifar10/test_batch.bin', cifarRecords(3, 1, 20, (i) => [i]));
+  write(
+    'cifar10/test_batch.bin',
+    cifarRecords(3, 1, 20, (i) => [i]),
+  );
   const ds = loadCifar10(join(dir, 'cifar10'), 'train');
   assert.equal(ds.n, 10);
   assert.equal(ds.channels, 3);
@@ -177,7 +202,10 @@ test('CIFAR-10 and CIFAR-100 binary files load (CHW records to HWC)', async () =
   const test10 = await loadDataset(`cifar10:${join(dir, 'cifar10')}`, { split: 'test' });
   assert.equal(test10.n, 3);
 
-  write('cifar100/train.bin', cifarRecords(4, 2, 30, (i) => [i * 5, i * 25]));
+  write(
+    'cifar100/train.bin',
+    cifarRecords(4, 2, 30, (i) => [i * 5, i * 25]),
+  );
   const fine = loadCifar100(join(dir, 'cifar100'), 'train');
   assert.deepEqual([...fine.labels!], [0, 25, 50, 75]);
   assert.equal(fine.numClasses, 100);
@@ -188,34 +216,56 @@ test('CIFAR-10 and CIFAR-100 binary files load (CHW records to HWC)', async () =
 
 test('corrupt CIFAR files are rejected with one clear error', () => {
   const trunc = write('cifarbad/trunc.bin', cifarRecords(2, 1, 40, () => [1]).subarray(0, 3073 + 100));
-  assert.throws(() => loadCifarFiles([trunc], 'cifar10'), (e: Error) => e.message.startsWith(trunc) && /size 3173 bytes is not a multiple of the CIFAR-10 record size 3073/.test(e.message));
-  const c100 = write('cifarbad/c100.bin', cifarRecords(3, 2, 41, () => [1, 2]));
+  assert.throws(
+    () => loadCifarFiles([trunc], 'cifar10'),
+    (e: Error) =>
+      e.message.startsWith(trunc) &&
+      /size 3173 bytes is not a multiple of the CIFAR-10 record size 3073/.test(e.message),
+  );
+  const c100 = write(
+    'cifarbad/c100.bin',
+    cifarRecords(3, 2, 41, () => [1, 2]),
+  );
   assert.throws(() => loadCifarFiles([c100], 'cifar10'), /not a multiple of the CIFAR-10 record size 3073/);
-  const badLabel = write('cifarbad/label.bin', cifarRecords(2, 1, 42, (i) => [i * 200]));
+  const badLabel = write(
+    'cifarbad/label.bin',
+    cifarRecords(2, 1, 42, (i) => [i * 200]),
+  );
   assert.throws(() => loadCifarFiles([badLabel], 'cifar10'), /label\.bin: record 1 has label 200, outside 0\.\.9/);
-  assert.throws(() => loadCifar10(join(dir, 'cifar-missing')), /data_batch_1\.bin: file not found\. Get the binary version of CIFAR-10/);
+  assert.throws(
+    () => loadCifar10(join(dir, 'cifar-missing')),
+    /data_batch_1\.bin: file not found\. Get the binary version of CIFAR-10/,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------------
 
 test('PNG decoder: every colour type and filter type round-trips (8-bit)', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 7 }), fc.constantFrom(0, 2, 3, 4, 6), fc.integer(), (w, h, colorType, seed) => {
-      const spp = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colorType]!;
-      const raw = bytes(seed, w * h * spp);
-      const palette = bytes(seed + 1, 768);
-      const png = encodePng(w, h, raw, { colorType: colorType as 0 | 2 | 3 | 4 | 6, filter: 'cycle', palette });
-      const img = decodePng(png, 'x.png');
-      assert.equal(img.width, w);
-      assert.equal(img.height, h);
-      for (let p = 0; p < w * h; p++) {
-        if (colorType === 0) assert.equal(img.data[p], raw[p]);
-        else if (colorType === 4) assert.equal(img.data[p], raw[2 * p]); // alpha dropped
-        else if (colorType === 3) for (let c = 0; c < 3; c++) assert.equal(img.data[3 * p + c], palette[3 * raw[p] + c]);
-        else for (let c = 0; c < 3; c++) assert.equal(img.data[3 * p + c], raw[p * spp + c]);
-      }
-      assert.equal(img.channels, colorType === 0 || colorType === 4 ? 1 : 3);
-    }),
+    fc.property(
+      fc.integer({ min: 1, max: 9 }),
+      fc.integer({ min: 1, max: 7 }),
+      fc.constantFrom(0, 2, 3, 4, 6),
+      fc.integer(),
+      (w, h, colorType, seed) => {
+        const spp = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colorType]!;
+        const raw = bytes(seed, w * h * spp);
+        const palette = bytes(seed + 1, 768);
+        const png = encodePng(w, h, raw, { colorType: colorType as 0 | 2 | 3 | 4 | 6, filter: 'cycle', palette });
+        const img = decodePng(png, 'x.png');
+        assert.equal(img.width, w);
+        assert.equal(img.height, h);
+        for (let p = 0; p < w * h; p++) {
+          if (colorType === 0) assert.equal(img.data[p], raw[p]);
+          else if (colorType === 4)
+            assert.equal(img.data[p], raw[2 * p]); // alpha dropped
+          else if (colorType === 3)
+            for (let c = 0; c < 3; c++) assert.equal(img.data[3 * p + c], palette[3 * raw[p] + c]);
+          else for (let c = 0; c < 3; c++) assert.equal(img.data[3 * p + c], raw[p * spp + c]);
+        }
+        assert.equal(img.channels, colorType === 0 || colorType === 4 ? 1 : 3);
+      },
+    ),
     { numRuns: RUNS * 4 },
   );
 });
@@ -224,25 +274,43 @@ test('PNG decoder: 16-bit, 1/2/4-bit gray and Adam7-interlaced files', () => {
   // 16-bit RGB, 2x2, filter 0
   const s16 = [0, 65535, 32768, 257, 1000, 60000, 12345, 54321, 0, 65535, 65535, 0];
   const raw16 = new Uint8Array(2 * (1 + 2 * 6));
-  for (let y = 0; y < 2; y++) for (let i = 0; i < 6; i++) {
-    const v = s16[y * 6 + i];
-    raw16[y * 13 + 1 + 2 * i] = v >> 8;
-    raw16[y * 13 + 2 + 2 * i] = v & 255;
-  }
+  for (let y = 0; y < 2; y++)
+    for (let i = 0; i < 6; i++) {
+      const v = s16[y * 6 + i];
+      raw16[y * 13 + 1 + 2 * i] = v >> 8;
+      raw16[y * 13 + 2 + 2 * i] = v & 255;
+    }
   const img16 = decodePng(assemblePng({ width: 2, height: 2, depth: 16, colorType: 2, interlace: 0 }, raw16));
-  assert.deepEqual([...img16.data], s16.map((v) => Math.round((v * 255) / 65535)));
+  assert.deepEqual(
+    [...img16.data],
+    s16.map((v) => Math.round((v * 255) / 65535)),
+  );
   // 2-bit gray, 5 pixels wide: samples 0 1 2 3 1 -> 0 85 170 255 85
   const raw2 = Uint8Array.from([0, 0b00011011, 0b01000000]);
-  assert.deepEqual([...decodePng(assemblePng({ width: 5, height: 1, depth: 2, colorType: 0, interlace: 0 }, raw2)).data], [0, 85, 170, 255, 85]);
+  assert.deepEqual(
+    [...decodePng(assemblePng({ width: 5, height: 1, depth: 2, colorType: 0, interlace: 0 }, raw2)).data],
+    [0, 85, 170, 255, 85],
+  );
   // 1-bit palette
   const raw1 = Uint8Array.from([0, 0b10100000]);
   const pal = Uint8Array.from([1, 2, 3, 4, 5, 6]);
-  assert.deepEqual([...decodePng(assemblePng({ width: 3, height: 1, depth: 1, colorType: 3, interlace: 0 }, raw1, pal)).data], [4, 5, 6, 1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(
+    [...decodePng(assemblePng({ width: 3, height: 1, depth: 1, colorType: 3, interlace: 0 }, raw1, pal)).data],
+    [4, 5, 6, 1, 2, 3, 4, 5, 6],
+  );
   // Adam7, 8-bit gray 5x6: pass rows written with filter 0 in pass order
   const w = 5;
   const h = 6;
   const px = bytes(50, w * h);
-  const passes = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]];
+  const passes = [
+    [0, 0, 8, 8],
+    [4, 0, 8, 8],
+    [0, 4, 4, 8],
+    [2, 0, 4, 4],
+    [0, 2, 2, 4],
+    [1, 0, 2, 2],
+    [0, 1, 1, 2],
+  ];
   const stream: number[] = [];
   for (const [x0, y0, dx, dy] of passes) {
     const pw = Math.ceil((w - x0) / dx);
@@ -253,7 +321,9 @@ test('PNG decoder: 16-bit, 1/2/4-bit gray and Adam7-interlaced files', () => {
       for (let x = x0; x < w; x += dx) stream.push(px[y * w + x]);
     }
   }
-  const inter = decodePng(assemblePng({ width: w, height: h, depth: 8, colorType: 0, interlace: 1 }, Uint8Array.from(stream)));
+  const inter = decodePng(
+    assemblePng({ width: w, height: h, depth: 8, colorType: 0, interlace: 1 }, Uint8Array.from(stream)),
+  );
   assert.deepEqual([...inter.data], [...px]);
 });
 
@@ -264,10 +334,31 @@ test('corrupt PNG files are rejected with one clear error', () => {
   assert.throws(() => decodePng(badCrc, 'a.png'), /^Error: a\.png: bad CRC in chunk IDAT/);
   assert.throws(() => decodePng(png.subarray(0, png.length - 15), 'b.png'), /b\.png: truncated: chunk/);
   assert.throws(() => decodePng(png.subarray(0, 40), 'c.png'), /c\.png: truncated/);
-  assert.throws(() => decodePng(Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9]), 'd.png'), /d\.png: not a PNG file \(bad signature\)/);
-  assert.throws(() => decodePng(assemblePng({ width: 2, height: 2, depth: 8, colorType: 0, interlace: 0 }, new Uint8Array(5)), 'e.png'), /e\.png: image data too short/);
-  assert.throws(() => decodePng(assemblePng({ width: 2, height: 1, depth: 8, colorType: 0, interlace: 0 }, Uint8Array.from([7, 1, 2])), 'f.png'), /f\.png: unknown filter type 7/);
-  assert.throws(() => decodePng(assemblePng({ width: 2, height: 1, depth: 16, colorType: 3, interlace: 0 }, new Uint8Array(5)), 'g.png'), /bit depth 16 is not allowed for colour type 3/);
+  assert.throws(
+    () => decodePng(Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9]), 'd.png'),
+    /d\.png: not a PNG file \(bad signature\)/,
+  );
+  assert.throws(
+    () =>
+      decodePng(assemblePng({ width: 2, height: 2, depth: 8, colorType: 0, interlace: 0 }, new Uint8Array(5)), 'e.png'),
+    /e\.png: image data too short/,
+  );
+  assert.throws(
+    () =>
+      decodePng(
+        assemblePng({ width: 2, height: 1, depth: 8, colorType: 0, interlace: 0 }, Uint8Array.from([7, 1, 2])),
+        'f.png',
+      ),
+    /f\.png: unknown filter type 7/,
+  );
+  assert.throws(
+    () =>
+      decodePng(
+        assemblePng({ width: 2, height: 1, depth: 16, colorType: 3, interlace: 0 }, new Uint8Array(5)),
+        'g.png',
+      ),
+    /bit depth 16 is not allowed for colour type 3/,
+  );
 });
 
 test('JPEG decoding through jpeg-js (baseline)', () => {
@@ -288,7 +379,8 @@ test('JPEG decoding through jpeg-js (baseline)', () => {
 });
 
 test('image folders: classes from sub-folders, flat folders, resizing to one size', () => {
-  const rgb = (seed: number, w: number, h: number): Uint8Array => encodePng(w, h, bytes(seed, w * h * 3), { colorType: 2 });
+  const rgb = (seed: number, w: number, h: number): Uint8Array =>
+    encodePng(w, h, bytes(seed, w * h * 3), { colorType: 2 });
   write('folder/dog/b.png', rgb(70, 6, 5));
   write('folder/dog/a.png', rgb(71, 6, 5));
   write('folder/cat/z.PNG', rgb(72, 6, 5));
@@ -327,7 +419,12 @@ test('image folders: classes from sub-folders, flat folders, resizing to one siz
 });
 
 test('resize-crop fit: a uniform image stays uniform, a constant gradient stays monotone', () => {
-  const img = { width: 9, height: 6, channels: 1 as const, data: Uint8Array.from({ length: 54 }, (_, i) => (i % 9) * 20) };
+  const img = {
+    width: 9,
+    height: 6,
+    channels: 1 as const,
+    data: Uint8Array.from({ length: 54 }, (_, i) => (i % 9) * 20),
+  };
   const out = fitImage(img, 4, 4, 'resize-crop');
   assert.equal(out.data.length, 16);
   for (let y = 0; y < 4; y++) for (let x = 1; x < 4; x++) assert.ok(out.data[y * 4 + x] > out.data[y * 4 + x - 1]);
@@ -336,10 +433,22 @@ test('resize-crop fit: a uniform image stays uniform, a constant gradient stays 
 });
 
 test('checkDataset rejects inconsistent data sets', () => {
-  const base: ImageDataset = { name: 't', n: 2, height: 2, width: 2, channels: 1, images: new Uint8Array(8), labels: Int32Array.from([0, 1]), numClasses: 2 };
+  const base: ImageDataset = {
+    name: 't',
+    n: 2,
+    height: 2,
+    width: 2,
+    channels: 1,
+    images: new Uint8Array(8),
+    labels: Int32Array.from([0, 1]),
+    numClasses: 2,
+  };
   checkDataset(base);
   assert.throws(() => checkDataset({ ...base, images: new Uint8Array(7) }), /7 image bytes, expected/);
-  assert.throws(() => checkDataset({ ...base, labels: Int32Array.from([0, 2]) }), /image 1 has label 2, outside 0\.\.1/);
+  assert.throws(
+    () => checkDataset({ ...base, labels: Int32Array.from([0, 2]) }),
+    /image 1 has label 2, outside 0\.\.1/,
+  );
   assert.throws(() => checkDataset({ ...base, labels: Int32Array.from([0]) }), /1 labels for 2 images/);
 });
 
@@ -357,7 +466,10 @@ test('uniform sampler: reproducible per (seed, epoch), uniform with replacement'
   const bs = batches(e3, 512);
   assert.equal(bs.length, 20);
   assert.equal(bs[19].length, 10000 - 19 * 512);
-  assert.deepEqual(bs.map((b) => b.length).reduce((a, b) => a + b), 10000);
+  assert.deepEqual(
+    bs.map((b) => b.length).reduce((a, b) => a + b),
+    10000,
+  );
   assert.equal(bs[1][0], e3[512]);
   assert.throws(() => batches(e3, 0), /batchSize must be a positive integer/);
 });
@@ -385,10 +497,14 @@ test('balanced sampler: equal draws per non-empty cluster, without replacement w
       for (let c = 0; c < k; c++) {
         if (sizes[c] === 0) assert.equal(drawn[c], 0);
         else assert.ok(drawn[c] >= per - 1 && drawn[c] <= per, `cluster ${c}: ${drawn[c]} draws, expected ${per}`);
-        if (sizes[c] > per) assert.equal(new Set(perCluster.get(c)).size, drawn[c], 'large clusters are drawn without replacement');
+        if (sizes[c] > per)
+          assert.equal(new Set(perCluster.get(c)).size, drawn[c], 'large clusters are drawn without replacement');
       }
     }),
     { numRuns: RUNS * 8 },
   );
-  assert.throws(() => balancedEpoch(Uint32Array.from([0, 5]), 3, 2, new Rng(1)), /label 5 of sample 1 is outside 0\.\.2/);
+  assert.throws(
+    () => balancedEpoch(Uint32Array.from([0, 5]), 3, 2, new Rng(1)),
+    /label 5 of sample 1 is outside 0\.\.2/,
+  );
 });

@@ -40,7 +40,10 @@ test('the DeepCluster baseline trains end to end and resumes mid-epoch bit-exact
     assert.ok(![...records.keys()].some((k) => k.startsWith('memory.')), 'no ODC memory in a DeepCluster checkpoint');
     const labels = records.get('deepcluster.labels')!.data;
     assert.equal(labels.length, ds.n);
-    assert.ok(labels.every((l) => l < 8), 'pseudo-labels in [0, K)');
+    assert.ok(
+      labels.every((l) => l < 8),
+      'pseudo-labels in [0, K)',
+    );
     // stopped in the middle of epoch 2, then resumed: the epoch goes on with its saved labels and head
     await train({ config, outDir: resumed, dataset: ds, quiet: true, stopAfterIterations: 9 });
     await train({ config, outDir: resumed, dataset: ds, quiet: true, resume: true });

@@ -16,9 +16,19 @@ import { syntheticDataset, tinyConfig } from './train-fixtures.ts';
 import { runCli as cli, type ChildResult } from './cli-child.ts';
 
 /** A tiny real run through the CLI: 96 digits, batch 16, so 6 iterations per epoch. */
-const TINY = ['--preset', 'demo', '--limit', '96', '--batch-size', '16', '--k', '4', '--min-cluster', '2', '--quiet'].concat(
-  ['--set', 'model.neckHidden=32', '--set', 'model.featureDim=16'],
-);
+const TINY = [
+  '--preset',
+  'demo',
+  '--limit',
+  '96',
+  '--batch-size',
+  '16',
+  '--k',
+  '4',
+  '--min-cluster',
+  '2',
+  '--quiet',
+].concat(['--set', 'model.neckHidden=32', '--set', 'model.featureDim=16']);
 
 /** Exit status 1 and exactly one message line on stderr, `odc: ...`, with no stack trace. */
 function assertOneMessage(result: ChildResult, pattern: RegExp): void {
@@ -46,7 +56,10 @@ test('a device lost mid-run: train() rejects with GpuDeviceLostError and the las
         gpu().device.destroy();
       },
     });
-    await assert.rejects(run, (err: Error) => err instanceof GpuDeviceLostError && /the GPU device was lost \(destroyed/.test(err.message));
+    await assert.rejects(
+      run,
+      (err: Error) => err instanceof GpuDeviceLostError && /the GPU device was lost \(destroyed/.test(err.message),
+    );
     assert.ok(before, 'the fault was injected after the first checkpoint');
     assert.ok(readFileSync(join(dir, 'checkpoint.odc')).equals(before!), 'the checkpoint changed');
     // The process can open a new device and go on (later test files in the same process need one).
@@ -57,7 +70,7 @@ test('a device lost mid-run: train() rejects with GpuDeviceLostError and the las
   }
 });
 
-test('a tensor over the adapter\'s buffer limit: GpuOutOfMemoryError naming its shape, size and the fix', async () => {
+test("a tensor over the adapter's buffer limit: GpuOutOfMemoryError naming its shape, size and the fix", async () => {
   await setupGpu();
   const limit = Math.min(gpu().limits.maxStorageBufferBindingSize, gpu().limits.maxBufferSize);
   const rows = Math.ceil(limit / 4 / 1024) + 1;
@@ -82,7 +95,9 @@ test('a buffer createBuffer refuses is reported by its error scope, with its siz
   await assert.rejects(
     small.data(),
     (err: Error) =>
-      err instanceof GpuOutOfMemoryError && err.message.includes(`allocating a ${(tooBig / 2 ** 20).toFixed(1)} MiB buffer`) && /optim\.batchSize/.test(err.message),
+      err instanceof GpuOutOfMemoryError &&
+      err.message.includes(`allocating a ${(tooBig / 2 ** 20).toFixed(1)} MiB buffer`) &&
+      /optim\.batchSize/.test(err.message),
   );
   g.pool.release(buffer);
   small.dispose();
@@ -100,7 +115,10 @@ test('CLI: a device lost mid-run ends with one message and the checkpoint of the
     const before = readFileSync(join(dir, 'checkpoint.odc'));
     // Resumed for two more epochs, the device goes at the 8th submit: inside epoch 2, before its checkpoint.
     const result = cli('test/lose-device-cli.ts', ['8', 'train', ...TINY, '--epochs', '3', '--resume', '--out', dir]);
-    assertOneMessage(result, /the GPU device was lost \(destroyed.*The last checkpoint, .*checkpoint\.odc, is intact: run the same command with --resume to go on/);
+    assertOneMessage(
+      result,
+      /the GPU device was lost \(destroyed.*The last checkpoint, .*checkpoint\.odc, is intact: run the same command with --resume to go on/,
+    );
     assert.ok(readFileSync(join(dir, 'checkpoint.odc')).equals(before), 'the checkpoint changed');
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -110,8 +128,22 @@ test('CLI: a device lost mid-run ends with one message and the checkpoint of the
 test('CLI: a batch too large for the adapter ends with one out-of-memory message naming the fix', () => {
   const dir = mkdtempSync(join(tmpdir(), 'odc-oom-cli-'));
   try {
-    const result = cli('src/cli/main.ts', ['train', ...TINY, '--limit', '2000', '--batch-size', '2000', '--epochs', '1', '--out', dir]);
-    assertOneMessage(result, /out of GPU memory: A tensor of shape \[2000, .*MiB.*this adapter allows.*Lower optim\.batchSize \(--batch-size\).*No checkpoint had been written/);
+    const result = cli('src/cli/main.ts', [
+      'train',
+      ...TINY,
+      '--limit',
+      '2000',
+      '--batch-size',
+      '2000',
+      '--epochs',
+      '1',
+      '--out',
+      dir,
+    ]);
+    assertOneMessage(
+      result,
+      /out of GPU memory: A tensor of shape \[2000, .*MiB.*this adapter allows.*Lower optim\.batchSize \(--batch-size\).*No checkpoint had been written/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

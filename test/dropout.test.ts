@@ -32,7 +32,11 @@ test('forward and backward match the CPU hash exactly (mask) and the reference (
       fc.double({ min: 0.01, max: 0.99, noNaN: true }),
       async (shape, seed, p) => {
         const n = shape.reduce((a, b) => a * b, 1);
-        assert.deepEqual(await gpuMask(n, p, seed), dropoutMask(seed, n, p), `mask of ${n} elements, seed ${seed}, p ${p}`);
+        assert.deepEqual(
+          await gpuMask(n, p, seed),
+          dropoutMask(seed, n, p),
+          `mask of ${n} elements, seed ${seed}, p ${p}`,
+        );
         const x = randomPair(seed ^ 1, shape);
         const g = randomPair(seed ^ 2, shape);
         x.gpu.requiresGrad = true;
@@ -42,7 +46,12 @@ test('forward and backward match the CPU hash exactly (mask) and the reference (
           return out;
         });
         assertClose(await y.data(), refDropout(x.ref, p, seed).data, SCALED, 'forward');
-        assertClose(await x.gpu.grad!.data(), refDropout(g.ref, p, seed).data, SCALED, 'backward applies the same mask');
+        assertClose(
+          await x.gpu.grad!.data(),
+          refDropout(g.ref, p, seed).data,
+          SCALED,
+          'backward applies the same mask',
+        );
         y.dispose();
         x.gpu.grad!.dispose();
         x.gpu.dispose();
@@ -87,7 +96,10 @@ test('same seed gives the same mask; different seeds give different, uncorrelate
 test('eval mode and p = 0 are the identity (a view); p = 1 drops everything', async () => {
   const x = randomPair(5, [3, 7]);
   x.gpu.requiresGrad = true;
-  for (const [p, training] of [[0.5, false], [0, true]] as const) {
+  for (const [p, training] of [
+    [0.5, false],
+    [0, true],
+  ] as const) {
     const g = randomPair(6, [3, 7]);
     const y = tidy(() => {
       const out = dropout(x.gpu, p, 9, training);

@@ -19,15 +19,25 @@ const shapeArb = fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLen
 
 test('elementwise forward matches the f64 reference', async () => {
   await fc.assert(
-    fc.asyncProperty(shapeArb, fc.integer(), fc.double({ min: -3, max: 3, noNaN: true }), async (shape, seed, alpha) => {
-      const x = randomPair(seed, shape);
-      const y = randomPair(seed + 1, shape);
-      const [r, s, m] = tidy(() => [relu(x.gpu), axpby(alpha, x.gpu, 0.5, y.gpu), mul(x.gpu, y.gpu)]);
-      assertClose(await r.data(), refRelu(x.ref).data, EXACT, 'relu');
-      assertClose(await s.data(), refAxpby(Math.fround(alpha), x.ref, 0.5, y.ref).data, { rtol: 1e-6, atol: 1e-6 }, 'axpby');
-      assertClose(await m.data(), refMul(x.ref, y.ref).data, EXACT, 'mul');
-      for (const t of [r, s, m, x.gpu, y.gpu]) t.dispose();
-    }),
+    fc.asyncProperty(
+      shapeArb,
+      fc.integer(),
+      fc.double({ min: -3, max: 3, noNaN: true }),
+      async (shape, seed, alpha) => {
+        const x = randomPair(seed, shape);
+        const y = randomPair(seed + 1, shape);
+        const [r, s, m] = tidy(() => [relu(x.gpu), axpby(alpha, x.gpu, 0.5, y.gpu), mul(x.gpu, y.gpu)]);
+        assertClose(await r.data(), refRelu(x.ref).data, EXACT, 'relu');
+        assertClose(
+          await s.data(),
+          refAxpby(Math.fround(alpha), x.ref, 0.5, y.ref).data,
+          { rtol: 1e-6, atol: 1e-6 },
+          'axpby',
+        );
+        assertClose(await m.data(), refMul(x.ref, y.ref).data, EXACT, 'mul');
+        for (const t of [r, s, m, x.gpu, y.gpu]) t.dispose();
+      },
+    ),
     { numRuns: RUNS },
   );
 });
@@ -44,7 +54,14 @@ test('a tensor used twice (residual) receives the sum of both gradients', async 
       });
       // reference: d/dx sum(g * (relu(x) + x^2)), checked against finite differences too
       const analytic = refZip(refReluBackward(gOut.ref, x.ref), refMul(gOut.ref, x.ref), (a, b) => a + 2 * b);
-      const numeric = finiteDifference((v) => refDot(gOut.ref, refZip(refRelu(v), refMul(v, v), (a, b) => a + b)), x.ref);
+      const numeric = finiteDifference(
+        (v) =>
+          refDot(
+            gOut.ref,
+            refZip(refRelu(v), refMul(v, v), (a, b) => a + b),
+          ),
+        x.ref,
+      );
       assertClose(analytic.data, numeric.data, { rtol: 1e-5, atol: 1e-6 }, 'reference vs finite differences');
       assertClose(await x.gpu.grad!.data(), analytic.data, { rtol: 1e-5, atol: 1e-6 }, 'gpu grad');
       x.gpu.grad!.dispose();

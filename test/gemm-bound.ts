@@ -13,13 +13,22 @@ import type { RefArray } from '../src/ref/array.ts';
 
 const U = 2 ** -24;
 
-export function assertWithinSumBound(actual: ArrayLike<number>, expected: RefArray, absSum: RefArray, k: number, what: string): void {
+export function assertWithinSumBound(
+  actual: ArrayLike<number>,
+  expected: RefArray,
+  absSum: RefArray,
+  k: number,
+  what: string,
+): void {
   assert.equal(actual.length, expected.data.length, `${what}: length ${actual.length} != ${expected.data.length}`);
   for (let i = 0; i < actual.length; i++) {
     const e = expected.data[i];
     const bound = (k + 4) * U * absSum.data[i] + 1e-30;
     const err = Math.abs(actual[i] - e);
-    if (!(err <= bound)) assert.fail(`${what}: element ${i} is ${actual[i]}, expected ${e} (error ${err.toExponential(2)} > bound ${bound.toExponential(2)}, k = ${k})`);
+    if (!(err <= bound))
+      assert.fail(
+        `${what}: element ${i} is ${actual[i]}, expected ${e} (error ${err.toExponential(2)} > bound ${bound.toExponential(2)}, k = ${k})`,
+      );
   }
 }
 

@@ -27,12 +27,26 @@ after(() => gemmChoice.force(null));
 const absOf = (a: RefArray): RefArray => refMap(a, Math.abs);
 
 /** C = op(A)·op(B) forward only: matmul's backward is the same kernel with other transposes, which the four combinations cover. */
-async function checkMatmul(name: string, M: number, N: number, K: number, tA: boolean, tB: boolean, seed: number): Promise<void> {
+async function checkMatmul(
+  name: string,
+  M: number,
+  N: number,
+  K: number,
+  tA: boolean,
+  tB: boolean,
+  seed: number,
+): Promise<void> {
   const a = randomPair(seed, tA ? [K, M] : [M, K]);
   const b = randomPair(seed + 1, tB ? [N, K] : [K, N]);
   const c = tidy(() => matmul(a.gpu, b.gpu, { transA: tA, transB: tB }));
   const what = `${name} matmul M=${M} N=${N} K=${K} tA=${tA} tB=${tB}`;
-  assertWithinSumBound(await c.data(), refMatmul(a.ref, b.ref, tA, tB), refMatmul(absOf(a.ref), absOf(b.ref), tA, tB), K, `${what} C`);
+  assertWithinSumBound(
+    await c.data(),
+    refMatmul(a.ref, b.ref, tA, tB),
+    refMatmul(absOf(a.ref), absOf(b.ref), tA, tB),
+    K,
+    `${what} C`,
+  );
   for (const t of [c, a.gpu, b.gpu]) t.dispose();
 }
 
@@ -42,11 +56,28 @@ async function checkLinear(name: string, rows: number, inF: number, outF: number
   const bias = randomPair(seed + 2, [outF]);
   const y = tidy(() => linear(x.gpu, w.gpu, bias.gpu));
   const what = `${name} linear ${rows}x${inF} -> ${outF}`;
-  assertWithinSumBound(await y.data(), refLinear(x.ref, w.ref, bias.ref), refLinear(absOf(x.ref), absOf(w.ref), absOf(bias.ref)), inF + 1, what);
+  assertWithinSumBound(
+    await y.data(),
+    refLinear(x.ref, w.ref, bias.ref),
+    refLinear(absOf(x.ref), absOf(w.ref), absOf(bias.ref)),
+    inF + 1,
+    what,
+  );
   for (const t of [y, x.gpu, w.gpu, bias.gpu]) t.dispose();
 }
 
-async function checkConv(name: string, batch: number, H: number, W: number, Cin: number, Cout: number, k: number, stride: number, pad: number, seed: number): Promise<void> {
+async function checkConv(
+  name: string,
+  batch: number,
+  H: number,
+  W: number,
+  Cin: number,
+  Cout: number,
+  k: number,
+  stride: number,
+  pad: number,
+  seed: number,
+): Promise<void> {
   const opts = { stride, padding: pad };
   const x = randomPair(seed, [batch, H, W, Cin]);
   const w = randomPair(seed + 1, [k, k, Cin, Cout]);
@@ -79,7 +110,12 @@ for (const [name, variant] of GEMM_VARIANTS) {
     gemmChoice.force(variant);
     try {
       // Shapes straddle the 64- and 128-wide tiles; N % 4 != 0 takes the scalar B path, N % 4 == 0 the vec4 one.
-      for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      for (const [tA, tB] of [
+        [false, false],
+        [true, false],
+        [false, true],
+        [true, true],
+      ] as const) {
         await checkMatmul(name, 67, 45, 37, tA, tB, 10);
       }
       await checkMatmul(name, 130, 132, 19, false, false, 20);

@@ -48,7 +48,16 @@ export function randomInts(seed: number, n: number, bound: number): number[] {
 
 /** A reference array and the equal GPU tensor (the f32 rounding of the same values). */
 export function randomPair(seed: number, shape: number[], lo = -1, hi = 1): { ref: RefArray; gpu: Tensor<'f32'> } {
-  const values = Float64Array.from(Float32Array.from(randomValues(seed, shape.reduce((a, b) => a * b, 1), lo, hi)));
+  const values = Float64Array.from(
+    Float32Array.from(
+      randomValues(
+        seed,
+        shape.reduce((a, b) => a * b, 1),
+        lo,
+        hi,
+      ),
+    ),
+  );
   return { ref: refArray(shape, values), gpu: Tensor.from(values, shape) };
 }
 
@@ -62,7 +71,12 @@ export interface Tolerance {
  * scale with the length of the reductions involved (f32 epsilon is 1.2e-7; a sum of k terms of size
  * ~1 carries an error of order sqrt(k) * 1e-7 in random order, k * 1e-7 worst case).
  */
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance, what = 'values'): void {
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: Tolerance,
+  what = 'values',
+): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} != ${expected.length}`);
   let worst = -1;
   let worstExcess = 0;
@@ -77,6 +91,8 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     }
   }
   if (worst >= 0) {
-    assert.fail(`${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (rtol ${tol.rtol}, atol ${tol.atol})`);
+    assert.fail(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (rtol ${tol.rtol}, atol ${tol.atol})`,
+    );
   }
 }

@@ -27,7 +27,16 @@ test('uniform blocks pack like WGSL (4-byte fields, zero padding to 16) and a bl
   const p = new Params().u32(7, 0xffffffff).i32(-2).f32(1.5).u32(9);
   const words = new DataView(p.data.buffer);
   assert.equal(p.byteLength, 32);
-  assert.deepEqual([words.getUint32(0, true), words.getUint32(4, true), words.getInt32(8, true), words.getFloat32(12, true), words.getUint32(16, true)], [7, 0xffffffff, -2, 1.5, 9]);
+  assert.deepEqual(
+    [
+      words.getUint32(0, true),
+      words.getUint32(4, true),
+      words.getInt32(8, true),
+      words.getFloat32(12, true),
+      words.getUint32(16, true),
+    ],
+    [7, 0xffffffff, -2, 1.5, 9],
+  );
   for (let i = 20; i < 32; i += 4) assert.equal(words.getUint32(i, true), 0, `padding at byte ${i}`);
   assert.equal(new Params().byteLength, 16, 'an empty block is 16 bytes');
   assert.throws(() => new Params().u32(1.5), /uniform u32 out of range/);
@@ -48,7 +57,10 @@ test('a recurring (pipeline, buffers) combination reuses its bind group, and eve
   assert.equal(g.stats.bindGroups - groups, 2, 'one bind group per buffer, made once');
   fillInPlace(a, 5);
   const [va, vb] = [await a.data(), await b.data()];
-  assert.ok(va.every((v) => v === 5) && vb.every((v) => v === 22), `a ${va[0]}, b ${vb[0]}: each dispatch saw its own block`);
+  assert.ok(
+    va.every((v) => v === 5) && vb.every((v) => v === 22),
+    `a ${va[0]}, b ${vb[0]}: each dispatch saw its own block`,
+  );
   a.dispose();
   b.dispose();
 });
@@ -77,10 +89,14 @@ test('held work runs after work submitted later, with its data writes and late r
 test('an in-flight window settles oldest first, refuses more than its limit, and drops the rest after a failure', async () => {
   const settled: number[] = [];
   const dropped: number[] = [];
-  const w = new InFlightWindow<number>(2, async (n) => {
-    if (n === 13) throw new Error('bad entry');
-    settled.push(n);
-  }, (n) => dropped.push(n));
+  const w = new InFlightWindow<number>(
+    2,
+    async (n) => {
+      if (n === 13) throw new Error('bad entry');
+      settled.push(n);
+    },
+    (n) => dropped.push(n),
+  );
   w.push(1);
   w.push(2);
   assert.throws(() => w.push(3), /2 entries in flight already/);
@@ -98,7 +114,10 @@ test('an in-flight window settles oldest first, refuses more than its limit, and
 test('an error word found late stops with an error naming the iteration, and the work held behind it never runs', async () => {
   const n = 40;
   const memory = OdcMemory.create({ n, dim: 4, k: 2, minCluster: 1, seed: 3, kmeansIterations: 2 });
-  const raw = Tensor.from(new Float32Array(n * 4).map((_, i) => ((i * 37) % 11) - 5), [n, 4]);
+  const raw = Tensor.from(
+    new Float32Array(n * 4).map((_, i) => ((i * 37) % 11) - 5),
+    [n, 4],
+  );
   await memory.init(raw);
   raw.dispose();
   const marker = Tensor.empty([4], 'f32');
@@ -112,7 +131,10 @@ test('an error word found late stops with an error naming the iteration, and the
   assert.ok(gpu().holding, 'the next iteration is held behind the open decision');
   fillInPlace(marker, 123);
   checks.end(7);
-  await assert.rejects(checks.settle(0), (e: Error) => /in iteration 7, 1 out-of-range sample index/.test(e.message) && /last checkpoint/.test(e.message));
+  await assert.rejects(
+    checks.settle(0),
+    (e: Error) => /in iteration 7, 1 out-of-range sample index/.test(e.message) && /last checkpoint/.test(e.message),
+  );
   assert.equal(checks.pending, 0);
   assert.deepEqual([...(await marker.data())], [1, 1, 1, 1], 'the held iteration never ran');
   marker.dispose();
@@ -148,14 +170,27 @@ test('ODC training: no blocking read on common-path iterations, and the same che
       return b !== 1 && b % calm.log.interval !== 0 && b !== perEpoch;
     });
     assert.equal(common.length, 6);
-    assert.deepEqual(common, common.map(() => 0), `blocking reads per iteration: ${perIteration.join(', ')}`);
+    assert.deepEqual(
+      common,
+      common.map(() => 0),
+      `blocking reads per iteration: ${perIteration.join(', ')}`,
+    );
 
     // The default tiny run splits; an afterIteration hook makes the loop decide every iteration at once.
     const ahead = await train({ config: tinyConfig(), outDir: dirs[1], dataset: ds, quiet: true });
-    const atOnce = await train({ config: tinyConfig(), outDir: dirs[2], dataset: ds, quiet: true, afterIteration: () => {} });
+    const atOnce = await train({
+      config: tinyConfig(),
+      outDir: dirs[2],
+      dataset: ds,
+      quiet: true,
+      afterIteration: () => {},
+    });
     assert.ok(ahead.splits > 0, 'the tiny fixture splits clusters');
     assert.equal(ahead.splits, atOnce.splits);
-    assert.deepEqual(ahead.epochs.map((e) => [e.loss, e.nmi, e.minCluster, e.maxCluster]), atOnce.epochs.map((e) => [e.loss, e.nmi, e.minCluster, e.maxCluster]));
+    assert.deepEqual(
+      ahead.epochs.map((e) => [e.loss, e.nmi, e.minCluster, e.maxCluster]),
+      atOnce.epochs.map((e) => [e.loss, e.nmi, e.minCluster, e.maxCluster]),
+    );
     await assertSameCheckpoint(dirs[1], dirs[2]);
   } finally {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });

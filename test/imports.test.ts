@@ -23,7 +23,11 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'src');
 function importSpecifiers(source: string): string[] {
   const specifiers: string[] = [];
   const visit = (node: ts.Node): void => {
-    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
+    if (
+      (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) &&
+      node.moduleSpecifier &&
+      ts.isStringLiteral(node.moduleSpecifier)
+    ) {
       specifiers.push(node.moduleSpecifier.text);
     }
     if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
@@ -54,7 +58,11 @@ function importGraph(root: string): Map<string, string[]> {
   for (const file of tsFiles(root)) {
     const targets = importSpecifiers(readFileSync(file, 'utf8'))
       .filter((spec) => spec.startsWith('.'))
-      .map((spec) => relative(root, resolve(dirname(file), spec)).split('\\').join('/'));
+      .map((spec) =>
+        relative(root, resolve(dirname(file), spec))
+          .split('\\')
+          .join('/'),
+      );
     graph.set(relative(root, file).split('\\').join('/'), [...new Set(targets)]);
   }
   return graph;
@@ -109,17 +117,36 @@ describe('import graph of src/', () => {
       "const s = 'from';",
       "const text = `import { y } from './in-a-template.ts'`;",
       "let t: import('./type-query.ts').T;",
-      "const pkg = await import(packageName);",
+      'const pkg = await import(packageName);',
     ].join('\n');
     assert.deepEqual(importSpecifiers(source).sort(), [
-      '../c.ts', './a.ts', './def.ts', './f.ts', './g.ts', './lazy.ts', './ns.ts', './side.ts', './star.ts', './t.ts', './type-query.ts',
+      '../c.ts',
+      './a.ts',
+      './def.ts',
+      './f.ts',
+      './g.ts',
+      './lazy.ts',
+      './ns.ts',
+      './side.ts',
+      './star.ts',
+      './t.ts',
+      './type-query.ts',
     ]);
   });
 
   it('findCycle returns the path of a circle and null for a layered graph', () => {
-    const layered = new Map([['a', ['b', 'c']], ['b', ['c']], ['c', []]]);
+    const layered = new Map([
+      ['a', ['b', 'c']],
+      ['b', ['c']],
+      ['c', []],
+    ]);
     assert.equal(findCycle(layered), null);
-    const circle = new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']]]);
+    const circle = new Map([
+      ['a', ['b']],
+      ['b', ['c']],
+      ['c', ['a']],
+      ['d', ['a']],
+    ]);
     assert.deepEqual(findCycle(circle), ['a', 'b', 'c', 'a']);
     assert.deepEqual(findCycle(new Map([['self', ['self']]])), ['self', 'self']);
   });
@@ -140,7 +167,9 @@ describe('import graph of src/', () => {
 
   it('every relative import names a file of src/', () => {
     const graph = importGraph(SRC);
-    for (const [file, targets] of graph) for (const target of targets) assert.ok(graph.has(target), `${file} imports ${target}, which is not a .ts file of src/`);
+    for (const [file, targets] of graph)
+      for (const target of targets)
+        assert.ok(graph.has(target), `${file} imports ${target}, which is not a .ts file of src/`);
   });
 
   it('has no import circle', () => {

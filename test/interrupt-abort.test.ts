@@ -45,8 +45,21 @@ test('a second signal aborts at once: no checkpoint is written, the last good on
   await train({ config: tinyIdxConfig(data, 1), outDir: dir, quiet: true });
   const good = readFileSync(join(dir, 'checkpoint.odc'));
   // Resume for more epochs, with checkpoints only at the very end: any checkpoint written now would be new.
-  const run = startCli(['train', '--out', dir, '--resume', '--epochs', '6', '--set', 'log.checkpointEvery=100', '--set', 'log.checkpointMinutes=0']);
-  await run.line(/resumed from .*; changed optim\.epochs \(1 -> 6\), log\.checkpointEvery \(1 -> 100\), log\.checkpointMinutes \(30 -> 0\)/);
+  const run = startCli([
+    'train',
+    '--out',
+    dir,
+    '--resume',
+    '--epochs',
+    '6',
+    '--set',
+    'log.checkpointEvery=100',
+    '--set',
+    'log.checkpointMinutes=0',
+  ]);
+  await run.line(
+    /resumed from .*; changed optim\.epochs \(1 -> 6\), log\.checkpointEvery \(1 -> 100\), log\.checkpointMinutes \(30 -> 0\)/,
+  );
   await run.line(/ it \d+\/36 /);
   const pid = run.child.pid!;
   process.kill(pid, 'SIGSTOP');
@@ -58,11 +71,21 @@ test('a second signal aborts at once: no checkpoint is written, the last good on
   // The two pending signals may be handled in either order (any thread may take a signal): the first one
   // handled asks for a stop, the second aborts with its own exit code.
   const first = /odc: (SIGINT|SIGTERM): stopping after this iteration/.exec(ended.stderr)?.[1];
-  const second = /odc: a second stop signal \((SIGINT|SIGTERM)\): aborted without writing a checkpoint; the last complete checkpoint is kept; resume with: .* --resume/.exec(ended.stderr)?.[1];
+  const second =
+    /odc: a second stop signal \((SIGINT|SIGTERM)\): aborted without writing a checkpoint; the last complete checkpoint is kept; resume with: .* --resume/.exec(
+      ended.stderr,
+    )?.[1];
   assert.ok(first && second && first !== second, `one message per signal ${output}`);
-  assert.equal(ended.code, second === 'SIGINT' ? 130 : 143, `the second signal's exit code (128 + its number) ${output}`);
+  assert.equal(
+    ended.code,
+    second === 'SIGINT' ? 130 : 143,
+    `the second signal's exit code (128 + its number) ${output}`,
+  );
   assert.doesNotMatch(ended.stdout, /stopped at epoch/, 'the first signal did not get to write its checkpoint');
-  assert.ok(Buffer.compare(good, readFileSync(join(dir, 'checkpoint.odc'))) === 0, 'the last good checkpoint is byte-identical');
+  assert.ok(
+    Buffer.compare(good, readFileSync(join(dir, 'checkpoint.odc'))) === 0,
+    'the last good checkpoint is byte-identical',
+  );
   await readRecords(join(dir, 'checkpoint.odc'));
   assert.deepEqual(tempFiles(dir), []);
 });
@@ -74,7 +97,10 @@ test('the command line refuses a resume that changes the seed or K, naming both 
   const refused = await startCli(['train', '--out', dir, '--resume', '--seed', '3', '--k', '10', '--epochs', '2']).exit;
   assert.equal(refused.code, 1, refused.stderr);
   assert.equal(refused.stderr.match(/^odc: /gm)?.length, 1, `one error: ${refused.stderr}`);
-  assert.match(refused.stderr, /\nodc: --resume cannot change seed \(0 -> 3\) or odc\.k \(8 -> 10\): .*start a new run with --out NEWDIR, or drop these flags/);
+  assert.match(
+    refused.stderr,
+    /\nodc: --resume cannot change seed \(0 -> 3\) or odc\.k \(8 -> 10\): .*start a new run with --out NEWDIR, or drop these flags/,
+  );
   assert.doesNotMatch(refused.stderr, /\n\s+at /, 'no stack trace');
   assert.ok(Buffer.compare(good, readFileSync(join(dir, 'checkpoint.odc'))) === 0);
   rmSync(join(dir, 'config.json'));

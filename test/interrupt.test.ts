@@ -11,7 +11,16 @@ import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
 import { Rng } from '../src/util/rng.ts';
-import { assertSameCheckpoint, loggedResults, startCli, syntheticDataset, tempFiles, TINY_FLAGS, tinyIdxConfig, writeIdxDataset } from './train-fixtures.ts';
+import {
+  assertSameCheckpoint,
+  loggedResults,
+  startCli,
+  syntheticDataset,
+  tempFiles,
+  TINY_FLAGS,
+  tinyIdxConfig,
+  writeIdxDataset,
+} from './train-fixtures.ts';
 
 const env = process.env;
 const seed = Number(env.SIGNAL_SEED ?? (env.CI === 'true' ? 1 : Math.floor(Math.random() * 1e6)));
@@ -51,16 +60,34 @@ test(`SIGINT, then SIGTERM in the resumed run, at random moments: each stops wit
     const where = `(seed ${seed}, ${signal} ${delay.toFixed(0)} ms after the first log record; exit code ${stopped.code}, signal ${stopped.signal})\nstdout:\n${stopped.stdout}\nstderr:\n${stopped.stderr}`;
     if (/\ndone: /.test(stopped.stdout)) break; // training ended before the signal arrived: the run must still equal the reference
     assert.equal(stopped.code, signal === 'SIGINT' ? 130 : 143, `exit code 128 + signal number ${where}`);
-    assert.match(stopped.stderr, new RegExp(`odc: ${signal}: stopping after this iteration to write a checkpoint`), where);
-    assert.ok(/resume with: (.*)/.exec(stopped.stdout)?.[1]?.endsWith(`src/cli/main.ts train --out ${dir} --resume`), `the exact resume command ${where}`);
+    assert.match(
+      stopped.stderr,
+      new RegExp(`odc: ${signal}: stopping after this iteration to write a checkpoint`),
+      where,
+    );
+    assert.ok(
+      /resume with: (.*)/.exec(stopped.stdout)?.[1]?.endsWith(`src/cli/main.ts train --out ${dir} --resume`),
+      `the exact resume command ${where}`,
+    );
     assert.deepEqual(tempFiles(dir), [], `no temporary file ${where}`);
     stops.push(/stopped at (.*);/.exec(stopped.stdout)?.[1] ?? '?');
   }
   if (stops.length === 2) {
     const resumed = await startCli(resumeFlags).exit;
-    assert.equal(resumed.code, 0, `the last resume finishes (seed ${seed}, stopped at ${stops.join(', then ')})\n${resumed.stdout}\n${resumed.stderr}`);
+    assert.equal(
+      resumed.code,
+      0,
+      `the last resume finishes (seed ${seed}, stopped at ${stops.join(', then ')})\n${resumed.stdout}\n${resumed.stderr}`,
+    );
   }
   await assertSameCheckpoint(reference, dir);
-  assert.deepEqual(loggedResults(dir), loggedResults(reference), `the same log records and epoch summaries (seed ${seed}, stopped at ${stops.join(', then ')})`);
-  assert.deepEqual(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), JSON.parse(readFileSync(join(reference, 'config.json'), 'utf8')));
+  assert.deepEqual(
+    loggedResults(dir),
+    loggedResults(reference),
+    `the same log records and epoch summaries (seed ${seed}, stopped at ${stops.join(', then ')})`,
+  );
+  assert.deepEqual(
+    JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')),
+    JSON.parse(readFileSync(join(reference, 'config.json'), 'utf8')),
+  );
 });

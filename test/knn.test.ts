@@ -12,7 +12,13 @@ before(async () => {
 });
 
 /** Gaussian blobs: `numClasses` random centres, points = centre + noise; f32-rounded values. */
-function blobs(seed: number, n: number, d: number, numClasses: number, noise: number): { x: Float32Array; y: Int32Array } {
+function blobs(
+  seed: number,
+  n: number,
+  d: number,
+  numClasses: number,
+  noise: number,
+): { x: Float32Array; y: Int32Array } {
   const rng = new Rng(seed);
   const centres = Float64Array.from({ length: numClasses * d }, () => rng.normal());
   const x = new Float32Array(n * d);
@@ -50,7 +56,15 @@ interface RefKnn {
   all: Float64Array[];
 }
 
-function refKnn(trainX: Float32Array, testX: Float32Array, ntr: number, nte: number, d: number, k: number, excludeSelf: boolean): RefKnn {
+function refKnn(
+  trainX: Float32Array,
+  testX: Float32Array,
+  ntr: number,
+  nte: number,
+  d: number,
+  k: number,
+  excludeSelf: boolean,
+): RefKnn {
   const tr = refNormalize(trainX, ntr, d);
   const te = refNormalize(testX, nte, d);
   const indices: number[][] = [];
@@ -67,7 +81,12 @@ function refKnn(trainX: Float32Array, testX: Float32Array, ntr: number, nte: num
   return { indices, sims, all };
 }
 
-function refVote(ref: RefKnn, trainY: Int32Array, numClasses: number, temperature: number): { pred: number[]; margin: number[] } {
+function refVote(
+  ref: RefKnn,
+  trainY: Int32Array,
+  numClasses: number,
+  temperature: number,
+): { pred: number[]; margin: number[] } {
   const pred: number[] = [];
   const margin: number[] = [];
   ref.indices.forEach((idx, i) => {
@@ -85,7 +104,12 @@ function refVote(ref: RefKnn, trainY: Int32Array, numClasses: number, temperatur
  * picked has (in f64) the reference's similarity for that rank, the GPU similarity is that value in f32,
  * no row repeats a neighbour, and excluded samples never appear.
  */
-function checkNeighbours(got: { indices: Uint32Array; similarities: Float32Array }, ref: RefKnn, k: number, excludeSelf: boolean): void {
+function checkNeighbours(
+  got: { indices: Uint32Array; similarities: Float32Array },
+  ref: RefKnn,
+  k: number,
+  excludeSelf: boolean,
+): void {
   const tol = 2e-6;
   ref.indices.forEach((_, i) => {
     const seen = new Set<number>();
@@ -96,8 +120,14 @@ function checkNeighbours(got: { indices: Uint32Array; similarities: Float32Array
       seen.add(j);
       if (excludeSelf) assert.notEqual(j, i, `row ${i}: the sample itself was not excluded`);
       const exact = ref.all[i][j];
-      assert.ok(Math.abs(exact - ref.sims[i][t]) <= tol, `row ${i} rank ${t}: picked ${j} (sim ${exact}), reference picks ${ref.indices[i][t]} (sim ${ref.sims[i][t]})`);
-      assert.ok(Math.abs(got.similarities[i * k + t] - exact) <= tol, `row ${i} rank ${t}: similarity ${got.similarities[i * k + t]} vs ${exact}`);
+      assert.ok(
+        Math.abs(exact - ref.sims[i][t]) <= tol,
+        `row ${i} rank ${t}: picked ${j} (sim ${exact}), reference picks ${ref.indices[i][t]} (sim ${ref.sims[i][t]})`,
+      );
+      assert.ok(
+        Math.abs(got.similarities[i * k + t] - exact) <= tol,
+        `row ${i} rank ${t}: similarity ${got.similarities[i * k + t]} vs ${exact}`,
+      );
     }
   });
 }
@@ -124,7 +154,11 @@ test('knnSearch matches the float64 reference (random shapes, chunked and not)',
         const chunked = await knnSearch(train, testT, { k, chunkRows, variant: 'rows' });
         checkNeighbours(whole, ref, k, false);
         assert.deepEqual(chunked.indices, whole.indices, 'chunking / kernel variant changed the neighbours');
-        assert.deepEqual(chunked.similarities, whole.similarities, 'chunking / kernel variant changed the similarities');
+        assert.deepEqual(
+          chunked.similarities,
+          whole.similarities,
+          'chunking / kernel variant changed the similarities',
+        );
         train.dispose();
         testT.dispose();
       },
@@ -187,7 +221,7 @@ test('large k and exact ties: both kernels order equal similarities by index', a
   const ntr = 240;
   // every train row is one of 6 vectors: similarities tie exactly within each group of 40
   const trX = new Float32Array(ntr * d);
-  for (let i = 0; i < ntr; i++) trX.set(distinct.subarray((i % 6) * d, (i % 6 + 1) * d), i * d);
+  for (let i = 0; i < ntr; i++) trX.set(distinct.subarray((i % 6) * d, ((i % 6) + 1) * d), i * d);
   const teX = blobs(22, 9, d, 3, 1).x;
   const train = Tensor.from(trX, [ntr, d]);
   const testT = Tensor.from(teX, [9, d]);
@@ -195,9 +229,18 @@ test('large k and exact ties: both kernels order equal similarities by index', a
   for (const variant of ['workgroup', 'rows'] as const) {
     for (const k of [200, 57]) {
       const got = await knnSearch(train, testT, { k, variant });
-      checkNeighbours(got, { ...ref, indices: ref.indices.map((r) => r.slice(0, k)), sims: ref.sims.map((r) => r.slice(0, k)) }, k, false);
+      checkNeighbours(
+        got,
+        { ...ref, indices: ref.indices.map((r) => r.slice(0, k)), sims: ref.sims.map((r) => r.slice(0, k)) },
+        k,
+        false,
+      );
       for (let i = 0; i < 9; i++) {
-        assert.deepEqual([...got.indices.subarray(i * k, (i + 1) * k)], ref.indices[i].slice(0, k), `${variant} k=${k} row ${i}: tie order`);
+        assert.deepEqual(
+          [...got.indices.subarray(i * k, (i + 1) * k)],
+          ref.indices[i].slice(0, k),
+          `${variant} k=${k} row ${i}: tie order`,
+        );
       }
     }
   }
@@ -218,7 +261,17 @@ test('knnVote: hand-computed weighted vote, ties to the lowest class', () => {
   // row 1, third neighbour: class 3 with e^-5 breaks the tie for class 3 at T = 1
   const v = knnVote(neighbours, trainLabels, 4, 1, [1, 0]);
   assert.deepEqual([...v.predictions], [1, 3]);
-  const tied = knnVote({ ...neighbours, k: 2, indices: Uint32Array.from([0, 1, 3, 4]), similarities: Float32Array.from([0.9, 0.5, 0.2, 0.2]) }, trainLabels, 4, 1);
+  const tied = knnVote(
+    {
+      ...neighbours,
+      k: 2,
+      indices: Uint32Array.from([0, 1, 3, 4]),
+      similarities: Float32Array.from([0.9, 0.5, 0.2, 0.2]),
+    },
+    trainLabels,
+    4,
+    1,
+  );
   assert.deepEqual([...tied.predictions], [2, 0], 'row 0: e^0.9 > e^0.5; row 1: tie -> lowest class id');
   assert.deepEqual([...v.top5Hits], [1, 1]);
 });
@@ -245,7 +298,13 @@ test('knnSearch rejects bad inputs with clear errors', async () => {
   await assert.rejects(knnSearch(a, a, { k: 4, excludeSelf: true }), /k = 4 must be an integer in 1\.\.3/);
   await assert.rejects(knnSearch(a, c, { k: 2, excludeSelf: true }), /excludeSelf needs the same set/);
   const labels4 = Int32Array.from([0, 1, 2, 3]);
-  await assert.rejects(knnAccuracy(a, labels4, a, labels4, { numClasses: 3, k: 2 }), /train labels\[3\] = 3 is outside 0\.\.2/);
-  await assert.rejects(knnAccuracy(a, labels4, c, labels4, { numClasses: 4, k: 2 }), /4 test labels for 5 feature rows/);
+  await assert.rejects(
+    knnAccuracy(a, labels4, a, labels4, { numClasses: 3, k: 2 }),
+    /train labels\[3\] = 3 is outside 0\.\.2/,
+  );
+  await assert.rejects(
+    knnAccuracy(a, labels4, c, labels4, { numClasses: 4, k: 2 }),
+    /4 test labels for 5 feature rows/,
+  );
   for (const t of [a, b, c]) t.dispose();
 });

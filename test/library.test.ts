@@ -22,20 +22,45 @@ test('train(config, options): onEpoch sees every epoch; aborting from it stops a
   try {
     const config = tinyConfig(); // 2 epochs
     const seen: EpochSummary[] = [];
-    const whole = await train(config, { outDir: join(dir, 'whole'), dataset: syntheticDataset(), quiet: true, onEpoch: (e) => void seen.push(e) });
+    const whole = await train(config, {
+      outDir: join(dir, 'whole'),
+      dataset: syntheticDataset(),
+      quiet: true,
+      onEpoch: (e) => void seen.push(e),
+    });
     assert.equal(whole.interrupted, false);
     assert.deepEqual(seen, whole.epochs, 'onEpoch got each summary train returns');
-    assert.deepEqual(seen.map((e) => e.epoch), [0, 1]);
-    assert.ok(seen.every((e) => e.nmi !== undefined && e.nmi >= 0 && e.nmi <= 1), 'memory NMI on labelled data');
+    assert.deepEqual(
+      seen.map((e) => e.epoch),
+      [0, 1],
+    );
+    assert.ok(
+      seen.every((e) => e.nmi !== undefined && e.nmi >= 0 && e.nmi <= 1),
+      'memory NMI on labelled data',
+    );
 
     const stop = new AbortController();
     const parts = join(dir, 'parts');
-    const first = await train(config, { outDir: parts, dataset: syntheticDataset(), quiet: true, signal: stop.signal, onEpoch: () => stop.abort('enough') });
+    const first = await train(config, {
+      outDir: parts,
+      dataset: syntheticDataset(),
+      quiet: true,
+      signal: stop.signal,
+      onEpoch: () => stop.abort('enough'),
+    });
     assert.equal(first.interrupted, true);
-    assert.deepEqual(first.position, { epoch: 1, batchInEpoch: 0, iteration: whole.iterations / 2 }, 'stopped at the epoch boundary');
+    assert.deepEqual(
+      first.position,
+      { epoch: 1, batchInEpoch: 0, iteration: whole.iterations / 2 },
+      'stopped at the epoch boundary',
+    );
     const rest = await train({ config, outDir: parts, dataset: syntheticDataset(), quiet: true, resume: true });
     assert.equal(rest.interrupted, false);
-    assert.deepEqual(rest.epochs.map((e) => e.loss), [whole.epochs[1].loss], 'the resumed epoch logs what the whole run did');
+    assert.deepEqual(
+      rest.epochs.map((e) => e.loss),
+      [whole.epochs[1].loss],
+      'the resumed epoch logs what the whole run did',
+    );
     await assertSameCheckpoint(join(dir, 'whole'), parts);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -43,11 +68,24 @@ test('train(config, options): onEpoch sees every epoch; aborting from it stops a
 });
 
 test('odc train --init-from: a missing file, or --resume with it, is one error line before any GPU work', () => {
-  const missing = runCli('src/cli/main.ts', ['train', '--init-from', 'no/such/weights.safetensors', '--out', join(tmpdir(), 'odc-never')]);
+  const missing = runCli('src/cli/main.ts', [
+    'train',
+    '--init-from',
+    'no/such/weights.safetensors',
+    '--out',
+    join(tmpdir(), 'odc-never'),
+  ]);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /odc: --init-from no\/such\/weights\.safetensors: no such file/);
   assert.doesNotMatch(missing.stderr, /\n\s+at /, 'no stack trace');
-  const both = runCli('src/cli/main.ts', ['train', '--init-from', 'package.json', '--resume', '--out', join(tmpdir(), 'odc-never')]);
+  const both = runCli('src/cli/main.ts', [
+    'train',
+    '--init-from',
+    'package.json',
+    '--resume',
+    '--out',
+    join(tmpdir(), 'odc-never'),
+  ]);
   assert.equal(both.status, 1);
   assert.match(both.stderr, /odc: --init-from starts a new run .* --resume continues a run: use one of them/);
 });

@@ -13,12 +13,20 @@ before(async () => {
  * Gaussian blobs in D dims with per-dimension offsets and scales (so standardisation matters):
  * x[i, j] = offset[j] + scale[j] * (centre[y_i, j] + noise * N(0, 1)).
  */
-function blobs(rng: Rng, centres: Float64Array, n: number, d: number, numClasses: number, noise: number): { x: Float32Array; y: Int32Array } {
+function blobs(
+  rng: Rng,
+  centres: Float64Array,
+  n: number,
+  d: number,
+  numClasses: number,
+  noise: number,
+): { x: Float32Array; y: Int32Array } {
   const x = new Float32Array(n * d);
   const y = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     y[i] = rng.int(numClasses);
-    for (let j = 0; j < d; j++) x[i * d + j] = 3 * j - 10 + (1 + (j % 5)) * (centres[y[i] * d + j] + noise * rng.normal());
+    for (let j = 0; j < d; j++)
+      x[i * d + j] = 3 * j - 10 + (1 + (j % 5)) * (centres[y[i] * d + j] + noise * rng.normal());
   }
   return { x, y };
 }
@@ -26,7 +34,10 @@ function blobs(rng: Rng, centres: Float64Array, n: number, d: number, numClasses
 function dataset(seed: number, ntr: number, nte: number, d: number, numClasses: number, noise: number) {
   const rng = new Rng(seed);
   const centres = Float64Array.from({ length: numClasses * d }, () => rng.normal());
-  return { train: blobs(rng, centres, ntr, d, numClasses, noise), test: blobs(rng, centres, nte, d, numClasses, noise) };
+  return {
+    train: blobs(rng, centres, ntr, d, numClasses, noise),
+    test: blobs(rng, centres, nte, d, numClasses, noise),
+  };
 }
 
 const OPTS = { epochs: 15, lr: 0.1, batchSize: 64, weightDecay: 1e-4, seed: 7 };
@@ -66,13 +77,23 @@ test('linear probe separates Gaussian blobs (high accuracy, falling loss, no lea
   const trX = Tensor.from(train.x, [500, d]);
   const teX = Tensor.from(held.x, [250, d]);
   const epochLosses: number[] = [];
-  const res = await linearProbe(trX, train.y, teX, held.y, { ...OPTS, numClasses, onEpoch: (_, l) => epochLosses.push(l) });
+  const res = await linearProbe(trX, train.y, teX, held.y, {
+    ...OPTS,
+    numClasses,
+    onEpoch: (_, l) => epochLosses.push(l),
+  });
   assert.ok(res.trainAccuracy > 0.95, `train accuracy ${res.trainAccuracy}`);
   assert.ok(res.testAccuracy > 0.93, `test accuracy ${res.testAccuracy}`);
   assert.equal(res.losses.length, OPTS.epochs);
   assert.deepEqual(res.losses, epochLosses);
-  assert.ok(res.losses[0] > res.losses[res.losses.length - 1] * 2, `loss should fall: ${res.losses.map((l) => l.toFixed(3)).join(' ')}`);
-  assert.ok(res.losses[0] < Math.log(numClasses), 'the first epoch starts at log(C) (small initial weights) and goes down');
+  assert.ok(
+    res.losses[0] > res.losses[res.losses.length - 1] * 2,
+    `loss should fall: ${res.losses.map((l) => l.toFixed(3)).join(' ')}`,
+  );
+  assert.ok(
+    res.losses[0] < Math.log(numClasses),
+    'the first epoch starts at log(C) (small initial weights) and goes down',
+  );
   assert.ok(res.losses[res.losses.length - 1] < 0.2, `final loss ${res.losses[res.losses.length - 1]}`);
   const again = await linearProbe(trX, train.y, teX, held.y, { ...OPTS, numClasses });
   assert.deepEqual(again.losses, res.losses, 'same seed, same run');
@@ -94,7 +115,10 @@ test('random-label control stays near chance on held-out data', async () => {
   const res = await linearProbe(trX, randTrain, teX, randTest, { ...OPTS, numClasses });
   // chance is 0.2; 400 test samples give a standard error of 0.02
   assert.ok(res.testAccuracy < 0.3, `test accuracy on random labels ${res.testAccuracy}`);
-  assert.ok(res.trainAccuracy < 0.5, `a linear model cannot memorise 500 random labels in 24 dims: ${res.trainAccuracy}`);
+  assert.ok(
+    res.trainAccuracy < 0.5,
+    `a linear model cannot memorise 500 random labels in 24 dims: ${res.trainAccuracy}`,
+  );
   trX.dispose();
   teX.dispose();
 });
@@ -105,8 +129,14 @@ test('linearProbe rejects bad inputs with clear errors', async () => {
   const y = Int32Array.from([0, 1, 0, 1]);
   await assert.rejects(linearProbe(a, y, b, y, { ...OPTS, numClasses: 2 }), /differ in dimension/);
   await assert.rejects(linearProbe(a, y, a, y, { ...OPTS, numClasses: 1 }), /numClasses = 1/);
-  await assert.rejects(linearProbe(a, Int32Array.from([0, 1, 2, 0]), a, y, { ...OPTS, numClasses: 2 }), /train labels\[2\] = 2 is outside 0\.\.1/);
-  await assert.rejects(linearProbe(a, y.subarray(1), a, y, { ...OPTS, numClasses: 2 }), /3 train labels for 4 feature rows/);
+  await assert.rejects(
+    linearProbe(a, Int32Array.from([0, 1, 2, 0]), a, y, { ...OPTS, numClasses: 2 }),
+    /train labels\[2\] = 2 is outside 0\.\.1/,
+  );
+  await assert.rejects(
+    linearProbe(a, y.subarray(1), a, y, { ...OPTS, numClasses: 2 }),
+    /3 train labels for 4 feature rows/,
+  );
   a.dispose();
   b.dispose();
 });

@@ -6,7 +6,8 @@
 import { initGpu } from '../src/gpu/device.ts';
 
 const submits = Number(process.argv[2]);
-if (!Number.isInteger(submits) || submits <= 0) throw new Error(`usage: lose-device-cli.ts SUBMITS odc-args..., got ${process.argv[2]}`);
+if (!Number.isInteger(submits) || submits <= 0)
+  throw new Error(`usage: lose-device-cli.ts SUBMITS odc-args..., got ${process.argv[2]}`);
 process.argv.splice(2, 1); // the CLI reads its own arguments from process.argv
 const gpu = await initGpu();
 const flush = gpu.flush.bind(gpu);

@@ -80,7 +80,12 @@ test('GPU loss and logits gradient match the f64 reference (B = 1, odd K, severa
       const value = await loss.data();
       backward(loss, gT);
       assertClose(value, [refWeightedCrossEntropy(x.ref, labels, w, chunks)], LOSS_TOL, 'loss');
-      assertClose(await x.gpu.grad!.data(), refWeightedCrossEntropyGrad(x.ref, labels, w, chunks, gOut).data, GRAD_TOL, 'grad');
+      assertClose(
+        await x.gpu.grad!.data(),
+        refWeightedCrossEntropyGrad(x.ref, labels, w, chunks, gOut).data,
+        GRAD_TOL,
+        'grad',
+      );
       for (const t of [loss, x.gpu.grad!, x.gpu, yT, gT]) t.dispose();
       wT?.dispose();
     }),
@@ -101,10 +106,19 @@ test('the loss is invariant to scaling the class weights (ODC invariant 13)', as
         const y = Tensor.from(randomInts(seed + 1, b, k), [b], 'u32');
         const w = randomWeights(seed + 2, k);
         const w1 = Tensor.from(w, [k]);
-        const w2 = Tensor.from(w.map((v) => v * c), [k]);
-        const [l1, l2] = tidy(() => [weightedCrossEntropy(x.gpu, y, w1, { chunks }), weightedCrossEntropy(x.gpu, y, w2, { chunks })]);
+        const w2 = Tensor.from(
+          w.map((v) => v * c),
+          [k],
+        );
+        const [l1, l2] = tidy(() => [
+          weightedCrossEntropy(x.gpu, y, w1, { chunks }),
+          weightedCrossEntropy(x.gpu, y, w2, { chunks }),
+        ]);
         const [a, bb] = [(await l1.data())[0], (await l2.data())[0]];
-        assert.ok(Math.abs(a - bb) <= 1e-5 * Math.max(1, Math.abs(a)), `loss ${a} vs ${bb} with weights scaled by ${c}`);
+        assert.ok(
+          Math.abs(a - bb) <= 1e-5 * Math.max(1, Math.abs(a)),
+          `loss ${a} vs ${bb} with weights scaled by ${c}`,
+        );
         for (const t of [x.gpu, y, w1, w2, l1, l2]) t.dispose();
       },
     ),
@@ -154,7 +168,10 @@ test('an out-of-range label gives a NaN loss and gradient row without reading ou
   assert.ok(Number.isNaN((await loss.data())[0]));
   backward(loss);
   const g = await x.grad!.data();
-  assert.ok(g.slice(3).every((v) => Number.isNaN(v)), 'row with the bad label');
+  assert.ok(
+    g.slice(3).every((v) => Number.isNaN(v)),
+    'row with the bad label',
+  );
   for (const t of [loss, x.grad!, x, y, w]) t.dispose();
 });
 
@@ -178,11 +195,17 @@ test('rejects bad shapes and dtypes with clear errors', () => {
   const y3 = Tensor.from([0, 1, 2], [3], 'u32');
   const w2 = Tensor.from([1, 1], [2]);
   const x1 = Tensor.from([1, 2, 3], [3]);
-  assert.throws(() => weightedCrossEntropy(x, yf as unknown as Tensor<'u32'>, null), /labels: expected a u32 tensor, got f32/);
+  assert.throws(
+    () => weightedCrossEntropy(x, yf as unknown as Tensor<'u32'>, null),
+    /labels: expected a u32 tensor, got f32/,
+  );
   assert.throws(() => weightedCrossEntropy(x, y3, null), /labels must be \[2\].*got \[3\]/);
   assert.throws(() => weightedCrossEntropy(x, y, w2), /classWeights must be \[3\].*got \[2\]/);
   assert.throws(() => weightedCrossEntropy(x1, y, null), /logits must be \[B, K\], got \[3\]/);
   assert.throws(() => weightedCrossEntropy(x, y, null, { chunks: 0 }), /chunks must be a positive integer/);
-  assert.throws(() => weightedCrossEntropy(x, y, y as unknown as Tensor<'f32'>), /classWeights: expected a f32 tensor, got u32/);
+  assert.throws(
+    () => weightedCrossEntropy(x, y, y as unknown as Tensor<'f32'>),
+    /classWeights: expected a f32 tensor, got u32/,
+  );
   for (const t of [x, y, yf, y3, w2, x1]) t.dispose();
 });

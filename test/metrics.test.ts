@@ -2,7 +2,15 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { assert } from './helpers.ts';
 import { linearSumAssignment } from '../src/metrics/hungarian.ts';
-import { accuracy, ari, clusteringAccuracy, confusionMatrix, contingencyTable, matchClusters, purity } from '../src/metrics/metrics.ts';
+import {
+  accuracy,
+  ari,
+  clusteringAccuracy,
+  confusionMatrix,
+  contingencyTable,
+  matchClusters,
+  purity,
+} from '../src/metrics/metrics.ts';
 import { nmi } from '../src/metrics/nmi.ts';
 import { formatEvalTable, formatPercent } from '../src/eval/report.ts';
 import { Rng } from '../src/util/rng.ts';
@@ -60,9 +68,14 @@ function bruteAccuracy(pred: ArrayLike<number>, truth: ArrayLike<number>): numbe
 }
 
 const labelsArb = (maxK: number, minLen = 1, maxLen = 40) =>
-  fc.integer({ min: minLen, max: maxLen }).chain((n) =>
-    fc.tuple(fc.array(fc.integer({ min: 0, max: maxK - 1 }), { minLength: n, maxLength: n }), fc.array(fc.integer({ min: 0, max: maxK - 1 }), { minLength: n, maxLength: n })),
-  );
+  fc
+    .integer({ min: minLen, max: maxLen })
+    .chain((n) =>
+      fc.tuple(
+        fc.array(fc.integer({ min: 0, max: maxK - 1 }), { minLength: n, maxLength: n }),
+        fc.array(fc.integer({ min: 0, max: maxK - 1 }), { minLength: n, maxLength: n }),
+      ),
+    );
 
 /** Relabels with an arbitrary injective map (shuffled, shifted, possibly negative ids). */
 function relabel(labels: number[], seed: number): number[] {
@@ -137,7 +150,10 @@ test('clusteringAccuracy: hand-computed cases, including K != C', () => {
   assert.equal(clusteringAccuracy([0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 1]), 4 / 6);
   assert.equal(purity([0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 1]), 5 / 6);
   const m = matchClusters([7, 7, 3, 3], [1, 1, 0, 0]);
-  assert.deepEqual([...m.mapping.entries()].sort(), [[3, 0], [7, 1]]);
+  assert.deepEqual([...m.mapping.entries()].sort(), [
+    [3, 0],
+    [7, 1],
+  ]);
   assert.equal(m.correct, 4);
   assert.equal(clusteringAccuracy([], []), 0);
   assert.throws(() => clusteringAccuracy([0, 1], [0]), /different lengths/);
@@ -230,10 +246,13 @@ test('accuracy and confusionMatrix', () => {
 });
 
 test('formatEvalTable aligns columns and formats numbers', () => {
-  const table = formatEvalTable([
-    { name: 'ODC', values: { nmi: 0.51234, ari: 0.3, acc: 0.612, note: 'k=10' } },
-    { name: 'random init', values: { nmi: 0.01, acc: null } },
-  ], { digits: 3 });
+  const table = formatEvalTable(
+    [
+      { name: 'ODC', values: { nmi: 0.51234, ari: 0.3, acc: 0.612, note: 'k=10' } },
+      { name: 'random init', values: { nmi: 0.01, acc: null } },
+    ],
+    { digits: 3 },
+  );
   const lines = table.split('\n');
   assert.equal(lines.length, 4);
   assert.match(lines[0], /^\| model\s+\|\s+nmi \|\s+ari \|\s+acc \| note \|$/);

@@ -25,15 +25,27 @@ test('checkpoints written mid-epoch (by time, then at a stop between log records
     const everyIteration = applyOverride(tinyConfig(), 'log.checkpointMinutes=1e-9');
     await train({ config: tinyConfig(), outDir: straight, dataset: ds, quiet: true });
     // Stop at iteration 7: mid-way through epoch 2 (6 batches per epoch), 3 iterations after its last log record.
-    const partial = await train({ config: everyIteration, outDir: stopped, dataset: ds, quiet: true, stopAfterIterations: 7 });
+    const partial = await train({
+      config: everyIteration,
+      outDir: stopped,
+      dataset: ds,
+      quiet: true,
+      stopAfterIterations: 7,
+    });
     assert.equal(partial.interrupted, true);
     assert.deepEqual(partial.position, { epoch: 1, batchInEpoch: 1, iteration: 7 });
-    const saved = readLog(stopped).filter((r) => r.event === 'checkpoint').map((r) => r.iteration);
+    const saved = readLog(stopped)
+      .filter((r) => r.event === 'checkpoint')
+      .map((r) => r.iteration);
     assert.deepEqual(saved, [1, 2, 3, 4, 5, 6, 7], 'a time-based checkpoint at every iteration boundary');
     const finished = await train({ config: everyIteration, outDir: stopped, dataset: ds, quiet: true, resume: true });
     assert.equal(finished.interrupted, false);
     await assertSameCheckpoint(straight, stopped);
-    assert.deepEqual(loggedResults(stopped), loggedResults(straight), 'the same log records and epoch summaries, to the last bit');
+    assert.deepEqual(
+      loggedResults(stopped),
+      loggedResults(straight),
+      'the same log records and epoch summaries, to the last bit',
+    );
   } finally {
     rmSync(straight, { recursive: true, force: true });
     rmSync(stopped, { recursive: true, force: true });

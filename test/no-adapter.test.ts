@@ -17,7 +17,12 @@ test('no WebGPU adapter: the CLI fails with one message naming the fix', () => {
     cwd: root,
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...process.env, VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json', XDG_RUNTIME_DIR: '/tmp' },
+    env: {
+      ...process.env,
+      VK_ICD_FILENAMES: '/nonexistent/icd.json',
+      VK_DRIVER_FILES: '/nonexistent/icd.json',
+      XDG_RUNTIME_DIR: '/tmp',
+    },
   });
   assert.equal(result.status, 1, `exit status ${result.status}; stderr: ${result.stderr}`);
   assert.match(result.stderr, /odc: No WebGPU adapter was found\. .*Vulkan driver.*lavapipe.*bookworm-backports/);

@@ -19,7 +19,15 @@ import { OdcMemory } from '../src/odc/memory.ts';
 import { exportMemoryState, memoryFromState, memoryMeta } from '../src/odc/memory-records.ts';
 import { handleSmallClusters } from '../src/odc/small-clusters.ts';
 import { CheckpointError, decodeRecords, encodeRecords, readRecords, writeRecords } from '../src/odc/checkpoint-io.ts';
-import { RefMemory, refArgmax, refHistogram, refMeans, refNormalize, refScores, refWeightedCrossEntropy } from '../src/odc/reference.ts';
+import {
+  RefMemory,
+  refArgmax,
+  refHistogram,
+  refMeans,
+  refNormalize,
+  refScores,
+  refWeightedCrossEntropy,
+} from '../src/odc/reference.ts';
 import {
   centroidsAreMeans,
   expectHolds,
@@ -48,7 +56,21 @@ type State = MemoryState;
 function memoryFrom(s: State, momentum = 0.5, seed = 1): OdcMemory {
   const weights = new Float32Array(s.k).fill(1 / s.k);
   return memoryFromState(
-    { format: 'odc-memory', version: 1, n: s.n, dim: s.d, k: s.k, momentum, minCluster: s.minCluster, seed, kmeansIterations: 20, splitRestarts: 2, splitMaxIter: 20, rng: new Rng(seed).state(), lastBatchSize: 0 },
+    {
+      format: 'odc-memory',
+      version: 1,
+      n: s.n,
+      dim: s.d,
+      k: s.k,
+      momentum,
+      minCluster: s.minCluster,
+      seed,
+      kmeansIterations: 20,
+      splitRestarts: 2,
+      splitMaxIter: 20,
+      rng: new Rng(seed).state(),
+      lastBatchSize: 0,
+    },
     {
       'memory.features': { data: s.features, shape: [s.n, s.d] },
       'memory.labels': { data: s.labels, shape: [s.n] },
@@ -83,13 +105,20 @@ const sizeArb = fc.record({
 test('init: labels in range, no empty cluster, unit rows, centroids = member means (invariants 1-3)', async () => {
   await fc.assert(
     fc.asyncProperty(
-      fc.record({ n: fc.integer({ min: 50, max: 600 }), d: fc.integer({ min: 2, max: 16 }), k: fc.integer({ min: 2, max: 12 }), seed: fc.nat(), frac: fc.double({ min: 0, max: 0.4, noNaN: true }) }),
+      fc.record({
+        n: fc.integer({ min: 50, max: 600 }),
+        d: fc.integer({ min: 2, max: 16 }),
+        k: fc.integer({ min: 2, max: 12 }),
+        seed: fc.nat(),
+        frac: fc.double({ min: 0, max: 0.4, noNaN: true }),
+      }),
       async ({ n, d, k, seed, frac }) => {
         const minCluster = Math.max(1, Math.floor((frac * n) / k));
         const rng = new Rng(seed);
         // raw neck outputs: post-ReLU, unnormalised, a few all-zero rows
         const raw = new Float32Array(n * d);
-        for (let i = 0; i < n; i++) if (rng.uniform() > 0.03) for (let j = 0; j < d; j++) raw[i * d + j] = Math.max(0, 3 * rng.normal());
+        for (let i = 0; i < n; i++)
+          if (rng.uniform() > 0.03) for (let j = 0; j < d; j++) raw[i * d + j] = Math.max(0, 3 * rng.normal());
         const x = Tensor.from(raw, [n, d]);
         const memory = OdcMemory.create({ n, dim: d, k, minCluster, seed });
         const report = await memory.init(x);
@@ -106,11 +135,18 @@ test('init: labels in range, no empty cluster, unit rows, centroids = member mea
         assert.deepEqual((await memory.stats()).total, n);
         for (let i = 0; i < n; i++) {
           const row = raw.subarray(i * d, (i + 1) * d);
-          if (row.some((v) => v !== 0)) assertClose(feats.subarray(i * d, (i + 1) * d), refNormalize(row), { rtol: 1e-6, atol: 1e-7 }, `row ${i}`);
+          if (row.some((v) => v !== 0))
+            assertClose(feats.subarray(i * d, (i + 1) * d), refNormalize(row), { rtol: 1e-6, atol: 1e-7 }, `row ${i}`);
         }
         for (let c = 0; c < k; c++) assert.ok(rowNorm(cents, c, d) <= 1 + 1e-6, `||centroid ${c}|| <= 1`);
-        assert.ok(cents.every((v) => v >= 0), 'centroids non-negative');
-        assert.ok(report.emptyAfter.every((e) => e === 0), 'k-means repaired every empty cluster');
+        assert.ok(
+          cents.every((v) => v >= 0),
+          'centroids non-negative',
+        );
+        assert.ok(
+          report.emptyAfter.every((e) => e === 0),
+          'k-means repaired every empty cluster',
+        );
         memory.dispose();
         x.dispose();
       },
@@ -121,59 +157,80 @@ test('init: labels in range, no empty cluster, unit rows, centroids = member mea
 
 test('update: momentum rows, untouched rows bit-identical, labels = argmax vs the centroids, change count (invariants 4-6)', async () => {
   await fc.assert(
-    fc.asyncProperty(sizeArb, fc.integer({ min: 1, max: 64 }), fc.boolean(), fc.double({ min: 0, max: 1, noNaN: true }), fc.boolean(), async ({ n, d, k: k0, seed }, b, dupes, m0, halfMomentum) => {
-      const k = Math.min(k0, n);
-      const momentum = halfMomentum ? 0.5 : Math.fround(m0);
-      const rng = new Rng(seed);
-      const s = randomState(rng, n, d, k, 1);
-      const memory = memoryFrom(s, momentum);
-      const range = dupes ? Math.max(1, Math.floor(b / 3)) : n;
-      const idx = Array.from({ length: b }, () => rng.int(Math.min(range, n)));
-      const fresh = new Float32Array(b * d).map(() => rng.normal());
-      if (b > 2) fresh.fill(0, 0, d); // an all-zero fresh feature
-      const fT = Tensor.from(fresh, [b, d]);
-      const before = await memory.labelsOf(idx).data();
-      assert.deepEqual([...before], idx.map((i) => s.labels[i]), 'labelsOf = labels before the update');
-      memory.update(idx, fT);
-      const feats = await memory.features.data();
-      const labels = await memory.labels.data();
-      const changed = (await memory.changeCount.data())[0];
-      expectHolds(
-        memoryUpdateRows(s, { features: feats, labels }, idx, fresh, momentum, d),
-        labelsAreArgmax(feats, labels, s.centroids, k, d, { rows: idx, tieTolerance: TIE }),
-      );
-      const ref = new RefMemory(n, d, k, Float64Array.from(s.features), [...s.labels], Float64Array.from(s.centroids));
-      const r = ref.update(idx, fresh, momentum);
-      const last = new Map<number, number>();
-      idx.forEach((i, pos) => last.set(i, pos));
-      for (const [i, pos] of last) {
-        // f32 error of the re-normalised mix grows as 1/||mix|| (old and fresh nearly opposite)
-        const atol = 2e-6 / Math.max(r.mixNorms[pos], 1e-6);
-        if (atol < 0.1) assertClose(feats.subarray(i * d, (i + 1) * d), r.rows[pos], { rtol: 1e-5, atol }, `row ${i}`);
-        // unit norm unless the mix is (nearly) zero, where the spec's +1e-10 in the denominator shows
-        if (r.mixNorms[pos] > 1e-4) assert.ok(Math.abs(rowNorm(feats, i, d) - 1) < 2e-6, `row ${i} unit norm`);
-        // the stored label is the argmax of the stored row against the centroids of that moment
-        const scores = refScores(feats.subarray(i * d, (i + 1) * d), s.centroids, k, d);
-        const best = refArgmax(scores);
-        if (labels[i] !== best) assert.ok(scores[labels[i]] >= scores[best] - TIE, `label of ${i}: ${labels[i]} vs ${best}`);
-      }
-      const fb = bits(feats);
-      const sb = bits(s.features);
-      for (let i = 0; i < n; i++) {
-        if (last.has(i)) continue;
-        assert.equal(labels[i], s.labels[i], `label ${i} outside the batch`);
-        for (let j = 0; j < d; j++) if (fb[i * d + j] !== sb[i * d + j]) assert.fail(`row ${i} outside the batch changed`);
-      }
-      const ties = r.margins.filter((mg, q) => mg <= TIE || r.mixNorms[q] < 1e-2).length;
-      assert.ok(Math.abs(changed - r.changed) <= ties, `change count ${changed} vs ${r.changed}`);
-      // the logged change ratio is changeCount / lastBatchSize: a fraction of this batch
-      assert.equal(memory.lastBatchSize, b, 'change-ratio denominator');
-      const ratio = changed / memory.lastBatchSize;
-      assert.ok(ratio >= 0 && ratio <= 1);
-      assert.equal((await memory.stats()).total, n, 'histogram sums to N');
-      memory.dispose();
-      fT.dispose();
-    }),
+    fc.asyncProperty(
+      sizeArb,
+      fc.integer({ min: 1, max: 64 }),
+      fc.boolean(),
+      fc.double({ min: 0, max: 1, noNaN: true }),
+      fc.boolean(),
+      async ({ n, d, k: k0, seed }, b, dupes, m0, halfMomentum) => {
+        const k = Math.min(k0, n);
+        const momentum = halfMomentum ? 0.5 : Math.fround(m0);
+        const rng = new Rng(seed);
+        const s = randomState(rng, n, d, k, 1);
+        const memory = memoryFrom(s, momentum);
+        const range = dupes ? Math.max(1, Math.floor(b / 3)) : n;
+        const idx = Array.from({ length: b }, () => rng.int(Math.min(range, n)));
+        const fresh = new Float32Array(b * d).map(() => rng.normal());
+        if (b > 2) fresh.fill(0, 0, d); // an all-zero fresh feature
+        const fT = Tensor.from(fresh, [b, d]);
+        const before = await memory.labelsOf(idx).data();
+        assert.deepEqual(
+          [...before],
+          idx.map((i) => s.labels[i]),
+          'labelsOf = labels before the update',
+        );
+        memory.update(idx, fT);
+        const feats = await memory.features.data();
+        const labels = await memory.labels.data();
+        const changed = (await memory.changeCount.data())[0];
+        expectHolds(
+          memoryUpdateRows(s, { features: feats, labels }, idx, fresh, momentum, d),
+          labelsAreArgmax(feats, labels, s.centroids, k, d, { rows: idx, tieTolerance: TIE }),
+        );
+        const ref = new RefMemory(
+          n,
+          d,
+          k,
+          Float64Array.from(s.features),
+          [...s.labels],
+          Float64Array.from(s.centroids),
+        );
+        const r = ref.update(idx, fresh, momentum);
+        const last = new Map<number, number>();
+        idx.forEach((i, pos) => last.set(i, pos));
+        for (const [i, pos] of last) {
+          // f32 error of the re-normalised mix grows as 1/||mix|| (old and fresh nearly opposite)
+          const atol = 2e-6 / Math.max(r.mixNorms[pos], 1e-6);
+          if (atol < 0.1)
+            assertClose(feats.subarray(i * d, (i + 1) * d), r.rows[pos], { rtol: 1e-5, atol }, `row ${i}`);
+          // unit norm unless the mix is (nearly) zero, where the spec's +1e-10 in the denominator shows
+          if (r.mixNorms[pos] > 1e-4) assert.ok(Math.abs(rowNorm(feats, i, d) - 1) < 2e-6, `row ${i} unit norm`);
+          // the stored label is the argmax of the stored row against the centroids of that moment
+          const scores = refScores(feats.subarray(i * d, (i + 1) * d), s.centroids, k, d);
+          const best = refArgmax(scores);
+          if (labels[i] !== best)
+            assert.ok(scores[labels[i]] >= scores[best] - TIE, `label of ${i}: ${labels[i]} vs ${best}`);
+        }
+        const fb = bits(feats);
+        const sb = bits(s.features);
+        for (let i = 0; i < n; i++) {
+          if (last.has(i)) continue;
+          assert.equal(labels[i], s.labels[i], `label ${i} outside the batch`);
+          for (let j = 0; j < d; j++)
+            if (fb[i * d + j] !== sb[i * d + j]) assert.fail(`row ${i} outside the batch changed`);
+        }
+        const ties = r.margins.filter((mg, q) => mg <= TIE || r.mixNorms[q] < 1e-2).length;
+        assert.ok(Math.abs(changed - r.changed) <= ties, `change count ${changed} vs ${r.changed}`);
+        // the logged change ratio is changeCount / lastBatchSize: a fraction of this batch
+        assert.equal(memory.lastBatchSize, b, 'change-ratio denominator');
+        const ratio = changed / memory.lastBatchSize;
+        assert.ok(ratio >= 0 && ratio <= 1);
+        assert.equal((await memory.stats()).total, n, 'histogram sums to N');
+        memory.dispose();
+        fT.dispose();
+      },
+    ),
     { numRuns: RUNS, includeErrorInReport: true },
   );
 });
@@ -183,7 +240,10 @@ test('full centroid recompute: plain means, empty clusters keep theirs, determin
     fc.asyncProperty(sizeArb, fc.integer({ min: 1, max: 40 }), async ({ n, d, k: k0, seed }, used) => {
       const k = Math.min(k0, n);
       const rng = new Rng(seed);
-      const labels = Uint32Array.from({ length: n }, () => rng.int(Math.min(used, k)) * Math.max(1, Math.floor(k / Math.min(used, k))) % k);
+      const labels = Uint32Array.from(
+        { length: n },
+        () => (rng.int(Math.min(used, k)) * Math.max(1, Math.floor(k / Math.min(used, k)))) % k,
+      );
       const s = randomState(rng, n, d, k, 1, labels);
       s.centroids = unitRows(rng, k, d, { signed: true }); // stale centroids
       const memory = memoryFrom(s);
@@ -198,7 +258,8 @@ test('full centroid recompute: plain means, empty clusters keep theirs, determin
       expectHolds(centroidsAreMeans(s.features, labels, c1, k, d, { previous: s.centroids }));
       for (let c = 0; c < k; c++) {
         if (hist[c] > 0) continue;
-        for (let j = 0; j < d; j++) assert.equal(bits(c1)[c * d + j], bits(s.centroids)[c * d + j], `empty cluster ${c} kept its centroid`);
+        for (let j = 0; j < d; j++)
+          assert.equal(bits(c1)[c * d + j], bits(s.centroids)[c * d + j], `empty cluster ${c} kept its centroid`);
       }
       memory.dispose();
     }),
@@ -209,7 +270,13 @@ test('full centroid recompute: plain means, empty clusters keep theirs, determin
 test('small-cluster handling: no empty cluster, moves only to non-small clusters, largest split, centroids refreshed (invariants 8-11)', async () => {
   await fc.assert(
     fc.asyncProperty(
-      fc.record({ n: fc.integer({ min: 60, max: 1500 }), d: fc.integer({ min: 2, max: 16 }), k: fc.integer({ min: 3, max: 20 }), seed: fc.nat(), frac: fc.double({ min: 0.05, max: 0.5, noNaN: true }) }),
+      fc.record({
+        n: fc.integer({ min: 60, max: 1500 }),
+        d: fc.integer({ min: 2, max: 16 }),
+        k: fc.integer({ min: 3, max: 20 }),
+        seed: fc.nat(),
+        frac: fc.double({ min: 0.05, max: 0.5, noNaN: true }),
+      }),
       async ({ n, d, k, seed, frac }) => {
         const minCluster = Math.max(2, Math.floor((frac * n) / k));
         const rng = new Rng(seed);
@@ -223,7 +290,14 @@ test('small-cluster handling: no empty cluster, moves only to non-small clusters
         assert.deepEqual(report.small, small, 'small clusters');
         const isSmall = new Set(small);
         const after = report.labelsAfterMoves ?? new Uint32Array(0);
-        const ref = new RefMemory(n, d, k, Float64Array.from(s.features), [...s.labels], Float64Array.from(s.centroids));
+        const ref = new RefMemory(
+          n,
+          d,
+          k,
+          Float64Array.from(s.features),
+          [...s.labels],
+          Float64Array.from(s.centroids),
+        );
         for (let i = 0; i < n; i++) {
           if (!isSmall.has(s.labels[i])) {
             assert.equal(after[i], s.labels[i], `sample ${i} of a kept cluster was not moved`);
@@ -248,7 +322,10 @@ test('small-cluster handling: no empty cluster, moves only to non-small clusters
         });
         const hist = refHistogram(labels, k);
         assert.deepEqual(hist, h, 'histogram matches the replayed splits');
-        assert.equal(hist.reduce((a, b) => a + b, 0), n); // 11
+        assert.equal(
+          hist.reduce((a, b) => a + b, 0),
+          n,
+        ); // 11
         expectHolds(noEmptyCluster(labels, k), movedOnlyToKeptClusters(s.labels, after, k, minCluster)); // 8, 10, 11
         // labels only flow from a split cluster to its recycled id
         const children = new Map<number, number[]>();
@@ -258,14 +335,21 @@ test('small-cluster handling: no empty cluster, moves only to non-small clusters
           for (const e of children.get(c) ?? []) if (!seen.has(e)) reach(e, seen);
           return seen;
         };
-        for (let i = 0; i < n; i++) assert.ok(reach(after[i]).has(labels[i]), `sample ${i}: ${after[i]} -> ${labels[i]}`);
+        for (let i = 0; i < n; i++)
+          assert.ok(reach(after[i]).has(labels[i]), `sample ${i}: ${after[i]} -> ${labels[i]}`);
         // 9: split and recycled clusters hold the mean of their members; other centroids untouched
         const touched = new Set(report.splits.flatMap((sp) => [sp.big, sp.dead]));
         const means = refMeans(s.features, labels, k, d, s.centroids);
         for (let c = 0; c < k; c++) {
           const got = cents.subarray(c * d, (c + 1) * d);
-          if (touched.has(c)) assertClose(got, means.subarray(c * d, (c + 1) * d), { rtol: 1e-5, atol: 1e-6 }, `centroid ${c}`);
-          else assert.deepEqual(bits(Float32Array.from(got)), bits(s.centroids.slice(c * d, (c + 1) * d)), `centroid ${c} untouched`);
+          if (touched.has(c))
+            assertClose(got, means.subarray(c * d, (c + 1) * d), { rtol: 1e-5, atol: 1e-6 }, `centroid ${c}`);
+          else
+            assert.deepEqual(
+              bits(Float32Array.from(got)),
+              bits(s.centroids.slice(c * d, (c + 1) * d)),
+              `centroid ${c} untouched`,
+            );
         }
         memory.dispose();
       },
@@ -279,7 +363,14 @@ test('loss weights: ~ (n_c + 1e-5)^-p, sum 1, monotone; weighted CE invariant to
     fc.asyncProperty(sizeArb, fc.double({ min: 0, max: 2, noNaN: true }), async ({ n, d, k: k0, seed }, power) => {
       const k = Math.min(k0, n);
       const rng = new Rng(seed);
-      const s = randomState(rng, n, d, k, 1, Uint32Array.from({ length: n }, () => Math.min(k - 1, Math.floor(k * rng.uniform() ** 2))));
+      const s = randomState(
+        rng,
+        n,
+        d,
+        k,
+        1,
+        Uint32Array.from({ length: n }, () => Math.min(k - 1, Math.floor(k * rng.uniform() ** 2))),
+      );
       const memory = memoryFrom(s);
       const p = Math.fround(power);
       memory.updateWeights(p);
@@ -292,12 +383,20 @@ test('loss weights: ~ (n_c + 1e-5)^-p, sum 1, monotone; weighted CE invariant to
       const logits = new Float32Array(b * k).map(() => 2 * rng.normal());
       const y = memory.labelsOf(idx);
       const lt = Tensor.from(logits, [b, k]);
-      const [l1, l2] = tidy(() => [weightedCrossEntropy(lt, y, memory.weights), weightedCrossEntropy(lt, y, scale(memory.weights, 37.5))]);
+      const [l1, l2] = tidy(() => [
+        weightedCrossEntropy(lt, y, memory.weights),
+        weightedCrossEntropy(lt, y, scale(memory.weights, 37.5)),
+      ]);
       const g1 = (await l1.data())[0];
       const g2 = (await l2.data())[0];
       const yl = idx.map((i) => s.labels[i]);
       const r1 = refWeightedCrossEntropy(logits, yl, w, k);
-      const r2 = refWeightedCrossEntropy(logits, yl, Array.from(w, (v) => v * 37.5), k);
+      const r2 = refWeightedCrossEntropy(
+        logits,
+        yl,
+        Array.from(w, (v) => v * 37.5),
+        k,
+      );
       assert.ok(Math.abs(r1 - r2) <= 1e-12 * Math.abs(r1) + 1e-12, 'reference loss invariant');
       assert.ok(Math.abs(g1 - g2) <= 2e-6 * Math.abs(g1) + 1e-6, `GPU loss invariant ${g1} ${g2}`);
       assert.ok(Math.abs(g1 - r1) <= 1e-4 * Math.abs(r1) + 1e-5, `GPU loss ${g1} vs reference ${r1}`);
@@ -330,14 +429,23 @@ test('checkpoint records written and read back (writeRecords/readRecords) restor
         }
         assert.deepEqual(memoryMeta(b), memoryMeta(a));
         const idx = Array.from({ length: 8 }, () => rng.int(n));
-        const f = Tensor.from(new Float32Array(8 * d).map(() => rng.normal()), [8, d]);
+        const f = Tensor.from(
+          new Float32Array(8 * d).map(() => rng.normal()),
+          [8, d],
+        );
         for (const m of [a, b]) {
           m.update(idx, f);
           m.recomputeCentroids();
         }
-        assert.deepEqual(new Uint32Array((await b.features.data()).buffer), new Uint32Array((await a.features.data()).buffer));
+        assert.deepEqual(
+          new Uint32Array((await b.features.data()).buffer),
+          new Uint32Array((await a.features.data()).buffer),
+        );
         assert.deepEqual(await b.labels.data(), await a.labels.data());
-        assert.deepEqual(new Uint32Array((await b.centroids.data()).buffer), new Uint32Array((await a.centroids.data()).buffer));
+        assert.deepEqual(
+          new Uint32Array((await b.centroids.data()).buffer),
+          new Uint32Array((await a.centroids.data()).buffer),
+        );
         for (const t of [a, b, f]) t.dispose();
       }),
       { numRuns: Math.max(2, Math.ceil(RUNS / 3)), includeErrorInReport: true },
@@ -352,12 +460,21 @@ test('memoryFromState refuses a foreign, incomplete or mistyped state with an er
   const a = memoryFrom(randomState(new Rng(3), 30, 4, 3, 1));
   const { meta, records } = await exportMemoryState(a);
   a.dispose();
-  assert.throws(() => memoryFromState({ ...meta, format: 'odc-train' }, records), /memoryFromState: metadata is not an odc-memory v1 state/);
-  assert.throws(() => memoryFromState({ ...meta, rng: undefined }, records), /memoryFromState: metadata lacks the generator state "rng"/);
+  assert.throws(
+    () => memoryFromState({ ...meta, format: 'odc-train' }, records),
+    /memoryFromState: metadata is not an odc-memory v1 state/,
+  );
+  assert.throws(
+    () => memoryFromState({ ...meta, rng: undefined }, records),
+    /memoryFromState: metadata lacks the generator state "rng"/,
+  );
   const { 'memory.labels': _labels, ...withoutLabels } = records;
   assert.throws(() => memoryFromState(meta, withoutLabels), /memoryFromState: record "memory.labels" is missing/);
   const mistyped = { ...records, 'memory.labels': { data: new Float32Array(30), shape: [30] } };
-  assert.throws(() => memoryFromState(meta, mistyped), /record "memory.labels" must be a Uint32Array of 30 values, got Float32Array of 30/);
+  assert.throws(
+    () => memoryFromState(meta, mistyped),
+    /record "memory.labels" must be a Uint32Array of 30 values, got Float32Array of 30/,
+  );
   assert.equal(gpu().pool.liveCount, base, 'a refused state leaves no GPU buffers behind');
 });
 
@@ -367,19 +484,36 @@ test('checkpoint-io: generic records with metadata; truncated or corrupt files g
     const special = Float32Array.from([0, -0, Infinity, -Infinity, 1.5, 3e-42]);
     const nan = new Uint32Array([0x7fc00001]);
     special.set(new Float32Array(nan.buffer), 1);
-    const records = { a: special, b: { data: Uint32Array.from([1, 2, 3, 4, 5, 6]), shape: [2, 3] }, c: new Float64Array([Math.PI]), e: new Uint8Array(3), z: new Int32Array(0) };
+    const records = {
+      a: special,
+      b: { data: Uint32Array.from([1, 2, 3, 4, 5, 6]), shape: [2, 3] },
+      c: new Float64Array([Math.PI]),
+      e: new Uint8Array(3),
+      z: new Int32Array(0),
+    };
     const bytes = encodeRecords(records, { step: 7, note: 'x' });
     const back = decodeRecords(bytes);
     assert.deepEqual(back.meta, { step: 7, note: 'x' });
-    assert.deepEqual(new Uint32Array(back.records.get('a')!.data.buffer), new Uint32Array(special.buffer), 'bit-exact incl. NaN payload and -0');
+    assert.deepEqual(
+      new Uint32Array(back.records.get('a')!.data.buffer),
+      new Uint32Array(special.buffer),
+      'bit-exact incl. NaN payload and -0',
+    );
     assert.deepEqual(back.records.get('b')!.shape, [2, 3]);
     assert.equal(back.records.get('z')!.data.length, 0);
     const path = join(dir, 'r.ckpt');
     await writeRecords(path, records, { step: 7 });
-    assert.deepEqual(readFileSync(path).subarray(16), Buffer.from(encodeRecords(records, { step: 7 })).subarray(16), 'file = encoding');
+    assert.deepEqual(
+      readFileSync(path).subarray(16),
+      Buffer.from(encodeRecords(records, { step: 7 })).subarray(16),
+      'file = encoding',
+    );
     const whole = readFileSync(path);
     writeFileSync(path, whole.subarray(0, whole.length - 5));
-    await assert.rejects(readRecords(path), (e: Error) => e instanceof CheckpointError && /truncated/.test(e.message) && e.message.includes(path));
+    await assert.rejects(
+      readRecords(path),
+      (e: Error) => e instanceof CheckpointError && /truncated/.test(e.message) && e.message.includes(path),
+    );
     const corrupt = Buffer.from(whole);
     const dataStart = Math.ceil((16 + corrupt.readUInt32LE(8)) / 8) * 8;
     corrupt[dataStart + 5] ^= 1; // inside record "a"
@@ -394,9 +528,15 @@ test('checkpoint-io: generic records with metadata; truncated or corrupt files g
 });
 
 test('bad parameters give clear errors before any GPU work; nothing leaks', async () => {
-  assert.throws(() => OdcMemory.create({ n: 10, dim: 4, k: 11, minCluster: 1 }), /k = 11 clusters need at least k samples, got n = 10/);
+  assert.throws(
+    () => OdcMemory.create({ n: 10, dim: 4, k: 11, minCluster: 1 }),
+    /k = 11 clusters need at least k samples, got n = 10/,
+  );
   assert.throws(() => OdcMemory.create({ n: 10, dim: 4, k: 2, minCluster: 0 }), /minCluster must be an integer >= 1/);
-  assert.throws(() => OdcMemory.create({ n: 10, dim: 4, k: 2, minCluster: 1, momentum: 1.5 }), /momentum must be in \[0, 1\]/);
+  assert.throws(
+    () => OdcMemory.create({ n: 10, dim: 4, k: 2, minCluster: 1, momentum: 1.5 }),
+    /momentum must be in \[0, 1\]/,
+  );
   assert.throws(() => OdcMemory.create({ n: 10.5, dim: 4, k: 2, minCluster: 1 }), /n must be an integer/);
   const base = gpu().pool.liveCount;
   const rng = new Rng(5);

@@ -13,7 +13,8 @@ before(async () => {
   await setupGpu();
 });
 
-const noTimestamps = (): string | false => (gpu().features.timestampQuery ? false : 'this adapter has no timestamp-query');
+const noTimestamps = (): string | false =>
+  gpu().features.timestampQuery ? false : 'this adapter has no timestamp-query';
 
 test('profile: every dispatch counted under family.entry, finite times, same results as without it', async (t) => {
   const why = noTimestamps();
@@ -30,11 +31,21 @@ test('profile: every dispatch counted under family.entry, finite times, same res
   const byName = new Map(times.map((k) => [k.kernel, k]));
   assert.equal(byName.get('elementwise.relu')?.calls, 3, JSON.stringify(times));
   assert.equal(byName.get('elementwise.axpby')?.calls, 1, JSON.stringify(times));
-  assert.ok([...byName.keys()].some((k) => k.startsWith('gemm.gemm_')), 'the GEMMs are listed');
+  assert.ok(
+    [...byName.keys()].some((k) => k.startsWith('gemm.gemm_')),
+    'the GEMMs are listed',
+  );
   for (const k of times) assert.ok(Number.isFinite(k.ms) && k.ms >= 0, `${k.kernel}: ${k.ms} ms`);
   for (let i = 1; i < times.length; i++) assert.ok(times[i - 1].ms >= times[i].ms, 'largest first');
   assert.deepEqual(await profiled.data(), expected, 'profiling does not change results');
-  await assert.rejects(gpu().profile(() => gpu().profile(() => undefined).then(() => undefined)), /cannot nest/);
+  await assert.rejects(
+    gpu().profile(() =>
+      gpu()
+        .profile(() => undefined)
+        .then(() => undefined),
+    ),
+    /cannot nest/,
+  );
   for (const v of [plain, profiled, x.gpu, y.gpu]) v.dispose();
 });
 

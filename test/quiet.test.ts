@@ -11,15 +11,41 @@ import { assert } from './helpers.ts';
 import { builtinWebGpu, runCli } from './cli-child.ts';
 
 /** The Vulkan loader pointed at a driver manifest that does not exist: no adapter (as no-adapter.test.ts). */
-const NO_DRIVER = { VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json', XDG_RUNTIME_DIR: '/tmp' };
+const NO_DRIVER = {
+  VK_ICD_FILENAMES: '/nonexistent/icd.json',
+  VK_DRIVER_FILES: '/nonexistent/icd.json',
+  XDG_RUNTIME_DIR: '/tmp',
+};
 const NATIVE_NOISE = /warning|artificially|vulkan|\.cpp|loader|dawn/i;
 const noAdapterSkip = builtinWebGpu ? "Deno's built-in WebGPU may fall back to a non-Vulkan adapter" : false;
 
 test('a normal odc train prints nothing on stderr', () => {
   const dir = mkdtempSync(join(tmpdir(), 'odc-quiet-'));
   try {
-    const args = ['train', '--preset', 'demo', '--limit', '96', '--batch-size', '16', '--k', '4', '--min-cluster', '2', '--epochs', '1'];
-    const result = runCli('src/cli/main.ts', [...args, '--set', 'model.neckHidden=32', '--set', 'model.featureDim=16', '--out', dir]);
+    const args = [
+      'train',
+      '--preset',
+      'demo',
+      '--limit',
+      '96',
+      '--batch-size',
+      '16',
+      '--k',
+      '4',
+      '--min-cluster',
+      '2',
+      '--epochs',
+      '1',
+    ];
+    const result = runCli('src/cli/main.ts', [
+      ...args,
+      '--set',
+      'model.neckHidden=32',
+      '--set',
+      'model.featureDim=16',
+      '--out',
+      dir,
+    ]);
     assert.equal(result.status, 0, result.stderr);
     assert.match(result.stdout, /done: 6 iterations/);
     const noisy = result.stderr.split('\n').filter((l) => NATIVE_NOISE.test(l));
@@ -30,7 +56,7 @@ test('a normal odc train prints nothing on stderr', () => {
   }
 });
 
-test('no adapter: stderr is exactly the project\'s message', { skip: noAdapterSkip }, () => {
+test("no adapter: stderr is exactly the project's message", { skip: noAdapterSkip }, () => {
   const result = runCli('src/cli/main.ts', ['info'], NO_DRIVER);
   assert.equal(result.status, 1, result.stderr);
   const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');

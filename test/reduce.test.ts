@@ -20,38 +20,47 @@ before(async () => {
 
 test('sum and mean (multi-partial sizes) match the reference; gradients broadcast', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1000, max: 5000 })), fc.integer(), async (n, seed) => {
-      const x = randomPair(seed, [n]);
-      x.gpu.requiresGrad = true;
-      const s = sum(x.gpu);
-      const m = mean(x.gpu);
-      assertClose(await s.data(), [refSum(x.ref)], SUM_TOL, 'sum');
-      assertClose(await m.data(), [refMean(x.ref)], { rtol: 1e-5, atol: 1e-7 }, 'mean');
-      tidy(() => backward(s, Tensor.from([2], [1])));
-      tidy(() => backward(m, Tensor.from([3], [1])));
-      assertClose(await x.gpu.grad!.data(), new Float64Array(n).fill(2 + 3 / n), { rtol: 1e-6, atol: 0 }, 'grad');
-      // deterministic
-      const s2 = sum(x.gpu);
-      assert.equal((await s2.data())[0], (await s.data())[0]);
-      for (const t of [s, s2, m, x.gpu.grad!, x.gpu]) t.dispose();
-    }),
+    fc.asyncProperty(
+      fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1000, max: 5000 })),
+      fc.integer(),
+      async (n, seed) => {
+        const x = randomPair(seed, [n]);
+        x.gpu.requiresGrad = true;
+        const s = sum(x.gpu);
+        const m = mean(x.gpu);
+        assertClose(await s.data(), [refSum(x.ref)], SUM_TOL, 'sum');
+        assertClose(await m.data(), [refMean(x.ref)], { rtol: 1e-5, atol: 1e-7 }, 'mean');
+        tidy(() => backward(s, Tensor.from([2], [1])));
+        tidy(() => backward(m, Tensor.from([3], [1])));
+        assertClose(await x.gpu.grad!.data(), new Float64Array(n).fill(2 + 3 / n), { rtol: 1e-6, atol: 0 }, 'grad');
+        // deterministic
+        const s2 = sum(x.gpu);
+        assert.equal((await s2.data())[0], (await s.data())[0]);
+        for (const t of [s, s2, m, x.gpu.grad!, x.gpu]) t.dispose();
+      },
+    ),
     { numRuns: RUNS },
   );
 });
 
 test('sumAxis0 matches the reference, gradient checked against finite differences', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 9 }), fc.integer(), async (r, c, seed) => {
-      const x = randomPair(seed, [r, c]);
-      const g = randomPair(seed + 1, [c]);
-      x.gpu.requiresGrad = true;
-      const y = sumAxis0(x.gpu);
-      assertClose(await y.data(), refSumAxis0(x.ref).data, SUM_TOL, 'sumAxis0');
-      backward(y, g.gpu);
-      const numeric = finiteDifference((v) => refDot(g.ref, refSumAxis0(v)), x.ref);
-      assertClose(await x.gpu.grad!.data(), numeric.data, { rtol: 1e-6, atol: 1e-6 }, 'grad');
-      for (const t of [y, x.gpu.grad!, x.gpu, g.gpu]) t.dispose();
-    }),
+    fc.asyncProperty(
+      fc.integer({ min: 1, max: 100 }),
+      fc.integer({ min: 1, max: 9 }),
+      fc.integer(),
+      async (r, c, seed) => {
+        const x = randomPair(seed, [r, c]);
+        const g = randomPair(seed + 1, [c]);
+        x.gpu.requiresGrad = true;
+        const y = sumAxis0(x.gpu);
+        assertClose(await y.data(), refSumAxis0(x.ref).data, SUM_TOL, 'sumAxis0');
+        backward(y, g.gpu);
+        const numeric = finiteDifference((v) => refDot(g.ref, refSumAxis0(v)), x.ref);
+        assertClose(await x.gpu.grad!.data(), numeric.data, { rtol: 1e-6, atol: 1e-6 }, 'grad');
+        for (const t of [y, x.gpu.grad!, x.gpu, g.gpu]) t.dispose();
+      },
+    ),
     { numRuns: RUNS },
   );
 });

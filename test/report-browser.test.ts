@@ -18,7 +18,9 @@ import { writeReport } from '../src/report/write.ts';
 
 /** Debian's chromium; ODC_CHROMIUM names another binary (or a missing one, to see the skip). */
 const CHROMIUM = process.env.ODC_CHROMIUM ?? '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (Debian's chromium package; .ci/setup-system.sh installs it): the browser test is skipped`;
+const skip = existsSync(CHROMIUM)
+  ? false
+  : `${CHROMIUM} is not installed (Debian's chromium package; .ci/setup-system.sh installs it): the browser test is skipped`;
 if (skip) console.log(`report-browser: ${skip}`);
 
 before(async () => {
@@ -41,73 +43,97 @@ interface PageFacts {
   heatRows: number;
 }
 
-test('the report in Chromium: no console error, no request out, every chart, gallery and heat-map row', { skip }, async () => {
-  const { chromium } = await import('playwright-core');
-  const root = mkdtempSync(join(tmpdir(), 'odc-report-browser-'));
-  const k = 8;
-  try {
-    const run = join(root, 'run');
-    const config = tinyIdxConfig(writeIdxDataset(root, syntheticDataset(96)), 2);
-    await train({ config, outDir: run, quiet: true });
-    await evaluateRun({ runDir: run, baseline: false, probeEpochs: 2 });
-    const dc = join(root, 'deepcluster');
-    await train({ config: { ...config, mode: 'deepcluster' }, outDir: dc, quiet: true });
-    const report = await writeReport({ runDir: run, compare: [dc] });
-
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+test(
+  'the report in Chromium: no console error, no request out, every chart, gallery and heat-map row',
+  { skip },
+  async () => {
+    const { chromium } = await import('playwright-core');
+    const root = mkdtempSync(join(tmpdir(), 'odc-report-browser-'));
+    const k = 8;
     try {
-      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-      const errors: string[] = [];
-      const outside: string[] = [];
-      page.on('console', (m) => {
-        if (m.type() === 'error') errors.push(m.text());
-      });
-      page.on('pageerror', (e) => errors.push(String(e)));
-      page.on('request', (r) => {
-        if (!/^(file|data):/.test(r.url())) outside.push(r.url());
-      });
-      const url = pathToFileURL(report).href;
-      await page.goto(url, { waitUntil: 'load' });
-      const facts = await page.evaluate((): PageFacts => {
-        const document = (globalThis as unknown as { document: PageElement }).document;
-        const charts = [...document.querySelectorAll('svg.chart')].map((svg) => {
-          const title = svg.querySelector('text.title')?.textContent ?? '?';
-          const lineCommands = [...svg.querySelectorAll('path.series')].reduce((a, p) => a + ((p.getAttribute('d') ?? '').match(/[ML]/g)?.length ?? 0), 0);
-          const bars = svg.querySelectorAll('rect.bar').length;
-          return { title, points: Number(svg.getAttribute('data-points')), drawn: lineCommands + bars };
-        });
-        const galleries = [...document.querySelectorAll('div.gallery')].map((g) => {
-          const images = [...g.querySelectorAll('img')];
-          return { size: Number(g.getAttribute('data-size')), images: images.length, decoded: images.filter((i) => i.complete === true && (i.naturalWidth ?? 0) > 0).length };
-        });
-        return { charts, galleries, heatRows: document.querySelectorAll('svg.heatmap g.heat-row').length };
-      });
-      const shot = process.env.ODC_REPORT_SCREENSHOT ?? join(root, 'report.png');
-      await page.screenshot({ path: shot, fullPage: true });
-      if (!process.env.ODC_REPORT_SCREENSHOT) console.log(`report-browser: screenshot at ${shot} (removed with the temporary folder; set ODC_REPORT_SCREENSHOT to keep one)`);
+      const run = join(root, 'run');
+      const config = tinyIdxConfig(writeIdxDataset(root, syntheticDataset(96)), 2);
+      await train({ config, outDir: run, quiet: true });
+      await evaluateRun({ runDir: run, baseline: false, probeEpochs: 2 });
+      const dc = join(root, 'deepcluster');
+      await train({ config: { ...config, mode: 'deepcluster' }, outDir: dc, quiet: true });
+      const report = await writeReport({ runDir: run, compare: [dc] });
 
-      assert.deepEqual(errors, [], 'console errors');
-      assert.deepEqual(outside, [], 'requests that left the page');
-      assert.ok(facts.charts.length >= 10, `${facts.charts.length} charts`);
-      for (const c of facts.charts) {
-        assert.ok(c.points > 0, `chart "${c.title}" has no data points`);
-        assert.equal(c.drawn, c.points, `chart "${c.title}": ${c.drawn} of ${c.points} points drawn`);
+      const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--no-first-run',
+        ],
+      });
+      try {
+        const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+        const errors: string[] = [];
+        const outside: string[] = [];
+        page.on('console', (m) => {
+          if (m.type() === 'error') errors.push(m.text());
+        });
+        page.on('pageerror', (e) => errors.push(String(e)));
+        page.on('request', (r) => {
+          if (!/^(file|data):/.test(r.url())) outside.push(r.url());
+        });
+        const url = pathToFileURL(report).href;
+        await page.goto(url, { waitUntil: 'load' });
+        const facts = await page.evaluate((): PageFacts => {
+          const document = (globalThis as unknown as { document: PageElement }).document;
+          const charts = [...document.querySelectorAll('svg.chart')].map((svg) => {
+            const title = svg.querySelector('text.title')?.textContent ?? '?';
+            const lineCommands = [...svg.querySelectorAll('path.series')].reduce(
+              (a, p) => a + ((p.getAttribute('d') ?? '').match(/[ML]/g)?.length ?? 0),
+              0,
+            );
+            const bars = svg.querySelectorAll('rect.bar').length;
+            return { title, points: Number(svg.getAttribute('data-points')), drawn: lineCommands + bars };
+          });
+          const galleries = [...document.querySelectorAll('div.gallery')].map((g) => {
+            const images = [...g.querySelectorAll('img')];
+            return {
+              size: Number(g.getAttribute('data-size')),
+              images: images.length,
+              decoded: images.filter((i) => i.complete === true && (i.naturalWidth ?? 0) > 0).length,
+            };
+          });
+          return { charts, galleries, heatRows: document.querySelectorAll('svg.heatmap g.heat-row').length };
+        });
+        const shot = process.env.ODC_REPORT_SCREENSHOT ?? join(root, 'report.png');
+        await page.screenshot({ path: shot, fullPage: true });
+        if (!process.env.ODC_REPORT_SCREENSHOT)
+          console.log(
+            `report-browser: screenshot at ${shot} (removed with the temporary folder; set ODC_REPORT_SCREENSHOT to keep one)`,
+          );
+
+        assert.deepEqual(errors, [], 'console errors');
+        assert.deepEqual(outside, [], 'requests that left the page');
+        assert.ok(facts.charts.length >= 10, `${facts.charts.length} charts`);
+        for (const c of facts.charts) {
+          assert.ok(c.points > 0, `chart "${c.title}" has no data points`);
+          assert.equal(c.drawn, c.points, `chart "${c.title}": ${c.drawn} of ${c.points} points drawn`);
+        }
+        assert.ok(
+          facts.charts.some((c) => c.title.startsWith('label stability')),
+          'the stability plot',
+        );
+        assert.ok(facts.galleries.length > 0);
+        for (const g of facts.galleries) {
+          assert.equal(g.images, Math.min(12, g.size));
+          assert.equal(g.decoded, g.images, 'every gallery image decodes');
+        }
+        assert.equal(facts.heatRows, k);
+      } finally {
+        await browser.close();
       }
-      assert.ok(facts.charts.some((c) => c.title.startsWith('label stability')), 'the stability plot');
-      assert.ok(facts.galleries.length > 0);
-      for (const g of facts.galleries) {
-        assert.equal(g.images, Math.min(12, g.size));
-        assert.equal(g.decoded, g.images, 'every gallery image decodes');
-      }
-      assert.equal(facts.heatRows, k);
     } finally {
-      await browser.close();
+      rmSync(root, { recursive: true, force: true });
     }
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
-});
+  },
+);

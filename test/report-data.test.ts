@@ -40,14 +40,21 @@ import { subsetDataset } from '../src/data/training-data.ts';
 function randomSpace(seed: number, n: number, dim: number, k: number): ClusterSpace {
   const rng = new Rng(seed);
   const raw = Float32Array.from({ length: n * dim }, () => rng.range(-1, 1));
-  return { n, dim, k, features: unitRows(raw, dim), labels: Uint32Array.from({ length: n }, () => Math.floor(rng.range(0, k))) };
+  return {
+    n,
+    dim,
+    k,
+    features: unitRows(raw, dim),
+    labels: Uint32Array.from({ length: n }, () => Math.floor(rng.range(0, k))),
+  };
 }
 
 /** Float64 brute force: each cluster's mean, normalised; each image's cosine to it by full norms. */
 function bruteSimilarities(s: ClusterSpace): { centroids: number[][]; similarity: number[] } {
   const centroids = Array.from({ length: s.k }, (_, c) => {
     const sum = new Array<number>(s.dim).fill(0);
-    for (let i = 0; i < s.n; i++) if (s.labels[i] === c) for (let j = 0; j < s.dim; j++) sum[j] += s.features[i * s.dim + j];
+    for (let i = 0; i < s.n; i++)
+      if (s.labels[i] === c) for (let j = 0; j < s.dim; j++) sum[j] += s.features[i * s.dim + j];
     return sum;
   });
   const cos = (a: number[], b: ArrayLike<number>): number => {
@@ -61,27 +68,46 @@ function bruteSimilarities(s: ClusterSpace): { centroids: number[][]; similarity
     }
     return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
   };
-  const similarity = Array.from({ length: s.n }, (_, i) => cos(centroids[s.labels[i]], s.features.subarray(i * s.dim, (i + 1) * s.dim)));
+  const similarity = Array.from({ length: s.n }, (_, i) =>
+    cos(centroids[s.labels[i]], s.features.subarray(i * s.dim, (i + 1) * s.dim)),
+  );
   return { centroids, similarity };
 }
 
 test('centroid similarities, ranks and nearest members match a float64 brute force', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 1e6 }), fc.integer({ min: 1, max: 60 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 8 }), (seed, n, dim, k) => {
-      const s = randomSpace(seed, n, dim, k);
-      const similarity = centroidSimilarities(s, clusterCentroids(s));
-      const brute = bruteSimilarities(s);
-      for (let i = 0; i < n; i++) assert.ok(Math.abs(similarity[i] - brute.similarity[i]) < 1e-5, `image ${i}: ${similarity[i]} vs ${brute.similarity[i]}`);
-      const ranks = ranksInClusters(s.labels, similarity, k);
-      const ranked = membersByRank(s.labels, similarity, k);
-      for (let i = 0; i < n; i++) {
-        // rank = 1 + the members strictly more similar, or as similar with a lower index
-        const ahead = [...Array(n).keys()].filter((j) => s.labels[j] === s.labels[i] && (similarity[j] > similarity[i] || (similarity[j] === similarity[i] && j < i))).length;
-        assert.equal(ranks[i], ahead + 1);
-        assert.equal(ranked[s.labels[i]][ranks[i] - 1], i);
-      }
-      assert.deepEqual(ranked.map((m) => m.length), Array.from(labelHistogram(s.labels, k)));
-    }),
+    fc.property(
+      fc.integer({ min: 1, max: 1e6 }),
+      fc.integer({ min: 1, max: 60 }),
+      fc.integer({ min: 1, max: 9 }),
+      fc.integer({ min: 1, max: 8 }),
+      (seed, n, dim, k) => {
+        const s = randomSpace(seed, n, dim, k);
+        const similarity = centroidSimilarities(s, clusterCentroids(s));
+        const brute = bruteSimilarities(s);
+        for (let i = 0; i < n; i++)
+          assert.ok(
+            Math.abs(similarity[i] - brute.similarity[i]) < 1e-5,
+            `image ${i}: ${similarity[i]} vs ${brute.similarity[i]}`,
+          );
+        const ranks = ranksInClusters(s.labels, similarity, k);
+        const ranked = membersByRank(s.labels, similarity, k);
+        for (let i = 0; i < n; i++) {
+          // rank = 1 + the members strictly more similar, or as similar with a lower index
+          const ahead = [...Array(n).keys()].filter(
+            (j) =>
+              s.labels[j] === s.labels[i] &&
+              (similarity[j] > similarity[i] || (similarity[j] === similarity[i] && j < i)),
+          ).length;
+          assert.equal(ranks[i], ahead + 1);
+          assert.equal(ranked[s.labels[i]][ranks[i] - 1], i);
+        }
+        assert.deepEqual(
+          ranked.map((m) => m.length),
+          Array.from(labelHistogram(s.labels, k)),
+        );
+      },
+    ),
     { numRuns: RUNS * 4 },
   );
 });
@@ -97,9 +123,14 @@ test('nearestCentroids picks the most similar non-empty centroid (brute force ov
       const brute = bruteSimilarities(s).centroids;
       for (let r = 0; r < 15; r++) {
         const q = queries.subarray(r * 5, r * 5 + 5);
-        const scores = brute.map((c, ci) => (sizes[ci] === 0 ? -Infinity : c.reduce((a, v, j) => a + v * q[j], 0) / Math.hypot(...c)));
+        const scores = brute.map((c, ci) =>
+          sizes[ci] === 0 ? -Infinity : c.reduce((a, v, j) => a + v * q[j], 0) / Math.hypot(...c),
+        );
         const best = scores.indexOf(Math.max(...scores));
-        assert.ok(scores[labels[r]] >= scores[best] - 1e-6, `row ${r}: chose ${labels[r]} (${scores[labels[r]]}), best ${best} (${scores[best]})`);
+        assert.ok(
+          scores[labels[r]] >= scores[best] - 1e-6,
+          `row ${r}: chose ${labels[r]} (${scores[labels[r]]}), best ${best} (${scores[best]})`,
+        );
         assert.ok(sizes[labels[r]] > 0);
         assert.ok(Math.abs(similarity[r] - scores[best]) < 1e-5);
       }
@@ -120,10 +151,21 @@ test('cluster-vs-class matrix, majority, purity and heat-map order', () => {
   assert.deepEqual(order, [2, 0, 1, 3]);
   fc.assert(
     fc.property(fc.array(fc.tuple(fc.nat(5), fc.nat(3)), { minLength: 1, maxLength: 80 }), (pairs) => {
-      const mm = clusterClassMatrix(pairs.map((p) => p[0]), pairs.map((p) => p[1]), 6, 4);
-      assert.equal(mm.reduce((a, b) => a + b, 0), pairs.length);
+      const mm = clusterClassMatrix(
+        pairs.map((p) => p[0]),
+        pairs.map((p) => p[1]),
+        6,
+        4,
+      );
+      assert.equal(
+        mm.reduce((a, b) => a + b, 0),
+        pairs.length,
+      );
       for (const [c, y] of pairs) assert.equal(mm[c * 4 + y], pairs.filter((p) => p[0] === c && p[1] === y).length);
-      const sizes = labelHistogram(pairs.map((p) => p[0]), 6);
+      const sizes = labelHistogram(
+        pairs.map((p) => p[0]),
+        6,
+      );
       for (let c = 0; c < 6; c++) assert.equal(sizes[c], pairs.filter((p) => p[0] === c).length);
     }),
     { numRuns: RUNS * 4 },
@@ -164,10 +206,18 @@ test('assignment rows stream to CSV (quoted ids) and JSON lines, and read back e
   try {
     const ids = ['plain.png', 'with,comma.png', 'with "quote".png', 'x'.repeat(300)];
     const count = 3000; // more than one 64 KiB chunk
-    const row = (i: number) => ({ id: `${ids[i % 4]}#${i}`, label: i % 7, similarity: Math.cos(i), rank: 1 + (i % 11) });
+    const row = (i: number) => ({
+      id: `${ids[i % 4]}#${i}`,
+      label: i % 7,
+      similarity: Math.cos(i),
+      rank: 1 + (i % 11),
+    });
     writeAssignments(join(dir, 'a.csv'), count, row);
     writeAssignments(join(dir, 'a.jsonl'), count, row);
-    const jsonl = readFileSync(join(dir, 'a.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; label: number; similarity: number; rank: number });
+    const jsonl = readFileSync(join(dir, 'a.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; label: number; similarity: number; rank: number });
     assert.equal(jsonl.length, count);
     // a minimal RFC 4180 reader (quoted fields with doubled quotes)
     const csvRows: string[][] = [];
@@ -178,12 +228,12 @@ test('assignment rows stream to CSV (quoted ids) and JSON lines, and read back e
     for (let p = 0; p < text.length; p++) {
       const ch = text[p];
       if (quoted) {
-        if (ch === '"' && text[p + 1] === '"') (field += '"'), p++;
+        if (ch === '"' && text[p + 1] === '"') ((field += '"'), p++);
         else if (ch === '"') quoted = false;
         else field += ch;
       } else if (ch === '"') quoted = true;
-      else if (ch === ',') fields.push(field), (field = '');
-      else if (ch === '\n') fields.push(field), csvRows.push(fields), (fields = []), (field = '');
+      else if (ch === ',') (fields.push(field), (field = ''));
+      else if (ch === '\n') (fields.push(field), csvRows.push(fields), (fields = []), (field = ''));
       else field += ch;
     }
     assert.deepEqual(csvRows[0], ['id', 'label', 'similarity', 'rank']);
@@ -203,7 +253,10 @@ test('assignment rows stream to CSV (quoted ids) and JSON lines, and read back e
 
 /** The number of points a chart's paths draw (one M or L command each). */
 function pathPoints(svg: string): number {
-  return [...svg.matchAll(/<path class="series"[^>]* d="([^"]*)"/g)].reduce((a, m) => a + (m[1].match(/[ML]/g)?.length ?? 0), 0);
+  return [...svg.matchAll(/<path class="series"[^>]* d="([^"]*)"/g)].reduce(
+    (a, m) => a + (m[1].match(/[ML]/g)?.length ?? 0),
+    0,
+  );
 }
 
 test('the HTML: every chart draws its points, one heat-map row per cluster, galleries, nothing external', () => {
@@ -229,8 +282,23 @@ test('the HTML: every chart draws its points, one heat-map row per cluster, gall
     log: parseRunLog(
       [
         JSON.stringify({ event: 'init', nmi: 0.3, min: 5, max: 15, sizes }),
-        ...[1, 2, 3, 4].map((it) => JSON.stringify({ epoch: it > 2 ? 1 : 0, iteration: it, loss: 2 / it, headAccuracy: it / 10, changeRatio: 0.1, lr: 0.1, imagesPerSecond: 50, smallClusters: 1, minCluster: 4, maxCluster: 20 })),
-        ...[0, 1].map((e) => JSON.stringify({ event: 'epoch', epoch: e, loss: 1, nmi: 0.4, labelChurnNmi: 0.8 + e / 10, sizes })),
+        ...[1, 2, 3, 4].map((it) =>
+          JSON.stringify({
+            epoch: it > 2 ? 1 : 0,
+            iteration: it,
+            loss: 2 / it,
+            headAccuracy: it / 10,
+            changeRatio: 0.1,
+            lr: 0.1,
+            imagesPerSecond: 50,
+            smallClusters: 1,
+            minCluster: 4,
+            maxCluster: 20,
+          }),
+        ),
+        ...[0, 1].map((e) =>
+          JSON.stringify({ event: 'epoch', epoch: e, loss: 1, nmi: 0.4, labelChurnNmi: 0.8 + e / 10, sizes }),
+        ),
       ].join('\n'),
     ),
     k,
@@ -248,9 +316,12 @@ test('the HTML: every chart draws its points, one heat-map row per cluster, gall
     else assert.equal((svg.match(/<rect class="bar"/g) ?? []).length, Number(points));
   }
   assert.equal((html.match(/<g class="heat-row"/g) ?? []).length, k);
-  const galleries = [...html.matchAll(/<div class="gallery" data-cluster="(\d+)" data-size="(\d+)">([\s\S]*?)<\/div>/g)];
+  const galleries = [
+    ...html.matchAll(/<div class="gallery" data-cluster="(\d+)" data-size="(\d+)">([\s\S]*?)<\/div>/g),
+  ];
   assert.equal(galleries.length, 4);
-  for (const [, , size, body] of galleries) assert.equal((body.match(/<img /g) ?? []).length, Math.min(5, Number(size)));
+  for (const [, , size, body] of galleries)
+    assert.equal((body.match(/<img /g) ?? []).length, Math.min(5, Number(size)));
   // self-contained: no URL other than data: URIs, no script
   assert.doesNotMatch(html, /(?:src|href)="(?!data:)/);
   assert.doesNotMatch(html, /<script|<link|@import|url\(/);
@@ -276,20 +347,47 @@ test('the report commands parse their flags, with defaults, and name a missing o
     compare: ['runs/b', 'runs/c'],
     out: undefined,
   });
-  assert.deepEqual(commandFromArgv(['clusters', '--run', 'runs/a']), { command: 'clusters', runDir: 'runs/a', out: join('runs/a', 'clusters.csv') });
-  assert.deepEqual(commandFromArgv(['assign', '--run', 'r', '--data', 'folder:new', '--out', 'a.jsonl']), { command: 'assign', runDir: 'r', data: 'folder:new', out: 'a.jsonl' });
+  assert.deepEqual(commandFromArgv(['clusters', '--run', 'runs/a']), {
+    command: 'clusters',
+    runDir: 'runs/a',
+    out: join('runs/a', 'clusters.csv'),
+  });
+  assert.deepEqual(commandFromArgv(['assign', '--run', 'r', '--data', 'folder:new', '--out', 'a.jsonl']), {
+    command: 'assign',
+    runDir: 'r',
+    data: 'folder:new',
+    out: 'a.jsonl',
+  });
   assert.throws(() => commandFromArgv(['assign', '--run', 'r', '--out', 'a.csv']), /odc assign needs --data/);
-  assert.throws(() => commandFromArgv(['report', '--run', 'r', '--compar', 'x']), /no flag --compar \(did you mean --compare\?\)/);
+  assert.throws(
+    () => commandFromArgv(['report', '--run', 'r', '--compar', 'x']),
+    /no flag --compar \(did you mean --compare\?\)/,
+  );
   const train = commandFromArgv(['train', '--report', '--epochs', '1']);
   assert.ok(train.command === 'train' && train.report);
 });
 
-test('a subset keeps each image\'s identifier in its source; a head view keeps the first ones', () => {
-  const ds: ImageDataset = { name: 'four', n: 4, height: 1, width: 1, channels: 1, images: Uint8Array.of(10, 11, 12, 13), labels: null, numClasses: null };
+test("a subset keeps each image's identifier in its source; a head view keeps the first ones", () => {
+  const ds: ImageDataset = {
+    name: 'four',
+    n: 4,
+    height: 1,
+    width: 1,
+    channels: 1,
+    images: Uint8Array.of(10, 11, 12, 13),
+    labels: null,
+    numClasses: null,
+  };
   const picked = subsetDataset(ds, [3, 1]);
-  assert.deepEqual([0, 1].map((i) => imageId(picked, i)), ['3', '1']);
+  assert.deepEqual(
+    [0, 1].map((i) => imageId(picked, i)),
+    ['3', '1'],
+  );
   const files = { ...ds, ids: ['a.png', 'b.png', 'c.png', 'd.png'] };
-  assert.deepEqual([0, 1].map((i) => imageId(subsetDataset(files, [2, 0]), i)), ['c.png', 'a.png']);
+  assert.deepEqual(
+    [0, 1].map((i) => imageId(subsetDataset(files, [2, 0]), i)),
+    ['c.png', 'a.png'],
+  );
   assert.deepEqual(headDataset(files, 2).ids, ['a.png', 'b.png']);
   assert.equal(imageId(ds, 2), '2');
 });
@@ -309,7 +407,16 @@ test('gallery thumbnails: box means of whole blocks, identity at factor 1, PNGs 
       }
     }
   }
-  const ds: ImageDataset = { name: 'big', n: 1, height: 130, width: 100, channels: 3, images: Uint8Array.from({ length: 130 * 100 * 3 }, (_, i) => i % 251), labels: null, numClasses: null };
+  const ds: ImageDataset = {
+    name: 'big',
+    n: 1,
+    height: 130,
+    width: 100,
+    channels: 3,
+    images: Uint8Array.from({ length: 130 * 100 * 3 }, (_, i) => i % 251),
+    labels: null,
+    numClasses: null,
+  };
   const uri = imageDataUri(ds, 0);
   const png = decodePng(Uint8Array.from(Buffer.from(uri.slice('data:image/png;base64,'.length), 'base64')));
   assert.deepEqual([png.width, png.height], [33, 43]);

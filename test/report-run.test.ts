@@ -9,7 +9,15 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
-import { assertSameCheckpoint, loggedResults, readLog, syntheticDataset, tinyConfig, tinyIdxConfig, writeIdxDataset } from './train-fixtures.ts';
+import {
+  assertSameCheckpoint,
+  loggedResults,
+  readLog,
+  syntheticDataset,
+  tinyConfig,
+  tinyIdxConfig,
+  writeIdxDataset,
+} from './train-fixtures.ts';
 import { train } from '../src/odc/trainer.ts';
 import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
 import { nmi } from '../src/metrics/nmi.ts';
@@ -66,10 +74,12 @@ function cosine(c: Float64Array, x: Float32Array, row: number, dim: number): num
 
 /** The expected rank of each row: 1 + rows of its cluster with a higher similarity (ties by index). */
 function bruteRanks(labels: number[], sims: number[]): number[] {
-  return labels.map((l, i) => 1 + labels.filter((m, j) => m === l && (sims[j] > sims[i] || (sims[j] === sims[i] && j < i))).length);
+  return labels.map(
+    (l, i) => 1 + labels.filter((m, j) => m === l && (sims[j] > sims[i] || (sims[j] === sims[i] && j < i))).length,
+  );
 }
 
-test('the loop logs the initial sizes and each epoch\'s label churn and sizes; --report leaves the run bit-identical', async () => {
+test("the loop logs the initial sizes and each epoch's label churn and sizes; --report leaves the run bit-identical", async () => {
   const data = mkdtempSync(join(tmpdir(), 'odc-report-data-'));
   const withReport = mkdtempSync(join(tmpdir(), 'odc-report-run-'));
   const without = mkdtempSync(join(tmpdir(), 'odc-report-plain-'));
@@ -126,7 +136,10 @@ test('the loop logs the initial sizes and each epoch\'s label churn and sizes; -
       assert.equal(r.label, labels[i]);
       assert.ok(Math.abs(r.similarity - sims[i]) < 1e-5, `row ${i}: ${r.similarity} vs ${sims[i]}`);
     });
-    const ranks = bruteRanks(labels, rows.map((r) => r.similarity));
+    const ranks = bruteRanks(
+      labels,
+      rows.map((r) => r.similarity),
+    );
     rows.forEach((r, i) => assert.equal(r.rank, ranks[i]));
   } finally {
     for (const d of [data, withReport, without]) rmSync(d, { recursive: true, force: true });
@@ -138,7 +151,10 @@ test('DeepCluster: the live report (backbone features extracted each epoch) leav
   const withReport = mkdtempSync(join(tmpdir(), 'odc-report-dc-'));
   const without = mkdtempSync(join(tmpdir(), 'odc-report-dc-plain-'));
   try {
-    const config: TrainConfig = { ...tinyIdxConfig(writeIdxDataset(data, syntheticDataset(96)), 2), mode: 'deepcluster' };
+    const config: TrainConfig = {
+      ...tinyIdxConfig(writeIdxDataset(data, syntheticDataset(96)), 2),
+      mode: 'deepcluster',
+    };
     let reports = 0;
     await train({
       config,
@@ -182,7 +198,13 @@ test('an unlabelled folder run: eval without labels, the report, clusters with f
     const run = join(root, 'run');
     writeImageFolder(images, 48, 1);
     writeImageFolder(fresh, 7, 2);
-    const config: TrainConfig = ['data.source=folder', `data.path=${images}`, 'optim.epochs=2', 'odc.k=4', 'odc.minCluster=3'].reduce((c, o) => applyOverride(c, o), tinyConfig());
+    const config: TrainConfig = [
+      'data.source=folder',
+      `data.path=${images}`,
+      'optim.epochs=2',
+      'odc.k=4',
+      'odc.minCluster=3',
+    ].reduce((c, o) => applyOverride(c, o), tinyConfig());
     await train({ config, outDir: run, quiet: true });
 
     const rows = await evaluateRun({ runDir: run, baseline: true, probeEpochs: 2 });
@@ -201,7 +223,12 @@ test('an unlabelled folder run: eval without labels, the report, clusters with f
     const sizes = histogram(memLabels, 4);
     assert.equal(trained['smallest cluster'], Math.min(...sizes));
     assert.equal(trained['largest cluster'], Math.max(...sizes));
-    assert.equal(trained['label churn NMI'], readLog(run).filter((r) => r.event === 'epoch').at(-1)!.labelChurnNmi);
+    assert.equal(
+      trained['label churn NMI'],
+      readLog(run)
+        .filter((r) => r.event === 'epoch')
+        .at(-1)!.labelChurnNmi,
+    );
 
     const report = await writeReport({ runDir: run, compare: [] });
     const html = readFileSync(report, 'utf8');
@@ -210,9 +237,18 @@ test('an unlabelled folder run: eval without labels, the report, clusters with f
     assert.match(html, /kNN agreement/);
 
     await writeClusters({ runDir: run, out: join(run, 'clusters.jsonl') });
-    const clusterRows = readFileSync(join(run, 'clusters.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; label: number });
-    assert.deepEqual(clusterRows.map((r) => r.id), Array.from({ length: 48 }, (_, i) => join(images, `img-${String(i).padStart(3, '0')}.png`)));
-    assert.deepEqual(clusterRows.map((r) => r.label), memLabels);
+    const clusterRows = readFileSync(join(run, 'clusters.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; label: number });
+    assert.deepEqual(
+      clusterRows.map((r) => r.id),
+      Array.from({ length: 48 }, (_, i) => join(images, `img-${String(i).padStart(3, '0')}.png`)),
+    );
+    assert.deepEqual(
+      clusterRows.map((r) => r.label),
+      memLabels,
+    );
 
     // odc assign: brute-force nearest centroid of the network's eval-mode features of the new images
     await writeAssignment({ runDir: run, data: `folder:${fresh}`, out: join(run, 'assign.csv') });
@@ -234,7 +270,10 @@ test('an unlabelled folder run: eval without labels, the report, clusters with f
       assert.ok(scores[r.label] >= best - 1e-5, `image ${i}: cluster ${r.label} (${scores[r.label]}), best ${best}`);
       assert.ok(Math.abs(r.similarity - best) < 1e-5);
     });
-    const ranks = bruteRanks(assigned.map((r) => r.label), assigned.map((r) => r.similarity));
+    const ranks = bruteRanks(
+      assigned.map((r) => r.label),
+      assigned.map((r) => r.similarity),
+    );
     assigned.forEach((r, i) => assert.equal(r.rank, ranks[i]));
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -28,20 +28,49 @@ test('a resume that changes the seed, K, the batch size, the data or the model i
     await train({ config, outDir: dir, dataset: ds, quiet: true });
     const before = readFileSync(join(dir, 'checkpoint.odc'));
     const attempts: Array<[string[], RegExp]> = [
-      [['seed=3', 'odc.k=10'], /--resume cannot change seed \(0 -> 3\) or odc\.k \(8 -> 10\): .*--out NEWDIR.*drop these flags/],
+      [
+        ['seed=3', 'odc.k=10'],
+        /--resume cannot change seed \(0 -> 3\) or odc\.k \(8 -> 10\): .*--out NEWDIR.*drop these flags/,
+      ],
       [['optim.batchSize=32'], /--resume cannot change optim\.batchSize \(16 -> 32\)/],
-      [['data.limit=50', 'model.featureDim=8', 'augment="none"'], /data\.limit \(4000 -> 50\), augment \("mnist" -> "none"\) or model\.featureDim \(16 -> 8\)/],
-      [['odc.memoryMomentum=0.7', 'optim.momentum=0.5'], /optim\.momentum \(0\.9 -> 0\.5\) or odc\.memoryMomentum \(0\.5 -> 0\.7\)/],
+      [
+        ['data.limit=50', 'model.featureDim=8', 'augment="none"'],
+        /data\.limit \(4000 -> 50\), augment \("mnist" -> "none"\) or model\.featureDim \(16 -> 8\)/,
+      ],
+      [
+        ['odc.memoryMomentum=0.7', 'optim.momentum=0.5'],
+        /optim\.momentum \(0\.9 -> 0\.5\) or odc\.memoryMomentum \(0\.5 -> 0\.7\)/,
+      ],
     ];
     for (const [overrides, expected] of attempts) {
-      await assert.rejects(train({ config: withOverrides(config, 'optim.epochs=2', ...overrides), outDir: dir, dataset: ds, quiet: true, resume: true }), (err: Error) => {
-        assert.match(err.message, expected);
-        assert.doesNotMatch(err.message, /optim\.epochs \(/, 'a change that is allowed is not listed among the refused ones');
-        return true;
-      });
+      await assert.rejects(
+        train({
+          config: withOverrides(config, 'optim.epochs=2', ...overrides),
+          outDir: dir,
+          dataset: ds,
+          quiet: true,
+          resume: true,
+        }),
+        (err: Error) => {
+          assert.match(err.message, expected);
+          assert.doesNotMatch(
+            err.message,
+            /optim\.epochs \(/,
+            'a change that is allowed is not listed among the refused ones',
+          );
+          return true;
+        },
+      );
     }
-    assert.ok(Buffer.compare(before, readFileSync(join(dir, 'checkpoint.odc'))) === 0, 'a refused resume leaves the checkpoint as it was');
-    assert.equal((JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as TrainConfig).optim.epochs, 1, 'and the config.json');
+    assert.ok(
+      Buffer.compare(before, readFileSync(join(dir, 'checkpoint.odc'))) === 0,
+      'a refused resume leaves the checkpoint as it was',
+    );
+    assert.equal(
+      (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as TrainConfig).optim.epochs,
+      1,
+      'and the config.json',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -54,15 +83,34 @@ test('a resume with more epochs (and another logging interval) continues the sam
     const ds = syntheticDataset();
     await train({ config: tinyConfig(), outDir: straight, dataset: ds, quiet: true });
     await train({ config: withOverrides(tinyConfig(), 'optim.epochs=1'), outDir: extended, dataset: ds, quiet: true });
-    const result = await train({ config: withOverrides(tinyConfig(), 'log.checkpointEvery=2'), outDir: extended, dataset: ds, quiet: true, resume: true });
+    const result = await train({
+      config: withOverrides(tinyConfig(), 'log.checkpointEvery=2'),
+      outDir: extended,
+      dataset: ds,
+      quiet: true,
+      resume: true,
+    });
     assert.equal(result.interrupted, false);
     assert.equal(result.iterations, 12);
     await assertSameCheckpoint(straight, extended);
     const resume = readLog(extended).find((r) => r.event === 'resume');
-    assert.deepEqual(resume?.changed, { 'optim.epochs': { from: 1, to: 2 }, 'log.checkpointEvery': { from: 1, to: 2 } });
-    assert.equal((JSON.parse(readFileSync(join(extended, 'config.json'), 'utf8')) as TrainConfig).optim.epochs, 2, 'config.json holds the applied change');
+    assert.deepEqual(resume?.changed, {
+      'optim.epochs': { from: 1, to: 2 },
+      'log.checkpointEvery': { from: 1, to: 2 },
+    });
+    assert.equal(
+      (JSON.parse(readFileSync(join(extended, 'config.json'), 'utf8')) as TrainConfig).optim.epochs,
+      2,
+      'config.json holds the applied change',
+    );
     await assert.rejects(
-      train({ config: withOverrides(tinyConfig(), 'optim.epochs=1'), outDir: extended, dataset: ds, quiet: true, resume: true }),
+      train({
+        config: withOverrides(tinyConfig(), 'optim.epochs=1'),
+        outDir: extended,
+        dataset: ds,
+        quiet: true,
+        resume: true,
+      }),
       /optim\.epochs = 1 is fewer than the 2 epochs the checkpoint .* has reached: resume with --epochs 2 or more/,
     );
   } finally {

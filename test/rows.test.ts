@@ -44,7 +44,12 @@ test('reference L2-normalisation gradient equals finite differences', () => {
       const x = refArray([b, d], randomValues(seed, b * d, -2, 2));
       const g = refArray([b, d], randomValues(seed + 1, b * d));
       const numeric = finiteDifference((v) => refDot(g, refL2NormalizeRows(v)), x);
-      assertClose(refL2NormalizeRowsBackward(g, x).data, numeric.data, { rtol: 1e-5, atol: 1e-6 }, 'reference vs finite differences');
+      assertClose(
+        refL2NormalizeRowsBackward(g, x).data,
+        numeric.data,
+        { rtol: 1e-5, atol: 1e-6 },
+        'reference vs finite differences',
+      );
     }),
     { numRuns: 40 },
   );
@@ -73,7 +78,11 @@ test('normalizeRows keeps an all-zero row zero (ODC invariant 2), gradient g/eps
   assertClose(await y.data(), refL2NormalizeRows(refArray([2, 3], [0, 0, 0, 3, 4, 0]), 1e-3).data, NORM_TOL, 'forward');
   const g = Tensor.from([1, -2, 0.5, 1, 1, 1], [2, 3]);
   backward(y, g);
-  const expected = refL2NormalizeRowsBackward(refArray([2, 3], [1, -2, 0.5, 1, 1, 1]), refArray([2, 3], [0, 0, 0, 3, 4, 0]), 1e-3);
+  const expected = refL2NormalizeRowsBackward(
+    refArray([2, 3], [1, -2, 0.5, 1, 1, 1]),
+    refArray([2, 3], [0, 0, 0, 3, 4, 0]),
+    1e-3,
+  );
   assertClose(await x.grad!.data(), expected.data, NORM_GRAD_TOL, 'grad');
   assertClose((await x.grad!.data()).slice(0, 3), [1000, -2000, 500], { rtol: 1e-6, atol: 0 }, 'zero row: g / eps');
   for (const t of [x, x.grad!, y, g]) t.dispose();
@@ -84,7 +93,9 @@ test('argmaxRows: first maximum on ties, NaN wins, matches the reference', async
     fc.asyncProperty(matArb, fc.boolean(), async ({ b, d, seed }, withNaN) => {
       // few distinct values so ties are common
       const rng = new Rng(seed);
-      const values = Array.from({ length: b * d }, () => (withNaN && rng.uniform() < 0.05 ? Number.NaN : rng.int(4) - 2));
+      const values = Array.from({ length: b * d }, () =>
+        withNaN && rng.uniform() < 0.05 ? Number.NaN : rng.int(4) - 2,
+      );
       const x = Tensor.from(values, [b, d]);
       const out = argmaxRows(x);
       assert.deepEqual([...(await out.data())], refArgmaxRows(refArray([b, d], values)));
@@ -93,7 +104,10 @@ test('argmaxRows: first maximum on ties, NaN wins, matches the reference', async
     }),
     { numRuns: RUNS },
   );
-  const x = Tensor.from([1, Number.NaN, 5, Number.NaN, -0, 0, 0, -1, -Infinity, -Infinity, -Infinity, -Infinity], [3, 4]);
+  const x = Tensor.from(
+    [1, Number.NaN, 5, Number.NaN, -0, 0, 0, -1, -Infinity, -Infinity, -Infinity, -Infinity],
+    [3, 4],
+  );
   const out = argmaxRows(x);
   assert.deepEqual([...(await out.data())], [1, 0, 0]);
   x.dispose();
@@ -156,7 +170,8 @@ test('scatterRows: the last duplicate wins, unindexed rows stay bit-identical', 
       const expected = refScatterRows(dst.ref, index, src.ref);
       assert.deepEqual([...after], [...Float32Array.from(expected.data)]);
       for (let r = 0; r < n; r++) {
-        if (!index.includes(r)) assert.deepEqual([...after.slice(r * d, r * d + d)], [...before.slice(r * d, r * d + d)], `row ${r}`);
+        if (!index.includes(r))
+          assert.deepEqual([...after.slice(r * d, r * d + d)], [...before.slice(r * d, r * d + d)], `row ${r}`);
       }
       for (const t of [dst.gpu, src.gpu, idx]) t.dispose();
     }),
@@ -171,7 +186,11 @@ test('scatterRows: the last duplicate wins, unindexed rows stay bit-identical', 
 });
 
 test('scatterRows with a large batch (atomic winner path) also lets the last duplicate win', async () => {
-  for (const [b, n, d] of [[1500, 7, 3], [1100, 3000, 2], [2000, 1, 1]]) {
+  for (const [b, n, d] of [
+    [1500, 7, 3],
+    [1100, 3000, 2],
+    [2000, 1, 1],
+  ]) {
     const dst = randomPair(b + n, [n, d]);
     const src = randomPair(b + n + 1, [b, d]);
     const index = randomInts(b + n + 2, b, n + 2); // some out of range
@@ -201,7 +220,10 @@ test('countEqual counts equal positions', async () => {
 test('reshape and flatten are views whose gradient flows back in the input shape', async () => {
   const x = Tensor.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [2, 3, 2]);
   x.requiresGrad = true;
-  const w = Tensor.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((v) => v / 10), [2, 6]);
+  const w = Tensor.from(
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((v) => v / 10),
+    [2, 6],
+  );
   const f = flatten(x);
   assert.deepEqual(f.shape, [2, 6]);
   const r = reshape(x, [-1, 4]);
@@ -246,7 +268,10 @@ test('row ops reject bad shapes and dtypes with clear errors', () => {
   const src = Tensor.from([1, 2, 3], [1, 3]);
   assert.throws(() => normalizeRows(v, { epsilon: 'add' }), /normalizeRows: x must be a rank-2/);
   assert.throws(() => argmaxRows(idx as unknown as Tensor<'f32'>), /argmaxRows: x: expected a f32 tensor, got u32/);
-  assert.throws(() => gatherRows(x, idxF as unknown as Tensor<'u32'>), /gatherRows: index: expected a u32 tensor, got f32/);
+  assert.throws(
+    () => gatherRows(x, idxF as unknown as Tensor<'u32'>),
+    /gatherRows: index: expected a u32 tensor, got f32/,
+  );
   assert.throws(() => scatterRows(x, idx, src), /scatterRows: src must be \[2, 2\].*got \[1, 3\]/);
   assert.throws(() => scatterRows(x, idx, x), /src must be \[2, 2\]/);
   assert.throws(() => countEqual(idx, Tensor.from([1], [1], 'u32')), /countEqual: shapes \[2\] and \[1\] differ/);

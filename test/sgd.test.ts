@@ -45,7 +45,11 @@ test('SGD with groups, momentum, weight decay and nesterov equals the float64 re
   await fc.assert(
     fc.asyncProperty(
       fc.array(groupArb, { minLength: 1, maxLength: 3 }),
-      fc.record({ lr: fc.constantFrom(0.06, 0.2), momentum: fc.constantFrom(0, 0.9), weightDecay: fc.constantFrom(0, 1e-4) }),
+      fc.record({
+        lr: fc.constantFrom(0.06, 0.2),
+        momentum: fc.constantFrom(0, 0.9),
+        weightDecay: fc.constantFrom(0, 1e-4),
+      }),
       fc.integer(),
       async (specs, defaults, seed) => {
         const groups: ParamGroup[] = [];
@@ -66,7 +70,12 @@ test('SGD with groups, momentum, weight decay and nesterov equals the float64 re
           });
           refParams.push(values.map((v) => v.slice()));
           refBufs.push(values.map(() => null));
-          opts.push({ lr: spec.lr ?? defaults.lr, momentum, weightDecay: spec.weightDecay ?? defaults.weightDecay, nesterov });
+          opts.push({
+            lr: spec.lr ?? defaults.lr,
+            momentum,
+            weightDecay: spec.weightDecay ?? defaults.weightDecay,
+            nesterov,
+          });
         }
         const opt = new SGD(groups, defaults);
         for (let step = 0; step < 4; step++) {
@@ -88,7 +97,12 @@ test('SGD with groups, momentum, weight decay and nesterov equals the float64 re
           opt.zeroGrad();
           for (let gi = 0; gi < groups.length; gi++) {
             for (let pi = 0; pi < groups[gi].params.length; pi++) {
-              assertClose(await groups[gi].params[pi].data(), refParams[gi][pi], STEP_TOL, `step ${step} group ${gi} param ${pi}`);
+              assertClose(
+                await groups[gi].params[pi].data(),
+                refParams[gi][pi],
+                STEP_TOL,
+                `step ${step} group ${gi} param ${pi}`,
+              );
             }
           }
         }
@@ -117,7 +131,7 @@ function locate(groups: ParamGroup[], k: number): [number, number] {
   throw new Error('out of range');
 }
 
-test('PyTorch rule on hand-computed numbers (momentum 0.9, wd 0.1, first step b = g\')', async () => {
+test("PyTorch rule on hand-computed numbers (momentum 0.9, wd 0.1, first step b = g')", async () => {
   const p = Tensor.from([1], [1]);
   const head = Tensor.from([1], [1]);
   const opt = new SGD([{ params: [p] }, { params: [head], momentum: 0 }], { lr: 0.5, momentum: 0.9, weightDecay: 0.1 });
@@ -209,7 +223,10 @@ test('SGD validates its configuration and gradients', () => {
   assert.throws(() => new SGD([{ params: [p] }], { lr: -1 }), /lr must be a finite number >= 0/);
   assert.throws(() => new SGD([{ params: [p], nesterov: true }], { lr: 1 }), /Nesterov momentum with momentum 0/);
   assert.throws(() => new SGD([{ params: [p] }, { params: [p] }], { lr: 1 }), /more than one place/);
-  assert.throws(() => new SGD([{ params: [u as unknown as Tensor<'f32'>] }], { lr: 1 }), /parameters must be f32 tensors, got u32/);
+  assert.throws(
+    () => new SGD([{ params: [u as unknown as Tensor<'f32'>] }], { lr: 1 }),
+    /parameters must be f32 tensors, got u32/,
+  );
   const opt = new SGD([{ params: [p] }], { lr: 1 });
   p.grad = Tensor.from([1, 2, 3], [3]);
   assert.throws(() => opt.step(), /gradient \[3\] does not match parameter \[2\]/);

@@ -4,7 +4,9 @@ import { assert } from './helpers.ts';
 import { resolveIncludes, shaderSource } from '../src/gpu/shaders.ts';
 
 const dir = new URL('../shaders/', import.meta.url);
-const families = readdirSync(dir).filter((f) => f.endsWith('.wgsl')).map((f) => f.slice(0, -'.wgsl'.length));
+const families = readdirSync(dir)
+  .filter((f) => f.endsWith('.wgsl'))
+  .map((f) => f.slice(0, -'.wgsl'.length));
 
 test('//!include appends each named shaders/include file once, after the family text (line numbers kept)', () => {
   assert.ok(families.length > 0);
@@ -28,5 +30,8 @@ test('a missing include is an error naming the family and the file', () => {
   assert.throws(() => resolveIncludes('some_family', '//!include no_such_include\nfn f() {}\n'), {
     message: 'shaders/some_family.wgsl: //!include no_such_include: cannot read shaders/include/no_such_include.wgsl',
   });
-  assert.throws(() => resolveIncludes('some_family', '//!include ../gemm\n'), /cannot read shaders\/include\/\.\.\/gemm\.wgsl/);
+  assert.throws(
+    () => resolveIncludes('some_family', '//!include ../gemm\n'),
+    /cannot read shaders\/include\/\.\.\/gemm\.wgsl/,
+  );
 });

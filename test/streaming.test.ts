@@ -7,7 +7,18 @@
  */
 import { test, before, after } from 'node:test';
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,7 +72,10 @@ function writeFolder(name: string, count: number, size: (i: number) => [number, 
 test('a pack of images at their stored size gives the same bytes and bit-identical batches as the images in memory', async () => {
   const folder = writeFolder('same-size', 24, () => [12, 10]);
   const memory = loadImageFolder(folder, { channels: 3 });
-  for (const [decoder, workers] of [['js', 0], ['js', 2]] as const) {
+  for (const [decoder, workers] of [
+    ['js', 0],
+    ['js', 2],
+  ] as const) {
     const out = join(dir, `same-${decoder}-${workers}.odcpack`);
     const r = await prepare({ data: `folder:${folder}`, out, decoder, workers, progress: false });
     assert.equal(r.n, 24);
@@ -69,7 +83,10 @@ test('a pack of images at their stored size gives the same bytes and bit-identic
     assert.deepEqual([pack.height, pack.width, pack.channels, pack.numClasses], [10, 12, 3, 3]);
     assert.deepEqual(pack.labels, memory.labels);
     const all = Array.from({ length: 24 }, (_, i) => i);
-    assert.ok(Buffer.compare(readImages(pack, all), memory.images) === 0, `${decoder}/${workers}: the packed bytes equal the in-memory folder's`);
+    assert.ok(
+      Buffer.compare(readImages(pack, all), memory.images) === 0,
+      `${decoder}/${workers}: the packed bytes equal the in-memory folder's`,
+    );
     assert.equal(pack.imageNames()[5], join(folder, 'a', 'img0015.png')); // class a holds images 0, 3, 6, ...
     const cfg = cifarPreset({ outHeight: 8, outWidth: 8 });
     const resident = new GpuAugmenter(memory, cfg);
@@ -105,7 +122,10 @@ test('training from a pack made of IDX files is bit-identical to training on the
   const b = await train({ config, outDir: runB, dataset: pack, quiet: true });
   pack.close();
   assert.equal(b.iterations, a.iterations);
-  assert.deepEqual(b.epochs.map((e) => [e.loss, e.headAccuracy, e.changeRatio, e.nmi]), a.epochs.map((e) => [e.loss, e.headAccuracy, e.changeRatio, e.nmi]));
+  assert.deepEqual(
+    b.epochs.map((e) => [e.loss, e.headAccuracy, e.changeRatio, e.nmi]),
+    a.epochs.map((e) => [e.loss, e.headAccuracy, e.changeRatio, e.nmi]),
+  );
   await assertSameCheckpoint(runA, runB);
   assert.equal(gpu().pool.liveCount, base, 'streaming training releases its staging buffers');
 });
@@ -115,7 +135,10 @@ test('a pack is checksummed: a flipped byte, a truncation or a partial file is r
   const path = join(dir, 'check.odcpack');
   const w = new PackWriter(path, { height: 8, width: 8, channels: 1 });
   assert.ok(existsSync(path + PARTIAL_SUFFIX) && !existsSync(path), 'written under .partial until finished');
-  assert.throws(() => openPack(path + PARTIAL_SUFFIX), /not a complete \.odcpack file \(no ODCPACK1 signature\).*unfinished prepare/);
+  assert.throws(
+    () => openPack(path + PARTIAL_SUFFIX),
+    /not a complete \.odcpack file \(no ODCPACK1 signature\).*unfinished prepare/,
+  );
   for (let i = 0; i < ds.n; i++) w.append(ds.images.subarray(i * 64, (i + 1) * 64), ds.labels![i], `#${i}`);
   w.finish({ numClasses: 4, source: 'test', stored: 'as is' });
   assert.ok(existsSync(path) && !existsSync(path + PARTIAL_SUFFIX));
@@ -136,14 +159,28 @@ test('undecodable images are named by path; --skip-bad lists and skips them; mix
   writeFileSync(join(folder, 'b', 'broken.png'), new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10, 0, 0]));
   writeFileSync(join(folder, 'a', 'empty.jpg'), new Uint8Array(0));
   const out = join(dir, 'mixed.odcpack');
-  await assert.rejects(prepare({ data: `folder:${folder}`, out, size: 8, decoder: 'js', workers: 0, progress: false }), (err: Error) => {
-    assert.match(err.message, new RegExp(`${join(folder, 'a', 'empty.jpg')}.*--skip-bad`));
-    return true;
-  });
+  await assert.rejects(
+    prepare({ data: `folder:${folder}`, out, size: 8, decoder: 'js', workers: 0, progress: false }),
+    (err: Error) => {
+      assert.match(err.message, new RegExp(`${join(folder, 'a', 'empty.jpg')}.*--skip-bad`));
+      return true;
+    },
+  );
   assert.ok(!existsSync(out) && !existsSync(out + PARTIAL_SUFFIX), 'a failed prepare leaves no file');
-  const r = await prepare({ data: `folder:${folder}`, out, size: 8, decoder: 'js', workers: 0, skipBad: true, progress: false });
+  const r = await prepare({
+    data: `folder:${folder}`,
+    out,
+    size: 8,
+    decoder: 'js',
+    workers: 0,
+    skipBad: true,
+    progress: false,
+  });
   assert.equal(r.n, 12);
-  assert.deepEqual(r.skipped.map((s) => s.path).sort(), [join(folder, 'a', 'empty.jpg'), join(folder, 'b', 'broken.png')]);
+  assert.deepEqual(r.skipped.map((s) => s.path).sort(), [
+    join(folder, 'a', 'empty.jpg'),
+    join(folder, 'b', 'broken.png'),
+  ]);
   const js = openPack(out, { verify: true });
   assert.deepEqual([js.n, js.height, js.width], [12, 8, 8]);
   // the in-memory folder loader resizes the same way (bilinear + centre crop): the same bytes
@@ -160,7 +197,10 @@ test('undecodable images are named by path; --skip-bad lists and skips them; mix
     const b = readImages(openPack(native), all);
     let sum = 0;
     for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
-    assert.ok(sum / a.length < 6, `mean absolute difference sharp vs bilinear ${(sum / a.length).toFixed(2)} of 255, tolerance 6`);
+    assert.ok(
+      sum / a.length < 6,
+      `mean absolute difference sharp vs bilinear ${(sum / a.length).toFixed(2)} of 255, tolerance 6`,
+    );
   }
   js.close();
 });
@@ -169,18 +209,47 @@ test('a prepare killed midway leaves no complete-looking file, and running it ag
   const folder = writeFolder('kill', 400, () => [64, 64]);
   const out = join(dir, 'kill.odcpack');
   const cli = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-  const runtime = 'Deno' in globalThis ? ['deno', 'run', '-A', cli] : 'Bun' in globalThis ? [process.execPath, cli] : [process.execPath, '--import', 'tsx', cli];
+  const runtime =
+    'Deno' in globalThis
+      ? ['deno', 'run', '-A', cli]
+      : 'Bun' in globalThis
+        ? [process.execPath, cli]
+        : [process.execPath, '--import', 'tsx', cli];
   const [cmd, ...args] = runtime;
-  const child = spawn(cmd, [...args, 'prepare', '--data', `folder:${folder}`, '--out', out, '--size', '48', '--decoder', 'js', '--workers', '0', '--quiet'], {
-    stdio: 'ignore',
-    env: { ...process.env, PATH: `${join(process.cwd(), 'node_modules', '.bin')}:${process.env.PATH ?? ''}` },
-  });
+  const child = spawn(
+    cmd,
+    [
+      ...args,
+      'prepare',
+      '--data',
+      `folder:${folder}`,
+      '--out',
+      out,
+      '--size',
+      '48',
+      '--decoder',
+      'js',
+      '--workers',
+      '0',
+      '--quiet',
+    ],
+    {
+      stdio: 'ignore',
+      env: { ...process.env, PATH: `${join(process.cwd(), 'node_modules', '.bin')}:${process.env.PATH ?? ''}` },
+    },
+  );
   // wait until images are being written, then kill without warning
-  for (let i = 0; i < 600 && !(existsSync(out + PARTIAL_SUFFIX) && statSync(out + PARTIAL_SUFFIX).size > 4096 + 48 * 48 * 3 * 20); i++) await new Promise((r) => setTimeout(r, 50));
+  for (
+    let i = 0;
+    i < 600 && !(existsSync(out + PARTIAL_SUFFIX) && statSync(out + PARTIAL_SUFFIX).size > 4096 + 48 * 48 * 3 * 20);
+    i++
+  )
+    await new Promise((r) => setTimeout(r, 50));
   child.kill('SIGKILL');
   await new Promise((r) => child.on('exit', r));
   assert.ok(!existsSync(out), 'no file under the final name');
-  if (existsSync(out + PARTIAL_SUFFIX)) assert.throws(() => openPack(out + PARTIAL_SUFFIX), /not a complete \.odcpack file/);
+  if (existsSync(out + PARTIAL_SUFFIX))
+    assert.throws(() => openPack(out + PARTIAL_SUFFIX), /not a complete \.odcpack file/);
   const r = await prepare({ data: `folder:${folder}`, out, size: 48, decoder: 'js', workers: 0, progress: false });
   assert.equal(r.n, 400);
   assert.ok(!existsSync(out + PARTIAL_SUFFIX), 'the restart replaced the leftover');
@@ -200,7 +269,10 @@ test('streaming many batches keeps host memory and GPU buffers flat', async () =
   }
   w.finish({ numClasses: null, source: 'test', stored: 'as is' });
   const pack = openPack(path);
-  const view = subsetSource(pack, Array.from({ length: n }, (_, i) => n - 1 - i)); // reads through an index map
+  const view = subsetSource(
+    pack,
+    Array.from({ length: n }, (_, i) => n - 1 - i),
+  ); // reads through an index map
   const aug = new GpuAugmenter(view, cifarPreset({ outHeight: 32, outWidth: 32, evalResize: 64 }));
   const rng = new Rng(1);
   const batch = (b: number): Uint32Array => Uint32Array.from({ length: 128 }, (_, i) => (b * 977 + i * 31) % n);
@@ -222,11 +294,18 @@ test('streaming many batches keeps host memory and GPU buffers flat', async () =
   const early = await run(40, 120);
   const late = await run(120, 320); // 200 batches = 25,600 images = 315 MB read
   assert.equal(gpu().pool.liveCount, live, 'no GPU buffer accumulates');
-  assert.deepEqual(aug.reads, { prefetched: 319, direct: 1 }, 'every batch but the first was read ahead, while the previous one trained');
+  assert.deepEqual(
+    aug.reads,
+    { prefetched: 319, direct: 1 },
+    'every batch but the first was read ahead, while the previous one trained',
+  );
   // Keeping one batch per step would add 315 MB: the bound is half that, room for the collectors' swings
   // (measured: under 32 MiB with Node; +8 MiB over 1,000 batches with Deno's own WebGPU).
   const grown = late - early;
-  assert.ok(grown < 157 * 2 ** 20, `peak host memory grew ${(grown / 2 ** 20).toFixed(1)} MiB over 200 more batches (315 MB of images read); bound 157 MiB`);
+  assert.ok(
+    grown < 157 * 2 ** 20,
+    `peak host memory grew ${(grown / 2 ** 20).toFixed(1)} MiB over 200 more batches (315 MB of images read); bound 157 MiB`,
+  );
   aug.dispose();
   pack.close();
 });
@@ -254,7 +333,11 @@ test('EXIF orientation: the pure-JS path turns photos upright as sharp (libvips)
   const [w, h] = [32, 16];
   const rgba = new Uint8Array(w * h * 4);
   for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) rgba.set(x < 16 ? (y < 8 ? [250, 10, 10, 255] : [10, 250, 10, 255]) : y < 8 ? [10, 10, 250, 255] : [240, 240, 20, 255], (y * w + x) * 4);
+    for (let x = 0; x < w; x++)
+      rgba.set(
+        x < 16 ? (y < 8 ? [250, 10, 10, 255] : [10, 250, 10, 255]) : y < 8 ? [10, 10, 250, 255] : [240, 240, 20, 255],
+        (y * w + x) * 4,
+      );
   }
   const plain = jpeg.encode({ data: rgba, width: w, height: h }, 95).data;
   const folder = join(dir, 'exif');
@@ -263,11 +346,17 @@ test('EXIF orientation: the pure-JS path turns photos upright as sharp (libvips)
     const path = join(folder, `o${o}.jpg`);
     writeFileSync(path, jpegWithOrientation(plain, o));
     const job = { path, size: null, channels: 3 as const, maxPixels: 1e8 };
-    const [js, native] = [await decodeStored({ ...job, decoder: 'js' }), await decodeStored({ ...job, decoder: 'sharp' })];
+    const [js, native] = [
+      await decodeStored({ ...job, decoder: 'js' }),
+      await decodeStored({ ...job, decoder: 'sharp' }),
+    ];
     assert.deepEqual([js.width, js.height], o >= 5 ? [h, w] : [w, h], `orientation ${o}: sides`);
     assert.deepEqual([native.width, native.height], [js.width, js.height], `orientation ${o}: sides as sharp`);
     let diff = 0;
     for (let i = 0; i < js.data.length; i++) diff += Math.abs(js.data[i] - native.data[i]);
-    assert.ok(diff / js.data.length < 8, `orientation ${o}: mean difference ${(diff / js.data.length).toFixed(2)} from sharp (two JPEG decoders), tolerance 8`);
+    assert.ok(
+      diff / js.data.length < 8,
+      `orientation ${o}: mean difference ${(diff / js.data.length).toFixed(2)} from sharp (two JPEG decoders), tolerance 8`,
+    );
   }
 });

@@ -36,7 +36,10 @@ before(async () => {
 });
 
 test('the harness finds the example k-means bug (the last centroid is never a candidate) and passes the fixed one', async () => {
-  await assert.rejects(checkClusteringImplementation(buggyKMeans, { numRuns: 100 }), /buggy k-means breaks an invariant[\s\S]*Counterexample[\s\S]*5\.5 nearest centroid/);
+  await assert.rejects(
+    checkClusteringImplementation(buggyKMeans, { numRuns: 100 }),
+    /buggy k-means breaks an invariant[\s\S]*Counterexample[\s\S]*5\.5 nearest centroid/,
+  );
   await checkClusteringImplementation(fixedKMeans, { numRuns: 100 });
 });
 
@@ -53,7 +56,11 @@ test("this project's GPU k-means satisfies the kit's invariants on normalised ro
       }
     },
   };
-  await checkClusteringImplementation(gpuKMeans, { normalize: true, numRuns: RUNS, problems: clusteringProblem({ maxRows: 300, maxDim: 16, maxK: 12 }) });
+  await checkClusteringImplementation(gpuKMeans, {
+    normalize: true,
+    numRuns: RUNS,
+    problems: clusteringProblem({ maxRows: 300, maxDim: 16, maxK: 12 }),
+  });
 });
 
 test("this project's GPU OdcMemory satisfies the kit's memory invariants (update with repeats, relabel, centroid recompute)", async () => {
@@ -62,7 +69,21 @@ test("this project's GPU OdcMemory satisfies the kit's memory invariants (update
     create(s: MemoryState, momentum: number) {
       const { n, d, k, minCluster } = s;
       const memory = memoryFromState(
-        { format: 'odc-memory', version: 1, n, dim: d, k, momentum, minCluster, seed: 1, kmeansIterations: 20, splitRestarts: 2, splitMaxIter: 20, rng: new Rng(1).state(), lastBatchSize: 0 },
+        {
+          format: 'odc-memory',
+          version: 1,
+          n,
+          dim: d,
+          k,
+          momentum,
+          minCluster,
+          seed: 1,
+          kmeansIterations: 20,
+          splitRestarts: 2,
+          splitMaxIter: 20,
+          rng: new Rng(1).state(),
+          lastBatchSize: 0,
+        },
         {
           'memory.features': { data: s.features, shape: [n, d] },
           'memory.labels': { data: s.labels, shape: [n] },
@@ -77,7 +98,11 @@ test("this project's GPU OdcMemory satisfies the kit's memory invariants (update
           f.dispose();
         },
         recomputeCentroids: () => memory.recomputeCentroids(),
-        read: async () => ({ features: await memory.features.data(), labels: await memory.labels.data(), centroids: await memory.centroids.data() }),
+        read: async () => ({
+          features: await memory.features.data(),
+          labels: await memory.labels.data(),
+          centroids: await memory.centroids.data(),
+        }),
         dispose: () => memory.dispose(),
       };
     },
@@ -98,7 +123,9 @@ function cpuMemory(firstWins: boolean): MemoryImplementation {
         update(indices: number[], fresh: Float32Array) {
           const rows = indices.map((i, b) => {
             const f = refNormalize(fresh.subarray(b * d, (b + 1) * d));
-            return refNormalize(Array.from({ length: d }, (_, j) => (1 - momentum) * features[i * d + j] + momentum * f[j]));
+            return refNormalize(
+              Array.from({ length: d }, (_, j) => (1 - momentum) * features[i * d + j] + momentum * f[j]),
+            );
           });
           const order = firstWins ? [...indices.keys()].reverse() : [...indices.keys()];
           for (const b of order) {
@@ -117,7 +144,10 @@ function cpuMemory(firstWins: boolean): MemoryImplementation {
 
 test('the memory harness passes a plain CPU memory and finds a planted repeat bug (first occurrence wins)', async () => {
   await checkMemoryImplementation(cpuMemory(false), { numRuns: 40 });
-  await assert.rejects(checkMemoryImplementation(cpuMemory(true), { numRuns: 100 }), /CPU memory, first repeat wins breaks an invariant[\s\S]*5\.4 memory update: row \d+/);
+  await assert.rejects(
+    checkMemoryImplementation(cpuMemory(true), { numRuns: 100 }),
+    /CPU memory, first repeat wins breaks an invariant[\s\S]*5\.4 memory update: row \d+/,
+  );
 });
 
 test('each invariant holds on a consistent memory state and names what breaks in a damaged one', () => {
@@ -164,7 +194,10 @@ test('memory update, relabel and move predicates against a float64 replay of ODC
         const fn = Math.hypot(...f) + 1e-10;
         const mix = Array.from({ length: d }, (_, j) => 0.5 * features[i * d + j] + (0.5 * f[j]) / fn);
         const mn = Math.hypot(...mix) + 1e-10;
-        after.features.set(mix.map((v) => v / mn), i * d);
+        after.features.set(
+          mix.map((v) => v / mn),
+          i * d,
+        );
         let best = 0;
         const score = (c: number) => mix.reduce((a, v, j) => a + (v / mn) * centroids[c * d + j], 0);
         for (let c = 1; c < k; c++) if (score(c) > score(best)) best = c;
@@ -175,7 +208,10 @@ test('memory update, relabel and move predicates against a float64 replay of ODC
       assert.equal(labelsAreArgmax(after.features, after.labels, centroids, k, d, { rows: batch }), null);
       const outside = batch.includes(0) ? null : 0;
       if (outside !== null) {
-        const touched = { features: after.features, labels: Uint32Array.from(after.labels, (l, i) => (i === outside ? (l + 1) % k : l)) };
+        const touched = {
+          features: after.features,
+          labels: Uint32Array.from(after.labels, (l, i) => (i === outside ? (l + 1) % k : l)),
+        };
         if (k > 1) assert.match(memoryUpdateRows(before, touched, batch, fresh, 0.5, d) ?? '', /outside the batch/);
       }
       // moves: rows of small clusters to their best non-small cluster; a move into a small cluster is named

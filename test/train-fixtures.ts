@@ -70,14 +70,33 @@ export function writeIdxDataset(dir: string, ds: ImageDataset): string {
 
 /** The command-line flags that reproduce tinyConfig() (the demo preset plus these). */
 export const TINY_FLAGS = [
-  '--batch-size', '16', '--epochs', '2', '--k', '8', '--min-cluster', '10',
-  '--set', 'odc.centroidInterval=3', '--set', 'odc.kmeansIterations=5', '--set', 'model.neckHidden=32', '--set', 'model.featureDim=16', '--set', 'log.interval=4',
+  '--batch-size',
+  '16',
+  '--epochs',
+  '2',
+  '--k',
+  '8',
+  '--min-cluster',
+  '10',
+  '--set',
+  'odc.centroidInterval=3',
+  '--set',
+  'odc.kmeansIterations=5',
+  '--set',
+  'model.neckHidden=32',
+  '--set',
+  'model.featureDim=16',
+  '--set',
+  'log.interval=4',
 ];
 
 /** A tinyConfig() whose data are the IDX files of `writeIdxDataset` (so the command line and train() load the same). */
 export function tinyIdxConfig(spec: string, epochs: number): TrainConfig {
   const colon = spec.indexOf(':');
-  return [`data.source=${spec.slice(0, colon)}`, `data.path=${spec.slice(colon + 1)}`, `optim.epochs=${epochs}`].reduce((c, o) => applyOverride(c, o), tinyConfig());
+  return [`data.source=${spec.slice(0, colon)}`, `data.path=${spec.slice(colon + 1)}`, `optim.epochs=${epochs}`].reduce(
+    (c, o) => applyOverride(c, o),
+    tinyConfig(),
+  );
 }
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -112,9 +131,11 @@ export function startCli(args: string[]): CliRun {
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const exit = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  const exit = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>(
+    (resolve) => {
+      child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    },
+  );
   return {
     child,
     exit,
@@ -122,7 +143,13 @@ export function startCli(args: string[]): CliRun {
       new Promise((resolve, reject) => {
         if (pattern.test(stdout)) return resolve(performance.now() - started);
         waiting.push({ pattern, resolve });
-        void exit.then((r) => reject(new Error(`odc exited (code ${r.code}, signal ${r.signal}) before printing ${pattern}:\n${r.stdout}\n${r.stderr}`)));
+        void exit.then((r) =>
+          reject(
+            new Error(
+              `odc exited (code ${r.code}, signal ${r.signal}) before printing ${pattern}:\n${r.stdout}\n${r.stderr}`,
+            ),
+          ),
+        );
       }),
   };
 }
@@ -137,7 +164,19 @@ export function readLog(dir: string): Array<Record<string, unknown>> {
 
 /** What the run in `dir` logged that does not depend on the clock: the per-interval records and the epoch summaries. */
 export function loggedResults(dir: string): Array<Record<string, unknown>> {
-  const keep = ['event', 'epoch', 'iteration', 'loss', 'headAccuracy', 'changeRatio', 'nmi', 'smallClusters', 'minCluster', 'maxCluster', 'splits'];
+  const keep = [
+    'event',
+    'epoch',
+    'iteration',
+    'loss',
+    'headAccuracy',
+    'changeRatio',
+    'nmi',
+    'smallClusters',
+    'minCluster',
+    'maxCluster',
+    'splits',
+  ];
   return readLog(dir)
     .filter((r) => r.event === undefined || r.event === 'epoch')
     .map((r) => Object.fromEntries(keep.filter((k) => k in r).map((k) => [k, r[k]])));

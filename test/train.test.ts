@@ -47,7 +47,13 @@ test('an interrupted and resumed run reproduces the uninterrupted run bit-exactl
   try {
     const ds = syntheticDataset();
     await train({ config: tinyConfig(), outDir: straight, dataset: ds, quiet: true });
-    const partial = await train({ config: tinyConfig(), outDir: resumed, dataset: ds, quiet: true, stopAfterIterations: 8 });
+    const partial = await train({
+      config: tinyConfig(),
+      outDir: resumed,
+      dataset: ds,
+      quiet: true,
+      stopAfterIterations: 8,
+    });
     assert.equal(partial.iterations, 8, 'stopped mid-way through epoch 2');
     const finished = await train({ config: tinyConfig(), outDir: resumed, dataset: ds, quiet: true, resume: true });
     assert.equal(finished.iterations, 12);
@@ -67,12 +73,18 @@ test('a non-finite loss stops training with a clear error and keeps the last goo
     const good = readFileSync(join(dir, 'checkpoint.odc'));
     // Resume for a second epoch with an absurd learning rate: the weights blow up within a few steps.
     const exploding = applyOverride(applyOverride(config, 'optim.epochs=2'), 'optim.lr=1e30');
-    await assert.rejects(train({ config: exploding, outDir: dir, dataset: ds, quiet: true, resume: true }), (err: Error) => {
-      assert.equal(err.name, 'NonFiniteLossError');
-      assert.match(err.message, /last good checkpoint is kept/);
-      return true;
-    });
-    assert.ok(Buffer.compare(good, readFileSync(join(dir, 'checkpoint.odc'))) === 0, 'the epoch-1 checkpoint is untouched');
+    await assert.rejects(
+      train({ config: exploding, outDir: dir, dataset: ds, quiet: true, resume: true }),
+      (err: Error) => {
+        assert.equal(err.name, 'NonFiniteLossError');
+        assert.match(err.message, /last good checkpoint is kept/);
+        return true;
+      },
+    );
+    assert.ok(
+      Buffer.compare(good, readFileSync(join(dir, 'checkpoint.odc'))) === 0,
+      'the epoch-1 checkpoint is untouched',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

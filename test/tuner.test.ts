@@ -11,7 +11,15 @@ import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { VariantChoice, setTunedTable, unforceAll, usedVariants, resetUsedVariants } from '../src/gpu/variants.ts';
-import { cacheFile, decideVariant, loadCachedTable, saveCachedTable, tuneCase, tuneMode, type TuneCase } from '../src/gpu/tuner.ts';
+import {
+  cacheFile,
+  decideVariant,
+  loadCachedTable,
+  saveCachedTable,
+  tuneCase,
+  tuneMode,
+  type TuneCase,
+} from '../src/gpu/tuner.ts';
 import { GEMM_VARIANTS, gemmDefault, gemmShapeClass } from '../src/ops/gemm-variants.ts';
 import { gemmVariant } from '../src/ops/matmul.ts';
 import { tuneCases, VARIANTS_FILE } from '../src/odc/tuning.ts';
@@ -31,7 +39,10 @@ before(async () => {
 after(() => {
   unforceAll();
   setTunedTable({});
-  for (const [key, value] of [['ODC_CACHE_DIR', savedEnv.dir], ['ODC_TUNE', savedEnv.tune]] as const) {
+  for (const [key, value] of [
+    ['ODC_CACHE_DIR', savedEnv.dir],
+    ['ODC_TUNE', savedEnv.tune],
+  ] as const) {
     if (value === undefined) delete process.env[key];
     else process.env[key] = value;
   }
@@ -67,7 +78,11 @@ test('tuneCase with forced timings: unsupported and wrong candidates are skipped
     ['absent', { ms: 0.5, value: 1, cannot: 'needs a feature this adapter lacks' }],
     ['near', { ms: 9.8, value: 1 }],
   ]);
-  const choice = new VariantChoice<Fake>({ kernel: 'test-fake', variants: fakes, unsupported: (v) => v.cannot ?? null });
+  const choice = new VariantChoice<Fake>({
+    kernel: 'test-fake',
+    variants: fakes,
+    unsupported: (v) => v.cannot ?? null,
+  });
   let last: Fake | null = null;
   const fakeCase: TuneCase = {
     kernel: 'test-fake',
@@ -99,7 +114,10 @@ test('ODC_TUNE: off on CPU adapters and cached on GPUs when unset; a bad value n
   assert.equal(tuneMode({ isCpuAdapter: true }, undefined), 'off');
   assert.equal(tuneMode({ isCpuAdapter: false }, undefined), 'cached');
   assert.equal(tuneMode({ isCpuAdapter: true }, 'full'), 'full');
-  assert.throws(() => tuneMode({ isCpuAdapter: false }, 'fast'), /ODC_TUNE=fast is not a tuning mode: use off .*, cached .* or full/);
+  assert.throws(
+    () => tuneMode({ isCpuAdapter: false }, 'fast'),
+    /ODC_TUNE=fast is not a tuning mode: use off .*, cached .* or full/,
+  );
 });
 
 test('odc tune takes --repeats N (a positive integer), nothing else', () => {
@@ -123,15 +141,22 @@ test('the cache is one file per adapter and driver; a damaged or foreign file is
 });
 
 test('a real tuning pass on this adapter: every candidate is timed or skipped with a reason, the choice is a known variant', async () => {
-  const cases = tuneCases(gpu(), 'small').filter((c) => c.shapeClass.endsWith('small')).slice(0, 2);
+  const cases = tuneCases(gpu(), 'small')
+    .filter((c) => c.shapeClass.endsWith('small'))
+    .slice(0, 2);
   try {
     for (const c of cases) {
       const report = await tuneCase(gpu(), c, 2);
       const names = c.kernel === 'gemm' ? [...GEMM_VARIANTS.keys()] : ['regs', 'tiled'];
-      assert.deepEqual([...Object.keys(report.medians), ...Object.keys(report.skipped)].sort(), names.sort(), `${report.key}: each candidate accounted for`);
+      assert.deepEqual(
+        [...Object.keys(report.medians), ...Object.keys(report.skipped)].sort(),
+        names.sort(),
+        `${report.key}: each candidate accounted for`,
+      );
       assert.ok(names.includes(report.choice), report.choice);
       for (const ms of Object.values(report.medians)) assert.ok(ms >= 0 && Number.isFinite(ms));
-      for (const [name, reason] of Object.entries(report.skipped)) assert.match(reason, /over this adapter|subgroup|differs|feature/, name);
+      for (const [name, reason] of Object.entries(report.skipped))
+        assert.match(reason, /over this adapter|subgroup|differs|feature/, name);
     }
   } finally {
     for (const c of cases) c.dispose();
@@ -159,7 +184,8 @@ test('a tuned run records its variants and resumes bit-exactly from them after t
   const resumed = mkdtempSync(join(tmpdir(), 'odc-tuned-resumed-'));
   // A table as a tuner might leave it: the GPU tiles (their split-K targets differ from lavapipe's) everywhere.
   const table: Record<string, string> = {};
-  for (const op of ['matmul', 'conv-fwd', 'conv-dgrad', 'conv-wgrad']) for (const size of ['small', 'medium', 'large']) table[`gemm/${op}/${size}`] = 'tiled-64x64-4x4-cf';
+  for (const op of ['matmul', 'conv-fwd', 'conv-dgrad', 'conv-wgrad'])
+    for (const size of ['small', 'medium', 'large']) table[`gemm/${op}/${size}`] = 'tiled-64x64-4x4-cf';
   for (const size of ['small', 'medium', 'large']) table[`nearest/${size}`] = 'tiled';
   try {
     const ds = syntheticDataset();
@@ -172,11 +198,18 @@ test('a tuned run records its variants and resumes bit-exactly from them after t
     rmSync(cacheFile(gpu())); // the machine's tuned table is gone (or retuned): the run's own record must decide
     await train({ config: tinyConfig(), outDir: resumed, dataset: ds, quiet: true, resume: true });
     await assertSameCheckpoint(straightTuned, resumed);
-    const recorded = JSON.parse(readFileSync(join(resumed, VARIANTS_FILE), 'utf8')) as { table: Record<string, string> };
+    const recorded = JSON.parse(readFileSync(join(resumed, VARIANTS_FILE), 'utf8')) as {
+      table: Record<string, string>;
+    };
     assert.ok(Object.values(recorded.table).includes('tiled-64x64-4x4-cf'), 'the record names the tuned variants');
-    const defaults = JSON.parse(readFileSync(join(straightDefault, VARIANTS_FILE), 'utf8')) as { table: Record<string, string> };
+    const defaults = JSON.parse(readFileSync(join(straightDefault, VARIANTS_FILE), 'utf8')) as {
+      table: Record<string, string>;
+    };
     assert.ok(!Object.values(defaults.table).includes('tiled-64x64-4x4-cf'), 'ODC_TUNE=off ran the defaults');
-    await assert.rejects(assertSameCheckpoint(straightDefault, straightTuned), 'the tuned variants change the order of sums (split-K), so the runs differ');
+    await assert.rejects(
+      assertSameCheckpoint(straightDefault, straightTuned),
+      'the tuned variants change the order of sums (split-K), so the runs differ',
+    );
   } finally {
     process.env.ODC_TUNE = 'off';
     for (const dir of [straightDefault, straightTuned, resumed]) rmSync(dir, { recursive: true, force: true });

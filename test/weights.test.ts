@@ -26,14 +26,19 @@ before(async () => {
 /** Every parameter and buffer of a module, by name, as raw bits. */
 async function snapshot(m: Backbone): Promise<Map<string, Uint32Array>> {
   const out = new Map<string, Uint32Array>();
-  for (const [name, t] of [...m.namedParameters(), ...m.namedBuffers()]) out.set(name, new Uint32Array((await t.data()).buffer));
+  for (const [name, t] of [...m.namedParameters(), ...m.namedBuffers()])
+    out.set(name, new Uint32Array((await t.data()).buffer));
   return out;
 }
 
 /** Random BN statistics, so the round trip covers buffers with values other than their init. */
 function randomizeBuffers(m: Backbone, seed: number): void {
   const rng = new Rng(seed);
-  for (const [name, b] of m.namedBuffers()) gpu().write(b.buffer, Float32Array.from({ length: b.size }, () => (name.endsWith('running_var') ? 0.5 + rng.uniform() : rng.normal())));
+  for (const [name, b] of m.namedBuffers())
+    gpu().write(
+      b.buffer,
+      Float32Array.from({ length: b.size }, () => (name.endsWith('running_var') ? 0.5 + rng.uniform() : rng.normal())),
+    );
 }
 
 function tempDir(): string {
@@ -65,7 +70,10 @@ test('export -> import restores every parameter and BN statistic bit for bit (co
         assert.equal(edits.includes('model.maxpool = torch.nn.Identity()'), stem === 'cifar');
       }
       const tracked = Object.keys(tensors).filter((k) => k.endsWith('num_batches_tracked'));
-      assert.ok(tracked.length > 0 && tracked.every((k) => tensors[k].dtype === 'I64' && (tensors[k].data as BigInt64Array)[0] === 7n));
+      assert.ok(
+        tracked.length > 0 &&
+          tracked.every((k) => tensors[k].dtype === 'I64' && (tensors[k].data as BigInt64Array)[0] === 7n),
+      );
       source.dispose();
       target.dispose();
     }
@@ -92,7 +100,10 @@ test('a torchvision-layout resnet18 state dict (fc classifier, num_batches_track
     for (const [name, bits] of a) assert.deepEqual(b.get(name), bits, name);
     // the same file against the CIFAR stem: one error naming conv1's shapes
     const cifar = new ResNet(18, 3, 'cifar', new Rng(6));
-    await assert.rejects(loadWeights(cifar, file), /resnet18-torchvision\.safetensors: .*conv1\.weight: expected F32 \[64, 3, 3, 3\], found F32 \[64, 3, 7, 7\].*nothing was loaded/);
+    await assert.rejects(
+      loadWeights(cifar, file),
+      /resnet18-torchvision\.safetensors: .*conv1\.weight: expected F32 \[64, 3, 3, 3\], found F32 \[64, 3, 7, 7\].*nothing was loaded/,
+    );
     for (const m of [source, target, cifar]) m.dispose();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -117,7 +128,10 @@ test('a file for another backbone, input or dtype is one error listing the diffe
     });
     assert.deepEqual(await snapshot(rgb), before, 'no partial load: the matching tensors were not written either');
     const r18 = new ResNet(18, 1, 'cifar', new Rng(9));
-    await assert.rejects(loadWeights(r18, file), /100 missing \(conv1\.weight; .*\(95 more\)\); 20 unexpected \(features\.0\.weight; .*\(15 more\)\)/);
+    await assert.rejects(
+      loadWeights(r18, file),
+      /100 missing \(conv1\.weight; .*\(95 more\)\); 20 unexpected \(features\.0\.weight; .*\(15 more\)\)/,
+    );
     const sd = await backboneStateDict(gray);
     sd['features.1.weight'] = { dtype: 'I32', shape: [32], data: new Int32Array(32) };
     await writeSafetensors(file, sd);
@@ -137,7 +151,13 @@ test('train with initFrom starts from the file: a run stopped before its first s
     const file = join(dir, 'init.safetensors');
     await saveWeights(source, file, exportMetadata('convnet-s', 'cifar', 1));
     const out = join(dir, 'run');
-    await train(config, { outDir: out, dataset: syntheticDataset(), initFrom: file, stopAfterIterations: 0, quiet: true });
+    await train(config, {
+      outDir: out,
+      dataset: syntheticDataset(),
+      initFrom: file,
+      stopAfterIterations: 0,
+      quiet: true,
+    });
     const ckpt = await loadCheckpoint(out);
     const model = buildModel(config, 1, new Rng(0));
     ckpt.restore(model, null)?.dispose();

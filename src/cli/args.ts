@@ -7,7 +7,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { int, nearest, oneOf } from '../config/schema.ts';
-import { applyOverride, checkPresetName, completeConfig, mergeConfig, presetConfig, PRESETS, settingsHelp, shortcuts, type TrainConfig } from '../odc/config.ts';
+import {
+  applyOverride,
+  checkPresetName,
+  completeConfig,
+  mergeConfig,
+  presetConfig,
+  PRESETS,
+  settingsHelp,
+  shortcuts,
+  type TrainConfig,
+} from '../odc/config.ts';
 
 export interface Args {
   command: string;
@@ -36,7 +46,17 @@ const COMMANDS: Record<string, Record<string, FlagKind>> = {
   report: { run: 'value', compare: 'value', out: 'value' },
   clusters: { run: 'value', out: 'value' },
   assign: { run: 'value', data: 'value', out: 'value' },
-  prepare: { data: 'value', out: 'value', size: 'value', channels: 'value', workers: 'value', decoder: 'value', split: 'value', 'skip-bad': 'switch', quiet: 'switch' },
+  prepare: {
+    data: 'value',
+    out: 'value',
+    size: 'value',
+    channels: 'value',
+    workers: 'value',
+    decoder: 'value',
+    split: 'value',
+    'skip-bad': 'switch',
+    quiet: 'switch',
+  },
   info: {},
   tune: { repeats: 'value' },
   help: {},
@@ -93,13 +113,16 @@ export function parseArgs(argv: readonly string[]): Args {
   const flags = new Map<string, string[]>();
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
-    if (!a.startsWith('--') || a.length === 2) throw new Error(`unexpected argument "${a}": odc ${command} takes only --flags (see odc ${command} --help)`);
+    if (!a.startsWith('--') || a.length === 2)
+      throw new Error(`unexpected argument "${a}": odc ${command} takes only --flags (see odc ${command} --help)`);
     const eq = a.indexOf('=');
     const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
     const kind = name === 'help' ? 'switch' : known[name];
     if (kind === undefined) {
       const near = nearest(name, [...Object.keys(known), 'help']);
-      throw new Error(`odc ${command} has no flag --${name}${near ? ` (did you mean --${near}?)` : ''}; see odc ${command} --help`);
+      throw new Error(
+        `odc ${command} has no flag --${name}${near ? ` (did you mean --${near}?)` : ''}; see odc ${command} --help`,
+      );
     }
     let value: string;
     if (kind === 'switch') {
@@ -109,7 +132,9 @@ export function parseArgs(argv: readonly string[]): Args {
     else {
       value = rest[++i];
       if (value === undefined || value.startsWith('--')) {
-        throw new Error(`--${name} needs a value${value === undefined ? '' : `, got the flag ${value}`} (see odc ${command} --help)`);
+        throw new Error(
+          `--${name} needs a value${value === undefined ? '' : `, got the flag ${value}`} (see odc ${command} --help)`,
+        );
       }
     }
     flags.set(name, [...(flags.get(name) ?? []), value]);
@@ -137,7 +162,12 @@ function countFlag(args: Args, name: string, fallback: number): number {
 }
 
 /** A flag holding one of a few names (--split, --layer). */
-function choiceFlag<const V extends readonly string[]>(args: Args, name: string, values: V, fallback: V[number]): V[number] {
+function choiceFlag<const V extends readonly string[]>(
+  args: Args,
+  name: string,
+  values: V,
+  fallback: V[number],
+): V[number] {
   return oneOf(values, fallback, { doc: '' }).check(one(args, name) ?? fallback, `--${name}`);
 }
 
@@ -153,12 +183,17 @@ function configFromArgs(args: Args): TrainConfig {
  */
 export function resumeConfigFromArgs(args: Args, outDir: string): TrainConfig {
   const path = join(outDir, 'config.json');
-  if (!existsSync(path)) throw new Error(`--resume needs the run's ${path}, which does not exist: point --out at a training output folder, or drop --resume to start a new run.`);
+  if (!existsSync(path))
+    throw new Error(
+      `--resume needs the run's ${path}, which does not exist: point --out at a training output folder, or drop --resume to start a new run.`,
+    );
   let stored: unknown;
   try {
     stored = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new Error(`${path} is not valid JSON (${(err as Error).message}): restore it from the checkpoint's run, or start a new run with --out NEWDIR.`);
+    throw new Error(
+      `${path} is not valid JSON (${(err as Error).message}): restore it from the checkpoint's run, or start a new run with --out NEWDIR.`,
+    );
   }
   const config = completeConfig(stored, path);
   const preset = one(args, 'preset');
@@ -218,8 +253,12 @@ function trainCommand(args: Args): TrainCommand {
   const resume = args.flags.has('resume');
   const outDir = one(args, 'out') ?? `runs/${one(args, 'preset') ?? 'demo'}`;
   const initFrom = one(args, 'init-from');
-  if (resume && initFrom !== undefined) throw new Error('--init-from starts a new run from given weights and --resume continues a run: use one of them');
-  if (initFrom !== undefined && !existsSync(initFrom)) throw new Error(`--init-from ${initFrom}: no such file (a safetensors file of backbone weights, e.g. from odc export)`);
+  if (resume && initFrom !== undefined)
+    throw new Error('--init-from starts a new run from given weights and --resume continues a run: use one of them');
+  if (initFrom !== undefined && !existsSync(initFrom))
+    throw new Error(
+      `--init-from ${initFrom}: no such file (a safetensors file of backbone weights, e.g. from odc export)`,
+    );
   const config = resume ? resumeConfigFromArgs(args, outDir) : configFromArgs(args);
   return { config, outDir, resume, quiet: args.flags.has('quiet'), initFrom, report: args.flags.has('report') };
 }
@@ -255,7 +294,8 @@ function prepareCommand(args: Args): PrepareCommand {
   const size = one(args, 'size') === undefined ? undefined : countFlag(args, 'size', 1);
   const workersText = one(args, 'workers');
   const workers = workersText === undefined ? undefined : workersText === '0' ? 0 : countFlag(args, 'workers', 1);
-  const channels = one(args, 'channels') === undefined ? undefined : choiceFlag(args, 'channels', ['1', '3'], '3') === '1' ? 1 : 3;
+  const channels =
+    one(args, 'channels') === undefined ? undefined : choiceFlag(args, 'channels', ['1', '3'], '3') === '1' ? 1 : 3;
   return {
     data: required(args, 'data'),
     out: required(args, 'out'),
@@ -272,7 +312,8 @@ function prepareCommand(args: Args): PrepareCommand {
 /** What the command line asks for; the CLI runs exactly this, so a bad line fails here, before the GPU starts. */
 export function commandFromArgv(argv: readonly string[]): Command {
   const args = parseArgs(argv);
-  if (args.command === 'help' || args.flags.has('help')) return { command: 'help', text: args.command === 'train' ? trainHelp() : USAGE };
+  if (args.command === 'help' || args.flags.has('help'))
+    return { command: 'help', text: args.command === 'train' ? trainHelp() : USAGE };
   switch (args.command) {
     case 'train':
       return { command: 'train', ...trainCommand(args) };
@@ -295,13 +336,23 @@ export function commandFromArgv(argv: readonly string[]): Command {
     case 'export':
       return { command: 'export', runDir: required(args, 'run'), out: required(args, 'out') };
     case 'report':
-      return { command: 'report', runDir: required(args, 'run'), compare: args.flags.get('compare') ?? [], out: one(args, 'out') };
+      return {
+        command: 'report',
+        runDir: required(args, 'run'),
+        compare: args.flags.get('compare') ?? [],
+        out: one(args, 'out'),
+      };
     case 'clusters': {
       const runDir = required(args, 'run');
       return { command: 'clusters', runDir, out: one(args, 'out') ?? join(runDir, 'clusters.csv') };
     }
     case 'assign':
-      return { command: 'assign', runDir: required(args, 'run'), data: required(args, 'data'), out: required(args, 'out') };
+      return {
+        command: 'assign',
+        runDir: required(args, 'run'),
+        data: required(args, 'data'),
+        out: required(args, 'out'),
+      };
     case 'tune':
       return { command: 'tune', repeats: countFlag(args, 'repeats', 5) };
     case 'prepare':

@@ -27,6 +27,7 @@ import { commandFromArgv, type PrepareCommand } from './args.ts';
 import { abandonPendingWrites } from '../odc/checkpoint-io.ts';
 import { CHECKPOINT_FILE } from '../odc/checkpoint.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError } from '../gpu/errors.ts';
+import type { TrainingSession } from '../odc/session.ts';
 
 /** Exit codes of a run stopped by a signal (128 + its number, as a shell reports a process it killed). */
 const SIGNAL_EXIT_CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
@@ -50,7 +51,9 @@ function installStopHandlers(stop: AbortController, outDir: string): () => void 
   const onSignal = (signal: string): void => {
     if (!stop.signal.aborted) {
       stop.abort(signal);
-      console.error(`\nodc: ${signal}: stopping after this iteration to write a checkpoint (a second Ctrl-C or SIGTERM aborts at once, without one)`);
+      console.error(
+        `\nodc: ${signal}: stopping after this iteration to write a checkpoint (a second Ctrl-C or SIGTERM aborts at once, without one)`,
+      );
       return;
     }
     abandonPendingWrites();
@@ -84,9 +87,13 @@ async function main(argv: string[]): Promise<number> {
       console.log(`adapter: ${gpu.adapterName}\nimplementation: ${gpu.implementation} (${gpu.runtime})`);
       console.log(`features: ${JSON.stringify(gpu.features)}`);
       const l = gpu.limits;
-      console.log(`maxStorageBufferBindingSize ${l.maxStorageBufferBindingSize}, maxBufferSize ${l.maxBufferSize}, storage buffers/stage ${l.maxStorageBuffersPerShaderStage}`);
+      console.log(
+        `maxStorageBufferBindingSize ${l.maxStorageBufferBindingSize}, maxBufferSize ${l.maxBufferSize}, storage buffers/stage ${l.maxStorageBuffersPerShaderStage}`,
+      );
       const { variantsInfo } = await import('../odc/tuning.ts');
       console.log(variantsInfo(gpu));
+      const { precisionPaths } = await import('../ops/tensor-cores-info.ts');
+      for (const line of await precisionPaths()) console.log(line);
       return 0;
     }
     case 'tune': {
@@ -97,28 +104,36 @@ async function main(argv: string[]): Promise<number> {
     case 'train': {
       const { train } = await import('../odc/trainer.ts');
       const { config, outDir, resume, quiet, initFrom, report } = request;
-      console.log(`odc train: preset ${config.preset}, mode ${config.mode}, ${config.model.backbone}, K = ${config.odc.k}, ${config.optim.epochs} epochs, batch ${config.optim.batchSize} -> ${outDir}`);
+      console.log(
+        `odc train: preset ${config.preset}, mode ${config.mode}, ${config.model.backbone}, K = ${config.odc.k}, ${config.optim.epochs} epochs, batch ${config.optim.batchSize} -> ${outDir}`,
+      );
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
       const stop = new AbortController();
       const removeHandlers = installStopHandlers(stop, outDir);
       const afterEpoch = report
-        ? async (session: import('../odc/session.ts').TrainingSession) => {
+        ? async (session: TrainingSession) => {
             const { writeLiveReport } = await import('../report/write.ts');
             const path = await writeLiveReport(session);
             session.progress.message(`report: ${path}`);
           }
         : undefined;
       try {
-        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal, afterEpoch }).catch((err: unknown) => {
-          throw withCheckpointNote(err, outDir);
-        });
+        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal, afterEpoch }).catch(
+          (err: unknown) => {
+            throw withCheckpointNote(err, outDir);
+          },
+        );
         if (result.interrupted) {
           const p = result.position;
-          console.log(`\nstopped at epoch ${p.epoch + 1}, batch ${p.batchInEpoch} (iteration ${p.iteration}); checkpoint ${result.checkpoint}`);
+          console.log(
+            `\nstopped at epoch ${p.epoch + 1}, batch ${p.batchInEpoch} (iteration ${p.iteration}); checkpoint ${result.checkpoint}`,
+          );
           console.log(`resume with: ${resumeCommand(outDir)}`);
           return SIGNAL_EXIT_CODES[String(stop.signal.reason)] ?? 1;
         }
-        console.log(`done: ${result.iterations} iterations in ${result.seconds.toFixed(1)} s; checkpoint ${result.checkpoint}`);
+        console.log(
+          `done: ${result.iterations} iterations in ${result.seconds.toFixed(1)} s; checkpoint ${result.checkpoint}`,
+        );
       } finally {
         removeHandlers();
       }
@@ -127,7 +142,12 @@ async function main(argv: string[]): Promise<number> {
     case 'eval': {
       const { evaluateRun } = await import('../eval/run-eval.ts');
       checkOutputFile(request.out);
-      await evaluateRun({ runDir: request.runDir, baseline: request.baseline, probeEpochs: request.probeEpochs, out: request.out });
+      await evaluateRun({
+        runDir: request.runDir,
+        baseline: request.baseline,
+        probeEpochs: request.probeEpochs,
+        out: request.out,
+      });
       return 0;
     }
     case 'extract': {
@@ -139,7 +159,9 @@ async function main(argv: string[]): Promise<number> {
     case 'report': {
       const { writeReport } = await import('../report/write.ts');
       checkOutputFile(request.out);
-      console.log(`report: ${await writeReport({ runDir: request.runDir, compare: request.compare, out: request.out })}`);
+      console.log(
+        `report: ${await writeReport({ runDir: request.runDir, compare: request.compare, out: request.out })}`,
+      );
       return 0;
     }
     case 'clusters': {
@@ -171,7 +193,9 @@ async function runPrepare(request: PrepareCommand): Promise<number> {
   checkOutputFile(request.out);
   const r = await prepare({ ...request, progress: !request.quiet });
   const rate = r.n / Math.max(r.seconds, 1e-9);
-  console.log(`odc prepare: ${r.n} images of ${r.width}x${r.height}x${r.channels} -> ${r.path} in ${r.seconds.toFixed(1)} s (${rate.toFixed(0)} img/s, decoder ${r.decoder}, ${r.workers} worker threads)`);
+  console.log(
+    `odc prepare: ${r.n} images of ${r.width}x${r.height}x${r.channels} -> ${r.path} in ${r.seconds.toFixed(1)} s (${rate.toFixed(0)} img/s, decoder ${r.decoder}, ${r.workers} worker threads)`,
+  );
   if (r.skipped.length > 0) {
     console.log(`skipped ${r.skipped.length} image(s) that could not be decoded (--skip-bad):`);
     for (const s of r.skipped) console.log(`  ${s.reason}`);
@@ -185,8 +209,10 @@ function withCheckpointNote(err: unknown, outDir: string): unknown {
   if (!(err instanceof GpuDeviceLostError || err instanceof GpuOutOfMemoryError)) return err;
   const path = `${outDir}/checkpoint.odc`;
   if (!existsSync(path)) err.message += ' No checkpoint had been written yet.';
-  else if (err instanceof GpuDeviceLostError) err.message += ` The last checkpoint, ${path}, is intact: run the same command with --resume to go on.`;
-  else err.message += ` The last checkpoint, ${path}, is intact (--resume continues it on a larger GPU; a smaller batch or model needs a new run).`;
+  else if (err instanceof GpuDeviceLostError)
+    err.message += ` The last checkpoint, ${path}, is intact: run the same command with --resume to go on.`;
+  else
+    err.message += ` The last checkpoint, ${path}, is intact (--resume continues it on a larger GPU; a smaller batch or model needs a new run).`;
   return err;
 }
 

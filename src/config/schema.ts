@@ -50,7 +50,8 @@ export type Node = Leaf<unknown> | Group<Fields>;
 export type Fields = { readonly [key: string]: Node };
 
 /** The TypeScript type of the values a schema node describes. */
-export type Infer<N> = N extends Leaf<infer T> ? T : N extends Group<infer F> ? { -readonly [K in keyof F]: Infer<F[K]> } : never;
+export type Infer<N> =
+  N extends Leaf<infer T> ? T : N extends Group<infer F> ? { -readonly [K in keyof F]: Infer<F[K]> } : never;
 
 interface LeafOptions {
   doc: string;
@@ -77,7 +78,13 @@ interface Kind {
   names?: readonly string[];
 }
 
-function leaf<T>(defaultValue: T, o: LeafOptions, kind: Kind, accepts: (v: unknown) => v is T, inRange: (v: T) => boolean): Leaf<T> {
+function leaf<T>(
+  defaultValue: T,
+  o: LeafOptions,
+  kind: Kind,
+  accepts: (v: unknown) => v is T,
+  inRange: (v: T) => boolean,
+): Leaf<T> {
   return {
     kind: 'leaf',
     default: defaultValue,
@@ -86,8 +93,12 @@ function leaf<T>(defaultValue: T, o: LeafOptions, kind: Kind, accepts: (v: unkno
     resumable: o.resumable ?? false,
     ...kind,
     check(value: unknown, key: string): T {
-      if (!accepts(value)) throw new TypeError(`${key}: expected ${kind.noun}, got ${typeName(value)} (${show(value)}); allowed: ${kind.allowed}`);
-      if (!inRange(value)) throw new RangeError(`${key} must be ${kind.allowed}, got ${show(value)}${suggestion(value, kind)}`);
+      if (!accepts(value))
+        throw new TypeError(
+          `${key}: expected ${kind.noun}, got ${typeName(value)} (${show(value)}); allowed: ${kind.allowed}`,
+        );
+      if (!inRange(value))
+        throw new RangeError(`${key} must be ${kind.allowed}, got ${show(value)}${suggestion(value, kind)}`);
       return value;
     },
   };
@@ -125,13 +136,22 @@ const isNumber = (v: unknown): v is number => typeof v === 'number';
 
 /** An integer setting; `min: 1` reads "a positive integer". */
 export function int(defaultValue: number, o: LeafOptions & Bounds): Leaf<number> {
-  const allowed = o.min === 1 && o.max === undefined && !o.minExclusive ? 'a positive integer' : rangeText(o, 'an integer');
-  return leaf(defaultValue, o, { allowed, noun: 'a number', textual: false }, isNumber, (v) => Number.isInteger(v) && within(v, o));
+  const allowed =
+    o.min === 1 && o.max === undefined && !o.minExclusive ? 'a positive integer' : rangeText(o, 'an integer');
+  return leaf(
+    defaultValue,
+    o,
+    { allowed, noun: 'a number', textual: false },
+    isNumber,
+    (v) => Number.isInteger(v) && within(v, o),
+  );
 }
 
 /** A finite number setting. */
 export function num(defaultValue: number, o: LeafOptions & Bounds): Leaf<number> {
-  return leaf(defaultValue, o, { allowed: rangeText(o, 'a number'), noun: 'a number', textual: false }, isNumber, (v) => within(v, o));
+  return leaf(defaultValue, o, { allowed: rangeText(o, 'a number'), noun: 'a number', textual: false }, isNumber, (v) =>
+    within(v, o),
+  );
 }
 
 export function bool(defaultValue: boolean, o: LeafOptions): Leaf<boolean> {
@@ -146,10 +166,16 @@ export function str(defaultValue: string, o: LeafOptions): Leaf<string> {
 }
 
 /** One of a fixed list of names. */
-export function oneOf<const V extends readonly string[]>(values: V, defaultValue: V[number], o: LeafOptions): Leaf<V[number]> {
+export function oneOf<const V extends readonly string[]>(
+  values: V,
+  defaultValue: V[number],
+  o: LeafOptions,
+): Leaf<V[number]> {
   const allowed = `one of ${values.map((v) => `"${v}"`).join(', ')}`;
   const isName = (v: unknown): v is V[number] => typeof v === 'string';
-  return leaf<V[number]>(defaultValue, o, { allowed, noun: 'a string', textual: true, names: values }, isName, (v) => values.includes(v));
+  return leaf<V[number]>(defaultValue, o, { allowed, noun: 'a string', textual: true, names: values }, isName, (v) =>
+    values.includes(v),
+  );
 }
 
 /** A list of integers, each within the bounds, strictly ascending. */
@@ -184,7 +210,8 @@ export function leaves(node: Node, prefix = ''): Array<{ key: string; leaf: Leaf
 /** The setting at a dotted key, or undefined. */
 export function leafAt(root: Node, key: string): Leaf<unknown> | undefined {
   let node: Node | undefined = root;
-  for (const part of key.split('.')) node = node?.kind === 'group' && Object.hasOwn(node.fields, part) ? node.fields[part] : undefined;
+  for (const part of key.split('.'))
+    node = node?.kind === 'group' && Object.hasOwn(node.fields, part) ? node.fields[part] : undefined;
   return node?.kind === 'leaf' ? node : undefined;
 }
 
@@ -198,7 +225,8 @@ export function editDistance(a: string, b: string): number {
     const next = [i];
     for (let j = 1; j <= t.length; j++) {
       next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (s[i - 1] === t[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && s[i - 1] === t[j - 2] && s[i - 2] === t[j - 1]) next[j] = Math.min(next[j], before[j - 2] + 1);
+      if (i > 1 && j > 1 && s[i - 1] === t[j - 2] && s[i - 2] === t[j - 1])
+        next[j] = Math.min(next[j], before[j - 2] + 1);
     }
     [before, row] = [row, next];
   }
@@ -244,10 +272,12 @@ export function merge<N extends Node>(root: N, base: Infer<N>, patch: unknown, w
   const walk = (node: Node, current: unknown, value: unknown, path: string): unknown => {
     if (node.kind === 'leaf') return node.check(value, path);
     const label = path ? `${where}.${path}` : where;
-    if (!isPlainObject(value)) throw new TypeError(`${label} must be a JSON object, got ${typeName(value)} (${show(value)})`);
+    if (!isPlainObject(value))
+      throw new TypeError(`${label} must be a JSON object, got ${typeName(value)} (${show(value)})`);
     const out: Record<string, unknown> = { ...(current as Record<string, unknown>) };
     for (const [key, v] of Object.entries(value)) {
-      if (!Object.hasOwn(node.fields, key)) throw new Error(`${label}: unknown key "${key}"${unknownKeyHint(root, path, key, node.fields)}`);
+      if (!Object.hasOwn(node.fields, key))
+        throw new Error(`${label}: unknown key "${key}"${unknownKeyHint(root, path, key, node.fields)}`);
       out[key] = walk(node.fields[key], out[key], v, path ? `${path}.${key}` : key);
     }
     return out;

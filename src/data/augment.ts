@@ -186,9 +186,17 @@ export function evalGeometry(height: number, width: number, config: AugmentConfi
     rh = Math.floor((r * height) / width);
   }
   if (rh < config.outHeight || rw < config.outWidth) {
-    throw new RangeError(`augment: evalResize ${r} makes a ${rw}x${rh} image, smaller than the ${config.outWidth}x${config.outHeight} output`);
+    throw new RangeError(
+      `augment: evalResize ${r} makes a ${rw}x${rh} image, smaller than the ${config.outWidth}x${config.outHeight} output`,
+    );
   }
-  return { kind: 'resize-crop', height: rh, width: rw, top: roundHalfEven((rh - config.outHeight) / 2), left: roundHalfEven((rw - config.outWidth) / 2) };
+  return {
+    kind: 'resize-crop',
+    height: rh,
+    width: rw,
+    top: roundHalfEven((rh - config.outHeight) / 2),
+    left: roundHalfEven((rw - config.outWidth) / 2),
+  };
 }
 
 /**
@@ -196,7 +204,13 @@ export function evalGeometry(height: number, width: number, config: AugmentConfi
  * uniforms per attempt, 2 integers when one fits), flip (1 if flipP > 0), angle (1 if rotationDeg > 0),
  * jitter order (a Fisher-Yates shuffle of 4) and factors (1 per enabled op), grayscale (1 if p > 0).
  */
-export function sampleParams(rng: Rng, count: number, height: number, width: number, config: AugmentConfig): SampleParams[] {
+export function sampleParams(
+  rng: Rng,
+  count: number,
+  height: number,
+  width: number,
+  config: AugmentConfig,
+): SampleParams[] {
   const out: SampleParams[] = [];
   const j = config.jitter;
   for (let i = 0; i < count; i++) {
@@ -242,7 +256,13 @@ export function evalParams(count: number, height: number, width: number, config:
 export const PARAM_STRIDE = 24;
 
 /** Packs sample parameters into the kernel's per-sample float block (see shaders/augment.wgsl). */
-export function encodeParams(samples: readonly SampleParams[], srcH: number, srcW: number, outH: number, outW: number): Float32Array {
+export function encodeParams(
+  samples: readonly SampleParams[],
+  srcH: number,
+  srcW: number,
+  outH: number,
+  outW: number,
+): Float32Array {
   const out = new Float32Array(samples.length * PARAM_STRIDE);
   samples.forEach((s, b) => {
     const o = b * PARAM_STRIDE;
@@ -340,13 +360,21 @@ export class GpuAugmenter {
     this.width = width;
     this.channels = channels;
     if (n === 0) throw new RangeError(`GpuAugmenter: data set "${source.name}" is empty`);
-    if (!(config.outHeight > 0 && config.outWidth > 0)) throw new RangeError(`GpuAugmenter: output size ${config.outWidth}x${config.outHeight} is invalid`);
+    if (!(config.outHeight > 0 && config.outWidth > 0))
+      throw new RangeError(`GpuAugmenter: output size ${config.outWidth}x${config.outHeight} is invalid`);
     if (config.mean.length < channels || config.std.length < channels) {
-      throw new RangeError(`GpuAugmenter: mean/std need ${channels} values for data set "${source.name}", got ${config.mean.length}/${config.std.length}`);
+      throw new RangeError(
+        `GpuAugmenter: mean/std need ${channels} values for data set "${source.name}", got ${config.mean.length}/${config.std.length}`,
+      );
     }
-    if (config.jitter && !(config.jitter.hue >= 0 && config.jitter.hue <= 0.5)) throw new RangeError(`GpuAugmenter: hue ${config.jitter.hue} must be in [0, 0.5]`);
+    if (config.jitter && !(config.jitter.hue >= 0 && config.jitter.hue <= 0.5))
+      throw new RangeError(`GpuAugmenter: hue ${config.jitter.hue} must be in [0, 0.5]`);
     this.mean = config.mean.slice(0, channels).concat([0, 0, 0]).slice(0, 3);
-    this.invStd = config.std.slice(0, channels).map((s) => 1 / s).concat([1, 1, 1]).slice(0, 3);
+    this.invStd = config.std
+      .slice(0, channels)
+      .map((s) => 1 / s)
+      .concat([1, 1, 1])
+      .slice(0, 3);
     const per = imageBytes(source);
     this.bindingLimit = Math.min(options.maxShardBytes ?? Infinity, gpu().limits.maxStorageBufferBindingSize);
     const perShard = Math.floor(this.bindingLimit / per);
@@ -393,7 +421,13 @@ export class GpuAugmenter {
     if (!this.streaming || this.disposed || this.pending.length >= READ_AHEAD || indices.length === 0) return;
     for (let i = 0; i < indices.length; i++) if (!(indices[i] < this.n)) return; // augment reports it
     const host = this.hostBuffer(indices.length);
-    const entry: PendingRead = { indices: indices.slice(), host, done: Promise.resolve(), settled: false, failed: null };
+    const entry: PendingRead = {
+      indices: indices.slice(),
+      host,
+      done: Promise.resolve(),
+      settled: false,
+      failed: null,
+    };
     entry.done = this.source.readAsync(entry.indices, host).then(
       () => void (entry.settled = true),
       (err: unknown) => void ((entry.settled = true), (entry.failed = err)),
@@ -413,15 +447,23 @@ export class GpuAugmenter {
     // validate everything before allocating anything
     if (indices instanceof Tensor) {
       expectDType(indices, 'u32', 'GpuAugmenter indices');
-      if (indices.rank !== 1) throw new RangeError(`GpuAugmenter: indices must be a 1-D u32 tensor, got ${fmtShape(indices.shape)}`);
-      if (this.streaming) throw new RangeError(`GpuAugmenter: data set "${this.source.name}" streams from the host; pass the indices as a Uint32Array`);
+      if (indices.rank !== 1)
+        throw new RangeError(`GpuAugmenter: indices must be a 1-D u32 tensor, got ${fmtShape(indices.shape)}`);
+      if (this.streaming)
+        throw new RangeError(
+          `GpuAugmenter: data set "${this.source.name}" streams from the host; pass the indices as a Uint32Array`,
+        );
     } else {
       for (let i = 0; i < indices.length; i++) {
-        if (indices[i] >= this.n) throw new RangeError(`GpuAugmenter: index ${indices[i]} at position ${i} is outside data set "${this.source.name}" of ${this.n} images`);
+        if (indices[i] >= this.n)
+          throw new RangeError(
+            `GpuAugmenter: index ${indices[i]} at position ${i} is outside data set "${this.source.name}" of ${this.n} images`,
+          );
       }
     }
     const batch = indices instanceof Tensor ? indices.size : indices.length;
-    if (samples.length !== batch) throw new RangeError(`GpuAugmenter: ${samples.length} parameter sets for ${batch} indices`);
+    if (samples.length !== batch)
+      throw new RangeError(`GpuAugmenter: ${samples.length} parameter sets for ${batch} indices`);
     samples.forEach((s, i) => this.checkSample(s, i));
     const { outHeight: oh, outWidth: ow } = this.config;
     const out = Tensor.empty([batch, oh, ow, this.channels], 'f32');
@@ -429,7 +471,11 @@ export class GpuAugmenter {
     // streaming: the batch's images go into a staging buffer and are addressed by position 0..B-1
     const shards = this.streaming ? [this.upload(indices as Uint32Array)] : this.shards;
     const perShard = this.streaming ? this.stagingImages : this.perShard;
-    const idx = this.streaming ? this.positions! : indices instanceof Tensor ? indices : Tensor.from(indices, [indices.length], 'u32');
+    const idx = this.streaming
+      ? this.positions!
+      : indices instanceof Tensor
+        ? indices
+        : Tensor.from(indices, [indices.length], 'u32');
     const block = encodeParams(samples, this.height, this.width, oh, ow);
     const sp = Tensor.from(block, [block.length], 'f32');
     const means = needMean && samples.some((s) => s.order.includes(OP_CONTRAST)) ? Tensor.empty([batch], 'f32') : null;
@@ -448,7 +494,11 @@ export class GpuAugmenter {
     // One launch per shard and kernel (threads whose image lies in another shard return at once).
     if (means) {
       shards.forEach((shard, k) => {
-        dispatchKernel(kernels.contrast_mean, { params: geometry(k), bindings: { ...inputs(shard), means: means.buffer }, workgroups: grid(batch) });
+        dispatchKernel(kernels.contrast_mean, {
+          params: geometry(k),
+          bindings: { ...inputs(shard), means: means.buffer },
+          workgroups: grid(batch),
+        });
       });
     }
     shards.forEach((shard, k) => {
@@ -512,7 +562,13 @@ export class GpuAugmenter {
     for (const t of this.staging) t.dispose();
     this.positions?.dispose();
     this.staging = Array.from({ length: GPU_RING }, () => keep(Tensor.empty([words], 'u32')));
-    this.positions = keep(Tensor.from(Uint32Array.from({ length: images }, (_, i) => i), [images], 'u32'));
+    this.positions = keep(
+      Tensor.from(
+        Uint32Array.from({ length: images }, (_, i) => i),
+        [images],
+        'u32',
+      ),
+    );
     this.stagingImages = images;
     this.freeHost = [];
   }
@@ -529,10 +585,22 @@ export class GpuAugmenter {
     const g = s.geometry;
     const ok =
       g.kind === 'crop'
-        ? g.top >= 0 && g.left >= 0 && g.height >= 1 && g.width >= 1 && g.top + g.height <= this.height && g.left + g.width <= this.width
-        : g.top >= 0 && g.left >= 0 && g.top + this.config.outHeight <= g.height && g.left + this.config.outWidth <= g.width;
-    if (!ok) throw new RangeError(`GpuAugmenter: sample ${i}: geometry ${JSON.stringify(g)} does not fit a ${this.width}x${this.height} image / ${this.config.outWidth}x${this.config.outHeight} output`);
-    if (s.order.length > 4 || s.order.some((op) => !(op >= OP_BRIGHTNESS && op <= OP_HUE))) throw new RangeError(`GpuAugmenter: sample ${i}: bad jitter order [${s.order.join(', ')}]`);
+        ? g.top >= 0 &&
+          g.left >= 0 &&
+          g.height >= 1 &&
+          g.width >= 1 &&
+          g.top + g.height <= this.height &&
+          g.left + g.width <= this.width
+        : g.top >= 0 &&
+          g.left >= 0 &&
+          g.top + this.config.outHeight <= g.height &&
+          g.left + this.config.outWidth <= g.width;
+    if (!ok)
+      throw new RangeError(
+        `GpuAugmenter: sample ${i}: geometry ${JSON.stringify(g)} does not fit a ${this.width}x${this.height} image / ${this.config.outWidth}x${this.config.outHeight} output`,
+      );
+    if (s.order.length > 4 || s.order.some((op) => !(op >= OP_BRIGHTNESS && op <= OP_HUE)))
+      throw new RangeError(`GpuAugmenter: sample ${i}: bad jitter order [${s.order.join(', ')}]`);
   }
 
   /** Frees the GPU copy of the images (or the staging buffers); pending reads are left to finish. */

@@ -29,7 +29,10 @@ export function loadCifarFiles(files: readonly string[], kind: CifarKind, name: 
   let n = 0;
   for (const file of files) {
     const bytes = readRegularFile(file, `${kind === 'cifar10' ? 'CIFAR-10' : 'CIFAR-100'} batch file`, HOW);
-    if (bytes.length === 0) throw new Error(`${file}: the file is empty (0 bytes): no images; replace it with the file from the CIFAR archive`);
+    if (bytes.length === 0)
+      throw new Error(
+        `${file}: the file is empty (0 bytes): no images; replace it with the file from the CIFAR archive`,
+      );
     if (bytes.length % record !== 0) {
       throw new Error(
         `${file}: size ${bytes.length} bytes is not a multiple of the ${kind === 'cifar10' ? 'CIFAR-10' : 'CIFAR-100'} record size ` +
@@ -48,7 +51,13 @@ export function loadCifarFiles(files: readonly string[], kind: CifarKind, name: 
     // labels of this file, checked before its pixels are copied: the error names the file and the record
     const fileLabels = Int32Array.from({ length: records }, (_, r) => bytes[r * record + labelAt]);
     checkLabels(fileLabels, numClasses, file, 'record');
-    if (labelBytes === 2) checkLabels(Int32Array.from({ length: records }, (_, r) => bytes[r * record]), 20, `${file} (coarse labels)`, 'record');
+    if (labelBytes === 2)
+      checkLabels(
+        Int32Array.from({ length: records }, (_, r) => bytes[r * record]),
+        20,
+        `${file} (coarse labels)`,
+        'record',
+      );
     labels.set(fileLabels, i);
     for (let r = 0; r < records; r++, i++) {
       const base = r * record;
@@ -67,12 +76,21 @@ export function loadCifarFiles(files: readonly string[], kind: CifarKind, name: 
 /** CIFAR-10 from the cifar-10-batches-bin folder: train = data_batch_1..5 (50,000), test = test_batch (10,000). */
 export function loadCifar10(dir: string, split: 'train' | 'test' = 'train'): ImageDataset {
   checkFolder(dir, 'CIFAR-10 folder', { allowMissing: true }); // a missing folder is reported by its missing files
-  const files = split === 'train' ? [1, 2, 3, 4, 5].map((k) => join(dir, `data_batch_${k}.bin`)) : [join(dir, 'test_batch.bin')];
+  const files =
+    split === 'train' ? [1, 2, 3, 4, 5].map((k) => join(dir, `data_batch_${k}.bin`)) : [join(dir, 'test_batch.bin')];
   return loadCifarFiles(files, 'cifar10', `cifar10-${split}`);
 }
 
 /** CIFAR-100 from the cifar-100-binary folder (train.bin / test.bin); fine (100) or coarse (20) labels. */
-export function loadCifar100(dir: string, split: 'train' | 'test' = 'train', labels: 'fine' | 'coarse' = 'fine'): ImageDataset {
+export function loadCifar100(
+  dir: string,
+  split: 'train' | 'test' = 'train',
+  labels: 'fine' | 'coarse' = 'fine',
+): ImageDataset {
   checkFolder(dir, 'CIFAR-100 folder', { allowMissing: true });
-  return loadCifarFiles([join(dir, `${split}.bin`)], labels === 'fine' ? 'cifar100-fine' : 'cifar100-coarse', `cifar100-${split}`);
+  return loadCifarFiles(
+    [join(dir, `${split}.bin`)],
+    labels === 'fine' ? 'cifar100-fine' : 'cifar100-coarse',
+    `cifar100-${split}`,
+  );
 }

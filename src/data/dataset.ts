@@ -38,13 +38,20 @@ export function imageBytes(ds: Pick<ImageDataset, 'height' | 'width' | 'channels
 /** Throws a clear error unless the fields of `ds` agree with each other. Returns ds. */
 export function checkDataset(ds: ImageDataset): ImageDataset {
   const what = `data set "${ds.name}"`;
-  for (const [k, v] of [['n', ds.n], ['height', ds.height], ['width', ds.width]] as const) {
+  for (const [k, v] of [
+    ['n', ds.n],
+    ['height', ds.height],
+    ['width', ds.width],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`${what}: ${k} = ${v} is not a non-negative integer`);
   }
-  if (ds.channels !== 1 && ds.channels !== 3) throw new RangeError(`${what}: channels must be 1 or 3, got ${String(ds.channels)}`);
+  if (ds.channels !== 1 && ds.channels !== 3)
+    throw new RangeError(`${what}: channels must be 1 or 3, got ${String(ds.channels)}`);
   const want = ds.n * imageBytes(ds);
   if (ds.images.length !== want) {
-    throw new RangeError(`${what}: ${ds.images.length} image bytes, expected n*h*w*c = ${ds.n}*${ds.height}*${ds.width}*${ds.channels} = ${want}`);
+    throw new RangeError(
+      `${what}: ${ds.images.length} image bytes, expected n*h*w*c = ${ds.n}*${ds.height}*${ds.width}*${ds.channels} = ${want}`,
+    );
   }
   if (ds.labels) {
     if (ds.labels.length !== ds.n) throw new RangeError(`${what}: ${ds.labels.length} labels for ${ds.n} images`);
@@ -52,7 +59,8 @@ export function checkDataset(ds: ImageDataset): ImageDataset {
     if (k === null) throw new RangeError(`${what}: has labels but numClasses is null`);
     checkLabels(ds.labels, k, what, 'image');
   }
-  if (ds.ids && ds.ids.length !== ds.n) throw new RangeError(`${what}: ${ds.ids.length} image identifiers for ${ds.n} images`);
+  if (ds.ids && ds.ids.length !== ds.n)
+    throw new RangeError(`${what}: ${ds.ids.length} image identifiers for ${ds.n} images`);
   return ds;
 }
 
@@ -61,7 +69,8 @@ export function checkDataset(ds: ImageDataset): ImageDataset {
  * names the file (or data set) in the error, `unit` what a label belongs to ("image", "record").
  */
 export function checkLabels(labels: ArrayLike<number>, numClasses: number, source: string, unit: string): void {
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new RangeError(`${source}: the number of classes must be a positive integer, got ${numClasses}`);
+  if (!Number.isInteger(numClasses) || numClasses < 1)
+    throw new RangeError(`${source}: the number of classes must be a positive integer, got ${numClasses}`);
   for (let i = 0; i < labels.length; i++) {
     const l = labels[i];
     if (!(Number.isInteger(l) && l >= 0 && l < numClasses)) {

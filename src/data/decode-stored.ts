@@ -37,9 +37,13 @@ interface SharpChain {
   removeAlpha(): SharpChain;
   toColourspace(space: string): SharpChain;
   raw(o: { depth: 'uchar' }): SharpChain;
-  toBuffer(o: { resolveWithObject: true }): Promise<{ data: Uint8Array; info: { width: number; height: number; channels: number } }>;
+  toBuffer(o: {
+    resolveWithObject: true;
+  }): Promise<{ data: Uint8Array; info: { width: number; height: number; channels: number } }>;
 }
-type SharpFactory = ((input: string, options: { limitInputPixels: number; failOn: 'warning' }) => SharpChain) & { concurrency(n: number): number };
+type SharpFactory = ((input: string, options: { limitInputPixels: number; failOn: 'warning' }) => SharpChain) & {
+  concurrency(n: number): number;
+};
 
 let sharpModule: Promise<SharpFactory | null> | null = null;
 
@@ -62,10 +66,17 @@ export async function decodeStored(job: DecodeJob): Promise<StoredImage> {
     chain = chain.removeAlpha().toColourspace(job.channels === 3 ? 'srgb' : 'b-w');
     try {
       const { data, info } = await chain.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-      if (info.channels !== job.channels) throw new Error(`decoded to ${info.channels} channels, expected ${job.channels}`);
-      return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+      if (info.channels !== job.channels)
+        throw new Error(`decoded to ${info.channels} channels, expected ${job.channels}`);
+      return {
+        width: info.width,
+        height: info.height,
+        data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      };
     } catch (err) {
-      throw new Error(`${job.path}: cannot decode the image (${err instanceof Error ? err.message : String(err)}): replace or remove it`);
+      throw new Error(
+        `${job.path}: cannot decode the image (${err instanceof Error ? err.message : String(err)}): replace or remove it`,
+      );
     }
   }
   const img = decodeImageFile(job.path, job.maxPixels);

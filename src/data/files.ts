@@ -4,7 +4,18 @@
  * an unwritable output folder is an error, never a hang. Every error names the path, the problem and
  * the fix in plain words (no raw `EISDIR: illegal operation ...` texts).
  */
-import { accessSync, constants, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  type Stats,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 /** A filesystem error code (ENOENT, EACCES, ...) of a thrown error, or undefined. */
@@ -54,7 +65,12 @@ function statOrNull(path: string, role: string): Stats | null {
   } catch (err) {
     const code = codeOf(err);
     if (code === 'ENOENT') return null;
-    const fix = code === 'ELOOP' ? 'fix or remove the link' : code === 'EACCES' || code === 'EPERM' ? 'check the permissions of its folders' : `check the path of the ${role}`;
+    const fix =
+      code === 'ELOOP'
+        ? 'fix or remove the link'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'check the permissions of its folders'
+          : `check the path of the ${role}`;
     throw new Error(`${path}: cannot look at the ${role} (${fsReason(err)}): ${fix}`);
   }
 }
@@ -74,15 +90,24 @@ function isLink(path: string): boolean {
 export function checkRegularFile(path: string, role: string, howToGet?: string): number {
   const st = statOrNull(path, role);
   if (!st) {
-    if (isLink(path)) throw new Error(`${path}: is a symbolic link to nothing (its target does not exist): fix or remove the link`);
+    if (isLink(path))
+      throw new Error(`${path}: is a symbolic link to nothing (its target does not exist): fix or remove the link`);
     throw new Error(`${path}: file not found${howToGet ? `. ${howToGet}` : ` (the ${role})`}`);
   }
-  if (st.isDirectory()) throw new Error(`${path}: is a folder, but the ${role} must be a file: pass the file itself, not the folder holding it`);
-  if (!st.isFile()) throw new Error(`${path}: is ${kindOf(st)}, but the ${role} must be a regular file: copy the data into a file and pass that`);
+  if (st.isDirectory())
+    throw new Error(
+      `${path}: is a folder, but the ${role} must be a file: pass the file itself, not the folder holding it`,
+    );
+  if (!st.isFile())
+    throw new Error(
+      `${path}: is ${kindOf(st)}, but the ${role} must be a regular file: copy the data into a file and pass that`,
+    );
   try {
     accessSync(path, constants.R_OK);
   } catch (err) {
-    throw new Error(`${path}: cannot read the ${role} (${fsReason(err)}): give the user running odc read permission (chmod a+r)`);
+    throw new Error(
+      `${path}: cannot read the ${role} (${fsReason(err)}): give the user running odc read permission (chmod a+r)`,
+    );
   }
   return st.size;
 }
@@ -106,13 +131,20 @@ export function pathExists(path: string, role: string): boolean {
  * Checks that `path` is a folder the process may list. A missing folder is an error unless
  * `allowMissing` (callers that report the missing files inside it instead); returns whether it exists.
  */
-export function checkFolder(path: string, role: string, options: { howToGet?: string; allowMissing?: boolean } = {}): boolean {
+export function checkFolder(
+  path: string,
+  role: string,
+  options: { howToGet?: string; allowMissing?: boolean } = {},
+): boolean {
   const st = statOrNull(path, role);
   if (!st) {
     if (options.allowMissing) return false;
     throw new Error(`${path}: ${role} not found${options.howToGet ? `. ${options.howToGet}` : ''}`);
   }
-  if (!st.isDirectory()) throw new Error(`${path}: is ${kindOf(st)}, but the ${role} must be a folder: pass the folder that holds the files`);
+  if (!st.isDirectory())
+    throw new Error(
+      `${path}: is ${kindOf(st)}, but the ${role} must be a folder: pass the folder that holds the files`,
+    );
   return true;
 }
 
@@ -122,7 +154,9 @@ export function listFolder(path: string, role: string): string[] {
   try {
     return readdirSync(path);
   } catch (err) {
-    throw new Error(`${path}: cannot list the ${role} (${fsReason(err)}): give the user running odc read and execute permission on it`);
+    throw new Error(
+      `${path}: cannot list the ${role} (${fsReason(err)}): give the user running odc read and execute permission on it`,
+    );
   }
 }
 
@@ -139,7 +173,9 @@ export function ensureWritableFolder(dir: string, role: string): void {
     const st = statOrNull(p, role);
     if (st) {
       if (!st.isDirectory()) {
-        throw new Error(`${p}: is ${kindOf(st)}, so the ${role} ${dir} cannot be ${p === target ? 'used' : 'created inside it'}: pick another folder`);
+        throw new Error(
+          `${p}: is ${kindOf(st)}, so the ${role} ${dir} cannot be ${p === target ? 'used' : 'created inside it'}: pick another folder`,
+        );
       }
       break;
     }

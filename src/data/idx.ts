@@ -29,7 +29,9 @@ export function readMaybeGzip(path: string, howToGet?: string): Uint8Array {
       return new Uint8Array(gunzipSync(raw, { maxOutputLength: MAX_IDX_BYTES }));
     } catch (err) {
       if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-        throw new Error(`${path}: the gzip data inflates to more than ${MAX_IDX_BYTES} bytes (2 GiB, the largest IDX file this loader reads): a decompression bomb, or not an IDX file`);
+        throw new Error(
+          `${path}: the gzip data inflates to more than ${MAX_IDX_BYTES} bytes (2 GiB, the largest IDX file this loader reads): a decompression bomb, or not an IDX file`,
+        );
       }
       throw new Error(`${path}: corrupt or truncated gzip data (${(err as Error).message})`);
     }
@@ -45,16 +47,21 @@ export function parseIdx(bytes: Uint8Array, file: string, expectDims: readonly n
   const ndim = bytes[3];
   if (bytes[0] !== 0 || bytes[1] !== 0 || bytes[2] !== 0x08 || !expectDims.includes(ndim)) {
     const want = expectDims.map((d) => `0x${(0x800 + d).toString(16).padStart(8, '0')}`).join(' or ');
-    throw new Error(`${file}: bad magic number 0x${magic.toString(16).padStart(8, '0')} (expected ${want}: an IDX unsigned-byte file with ${expectDims.join(' or ')} dimensions)`);
+    throw new Error(
+      `${file}: bad magic number 0x${magic.toString(16).padStart(8, '0')} (expected ${want}: an IDX unsigned-byte file with ${expectDims.join(' or ')} dimensions)`,
+    );
   }
   const headerBytes = 4 + 4 * ndim;
-  if (bytes.length < headerBytes) throw new Error(`${file}: truncated IDX header (${bytes.length} bytes, need ${headerBytes})`);
+  if (bytes.length < headerBytes)
+    throw new Error(`${file}: truncated IDX header (${bytes.length} bytes, need ${headerBytes})`);
   const dims: number[] = [];
   for (let i = 0; i < ndim; i++) dims.push(view.getUint32(4 + 4 * i));
   const count = dims.reduce((a, b) => a * b, 1); // exact below 2^53; larger products cannot match a file length
   const have = bytes.length - headerBytes;
   if (have !== count) {
-    throw new Error(`${file}: wrong length for the header's counts: dimensions [${dims.join(', ')}] need ${count} data bytes, the file has ${have}${have < count ? ' (truncated)' : ' (trailing bytes)'}`);
+    throw new Error(
+      `${file}: wrong length for the header's counts: dimensions [${dims.join(', ')}] need ${count} data bytes, the file has ${have}${have < count ? ' (truncated)' : ' (trailing bytes)'}`,
+    );
   }
   return { dims, data: bytes.subarray(headerBytes) };
 }
@@ -64,19 +71,32 @@ export function parseIdx(bytes: Uint8Array, file: string, expectDims: readonly n
  * `name` defaults to the images file name. Labels must lie in 0..numClasses-1; without numClasses the
  * count is inferred as max + 1 and every class below it must occur (see inferClassCount).
  */
-export function loadIdx(imagesPath: string, labelsPath?: string, name?: string, howToGet?: string, numClasses?: number): ImageDataset {
+export function loadIdx(
+  imagesPath: string,
+  labelsPath?: string,
+  name?: string,
+  howToGet?: string,
+  numClasses?: number,
+): ImageDataset {
   const img = parseIdx(readMaybeGzip(imagesPath, howToGet), imagesPath, [3, 4]);
   const [n, height, width] = img.dims;
   const channels = img.dims.length === 4 ? img.dims[3] : 1;
-  if (n === 0) throw new Error(`${imagesPath}: the IDX header declares 0 images: an empty data set (pass a file with images)`);
-  if (height === 0 || width === 0) throw new Error(`${imagesPath}: the IDX header declares ${height}x${width} images: empty images (a corrupt header?)`);
-  if (channels !== 1 && channels !== 3) throw new Error(`${imagesPath}: ${channels} channels per pixel; only 1 or 3 are supported`);
+  if (n === 0)
+    throw new Error(`${imagesPath}: the IDX header declares 0 images: an empty data set (pass a file with images)`);
+  if (height === 0 || width === 0)
+    throw new Error(
+      `${imagesPath}: the IDX header declares ${height}x${width} images: empty images (a corrupt header?)`,
+    );
+  if (channels !== 1 && channels !== 3)
+    throw new Error(`${imagesPath}: ${channels} channels per pixel; only 1 or 3 are supported`);
   let labels: Int32Array | null = null;
   let classes: number | null = null;
   if (labelsPath) {
     const lab = parseIdx(readMaybeGzip(labelsPath, howToGet), labelsPath, [1]);
     if (lab.dims[0] !== n) {
-      throw new Error(`${labelsPath}: images/labels count mismatch: ${lab.dims[0]} labels for the ${n} images of ${imagesPath}`);
+      throw new Error(
+        `${labelsPath}: images/labels count mismatch: ${lab.dims[0]} labels for the ${n} images of ${imagesPath}`,
+      );
     }
     labels = Int32Array.from(lab.data);
     classes = numClasses ?? inferClassCount(labels, labelsPath, 'give the class count: idx:IMAGES,LABELS,CLASSES');
@@ -96,12 +116,14 @@ export function loadIdx(imagesPath: string, labelsPath?: string, name?: string, 
 
 /** Finds `<dir>/<base>` or `<dir>/<base>.gz`; the error says where to get the files. */
 function findIdx(dir: string, base: string, howToGet: string): string {
-  for (const candidate of [join(dir, `${base}.gz`), join(dir, base)]) if (pathExists(candidate, 'IDX file')) return candidate;
+  for (const candidate of [join(dir, `${base}.gz`), join(dir, base)])
+    if (pathExists(candidate, 'IDX file')) return candidate;
   throw new Error(`${join(dir, `${base}.gz`)}: file not found (nor ${join(dir, base)}). ${howToGet}`);
 }
 
 function loadIdxPair(dir: string, split: 'train' | 'test', name: string, howToGet: string): ImageDataset {
-  if (split !== 'train' && split !== 'test') throw new Error(`${name}: split must be "train" or "test", got "${String(split)}"`);
+  if (split !== 'train' && split !== 'test')
+    throw new Error(`${name}: split must be "train" or "test", got "${String(split)}"`);
   checkFolder(dir, `${name} folder`, { allowMissing: true }); // a missing folder is reported by the missing files below
   const prefix = split === 'train' ? 'train' : 't10k';
   const images = findIdx(dir, `${prefix}-images-idx3-ubyte`, howToGet);
@@ -112,7 +134,7 @@ function loadIdxPair(dir: string, split: 'train' | 'test', name: string, howToGe
 /** Fashion-MNIST (60,000 train / 10,000 test, 28x28 gray, 10 classes) from a folder of IDX files. */
 export function loadFashionMnist(dir: string = DEFAULT_FASHION_DIR, split: 'train' | 'test' = 'train'): ImageDataset {
   const how =
-    'Install Debian\'s package dataset-fashion-mnist (`apt-get install dataset-fashion-mnist`, which puts the files in ' +
+    "Install Debian's package dataset-fashion-mnist (`apt-get install dataset-fashion-mnist`, which puts the files in " +
     `${DEFAULT_FASHION_DIR}), or put the four files of the Fashion-MNIST release (zalandoresearch/fashion-mnist) into ${dir}.`;
   return loadIdxPair(dir, split, 'fashion-mnist', how);
 }

@@ -45,7 +45,9 @@ export function decodeImageFile(path: string, maxPixels?: number): DecodedImage 
   if (bytes.length === 0) throw new Error(`${path}: the image file is empty (0 bytes): replace or remove it`);
   if (isPng(bytes)) return decodePng(bytes, path, maxPixels);
   if (isJpeg(bytes)) return decodeJpeg(bytes, path, maxPixels);
-  throw new Error(`${path}: neither a PNG nor a JPEG file (unknown signature ${[...bytes.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}): replace or remove it`);
+  throw new Error(
+    `${path}: neither a PNG nor a JPEG file (unknown signature ${[...bytes.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}): replace or remove it`,
+  );
 }
 
 /** Bilinear resize (align_corners=False, source index clamped to the edges), HWC bytes, rounded. */
@@ -166,11 +168,14 @@ export function listImageFolder(dir: string, ext: RegExp = IMAGE_EXT): FolderLis
   if (classes.length > 0) {
     const topLevel = names.filter((f) => ext.test(f) && !isFolder(join(dir, f)));
     if (topLevel.length > 0) {
-      throw new Error(`${dir}: has both class sub-folders (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', ...' : ''}) and images at the top level (${topLevel[0]}, ...); use one layout`);
+      throw new Error(
+        `${dir}: has both class sub-folders (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', ...' : ''}) and images at the top level (${topLevel[0]}, ...); use one layout`,
+      );
     }
     // as torchvision's ImageFolder, a class folder without images is an error (its class could never be seen)
     classes.forEach((cls, label) => {
-      for (const f of listImages(join(dir, cls), `class folder "${cls}"`, ext)) files.push({ path: join(dir, cls, f), label });
+      for (const f of listImages(join(dir, cls), `class folder "${cls}"`, ext))
+        files.push({ path: join(dir, cls, f), label });
     });
   } else {
     for (const f of listImages(dir, 'image folder', ext)) files.push({ path: join(dir, f), label: -1 });
@@ -190,7 +195,9 @@ export function loadImageFolder(dir: string, options: ImageFolderOptions = {}): 
     const first = decoded[0];
     decoded.forEach((img, i) => {
       if (img.height !== first.height || img.width !== first.width) {
-        throw new Error(`${files[i].path}: is ${img.width}x${img.height}, but ${files[0].path} is ${first.width}x${first.height}; pass a size to resize all images to one size`);
+        throw new Error(
+          `${files[i].path}: is ${img.width}x${img.height}, but ${files[0].path} is ${first.width}x${first.height}; pass a size to resize all images to one size`,
+        );
       }
     });
     outH ??= first.height;

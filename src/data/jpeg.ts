@@ -50,14 +50,21 @@ export function decodeJpeg(bytes: Uint8Array, file = 'JPEG data', maxPixels?: nu
   let img: { width: number; height: number; data: Uint8Array };
   try {
     // the decoder's own limits back up the header check (a frame size hidden behind a damaged segment)
-    img = decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024, maxResolutionInMP: limit / 1e6 });
+    img = decode(bytes, {
+      useTArray: true,
+      formatAsRGBA: true,
+      maxMemoryUsageInMB: 1024,
+      maxResolutionInMP: limit / 1e6,
+    });
   } catch (err) {
     throw new Error(`${file}: corrupt or unsupported JPEG (${(err as Error).message})`);
   }
   const { width, height, data } = img;
-  if (!(width > 0 && height > 0) || data.length !== width * height * 4) throw new Error(`${file}: corrupt JPEG (decoded ${width}x${height} with ${data.length} bytes)`);
+  if (!(width > 0 && height > 0) || data.length !== width * height * 4)
+    throw new Error(`${file}: corrupt JPEG (decoded ${width}x${height} with ${data.length} bytes)`);
   let gray = true;
-  for (let p = 0; p < width * height && gray; p++) gray = data[4 * p] === data[4 * p + 1] && data[4 * p] === data[4 * p + 2];
+  for (let p = 0; p < width * height && gray; p++)
+    gray = data[4 * p] === data[4 * p + 1] && data[4 * p] === data[4 * p + 2];
   const channels: 1 | 3 = gray ? 1 : 3;
   const out = new Uint8Array(width * height * channels);
   for (let p = 0; p < width * height; p++) {
@@ -110,7 +117,19 @@ export function orientImage(img: DecodedImage, o: number): DecodedImage {
     for (let x = 0; x < ow; x++) {
       // the stored pixel shown at (x, y)
       const [sx, sy] =
-        o === 2 ? [w - 1 - x, y] : o === 3 ? [w - 1 - x, h - 1 - y] : o === 4 ? [x, h - 1 - y] : o === 5 ? [y, x] : o === 6 ? [y, h - 1 - x] : o === 7 ? [w - 1 - y, h - 1 - x] : [w - 1 - y, x];
+        o === 2
+          ? [w - 1 - x, y]
+          : o === 3
+            ? [w - 1 - x, h - 1 - y]
+            : o === 4
+              ? [x, h - 1 - y]
+              : o === 5
+                ? [y, x]
+                : o === 6
+                  ? [y, h - 1 - x]
+                  : o === 7
+                    ? [w - 1 - y, h - 1 - x]
+                    : [w - 1 - y, x];
       for (let k = 0; k < c; k++) out[(y * ow + x) * c + k] = data[(sy * w + sx) * c + k];
     }
   }

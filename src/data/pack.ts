@@ -42,7 +42,11 @@ export interface PackHeader {
 }
 
 /** The byte offsets of a pack's sections. */
-function sections(h: Pick<PackHeader, 'n' | 'height' | 'width' | 'channels' | 'numClasses' | 'namesBytes'>): { labels: number; names: number; end: number } {
+function sections(h: Pick<PackHeader, 'n' | 'height' | 'width' | 'channels' | 'numClasses' | 'namesBytes'>): {
+  labels: number;
+  names: number;
+  end: number;
+} {
   const labels = PACK_HEADER_BYTES + h.n * imageBytes(h);
   const names = labels + (h.numClasses === null ? 0 : 4 * h.n);
   return { labels, names, end: names + h.namesBytes };
@@ -71,7 +75,9 @@ export class PackWriter {
     try {
       this.fd = openSync(this.partial, 'w'); // replaces the leftover of a killed run
     } catch (err) {
-      throw new Error(`${this.partial}: cannot create the pack file (${fsReason(err)}): check the output path and its folder's permissions`);
+      throw new Error(
+        `${this.partial}: cannot create the pack file (${fsReason(err)}): check the output path and its folder's permissions`,
+      );
     }
     writeSync(this.fd, new Uint8Array(PACK_HEADER_BYTES), 0, PACK_HEADER_BYTES, 0);
   }
@@ -83,7 +89,8 @@ export class PackWriter {
 
   /** Appends one image (imageBytes bytes, HWC), its label (-1: none) and its name (a path, no newline). */
   append(image: Uint8Array, label: number, name: string): void {
-    if (image.length !== this.per) throw new RangeError(`PackWriter: image "${name}" has ${image.length} bytes, expected ${this.per}`);
+    if (image.length !== this.per)
+      throw new RangeError(`PackWriter: image "${name}" has ${image.length} bytes, expected ${this.per}`);
     writeAll(this.fd, image, PACK_HEADER_BYTES + this.count * this.per);
     this.imagesCrc = crc32(image, 0, image.length, this.imagesCrc);
     this.labels.push(label);
@@ -170,7 +177,9 @@ export function readPackHeader(path: string, fd: number): PackHeader {
   const block = new Uint8Array(PACK_HEADER_BYTES);
   const size = fstatSync(fd).size;
   const bad = (why: string): Error =>
-    new Error(`${path}: not a complete .odcpack file (${why}): make it with \`odc prepare --data SOURCE --out ${path}\`${path.endsWith(PARTIAL_SUFFIX) ? ' (a .partial file is an unfinished prepare)' : ''}`);
+    new Error(
+      `${path}: not a complete .odcpack file (${why}): make it with \`odc prepare --data SOURCE --out ${path}\`${path.endsWith(PARTIAL_SUFFIX) ? ' (a .partial file is an unfinished prepare)' : ''}`,
+    );
   if (size < PACK_HEADER_BYTES) throw bad(`${size} bytes, shorter than its header`);
   readAll(fd, block, 0, PACK_HEADER_BYTES, 0, path);
   if (new TextDecoder().decode(block.subarray(0, 8)) !== MAGIC) throw bad('no ODCPACK1 signature');
@@ -213,7 +222,9 @@ export class PackSource implements ImageSource {
     try {
       this.fd = openSync(path, 'r');
     } catch (err) {
-      throw new Error(`${path}: cannot open the pack file (${fsReason(err)}): make it with \`odc prepare --data SOURCE --out ${path}\``);
+      throw new Error(
+        `${path}: cannot open the pack file (${fsReason(err)}): make it with \`odc prepare --data SOURCE --out ${path}\``,
+      );
     }
     try {
       const h = readPackHeader(path, this.fd);
@@ -229,7 +240,8 @@ export class PackSource implements ImageSource {
       if (h.numClasses !== null) {
         const bytes = new Uint8Array(4 * h.n);
         readAll(this.fd, bytes, 0, bytes.length, at.labels, path);
-        if (crc32(bytes) !== h.labelsCrc32) throw new Error(`${path}: the labels fail their checksum (a damaged file): prepare it again`);
+        if (crc32(bytes) !== h.labelsCrc32)
+          throw new Error(`${path}: the labels fail their checksum (a damaged file): prepare it again`);
         this.labels = new Int32Array(bytes.buffer);
         checkLabels(this.labels, h.numClasses, path, 'image');
       } else {
@@ -248,14 +260,16 @@ export class PackSource implements ImageSource {
     const chunk = new Uint8Array(Math.max(this.per, 1 << 22) - (Math.max(this.per, 1 << 22) % this.per));
     let crc = 0;
     const total = this.n * this.per;
-    for (let done = 0; done < total; ) {
+    for (let done = 0; done < total;) {
       const len = Math.min(chunk.length, total - done);
       readAll(fd, chunk, 0, len, PACK_HEADER_BYTES + done, this.path);
       crc = crc32(chunk, 0, len, crc);
       done += len;
     }
-    if (crc !== this.header.imagesCrc32) throw new Error(`${this.path}: the images fail their checksum (a damaged file): prepare it again`);
-    if (crc32(this.namesBytes()) !== this.header.namesCrc32) throw new Error(`${this.path}: the image names fail their checksum (a damaged file): prepare it again`);
+    if (crc !== this.header.imagesCrc32)
+      throw new Error(`${this.path}: the images fail their checksum (a damaged file): prepare it again`);
+    if (crc32(this.namesBytes()) !== this.header.namesCrc32)
+      throw new Error(`${this.path}: the image names fail their checksum (a damaged file): prepare it again`);
   }
 
   /** Each image's identifier (the report's, `odc clusters`'): its name in the pack, read on first use. */
@@ -273,7 +287,8 @@ export class PackSource implements ImageSource {
   read(indices: ArrayLike<number>, out: Uint8Array): void {
     checkRead(this, indices, out);
     const fd = this.openFd();
-    for (let i = 0; i < indices.length; i++) readAll(fd, out, i * this.per, this.per, PACK_HEADER_BYTES + indices[i] * this.per, this.path);
+    for (let i = 0; i < indices.length; i++)
+      readAll(fd, out, i * this.per, this.per, PACK_HEADER_BYTES + indices[i] * this.per, this.path);
   }
 
   async readAsync(indices: ArrayLike<number>, out: Uint8Array): Promise<void> {
@@ -284,11 +299,19 @@ export class PackSource implements ImageSource {
       new Promise((resolve, reject) => {
         const step = (done: number): void => {
           if (done === this.per) return resolve();
-          read(fd, out, i * this.per + done, this.per - done, PACK_HEADER_BYTES + indices[i] * this.per + done, (err, bytesRead) => {
-            if (err) reject(new Error(`${this.path}: cannot read the pack file (${fsReason(err)})`));
-            else if (bytesRead === 0) reject(new Error(`${this.path}: the pack file ends early (truncated?): prepare it again`));
-            else step(done + bytesRead);
-          });
+          read(
+            fd,
+            out,
+            i * this.per + done,
+            this.per - done,
+            PACK_HEADER_BYTES + indices[i] * this.per + done,
+            (err, bytesRead) => {
+              if (err) reject(new Error(`${this.path}: cannot read the pack file (${fsReason(err)})`));
+              else if (bytesRead === 0)
+                reject(new Error(`${this.path}: the pack file ends early (truncated?): prepare it again`));
+              else step(done + bytesRead);
+            },
+          );
         };
         step(0);
       });

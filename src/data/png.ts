@@ -27,9 +27,16 @@ export const DEFAULT_MAX_IMAGE_PIXELS = 89_478_485;
  * environment variable ODC_MAX_IMAGE_PIXELS, else DEFAULT_MAX_IMAGE_PIXELS.
  */
 export function maxImagePixels(override?: number): number {
-  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.ODC_MAX_IMAGE_PIXELS;
-  const [value, source] = override !== undefined ? [override, 'maxImagePixels'] : env !== undefined && env !== '' ? [Number(env), 'ODC_MAX_IMAGE_PIXELS'] : [DEFAULT_MAX_IMAGE_PIXELS, ''];
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${source} must be a positive whole number of pixels, got "${String(override ?? env)}"`);
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env
+    .ODC_MAX_IMAGE_PIXELS;
+  const [value, source] =
+    override !== undefined
+      ? [override, 'maxImagePixels']
+      : env !== undefined && env !== ''
+        ? [Number(env), 'ODC_MAX_IMAGE_PIXELS']
+        : [DEFAULT_MAX_IMAGE_PIXELS, ''];
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new RangeError(`${source} must be a positive whole number of pixels, got "${String(override ?? env)}"`);
   return value;
 }
 
@@ -57,7 +64,13 @@ export function isPng(bytes: Uint8Array): boolean {
 }
 
 const CHANNELS_OF: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
-const DEPTHS_OF: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
+const DEPTHS_OF: Record<number, number[]> = {
+  0: [1, 2, 4, 8, 16],
+  2: [8, 16],
+  3: [1, 2, 4, 8],
+  4: [8, 16],
+  6: [8, 16],
+};
 
 // Adam7 passes: [x0, y0, dx, dy]
 const ADAM7 = [
@@ -101,10 +114,16 @@ export function decodePng(bytes: Uint8Array, file = 'PNG data', maxPixels?: numb
     const type = String.fromCharCode(bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]);
     const dataStart = pos + 8;
     const dataEnd = dataStart + length;
-    if (length > 0x7fffffff || dataEnd + 4 > bytes.length) fail(`truncated: chunk ${type} at byte ${pos} needs ${length} data bytes + CRC, the file ends at byte ${bytes.length}`);
+    if (length > 0x7fffffff || dataEnd + 4 > bytes.length)
+      fail(
+        `truncated: chunk ${type} at byte ${pos} needs ${length} data bytes + CRC, the file ends at byte ${bytes.length}`,
+      );
     const stored = view.getUint32(dataEnd);
     const actual = crc32(bytes, pos + 4, dataEnd);
-    if (stored !== actual) fail(`bad CRC in chunk ${type} at byte ${pos} (stored 0x${stored.toString(16)}, computed 0x${actual.toString(16)}): corrupt file`);
+    if (stored !== actual)
+      fail(
+        `bad CRC in chunk ${type} at byte ${pos} (stored 0x${stored.toString(16)}, computed 0x${actual.toString(16)}): corrupt file`,
+      );
     const data = bytes.subarray(dataStart, dataEnd);
     if (pos === 8 && type !== 'IHDR') fail(`first chunk is ${type}, expected IHDR`);
     switch (type) {
@@ -117,14 +136,16 @@ export function decodePng(bytes: Uint8Array, file = 'PNG data', maxPixels?: numb
         interlace = data[12];
         if (width === 0 || height === 0) fail(`empty image ${width}x${height}`);
         if (!(colorType in CHANNELS_OF)) fail(`unknown colour type ${colorType}`);
-        if (!DEPTHS_OF[colorType].includes(depth)) fail(`bit depth ${depth} is not allowed for colour type ${colorType}`);
+        if (!DEPTHS_OF[colorType].includes(depth))
+          fail(`bit depth ${depth} is not allowed for colour type ${colorType}`);
         if (data[10] !== 0 || data[11] !== 0) fail(`unknown compression (${data[10]}) or filter method (${data[11]})`);
         if (interlace > 1) fail(`unknown interlace method ${interlace}`);
         checkImagePixels(width, height, file, pixelLimit);
         break;
       }
       case 'PLTE':
-        if (length % 3 !== 0 || length === 0 || length > 768) fail(`PLTE has ${length} bytes (must be 3..768, a multiple of 3)`);
+        if (length % 3 !== 0 || length === 0 || length > 768)
+          fail(`PLTE has ${length} bytes (must be 3..768, a multiple of 3)`);
         palette = data;
         break;
       case 'IDAT':
@@ -163,7 +184,9 @@ export function decodePng(bytes: Uint8Array, file = 'PNG data', maxPixels?: numb
     raw = new Uint8Array(inflateSync(compressed, { maxOutputLength: needed + INFLATE_SLACK }));
   } catch (err) {
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-      return fail(`the compressed image data inflates to more than the ${needed} bytes a ${width}x${height} image needs (a decompression bomb or a corrupt file)`);
+      return fail(
+        `the compressed image data inflates to more than the ${needed} bytes a ${width}x${height} image needs (a decompression bomb or a corrupt file)`,
+      );
     }
     return fail(`corrupt or truncated compressed image data (${(err as Error).message})`);
   }
@@ -177,7 +200,8 @@ export function decodePng(bytes: Uint8Array, file = 'PNG data', maxPixels?: numb
     if (pw <= 0 || ph <= 0) continue;
     const rowBytes = Math.ceil((pw * bitsPerPixel) / 8);
     const need = ph * (rowBytes + 1);
-    if (cursor + need > raw.length) fail(`image data too short: ${raw.length} bytes after inflate, ${width}x${height} needs more (truncated)`);
+    if (cursor + need > raw.length)
+      fail(`image data too short: ${raw.length} bytes after inflate, ${width}x${height} needs more (truncated)`);
     let prev: Uint8Array = new Uint8Array(rowBytes);
     for (let y = 0; y < ph; y++) {
       const filterType = raw[cursor];
@@ -189,12 +213,23 @@ export function decodePng(bytes: Uint8Array, file = 'PNG data', maxPixels?: numb
         const c = i >= bpp ? prev[i - bpp] : 0;
         let v: number;
         switch (filterType) {
-          case 0: v = row[i]; break;
-          case 1: v = row[i] + a; break;
-          case 2: v = row[i] + b; break;
-          case 3: v = row[i] + ((a + b) >> 1); break;
-          case 4: v = row[i] + paeth(a, b, c); break;
-          default: return fail(`unknown filter type ${filterType} in row ${y}`);
+          case 0:
+            v = row[i];
+            break;
+          case 1:
+            v = row[i] + a;
+            break;
+          case 2:
+            v = row[i] + b;
+            break;
+          case 3:
+            v = row[i] + ((a + b) >> 1);
+            break;
+          case 4:
+            v = row[i] + paeth(a, b, c);
+            break;
+          default:
+            return fail(`unknown filter type ${filterType} in row ${y}`);
         }
         row[i] = v & 0xff;
       }
@@ -227,7 +262,8 @@ export function decodePng(bytes: Uint8Array, file = 'PNG data', maxPixels?: numb
     const s = p * samplesPerPixel;
     if (colorType === 3) {
       const idx = samples[s];
-      if (3 * idx + 2 >= palette!.length) fail(`pixel ${p} uses palette entry ${idx}, the palette has ${palette!.length / 3}`);
+      if (3 * idx + 2 >= palette!.length)
+        fail(`pixel ${p} uses palette entry ${idx}, the palette has ${palette!.length / 3}`);
       out[3 * p] = palette![3 * idx];
       out[3 * p + 1] = palette![3 * idx + 1];
       out[3 * p + 2] = palette![3 * idx + 2];
@@ -269,7 +305,8 @@ export function encodePng(width: number, height: number, pixels: Uint8Array, opt
   const colorType = options.colorType ?? 2;
   const spp = CHANNELS_OF[colorType];
   const rowBytes = width * spp;
-  if (pixels.length !== rowBytes * height) throw new RangeError(`encodePng: ${pixels.length} bytes for ${width}x${height}x${spp}`);
+  if (pixels.length !== rowBytes * height)
+    throw new RangeError(`encodePng: ${pixels.length} bytes for ${width}x${height}x${spp}`);
   const filtered = new Uint8Array(height * (rowBytes + 1));
   for (let y = 0; y < height; y++) {
     const f = options.filter === 'cycle' ? y % 5 : (options.filter ?? 0);
@@ -311,7 +348,11 @@ export function assemblePng(header: PngHeader, filtered: Uint8Array, palette?: U
   // two IDAT chunks: decoders must concatenate them
   const z = new Uint8Array(deflateSync(filtered));
   const cut = z.length >> 1;
-  parts.push(pngChunk('IDAT', z.subarray(0, cut)), pngChunk('IDAT', z.subarray(cut)), pngChunk('IEND', new Uint8Array(0)));
+  parts.push(
+    pngChunk('IDAT', z.subarray(0, cut)),
+    pngChunk('IDAT', z.subarray(cut)),
+    pngChunk('IEND', new Uint8Array(0)),
+  );
   return concatBytes(parts);
 }
 

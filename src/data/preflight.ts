@@ -17,11 +17,18 @@ export function checkTrainingData<T extends ImageInfo>(ds: T, config: TrainConfi
   const what = `data set "${ds.name}"`;
   if (ds.n === 0) throw new Error(`${what} holds no images: point data.source/data.path (--data) at data with images`);
   if (config.optim.batchSize < 2) {
-    throw new Error(`optim.batchSize = ${config.optim.batchSize}: batch norm in training needs at least 2 images per batch (as PyTorch's); use --batch-size 2 or more`);
+    throw new Error(
+      `optim.batchSize = ${config.optim.batchSize}: batch norm in training needs at least 2 images per batch (as PyTorch's); use --batch-size 2 or more`,
+    );
   }
-  if (ds.n < 2) throw new Error(`${what} has ${ds.n} image: batch norm in training needs at least 2 images per batch; use a data set with more images`);
+  if (ds.n < 2)
+    throw new Error(
+      `${what} has ${ds.n} image: batch norm in training needs at least 2 images per batch; use a data set with more images`,
+    );
   if (config.odc.k > ds.n) {
-    throw new Error(`odc.k = ${config.odc.k} clusters need at least as many images, but ${what} has ${ds.n}: lower --k, or use more images (--limit, --data)`);
+    throw new Error(
+      `odc.k = ${config.odc.k} clusters need at least as many images, but ${what} has ${ds.n}: lower --k, or use more images (--limit, --data)`,
+    );
   }
   const { k, minCluster } = config.odc;
   if (config.mode === 'odc' && k > 1 && minCluster * (k - 1) > ds.n) {

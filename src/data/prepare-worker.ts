@@ -12,7 +12,8 @@ export interface WorkerRequest {
 }
 
 /** An answer: the stored image, or why it could not be decoded. */
-export type WorkerAnswer = { id: number; ok: true; width: number; height: number; data: Uint8Array } | { id: number; ok: false; error: string };
+export type WorkerAnswer =
+  { id: number; ok: true; width: number; height: number; data: Uint8Array } | { id: number; ok: false; error: string };
 
 const port = parentPort;
 if (port) {
@@ -25,7 +26,12 @@ if (port) {
         const answer: WorkerAnswer = { id: request.id, ok: true, width: img.width, height: img.height, data };
         port.postMessage(answer, [data.buffer]);
       },
-      (err: unknown) => port.postMessage({ id: request.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies WorkerAnswer),
+      (err: unknown) =>
+        port.postMessage({
+          id: request.id,
+          ok: false,
+          error: err instanceof Error ? err.message : String(err),
+        } satisfies WorkerAnswer),
     );
   });
 }

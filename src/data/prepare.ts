@@ -55,10 +55,12 @@ export interface PrepareResult {
 /** Runs a prepare; errors name the file (and --skip-bad) when an image cannot be read. */
 export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const started = performance.now();
-  if (options.size !== undefined && !(Number.isInteger(options.size) && options.size > 0)) throw new RangeError(`--size ${options.size}: give a positive whole number of pixels`);
+  if (options.size !== undefined && !(Number.isInteger(options.size) && options.size > 0))
+    throw new RangeError(`--size ${options.size}: give a positive whole number of pixels`);
   const colon = options.data.indexOf(':');
   const kind = (colon < 0 ? options.data : options.data.slice(0, colon)).toLowerCase();
-  const result = kind === 'folder' ? await prepareFolder(options.data.slice(colon + 1), options) : await prepareLoaded(options);
+  const result =
+    kind === 'folder' ? await prepareFolder(options.data.slice(colon + 1), options) : await prepareLoaded(options);
   return { ...result, seconds: (performance.now() - started) / 1000 };
 }
 
@@ -76,7 +78,12 @@ async function prepareLoaded(options: PrepareOptions): Promise<Prepared> {
   try {
     const per = imageBytes(ds);
     for (let i = 0; i < ds.n; i++) {
-      const img = { width: ds.width, height: ds.height, channels: ds.channels, data: ds.images.subarray(i * per, (i + 1) * per) };
+      const img = {
+        width: ds.width,
+        height: ds.height,
+        channels: ds.channels,
+        data: ds.images.subarray(i * per, (i + 1) * per),
+      };
       const fitted = size === undefined ? img : fitImage(img, size, size, 'resize-crop');
       writer.append(toChannels(fitted, channels), ds.labels ? ds.labels[i] : -1, `${ds.name}#${i}`);
       bar.tick();
@@ -98,31 +105,56 @@ async function prepareFolder(dir: string, options: PrepareOptions): Promise<Prep
   const channels = options.channels ?? 3;
   const maxPixels = maxImagePixels(options.maxPixels);
   const workers = Math.max(0, Math.min(options.workers ?? availableParallelism(), files.length));
-  const jobs: DecodeJob[] = files.map((f) => ({ path: f.path, size: options.size ?? null, channels, maxPixels, decoder }));
+  const jobs: DecodeJob[] = files.map((f) => ({
+    path: f.path,
+    size: options.size ?? null,
+    channels,
+    maxPixels,
+    decoder,
+  }));
   const skipped: Array<{ path: string; reason: string }> = [];
   const bar = new ProgressBar(files.length, options.progress !== false);
   let writer: PackWriter | null = null;
   let shape: { height: number; width: number } | null = null;
   const pool = workers > 0 ? new DecoderPool(workers) : null;
   try {
-    await forEachInOrder(jobs, pool ? (job) => pool.decode(job) : decodeStored, 2 * Math.max(workers, 1), (i, outcome) => {
-      bar.tick();
-      if (outcome instanceof Error) {
-        if (!options.skipBad) throw new Error(`${outcome.message.startsWith(files[i].path) ? '' : files[i].path + ': '}${outcome.message}${/--skip-bad/.test(outcome.message) ? '' : ' (--skip-bad skips such images)'}`);
-        skipped.push({ path: files[i].path, reason: outcome.message });
-        return;
-      }
-      shape ??= { height: outcome.height, width: outcome.width };
-      if (outcome.height !== shape.height || outcome.width !== shape.width) {
-        throw new Error(`${files[i].path}: is ${outcome.width}x${outcome.height}, but the first image is ${shape.width}x${shape.height}: pass --size to store every image at one size`);
-      }
-      writer ??= new PackWriter(options.out, { ...shape, channels });
-      writer.append(outcome.data, files[i].label, files[i].path);
-    });
-    if (!writer || !shape) throw new Error(`${dir}: none of its ${files.length} images could be decoded (first: ${skipped[0]?.reason ?? 'none'})`);
+    await forEachInOrder(
+      jobs,
+      pool ? (job) => pool.decode(job) : decodeStored,
+      2 * Math.max(workers, 1),
+      (i, outcome) => {
+        bar.tick();
+        if (outcome instanceof Error) {
+          if (!options.skipBad)
+            throw new Error(
+              `${outcome.message.startsWith(files[i].path) ? '' : files[i].path + ': '}${outcome.message}${/--skip-bad/.test(outcome.message) ? '' : ' (--skip-bad skips such images)'}`,
+            );
+          skipped.push({ path: files[i].path, reason: outcome.message });
+          return;
+        }
+        shape ??= { height: outcome.height, width: outcome.width };
+        if (outcome.height !== shape.height || outcome.width !== shape.width) {
+          throw new Error(
+            `${files[i].path}: is ${outcome.width}x${outcome.height}, but the first image is ${shape.width}x${shape.height}: pass --size to store every image at one size`,
+          );
+        }
+        writer ??= new PackWriter(options.out, { ...shape, channels });
+        writer.append(outcome.data, files[i].label, files[i].path);
+      },
+    );
+    if (!writer || !shape)
+      throw new Error(
+        `${dir}: none of its ${files.length} images could be decoded (first: ${skipped[0]?.reason ?? 'none'})`,
+      );
     const w: PackWriter = writer;
-    const stored = options.size === undefined ? 'own size' : `shorter side resized to ${options.size} + centre crop (${decoder})`;
-    w.finish({ numClasses: classes.length > 0 ? classes.length : null, classNames: classes.length > 0 ? classes : null, source: `folder:${dir}`, stored });
+    const stored =
+      options.size === undefined ? 'own size' : `shorter side resized to ${options.size} + centre crop (${decoder})`;
+    w.finish({
+      numClasses: classes.length > 0 ? classes.length : null,
+      classNames: classes.length > 0 ? classes : null,
+      source: `folder:${dir}`,
+      stored,
+    });
     const s: { height: number; width: number } = shape;
     return { path: options.out, n: w.n, ...s, channels, skipped, decoder, workers };
   } catch (err) {
@@ -139,7 +171,10 @@ async function chooseDecoder(choice: DecoderName | 'auto'): Promise<DecoderName>
   if (choice === 'js') return 'js';
   const sharp = await loadSharp();
   if (sharp) return 'sharp';
-  if (choice === 'sharp') throw new Error('--decoder sharp: the sharp package does not load on this platform/runtime: use --decoder js (or auto)');
+  if (choice === 'sharp')
+    throw new Error(
+      '--decoder sharp: the sharp package does not load on this platform/runtime: use --decoder js (or auto)',
+    );
   return 'js';
 }
 
@@ -147,7 +182,12 @@ async function chooseDecoder(choice: DecoderName | 'auto'): Promise<DecoderName>
  * Runs `work` on every item with at most `ahead` unfinished, and hands the outcomes (a value, or the
  * Error it failed with) to `use` strictly in item order. A throw from `use` stops the run.
  */
-async function forEachInOrder<T, R>(items: readonly T[], work: (item: T) => Promise<R>, ahead: number, use: (i: number, outcome: R | Error) => void): Promise<void> {
+async function forEachInOrder<T, R>(
+  items: readonly T[],
+  work: (item: T) => Promise<R>,
+  ahead: number,
+  use: (i: number, outcome: R | Error) => void,
+): Promise<void> {
   const results = new Map<number, R | Error>();
   let next = 0;
   let started = 0;
@@ -189,7 +229,11 @@ async function forEachInOrder<T, R>(items: readonly T[], work: (item: T) => Prom
 class DecoderPool {
   private readonly workers: Worker[];
   private readonly idle: Worker[];
-  private readonly waiting: Array<{ request: WorkerRequest; resolve: (img: StoredImage) => void; reject: (err: Error) => void }> = [];
+  private readonly waiting: Array<{
+    request: WorkerRequest;
+    resolve: (img: StoredImage) => void;
+    reject: (err: Error) => void;
+  }> = [];
   private readonly running = new Map<number, { resolve: (img: StoredImage) => void; reject: (err: Error) => void }>();
   private nextId = 0;
 
@@ -197,9 +241,13 @@ class DecoderPool {
 
   constructor(count: number) {
     this.workers = Array.from({ length: count }, () => {
-      const w = startWorker(new URL(`./prepare-worker.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
+      const w = startWorker(
+        new URL(`./prepare-worker.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url),
+      );
       w.on('message', (answer: WorkerAnswer) => this.answered(w, answer));
-      w.on('error', (err: Error) => this.failAll(new Error(`a decoder thread failed: ${err.message} (--workers 0 decodes without threads)`)));
+      w.on('error', (err: Error) =>
+        this.failAll(new Error(`a decoder thread failed: ${err.message} (--workers 0 decodes without threads)`)),
+      );
       return w;
     });
     this.idle = [...this.workers];

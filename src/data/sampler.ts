@@ -21,7 +21,7 @@ function mix32(x: number): number {
 /** A generator for stream `stream` of `seed`: distinct (seed, stream) pairs give unrelated streams. */
 export function streamRng(seed: number, stream: number): Rng {
   const a = mix32(seed >>> 0);
-  const b = mix32((a ^ mix32(stream >>> 0 ^ 0x5bd1e995)) >>> 0);
+  const b = mix32((a ^ mix32((stream >>> 0) ^ 0x5bd1e995)) >>> 0);
   return new Rng([a, b, mix32(b ^ 0x27d4eb2f), mix32(a + 0x165667b1) | 1]);
 }
 
@@ -30,12 +30,14 @@ export class UniformSampler {
     readonly n: number,
     readonly seed: number,
   ) {
-    if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff) throw new RangeError(`UniformSampler: n must be a positive integer below 2^32, got ${n}`);
+    if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff)
+      throw new RangeError(`UniformSampler: n must be a positive integer below 2^32, got ${n}`);
   }
 
   /** The n indices of epoch e, drawn uniformly with replacement (same (seed, e), same indices). */
   epoch(e: number): Uint32Array {
-    if (!Number.isInteger(e) || e < 0) throw new RangeError(`UniformSampler.epoch: epoch must be a non-negative integer, got ${e}`);
+    if (!Number.isInteger(e) || e < 0)
+      throw new RangeError(`UniformSampler.epoch: epoch must be a non-negative integer, got ${e}`);
     const rng = streamRng(this.seed, e);
     const out = new Uint32Array(this.n);
     for (let i = 0; i < this.n; i++) out[i] = rng.int(this.n);
@@ -45,9 +47,11 @@ export class UniformSampler {
 
 /** Consecutive batches of batchSize (views into indices; the last one may be shorter). */
 export function batches(indices: Uint32Array, batchSize: number): Uint32Array[] {
-  if (!Number.isInteger(batchSize) || batchSize <= 0) throw new RangeError(`batches: batchSize must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize <= 0)
+    throw new RangeError(`batches: batchSize must be a positive integer, got ${batchSize}`);
   const out: Uint32Array[] = [];
-  for (let i = 0; i < indices.length; i += batchSize) out.push(indices.subarray(i, Math.min(i + batchSize, indices.length)));
+  for (let i = 0; i < indices.length; i += batchSize)
+    out.push(indices.subarray(i, Math.min(i + batchSize, indices.length)));
   return out;
 }
 

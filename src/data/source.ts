@@ -29,10 +29,14 @@ export function isImageSource(x: ImageDataset | ImageSource): x is ImageSource {
 /** Throws a RangeError naming the source unless every index is a whole number in 0..n-1 and `out` fits them. */
 export function checkRead(src: ImageInfo, indices: ArrayLike<number>, out: Uint8Array): void {
   const need = indices.length * imageBytes(src);
-  if (out.length < need) throw new RangeError(`data set "${src.name}": a buffer of ${out.length} bytes for ${indices.length} images of ${imageBytes(src)} bytes`);
+  if (out.length < need)
+    throw new RangeError(
+      `data set "${src.name}": a buffer of ${out.length} bytes for ${indices.length} images of ${imageBytes(src)} bytes`,
+    );
   for (let i = 0; i < indices.length; i++) {
     const k = indices[i];
-    if (!(Number.isInteger(k) && k >= 0 && k < src.n)) throw new RangeError(`data set "${src.name}": index ${k} at position ${i} is outside its ${src.n} images`);
+    if (!(Number.isInteger(k) && k >= 0 && k < src.n))
+      throw new RangeError(`data set "${src.name}": index ${k} at position ${i} is outside its ${src.n} images`);
   }
 }
 
@@ -41,7 +45,8 @@ export function memorySource(ds: ImageDataset): ImageSource {
   const per = imageBytes(ds);
   const read = (indices: ArrayLike<number>, out: Uint8Array): void => {
     checkRead(ds, indices, out);
-    for (let i = 0; i < indices.length; i++) out.set(ds.images.subarray(indices[i] * per, (indices[i] + 1) * per), i * per);
+    for (let i = 0; i < indices.length; i++)
+      out.set(ds.images.subarray(indices[i] * per, (indices[i] + 1) * per), i * per);
   };
   const { images, ...info } = ds;
   return {
@@ -69,9 +74,15 @@ export function readImages(src: ImageSource, indices: ArrayLike<number>): Uint8A
  * The images at `rows` of a source as a source of rows.length images (labels follow). Reads map through
  * `rows`; nothing is copied but the labels. Closing the view closes nothing (the parent owns its file).
  */
-export function subsetSource(src: ImageSource, rows: readonly number[], name = `${src.name}[${rows.length} of ${src.n}]`): ImageSource {
+export function subsetSource(
+  src: ImageSource,
+  rows: readonly number[],
+  name = `${src.name}[${rows.length} of ${src.n}]`,
+): ImageSource {
   const map = Uint32Array.from(rows);
-  for (let i = 0; i < map.length; i++) if (!(rows[i] >= 0 && rows[i] < src.n)) throw new RangeError(`subsetSource: row ${rows[i]} is outside data set "${src.name}" of ${src.n} images`);
+  for (let i = 0; i < map.length; i++)
+    if (!(rows[i] >= 0 && rows[i] < src.n))
+      throw new RangeError(`subsetSource: row ${rows[i]} is outside data set "${src.name}" of ${src.n} images`);
   const info: ImageInfo = {
     ...infoOf(src),
     name,
@@ -94,6 +105,14 @@ export function subsetSource(src: ImageSource, rows: readonly number[], name = `
 
 /** The metadata of a source or data set (a copy without pixels or methods). */
 export function infoOf(x: ImageInfo): ImageInfo {
-  const info: ImageInfo = { name: x.name, n: x.n, height: x.height, width: x.width, channels: x.channels, labels: x.labels, numClasses: x.numClasses };
+  const info: ImageInfo = {
+    name: x.name,
+    n: x.n,
+    height: x.height,
+    width: x.width,
+    channels: x.channels,
+    labels: x.labels,
+    numClasses: x.numClasses,
+  };
   return x.ids ? { ...info, ids: x.ids } : info;
 }

@@ -35,19 +35,26 @@ export async function loadSource(config: TrainConfig, split: 'train' | 'test' = 
     if (split !== 'train') throw new NoSplitError(`pack:${path}`, split);
     return openPack(path);
   }
-  return memorySource(await loadDataset(path ? `${source}:${path}` : source, { split, size: imageSize > 0 ? imageSize : undefined }));
+  return memorySource(
+    await loadDataset(path ? `${source}:${path}` : source, { split, size: imageSize > 0 ? imageSize : undefined }),
+  );
 }
 
 /** The images at `rows` of a source: a copy for an in-memory one (as subsetDataset), a view for a streamed one. */
 export function subsetOf(src: ImageSource, rows: readonly number[]): ImageSource {
-  return src.resident ? memorySource(subsetDataset({ ...infoOf(src), images: src.resident }, rows)) : subsetSource(src, rows);
+  return src.resident
+    ? memorySource(subsetDataset({ ...infoOf(src), images: src.resident }, rows))
+    : subsetSource(src, rows);
 }
 
 /** The sorted rows of a source of n images that data.limit keeps, or null for all of them. */
 export function limitedRows(config: TrainConfig, n: number): number[] | null {
   const limit = config.data.limit;
   if (!(limit > 0 && limit < n)) return null;
-  return new Rng(config.seed + 5).shuffle(Array.from({ length: n }, (_, i) => i)).slice(0, limit).sort((a, b) => a - b);
+  return new Rng(config.seed + 5)
+    .shuffle(Array.from({ length: n }, (_, i) => i))
+    .slice(0, limit)
+    .sort((a, b) => a - b);
 }
 
 /** A copy of the images (and labels) at `indices`, in that order. */
@@ -90,13 +97,21 @@ export async function evaluationSplits(config: TrainConfig, training: ImageSourc
   if (used) {
     const inTraining = new Set(used);
     const unused = Array.from({ length: source.n }, (_, i) => i).filter((i) => !inTraining.has(i));
-    return { train: training, test: subsetOf(source, unused), testSource: `the ${unused.length} images of ${source.name} not used in training` };
+    return {
+      train: training,
+      test: subsetOf(source, unused),
+      testSource: `the ${unused.length} images of ${source.name} not used in training`,
+    };
   }
   const order = new Rng(config.seed + 11).shuffle(Array.from({ length: training.n }, (_, i) => i));
   const cut = Math.floor(training.n * 0.8);
   const trainRows = order.slice(0, cut).sort((a, b) => a - b);
   const testRows = order.slice(cut).sort((a, b) => a - b);
-  return { train: subsetOf(training, trainRows), test: subsetOf(training, testRows), testSource: `20% hold-out of ${training.name}` };
+  return {
+    train: subsetOf(training, trainRows),
+    test: subsetOf(training, testRows),
+    testSource: `20% hold-out of ${training.name}`,
+  };
 }
 
 /** The augmentation of a preset at the data set's (or configured) resolution. */
@@ -111,7 +126,14 @@ export function augmentConfig(config: TrainConfig, ds: ImageInfo): AugmentConfig
     case 'imagenet':
       return imagenetPreset(size === 224 ? {} : { ...out, evalResize: Math.round((size * 256) / 224) });
     case 'none':
-      return mnistPreset({ ...out, evalResize: size, crop: { scale: [1, 1], ratio: [1, 1] }, rotationDeg: 0, jitter: null, ...meanStd(ds) });
+      return mnistPreset({
+        ...out,
+        evalResize: size,
+        crop: { scale: [1, 1], ratio: [1, 1] },
+        rotationDeg: 0,
+        jitter: null,
+        ...meanStd(ds),
+      });
   }
 }
 

@@ -19,7 +19,6 @@ import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 
 const MAX_SIM_BLOCK_BYTES = 128 * 1024 * 1024;
 
-
 /** Template size of the per-thread top-k lists: a power of two >= k (at least 8), so few variants compile. */
 function kBucket(k: number): number {
   return Math.max(8, 2 ** Math.ceil(Math.log2(k)));
@@ -31,7 +30,6 @@ export function checkFeatures(t: Tensor, what: string): [number, number] {
   if (t.rank !== 2) throw new RangeError(`${what}: expected features of shape [N, D], got ${fmtShape(t.shape)}`);
   return [t.shape[0], t.shape[1]];
 }
-
 
 export interface KnnSearchOptions {
   k?: number;
@@ -54,17 +52,27 @@ export interface KnnNeighbours {
 }
 
 /** The k most similar training rows (cosine) of each test row, computed on the GPU. */
-export async function knnSearch(train: Tensor<'f32'>, test: Tensor<'f32'>, opts: KnnSearchOptions = {}): Promise<KnnNeighbours> {
+export async function knnSearch(
+  train: Tensor<'f32'>,
+  test: Tensor<'f32'>,
+  opts: KnnSearchOptions = {},
+): Promise<KnnNeighbours> {
   const [ntr, d] = checkFeatures(train, 'knnSearch (train features)');
   const [nte, dte] = checkFeatures(test, 'knnSearch (test features)');
   if (d === 0) throw new RangeError(`knnSearch: features ${fmtShape(train.shape)} have no dimensions`);
-  if (dte !== d) throw new RangeError(`knnSearch: train features are ${fmtShape(train.shape)} but test features are ${fmtShape(test.shape)}; the feature dimensions differ`);
+  if (dte !== d)
+    throw new RangeError(
+      `knnSearch: train features are ${fmtShape(train.shape)} but test features are ${fmtShape(test.shape)}; the feature dimensions differ`,
+    );
   const k = opts.k ?? 20;
   const excludeSelf = opts.excludeSelf ?? false;
-  if (excludeSelf && ntr !== nte) throw new RangeError(`knnSearch: excludeSelf needs the same set for train and test, got ${ntr} and ${nte} rows`);
+  if (excludeSelf && ntr !== nte)
+    throw new RangeError(`knnSearch: excludeSelf needs the same set for train and test, got ${ntr} and ${nte} rows`);
   const available = excludeSelf ? ntr - 1 : ntr;
   if (!Number.isInteger(k) || k < 1 || k > available) {
-    throw new RangeError(`knnSearch: k = ${k} must be an integer in 1..${available} (${ntr} training rows${excludeSelf ? ', one excluded per query' : ''})`);
+    throw new RangeError(
+      `knnSearch: k = ${k} must be an integer in 1..${available} (${ntr} training rows${excludeSelf ? ', one excluded per query' : ''})`,
+    );
   }
   if (k > 256) throw new RangeError(`knnSearch: k = ${k} is above the supported maximum of 256`);
   if (nte === 0) return { k, indices: new Uint32Array(0), similarities: new Float32Array(0) };
@@ -181,7 +189,8 @@ function checkLabels(labels: Int32Array, n: number, numClasses: number, what: st
   if (!(labels instanceof Int32Array)) throw new TypeError(`knnAccuracy: ${what} must be an Int32Array`);
   if (labels.length !== n) throw new RangeError(`knnAccuracy: ${labels.length} ${what} for ${n} feature rows`);
   for (let i = 0; i < labels.length; i++) {
-    if (labels[i] < 0 || labels[i] >= numClasses) throw new RangeError(`knnAccuracy: ${what}[${i}] = ${labels[i]} is outside 0..${numClasses - 1}`);
+    if (labels[i] < 0 || labels[i] >= numClasses)
+      throw new RangeError(`knnAccuracy: ${what}[${i}] = ${labels[i]} is outside 0..${numClasses - 1}`);
   }
 }
 
@@ -196,13 +205,18 @@ export async function knnAccuracy(
   const { numClasses } = opts;
   const k = opts.k ?? 20;
   const temperature = opts.temperature ?? 0.07;
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new RangeError(`knnAccuracy: numClasses = ${numClasses} must be a positive integer`);
+  if (!Number.isInteger(numClasses) || numClasses < 1)
+    throw new RangeError(`knnAccuracy: numClasses = ${numClasses} must be a positive integer`);
   if (!(temperature > 0)) throw new RangeError(`knnAccuracy: temperature = ${temperature} must be positive`);
   checkFeatures(trainFeatures, 'knnAccuracy (train features)');
   checkFeatures(testFeatures, 'knnAccuracy (test features)');
   checkLabels(trainLabels, trainFeatures.shape[0], numClasses, 'train labels');
   checkLabels(testLabels, testFeatures.shape[0], numClasses, 'test labels');
-  const neighbours = await knnSearch(trainFeatures, testFeatures, { k, excludeSelf: opts.excludeSelf, chunkRows: opts.chunkRows });
+  const neighbours = await knnSearch(trainFeatures, testFeatures, {
+    k,
+    excludeSelf: opts.excludeSelf,
+    chunkRows: opts.chunkRows,
+  });
   const { predictions, top5Hits } = knnVote(neighbours, trainLabels, numClasses, temperature, testLabels);
   const n = testLabels.length;
   let hits = 0;

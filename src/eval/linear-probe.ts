@@ -21,14 +21,16 @@ import { SGD } from '../optim/sgd.ts';
 import { Rng } from '../util/rng.ts';
 import { checkFeatures } from './knn.ts';
 
-
-
 /** [2, D]: row 0 the column means of x [N, D], row 1 the reciprocal population std (1 where constant). */
 export function featureMoments(x: Tensor<'f32'>): Tensor<'f32'> {
   const [n, d] = checkFeatures(x, 'featureMoments');
   if (n === 0) throw new RangeError('featureMoments: no rows');
   const out = Tensor.empty([2, d], 'f32');
-  dispatchKernel(knn.column_moments, { params: { rows: n, dim: d }, bindings: { x: x.buffer, out: out.buffer }, workgroups: [Math.ceil(d / 64)] });
+  dispatchKernel(knn.column_moments, {
+    params: { rows: n, dim: d },
+    bindings: { x: x.buffer, out: out.buffer },
+    workgroups: [Math.ceil(d / 64)],
+  });
   return out;
 }
 
@@ -76,7 +78,8 @@ function checkLabels(labels: Int32Array, n: number, numClasses: number, what: st
   if (!(labels instanceof Int32Array)) throw new TypeError(`linearProbe: ${what} must be an Int32Array`);
   if (labels.length !== n) throw new RangeError(`linearProbe: ${labels.length} ${what} for ${n} feature rows`);
   for (let i = 0; i < n; i++) {
-    if (labels[i] < 0 || labels[i] >= numClasses) throw new RangeError(`linearProbe: ${what}[${i}] = ${labels[i]} is outside 0..${numClasses - 1}`);
+    if (labels[i] < 0 || labels[i] >= numClasses)
+      throw new RangeError(`linearProbe: ${what}[${i}] = ${labels[i]} is outside 0..${numClasses - 1}`);
   }
 }
 
@@ -91,7 +94,11 @@ async function predict(x: Tensor<'f32'>, weight: Tensor<'f32'>, bias: Tensor<'f3
     const pred = noGrad(() =>
       tidy(() => {
         if (rows === n) return argmaxRows(linear(x, weight, bias));
-        const index = Tensor.from(Uint32Array.from({ length: rows }, (_, i) => row0 + i), [rows], 'u32');
+        const index = Tensor.from(
+          Uint32Array.from({ length: rows }, (_, i) => row0 + i),
+          [rows],
+          'u32',
+        );
         return argmaxRows(linear(gatherRows(x, index), weight, bias));
       }),
     );
@@ -121,19 +128,28 @@ export async function linearProbe(
 ): Promise<LinearProbeResult> {
   const [ntr, d] = checkFeatures(trainFeatures, 'linearProbe (train features)');
   const [nte, dte] = checkFeatures(testFeatures, 'linearProbe (test features)');
-  if (d !== dte) throw new RangeError(`linearProbe: train features ${fmtShape(trainFeatures.shape)} and test features ${fmtShape(testFeatures.shape)} differ in dimension`);
+  if (d !== dte)
+    throw new RangeError(
+      `linearProbe: train features ${fmtShape(trainFeatures.shape)} and test features ${fmtShape(testFeatures.shape)} differ in dimension`,
+    );
   const { numClasses, epochs, lr, batchSize, weightDecay, seed } = opts;
   const momentum = opts.momentum ?? 0.9;
-  if (!Number.isInteger(numClasses) || numClasses < 2) throw new RangeError(`linearProbe: numClasses = ${numClasses} must be an integer >= 2`);
-  if (!Number.isInteger(epochs) || epochs < 0) throw new RangeError(`linearProbe: epochs = ${epochs} must be a non-negative integer`);
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`linearProbe: batchSize = ${batchSize} must be a positive integer`);
+  if (!Number.isInteger(numClasses) || numClasses < 2)
+    throw new RangeError(`linearProbe: numClasses = ${numClasses} must be an integer >= 2`);
+  if (!Number.isInteger(epochs) || epochs < 0)
+    throw new RangeError(`linearProbe: epochs = ${epochs} must be a non-negative integer`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new RangeError(`linearProbe: batchSize = ${batchSize} must be a positive integer`);
   if (ntr === 0) throw new RangeError('linearProbe: no training rows');
   checkLabels(trainLabels, ntr, numClasses, 'train labels');
   checkLabels(testLabels, nte, numClasses, 'test labels');
 
   const rng = new Rng(seed);
   const owned: Tensor[] = [];
-  const weight = Tensor.from(Float32Array.from({ length: numClasses * d }, () => 0.01 * rng.normal()), [numClasses, d]);
+  const weight = Tensor.from(
+    Float32Array.from({ length: numClasses * d }, () => 0.01 * rng.normal()),
+    [numClasses, d],
+  );
   const bias = zeros([numClasses]);
   weight.requiresGrad = true;
   bias.requiresGrad = true;
@@ -167,7 +183,11 @@ export async function linearProbe(
           const batch = order.slice(start, start + batchSize);
           tidy(() => {
             const index = Tensor.from(batch, [batch.length], 'u32');
-            const labels = Tensor.from(batch.map((i) => labelsU32[i]), [batch.length], 'u32');
+            const labels = Tensor.from(
+              batch.map((i) => labelsU32[i]),
+              [batch.length],
+              'u32',
+            );
             const logits = linear(gatherRows(trainX, index), weight, bias);
             const loss = weightedCrossEntropy(logits, labels, null);
             backward(loss);

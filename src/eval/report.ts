@@ -36,12 +36,15 @@ function cell(v: EvalValue, digits: number): string {
 export function formatEvalTable(rows: readonly EvalRow[], opts: EvalTableOptions = {}): string {
   const digits = opts.digits ?? 4;
   const columns = opts.columns ?? [...new Set(rows.flatMap((r) => Object.keys(r.values)))];
-  const numeric = columns.map((c) => rows.some((r) => typeof r.values[c] === 'number') && rows.every((r) => typeof r.values[c] !== 'string'));
+  const numeric = columns.map(
+    (c) => rows.some((r) => typeof r.values[c] === 'number') && rows.every((r) => typeof r.values[c] !== 'string'),
+  );
   const header = [opts.nameHeader ?? 'model', ...columns];
   const body = rows.map((r) => [cell(r.name, digits), ...columns.map((c) => cell(r.values[c], digits))]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length), 3));
   const right = [false, ...numeric];
-  const line = (cells: string[]) => `| ${cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ')} |`;
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ')} |`;
   const sep = `|${widths.map((w, i) => (right[i] ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   return [line(header), sep, ...body.map(line)].join('\n');
 }

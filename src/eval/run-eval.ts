@@ -18,7 +18,13 @@ import { Tensor } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { GpuAugmenter } from '../data/augment.ts';
 import type { ImageSource } from '../data/source.ts';
-import { augmentConfig, evaluationSplits, loadSource, loadTrainingData, type EvaluationSplits } from '../data/training-data.ts';
+import {
+  augmentConfig,
+  evaluationSplits,
+  loadSource,
+  loadTrainingData,
+  type EvaluationSplits,
+} from '../data/training-data.ts';
 import { buildModel } from '../odc/build.ts';
 import { checkDataSize, loadCheckpoint } from '../odc/checkpoint.ts';
 import { extractFeatures } from '../odc/extract.ts';
@@ -43,7 +49,13 @@ function progressLine(start: number): (text: string) => void {
 function backboneFeatures(model: OdcModel, ds: ImageSource, config: TrainConfig): Tensor<'f32'> {
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
   try {
-    return extractFeatures(model, (x) => model.backbone.forward(x), augmenter, model.backbone.featureDim, config.optim.batchSize);
+    return extractFeatures(
+      model,
+      (x) => model.backbone.forward(x),
+      augmenter,
+      model.backbone.featureDim,
+      config.optim.batchSize,
+    );
   } finally {
     augmenter.dispose();
   }
@@ -75,7 +87,8 @@ async function evaluateModel(
     const every = Math.max(1, Math.round(probeEpochs / 5));
     const probe = await linearProbe(train, trainLabels, test, testLabels, {
       onEpoch: (epoch, loss) => {
-        if ((epoch + 1) % every === 0 || epoch + 1 === probeEpochs) say(`linear probe epoch ${epoch + 1}/${probeEpochs}: loss ${loss.toFixed(4)}`);
+        if ((epoch + 1) % every === 0 || epoch + 1 === probeEpochs)
+          say(`linear probe epoch ${epoch + 1}/${probeEpochs}: loss ${loss.toFixed(4)}`);
       },
       numClasses,
       epochs: probeEpochs,
@@ -109,7 +122,9 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvalRow[]> {
   if (!training.labels || training.numClasses === null) return evaluateUnlabelled(opts, ckpt, config, training, say);
   const numClasses = training.numClasses;
   const splits = await evaluationSplits(config, training);
-  console.log(`evaluating ${opts.runDir}: ${splits.train.n} train / ${splits.test.n} test images (${splits.testSource}), ${numClasses} classes`);
+  console.log(
+    `evaluating ${opts.runDir}: ${splits.train.n} train / ${splits.test.n} test images (${splits.testSource}), ${numClasses} classes`,
+  );
   const rows: EvalRow[] = [];
   const trained = buildModel(config, training.channels, new Rng(config.seed));
   try {
@@ -131,7 +146,10 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvalRow[]> {
     const random = buildModel(config, training.channels, new Rng(config.seed));
     try {
       say('random-init network (the baseline)');
-      rows.push({ name: 'random init', values: await evaluateModel(random, splits, config, opts.probeEpochs, numClasses, say) });
+      rows.push({
+        name: 'random init',
+        values: await evaluateModel(random, splits, config, opts.probeEpochs, numClasses, say),
+      });
     } finally {
       random.dispose();
     }
@@ -141,7 +159,10 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvalRow[]> {
 }
 
 /** Prints the table and writes eval.json into the run folder (and to --out when given). */
-function finishEvaluation(opts: EvaluateOptions, result: { run: string; config: TrainConfig; test: string; rows: EvalRow[] }): void {
+function finishEvaluation(
+  opts: EvaluateOptions,
+  result: { run: string; config: TrainConfig; test: string; rows: EvalRow[] },
+): void {
   console.log(formatEvalTable(result.rows));
   const text = JSON.stringify(result, null, 2) + '\n';
   const inRun = join(opts.runDir, 'eval.json');
@@ -164,7 +185,13 @@ export function sizeBalance(sizes: ArrayLike<number>): number {
  * Weighted kNN (k 20, T 0.07) of the backbone features of a seeded 20% hold-out against the other 80%,
  * voting with the cluster labels: how well the features' neighbourhoods agree with the clusters.
  */
-async function knnAgreement(model: OdcModel, ds: ImageSource, config: TrainConfig, labels: Uint32Array, k: number): Promise<number> {
+async function knnAgreement(
+  model: OdcModel,
+  ds: ImageSource,
+  config: TrainConfig,
+  labels: Uint32Array,
+  k: number,
+): Promise<number> {
   const order = new Rng(config.seed + 11).shuffle(Array.from({ length: ds.n }, (_, i) => i));
   const cut = Math.floor(ds.n * 0.8);
   const trainRows = Uint32Array.from(order.slice(0, cut));
@@ -177,7 +204,8 @@ async function knnAgreement(model: OdcModel, ds: ImageSource, config: TrainConfi
     const test = gatherRows(all, testIndex);
     try {
       const of = (idx: Uint32Array) => Int32Array.from(idx, (i) => labels[i]);
-      return (await knnAccuracy(train, of(trainRows), test, of(testRows), { numClasses: k, k: 20, temperature: 0.07 })).top1;
+      return (await knnAccuracy(train, of(trainRows), test, of(testRows), { numClasses: k, k: 20, temperature: 0.07 }))
+        .top1;
     } finally {
       for (const t of [train, test, trainIndex, testIndex]) t.dispose();
     }
@@ -194,7 +222,9 @@ async function evaluateUnlabelled(
   training: ImageSource,
   say: (text: string) => void,
 ): Promise<EvalRow[]> {
-  console.log(`evaluating ${opts.runDir}: ${training.n} images without labels: cluster sizes, label churn, kNN agreement of the features with the clusters (20% hold-out)`);
+  console.log(
+    `evaluating ${opts.runDir}: ${training.n} images without labels: cluster sizes, label churn, kNN agreement of the features with the clusters (20% hold-out)`,
+  );
   const k = config.odc.k;
   const rows: EvalRow[] = [];
   const trained = buildModel(config, training.channels, new Rng(config.seed));
@@ -203,7 +233,10 @@ async function evaluateUnlabelled(
     const memory = ckpt.restore(trained, null);
     labels = memory ? await memory.labels.data() : ckpt.pseudoLabels;
     memory?.dispose();
-    if (!labels) throw new Error(`${opts.runDir}: the checkpoint holds no cluster labels yet (a DeepCluster run before its first epoch): train at least one epoch`);
+    if (!labels)
+      throw new Error(
+        `${opts.runDir}: the checkpoint holds no cluster labels yet (a DeepCluster run before its first epoch): train at least one epoch`,
+      );
     const sizes = labelHistogram(labels, k);
     const churn = readRunLog(opts.runDir).epochs.at(-1)?.labelChurnNmi;
     say('kNN agreement of the trained features with the clusters');
@@ -225,17 +258,30 @@ async function evaluateUnlabelled(
     const random = buildModel(config, training.channels, new Rng(config.seed));
     try {
       say('kNN agreement of the random-init features with the same clusters (the baseline)');
-      rows.push({ name: 'random init', values: { 'kNN agreement': await knnAgreement(random, training, config, labels, k) } });
+      rows.push({
+        name: 'random init',
+        values: { 'kNN agreement': await knnAgreement(random, training, config, labels, k) },
+      });
     } finally {
       random.dispose();
     }
   }
-  finishEvaluation(opts, { run: opts.runDir, config, test: `20% hold-out of ${training.name} (labels: the clusters)`, rows });
+  finishEvaluation(opts, {
+    run: opts.runDir,
+    config,
+    test: `20% hold-out of ${training.name} (labels: the clusters)`,
+    rows,
+  });
   return rows;
 }
 
 /** Writes backbone (or backbone + neck) features of a split to a safetensors file. */
-export async function extractToFile(opts: { runDir: string; out: string; split: 'train' | 'test'; layer: 'backbone' | 'neck' }): Promise<void> {
+export async function extractToFile(opts: {
+  runDir: string;
+  out: string;
+  split: 'train' | 'test';
+  layer: 'backbone' | 'neck';
+}): Promise<void> {
   const ckpt = await loadCheckpoint(opts.runDir);
   const config = ckpt.meta.config;
   const ds = opts.split === 'train' ? await loadTrainingData(config) : await loadSource(config, 'test');
@@ -245,11 +291,24 @@ export async function extractToFile(opts: { runDir: string; out: string; split: 
   try {
     ckpt.restore(model, null)?.dispose();
     const dim = opts.layer === 'neck' && model.neck ? config.model.featureDim : model.backbone.featureDim;
-    const f = extractFeatures(model, opts.layer === 'neck' ? (x) => model.features(x) : (x) => model.backbone.forward(x), augmenter, dim, config.optim.batchSize);
-    const tensors: Record<string, SafeTensor> = { features: { dtype: 'F32', shape: [ds.n, dim], data: await f.data() } };
+    const f = extractFeatures(
+      model,
+      opts.layer === 'neck' ? (x) => model.features(x) : (x) => model.backbone.forward(x),
+      augmenter,
+      dim,
+      config.optim.batchSize,
+    );
+    const tensors: Record<string, SafeTensor> = {
+      features: { dtype: 'F32', shape: [ds.n, dim], data: await f.data() },
+    };
     f.dispose();
     if (ds.labels) tensors.labels = { dtype: 'I32', shape: [ds.n], data: ds.labels };
-    await writeSafetensors(opts.out, tensors, { run: opts.runDir, split: opts.split, layer: opts.layer, dataset: ds.name });
+    await writeSafetensors(opts.out, tensors, {
+      run: opts.runDir,
+      split: opts.split,
+      layer: opts.layer,
+      dataset: ds.name,
+    });
     console.log(`wrote ${opts.out}: features [${ds.n}, ${dim}]${ds.labels ? ' and labels' : ''}`);
   } finally {
     augmenter.dispose();
@@ -268,7 +327,12 @@ export async function exportBackbone(opts: { runDir: string; out: string }): Pro
   try {
     ckpt.restore(model, null)?.dispose();
     const { backbone, stem } = config.model;
-    const count = await saveWeights(model, opts.out, exportMetadata(backbone, stem, ckpt.meta.inChannels), ckpt.meta.position.iteration);
+    const count = await saveWeights(
+      model,
+      opts.out,
+      exportMetadata(backbone, stem, ckpt.meta.inChannels),
+      ckpt.meta.position.iteration,
+    );
     console.log(`wrote ${opts.out}: ${count} tensors of the ${backbone} backbone (PyTorch names, OIHW conv weights)`);
   } finally {
     model.dispose();

@@ -26,10 +26,23 @@ export interface DispatchArgs {
   workgroups: readonly [number, number?, number?];
 }
 
+/** One subgroup-matrix shape the adapter runs (Dawn's GPUSubgroupMatrixConfig): left M×K, right K×N, result M×N. */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
 export interface GpuFeatures {
   f16: boolean;
   subgroups: boolean;
   timestampQuery: boolean;
+  /** `subgroup-size-control`: a pipeline may pin its subgroup size (`@subgroup_size(n)`). */
+  subgroupSizeControl: boolean;
+  /** `chromium-experimental-subgroup-matrix` (tensor cores): the configs the adapter lists; empty without the feature. */
+  subgroupMatrixConfigs: SubgroupMatrixConfig[];
 }
 
 export interface GpuStats {
@@ -65,7 +78,7 @@ const DISPATCHES_PER_SUBMIT = 64;
 const NO_ADAPTER_HELP =
   'No WebGPU adapter was found. On a machine with a GPU, install its Vulkan driver (NVIDIA, AMD or Intel). ' +
   'On a CPU-only Debian 12 machine install Mesa lavapipe 25.x from bookworm-backports: ' +
-  '`bash .ci/setup-system.sh` (as root) does it; Debian 12\'s own mesa-vulkan-drivers 22.x does not work with Dawn.';
+  "`bash .ci/setup-system.sh` (as root) does it; Debian 12's own mesa-vulkan-drivers 22.x does not work with Dawn.";
 
 /** Work recorded between `Gpu.hold` and `Gpu.endHold`: its queue operations, in order, not yet run. */
 export class HeldWork {
@@ -143,7 +156,15 @@ const DEFAULT_LIMITS = {
 export class Gpu {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
-  readonly stats: GpuStats = { dispatches: 0, submits: 0, reads: 0, lateReads: 0, bindGroups: 0, buffersCreated: 0, uniformBytes: 0 };
+  readonly stats: GpuStats = {
+    dispatches: 0,
+    submits: 0,
+    reads: 0,
+    lateReads: 0,
+    bindGroups: 0,
+    buffersCreated: 0,
+    uniformBytes: 0,
+  };
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -201,7 +222,10 @@ export class Gpu {
     });
     device.addEventListener('uncapturederror', (event) => {
       const error = (event as GPUUncapturedErrorEvent).error;
-      if (isOutOfMemory(error)) this.allocationFailure ??= new GpuOutOfMemoryError(error.message || 'the device reported an out-of-memory error');
+      if (isOutOfMemory(error))
+        this.allocationFailure ??= new GpuOutOfMemoryError(
+          error.message || 'the device reported an out-of-memory error',
+        );
       else this.firstError ??= error.message;
     });
     this.whenLost = device.lost.then((info) => {
@@ -220,9 +244,18 @@ export class Gpu {
   static async create(): Promise<Gpu> {
     const entry = await findGpu();
     const requestAdapter = () => entry.gpu.requestAdapter({ powerPreference: 'high-performance' });
-    const adapter = await (entry.implementation === 'dawn' ? withNativeStderrSilenced(requestAdapter) : requestAdapter());
+    const adapter = await (entry.implementation === 'dawn'
+      ? withNativeStderrSilenced(requestAdapter)
+      : requestAdapter());
     if (!adapter) throw new Error(NO_ADAPTER_HELP);
-    const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+    // Subgroup matrices (tensor cores) are requested with what they need: subgroups and a pinned subgroup size.
+    const wanted = [
+      'shader-f16',
+      'subgroups',
+      'timestamp-query',
+      'subgroup-size-control',
+      'chromium-experimental-subgroup-matrix',
+    ] as GPUFeatureName[];
     const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
     const requiredLimits: Record<string, number> = {};
     for (const [name, fallback] of Object.entries(DEFAULT_LIMITS)) {
@@ -231,12 +264,33 @@ export class Gpu {
     }
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
     const info = adapter.info;
-    const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unknown adapter';
-    return new Gpu(device, name, entry.implementation, entry.runtime, {
-      f16: requiredFeatures.includes('shader-f16'),
-      subgroups: requiredFeatures.includes('subgroups'),
-      timestampQuery: requiredFeatures.includes('timestamp-query'),
-    }, subgroupSizesOf(info));
+    const name =
+      [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') ||
+      'unknown adapter';
+    const has = (f: string): boolean => (requiredFeatures as string[]).includes(f);
+    const extra = (info ?? {}) as { subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[] };
+    return new Gpu(
+      device,
+      name,
+      entry.implementation,
+      entry.runtime,
+      {
+        f16: has('shader-f16'),
+        subgroups: has('subgroups'),
+        timestampQuery: has('timestamp-query'),
+        subgroupSizeControl: has('subgroup-size-control'),
+        subgroupMatrixConfigs: has('chromium-experimental-subgroup-matrix')
+          ? (extra.subgroupMatrixConfigs ?? []).map((c) => ({
+              componentType: c.componentType,
+              resultComponentType: c.resultComponentType,
+              M: c.M,
+              N: c.N,
+              K: c.K,
+            }))
+          : [],
+      },
+      subgroupSizesOf(info),
+    );
   }
 
   /** The device's limits, read once: Dawn builds a new object on every `device.limits`, which matmul, grid and every tensor allocation ask for. */
@@ -273,9 +327,13 @@ export class Gpu {
   checkBindingSize(bytes: number, what: string): void {
     const { maxStorageBufferBindingSize, maxBufferSize } = this.limits;
     const [limit, name] =
-      maxBufferSize < maxStorageBufferBindingSize ? [maxBufferSize, 'maxBufferSize'] : [maxStorageBufferBindingSize, 'maxStorageBufferBindingSize'];
+      maxBufferSize < maxStorageBufferBindingSize
+        ? [maxBufferSize, 'maxBufferSize']
+        : [maxStorageBufferBindingSize, 'maxStorageBufferBindingSize'];
     if (bytes > limit) {
-      throw new GpuOutOfMemoryError(`${what} needs ${mib(bytes)} in one buffer, over the ${mib(limit)} this adapter allows (${name})`);
+      throw new GpuOutOfMemoryError(
+        `${what} needs ${mib(bytes)} in one buffer, over the ${mib(limit)} this adapter allows (${name})`,
+      );
     }
   }
 
@@ -290,7 +348,10 @@ export class Gpu {
     } catch (err) {
       if (!(err instanceof GpuDeviceLostError)) {
         let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([this.whenLost, new Promise((resolve) => (timer = setTimeout(resolve, LOSS_SETTLE_MS)))]).catch(() => {});
+        await Promise.race([
+          this.whenLost,
+          new Promise((resolve) => (timer = setTimeout(resolve, LOSS_SETTLE_MS))),
+        ]).catch(() => {});
         clearTimeout(timer);
         this.checkHealthy();
       }
@@ -324,7 +385,10 @@ export class Gpu {
     if (!this.uniformBuffer) {
       this.uniformBuffer =
         this.freeUniformBuffers.pop() ??
-        this.createCounted({ size: this.uniformStaging.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+        this.createCounted({
+          size: this.uniformStaging.byteLength,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        });
     }
     params.copyInto(this.uniformStagingWords, this.uniformSlots * (UNIFORM_SLOT / 4));
     this.stats.uniformBytes += params.byteLength;
@@ -336,7 +400,9 @@ export class Gpu {
    * key is canonical but costs a JSON round per call); a miss falls through to the canonical cache.
    */
   private pipelineFor(kernel: KernelSource, uniforms: boolean, bindings: readonly Binding[]): GPUComputePipeline {
+    // Everything kernelKey tells apart must be here too: the f16 module of an entry is another pipeline.
     let key = kernel.family + '.' + kernel.entry + '#' + kernel.declarationId + (uniforms ? '|u' : '|-');
+    if (kernel.precision) key += '@' + kernel.precision;
     for (let i = 0; i < bindings.length; i++) key += bindings[i].access === 'read' ? 'r' : 'w';
     const defines = kernel.defines;
     if (defines) for (const name in defines) key += ';' + name + '=' + String(defines[name]);
@@ -354,7 +420,11 @@ export class Gpu {
    * The uniform block's offset is dynamic, so it is not part of the key. The cache is a trie of maps keyed by
    * the objects themselves (no key strings); it starts afresh when it grows past MAX_CACHED_BIND_GROUPS.
    */
-  private bindGroupFor(pipeline: GPUComputePipeline, uniforms: GPUBuffer | null, bindings: readonly Binding[]): GPUBindGroup {
+  private bindGroupFor(
+    pipeline: GPUComputePipeline,
+    uniforms: GPUBuffer | null,
+    bindings: readonly Binding[],
+  ): GPUBindGroup {
     let node = this.bindGroups.get(pipeline);
     if (!node) this.bindGroups.set(pipeline, (node = new BindGroupNode()));
     if (uniforms) node = node.child(uniforms);
@@ -382,11 +452,16 @@ export class Gpu {
     if (x === 0 || y === 0 || z === 0) return;
     const maxDim = this.maxWorkgroupsPerDimension;
     if (x > maxDim || y > maxDim || z > maxDim) {
-      throw new RangeError(`${args.kernel.family}.${args.kernel.entry}: ${x}x${y}x${z} workgroups exceed ${maxDim} per dimension`);
+      throw new RangeError(
+        `${args.kernel.family}.${args.kernel.entry}: ${x}x${y}x${z} workgroups exceed ${maxDim} per dimension`,
+      );
     }
     const bindings = args.bindings;
     if (this.collecting) {
-      this.collecting.push({ source: args.kernel, layout: { uniforms: args.params !== undefined, access: bindings.map((b) => b.access) } });
+      this.collecting.push({
+        source: args.kernel,
+        layout: { uniforms: args.params !== undefined, access: bindings.map((b) => b.access) },
+      });
       return;
     }
     const pipeline = this.pipelineFor(args.kernel, args.params !== undefined, bindings);
@@ -436,7 +511,11 @@ export class Gpu {
     p.kernels.push(kernel);
     const encoder = this.endPass();
     this.pass = encoder.beginComputePass({
-      timestampWrites: { querySet: p.sets[p.sets.length - 1], beginningOfPassWriteIndex: 2 * pair, endOfPassWriteIndex: 2 * pair + 1 },
+      timestampWrites: {
+        querySet: p.sets[p.sets.length - 1],
+        beginningOfPassWriteIndex: 2 * pair,
+        endOfPassWriteIndex: 2 * pair + 1,
+      },
     });
     return this.pass;
   }
@@ -447,7 +526,8 @@ export class Gpu {
    * it is for finding where a step spends its time (`npx tsx bench/profile-step.ts`).
    */
   async profile(fn: () => void | Promise<void>): Promise<KernelTime[]> {
-    if (!this.features.timestampQuery) throw new Error(`Profiling needs the "timestamp-query" feature, which ${this.adapterName} does not offer.`);
+    if (!this.features.timestampQuery)
+      throw new Error(`Profiling needs the "timestamp-query" feature, which ${this.adapterName} does not offer.`);
     if (this.profiling || this.collecting) throw new Error('profile() cannot nest or run inside compileAll()');
     this.flush();
     const p: { sets: GPUQuerySet[]; kernels: string[] } = { sets: [], kernels: [] };
@@ -463,7 +543,10 @@ export class Gpu {
     const totals = new Map<string, KernelTime>();
     for (let s = 0; s < p.sets.length; s++) {
       const pairs = Math.min(PROFILE_PAIRS_PER_SET, p.kernels.length - s * PROFILE_PAIRS_PER_SET);
-      const resolved = this.device.createBuffer({ size: 16 * pairs, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      const resolved = this.device.createBuffer({
+        size: 16 * pairs,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
       this.endPass().resolveQuerySet(p.sets[s], 0, 2 * pairs, resolved, 0);
       const ns = new BigInt64Array(await this.read(resolved, 16 * pairs));
       resolved.destroy();
@@ -618,7 +701,8 @@ export class Gpu {
    * was (results computed inside are garbage). Each `read` still counts, but returns `answerRead(bytes)` at once.
    */
   async recordOnly<T>(fn: () => Promise<T>, answerRead: (bytes: number) => ArrayBuffer): Promise<T> {
-    if (this.answerRead || this.collecting || this.profiling) throw new Error('recordOnly() cannot nest or run inside compileAll() or profile()');
+    if (this.answerRead || this.collecting || this.profiling)
+      throw new Error('recordOnly() cannot nest or run inside compileAll() or profile()');
     this.flush();
     this.answerRead = answerRead;
     try {
@@ -633,7 +717,8 @@ export class Gpu {
   /** Copies `bytes` bytes from a buffer back to the host, waiting for the GPU to finish everything recorded. */
   async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
     this.checkHealthy();
-    if (this.held) throw new Error('a blocking read while recorded work is held back (Gpu.hold): it would not see that work');
+    if (this.held)
+      throw new Error('a blocking read while recorded work is held back (Gpu.hold): it would not see that work');
     if (this.answerRead) {
       this.flush();
       this.stats.reads++;

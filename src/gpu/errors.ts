@@ -32,6 +32,9 @@ export function mib(bytes: number): string {
 
 /** Whether a WebGPU error is an out-of-memory error (GPUOutOfMemoryError), on Dawn and on wgpu. */
 export function isOutOfMemory(error: GPUError): boolean {
-  const OutOfMemory = (globalThis as { GPUOutOfMemoryError?: abstract new (...args: never[]) => GPUError }).GPUOutOfMemoryError;
-  return (OutOfMemory !== undefined && error instanceof OutOfMemory) || error.constructor?.name === 'GPUOutOfMemoryError';
+  const OutOfMemory = (globalThis as { GPUOutOfMemoryError?: abstract new (...args: never[]) => GPUError })
+    .GPUOutOfMemoryError;
+  return (
+    (OutOfMemory !== undefined && error instanceof OutOfMemory) || error.constructor?.name === 'GPUOutOfMemoryError'
+  );
 }

@@ -26,7 +26,8 @@ export class InFlightWindow<T> {
     private readonly settle: (entry: T, next: T | undefined) => Promise<void>,
     private readonly drop: (entry: T) => void = () => {},
   ) {
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`InFlightWindow: limit must be an integer >= 1, got ${limit}`);
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError(`InFlightWindow: limit must be an integer >= 1, got ${limit}`);
   }
 
   /** Entries in flight. */
@@ -36,7 +37,8 @@ export class InFlightWindow<T> {
 
   /** Adds an entry; refuses one over the limit (call makeRoom first). */
   push(entry: T): void {
-    if (this.entries.length >= this.limit) throw new Error(`InFlightWindow: ${this.limit} entries in flight already; call makeRoom() first`);
+    if (this.entries.length >= this.limit)
+      throw new Error(`InFlightWindow: ${this.limit} entries in flight already; call makeRoom() first`);
     this.entries.push(entry);
   }
 

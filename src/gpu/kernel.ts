@@ -19,8 +19,15 @@ import type { Access, KernelSource } from './pipelines.ts';
 
 /** A uniform parameter: a WGSL scalar, a boolean (a u32 0/1 in WGSL) or an enum (a u32 index, with consts). */
 export type ParamType = 'u32' | 'i32' | 'f32' | 'bool' | readonly [string, ...string[]];
-/** Element types a storage binding may hold. */
-export type ElementType = 'f32' | 'u32' | 'i32' | 'vec4<f32>' | 'atomic<u32>';
+/**
+ * Element types a storage binding may hold. `float` and `vec4<float>` follow the working precision chosen
+ * at dispatch (`precision: 'f32' | 'f16'`): the header declares `alias float = f32;` or `= f16;` (with
+ * `enable f16;` before the module), so one body serves both; the body converts with `f32(...)` where it
+ * accumulates, which is a no-op in f32.
+ */
+export type ElementType = 'f32' | 'u32' | 'i32' | 'vec4<f32>' | 'atomic<u32>' | 'float' | 'vec4<float>' | 'f16';
+/** The working precision of a precision-following entry's `float` bindings. */
+export type Precision = 'f32' | 'f16';
 /** A storage binding: how the entry accesses it, and what the array holds. */
 export interface BindingDecl {
   readonly access: 'read' | 'read_write';
@@ -43,20 +50,30 @@ export interface EntrySpec {
   readonly params?: ParamsDecl;
   readonly bindings: BindingsDecl;
   readonly defines?: DefinesDecl;
+  /** WGSL extensions the entry needs (`enable NAME;` opens its module): e.g. subgroups for the tensor-core GEMM. */
+  readonly enables?: readonly string[];
   /** Template values the compile-every-entry test uses (required when `defines` is given). */
   readonly sample?: Readonly<Record<string, number | boolean | string>>;
 }
 
 /** A declared entry point of shaders/<family>.wgsl. */
-export interface KernelDecl<P extends ParamsDecl = ParamsDecl, B extends BindingsDecl = BindingsDecl, D extends DefinesDecl = DefinesDecl> {
+export interface KernelDecl<
+  P extends ParamsDecl = ParamsDecl,
+  B extends BindingsDecl = BindingsDecl,
+  D extends DefinesDecl = DefinesDecl,
+> {
   readonly family: string;
   readonly entry: string;
   readonly params: P;
   readonly bindings: B;
   readonly defines: D;
   readonly sample: Readonly<Record<string, number | boolean | string>>;
-  /** The generated WGSL declarations (Params struct, uniform, bindings, enum consts). */
+  /** The generated WGSL declarations (Params struct, uniform, bindings, enum consts), in f32. */
   readonly header: string;
+  /** The f16 header of an entry with `float` bindings (null when the entry does not follow the precision). */
+  readonly headerF16: string | null;
+  /** WGSL extensions enabled at the top of the entry's module (f16 included when a binding is f16). */
+  readonly enables: readonly string[];
   /** Unique per declaration object (the pipeline cache keys on it). */
   readonly id: number;
 }
@@ -67,19 +84,37 @@ type ParamsOf<S extends EntrySpec> = S['params'] extends ParamsDecl ? S['params'
 type DefinesOf<S extends EntrySpec> = S['defines'] extends DefinesDecl ? S['defines'] : {};
 
 /** The TypeScript value of a parameter of type T. */
-export type ParamValue<T extends ParamType> = T extends 'bool' ? boolean : T extends readonly string[] ? T[number] : number;
+export type ParamValue<T extends ParamType> = T extends 'bool'
+  ? boolean
+  : T extends readonly string[]
+    ? T[number]
+    : number;
 export type ParamValues<P extends ParamsDecl> = { -readonly [K in keyof P]: ParamValue<P[K]> };
 export type BindingValues<B extends BindingsDecl> = { -readonly [K in keyof B]: GPUBuffer };
 export type DefineValues<D extends DefinesDecl> = {
-  -readonly [K in keyof D]: D[K] extends 'bool' ? boolean : D[K] extends 'wgsl' ? string : D[K] extends readonly string[] ? D[K][number] : number;
+  -readonly [K in keyof D]: D[K] extends 'bool'
+    ? boolean
+    : D[K] extends 'wgsl'
+      ? string
+      : D[K] extends readonly string[]
+        ? D[K][number]
+        : number;
 };
 
-/** The arguments of `dispatchKernel` for a declaration; `params` and `defines` only where declared. */
+/** True when some binding of B holds the working precision (`float`, `vec4<float>`). */
+type FollowsPrecision<B extends BindingsDecl> = true extends {
+  [K in keyof B]: B[K]['type'] extends 'float' | 'vec4<float>' ? true : false;
+}[keyof B]
+  ? true
+  : false;
+
+/** The arguments of `dispatchKernel` for a declaration; `params`, `defines` and `precision` only where declared. */
 export type DispatchOf<K extends KernelDecl> = {
   bindings: BindingValues<K['bindings']>;
   workgroups: readonly [number, number?, number?];
 } & (keyof K['params'] extends never ? { params?: undefined } : { params: ParamValues<K['params']> }) &
-  (keyof K['defines'] extends never ? { defines?: undefined } : { defines: DefineValues<K['defines']> });
+  (keyof K['defines'] extends never ? { defines?: undefined } : { defines: DefineValues<K['defines']> }) &
+  (FollowsPrecision<K['bindings']> extends true ? { precision: Precision } : { precision?: undefined });
 
 const IDENT = /^[A-Za-z_]\w*$/;
 
@@ -88,24 +123,32 @@ function enumConst(param: string, value: string): string {
 }
 
 /** The WGSL declarations generated for one entry. */
-function generateHeader(family: string, entry: string, spec: EntrySpec): string {
+function generateHeader(family: string, entry: string, spec: EntrySpec, precision: Precision | null): string {
   const lines = [`// ---- generated from the declaration of ${family}.${entry} (src/kernels/${family}.ts)`];
+  if (precision !== null) lines.push(`alias float = ${precision};`);
   const params = Object.entries(spec.params ?? {});
   if (params.length > 0) {
     lines.push('struct Params {');
-    for (const [name, type] of params) lines.push(`  ${name}: ${typeof type === 'string' && type !== 'bool' ? type : 'u32'},`);
+    for (const [name, type] of params)
+      lines.push(`  ${name}: ${typeof type === 'string' && type !== 'bool' ? type : 'u32'},`);
     lines.push('}', '@group(0) @binding(0) var<uniform> p: Params;');
     for (const [name, type] of params) {
-      if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
+      if (typeof type !== 'string')
+        type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
     }
   }
   for (const [name, type] of Object.entries(spec.defines ?? {})) {
-    if (typeof type !== 'string') type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
+    if (typeof type !== 'string')
+      type.forEach((value, i) => lines.push(`const ${enumConst(name, value)}: u32 = ${i}u;`));
   }
   Object.entries(spec.bindings).forEach(([name, b], i) => {
     lines.push(`@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${name}: array<${b.type}>;`);
   });
   return lines.join('\n') + '\n';
+}
+
+function followsPrecision(spec: EntrySpec): boolean {
+  return Object.values(spec.bindings).some((b) => b.type === 'float' || b.type === 'vec4<float>');
 }
 
 function checkSpec(family: string, entry: string, spec: EntrySpec): void {
@@ -114,7 +157,8 @@ function checkSpec(family: string, entry: string, spec: EntrySpec): void {
   // fields of `p`, so only they may repeat the entry's name.
   const moduleNames = [...Object.keys(spec.bindings), ...Object.keys(spec.defines ?? {}), entry];
   const names = [...Object.keys(spec.params ?? {}), ...moduleNames];
-  for (const name of names) if (!IDENT.test(name) || name === 'p') throw new Error(`${where}: "${name}" is not a usable WGSL name`);
+  for (const name of names)
+    if (!IDENT.test(name) || name === 'p') throw new Error(`${where}: "${name}" is not a usable WGSL name`);
   if (new Set(names).size !== names.length - (Object.hasOwn(spec.params ?? {}, entry) ? 1 : 0)) {
     throw new Error(`${where}: a name is declared twice`);
   }
@@ -141,7 +185,14 @@ export function declareKernels<const F extends Readonly<Record<string, EntrySpec
       bindings: spec.bindings,
       defines: spec.defines ?? {},
       sample: spec.sample ?? {},
-      header: generateHeader(family, entry, spec),
+      header: generateHeader(family, entry, spec, followsPrecision(spec) ? 'f32' : null),
+      headerF16: followsPrecision(spec) ? generateHeader(family, entry, spec, 'f16') : null,
+      enables: [
+        ...new Set([
+          ...(Object.values(spec.bindings).some((b) => b.type === 'f16') ? ['f16'] : []),
+          ...(spec.enables ?? []),
+        ]),
+      ],
       id: ++declarations,
     };
   }
@@ -157,7 +208,8 @@ export function packParams(decl: KernelDecl, values: Readonly<Record<string, unk
     if (type === 'bool') block.u32(v ? 1 : 0);
     else if (typeof type !== 'string') {
       const index = type.indexOf(v as string);
-      if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
+      if (index < 0)
+        throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
       block.u32(index);
     } else block[type](v as number);
   }
@@ -165,18 +217,35 @@ export function packParams(decl: KernelDecl, values: Readonly<Record<string, unk
 }
 
 /** The pipeline identity of a declared entry with template values (shared by dispatch and compile-all). */
-export function kernelSource(decl: KernelDecl, defines: Readonly<Record<string, unknown>> = {}): KernelSource {
+export function kernelSource(
+  decl: KernelDecl,
+  defines: Readonly<Record<string, unknown>> = {},
+  precision: Precision = 'f32',
+): KernelSource {
   const entries = Object.entries(decl.defines).map(([name, type]) => {
     const v = defines[name];
     if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: template constant ${name} is missing`);
     if (typeof type !== 'string') {
       const index = type.indexOf(v as string);
-      if (index < 0) throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
+      if (index < 0)
+        throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
       return [name, index] as const;
     }
     return [name, type === 'bool' ? String(Boolean(v)) : type === 'wgsl' ? String(v) : (v as number)] as const;
   });
-  return { family: decl.family, entry: decl.entry, header: decl.header, declarationId: decl.id, defines: entries.length > 0 ? Object.fromEntries(entries) : undefined };
+  const base = {
+    family: decl.family,
+    entry: decl.entry,
+    declarationId: decl.id,
+    defines: entries.length > 0 ? Object.fromEntries(entries) : undefined,
+  };
+  // `enable` must open the module; the directives share the first line so compile errors keep the file's line numbers.
+  const directives = (enables: readonly string[]) =>
+    enables.length > 0 ? { directives: enables.map((e) => `enable ${e}; `).join('') } : {};
+  if (precision === 'f32') return { ...base, header: decl.header, ...directives(decl.enables) };
+  if (decl.headerF16 === null)
+    throw new TypeError(`${decl.family}.${decl.entry} has no float bindings, so it cannot run in ${precision}`);
+  return { ...base, header: decl.headerF16, ...directives([...new Set(['f16', ...decl.enables])]), precision };
 }
 
 function bindingList(decl: KernelDecl, buffers: Readonly<Record<string, GPUBuffer>>): Binding[] {
@@ -191,7 +260,7 @@ function bindingList(decl: KernelDecl, buffers: Readonly<Record<string, GPUBuffe
 export function dispatchKernel<K extends KernelDecl>(decl: K, args: DispatchOf<K>): void {
   const hasParams = Object.keys(decl.params).length > 0;
   gpu().dispatch({
-    kernel: kernelSource(decl, args.defines),
+    kernel: kernelSource(decl, args.defines, args.precision ?? 'f32'),
     params: hasParams ? packParams(decl, args.params ?? {}) : undefined,
     bindings: bindingList(decl, args.bindings),
     workgroups: args.workgroups,
@@ -200,7 +269,8 @@ export function dispatchKernel<K extends KernelDecl>(decl: K, args: DispatchOf<K
 
 /**
  * Compiles every given entry (with its sample template values) in parallel and throws if any fails:
- * the check that each declaration matches its WGSL body, run by test/kernels.test.ts.
+ * the check that each declaration matches its WGSL body, run by test/kernels.test.ts. Entries that
+ * follow the precision compile in f16 too when the adapter has shader-f16.
  */
 export async function compileDeclared(decls: readonly KernelDecl[]): Promise<number> {
   const g = gpu();
@@ -209,12 +279,18 @@ export async function compileDeclared(decls: readonly KernelDecl[]): Promise<num
     const compiled = await g.compileAll(() => {
       for (const decl of decls) {
         const params = Object.keys(decl.params).length > 0 ? new Params() : undefined;
-        g.dispatch({
-          kernel: kernelSource(decl, decl.sample),
-          params,
-          bindings: Object.values(decl.bindings).map((b) => ({ buffer: stand, access: b.access === 'read' ? 'read' : 'rw' })),
-          workgroups: [1],
-        });
+        const precisions: Precision[] = decl.headerF16 !== null && g.features.f16 ? ['f32', 'f16'] : ['f32'];
+        for (const precision of precisions) {
+          g.dispatch({
+            kernel: kernelSource(decl, decl.sample, precision),
+            params,
+            bindings: Object.values(decl.bindings).map((b) => ({
+              buffer: stand,
+              access: b.access === 'read' ? 'read' : 'rw',
+            })),
+            workgroups: [1],
+          });
+        }
       }
     });
     await g.sync(); // compile errors arrive asynchronously; sync reports them

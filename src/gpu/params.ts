@@ -52,7 +52,8 @@ export class Params {
 
   i32(...values: number[]): this {
     for (const v of values) {
-      if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw new RangeError(`uniform i32 out of range: ${v}`);
+      if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
+        throw new RangeError(`uniform i32 out of range: ${v}`);
       arenaI32[this.next()] = v;
     }
     return this;
@@ -85,6 +86,8 @@ export class Params {
   }
 
   private stale(): Error {
-    return new Error(`a uniform block (Params) was used after ${ARENA_SLOTS} newer blocks reused its arena slot: build it right before its dispatches`);
+    return new Error(
+      `a uniform block (Params) was used after ${ARENA_SLOTS} newer blocks reused its arena slot: build it right before its dispatches`,
+    );
   }
 }

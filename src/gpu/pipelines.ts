@@ -16,6 +16,10 @@ export interface KernelSource {
   header: string;
   /** Tells declarations of one entry apart in the cache (a test declares a deliberately wrong one). */
   declarationId: number;
+  /** Directives that must open the module (`enable f16; `), written before the body on its first line. */
+  directives?: string;
+  /** The working precision of a precision-following entry, when not f32 (part of the cache key). */
+  precision?: 'f16';
 }
 
 /** How one storage binding is declared in WGSL: var<storage, read> or var<storage, read_write>. */
@@ -33,7 +37,7 @@ function layoutKey(layout: LayoutSpec): string {
 
 export function kernelKey(source: KernelSource, layout: LayoutSpec): string {
   const defines = source.defines ? JSON.stringify(Object.entries(source.defines).sort()) : '';
-  return `${source.family}:${source.entry}#${source.declarationId}:${defines}:${layoutKey(layout)}`;
+  return `${source.family}:${source.entry}#${source.declarationId}${source.precision ? `@${source.precision}` : ''}:${defines}:${layoutKey(layout)}`;
 }
 
 export class PipelineCache {
@@ -58,7 +62,12 @@ export class PipelineCache {
     if (!bgl) {
       const entries: GPUBindGroupLayoutEntry[] = [];
       // The uniform block's offset is given with each dispatch, so one bind group serves every block.
-      if (layout.uniforms) entries.push({ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
+      if (layout.uniforms)
+        entries.push({
+          binding: 0,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: 'uniform', hasDynamicOffset: true },
+        });
       layout.access.forEach((access, i) =>
         entries.push({
           binding: i + 1,
@@ -73,7 +82,7 @@ export class PipelineCache {
   }
 
   private descriptor(source: KernelSource, layout: LayoutSpec): GPUComputePipelineDescriptor {
-    const code = entryModule(source.family, source.entry, source.header, source.defines);
+    const code = (source.directives ?? '') + entryModule(source.family, source.entry, source.header, source.defines);
     let module = this.modules.get(code);
     if (!module) {
       module = this.device.createShaderModule({ label: `${source.family}.${source.entry}`, code });
@@ -82,7 +91,9 @@ export class PipelineCache {
       void module.getCompilationInfo().then((info) => {
         const errors = info.messages.filter((m) => m.type === 'error');
         if (errors.length > 0) {
-          this.onCompileError(`${where}: ${errors.map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+          this.onCompileError(
+            `${where}: ${errors.map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`,
+          );
         }
       });
     }

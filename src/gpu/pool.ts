@@ -65,7 +65,10 @@ export class BufferPool {
     this.counts.buffersCreated++;
     this.serials.set(buffer, ++this.created);
     const report = (error: GPUError | null) => {
-      if (error) this.onAllocationError(new GpuOutOfMemoryError(`allocating a ${mib(size)} buffer (${inUse}) failed: ${error.message.trim()}`));
+      if (error)
+        this.onAllocationError(
+          new GpuOutOfMemoryError(`allocating a ${mib(size)} buffer (${inUse}) failed: ${error.message.trim()}`),
+        );
     };
     // A lost device rejects or empties the scopes; its loss is reported on its own.
     this.device.popErrorScope().then(report, () => {});

@@ -28,7 +28,10 @@ function detectRuntime(): GpuEntry['runtime'] {
 }
 
 function envVar(name: string): string | undefined {
-  const g = globalThis as { Deno?: { env: { get(n: string): string | undefined } }; process?: { env: Record<string, string | undefined> } };
+  const g = globalThis as {
+    Deno?: { env: { get(n: string): string | undefined } };
+    process?: { env: Record<string, string | undefined> };
+  };
   try {
     return g.Deno ? g.Deno.env.get(name) : g.process?.env[name];
   } catch {
@@ -73,12 +76,15 @@ function throttleDawnPolling(): void {
   let burstStart = 0;
   let lastPoll = -Infinity;
   g.setImmediate = (callback, ...args) => {
-    if (callback.name !== '' || !Function.prototype.toString.call(callback).endsWith('{ [native code] }')) return immediate(callback, ...args);
+    if (callback.name !== '' || !Function.prototype.toString.call(callback).endsWith('{ [native code] }'))
+      return immediate(callback, ...args);
     const now = performance.now();
     // A gap longer than a throttled poll's (timers may fire a few ms late) means a new wait.
     if (now - lastPoll > 5 * DAWN_POLL_INTERVAL_MS) burstStart = now;
     lastPoll = now;
-    return now - burstStart < DAWN_POLL_BURST_MS ? immediate(callback, ...args) : setTimeout(callback, DAWN_POLL_INTERVAL_MS, ...args);
+    return now - burstStart < DAWN_POLL_BURST_MS
+      ? immediate(callback, ...args)
+      : setTimeout(callback, DAWN_POLL_INTERVAL_MS, ...args);
   };
 }
 
@@ -91,7 +97,11 @@ function throttleDawnPolling(): void {
  * Must run before navigator.gpu opens its instance.
  */
 function denoBuiltinVulkanOnly(): void {
-  const deno = (globalThis as { Deno?: { build: { os: string }; env: { get(n: string): string | undefined; set(n: string, v: string): void } } }).Deno;
+  const deno = (
+    globalThis as {
+      Deno?: { build: { os: string }; env: { get(n: string): string | undefined; set(n: string, v: string): void } };
+    }
+  ).Deno;
   if (deno?.build.os !== 'linux') return;
   try {
     if (deno.env.get('DENO_WEBGPU_BACKEND') === undefined) deno.env.set('DENO_WEBGPU_BACKEND', 'vulkan');
@@ -107,7 +117,10 @@ export async function findGpu(): Promise<GpuEntry> {
   denoBuiltinVulkanOnly();
   const builtin = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (wanted === 'builtin') {
-    if (!builtin) throw new Error(`ODC_WEBGPU=builtin, but ${runtime} has no built-in navigator.gpu; unset ODC_WEBGPU to use Dawn (npm package "webgpu").`);
+    if (!builtin)
+      throw new Error(
+        `ODC_WEBGPU=builtin, but ${runtime} has no built-in navigator.gpu; unset ODC_WEBGPU to use Dawn (npm package "webgpu").`,
+      );
     return { gpu: builtin, implementation: 'builtin', runtime };
   }
   try {
@@ -165,21 +178,34 @@ async function ffiFdSwap(runtime: 'bun' | 'deno'): Promise<FdSwap | null> {
     const signatures = { dup: ['i32'], dup2: ['i32', 'i32'], close: ['i32'], open: ['buffer', 'i32'] } as const;
     if (runtime === 'deno') {
       type DenoFfi = {
-        dlopen(path: string, symbols: Record<string, { parameters: string[]; result: string }>): { symbols: LibC; close(): void };
+        dlopen(
+          path: string,
+          symbols: Record<string, { parameters: string[]; result: string }>,
+        ): { symbols: LibC; close(): void };
         permissions: { querySync(p: { name: 'ffi' }): { state: string } };
       };
       const deno = (globalThis as unknown as { Deno: DenoFfi }).Deno;
       if (deno.permissions.querySync({ name: 'ffi' }).state !== 'granted') return null; // never prompt for it
-      const symbols = Object.fromEntries(Object.entries(signatures).map(([name, p]) => [name, { parameters: [...p], result: 'i32' }]));
+      const symbols = Object.fromEntries(
+        Object.entries(signatures).map(([name, p]) => [name, { parameters: [...p], result: 'i32' }]),
+      );
       const lib = deno.dlopen('libc.so.6', symbols);
       libc = lib.symbols;
       unload = () => lib.close();
     } else {
       const ffiModule = 'bun:ffi';
-      type BunFfi = { dlopen(path: string, symbols: Record<string, { args: string[]; returns: string }>): { symbols: LibC; close(): void } };
+      type BunFfi = {
+        dlopen(
+          path: string,
+          symbols: Record<string, { args: string[]; returns: string }>,
+        ): { symbols: LibC; close(): void };
+      };
       const ffi = (await import(ffiModule)) as BunFfi;
       const args = (p: readonly string[]) => p.map((t) => (t === 'buffer' ? 'ptr' : t));
-      const lib = ffi.dlopen('libc.so.6', Object.fromEntries(Object.entries(signatures).map(([name, p]) => [name, { args: args(p), returns: 'i32' }])));
+      const lib = ffi.dlopen(
+        'libc.so.6',
+        Object.fromEntries(Object.entries(signatures).map(([name, p]) => [name, { args: args(p), returns: 'i32' }])),
+      );
       libc = lib.symbols;
       unload = () => lib.close();
     }

@@ -45,7 +45,10 @@ function includeText(family: string, name: string): string {
 /** `own` (the text of shaders/<family>.wgsl) with the files its `//!include` lines name appended. */
 export function resolveIncludes(family: string, own: string): string {
   const names = [...new Set(Array.from(own.matchAll(INCLUDE), (m) => m[1]))];
-  return [own, ...names.map((name) => `\n// ---- included from shaders/include/${name}.wgsl\n${includeText(family, name)}`)].join('');
+  return [
+    own,
+    ...names.map((name) => `\n// ---- included from shaders/include/${name}.wgsl\n${includeText(family, name)}`),
+  ].join('');
 }
 
 /** Text of shaders/<family>.wgsl with its `//!include` files appended, before templating (cached). */
@@ -59,7 +62,6 @@ export function shaderSource(family: string): string {
 }
 
 export type Defines = Readonly<Record<string, string | number>>;
-
 
 /** Splits WGSL text into its top-level declarations (comments before a declaration belong to it). */
 function topLevelChunks(text: string): string[] {
@@ -106,7 +108,13 @@ const PLACEHOLDER = /\{\{(\w+)\}\}/g;
  * with template parameters this entry does not use, are left out; dropped declarations keep their line
  * breaks, so compile errors point at the family file's own line numbers.
  */
-export function entryModule(family: string, entry: string, header: string, defines: Defines = {}, text = shaderSource(family)): string {
+export function entryModule(
+  family: string,
+  entry: string,
+  header: string,
+  defines: Defines = {},
+  text = shaderSource(family),
+): string {
   const hidden = text.replace(PLACEHOLDER, (_, name: string) => `__template_${name}__`);
   const chunks = topLevelChunks(hidden).map((chunk) => {
     const code = withoutComments(chunk);
@@ -126,10 +134,13 @@ export function entryModule(family: string, entry: string, header: string, defin
     reached.add(name);
     for (const ref of declared.get(name)?.refs ?? []) if (declared.has(ref) && !reached.has(ref)) pending.push(ref);
   }
-  const kept = chunks.map((c) => (c.name === undefined || reached.has(c.name) ? c.chunk : c.chunk.replace(/[^\n]/g, ''))).join('');
+  const kept = chunks
+    .map((c) => (c.name === undefined || reached.has(c.name) ? c.chunk : c.chunk.replace(/[^\n]/g, '')))
+    .join('');
   const rendered = kept.replace(/__template_(\w+)__/g, (_, name: string) => {
     const value = defines[name];
-    if (value === undefined) throw new Error(`shaders/${family}.wgsl (entry ${entry}) needs template parameter ${name}`);
+    if (value === undefined)
+      throw new Error(`shaders/${family}.wgsl (entry ${entry}) needs template parameter ${name}`);
     return String(value);
   });
   // A module that calls a subgroup builtin needs the directive before every declaration: on the first line,

@@ -30,7 +30,9 @@ export type TuneMode = 'off' | 'cached' | 'full';
 export function tuneMode(g: Pick<Gpu, 'isCpuAdapter'>, value = process.env.ODC_TUNE): TuneMode {
   if (value === undefined || value === '') return g.isCpuAdapter ? 'off' : 'cached';
   if (value === 'off' || value === 'cached' || value === 'full') return value;
-  throw new Error(`ODC_TUNE=${value} is not a tuning mode: use off (the fixed defaults), cached (the table \`odc tune\` saved) or full (tune now)`);
+  throw new Error(
+    `ODC_TUNE=${value} is not a tuning mode: use off (the fixed defaults), cached (the table \`odc tune\` saved) or full (tune now)`,
+  );
 }
 
 /** The outcome of the decision rule for one (kernel, shape class). */
@@ -52,17 +54,26 @@ function median(xs: readonly number[]): number {
  * winner's median is below (1 - margin) x the default's. A default that was not timed (it cannot run, or
  * it failed) loses to the fastest candidate. Candidates without samples are ignored.
  */
-export function decideVariant(fallback: string, samples: Readonly<Record<string, readonly number[]>>, margin = TUNE_MARGIN): Decision {
+export function decideVariant(
+  fallback: string,
+  samples: Readonly<Record<string, readonly number[]>>,
+  margin = TUNE_MARGIN,
+): Decision {
   const medians: Record<string, number> = {};
   for (const [name, xs] of Object.entries(samples)) if (xs.length > 0) medians[name] = median(xs);
   const ranked = Object.keys(medians).sort((a, b) => medians[a] - medians[b]);
   if (ranked.length === 0) return { choice: fallback, medians, reason: 'no candidate was timed: the default stays' };
   const best = ranked[0];
   const base = medians[fallback];
-  if (base === undefined) return { choice: best, medians, reason: `the default ${fallback} was not timed; ${best} is fastest` };
+  if (base === undefined)
+    return { choice: best, medians, reason: `the default ${fallback} was not timed; ${best} is fastest` };
   if (best === fallback) return { choice: fallback, medians, reason: 'the default is fastest' };
   if (medians[best] < (1 - margin) * base) {
-    return { choice: best, medians, reason: `${best} is ${((1 - medians[best] / base) * 100).toFixed(0)}% faster than the default` };
+    return {
+      choice: best,
+      medians,
+      reason: `${best} is ${((1 - medians[best] / base) * 100).toFixed(0)}% faster than the default`,
+    };
   }
   return { choice: fallback, medians, reason: `${best} is within the ${margin * 100}% margin of the default` };
 }
@@ -108,7 +119,13 @@ export type Timer = (record: () => void) => Promise<number>;
  * Tunes one case: checks every candidate that runs here against the default's result, times the good ones
  * in `repeats` interleaved rounds (`time`: timestamp queries or wall clock), and decides.
  */
-export async function tuneCase(g: Gpu, c: TuneCase, repeats: number, margin = TUNE_MARGIN, time: Timer = (record) => timeOnce(g, record)): Promise<CaseReport> {
+export async function tuneCase(
+  g: Gpu,
+  c: TuneCase,
+  repeats: number,
+  margin = TUNE_MARGIN,
+  time: Timer = (record) => timeOnce(g, record),
+): Promise<CaseReport> {
   const choice = variantFamilies().get(c.kernel);
   if (!choice) throw new Error(`tune: no variant family "${c.kernel}"`);
   const skipped: Record<string, string> = {};
@@ -125,7 +142,8 @@ export async function tuneCase(g: Gpu, c: TuneCase, repeats: number, margin = TU
       }
       choice.force(name);
       c.record();
-      if (!c.agrees(await c.result(), reference)) skipped[name] = 'its result differs from the default variant on this adapter';
+      if (!c.agrees(await c.result(), reference))
+        skipped[name] = 'its result differs from the default variant on this adapter';
       else good.push(name);
     }
     const samples: Record<string, number[]> = Object.fromEntries(good.map((n) => [n, []]));
@@ -144,7 +162,8 @@ export async function tuneCase(g: Gpu, c: TuneCase, repeats: number, margin = TU
 /** The cache directory: $ODC_CACHE_DIR, else the platform's user cache folder + odc-webgpu. */
 export function cacheDir(): string {
   if (process.env.ODC_CACHE_DIR) return process.env.ODC_CACHE_DIR;
-  if (process.platform === 'win32') return join(process.env.LOCALAPPDATA ?? join(homedir(), 'AppData', 'Local'), 'odc-webgpu');
+  if (process.platform === 'win32')
+    return join(process.env.LOCALAPPDATA ?? join(homedir(), 'AppData', 'Local'), 'odc-webgpu');
   if (process.platform === 'darwin') return join(homedir(), 'Library', 'Caches', 'odc-webgpu');
   return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'odc-webgpu');
 }
@@ -159,7 +178,11 @@ export function cacheFile(g: Pick<Gpu, 'adapterName' | 'implementation'>): strin
   const key = adapterKey(g);
   let h = 2166136261;
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619) >>> 0;
-  const slug = key.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 48);
+  const slug = key
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
+    .slice(0, 48);
   return join(cacheDir(), `tune-${slug}-${h.toString(16).padStart(8, '0')}.json`);
 }
 
@@ -177,7 +200,8 @@ export function loadCachedTable(g: Pick<Gpu, 'adapterName' | 'implementation'>):
   if (!existsSync(file)) return null;
   try {
     const parsed = JSON.parse(readFileSync(file, 'utf8')) as CachedTable;
-    if (parsed.version !== CACHE_VERSION || parsed.adapter !== adapterKey(g) || typeof parsed.table !== 'object') return null;
+    if (parsed.version !== CACHE_VERSION || parsed.adapter !== adapterKey(g) || typeof parsed.table !== 'object')
+      return null;
     return parsed;
   } catch {
     return null; // a damaged cache is only a lost measurement: the defaults run, the next tune rewrites it
@@ -185,17 +209,32 @@ export function loadCachedTable(g: Pick<Gpu, 'adapterName' | 'implementation'>):
 }
 
 /** Writes the table to this adapter's cache file (temporary file + rename, so a reader never sees half of it). */
-export function saveCachedTable(g: Pick<Gpu, 'adapterName' | 'implementation'>, table: VariantTable, reports: CaseReport[]): string {
+export function saveCachedTable(
+  g: Pick<Gpu, 'adapterName' | 'implementation'>,
+  table: VariantTable,
+  reports: CaseReport[],
+): string {
   const file = cacheFile(g);
   mkdirSync(cacheDir(), { recursive: true });
-  const record: CachedTable = { version: CACHE_VERSION, adapter: adapterKey(g), date: new Date().toISOString(), table, reports };
+  const record: CachedTable = {
+    version: CACHE_VERSION,
+    adapter: adapterKey(g),
+    date: new Date().toISOString(),
+    table,
+    reports,
+  };
   writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 2) + '\n');
   renameSync(`${file}.tmp`, file);
   return file;
 }
 
 /** Tunes every case, in order, and returns the table (only entries that leave the default) with the reports. */
-export async function tuneAll(g: Gpu, cases: readonly TuneCase[], repeats: number, margin = TUNE_MARGIN): Promise<{ table: VariantTable; reports: CaseReport[] }> {
+export async function tuneAll(
+  g: Gpu,
+  cases: readonly TuneCase[],
+  repeats: number,
+  margin = TUNE_MARGIN,
+): Promise<{ table: VariantTable; reports: CaseReport[] }> {
   const table: VariantTable = {};
   const reports: CaseReport[] = [];
   for (const c of cases) {
@@ -218,7 +257,9 @@ export async function applyTuneMode(g: Gpu, mode: TuneMode, cases: () => TuneCas
   if (mode === 'cached') {
     const cached = loadCachedTable(g);
     setTunedTable(cached?.table ?? {});
-    return cached ? `kernel variants: tuned table of ${cached.date} (${cacheFile(g)})` : 'kernel variants: the fixed defaults (no tuned table cached for this adapter; `odc tune` makes one)';
+    return cached
+      ? `kernel variants: tuned table of ${cached.date} (${cacheFile(g)})`
+      : 'kernel variants: the fixed defaults (no tuned table cached for this adapter; `odc tune` makes one)';
   }
   const list = cases();
   try {

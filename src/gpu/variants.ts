@@ -56,7 +56,10 @@ export class VariantChoice<V> {
   /** The variant called `name`; throws naming the known ones if there is none. */
   named(name: string): V {
     const v = this.family.variants.get(name);
-    if (v === undefined) throw new RangeError(`${this.family.kernel}: no variant "${name}" (known: ${[...this.family.variants.keys()].join(', ')})`);
+    if (v === undefined)
+      throw new RangeError(
+        `${this.family.kernel}: no variant "${name}" (known: ${[...this.family.variants.keys()].join(', ')})`,
+      );
     return v;
   }
 

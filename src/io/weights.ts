@@ -15,17 +15,33 @@ import { gpu } from '../gpu/device.ts';
 import type { Module } from '../nn/module.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { Backbone, type BackboneName, type Stem } from '../models/backbones.ts';
-import { fromOIHW, readSafetensors, toOIHW, writeSafetensors, type ReadTensor, type SafeTensor } from './safetensors.ts';
+import {
+  fromOIHW,
+  readSafetensors,
+  toOIHW,
+  writeSafetensors,
+  type ReadTensor,
+  type SafeTensor,
+} from './safetensors.ts';
 
 /** The torchvision constructor of each backbone (convnet-s has none: its module is in the README). */
-const TORCHVISION: Record<BackboneName, string | null> = { 'convnet-s': null, resnet18: 'torchvision.models.resnet18', resnet50: 'torchvision.models.resnet50' };
+const TORCHVISION: Record<BackboneName, string | null> = {
+  'convnet-s': null,
+  resnet18: 'torchvision.models.resnet18',
+  resnet50: 'torchvision.models.resnet50',
+};
 
 /** What makes a torchvision module load an export with strict=True and compute the same features. */
 export function torchvisionEdits(backbone: BackboneName, stem: Stem): string[] {
   if (backbone === 'convnet-s') return [];
   const edits = ['model.fc = torch.nn.Identity()'];
-  if (stem === 'cifar') edits.unshift('model.conv1 = torch.nn.Conv2d(IN_CHANNELS, 64, 3, 1, 1, bias=False)', 'model.maxpool = torch.nn.Identity()');
-  else edits.unshift('model.conv1 = torch.nn.Conv2d(IN_CHANNELS, 64, 7, 2, 3, bias=False)  # only when IN_CHANNELS != 3');
+  if (stem === 'cifar')
+    edits.unshift(
+      'model.conv1 = torch.nn.Conv2d(IN_CHANNELS, 64, 3, 1, 1, bias=False)',
+      'model.maxpool = torch.nn.Identity()',
+    );
+  else
+    edits.unshift('model.conv1 = torch.nn.Conv2d(IN_CHANNELS, 64, 7, 2, 3, bias=False)  # only when IN_CHANNELS != 3');
   return edits;
 }
 
@@ -38,8 +54,12 @@ export function exportMetadata(backbone: BackboneName, stem: Stem, inChannels: n
     backbone,
     stem,
     in_channels: String(inChannels),
-    torchvision: constructor ? `${constructor}(weights=None)` : 'none (convnet-s: see the README for its PyTorch module)',
-    torchvision_edits: JSON.stringify(torchvisionEdits(backbone, stem).map((e) => e.replace('IN_CHANNELS', String(inChannels)))),
+    torchvision: constructor
+      ? `${constructor}(weights=None)`
+      : 'none (convnet-s: see the README for its PyTorch module)',
+    torchvision_edits: JSON.stringify(
+      torchvisionEdits(backbone, stem).map((e) => e.replace('IN_CHANNELS', String(inChannels))),
+    ),
   };
 }
 
@@ -60,13 +80,23 @@ export async function backboneStateDict(model: Module, steps = 0): Promise<Recor
   }
   for (const [name, b] of backbone.namedBuffers()) {
     tensors[name] = { dtype: 'F32', shape: [...b.shape], data: await b.data() };
-    if (name.endsWith('running_var')) tensors[name.replace(/running_var$/, 'num_batches_tracked')] = { dtype: 'I64', shape: [], data: BigInt64Array.of(BigInt(steps)) };
+    if (name.endsWith('running_var'))
+      tensors[name.replace(/running_var$/, 'num_batches_tracked')] = {
+        dtype: 'I64',
+        shape: [],
+        data: BigInt64Array.of(BigInt(steps)),
+      };
   }
   return tensors;
 }
 
 /** Writes the backbone of `model` to `file` (safetensors, PyTorch names and layouts) with `metadata`. */
-export async function saveWeights(model: Module, file: string, metadata: Record<string, string> = {}, steps = 0): Promise<number> {
+export async function saveWeights(
+  model: Module,
+  file: string,
+  metadata: Record<string, string> = {},
+  steps = 0,
+): Promise<number> {
   const tensors = await backboneStateDict(model, steps);
   await writeSafetensors(file, tensors, metadata);
   return Object.keys(tensors).length;
@@ -120,7 +150,11 @@ export async function loadWeights(model: Module, file: string): Promise<LoadWeig
   for (const [name, want] of expected) {
     const t = found.get(name);
     if (!t) continue;
-    if (t.dtype !== 'F32' || t.shape.length !== want.torchShape.length || t.shape.some((v, i) => v !== want.torchShape[i])) {
+    if (
+      t.dtype !== 'F32' ||
+      t.shape.length !== want.torchShape.length ||
+      t.shape.some((v, i) => v !== want.torchShape[i])
+    ) {
       mismatched.push(`${name}: expected ${describe('F32', want.torchShape)}, found ${describe(t.dtype, t.shape)}`);
     }
   }
@@ -129,7 +163,9 @@ export async function loadWeights(model: Module, file: string): Promise<LoadWeig
     if (mismatched.length) parts.push(`${mismatched.length} with another shape or dtype (${firstFew(mismatched)})`);
     if (missing.length) parts.push(`${missing.length} missing (${firstFew(missing)})`);
     if (unexpected.length) parts.push(`${unexpected.length} unexpected (${firstFew(unexpected)})`);
-    const fileModel = metadata.backbone ? ` The file says backbone ${metadata.backbone}${metadata.stem ? `, stem ${metadata.stem}` : ''}.` : '';
+    const fileModel = metadata.backbone
+      ? ` The file says backbone ${metadata.backbone}${metadata.stem ? `, stem ${metadata.stem}` : ''}.`
+      : '';
     throw new Error(
       `${file}: the weights do not match the model's ${backbone.constructor.name} backbone: ${parts.join('; ')}.${fileModel} ` +
         'Pick the backbone, stem and input channels the weights were trained with (model.backbone, model.stem; conv1 holds the input channels); nothing was loaded.',

@@ -3,5 +3,8 @@ import { declareKernels } from '../gpu/kernel.ts';
 import { readF32, writeF32 } from './common.ts';
 
 export const dropout = declareKernels('dropout', {
-  dropout: { params: { n: 'u32', seed: 'u32', threshold: 'u32', scale: 'f32' }, bindings: { src: readF32, dst: writeF32 } },
+  dropout: {
+    params: { n: 'u32', seed: 'u32', threshold: 'u32', scale: 'f32' },
+    bindings: { src: readF32, dst: writeF32 },
+  },
 });

@@ -6,7 +6,7 @@
  * tilesN: column tiles; ph..KWp: the stride phase of a conv dgrad GEMM).
  */
 import { declareKernels } from '../gpu/kernel.ts';
-import { readF32, writeF32 } from './common.ts';
+import { readF32, readFloat, writeF32, writeFloat } from './common.ts';
 
 /** How the GEMM's operands map onto tensors: a matrix product, or a conv pass in implicit-GEMM form. */
 export const GEMM_MODES = ['matmul', 'conv_forward', 'conv_dgrad', 'conv_wgrad'] as const;
@@ -35,7 +35,13 @@ const geometry = {
   Wt: 'u32',
   KWp: 'u32',
 } as const;
-const operands = { A: readF32, B: { access: 'read', type: 'vec4<f32>' }, bias: readF32, C: writeF32 } as const;
+/** A and B in the working precision (f16 copies under `--precision f16`); accumulation, bias and C stay f32. */
+const operands = {
+  A: { access: 'read', type: 'float' },
+  B: { access: 'read', type: 'vec4<float>' },
+  bias: readF32,
+  C: writeF32,
+} as const;
 const template = {
   MODE: GEMM_MODES,
   TRANS_A: 'bool',
@@ -61,8 +67,22 @@ const template = {
   SG_SHUFFLE: 'wgsl',
 } as const;
 const sample = {
-  MODE: 'conv_dgrad', TRANS_A: false, TRANS_B: true, HAS_BIAS: true, VEC_B: true, COLS_STRIDED: true, TM: 4, TN: 4, WGM: 8, WGN: 8, TK: 4,
-  CONFLICT_FREE: true, NBUF: 2, SUBGROUP: false, SG_SIZE: 1, SG_SHUFFLE: 'v',
+  MODE: 'conv_dgrad',
+  TRANS_A: false,
+  TRANS_B: true,
+  HAS_BIAS: true,
+  VEC_B: true,
+  COLS_STRIDED: true,
+  TM: 4,
+  TN: 4,
+  WGM: 8,
+  WGN: 8,
+  TK: 4,
+  CONFLICT_FREE: true,
+  NBUF: 2,
+  SUBGROUP: false,
+  SG_SIZE: 1,
+  SG_SHUFFLE: 'v',
 };
 
 export const gemm = declareKernels('gemm', {
@@ -77,6 +97,7 @@ export const gemm = declareKernels('gemm', {
     defines: { HAS_BIAS: 'bool' },
     sample: { HAS_BIAS: true },
   },
-  transpose2d: { params: { rows: 'u32', cols: 'u32', batches: 'u32' }, bindings: { src: readF32, dst: writeF32 } },
+  /** in the working precision: it transposes a GEMM's B operand, which may be an f16 copy */
+  transpose2d: { params: { rows: 'u32', cols: 'u32', batches: 'u32' }, bindings: { src: readFloat, dst: writeFloat } },
   column_sums: { params: { rows: 'u32', cols: 'u32' }, bindings: { src: readF32, dst: writeF32 } },
 });

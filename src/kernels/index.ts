@@ -14,6 +14,8 @@ import { knn } from './knn.ts';
 import { loss } from './loss.ts';
 import { odcMemory } from './odc_memory.ts';
 import { pool } from './pool.ts';
+import { precision } from './precision.ts';
+import { gemmSgmat } from './gemm_sgmat.ts';
 import { reduce } from './reduce.ts';
 import { rows } from './rows.ts';
 import { sgd } from './sgd.ts';
@@ -31,9 +33,19 @@ export const KERNEL_FAMILIES: Readonly<Record<string, Readonly<Record<string, Ke
   loss,
   odc_memory: odcMemory,
   pool,
+  precision,
   reduce,
   rows,
   sgd,
+};
+
+/**
+ * Families that compile only where the adapter has a feature, with its own config values: not in
+ * KERNEL_FAMILIES (the compile-every-entry test runs everywhere); test/tensor-cores.test.ts compiles them
+ * where the feature exists.
+ */
+export const FEATURE_GATED_FAMILIES: Readonly<Record<string, Readonly<Record<string, KernelDecl>>>> = {
+  gemm_sgmat: gemmSgmat,
 };
 
 /** Every declared entry point. */

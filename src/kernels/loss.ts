@@ -7,12 +7,18 @@ import { readF32, readU32, writeF32 } from './common.ts';
 
 export const loss = declareKernels('loss', {
   /** terms [rows, 2] = (w_i·CE_i, w_i); one 64-thread workgroup per row */
-  ce_rows: { params: { rows: 'u32', cols: 'u32', weighted: 'bool' }, bindings: { logits: readF32, labels: readU32, weights: readF32, terms: writeF32 } },
+  ce_rows: {
+    params: { rows: 'u32', cols: 'u32', weighted: 'bool' },
+    bindings: { logits: readF32, labels: readU32, weights: readF32, terms: writeF32 },
+  },
   ce_reduce: { params: { rows: 'u32', chunk: 'u32' }, bindings: { terms: readF32, loss: writeF32 } },
   /** coef [rows]: each row's factor in the gradient */
   ce_coef: {
     params: { rows: 'u32', cols: 'u32', chunk: 'u32', weighted: 'bool' },
     bindings: { gout: readF32, labels: readU32, weights: readF32, coef: writeF32 },
   },
-  ce_backward: { params: { rows: 'u32', cols: 'u32' }, bindings: { logits: readF32, labels: readU32, coef: readF32, grad: writeF32 } },
+  ce_backward: {
+    params: { rows: 'u32', cols: 'u32' },
+    bindings: { logits: readF32, labels: readU32, coef: readF32, grad: writeF32 },
+  },
 });

@@ -6,7 +6,18 @@
 import { declareKernels } from '../gpu/kernel.ts';
 import { readF32, readU32, writeF32, writeU32 } from './common.ts';
 
-const window = { total: 'u32', n: 'u32', h: 'u32', w: 'u32', c: 'u32', oh: 'u32', ow: 'u32', kernel: 'u32', stride: 'u32', pad: 'u32' } as const;
+const window = {
+  total: 'u32',
+  n: 'u32',
+  h: 'u32',
+  w: 'u32',
+  c: 'u32',
+  oh: 'u32',
+  ow: 'u32',
+  kernel: 'u32',
+  stride: 'u32',
+  pad: 'u32',
+} as const;
 const io = { src: readF32, dst: writeF32 } as const;
 const backwardFromArgmax = { src: readF32, argmax: readU32, dst: writeF32 } as const;
 const global = { total: 'u32', h: 'u32', w: 'u32', c: 'u32', inv_area: 'f32' } as const;

@@ -16,10 +16,16 @@ export const rows = declareKernels('rows', {
   l2n_forward: { params: normalize, bindings: { x: readF32, y: writeF32 } },
   /** the same with one thread per row summing in order over the row */
   l2n_serial: { params: normalize, bindings: { x: readF32, y: writeF32 } },
-  l2n_backward: { params: { rows: 'u32', cols: 'u32', eps: 'f32' }, bindings: { x: readF32, gy: readF32, gx: writeF32 } },
+  l2n_backward: {
+    params: { rows: 'u32', cols: 'u32', eps: 'f32' },
+    bindings: { x: readF32, gy: readF32, gx: writeF32 },
+  },
   argmax_rows: { params: { rows: 'u32', cols: 'u32' }, bindings: { x: readF32, amax: writeU32 } },
   /** gathered [rows, cols] = x [count, cols] at index [rows] (zero rows for out-of-range indices) */
-  gather_forward: { params: { rows: 'u32', cols: 'u32', count: 'u32' }, bindings: { x: readF32, index: readU32, gathered: writeF32 } },
+  gather_forward: {
+    params: { rows: 'u32', cols: 'u32', count: 'u32' },
+    bindings: { x: readF32, index: readU32, gathered: writeF32 },
+  },
   mark_first: { params: { rows: 'u32', count: 'u32' }, bindings: { idx: readU32, flag: writeU32 } },
   mark_last: { params: { rows: 'u32', count: 'u32' }, bindings: { idx: readU32, flag: writeU32 } },
   /** rowdst [count, cols] (pre-zeroed) += rowsrc rows by index; owner: the first row of each index */
@@ -27,7 +33,13 @@ export const rows = declareKernels('rows', {
   scatter_rows: { params: { rows: 'u32', cols: 'u32' }, bindings: scatter },
   fill_u32: { params: { count: 'u32' }, bindings: { out: writeU32 } },
   /** win[idx[b]] = max over b of b + 1 (atomic): the last row wins */
-  mark_winner: { params: { rows: 'u32', count: 'u32' }, bindings: { idx: readU32, win: { access: 'read_write', type: 'atomic<u32>' } } },
-  scatter_rows_win: { params: { rows: 'u32', cols: 'u32', count: 'u32' }, bindings: { rowsrc: readF32, index: readU32, win: readU32, rowdst: writeF32 } },
+  mark_winner: {
+    params: { rows: 'u32', count: 'u32' },
+    bindings: { idx: readU32, win: { access: 'read_write', type: 'atomic<u32>' } },
+  },
+  scatter_rows_win: {
+    params: { rows: 'u32', cols: 'u32', count: 'u32' },
+    bindings: { rowsrc: readF32, index: readU32, win: readU32, rowdst: writeF32 },
+  },
   count_equal: { params: { count: 'u32' }, bindings: { ua: readU32, ub: readU32, total: writeU32 } },
 });

@@ -21,7 +21,12 @@ export interface Assignment {
  * Solves min (or max) sum_i cost[i, rowToCol[i]] over one-to-one assignments of min(rows, cols) pairs.
  * `cost` is row-major with `rows * cols` finite entries.
  */
-export function linearSumAssignment(cost: ArrayLike<number>, rows: number, cols: number, opts: { maximize?: boolean } = {}): Assignment {
+export function linearSumAssignment(
+  cost: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  opts: { maximize?: boolean } = {},
+): Assignment {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0) {
     throw new RangeError(`linearSumAssignment: invalid size ${rows} x ${cols}`);
   }
@@ -29,7 +34,8 @@ export function linearSumAssignment(cost: ArrayLike<number>, rows: number, cols:
     throw new RangeError(`linearSumAssignment: ${cost.length} entries for a ${rows} x ${cols} matrix`);
   }
   for (let i = 0; i < cost.length; i++) {
-    if (!Number.isFinite(cost[i])) throw new RangeError(`linearSumAssignment: entry ${i} is ${cost[i]}; costs must be finite`);
+    if (!Number.isFinite(cost[i]))
+      throw new RangeError(`linearSumAssignment: entry ${i} is ${cost[i]}; costs must be finite`);
   }
   const sign = opts.maximize ? -1 : 1;
   const rowToCol = new Int32Array(rows).fill(-1);

@@ -26,10 +26,15 @@ export interface Contingency {
 }
 
 function checkLabels(a: ArrayLike<number>, b: ArrayLike<number>, what: string): void {
-  if (a.length !== b.length) throw new RangeError(`${what}: label arrays have different lengths (${a.length} and ${b.length})`);
-  for (const [name, arr] of [['first', a], ['second', b]] as const) {
+  if (a.length !== b.length)
+    throw new RangeError(`${what}: label arrays have different lengths (${a.length} and ${b.length})`);
+  for (const [name, arr] of [
+    ['first', a],
+    ['second', b],
+  ] as const) {
     for (let i = 0; i < arr.length; i++) {
-      if (!Number.isInteger(arr[i])) throw new TypeError(`${what}: ${name} label array has a non-integer label ${arr[i]} at index ${i}`);
+      if (!Number.isInteger(arr[i]))
+        throw new TypeError(`${what}: ${name} label array has a non-integer label ${arr[i]} at index ${i}`);
     }
   }
 }
@@ -112,7 +117,8 @@ export function clusteringAccuracy(pred: ArrayLike<number>, truth: ArrayLike<num
 
 /** Fraction of positions where pred equals truth. */
 export function accuracy(pred: ArrayLike<number>, truth: ArrayLike<number>): number {
-  if (pred.length !== truth.length) throw new RangeError(`accuracy: ${pred.length} predictions for ${truth.length} labels`);
+  if (pred.length !== truth.length)
+    throw new RangeError(`accuracy: ${pred.length} predictions for ${truth.length} labels`);
   if (pred.length === 0) return 0;
   let hits = 0;
   for (let i = 0; i < pred.length; i++) if (pred[i] === truth[i]) hits++;
@@ -128,13 +134,16 @@ export function labelHistogram(labels: ArrayLike<number>, k: number): Uint32Arra
 
 /** numClasses x numClasses counts, row = true class, column = predicted class. */
 export function confusionMatrix(pred: ArrayLike<number>, truth: ArrayLike<number>, numClasses: number): Int32Array {
-  if (pred.length !== truth.length) throw new RangeError(`confusionMatrix: ${pred.length} predictions for ${truth.length} labels`);
+  if (pred.length !== truth.length)
+    throw new RangeError(`confusionMatrix: ${pred.length} predictions for ${truth.length} labels`);
   const out = new Int32Array(numClasses * numClasses);
   for (let i = 0; i < pred.length; i++) {
     const t = truth[i];
     const p = pred[i];
     if (!Number.isInteger(t) || t < 0 || t >= numClasses || !Number.isInteger(p) || p < 0 || p >= numClasses) {
-      throw new RangeError(`confusionMatrix: sample ${i} has truth ${t} / prediction ${p}, outside 0..${numClasses - 1}`);
+      throw new RangeError(
+        `confusionMatrix: sample ${i} has truth ${t} / prediction ${p}, outside 0..${numClasses - 1}`,
+      );
     }
     out[t * numClasses + p]++;
   }

@@ -55,7 +55,12 @@ class BasicBlock extends Module {
     this.conv2 = this.addModule('conv2', new Conv2d(planes, planes, 3, rng, 1, 1));
     this.bn2 = this.addModule('bn2', new BatchNorm(planes));
     this.downsample =
-      stride !== 1 || inC !== planes ? this.addModule('downsample', new Sequential(new Conv2d(inC, planes, 1, rng, stride, 0), new BatchNorm(planes))) : null;
+      stride !== 1 || inC !== planes
+        ? this.addModule(
+            'downsample',
+            new Sequential(new Conv2d(inC, planes, 1, rng, stride, 0), new BatchNorm(planes)),
+          )
+        : null;
   }
 
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
@@ -84,7 +89,9 @@ class Bottleneck extends Module {
     this.conv3 = this.addModule('conv3', new Conv2d(planes, outC, 1, rng));
     this.bn3 = this.addModule('bn3', new BatchNorm(outC));
     this.downsample =
-      stride !== 1 || inC !== outC ? this.addModule('downsample', new Sequential(new Conv2d(inC, outC, 1, rng, stride, 0), new BatchNorm(outC))) : null;
+      stride !== 1 || inC !== outC
+        ? this.addModule('downsample', new Sequential(new Conv2d(inC, outC, 1, rng, stride, 0), new BatchNorm(outC)))
+        : null;
   }
 
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
@@ -150,7 +157,9 @@ export function downsamplingLayers(name: BackboneName, stem: Stem): Downsample[]
       return [1, 2, 3].map(() => ({ kernel: 2, stride: 2, padding: 0 }));
     case 'resnet18':
     case 'resnet50':
-      return stem === 'imagenet' ? [{ kernel: 7, stride: 2, padding: 3 }, { kernel: 3, stride: 2, padding: 1 }, ...stages] : stages;
+      return stem === 'imagenet'
+        ? [{ kernel: 7, stride: 2, padding: 3 }, { kernel: 3, stride: 2, padding: 1 }, ...stages]
+        : stages;
   }
 }
 

@@ -47,10 +47,18 @@ export class OdcModel extends Module {
   readonly neck: Neck | null;
   readonly head: Linear;
 
-  constructor(readonly config: OdcModelConfig, rng: Rng) {
+  constructor(
+    readonly config: OdcModelConfig,
+    rng: Rng,
+  ) {
     super();
     this.backbone = this.addModule('backbone', createBackbone(config.backbone, config.inChannels, config.stem, rng));
-    this.neck = config.withNeck ? this.addModule('neck', new Neck(this.backbone.featureDim, config.neckHidden, config.featureDim, config.dropout, rng)) : null;
+    this.neck = config.withNeck
+      ? this.addModule(
+          'neck',
+          new Neck(this.backbone.featureDim, config.neckHidden, config.featureDim, config.dropout, rng),
+        )
+      : null;
     const headIn = this.neck ? config.featureDim : this.backbone.featureDim;
     this.head = this.addModule('head', new Linear(headIn, config.numClusters, rng, { init: 0.01 }));
   }

@@ -11,7 +11,7 @@ import { batchNorm, type BatchNormState } from '../ops/batchnorm.ts';
 import { dropout } from '../ops/dropout.ts';
 import { globalAvgPool, maxPool2d } from '../ops/pool.ts';
 import { relu } from '../ops/elementwise.ts';
-import { Tensor } from '../tensor/tensor.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
 
 /** Conv2d without bias (every conv in these models is followed by BN), Kaiming-normal fan_in init. */
@@ -27,7 +27,10 @@ export class Conv2d extends Module {
     readonly padding = 0,
   ) {
     super();
-    this.weight = this.addParameter('weight', kaimingNormal([kernel, kernel, inChannels, outChannels], inChannels * kernel * kernel, rng));
+    this.weight = this.addParameter(
+      'weight',
+      kaimingNormal([kernel, kernel, inChannels, outChannels], inChannels * kernel * kernel, rng),
+    );
   }
 
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
@@ -47,7 +50,10 @@ export class BatchNorm extends Module {
   readonly bias: Tensor<'f32'> | null;
   private readonly state: BatchNormState;
 
-  constructor(readonly channels: number, opts: BatchNormOptions = {}) {
+  constructor(
+    readonly channels: number,
+    opts: BatchNormOptions = {},
+  ) {
     super();
     const affine = opts.affine ?? true;
     this.weight = affine ? this.addParameter('weight', constantInit([channels], 1)) : null;
@@ -80,7 +86,12 @@ export class Linear extends Module {
   readonly weight: Tensor<'f32'>;
   readonly bias: Tensor<'f32'> | null;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, private readonly rng: Rng, private readonly opts: LinearOptions = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    private readonly rng: Rng,
+    private readonly opts: LinearOptions = {},
+  ) {
     super();
     this.weight = this.addParameter('weight', this.initialWeight());
     this.bias = opts.bias === false ? null : this.addParameter('bias', constantInit([outFeatures], 0));
@@ -111,7 +122,10 @@ export class Linear extends Module {
 
 /** Inverted dropout; each training forward draws a fresh mask seed from the model's Rng. */
 export class Dropout extends Module {
-  constructor(readonly p: number, private readonly rng: Rng) {
+  constructor(
+    readonly p: number,
+    private readonly rng: Rng,
+  ) {
     super();
   }
 
@@ -127,7 +141,11 @@ export class ReLU extends Module {
 }
 
 export class MaxPool2d extends Module {
-  constructor(readonly kernel: number, readonly stride = kernel, readonly padding = 0) {
+  constructor(
+    readonly kernel: number,
+    readonly stride = kernel,
+    readonly padding = 0,
+  ) {
     super();
   }
 

@@ -4,7 +4,23 @@
  * allows, what it means and its command-line shortcut; the type, the checks, `odc train --help` and the
  * README's settings table (`npm run docs:config`) all come from that declaration.
  */
-import { ascendingInts, bool, checkAll, defaults, group, int, leafAt, leaves, merge, nearest, num, oneOf, show, str, type Infer } from '../config/schema.ts';
+import {
+  ascendingInts,
+  bool,
+  checkAll,
+  defaults,
+  group,
+  int,
+  leafAt,
+  leaves,
+  merge,
+  nearest,
+  num,
+  oneOf,
+  show,
+  str,
+  type Infer,
+} from '../config/schema.ts';
 import type { BackboneName, Stem } from '../models/backbones.ts';
 
 /** Every name of a string union, checked both ways at compile time (a new member must be listed here). */
@@ -12,7 +28,17 @@ function allOf<T extends string>(names: Record<T, true>): T[] {
   return Object.keys(names) as T[];
 }
 
-const DATA_SOURCES = ['mnist', 'mnist-idx', 'fashion-mnist', 'idx', 'cifar10', 'cifar100', 'folder', 'pack', 'synthetic'] as const;
+const DATA_SOURCES = [
+  'mnist',
+  'mnist-idx',
+  'fashion-mnist',
+  'idx',
+  'cifar10',
+  'cifar100',
+  'folder',
+  'pack',
+  'synthetic',
+] as const;
 const BACKBONES = allOf<BackboneName>({ 'convnet-s': true, resnet18: true, resnet50: true });
 const STEMS = allOf<Stem>({ cifar: true, imagenet: true });
 
@@ -49,8 +75,15 @@ export const SETTINGS = group({
         "Folder or file of the source ('' = the source's default): a folder for mnist-idx, fashion-mnist, cifar10, cifar100 and folder; " +
         'IMAGES[,LABELS[,CLASSES]] IDX files for idx; the .odcpack file (made by `odc prepare`) for pack.',
     }),
-    limit: int(0, { min: 0, doc: 'Use only a seeded random subset of this many images (0 = all).', shortcut: { name: 'limit', arg: 'N' } }),
-    imageSize: int(0, { min: 0, doc: 'Side length images are resized/cropped to for the network (0 = the data set\'s own size).' }),
+    limit: int(0, {
+      min: 0,
+      doc: 'Use only a seeded random subset of this many images (0 = all).',
+      shortcut: { name: 'limit', arg: 'N' },
+    }),
+    imageSize: int(0, {
+      min: 0,
+      doc: "Side length images are resized/cropped to for the network (0 = the data set's own size).",
+    }),
   }),
   augment: oneOf(['mnist', 'cifar', 'imagenet', 'none'], 'mnist', { doc: 'Augmentation preset.' }),
   model: group({
@@ -61,19 +94,48 @@ export const SETTINGS = group({
     dropout: num(0.5, { min: 0, max: 1, maxExclusive: true, doc: 'Dropout rate before the classification head.' }),
   }),
   optim: group({
-    batchSize: int(64, { min: 1, doc: 'Images per iteration (batch norm needs at least 2).', shortcut: { name: 'batch-size', arg: 'N' } }),
-    epochs: int(10, { min: 1, resumable: true, doc: 'Epochs to train (a resumed run may raise it).', shortcut: { name: 'epochs', arg: 'N' } }),
-    lr: num(0.06, { min: 0, minExclusive: true, resumable: true, doc: 'Base learning rate of SGD.', shortcut: { name: 'lr', arg: 'X' } }),
+    batchSize: int(64, {
+      min: 1,
+      doc: 'Images per iteration (batch norm needs at least 2).',
+      shortcut: { name: 'batch-size', arg: 'N' },
+    }),
+    epochs: int(10, {
+      min: 1,
+      resumable: true,
+      doc: 'Epochs to train (a resumed run may raise it).',
+      shortcut: { name: 'epochs', arg: 'N' },
+    }),
+    lr: num(0.06, {
+      min: 0,
+      minExclusive: true,
+      resumable: true,
+      doc: 'Base learning rate of SGD.',
+      shortcut: { name: 'lr', arg: 'X' },
+    }),
     momentum: num(0.9, { min: 0, max: 1, doc: 'SGD momentum of the backbone and neck.' }),
     headMomentum: num(0, { min: 0, max: 1, doc: 'SGD momentum of the classification head.' }),
     weightDecay: num(1e-5, { min: 0, doc: 'L2 weight decay.' }),
     nesterov: bool(false, { doc: 'Nesterov momentum.' }),
-    lrSteps: ascendingInts([], { min: 1, resumable: true, doc: 'Epochs at which the learning rate is multiplied by lrGamma.' }),
+    precision: oneOf(['f32', 'f16'], 'f32', {
+      doc:
+        "Working precision of the conv/linear GEMMs: 'f16' reads f16 copies of activations, weights and gradients and accumulates in f32 " +
+        '(needs shader-f16); master weights, SGD state, batch-norm statistics, the loss and the ODC memory stay f32.',
+      shortcut: { name: 'precision', arg: 'f32|f16' },
+    }),
+    lrSteps: ascendingInts([], {
+      min: 1,
+      resumable: true,
+      doc: 'Epochs at which the learning rate is multiplied by lrGamma.',
+    }),
     lrGamma: num(0.4, { min: 0, minExclusive: true, resumable: true, doc: 'Learning-rate factor at each of lrSteps.' }),
   }),
   odc: group({
     k: int(100, { min: 1, doc: 'Number of clusters K.', shortcut: { name: 'k', arg: 'N' } }),
-    memoryMomentum: num(0.5, { min: 0, max: 1, doc: 'Weight of the fresh feature in the memory update: new = (1 - m) old + m fresh.' }),
+    memoryMomentum: num(0.5, {
+      min: 0,
+      max: 1,
+      doc: 'Weight of the fresh feature in the memory update: new = (1 - m) old + m fresh.',
+    }),
     minCluster: int(15, {
       min: 1,
       doc: 'Clusters with fewer members are dissolved and refilled by splitting the largest.',
@@ -81,17 +143,30 @@ export const SETTINGS = group({
     }),
     centroidInterval: int(10, { min: 1, doc: 'Iterations between full centroid recomputes.' }),
     reweightPow: num(0.5, { min: 0, doc: 'Loss weight of a cluster: 1 / size^reweightPow, normalised.' }),
-    lossChunks: int(1, { min: 1, doc: 'The loss is the mean of weighted means over this many chunks of the batch (8 in the 8-GPU original).' }),
-    kmeansIterations: int(20, { min: 0, doc: 'Iterations of the initial k-means (and of DeepCluster\'s per-epoch k-means).' }),
+    lossChunks: int(1, {
+      min: 1,
+      doc: 'The loss is the mean of weighted means over this many chunks of the batch (8 in the 8-GPU original).',
+    }),
+    kmeansIterations: int(20, {
+      min: 0,
+      doc: "Iterations of the initial k-means (and of DeepCluster's per-epoch k-means).",
+    }),
     kmeansInit: oneOf(['random', 'kmeans++'], 'random', {
       doc: "Seeding of the memory's initial k-means: k distinct random rows (faiss, ODC) or k-means++.",
     }),
-    splitRestarts: int(3, { min: 1, doc: '2-means restarts per split of a large cluster (the lowest inertia is kept).' }),
+    splitRestarts: int(3, {
+      min: 1,
+      doc: '2-means restarts per split of a large cluster (the lowest inertia is kept).',
+    }),
     splitMaxIter: int(20, { min: 0, doc: 'Lloyd iterations per 2-means restart of a split.' }),
   }),
   log: group({
     interval: int(10, { min: 1, resumable: true, doc: 'Iterations between log.jsonl records.' }),
-    checkpointEvery: int(1, { min: 1, resumable: true, doc: 'Epochs between checkpoints (the last epoch always writes one).' }),
+    checkpointEvery: int(1, {
+      min: 1,
+      resumable: true,
+      doc: 'Epochs between checkpoints (the last epoch always writes one).',
+    }),
     checkpointMinutes: num(30, {
       min: 0,
       resumable: true,
@@ -106,7 +181,9 @@ export type AugmentPreset = TrainConfig['augment'];
 
 const BASE: TrainConfig = defaults(SETTINGS);
 
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
+type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
+};
 
 export const PRESETS: Record<string, DeepPartial<TrainConfig>> = {
   /** convnet-s on the embedded MNIST digits: a few minutes on a CPU-only machine. */
@@ -167,7 +244,9 @@ export function mergeConfig(base: TrainConfig, patch: unknown, where = 'config')
 export function checkPresetName(name: string): string {
   if (Object.hasOwn(PRESETS, name)) return name;
   const near = nearest(name, Object.keys(PRESETS));
-  throw new Error(`unknown preset "${name}"${near ? ` (did you mean "${near}"?)` : ''}; the presets are ${Object.keys(PRESETS).join(', ')} (--preset NAME)`);
+  throw new Error(
+    `unknown preset "${name}"${near ? ` (did you mean "${near}"?)` : ''}; the presets are ${Object.keys(PRESETS).join(', ')} (--preset NAME)`,
+  );
 }
 
 /** A preset's complete configuration: the schema's defaults with the preset's values. */
@@ -240,7 +319,8 @@ export function configChanges(before: TrainConfig, after: TrainConfig): ConfigCh
   const out: ConfigChange[] = [];
   const walk = (a: unknown, b: unknown, path: string): void => {
     if (isPlainObject(a) && isPlainObject(b)) {
-      for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) walk(a[key], b[key], path ? `${path}.${key}` : key);
+      for (const key of new Set([...Object.keys(a), ...Object.keys(b)]))
+        walk(a[key], b[key], path ? `${path}.${key}` : key);
     } else if (JSON.stringify(a) !== JSON.stringify(b)) {
       out.push({ key: path, before: a, after: b });
     }
@@ -273,10 +353,22 @@ export function checkResumeConfig(saved: TrainConfig, requested: TrainConfig, ru
 }
 
 /** The command-line shortcuts declared in SETTINGS, each with the key it sets. */
-export function shortcuts(): Array<{ key: string; name: string; arg: string; assignments: (text: string) => Array<[key: string, text: string]> }> {
+export function shortcuts(): Array<{
+  key: string;
+  name: string;
+  arg: string;
+  assignments: (text: string) => Array<[key: string, text: string]>;
+}> {
   return leaves(SETTINGS).flatMap(({ key, leaf }) =>
     leaf.shortcut
-      ? [{ key, name: leaf.shortcut.name, arg: leaf.shortcut.arg, assignments: leaf.shortcut.assignments ?? ((text: string) => [[key, text]]) }]
+      ? [
+          {
+            key,
+            name: leaf.shortcut.name,
+            arg: leaf.shortcut.arg,
+            assignments: leaf.shortcut.assignments ?? ((text: string) => [[key, text]]),
+          },
+        ]
       : [],
   );
 }

@@ -38,5 +38,10 @@ export interface EvaluateOptions {
  * `odc eval`), prints the table and returns its rows.
  */
 export function evaluate(runDir: string, options: EvaluateOptions = {}): Promise<EvalRow[]> {
-  return evaluateRun({ runDir, baseline: options.baseline ?? true, probeEpochs: options.probeEpochs ?? 30, out: options.out });
+  return evaluateRun({
+    runDir,
+    baseline: options.baseline ?? true,
+    probeEpochs: options.probeEpochs ?? 30,
+    out: options.out,
+  });
 }

@@ -48,7 +48,8 @@ export class TrainingLoop {
     try {
       let stopped = this.stopRequested();
       if (stopped) await this.checkpoint(null); // stopped during the initial clustering: keep its result
-      for (let epoch = this.s.position.epoch; epoch < this.s.config.optim.epochs && !stopped; epoch++) stopped = await this.epoch(epoch);
+      for (let epoch = this.s.position.epoch; epoch < this.s.config.optim.epochs && !stopped; epoch++)
+        stopped = await this.epoch(epoch);
     } finally {
       this.slots.dispose();
     }
@@ -74,7 +75,9 @@ export class TrainingLoop {
       await this.s.augmenter.stage(idx);
       if (b + 1 < batches.length) this.s.augmenter.prefetch(batches[b + 1]);
       // The host runs ahead: this iteration's small-cluster decision stays open while the next one is recorded.
-      this.countSplits(await trainingStep(this.s, idx, this.s.position.iteration, (...m) => this.slots.record(...m), 1));
+      this.countSplits(
+        await trainingStep(this.s, idx, this.s.position.iteration, (...m) => this.slots.record(...m), 1),
+      );
       this.s.position = { epoch, batchInEpoch: b + 1, iteration: this.s.position.iteration + 1 };
       this.imagesSinceStart += idx.length;
       const last = b === batches.length - 1;
@@ -84,14 +87,18 @@ export class TrainingLoop {
       await this.s.options.afterIteration?.(this.s.position.iteration);
       if (!last && (this.stopRequested() || this.checkpointDue())) {
         this.countSplits(await mode.settle(0));
-        await this.checkpoint({ ...sums, pending: { ...(await this.slots.pending(mode.tracksChange)), splits: this.splitsSinceLog } });
+        await this.checkpoint({
+          ...sums,
+          pending: { ...(await this.slots.pending(mode.tracksChange)), splits: this.splitsSinceLog },
+        });
         if (this.stopRequested()) return true;
       }
     }
     await this.endEpoch(epoch, sums, order.length, epochStart);
     const stopped = this.stopRequested();
     const every = config.log.checkpointEvery;
-    if ((epoch + 1) % every === 0 || epoch + 1 === config.optim.epochs || stopped || this.checkpointDue()) await this.checkpoint(null);
+    if ((epoch + 1) % every === 0 || epoch + 1 === config.optim.epochs || stopped || this.checkpointDue())
+      await this.checkpoint(null);
     await this.s.options.afterEpoch?.(this.s);
     return stopped;
   }
@@ -113,19 +120,22 @@ export class TrainingLoop {
     sums.accuracy += m.accuracy * m.count;
     sums.changeRatio += m.changeRatio * m.count;
     sums.logs += m.count;
-    this.s.progress.report({
-      epoch,
-      iteration: position.iteration,
-      iterationsPerEpoch,
-      totalIterations,
-      imagesPerSecond: rate,
-      etaSeconds: ((totalIterations - position.iteration) * batchSize) / rate,
-      loss: m.loss,
-      headAccuracy: m.accuracy,
-      changeRatio: m.changeRatio,
-      lr: sgd.lr,
-      ...(stats ? { smallClusters: stats.small, minCluster: stats.min, maxCluster: stats.max } : {}),
-    }, { splits: this.splitsSinceLog });
+    this.s.progress.report(
+      {
+        epoch,
+        iteration: position.iteration,
+        iterationsPerEpoch,
+        totalIterations,
+        imagesPerSecond: rate,
+        etaSeconds: ((totalIterations - position.iteration) * batchSize) / rate,
+        loss: m.loss,
+        headAccuracy: m.accuracy,
+        changeRatio: m.changeRatio,
+        lr: sgd.lr,
+        ...(stats ? { smallClusters: stats.small, minCluster: stats.min, maxCluster: stats.max } : {}),
+      },
+      { splits: this.splitsSinceLog },
+    );
     this.splitsSinceLog = 0;
   }
 
@@ -151,14 +161,20 @@ export class TrainingLoop {
     this.s.position = { epoch: epoch + 1, batchInEpoch: 0, iteration: this.s.position.iteration };
     this.s.progress.message(
       `epoch ${epoch + 1}/${this.s.config.optim.epochs}: loss ${summary.loss.toFixed(4)}, head acc ${(100 * summary.headAccuracy).toFixed(1)}%, ` +
-        `change ${(100 * summary.changeRatio).toFixed(2)}%` + (summary.nmi !== undefined ? `, NMI ${summary.nmi.toFixed(4)}` : '') +
+        `change ${(100 * summary.changeRatio).toFixed(2)}%` +
+        (summary.nmi !== undefined ? `, NMI ${summary.nmi.toFixed(4)}` : '') +
         `, ${summary.imagesPerSecond.toFixed(1)} img/s`,
     );
     // Extra fields for the report, outside the summary (so history and checkpoints stay as they were): the
     // NMI of these labels to the previous epoch's (label churn; 1 = no label changed) and the cluster sizes.
     const churn = this.previousLabels ? { labelChurnNmi: nmi(labels, this.previousLabels) } : {};
     this.previousLabels = labels;
-    this.s.progress.event({ event: 'epoch', ...summary, ...churn, sizes: Array.from(labelHistogram(labels, this.s.config.odc.k)) });
+    this.s.progress.event({
+      event: 'epoch',
+      ...summary,
+      ...churn,
+      sizes: Array.from(labelHistogram(labels, this.s.config.odc.k)),
+    });
     await this.s.options.onEpoch?.({ ...summary });
   }
 
@@ -174,7 +190,10 @@ export class TrainingLoop {
 
   private stopRequested(): boolean {
     const { signal, stopAfterIterations } = this.s.options;
-    return signal?.aborted === true || (stopAfterIterations !== undefined && this.s.position.iteration >= stopAfterIterations);
+    return (
+      signal?.aborted === true ||
+      (stopAfterIterations !== undefined && this.s.position.iteration >= stopAfterIterations)
+    );
   }
 
   /** log.checkpointMinutes have passed since the last checkpoint. */

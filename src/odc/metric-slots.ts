@@ -14,7 +14,10 @@ export class MetricSlots {
   readonly rows: number[] = [];
 
   /** `interval` iterations per log record; `carried`: iterations restored from a checkpoint (may exceed a new interval). */
-  constructor(readonly interval: number, carried = 0) {
+  constructor(
+    readonly interval: number,
+    carried = 0,
+  ) {
     const capacity = Math.max(interval, carried + 1);
     this.loss = Tensor.empty([capacity], 'f32');
     this.correct = Tensor.empty([capacity], 'u32');
@@ -36,7 +39,8 @@ export class MetricSlots {
   /** The iterations recorded and not yet drained, for a mid-epoch checkpoint; throws on a non-finite loss. */
   async pending(tracksChange: boolean): Promise<Omit<EpochProgress['pending'], 'splits'>> {
     const count = this.rows.length;
-    const [loss, correct, changed] = count > 0 ? await Promise.all([this.loss.data(), this.correct.data(), this.changed.data()]) : [[], [], []];
+    const [loss, correct, changed] =
+      count > 0 ? await Promise.all([this.loss.data(), this.correct.data(), this.changed.data()]) : [[], [], []];
     const out = {
       loss: Array.from(loss).slice(0, count),
       correct: Array.from(correct).slice(0, count),

@@ -33,13 +33,17 @@ export class Progress {
   private readonly tty: boolean;
   private lineOpen = false;
 
-  constructor(private readonly logPath: string | null, private readonly quiet = false) {
+  constructor(
+    private readonly logPath: string | null,
+    private readonly quiet = false,
+  ) {
     this.tty = Boolean((process.stdout as { isTTY?: boolean }).isTTY);
   }
 
   /** Writes a record to the JSONL log and updates the status line. */
   report(r: ProgressRecord, extra: Record<string, number | string> = {}): void {
-    if (this.logPath) appendFileSync(this.logPath, JSON.stringify({ time: new Date().toISOString(), ...r, ...extra }) + '\n');
+    if (this.logPath)
+      appendFileSync(this.logPath, JSON.stringify({ time: new Date().toISOString(), ...r, ...extra }) + '\n');
     if (this.quiet) return;
     const line =
       `epoch ${r.epoch + 1} it ${r.iteration}/${r.totalIterations} | ${r.imagesPerSecond.toFixed(1)} img/s | ETA ${formatDuration(r.etaSeconds)} | ` +
@@ -63,7 +67,8 @@ export class Progress {
   }
 
   event(record: Record<string, unknown>): void {
-    if (this.logPath) appendFileSync(this.logPath, JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
+    if (this.logPath)
+      appendFileSync(this.logPath, JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
   }
 }
 

@@ -46,7 +46,13 @@ export function refHistogram(labels: ArrayLike<number>, k: number): number[] {
 }
 
 /** Plain means of rows by label; clusters without members keep `previous`. */
-export function refMeans(x: ArrayLike<number>, labels: ArrayLike<number>, k: number, d: number, previous: ArrayLike<number>): Float64Array {
+export function refMeans(
+  x: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  k: number,
+  d: number,
+  previous: ArrayLike<number>,
+): Float64Array {
   const sum = new Float64Array(k * d);
   const cnt = new Float64Array(k);
   for (let i = 0; i < labels.length; i++) {
@@ -70,7 +76,12 @@ export function refWeights(hist: ArrayLike<number>, power = 0.5, eps = 1e-5): Fl
  * Weighted cross-entropy as PyTorch's CrossEntropyLoss(weight = w) with mean reduction:
  * sum_i w[y_i] CE_i / sum_i w[y_i] (invariant 13: unchanged when w is scaled).
  */
-export function refWeightedCrossEntropy(logits: ArrayLike<number>, labels: ArrayLike<number>, w: ArrayLike<number>, k: number): number {
+export function refWeightedCrossEntropy(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  w: ArrayLike<number>,
+  k: number,
+): number {
   let num = 0;
   let den = 0;
   for (let i = 0; i < labels.length; i++) {
@@ -86,7 +97,12 @@ export function refWeightedCrossEntropy(logits: ArrayLike<number>, labels: Array
 }
 
 /** Sum of squared L2 distances of rows to their labelled centroid. */
-export function refInertia(x: ArrayLike<number>, labels: ArrayLike<number>, centroids: ArrayLike<number>, d: number): number {
+export function refInertia(
+  x: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  centroids: ArrayLike<number>,
+  d: number,
+): number {
   let s = 0;
   for (let i = 0; i < labels.length; i++) {
     const c = labels[i];
@@ -99,7 +115,13 @@ export function refInertia(x: ArrayLike<number>, labels: ArrayLike<number>, cent
 }
 
 /** Squared L2 distances of one row to every centroid. */
-export function refDistances(x: ArrayLike<number>, xi: number, centroids: ArrayLike<number>, k: number, d: number): Float64Array {
+export function refDistances(
+  x: ArrayLike<number>,
+  xi: number,
+  centroids: ArrayLike<number>,
+  k: number,
+  d: number,
+): Float64Array {
   const out = new Float64Array(k);
   for (let c = 0; c < k; c++) {
     let s = 0;

@@ -32,12 +32,20 @@ export interface SplitResult {
  * Splits the n rows bank[idx[r]] (d wide) into two non-empty groups. Requires n >= 2.
  * Records GPU work only; the caller reads `count1` if it needs the size on the host.
  */
-export function twoMeansSplit(bank: Tensor<'f32'>, d: number, idx: Tensor<'u32'>, n: number, rng: Rng, options: SplitOptions = {}): SplitResult {
+export function twoMeansSplit(
+  bank: Tensor<'f32'>,
+  d: number,
+  idx: Tensor<'u32'>,
+  n: number,
+  rng: Rng,
+  options: SplitOptions = {},
+): SplitResult {
   if (!Number.isInteger(n) || n < 2) throw new RangeError(`twoMeansSplit: need at least 2 members to split, got ${n}`);
   if (idx.size < n) throw new RangeError(`twoMeansSplit: index list holds ${idx.size} entries, fewer than n = ${n}`);
   const restarts = options.restarts ?? 3;
   const maxIter = options.maxIter ?? 20;
-  if (!Number.isInteger(restarts) || restarts < 1) throw new RangeError(`twoMeansSplit: restarts must be >= 1, got ${restarts}`);
+  if (!Number.isInteger(restarts) || restarts < 1)
+    throw new RangeError(`twoMeansSplit: restarts must be >= 1, got ${restarts}`);
   const centers = Tensor.empty([2, d], 'f32');
   const side = Tensor.empty([n], 'u32');
   const dmin = Tensor.empty([n], 'f32');
@@ -73,8 +81,15 @@ export function twoMeansSplit(bank: Tensor<'f32'>, d: number, idx: Tensor<'u32'>
       if (it < maxIter) centroidMeans({ x: bank, n, d, idx, labels: side, k: 2, out: centers });
     }
     sumInto(dmin, n, inertia, 0);
-    dispatchKernel(kernels.tm_keep_best, { bindings: { inertia: inertia.buffer, best: best.buffer, flag: flag.buffer }, workgroups: [1] });
-    dispatchKernel(kernels.tm_copy_if, { params: { n }, bindings: { flag: flag.buffer, src: side.buffer, dst: bestSide.buffer }, workgroups: threads(n) });
+    dispatchKernel(kernels.tm_keep_best, {
+      bindings: { inertia: inertia.buffer, best: best.buffer, flag: flag.buffer },
+      workgroups: [1],
+    });
+    dispatchKernel(kernels.tm_copy_if, {
+      params: { n },
+      bindings: { flag: flag.buffer, src: side.buffer, dst: bestSide.buffer },
+      workgroups: threads(n),
+    });
   }
   // Random-half fallback, used by the kernel only when one side is empty.
   const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
@@ -83,10 +98,18 @@ export function twoMeansSplit(bank: Tensor<'f32'>, d: number, idx: Tensor<'u32'>
   const halvesT = Tensor.from(halves, [n], 'u32');
   const countSideOne = () => {
     fillU32(count1, 0, 1);
-    dispatchKernel(kernels.tm_count, { params: { n, slot: 0 }, bindings: { side: bestSide.buffer, counts: count1.buffer }, workgroups: threads(n) });
+    dispatchKernel(kernels.tm_count, {
+      params: { n, slot: 0 },
+      bindings: { side: bestSide.buffer, counts: count1.buffer },
+      workgroups: threads(n),
+    });
   };
   countSideOne();
-  dispatchKernel(kernels.tm_fallback, { params: { n }, bindings: { counts: count1.buffer, halves: halvesT.buffer, side: bestSide.buffer }, workgroups: threads(n) });
+  dispatchKernel(kernels.tm_fallback, {
+    params: { n },
+    bindings: { counts: count1.buffer, halves: halvesT.buffer, side: bestSide.buffer },
+    workgroups: threads(n),
+  });
   countSideOne();
   for (const t of [centers, side, dmin, inertia, best, flag, halvesT]) t.dispose();
   return { side: bestSide, count1 };

@@ -34,7 +34,12 @@ export interface StepParts {
 }
 
 /** Receives an iteration's GPU scalars (loss, correct predictions, labels changed) and its batch size. */
-export type StepRecorder = (loss: Tensor<'f32'>, correct: Tensor<'u32'>, changed: Tensor<'u32'> | null, rows: number) => void;
+export type StepRecorder = (
+  loss: Tensor<'f32'>,
+  correct: Tensor<'u32'>,
+  changed: Tensor<'u32'> | null,
+  rows: number,
+) => void;
 
 /**
  * Runs one iteration on the images `idx`; `iteration` counts the iterations before it. With keepOpen = 0 every
@@ -42,7 +47,13 @@ export type StepRecorder = (loss: Tensor<'f32'>, correct: Tensor<'u32'>, changed
  * open while the host records the next one (at most two in flight, src/gpu/inflight.ts). Returns the clusters
  * split by the iterations decided in this call.
  */
-export async function trainingStep(parts: StepParts, idx: Uint32Array, iteration: number, record?: StepRecorder, keepOpen = 0): Promise<number> {
+export async function trainingStep(
+  parts: StepParts,
+  idx: Uint32Array,
+  iteration: number,
+  record?: StepRecorder,
+  keepOpen = 0,
+): Promise<number> {
   const { model, sgd, mode } = parts;
   mode.beginStep();
   try {

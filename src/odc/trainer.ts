@@ -12,6 +12,8 @@ import { CHECKPOINT_FILE, type TrainPosition } from './checkpoint.ts';
 import { TrainingLoop, type EpochSummary } from './loop.ts';
 import { TrainingSession, type TrainOptions } from './session.ts';
 import type { TrainConfig } from './config.ts';
+import { setWorkingPrecision } from '../ops/precision.ts';
+import { checkTensorCores } from '../ops/tensor-cores.ts';
 
 export type { EpochSummary } from './loop.ts';
 export type { TrainOptions } from './session.ts';
@@ -43,10 +45,14 @@ export type TrainCallOptions = Omit<TrainOptions, 'config' | 'outDir'> & { outDi
 export async function train(config: TrainConfig, options?: TrainCallOptions): Promise<TrainResult>;
 export async function train(options: TrainOptions): Promise<TrainResult>;
 export async function train(first: TrainConfig | TrainOptions, second?: TrainCallOptions): Promise<TrainResult> {
-  const options: TrainOptions = isTrainOptions(first) ? first : { ...second, config: first, outDir: second?.outDir ?? join('runs', first.preset) };
+  const options: TrainOptions = isTrainOptions(first)
+    ? first
+    : { ...second, config: first, outDir: second?.outDir ?? join('runs', first.preset) };
   const session = await TrainingSession.open(options);
   const started = performance.now();
   try {
+    setWorkingPrecision(session.config.optim.precision);
+    if (session.config.optim.precision === 'f16') await checkTensorCores(); // once per process; disables itself with a warning
     await session.begin();
     const loop = new TrainingLoop(session);
     await loop.run();
@@ -67,6 +73,7 @@ export async function train(first: TrainConfig | TrainOptions, second?: TrainCal
       position,
     };
   } finally {
+    setWorkingPrecision('f32');
     session.dispose();
   }
 }

@@ -11,8 +11,24 @@
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Gpu } from '../gpu/device.ts';
-import { applyTuneMode, adapterKey, cacheFile, loadCachedTable, saveCachedTable, tuneAll, tuneMode, TUNE_MARGIN, type TuneCase } from '../gpu/tuner.ts';
-import { resetUsedVariants, setPinnedTable, usedVariants, variantFamilies, type VariantTable } from '../gpu/variants.ts';
+import {
+  applyTuneMode,
+  adapterKey,
+  cacheFile,
+  loadCachedTable,
+  saveCachedTable,
+  tuneAll,
+  tuneMode,
+  TUNE_MARGIN,
+  type TuneCase,
+} from '../gpu/tuner.ts';
+import {
+  resetUsedVariants,
+  setPinnedTable,
+  usedVariants,
+  variantFamilies,
+  type VariantTable,
+} from '../gpu/variants.ts';
 import { gemmDefault, gemmShapeClass } from '../ops/gemm-variants.ts';
 import { runGemm, type ConvParams, type GemmMode } from '../ops/matmul.ts';
 import { Tensor } from '../tensor/tensor.ts';
@@ -25,12 +41,16 @@ export const VARIANTS_FILE = 'variants.json';
 const U = 2 ** -24;
 
 function positive(rng: Rng, n: number): Tensor<'f32'> {
-  return Tensor.from(new Float32Array(n).map(() => rng.range(0.25, 1)), [n]);
+  return Tensor.from(
+    new Float32Array(n).map(() => rng.range(0.25, 1)),
+    [n],
+  );
 }
 
 /** |c - r| <= 2 (k + 4) u |r| per element: both within (k + 4) u of the exact sum of positive terms. */
 function withinSumBound(k: number): (c: Float32Array, r: Float32Array) => boolean {
-  return (c, r) => c.length === r.length && c.every((v, i) => Math.abs(v - r[i]) <= 2 * (k + 4) * U * Math.abs(r[i]) + 1e-30);
+  return (c, r) =>
+    c.length === r.length && c.every((v, i) => Math.abs(v - r[i]) <= 2 * (k + 4) * U * Math.abs(r[i]) + 1e-30);
 }
 
 /** A square 3x3, padding-1, stride-1 convolution's geometry. */
@@ -60,7 +80,17 @@ function gemmCase(g: Gpu, mode: GemmMode, conv: ConvParams | null, size: number)
     kernel: 'gemm',
     shapeClass: gemmShapeClass(mode, M, N, K),
     fallback: gemmDefault(g, N, M),
-    record: () => runGemm({ mode, M, N, K, a: a.buffer, b: b.buffer, out: out.buffer, conv: conv ? (mode === 'conv_dgrad' ? { ...c, phase } : c) : undefined }),
+    record: () =>
+      runGemm({
+        mode,
+        M,
+        N,
+        K,
+        a: a.buffer,
+        b: b.buffer,
+        out: out.buffer,
+        conv: conv ? (mode === 'conv_dgrad' ? { ...c, phase } : c) : undefined,
+      }),
     result: () => out.data(),
     agrees: withinSumBound(K),
     dispose: () => {
@@ -97,13 +127,17 @@ export function tuneCases(g: Gpu, scale: 'smoke' | 'small' | 'full' = g.isCpuAda
   const cases = [
     gemmCase(g, 'matmul', null, 128),
     ...(medium ? [gemmCase(g, 'matmul', null, 512)] : []),
-    ...(['conv_forward', 'conv_dgrad', 'conv_wgrad'] as const).flatMap((mode) => [gemmCase(g, mode, conv3x3(2, 8, 16, 16), 0), ...(medium ? [gemmCase(g, mode, conv3x3(8, 16, 64, 64), 0)] : [])]),
+    ...(['conv_forward', 'conv_dgrad', 'conv_wgrad'] as const).flatMap((mode) => [
+      gemmCase(g, mode, conv3x3(2, 8, 16, 16), 0),
+      ...(medium ? [gemmCase(g, mode, conv3x3(8, 16, 64, 64), 0)] : []),
+    ]),
     nearestCase(g, 256, 32, 64),
     ...(medium ? [nearestCase(g, 512, 128, 1000)] : []),
   ];
   if (scale === 'full') {
     cases.push(gemmCase(g, 'matmul', null, 2048));
-    for (const mode of ['conv_forward', 'conv_dgrad', 'conv_wgrad'] as const) cases.push(gemmCase(g, mode, conv3x3(32, 28, 128, 128), 0));
+    for (const mode of ['conv_forward', 'conv_dgrad', 'conv_wgrad'] as const)
+      cases.push(gemmCase(g, mode, conv3x3(32, 28, 128, 128), 0));
     cases.push(nearestCase(g, 65536, 256, 10000));
   }
   return cases;
@@ -122,7 +156,9 @@ function readRunVariants(outDir: string): RunVariants | null {
     if (typeof parsed.table !== 'object' || parsed.table === null) throw new Error('no "table" object');
     return parsed;
   } catch (err) {
-    throw new Error(`${file} is damaged (${err instanceof Error ? err.message : String(err)}): delete it to resume with this machine's variants (results then differ by rounding)`);
+    throw new Error(
+      `${file} is damaged (${err instanceof Error ? err.message : String(err)}): delete it to resume with this machine's variants (results then differ by rounding)`,
+    );
   }
 }
 
@@ -138,7 +174,10 @@ export async function prepareRunVariants(g: Gpu, outDir: string, resume: boolean
   const recorded = resume ? readRunVariants(outDir) : null;
   if (!recorded) return line;
   setPinnedTable(recorded.table);
-  const other = recorded.adapter !== adapterKey(g) ? `; recorded on ${recorded.adapter}, so results may differ by rounding where a variant cannot run here` : '';
+  const other =
+    recorded.adapter !== adapterKey(g)
+      ? `; recorded on ${recorded.adapter}, so results may differ by rounding where a variant cannot run here`
+      : '';
   return `kernel variants: pinned to the run's ${VARIANTS_FILE}${other}`;
 }
 
@@ -161,10 +200,18 @@ export function variantsInfo(g: Gpu): string {
   }
   const cached = loadCachedTable(g);
   const lines = [`kernel variants: ODC_TUNE=${process.env.ODC_TUNE || '(unset)'} -> ${mode}`];
-  lines.push(cached ? `  tuned table: ${cacheFile(g)} (${cached.date})` : `  tuned table: none cached for this adapter (${cacheFile(g)}); \`odc tune\` makes one`);
+  lines.push(
+    cached
+      ? `  tuned table: ${cacheFile(g)} (${cached.date})`
+      : `  tuned table: none cached for this adapter (${cacheFile(g)}); \`odc tune\` makes one`,
+  );
   for (const [kernel, choice] of variantFamilies()) {
-    const skipped = [...choice.family.variants].map(([name, v]) => [name, choice.family.unsupported(v, g)] as const).filter(([, r]) => r !== null);
-    lines.push(`  ${kernel}: ${choice.family.variants.size} variants, ${choice.family.variants.size - skipped.length} run here`);
+    const skipped = [...choice.family.variants]
+      .map(([name, v]) => [name, choice.family.unsupported(v, g)] as const)
+      .filter(([, r]) => r !== null);
+    lines.push(
+      `  ${kernel}: ${choice.family.variants.size} variants, ${choice.family.variants.size - skipped.length} run here`,
+    );
     for (const [name, reason] of skipped) lines.push(`    cannot run ${name}: ${reason}`);
   }
   const table = mode === 'off' ? {} : (cached?.table ?? {});
@@ -181,7 +228,9 @@ export async function tuneAndSave(g: Gpu, repeats: number): Promise<string> {
   try {
     const { table, reports } = await tuneAll(g, cases, repeats);
     const file = saveCachedTable(g, table, reports);
-    const lines = [`tuned ${reports.length} cases on ${adapterKey(g)} (${repeats} timed rounds each, medians; the default is left only for a win over ${TUNE_MARGIN * 100}%)`];
+    const lines = [
+      `tuned ${reports.length} cases on ${adapterKey(g)} (${repeats} timed rounds each, medians; the default is left only for a win over ${TUNE_MARGIN * 100}%)`,
+    ];
     for (const r of reports) {
       const fastest = Object.entries(r.medians)
         .sort((a, b) => a[1] - b[1])

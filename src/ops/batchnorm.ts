@@ -55,7 +55,10 @@ function shapeParams(g: Geometry) {
 
 /** Workgroups of the elementwise passes: channel tiles × row groups (each row group strides on). */
 function tileGrid(g: Geometry): [number, number] {
-  return [Math.ceil(g.channels / g.ct), Math.min(gpu().limits.maxComputeWorkgroupsPerDimension, Math.ceil(g.rows / g.rl))];
+  return [
+    Math.ceil(g.channels / g.ct),
+    Math.min(gpu().limits.maxComputeWorkgroupsPerDimension, Math.ceil(g.rows / g.rl)),
+  ];
 }
 
 /** The template constants: the tile of CT channels × RL row lanes. */
@@ -67,7 +70,13 @@ function checkNumber(value: number, ok: boolean, what: string): void {
   if (typeof value !== 'number' || !ok) throw new RangeError(`batchNorm: ${what}, got ${String(value)}`);
 }
 
-function validate(x: Tensor<'f32'>, state: BatchNormState, weight: Tensor<'f32'> | null, bias: Tensor<'f32'> | null, training: boolean): number {
+function validate(
+  x: Tensor<'f32'>,
+  state: BatchNormState,
+  weight: Tensor<'f32'> | null,
+  bias: Tensor<'f32'> | null,
+  training: boolean,
+): number {
   expectDType(x, 'f32', 'batchNorm x');
   if (x.rank !== 2 && x.rank !== 4) {
     throw new RangeError(`batchNorm: expected x of shape [B, C] or [N, H, W, C], got ${fmtShape(x.shape)}`);
@@ -88,10 +97,17 @@ function validate(x: Tensor<'f32'>, state: BatchNormState, weight: Tensor<'f32'>
     expectShape(bias, [channels], 'batchNorm bias');
   }
   checkNumber(state.eps, Number.isFinite(state.eps) && state.eps > 0, 'eps must be a positive finite number');
-  checkNumber(state.momentum, Number.isFinite(state.momentum) && state.momentum >= 0 && state.momentum <= 1, 'momentum must be in [0, 1]');
-  if (typeof training !== 'boolean') throw new TypeError(`batchNorm: training must be a boolean, got ${String(training)}`);
+  checkNumber(
+    state.momentum,
+    Number.isFinite(state.momentum) && state.momentum >= 0 && state.momentum <= 1,
+    'momentum must be in [0, 1]',
+  );
+  if (typeof training !== 'boolean')
+    throw new TypeError(`batchNorm: training must be a boolean, got ${String(training)}`);
   // The running stats are written in place while weight and bias are read in the same dispatch.
-  const buffers = [state.runningMean, state.runningVar, weight, bias].filter((t): t is Tensor<'f32'> => t !== null).map((t) => t.buffer);
+  const buffers = [state.runningMean, state.runningVar, weight, bias]
+    .filter((t): t is Tensor<'f32'> => t !== null)
+    .map((t) => t.buffer);
   if (buffers[0] === buffers[1]) throw new RangeError('batchNorm: runningMean and runningVar must not share storage');
   if (buffers.slice(2).some((b) => b === buffers[0] || b === buffers[1])) {
     throw new RangeError('batchNorm: weight and bias must not share storage with the running stats');
@@ -235,7 +251,15 @@ function batchNormBackward(
     if (training) {
       dispatchKernel(batchnorm.dx_train, {
         params: { rows: g.rows, channels: g.channels, relu },
-        bindings: { dy: dy.buffer, x: x.buffer, stats: stats.buffer, dy_sum: sumDy!.buffer, dy_xhat_sum: sumDyXhat!.buffer, dx: dx.buffer, y: maskBuffer },
+        bindings: {
+          dy: dy.buffer,
+          x: x.buffer,
+          stats: stats.buffer,
+          dy_sum: sumDy!.buffer,
+          dy_xhat_sum: sumDyXhat!.buffer,
+          dx: dx.buffer,
+          y: maskBuffer,
+        },
         defines: tiles(g),
         workgroups: tileGrid(g),
       });

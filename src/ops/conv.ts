@@ -4,12 +4,17 @@
  *   forward  out[N·OH·OW, Cout]   = im2col(x) · W                    (MODE 1, im2col in the A hook)
  *   dgrad    dx[N·H·W, Cin]       = dy gathered · W flipped/ᵀ          (MODE 2, one GEMM per stride phase)
  *   wgrad    dW[KH·KW·Cin, Cout]  = im2col(x)ᵀ · dy, K = N·OH·OW      (MODE 3, split-K + ordered sum)
- * 1×1 stride-1 unpadded convs are plain matmuls (MODE 0).
+ * 1×1 stride-1 unpadded convs are plain matmuls (MODE 0). Under the f16 working precision
+ * (src/ops/precision.ts) each pass reads f16 copies of its operands and accumulates in f32.
  */
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
-import { gpu } from '../gpu/device.ts';
-import { runGemm, transpose, type ConvParams } from './matmul.ts';
+import { gpu, grid } from '../gpu/device.ts';
+import type { Precision } from '../gpu/kernel.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { precision as precisionKernels } from '../kernels/precision.ts';
+import { runGemm, tensorCoreRunner, transpose, type ConvParams, type PlainGemm } from './matmul.ts';
+import { elementBytes, inWorkingPrecision } from './precision.ts';
 
 export interface Conv2dOptions {
   stride?: number;
@@ -17,27 +22,34 @@ export interface Conv2dOptions {
 }
 
 /** The convolution's geometry: ConvParams without the dgrad phase fields. */
-type ConvGeometry = Omit<ConvParams, 'phase'>;
+export type ConvGeometry = Omit<ConvParams, 'phase'>;
 
 function geometry(x: Tensor, weight: Tensor, opts: Conv2dOptions): ConvGeometry {
   expectDType(x, 'f32', 'conv2d: x');
   expectDType(weight, 'f32', 'conv2d: weight');
   if (x.rank !== 4) throw new RangeError(`conv2d: x must be NHWC [N, H, W, Cin], got shape ${fmtShape(x.shape)}`);
-  if (weight.rank !== 4) throw new RangeError(`conv2d: weight must be [KH, KW, Cin, Cout], got shape ${fmtShape(weight.shape)}`);
+  if (weight.rank !== 4)
+    throw new RangeError(`conv2d: weight must be [KH, KW, Cin, Cout], got shape ${fmtShape(weight.shape)}`);
   const stride = opts.stride ?? 1;
   const pad = opts.padding ?? 0;
-  if (!Number.isInteger(stride) || stride < 1) throw new RangeError(`conv2d: stride must be a positive integer, got ${stride}`);
-  if (!Number.isInteger(pad) || pad < 0) throw new RangeError(`conv2d: padding must be a non-negative integer, got ${pad}`);
+  if (!Number.isInteger(stride) || stride < 1)
+    throw new RangeError(`conv2d: stride must be a positive integer, got ${stride}`);
+  if (!Number.isInteger(pad) || pad < 0)
+    throw new RangeError(`conv2d: padding must be a non-negative integer, got ${pad}`);
   const [batch, H, W, Cin] = x.shape;
   const [KH, KW, Cw, Cout] = weight.shape;
   if (Cw !== Cin) {
-    throw new RangeError(`conv2d: x ${fmtShape(x.shape)} has Cin = ${Cin} but weight ${fmtShape(weight.shape)} expects Cin = ${Cw} (weight is [KH, KW, Cin, Cout])`);
+    throw new RangeError(
+      `conv2d: x ${fmtShape(x.shape)} has Cin = ${Cin} but weight ${fmtShape(weight.shape)} expects Cin = ${Cw} (weight is [KH, KW, Cin, Cout])`,
+    );
   }
   if (KH < 1 || KW < 1) throw new RangeError(`conv2d: empty kernel ${fmtShape(weight.shape)}`);
   const OH = Math.floor((H + 2 * pad - KH) / stride) + 1;
   const OW = Math.floor((W + 2 * pad - KW) / stride) + 1;
   if (OH < 1 || OW < 1) {
-    throw new RangeError(`conv2d: a ${KH}x${KW} kernel does not fit input ${H}x${W} with padding ${pad} (output would be ${OH}x${OW})`);
+    throw new RangeError(
+      `conv2d: a ${KH}x${KW} kernel does not fit input ${H}x${W} with padding ${pad} (output would be ${OH}x${OW})`,
+    );
   }
   return { batch, H, W, Cin, OH, OW, Cout, KH, KW, stride, pad };
 }
@@ -46,10 +58,32 @@ function isPointwise(g: ConvGeometry): boolean {
   return g.KH === 1 && g.KW === 1 && g.stride === 1 && g.pad === 0;
 }
 
-function forward(x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
+function forward(x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, precision: Precision): void {
   const M = g.batch * g.OH * g.OW;
-  if (isPointwise(g)) runGemm({ mode: 'matmul', M, N: g.Cout, K: g.Cin, a: x, b: w, out });
-  else runGemm({ mode: 'conv_forward', M, N: g.Cout, K: g.KH * g.KW * g.Cin, a: x, b: w, out, conv: g });
+  const K = g.KH * g.KW * g.Cin;
+  const tensorCores = precision === 'f16' ? tensorCoreRunner() : null;
+  if (isPointwise(g)) runGemm({ mode: 'matmul', M, N: g.Cout, K: g.Cin, a: x, b: w, out, precision });
+  else if (tensorCores && M * K * 2 <= gpu().limits.maxStorageBufferBindingSize) im2colGemm(tensorCores, x, w, out, g);
+  else runGemm({ mode: 'conv_forward', M, N: g.Cout, K, a: x, b: w, out, conv: g, precision });
+}
+
+/**
+ * The tensor-core conv forward: the f16 im2col matrix [N·OH·OW, KH·KW·Cin], then one plain GEMM with the
+ * [KH·KW·Cin, Cout] weight (the subgroup-matrix kernel reads whole blocks, which implicit GEMM's gathers
+ * are not). Used only while the tensor-core path serves f16 GEMMs, when the matrix fits one binding.
+ */
+export function im2colGemm(gemm: PlainGemm, x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
+  const M = g.batch * g.OH * g.OW;
+  const K = g.KH * g.KW * g.Cin;
+  const cols = gpu().pool.acquire(M * K * 2);
+  dispatchKernel(precisionKernels.im2col_float, {
+    params: { M, K, H: g.H, W: g.W, Cin: g.Cin, OH: g.OH, OW: g.OW, KW: g.KW, stride: g.stride, pad: g.pad },
+    bindings: { src: x, dst: cols },
+    precision: 'f16',
+    workgroups: grid(Math.ceil((M * K) / 256)),
+  });
+  gemm(cols, w, out, M, g.Cout, K);
+  gpu().pool.release(cols);
 }
 
 /**
@@ -59,14 +93,14 @@ function forward(x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): v
  * The weight is transposed per tap first ([KH, KW, Cout, Cin]) so the GEMM reads contiguous B rows
  * (strided reads ran dgrad at a third of the forward's speed on lavapipe); weights are small.
  */
-function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
+function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, precision: Precision): void {
   if (isPointwise(g)) {
-    runGemm({ mode: 'matmul', M: g.batch * g.H * g.W, N: g.Cin, K: g.Cout, transB: true, a: dy, b: w, out });
+    runGemm({ mode: 'matmul', M: g.batch * g.H * g.W, N: g.Cin, K: g.Cout, transB: true, a: dy, b: w, out, precision });
     return;
   }
   const pool = gpu().pool;
-  const wt = pool.acquire(g.KH * g.KW * g.Cin * g.Cout * 4);
-  transpose(w, g.Cin, g.Cout, wt, g.KH * g.KW);
+  const wt = pool.acquire(g.KH * g.KW * g.Cin * g.Cout * elementBytes(precision));
+  transpose(w, g.Cin, g.Cout, wt, g.KH * g.KW, precision);
   const s = g.stride;
   for (let ph = 0; ph < s; ph++) {
     for (let pw = 0; pw < s; pw++) {
@@ -78,17 +112,27 @@ function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry): vo
       const KHp = Math.max(0, Math.ceil((g.KH - ph) / s));
       const KWp = Math.max(0, Math.ceil((g.KW - pw) / s));
       const phase = { ph, pw, t0h, t0w, Ht, Wt, KHp, KWp };
-      runGemm({ mode: 'conv_dgrad', M: g.batch * Ht * Wt, N: g.Cin, K: KHp * KWp * g.Cout, a: dy, b: wt, out, conv: { ...g, phase } });
+      runGemm({
+        mode: 'conv_dgrad',
+        M: g.batch * Ht * Wt,
+        N: g.Cin,
+        K: KHp * KWp * g.Cout,
+        a: dy,
+        b: wt,
+        out,
+        conv: { ...g, phase },
+        precision,
+      });
     }
   }
   pool.release(wt);
 }
 
 /** dW from x and dy: out[KH·KW·Cin, Cout], split over the huge K = N·OH·OW. */
-function wgrad(x: GPUBuffer, dy: GPUBuffer, out: GPUBuffer, g: ConvGeometry): void {
+function wgrad(x: GPUBuffer, dy: GPUBuffer, out: GPUBuffer, g: ConvGeometry, precision: Precision): void {
   const K = g.batch * g.OH * g.OW;
-  if (isPointwise(g)) runGemm({ mode: 'matmul', M: g.Cin, N: g.Cout, K, transA: true, a: x, b: dy, out });
-  else runGemm({ mode: 'conv_wgrad', M: g.KH * g.KW * g.Cin, N: g.Cout, K, a: x, b: dy, out, conv: g });
+  if (isPointwise(g)) runGemm({ mode: 'matmul', M: g.Cin, N: g.Cout, K, transA: true, a: x, b: dy, out, precision });
+  else runGemm({ mode: 'conv_wgrad', M: g.KH * g.KW * g.Cin, N: g.Cout, K, a: x, b: dy, out, conv: g, precision });
 }
 
 /**
@@ -98,17 +142,19 @@ function wgrad(x: GPUBuffer, dy: GPUBuffer, out: GPUBuffer, g: ConvGeometry): vo
 export function conv2d(x: Tensor<'f32'>, weight: Tensor<'f32'>, opts: Conv2dOptions = {}): Tensor<'f32'> {
   const g = geometry(x, weight, opts);
   const out = Tensor.empty([g.batch, g.OH, g.OW, g.Cout], 'f32');
-  forward(x.buffer, weight.buffer, out.buffer, g);
+  inWorkingPrecision([x, weight], ([xb, wb], precision) => forward(xb, wb, out.buffer, g, precision));
   return record(out, 'conv2d', [x, weight], (dy) => {
     let dx: Tensor<'f32'> | null = null;
     let dw: Tensor<'f32'> | null = null;
     if (x.requiresGrad) {
       dx = Tensor.empty(x.shape, 'f32');
-      dgrad(dy.buffer, weight.buffer, dx.buffer, g);
+      const dxBuffer = dx.buffer;
+      inWorkingPrecision([dy, weight], ([dyb, wb], precision) => dgrad(dyb, wb, dxBuffer, g, precision));
     }
     if (weight.requiresGrad) {
       dw = Tensor.empty(weight.shape, 'f32');
-      wgrad(x.buffer, dy.buffer, dw.buffer, g);
+      const dwBuffer = dw.buffer;
+      inWorkingPrecision([x, dy], ([xb, dyb], precision) => wgrad(xb, dyb, dwBuffer, g, precision));
     }
     return [dx, dw];
   });

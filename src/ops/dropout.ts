@@ -33,11 +33,13 @@ function applyMask(x: Tensor<'f32'>, p: number, seed: number): Tensor<'f32'> {
  */
 export function dropout(x: Tensor<'f32'>, p: number, seed: number, training: boolean): Tensor<'f32'> {
   expectDType(x, 'f32', 'dropout');
-  if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new RangeError(`dropout: p must be in [0, 1], got ${String(p)}`);
+  if (typeof p !== 'number' || !(p >= 0 && p <= 1))
+    throw new RangeError(`dropout: p must be in [0, 1], got ${String(p)}`);
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new RangeError(`dropout: seed must be an integer in [0, 2^32), got ${String(seed)}`);
   }
-  if (typeof training !== 'boolean') throw new TypeError(`dropout: training must be a boolean, got ${String(training)}`);
+  if (typeof training !== 'boolean')
+    throw new TypeError(`dropout: training must be a boolean, got ${String(training)}`);
   if (!training || p === 0) return record(x.view(), 'dropout', [x], (g) => [g.view()]);
   const out = applyMask(x, p, seed);
   return record(out, 'dropout', [x], (g) => [applyMask(g, p, seed)]);

@@ -20,7 +20,11 @@ export function zeros(shape: Shape): Tensor<'f32'> {
 export function affine(x: Tensor<'f32'>, alpha: number, beta = 0): Tensor<'f32'> {
   expectDType(x, 'f32', 'affine');
   const out = Tensor.empty(x.shape, 'f32');
-  dispatchKernel(elementwise.affine, { params: { n: x.size, alpha, beta }, bindings: { a: x.buffer, out: out.buffer }, workgroups: perElement(x.size) });
+  dispatchKernel(elementwise.affine, {
+    params: { n: x.size, alpha, beta },
+    bindings: { a: x.buffer, out: out.buffer },
+    workgroups: perElement(x.size),
+  });
   return record(out, 'affine', [x], (g) => [affine(g, alpha)]);
 }
 
@@ -39,7 +43,10 @@ export function scale(x: Tensor<'f32'>, alpha: number): Tensor<'f32'> {
 /** alpha * a + beta * b, differentiable. */
 export function axpby(alpha: number, a: Tensor<'f32'>, beta: number, b: Tensor<'f32'>): Tensor<'f32'> {
   const out = axpbyNoGrad(alpha, a, beta, b);
-  return record(out, 'axpby', [a, b], (g) => [a.requiresGrad ? affine(g, alpha) : null, b.requiresGrad ? affine(g, beta) : null]);
+  return record(out, 'axpby', [a, b], (g) => [
+    a.requiresGrad ? affine(g, alpha) : null,
+    b.requiresGrad ? affine(g, beta) : null,
+  ]);
 }
 
 export function add(a: Tensor<'f32'>, b: Tensor<'f32'>): Tensor<'f32'> {
@@ -53,14 +60,22 @@ export function sub(a: Tensor<'f32'>, b: Tensor<'f32'>): Tensor<'f32'> {
 export function mul(a: Tensor<'f32'>, b: Tensor<'f32'>): Tensor<'f32'> {
   checkSameShape(a, b, 'mul');
   const out = Tensor.empty(a.shape, 'f32');
-  dispatchKernel(elementwise.mul, { params: { n: a.size }, bindings: { a: a.buffer, b: b.buffer, out: out.buffer }, workgroups: perElement(a.size) });
+  dispatchKernel(elementwise.mul, {
+    params: { n: a.size },
+    bindings: { a: a.buffer, b: b.buffer, out: out.buffer },
+    workgroups: perElement(a.size),
+  });
   return record(out, 'mul', [a, b], (g) => [a.requiresGrad ? mul(g, b) : null, b.requiresGrad ? mul(g, a) : null]);
 }
 
 export function relu(x: Tensor<'f32'>): Tensor<'f32'> {
   expectDType(x, 'f32', 'relu');
   const out = Tensor.empty(x.shape, 'f32');
-  dispatchKernel(elementwise.relu, { params: { n: x.size }, bindings: { a: x.buffer, out: out.buffer }, workgroups: perElement(x.size) });
+  dispatchKernel(elementwise.relu, {
+    params: { n: x.size },
+    bindings: { a: x.buffer, out: out.buffer },
+    workgroups: perElement(x.size),
+  });
   return record(out, 'relu', [x], (g) => [reluBackward(g, out)]);
 }
 

@@ -42,11 +42,39 @@ export interface GemmVariant {
  * rows, columns interleaved by vec4 across invocations: a 16×64 tile. Fastest of the variants tried
  * (see the list in bench/gemm.ts).
  */
-export const CPU_VARIANT: GemmVariant = { body: 'regs', tm: 16, tn: 8, wgm: 1, wgn: 8, tk: 1, strided: true, minWorkgroups: 8, minKChunk: 256 };
+export const CPU_VARIANT: GemmVariant = {
+  body: 'regs',
+  tm: 16,
+  tn: 8,
+  wgm: 1,
+  wgn: 8,
+  tk: 1,
+  strided: true,
+  minWorkgroups: 8,
+  minKChunk: 256,
+};
 /** lavapipe, narrow outputs (e.g. dgrad into 3 input channels; see gemmDefault): invocations along M instead, 64×8 tiles. */
-export const CPU_NARROW_VARIANT: GemmVariant = { body: 'regs', tm: 8, tn: 8, wgm: 8, wgn: 1, tk: 1, minWorkgroups: 8, minKChunk: 256 };
+export const CPU_NARROW_VARIANT: GemmVariant = {
+  body: 'regs',
+  tm: 8,
+  tn: 8,
+  wgm: 8,
+  wgn: 1,
+  tk: 1,
+  minWorkgroups: 8,
+  minKChunk: 256,
+};
 /** GPUs' default: 64×64 tiles staged in workgroup memory, 16×16 invocations with 4×4 outputs each, K step 16. */
-export const GPU_VARIANT: GemmVariant = { body: 'tiled', tm: 4, tn: 4, wgm: 16, wgn: 16, tk: 16, minWorkgroups: 264, minKChunk: 128 };
+export const GPU_VARIANT: GemmVariant = {
+  body: 'tiled',
+  tm: 4,
+  tn: 4,
+  wgm: 16,
+  wgn: 16,
+  tk: 16,
+  minWorkgroups: 264,
+  minKChunk: 128,
+};
 
 interface TiledOptions {
   tk?: number;
@@ -58,7 +86,20 @@ interface TiledOptions {
 function tiled(bm: number, bn: number, tm: number, tn: number, o: TiledOptions = {}): [string, GemmVariant] {
   const tk = o.tk ?? 16;
   const name = `tiled-${bm}x${bn}-${tm}x${tn}${tk !== 16 ? `-k${tk}` : ''}${o.conflictFree ? '-cf' : ''}${o.buffers === 2 ? '-db' : ''}${o.subgroup ? '-sg' : ''}`;
-  return [name, { ...GPU_VARIANT, tm, tn, wgm: bm / tm, wgn: bn / tn, tk, conflictFree: o.conflictFree, buffers: o.buffers, subgroup: o.subgroup }];
+  return [
+    name,
+    {
+      ...GPU_VARIANT,
+      tm,
+      tn,
+      wgm: bm / tm,
+      wgn: bn / tn,
+      tk,
+      conflictFree: o.conflictFree,
+      buffers: o.buffers,
+      subgroup: o.subgroup,
+    },
+  ];
 }
 
 const cf = { conflictFree: true };
@@ -95,32 +136,49 @@ export function gemmWorkgroupBytes(v: GemmVariant): number {
 
 /** The subgroup size a subgroup variant compiles for: the adapter's, when it is fixed. */
 export function fixedSubgroupSize(g: Gpu): number | null {
-  return g.features.subgroups && g.subgroupSizes.min === g.subgroupSizes.max && g.subgroupSizes.min > 0 ? g.subgroupSizes.min : null;
+  return g.features.subgroups && g.subgroupSizes.min === g.subgroupSizes.max && g.subgroupSizes.min > 0
+    ? g.subgroupSizes.min
+    : null;
 }
 
 /** Why a GEMM variant cannot run on this adapter, or null. */
 export function gemmUnsupported(v: GemmVariant, g: Gpu): string | null {
   const invocations = v.wgm * v.wgn;
   const l = g.limits;
-  if (invocations > l.maxComputeInvocationsPerWorkgroup) return `${invocations} invocations per workgroup, over this adapter's ${l.maxComputeInvocationsPerWorkgroup}`;
-  if (invocations > l.maxComputeWorkgroupSizeX) return `workgroup size ${invocations}, over this adapter's maxComputeWorkgroupSizeX ${l.maxComputeWorkgroupSizeX}`;
+  if (invocations > l.maxComputeInvocationsPerWorkgroup)
+    return `${invocations} invocations per workgroup, over this adapter's ${l.maxComputeInvocationsPerWorkgroup}`;
+  if (invocations > l.maxComputeWorkgroupSizeX)
+    return `workgroup size ${invocations}, over this adapter's maxComputeWorkgroupSizeX ${l.maxComputeWorkgroupSizeX}`;
   const bytes = gemmWorkgroupBytes(v);
-  if (bytes > l.maxComputeWorkgroupStorageSize) return `${bytes} bytes of workgroup memory, over this adapter's ${l.maxComputeWorkgroupStorageSize}`;
+  if (bytes > l.maxComputeWorkgroupStorageSize)
+    return `${bytes} bytes of workgroup memory, over this adapter's ${l.maxComputeWorkgroupStorageSize}`;
   if (v.subgroup) {
     if (!g.features.subgroups) return 'the adapter (or this WebGPU implementation) has no "subgroups" feature';
     const size = fixedSubgroupSize(g);
-    if (size === null) return `the subgroup size is not fixed on this adapter (${g.subgroupSizes.min}..${g.subgroupSizes.max})`;
+    if (size === null)
+      return `the subgroup size is not fixed on this adapter (${g.subgroupSizes.min}..${g.subgroupSizes.max})`;
     const group = Math.min(size, v.wgn);
-    if (size % v.wgn !== 0 && v.wgn % size !== 0) return `subgroup size ${size} and ${v.wgn} invocations per row do not nest`;
-    if (v.tm > group) return `${v.tm} rows per invocation exceed the ${group} lanes that share them (subgroup size ${size})`;
+    if (size % v.wgn !== 0 && v.wgn % size !== 0)
+      return `subgroup size ${size} and ${v.wgn} invocations per row do not nest`;
+    if (v.tm > group)
+      return `${v.tm} rows per invocation exceed the ${group} lanes that share them (subgroup size ${size})`;
   }
   return null;
 }
 
 /** The one choice of GEMM variant (src/gpu/variants.ts); tests force variants through it. */
-export const gemmChoice = new VariantChoice<GemmVariant>({ kernel: 'gemm', variants: GEMM_VARIANTS, unsupported: gemmUnsupported });
+export const gemmChoice = new VariantChoice<GemmVariant>({
+  kernel: 'gemm',
+  variants: GEMM_VARIANTS,
+  unsupported: gemmUnsupported,
+});
 
-const MODE_NAMES = { matmul: 'matmul', conv_forward: 'conv-fwd', conv_dgrad: 'conv-dgrad', conv_wgrad: 'conv-wgrad' } as const;
+const MODE_NAMES = {
+  matmul: 'matmul',
+  conv_forward: 'conv-fwd',
+  conv_dgrad: 'conv-dgrad',
+  conv_wgrad: 'conv-wgrad',
+} as const;
 
 /**
  * The shape class an M×N×K GEMM of `mode` is tuned for: the mode and the work, in three sizes (under

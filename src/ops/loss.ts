@@ -22,7 +22,6 @@ import { loss } from '../kernels/loss.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 
-
 export interface CrossEntropyOptions {
   /** Number of row chunks whose weighted means are averaged (default 1). */
   chunks?: number;
@@ -51,11 +50,14 @@ export function weightedCrossEntropy(
   if (classWeights) {
     expectDType(classWeights, 'f32', `${op}: classWeights`);
     if (classWeights.rank !== 1 || classWeights.shape[0] !== cols) {
-      throw new RangeError(`${op}: classWeights must be [${cols}] (one per class), got ${fmtShape(classWeights.shape)}`);
+      throw new RangeError(
+        `${op}: classWeights must be [${cols}] (one per class), got ${fmtShape(classWeights.shape)}`,
+      );
     }
   }
   const chunks = opts.chunks ?? 1;
-  if (!Number.isInteger(chunks) || chunks < 1) throw new RangeError(`${op}: chunks must be a positive integer, got ${chunks}`);
+  if (!Number.isInteger(chunks) || chunks < 1)
+    throw new RangeError(`${op}: chunks must be a positive integer, got ${chunks}`);
   const chunk = chunkRows(rows, chunks);
   const weighted = classWeights !== null;
   // Unweighted: the weights binding must still hold a buffer; the kernel does not read it.
@@ -68,7 +70,11 @@ export function weightedCrossEntropy(
     bindings: { logits: logits.buffer, labels: labels.buffer, weights: weightsBuffer, terms: terms.buffer },
     workgroups: grid(rows),
   });
-  dispatchKernel(loss.ce_reduce, { params: { rows, chunk }, bindings: { terms: terms.buffer, loss: out.buffer }, workgroups: [1] });
+  dispatchKernel(loss.ce_reduce, {
+    params: { rows, chunk },
+    bindings: { terms: terms.buffer, loss: out.buffer },
+    workgroups: [1],
+  });
   terms.dispose();
 
   return record(out, op, [logits], (g) => {

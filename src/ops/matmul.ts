@@ -8,11 +8,12 @@
  * temporary buffer that a second kernel sums in a fixed order, so results are deterministic.
  */
 import { gpu, grid } from '../gpu/device.ts';
-import { dispatchKernel, type DefineValues } from '../gpu/kernel.ts';
+import { dispatchKernel, type DefineValues, type Precision } from '../gpu/kernel.ts';
 import { gemm, type GEMM_MODES } from '../kernels/gemm.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 import { fixedSubgroupSize, gemmChoice, gemmDefault, gemmShapeClass, type GemmVariant } from './gemm-variants.ts';
+import { elementBytes, inWorkingPrecision } from './precision.ts';
 
 export type GemmMode = (typeof GEMM_MODES)[number];
 
@@ -54,11 +55,20 @@ export interface GemmSpec {
   bias?: GPUBuffer | null;
   out: GPUBuffer;
   conv?: ConvParams;
+  /** The element type of a and b (f16 copies under `--precision f16`); accumulation and out are f32. */
+  precision?: Precision;
   /** Force a split count (tests); default chosen from the variant's occupancy target. */
   splits?: number;
 }
 
-function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: boolean, hasBias: boolean, vecB: boolean): DefineValues<typeof gemm.gemm_regs.defines> {
+function kernelDefines(
+  v: GemmVariant,
+  mode: GemmMode,
+  transA: boolean,
+  transB: boolean,
+  hasBias: boolean,
+  vecB: boolean,
+): DefineValues<typeof gemm.gemm_regs.defines> {
   return {
     VEC_B: vecB,
     MODE: mode,
@@ -79,15 +89,52 @@ function kernelDefines(v: GemmVariant, mode: GemmMode, transA: boolean, transB: 
   };
 }
 
+/** C[M, N] (f32) = A[M, K]·B[K, N] over row-major f16 buffers: the shape of GEMM the tensor-core path serves. */
+export type PlainGemm = (a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, M: number, N: number, K: number) => void;
+
+let tensorCoreGemm: PlainGemm | null = null;
+
+/**
+ * Routes the f16 plain GEMMs (matmul mode, A not transposed, no bias, default split) through `runner`:
+ * set by src/ops/tensor-cores.ts once its self-check passed, null to stop. Kept here so that module can
+ * call runGemm for its reference without an import circle.
+ */
+export function setTensorCoreGemm(runner: PlainGemm | null): void {
+  tensorCoreGemm = runner;
+}
+
+/** The tensor-core GEMM while it serves f16 GEMMs (its self-check passed), else null. */
+export function tensorCoreRunner(): PlainGemm | null {
+  return tensorCoreGemm;
+}
+
 /** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();
+  if (
+    tensorCoreGemm &&
+    spec.precision === 'f16' &&
+    spec.mode === 'matmul' &&
+    !spec.transA &&
+    !spec.bias &&
+    spec.splits === undefined &&
+    spec.M > 0 &&
+    spec.N > 0 &&
+    spec.K > 0
+  ) {
+    if (!spec.transB) return tensorCoreGemm(spec.a, spec.b, spec.out, spec.M, spec.N, spec.K);
+    const bt = g.pool.acquire(spec.N * spec.K * 2);
+    transpose(spec.b, spec.N, spec.K, bt, 1, 'f16');
+    tensorCoreGemm(spec.a, bt, spec.out, spec.M, spec.N, spec.K);
+    g.pool.release(bt);
+    return;
+  }
   const v = gemmVariant(spec.mode, spec.M, spec.N, spec.K);
   if (spec.mode === 'matmul' && spec.transB && spec.M >= 64 && spec.K > 0 && v.body === 'regs') {
     // On lavapipe, reading Bᵀ per invocation ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core);
     // transposing B first costs ~25 ns per element of B, which M >= 64 rows amortise.
-    const bt = g.pool.acquire(spec.N * spec.K * 4);
-    transpose(spec.b, spec.N, spec.K, bt);
+    const bt = g.pool.acquire(spec.N * spec.K * elementBytes(spec.precision));
+    transpose(spec.b, spec.N, spec.K, bt, 1, spec.precision);
     runGemm({ ...spec, transB: false, b: bt });
     g.pool.release(bt);
     return;
@@ -116,9 +163,27 @@ export function runGemm(spec: GemmSpec): void {
   const c = spec.conv ?? { batch: 0, H: 0, W: 0, Cin: 0, OH: 0, OW: 0, Cout: 0, KH: 0, KW: 0, stride: 1, pad: 0 };
   const ph = c.phase ?? { ph: 0, pw: 0, t0h: 0, t0w: 0, Ht: 1, Wt: 1, KHp: 1, KWp: 1 };
   const { H, W, Cin, OH, OW, Cout, KW, stride, pad } = c;
-  const geometry = { M, N, K, kchunk: Math.max(kchunk, 1), tilesN, splits, H, W, Cin, OH, OW, Cout, KW, stride, pad, ...ph };
+  const geometry = {
+    M,
+    N,
+    K,
+    kchunk: Math.max(kchunk, 1),
+    tilesN,
+    splits,
+    H,
+    W,
+    Cin,
+    OH,
+    OW,
+    Cout,
+    KW,
+    stride,
+    pad,
+    ...ph,
+  };
   const maxDim = g.limits.maxComputeWorkgroupsPerDimension;
-  if (tilesN * splits > maxDim) throw new RangeError(`gemm: ${tilesN * splits} column tiles exceed ${maxDim} workgroups`);
+  if (tilesN * splits > maxDim)
+    throw new RangeError(`gemm: ${tilesN * splits} column tiles exceed ${maxDim} workgroups`);
   const [gx, gy] = grid(tilesM);
   const partial = splits > 1 ? g.pool.acquire(splits * M * N * 4) : null;
   const dummyBias = spec.bias ?? spec.a;
@@ -126,6 +191,7 @@ export function runGemm(spec: GemmSpec): void {
     params: geometry,
     bindings: { A: spec.a, B: spec.b, bias: dummyBias, C: partial ?? spec.out },
     defines,
+    precision: spec.precision ?? 'f32',
     workgroups: [gx, gy, tilesN * splits],
   });
   if (partial) {
@@ -140,13 +206,29 @@ export function runGemm(spec: GemmSpec): void {
 }
 
 /** out[b, cols, rows] = src[b, rows, cols]ᵀ for each of `batches` row-major matrices. */
-export function transpose(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer, batches = 1): void {
-  dispatchKernel(gemm.transpose2d, { params: { rows, cols, batches }, bindings: { src, dst: out }, workgroups: grid(Math.ceil((batches * rows * cols) / 256)) });
+export function transpose(
+  src: GPUBuffer,
+  rows: number,
+  cols: number,
+  out: GPUBuffer,
+  batches = 1,
+  precision: Precision = 'f32',
+): void {
+  dispatchKernel(gemm.transpose2d, {
+    params: { rows, cols, batches },
+    bindings: { src, dst: out },
+    precision,
+    workgroups: grid(Math.ceil((batches * rows * cols) / 256)),
+  });
 }
 
 /** Column sums of a row-major [rows, cols] buffer into out[cols] (bias gradients), in a fixed order. */
 export function columnSums(src: GPUBuffer, rows: number, cols: number, out: GPUBuffer): void {
-  dispatchKernel(gemm.column_sums, { params: { rows, cols }, bindings: { src, dst: out }, workgroups: grid(Math.ceil(cols / 64)) });
+  dispatchKernel(gemm.column_sums, {
+    params: { rows, cols },
+    bindings: { src, dst: out },
+    workgroups: grid(Math.ceil(cols / 64)),
+  });
 }
 
 function fillZero(out: Tensor<'f32'>): void {
@@ -163,7 +245,10 @@ export interface MatmulOptions {
   transB?: boolean;
 }
 
-/** C = op(A)·op(B) for 2-D f32 tensors; op transposes when transA/transB is set. Differentiable in both. */
+/**
+ * C = op(A)·op(B) for 2-D f32 tensors; op transposes when transA/transB is set. Differentiable in both.
+ * Under the f16 working precision (src/ops/precision.ts) the GEMM reads f16 copies and accumulates in f32.
+ */
 export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions = {}): Tensor<'f32'> {
   expectMatrix(a, 'matmul', 'A');
   expectMatrix(b, 'matmul', 'B');
@@ -179,13 +264,18 @@ export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions =
   }
   const out = Tensor.empty([M, N], 'f32');
   if (Ka === 0) fillZero(out);
-  else runGemm({ mode: 'matmul', M, N, K: Ka, transA, transB, a: a.buffer, b: b.buffer, out: out.buffer });
+  else
+    inWorkingPrecision([a, b], ([ab, bb], precision) =>
+      runGemm({ mode: 'matmul', M, N, K: Ka, transA, transB, a: ab, b: bb, out: out.buffer, precision }),
+    );
   return record(out, 'matmul', [a, b], (g) => {
     // C = op(A)·op(B): dop(A) = G·op(B)ᵀ, dop(B) = op(A)ᵀ·G, transposed back where op transposes.
     let da: Tensor<'f32'> | null = null;
     let db: Tensor<'f32'> | null = null;
-    if (a.requiresGrad) da = transA ? matmul(b, g, { transA: transB, transB: true }) : matmul(g, b, { transB: !transB });
-    if (b.requiresGrad) db = transB ? matmul(g, a, { transA: true, transB: transA }) : matmul(a, g, { transA: !transA });
+    if (a.requiresGrad)
+      da = transA ? matmul(b, g, { transA: transB, transB: true }) : matmul(g, b, { transB: !transB });
+    if (b.requiresGrad)
+      db = transB ? matmul(g, a, { transA: true, transB: transA }) : matmul(a, g, { transA: !transA });
     return [da, db];
   });
 }
@@ -196,17 +286,44 @@ export function linear(x: Tensor<'f32'>, weight: Tensor<'f32'>, bias: Tensor<'f3
   expectMatrix(weight, 'linear', 'weight');
   const [rows, inF] = x.shape;
   const [outF, inW] = weight.shape;
-  if (inF !== inW) throw new RangeError(`linear: x ${fmtShape(x.shape)} has ${inF} features but weight ${fmtShape(weight.shape)} expects ${inW} (weight is [out, in])`);
+  if (inF !== inW)
+    throw new RangeError(
+      `linear: x ${fmtShape(x.shape)} has ${inF} features but weight ${fmtShape(weight.shape)} expects ${inW} (weight is [out, in])`,
+    );
   if (bias) {
     expectDType(bias, 'f32', 'linear: bias');
-    if (bias.rank !== 1 || bias.shape[0] !== outF) throw new RangeError(`linear: bias must have shape [${outF}], got ${fmtShape(bias.shape)}`);
+    if (bias.rank !== 1 || bias.shape[0] !== outF)
+      throw new RangeError(`linear: bias must have shape [${outF}], got ${fmtShape(bias.shape)}`);
   }
   const out = Tensor.empty([rows, outF], 'f32');
   if (inF === 0) {
     fillZero(out);
-    if (bias && rows > 0) runGemm({ mode: 'matmul', M: rows, N: outF, K: 0, a: x.buffer, b: weight.buffer, bias: bias.buffer, out: out.buffer });
+    if (bias && rows > 0)
+      runGemm({
+        mode: 'matmul',
+        M: rows,
+        N: outF,
+        K: 0,
+        a: x.buffer,
+        b: weight.buffer,
+        bias: bias.buffer,
+        out: out.buffer,
+      });
   } else {
-    runGemm({ mode: 'matmul', M: rows, N: outF, K: inF, transB: true, a: x.buffer, b: weight.buffer, bias: bias?.buffer ?? null, out: out.buffer });
+    inWorkingPrecision([x, weight], ([xb, wb], precision) =>
+      runGemm({
+        mode: 'matmul',
+        M: rows,
+        N: outF,
+        K: inF,
+        transB: true,
+        a: xb,
+        b: wb,
+        bias: bias?.buffer ?? null,
+        out: out.buffer,
+        precision,
+      }),
+    );
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return record(out, 'linear', inputs, (g) => {

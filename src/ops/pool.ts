@@ -40,7 +40,8 @@ function expectNhwc(x: Tensor<'f32'>, op: string): void {
 
 function poolGeometry(x: Tensor<'f32'>, opts: PoolOptions, op: string): PoolGeometry {
   expectNhwc(x, op);
-  if (!opts || typeof opts !== 'object') throw new TypeError(`${op}: options { kernel, stride?, padding? } are required`);
+  if (!opts || typeof opts !== 'object')
+    throw new TypeError(`${op}: options { kernel, stride?, padding? } are required`);
   const kernel = opts.kernel;
   const stride = opts.stride ?? kernel;
   const pad = opts.padding ?? 0;
@@ -53,7 +54,9 @@ function poolGeometry(x: Tensor<'f32'>, opts: PoolOptions, op: string): PoolGeom
   const oh = Math.floor((h + 2 * pad - kernel) / stride) + 1;
   const ow = Math.floor((w + 2 * pad - kernel) / stride) + 1;
   if (h + 2 * pad < kernel || w + 2 * pad < kernel) {
-    throw new RangeError(`${op}: kernel ${kernel} is larger than the padded input ${h + 2 * pad}x${w + 2 * pad} (x ${fmtShape(x.shape)}, padding ${pad})`);
+    throw new RangeError(
+      `${op}: kernel ${kernel} is larger than the padded input ${h + 2 * pad}x${w + 2 * pad} (x ${fmtShape(x.shape)}, padding ${pad})`,
+    );
   }
   return { n, h, w, c, oh, ow, kernel, stride, pad };
 }
@@ -84,7 +87,8 @@ export function maxPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
     const dx = Tensor.empty(x.shape, 'f32');
     if (geo.kernel <= geo.stride) {
       // windows tile the input without overlap; inputs no window reaches (gaps, tails) start at zero
-      const covered = geo.kernel === geo.stride && geo.pad === 0 && geo.oh * geo.stride === geo.h && geo.ow * geo.stride === geo.w;
+      const covered =
+        geo.kernel === geo.stride && geo.pad === 0 && geo.oh * geo.stride === geo.h && geo.ow * geo.stride === geo.w;
       if (!covered) fillInPlace(dx, 0);
       dispatchKernel(pool.max_backward_disjoint, {
         params: { total: g.size, ...geo },
@@ -132,10 +136,18 @@ export function globalAvgPool(x: Tensor<'f32'>): Tensor<'f32'> {
   const [n, h, w, c] = x.shape;
   const invArea = 1 / (h * w);
   const out = Tensor.empty([n, c], 'f32');
-  dispatchKernel(pool.gap_forward, { params: { total: out.size, h, w, c, inv_area: invArea }, bindings: { src: x.buffer, dst: out.buffer }, workgroups: threads(out.size) });
+  dispatchKernel(pool.gap_forward, {
+    params: { total: out.size, h, w, c, inv_area: invArea },
+    bindings: { src: x.buffer, dst: out.buffer },
+    workgroups: threads(out.size),
+  });
   return record(out, 'globalAvgPool', [x], (g) => {
     const dx = Tensor.empty(x.shape, 'f32');
-    dispatchKernel(pool.gap_backward, { params: { total: dx.size, h, w, c, inv_area: invArea }, bindings: { src: g.buffer, dst: dx.buffer }, workgroups: threads(dx.size) });
+    dispatchKernel(pool.gap_backward, {
+      params: { total: dx.size, h, w, c, inv_area: invArea },
+      bindings: { src: g.buffer, dst: dx.buffer },
+      workgroups: threads(dx.size),
+    });
     return [dx];
   });
 }

@@ -23,8 +23,16 @@ function sumScaled(x: Tensor<'f32'>, alpha: number): Tensor<'f32'> {
   const per = Math.ceil(n / groups);
   const partial = Tensor.empty([groups], 'f32');
   const out = Tensor.empty([1], 'f32');
-  dispatchKernel(reduce.sum_partial, { params: { n, per }, bindings: { src: x.buffer, dst: partial.buffer }, workgroups: [groups] });
-  dispatchKernel(reduce.sum_final, { params: { groups, alpha }, bindings: { src: partial.buffer, dst: out.buffer }, workgroups: [1] });
+  dispatchKernel(reduce.sum_partial, {
+    params: { n, per },
+    bindings: { src: x.buffer, dst: partial.buffer },
+    workgroups: [groups],
+  });
+  dispatchKernel(reduce.sum_final, {
+    params: { groups, alpha },
+    bindings: { src: partial.buffer, dst: out.buffer },
+    workgroups: [1],
+  });
   partial.dispose();
   return out;
 }

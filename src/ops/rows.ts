@@ -17,13 +17,15 @@ const SCATTER_PAIRWISE_MAX = 1024;
 
 function expectMatrix(x: Tensor, op: string, what: string): [number, number] {
   expectDType(x, 'f32', `${op}: ${what}`);
-  if (x.rank !== 2) throw new RangeError(`${op}: ${what} must be a rank-2 [rows, cols] tensor, got ${fmtShape(x.shape)}`);
+  if (x.rank !== 2)
+    throw new RangeError(`${op}: ${what} must be a rank-2 [rows, cols] tensor, got ${fmtShape(x.shape)}`);
   return [x.shape[0], x.shape[1]];
 }
 
 function expectIndex(index: Tensor, op: string, what = 'index'): number {
   expectDType(index, 'u32', `${op}: ${what}`);
-  if (index.rank !== 1) throw new RangeError(`${op}: ${what} must be a rank-1 [B] u32 tensor, got ${fmtShape(index.shape)}`);
+  if (index.rank !== 1)
+    throw new RangeError(`${op}: ${what} must be a rank-1 [B] u32 tensor, got ${fmtShape(index.shape)}`);
   return index.shape[0];
 }
 
@@ -57,19 +59,27 @@ export interface NormalizeRowsOptions {
 export function normalizeRows(x: Tensor<'f32'>, options: NormalizeRowsOptions): Tensor<'f32'> {
   const [rows, cols] = expectMatrix(x, 'normalizeRows', 'x');
   const rule = options.epsilon;
-  if (rule !== 'add' && rule !== 'clamp') throw new RangeError(`normalizeRows: epsilon must be 'add' or 'clamp', got ${String(rule)}`);
+  if (rule !== 'add' && rule !== 'clamp')
+    throw new RangeError(`normalizeRows: epsilon must be 'add' or 'clamp', got ${String(rule)}`);
   const eps = options.eps ?? (rule === 'add' ? 1e-10 : 1e-12);
   if (!(eps >= 0)) throw new RangeError(`normalizeRows: eps must be >= 0, got ${eps}`);
   const out = options.out ?? Tensor.empty([rows, cols], 'f32');
   if (options.out) expectMatrixOf(options.out, rows, cols, 'normalizeRows: out');
   const params = { rows, cols, eps, eps_rule: rule };
   if (options.summation === 'serial') {
-    dispatchKernel(kernels.l2n_serial, { params, bindings: { x: x.buffer, y: out.buffer }, workgroups: grid(Math.ceil(rows / 256)) });
+    dispatchKernel(kernels.l2n_serial, {
+      params,
+      bindings: { x: x.buffer, y: out.buffer },
+      workgroups: grid(Math.ceil(rows / 256)),
+    });
   } else {
     dispatchKernel(kernels.l2n_forward, { params, bindings: { x: x.buffer, y: out.buffer }, workgroups: grid(rows) });
   }
   if (options.out || !x.requiresGrad) return out;
-  if (rule !== 'add') throw new Error("normalizeRows: the 'clamp' rule has no gradient here; use 'add' for a differentiable normalisation");
+  if (rule !== 'add')
+    throw new Error(
+      "normalizeRows: the 'clamp' rule has no gradient here; use 'add' for a differentiable normalisation",
+    );
   return record(out, 'normalizeRows', [x], (g) => {
     const gx = Tensor.empty([rows, cols], 'f32');
     dispatchKernel(kernels.l2n_backward, {
@@ -83,7 +93,8 @@ export function normalizeRows(x: Tensor<'f32'>, options: NormalizeRowsOptions): 
 
 function expectMatrixOf(t: Tensor, rows: number, cols: number, what: string): void {
   expectDType(t, 'f32', what);
-  if (t.rank !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) throw new RangeError(`${what} must be [${rows}, ${cols}], got ${fmtShape(t.shape)}`);
+  if (t.rank !== 2 || t.shape[0] !== rows || t.shape[1] !== cols)
+    throw new RangeError(`${what} must be [${rows}, ${cols}], got ${fmtShape(t.shape)}`);
 }
 
 /**
@@ -95,7 +106,11 @@ export function argmaxRows(x: Tensor<'f32'>): Tensor<'u32'> {
   const [rows, cols] = expectMatrix(x, 'argmaxRows', 'x');
   if (cols === 0 && rows > 0) throw new RangeError(`argmaxRows: rows of ${fmtShape(x.shape)} are empty`);
   const out = Tensor.empty([rows], 'u32');
-  dispatchKernel(kernels.argmax_rows, { params: { rows, cols }, bindings: { x: x.buffer, amax: out.buffer }, workgroups: grid(rows) });
+  dispatchKernel(kernels.argmax_rows, {
+    params: { rows, cols },
+    bindings: { x: x.buffer, amax: out.buffer },
+    workgroups: grid(rows),
+  });
   return out;
 }
 
@@ -152,7 +167,9 @@ export function scatterRows(dst: Tensor<'f32'>, index: Tensor<'u32'>, src: Tenso
   const [bs, ds] = expectMatrix(src, 'scatterRows', 'src');
   const b = expectIndex(index, 'scatterRows');
   if (ds !== d || bs !== b) {
-    throw new RangeError(`scatterRows: src must be [${b}, ${d}] (index length, dst row length), got ${fmtShape(src.shape)}`);
+    throw new RangeError(
+      `scatterRows: src must be [${b}, ${d}] (index length, dst row length), got ${fmtShape(src.shape)}`,
+    );
   }
   if (dst.requiresGrad) throw new Error('scatterRows: dst requires grad; in-place writes are not differentiable');
   if (src.buffer === dst.buffer) throw new Error('scatterRows: src and dst share storage');
@@ -169,7 +186,11 @@ export function scatterRows(dst: Tensor<'f32'>, index: Tensor<'u32'>, src: Tenso
   }
   // Large batches: per destination row, 1 + the last position writing it (u32 atomicMax, order-free).
   const win = Tensor.empty([n], 'u32');
-  dispatchKernel(kernels.fill_u32, { params: { count: n }, bindings: { out: win.buffer }, workgroups: grid(Math.ceil(n / 256)) });
+  dispatchKernel(kernels.fill_u32, {
+    params: { count: n },
+    bindings: { out: win.buffer },
+    workgroups: grid(Math.ceil(n / 256)),
+  });
   dispatchKernel(kernels.mark_winner, {
     params: { rows: b, count: n },
     bindings: { idx: index.buffer, win: win.buffer },
@@ -189,6 +210,10 @@ export function countEqual(a: Tensor<'u32'>, b: Tensor<'u32'>): Tensor<'u32'> {
   const m = expectIndex(b, 'countEqual', 'b');
   if (n !== m) throw new RangeError(`countEqual: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
   const out = Tensor.empty([1], 'u32');
-  dispatchKernel(kernels.count_equal, { params: { count: n }, bindings: { ua: a.buffer, ub: b.buffer, total: out.buffer }, workgroups: [1] });
+  dispatchKernel(kernels.count_equal, {
+    params: { count: n },
+    bindings: { ua: a.buffer, ub: b.buffer, total: out.buffer },
+    workgroups: [1],
+  });
   return out;
 }

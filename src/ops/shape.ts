@@ -2,7 +2,8 @@
  * Shape ops: views over the same storage (no copy, no kernel). Differentiable: the gradient of a
  * reshape is the incoming gradient viewed back in the input's shape.
  */
-import { Tensor, checkShape, fmtShape, sizeOf, type DType, type Shape } from '../tensor/tensor.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { checkShape, fmtShape, sizeOf, type DType, type Shape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 
 /**
@@ -24,7 +25,9 @@ export function reshape<D extends DType>(x: Tensor<D>, shape: Shape): Tensor<D> 
   }
   checkShape(target, 'reshape: shape');
   if (sizeOf(target) !== x.size) {
-    throw new RangeError(`reshape: cannot view ${fmtShape(x.shape)} (${x.size} elements) as ${fmtShape(target)} (${sizeOf(target)} elements)`);
+    throw new RangeError(
+      `reshape: cannot view ${fmtShape(x.shape)} (${x.size} elements) as ${fmtShape(target)} (${sizeOf(target)} elements)`,
+    );
   }
   const out = x.view(target);
   const inShape = x.shape;

@@ -10,8 +10,10 @@ export interface MultiStepOptions {
 
 /** Multi-step decay: baseLr * gamma^(number of steps <= epoch). */
 export function stepLr(baseLr: number, epoch: number, opts: MultiStepOptions): number {
-  if (!Number.isFinite(baseLr) || !Number.isFinite(opts.gamma)) throw new RangeError(`stepLr: baseLr and gamma must be finite, got ${baseLr}, ${opts.gamma}`);
-  if (!Number.isInteger(epoch) || epoch < 0) throw new RangeError(`stepLr: epoch must be an integer >= 0, got ${epoch}`);
+  if (!Number.isFinite(baseLr) || !Number.isFinite(opts.gamma))
+    throw new RangeError(`stepLr: baseLr and gamma must be finite, got ${baseLr}, ${opts.gamma}`);
+  if (!Number.isInteger(epoch) || epoch < 0)
+    throw new RangeError(`stepLr: epoch must be an integer >= 0, got ${epoch}`);
   const passed = opts.steps.filter((s) => s <= epoch).length;
   return baseLr * opts.gamma ** passed;
 }

@@ -54,7 +54,8 @@ interface Group {
 }
 
 function checkNumber(value: number, what: string): void {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new RangeError(`SGD: ${what} must be a finite number >= 0, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+    throw new RangeError(`SGD: ${what} must be a finite number >= 0, got ${String(value)}`);
 }
 
 export class SGD {
@@ -73,15 +74,25 @@ export class SGD {
       checkNumber(lr, `group ${gi} lr`);
       checkNumber(momentum, `group ${gi} momentum`);
       checkNumber(weightDecay, `group ${gi} weightDecay`);
-      if (nesterov && momentum === 0) throw new RangeError(`SGD: group ${gi} asks for Nesterov momentum with momentum 0`);
+      if (nesterov && momentum === 0)
+        throw new RangeError(`SGD: group ${gi} asks for Nesterov momentum with momentum 0`);
       for (const p of g.params) {
-        if (p.dtype !== 'f32') throw new TypeError(`SGD: parameters must be f32 tensors, got ${p.dtype} ${fmtShape(p.shape)}`);
+        if (p.dtype !== 'f32')
+          throw new TypeError(`SGD: parameters must be f32 tensors, got ${p.dtype} ${fmtShape(p.shape)}`);
         if (seen.has(p)) throw new Error(`SGD: parameter ${p.toString()} appears in more than one place`);
         seen.add(p);
       }
       const lrRatio = g.lr === undefined || defaults.lr === 0 ? null : g.lr / defaults.lr;
       const fixedLr = g.lr !== undefined && defaults.lr === 0 ? g.lr : null;
-      return { params: g.params.slice(), lrRatio, fixedLr, momentum, weightDecay, nesterov, buffers: g.params.map(() => null) };
+      return {
+        params: g.params.slice(),
+        lrRatio,
+        fixedLr,
+        momentum,
+        weightDecay,
+        nesterov,
+        buffers: g.params.map(() => null),
+      };
     });
   }
 
@@ -109,13 +120,19 @@ export class SGD {
         const grad = p.grad;
         if (!grad) return;
         if (!shapesEqual(grad.shape, p.shape)) {
-          throw new RangeError(`SGD.step: gradient ${fmtShape(grad.shape)} does not match parameter ${fmtShape(p.shape)}`);
+          throw new RangeError(
+            `SGD.step: gradient ${fmtShape(grad.shape)} does not match parameter ${fmtShape(p.shape)}`,
+          );
         }
         if (p.size === 0) return;
         const n = p.size;
         const workgroups = grid(Math.ceil(n / 256));
         if (g.momentum === 0) {
-          dispatchKernel(kernels.sgd_plain, { params: { n, lr, wd: g.weightDecay }, bindings: { param: p.buffer, grad: grad.buffer }, workgroups });
+          dispatchKernel(kernels.sgd_plain, {
+            params: { n, lr, wd: g.weightDecay },
+            bindings: { param: p.buffer, grad: grad.buffer },
+            workgroups,
+          });
           return;
         }
         let buf = g.buffers[pi];
@@ -161,7 +178,9 @@ export class SGD {
   loadState(s: SgdState): void {
     const total = this.groups.reduce((a, g) => a + g.params.length, 0);
     if (s.momentumBuffers.length !== total) {
-      throw new RangeError(`SGD.loadState: the state has ${s.momentumBuffers.length} momentum buffers, this optimiser has ${total} parameters`);
+      throw new RangeError(
+        `SGD.loadState: the state has ${s.momentumBuffers.length} momentum buffers, this optimiser has ${total} parameters`,
+      );
     }
     let k = 0;
     const uploads: Array<[Group, number, Float32Array | null]> = [];
@@ -169,9 +188,14 @@ export class SGD {
       g.params.forEach((p, pi) => {
         const host = s.momentumBuffers[k++];
         if (host && host.length !== p.size) {
-          throw new RangeError(`SGD.loadState: momentum buffer ${k - 1} has ${host.length} values, its parameter ${fmtShape(p.shape)} has ${p.size}`);
+          throw new RangeError(
+            `SGD.loadState: momentum buffer ${k - 1} has ${host.length} values, its parameter ${fmtShape(p.shape)} has ${p.size}`,
+          );
         }
-        if (host && g.momentum === 0) throw new RangeError(`SGD.loadState: momentum buffer ${k - 1} given for a parameter whose group has momentum 0`);
+        if (host && g.momentum === 0)
+          throw new RangeError(
+            `SGD.loadState: momentum buffer ${k - 1} given for a parameter whose group has momentum 0`,
+          );
         uploads.push([g, pi, host]);
       });
     }

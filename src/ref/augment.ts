@@ -50,7 +50,10 @@ function bilinearResize(src: Img, outH: number, outW: number): Img {
       for (let k = 0; k < src.c; k++) {
         const at = (yy: number, xx: number): number => src.d[(yy * src.w + xx) * src.c + k];
         d[(y * outW + x) * src.c + k] =
-          (1 - wy) * (1 - wx) * at(y0, x0) + (1 - wy) * wx * at(y0, x1) + wy * (1 - wx) * at(y1, x0) + wy * wx * at(y1, x1);
+          (1 - wy) * (1 - wx) * at(y0, x0) +
+          (1 - wy) * wx * at(y0, x1) +
+          wy * (1 - wx) * at(y1, x0) +
+          wy * wx * at(y1, x1);
       }
     }
   }
@@ -148,7 +151,7 @@ function rgbToHsv(r: number, g: number, b: number): [number, number, number] {
   const hr = maxc === r ? bc - gc : 0;
   const hg = maxc === g && maxc !== r ? 2 + rc - bc : 0;
   const hb = maxc !== g && maxc !== r ? 4 + gc - rc : 0;
-  const h = (((hr + hg + hb) / 6 + 1) % 1 + 1) % 1;
+  const h = ((((hr + hg + hb) / 6 + 1) % 1) + 1) % 1;
   return [h, s, maxc];
 }
 

@@ -44,9 +44,16 @@ export function refChannelMoments(x: RefArray): { mean: Float64Array; variance: 
   return { mean, variance };
 }
 
-export function refBatchNorm(x: RefArray, weight: RefArray | null, bias: RefArray | null, opts: RefBatchNormOptions): RefBatchNormResult {
+export function refBatchNorm(
+  x: RefArray,
+  weight: RefArray | null,
+  bias: RefArray | null,
+  opts: RefBatchNormOptions,
+): RefBatchNormResult {
   const { rows, channels } = channelsOf(x);
-  const moments = opts.training ? refChannelMoments(x) : { mean: Float64Array.from(opts.runningMean.data), variance: Float64Array.from(opts.runningVar.data) };
+  const moments = opts.training
+    ? refChannelMoments(x)
+    : { mean: Float64Array.from(opts.runningMean.data), variance: Float64Array.from(opts.runningVar.data) };
   const { mean, variance } = moments;
   const runningMean = refArray([channels], opts.runningMean.data);
   const runningVar = refArray([channels], opts.runningVar.data);

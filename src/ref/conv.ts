@@ -15,7 +15,13 @@ function outSize(n: number, k: number, stride: number, pad: number): number {
 }
 
 /** Calls visit(outIndex, xIndex, wIndex) for every in-bounds product of the convolution. */
-function forEachProduct(xShape: number[], wShape: number[], stride: number, pad: number, visit: (o: number, xi: number, wi: number) => void): number[] {
+function forEachProduct(
+  xShape: number[],
+  wShape: number[],
+  stride: number,
+  pad: number,
+  visit: (o: number, xi: number, wi: number) => void,
+): number[] {
   const [N, H, W, Cin] = xShape;
   const [KH, KW, , Cout] = wShape;
   const OH = outSize(H, KH, stride, pad);
@@ -57,7 +63,12 @@ export function refConv2d(x: RefArray, w: RefArray, opts: RefConvOptions = {}): 
 }
 
 /** Gradients of sum(G ⊙ conv2d(x, w)) with respect to x and w. */
-export function refConv2dBackward(g: RefArray, x: RefArray, w: RefArray, opts: RefConvOptions = {}): { dx: RefArray; dw: RefArray } {
+export function refConv2dBackward(
+  g: RefArray,
+  x: RefArray,
+  w: RefArray,
+  opts: RefConvOptions = {},
+): { dx: RefArray; dw: RefArray } {
   const dx = refArray(x.shape);
   const dw = refArray(w.shape);
   forEachProduct(x.shape, w.shape, opts.stride ?? 1, opts.padding ?? 0, (o, xi, wi) => {

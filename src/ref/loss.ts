@@ -26,7 +26,12 @@ function weightOf(labels: ArrayLike<number>, weights: ArrayLike<number> | null, 
 }
 
 /** The loss value. */
-export function refWeightedCrossEntropy(logits: RefArray, labels: ArrayLike<number>, weights: ArrayLike<number> | null, chunks = 1): number {
+export function refWeightedCrossEntropy(
+  logits: RefArray,
+  labels: ArrayLike<number>,
+  weights: ArrayLike<number> | null,
+  chunks = 1,
+): number {
   const [rows, k] = logits.shape;
   const bounds = chunkBounds(rows, chunks);
   let total = 0;

@@ -28,7 +28,13 @@ export function refMatmul(a: RefArray, b: RefArray, transA = false, transB = fal
 }
 
 /** Gradients of sum(G ⊙ op(A)·op(B)) with respect to A and B (in A's and B's own layouts). */
-export function refMatmulBackward(g: RefArray, a: RefArray, b: RefArray, transA = false, transB = false): { da: RefArray; db: RefArray } {
+export function refMatmulBackward(
+  g: RefArray,
+  a: RefArray,
+  b: RefArray,
+  transA = false,
+  transB = false,
+): { da: RefArray; db: RefArray } {
   const [M, K] = dims(a, transA);
   const N = dims(b, transB)[1];
   const da = refArray(a.shape);

@@ -13,7 +13,12 @@ export interface RefPoolOptions {
 
 function outSize(x: RefArray, o: RefPoolOptions): [number, number, number, number] {
   const [n, h, w, c] = x.shape;
-  return [n, Math.floor((h + 2 * o.padding - o.kernel) / o.stride) + 1, Math.floor((w + 2 * o.padding - o.kernel) / o.stride) + 1, c];
+  return [
+    n,
+    Math.floor((h + 2 * o.padding - o.kernel) / o.stride) + 1,
+    Math.floor((w + 2 * o.padding - o.kernel) / o.stride) + 1,
+    c,
+  ];
 }
 
 /** Calls visit(outIndex, inIndex) for every (output, in-bounds input) pair, windows in row-major order. */
@@ -81,7 +86,8 @@ export function refGlobalAvgPool(x: RefArray): RefArray {
   const [n, h, w, c] = x.shape;
   const out = refArray([n, c]);
   for (let b = 0; b < n; b++) {
-    for (let s = 0; s < h * w; s++) for (let ch = 0; ch < c; ch++) out.data[b * c + ch] += x.data[(b * h * w + s) * c + ch];
+    for (let s = 0; s < h * w; s++)
+      for (let ch = 0; ch < c; ch++) out.data[b * c + ch] += x.data[(b * h * w + s) * c + ch];
   }
   for (let i = 0; i < out.data.length; i++) out.data[i] /= h * w;
   return out;
@@ -91,7 +97,8 @@ export function refGlobalAvgPoolBackward(g: RefArray, x: RefArray): RefArray {
   const [n, h, w, c] = x.shape;
   const dx = refArray(x.shape);
   for (let b = 0; b < n; b++) {
-    for (let s = 0; s < h * w; s++) for (let ch = 0; ch < c; ch++) dx.data[(b * h * w + s) * c + ch] = g.data[b * c + ch] / (h * w);
+    for (let s = 0; s < h * w; s++)
+      for (let ch = 0; ch < c; ch++) dx.data[(b * h * w + s) * c + ch] = g.data[b * c + ch] / (h * w);
   }
   return dx;
 }

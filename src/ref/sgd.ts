@@ -9,7 +9,12 @@ export interface RefSgdOptions {
   nesterov: boolean;
 }
 
-export function refSgdStep(param: Float64Array, grad: ArrayLike<number>, buf: Float64Array | null, o: RefSgdOptions): Float64Array | null {
+export function refSgdStep(
+  param: Float64Array,
+  grad: ArrayLike<number>,
+  buf: Float64Array | null,
+  o: RefSgdOptions,
+): Float64Array | null {
   const gPrime = new Float64Array(param.length);
   for (let i = 0; i < param.length; i++) gPrime[i] = grad[i] + o.weightDecay * param[i];
   if (o.momentum === 0) {

@@ -12,7 +12,15 @@ import { asSource, readImages, type ImageSource } from '../data/source.ts';
 import type { TrainConfig } from '../odc/config.ts';
 import type { EvalRow } from '../eval/report.ts';
 import { labelHistogram } from '../metrics/metrics.ts';
-import { centroidSimilarities, clusterCentroids, clusterClasses, clusterClassMatrix, galleryClusters, membersByRank, type ClusterSpace } from './clusters.ts';
+import {
+  centroidSimilarities,
+  clusterCentroids,
+  clusterClasses,
+  clusterClassMatrix,
+  galleryClusters,
+  membersByRank,
+  type ClusterSpace,
+} from './clusters.ts';
 import { readRunLog, type RunLog } from './run-log.ts';
 
 /** Gallery images are shown at most this many pixels wide and high (larger ones are scaled down: the report stays small). */
@@ -86,7 +94,13 @@ function readEval(runDir: string): RunReport['eval'] {
  * HWC pixels shrunk by a whole factor: each output pixel the mean of a factor x factor box (a thumbnail
  * without the aliasing of point sampling); edge pixels beyond a whole box are dropped.
  */
-export function shrinkBox(pixels: Uint8Array, height: number, width: number, channels: number, factor: number): { data: Uint8Array; height: number; width: number } {
+export function shrinkBox(
+  pixels: Uint8Array,
+  height: number,
+  width: number,
+  channels: number,
+  factor: number,
+): { data: Uint8Array; height: number; width: number } {
   const oh = Math.max(1, Math.floor(height / factor));
   const ow = Math.max(1, Math.floor(width / factor));
   const fy = Math.min(factor, height);
@@ -96,7 +110,8 @@ export function shrinkBox(pixels: Uint8Array, height: number, width: number, cha
     for (let x = 0; x < ow; x++) {
       for (let c = 0; c < channels; c++) {
         let sum = 0;
-        for (let dy = 0; dy < fy; dy++) for (let dx = 0; dx < fx; dx++) sum += pixels[((y * fy + dy) * width + x * fx + dx) * channels + c];
+        for (let dy = 0; dy < fy; dy++)
+          for (let dx = 0; dx < fx; dx++) sum += pixels[((y * fy + dy) * width + x * fx + dx) * channels + c];
         out[(y * ow + x) * channels + c] = Math.round(sum / (fy * fx));
       }
     }
@@ -116,17 +131,28 @@ export function imageDataUri(ds: ImageDataset | ImageSource, i: number): string 
  * The galleries: for the clusters `galleryClusters` picks, the `perCluster` members nearest the centroid,
  * with size, and majority class and purity when `ds` has labels.
  */
-export function buildGalleries(space: ClusterSpace, ds: ImageDataset | ImageSource, opts: ReportOptions = {}): Gallery[] {
+export function buildGalleries(
+  space: ClusterSpace,
+  ds: ImageDataset | ImageSource,
+  opts: ReportOptions = {},
+): Gallery[] {
   const perCluster = opts.perCluster ?? 12;
   const sizes = labelHistogram(space.labels, space.k);
   const similarity = centroidSimilarities(space, clusterCentroids(space));
   const ranked = membersByRank(space.labels, similarity, space.k);
-  const classes = ds.labels && ds.numClasses ? clusterClasses(clusterClassMatrix(space.labels, ds.labels, space.k, ds.numClasses), space.k, ds.numClasses) : null;
+  const classes =
+    ds.labels && ds.numClasses
+      ? clusterClasses(clusterClassMatrix(space.labels, ds.labels, space.k, ds.numClasses), space.k, ds.numClasses)
+      : null;
   return galleryClusters(sizes, opts.extremes ?? 4, opts.others ?? 16).map((c) => ({
     cluster: c,
     size: sizes[c],
     ...(classes ? { majority: classes.majority[c], purity: classes.purity[c] } : {}),
-    images: [...ranked[c].subarray(0, perCluster)].map((i) => ({ id: imageId(ds, i), src: imageDataUri(ds, i), similarity: similarity[i] })),
+    images: [...ranked[c].subarray(0, perCluster)].map((i) => ({
+      id: imageId(ds, i),
+      src: imageDataUri(ds, i),
+      similarity: similarity[i],
+    })),
   }));
 }
 
@@ -134,7 +160,11 @@ export function buildGalleries(space: ClusterSpace, ds: ImageDataset | ImageSour
  * The report data of the run in `runDir`. `clusters` (the cluster space and the training images) adds the
  * galleries and, with labels, the heat map; without it (a compared run) the report has the log's curves only.
  */
-export function buildRunReport(runDir: string, clusters: { space: ClusterSpace; dataset: ImageDataset | ImageSource } | null, opts: ReportOptions = {}): RunReport {
+export function buildRunReport(
+  runDir: string,
+  clusters: { space: ClusterSpace; dataset: ImageDataset | ImageSource } | null,
+  opts: ReportOptions = {},
+): RunReport {
   const log = readRunLog(runDir);
   const config = readConfig(runDir);
   const mode = config?.mode ?? 'odc';
@@ -148,7 +178,11 @@ export function buildRunReport(runDir: string, clusters: { space: ClusterSpace; 
   if (clusters && clusters.dataset.labels && clusters.dataset.numClasses) {
     const { space, dataset } = clusters;
     const matrix = clusterClassMatrix(space.labels, dataset.labels!, space.k, dataset.numClasses!);
-    heat = { matrix, numClasses: dataset.numClasses!, order: clusterClasses(matrix, space.k, dataset.numClasses!).order };
+    heat = {
+      matrix,
+      numClasses: dataset.numClasses!,
+      order: clusterClasses(matrix, space.k, dataset.numClasses!).order,
+    };
   }
   return {
     name: basename(resolve(runDir)),
@@ -157,7 +191,9 @@ export function buildRunReport(runDir: string, clusters: { space: ClusterSpace; 
     epochsPlanned,
     log,
     k,
-    sizes: clusters ? Array.from(labelHistogram(clusters.space.labels, clusters.space.k)) : (log.epochs.at(-1)?.sizes ?? null),
+    sizes: clusters
+      ? Array.from(labelHistogram(clusters.space.labels, clusters.space.k))
+      : (log.epochs.at(-1)?.sizes ?? null),
     galleries: clusters ? buildGalleries(clusters.space, clusters.dataset, opts) : [],
     heat,
     eval: readEval(runDir),

@@ -73,7 +73,12 @@ export function ranksInClusters(labels: ArrayLike<number>, similarity: ArrayLike
  * The nearest non-empty centroid of each row of x [rows, dim] (unit rows): label and cosine similarity.
  * `sizes` marks the empty clusters, which no image can join.
  */
-export function nearestCentroids(x: Float32Array, dim: number, centroids: Float32Array, sizes: ArrayLike<number>): { labels: Uint32Array; similarity: Float32Array } {
+export function nearestCentroids(
+  x: Float32Array,
+  dim: number,
+  centroids: Float32Array,
+  sizes: ArrayLike<number>,
+): { labels: Uint32Array; similarity: Float32Array } {
   const rows = x.length / dim;
   const labels = new Uint32Array(rows);
   const similarity = new Float32Array(rows);
@@ -95,8 +100,14 @@ export function nearestCentroids(x: Float32Array, dim: number, centroids: Float3
 }
 
 /** [k, numClasses] counts: images of cluster c with true class y at c * numClasses + y. */
-export function clusterClassMatrix(labels: ArrayLike<number>, trueLabels: ArrayLike<number>, k: number, numClasses: number): Uint32Array {
-  if (labels.length !== trueLabels.length) throw new RangeError(`clusterClassMatrix: ${labels.length} cluster labels for ${trueLabels.length} true labels`);
+export function clusterClassMatrix(
+  labels: ArrayLike<number>,
+  trueLabels: ArrayLike<number>,
+  k: number,
+  numClasses: number,
+): Uint32Array {
+  if (labels.length !== trueLabels.length)
+    throw new RangeError(`clusterClassMatrix: ${labels.length} cluster labels for ${trueLabels.length} true labels`);
   const m = new Uint32Array(k * numClasses);
   for (let i = 0; i < labels.length; i++) m[labels[i] * numClasses + trueLabels[i]]++;
   return m;

@@ -20,18 +20,31 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-
 .note{color:#777;font-size:12px;margin:2px 0 6px}`;
 
 /** The curves of every run's log records over iterations: one series per run. */
-function intervalSeries(runs: readonly RunReport[], value: (r: RunReport['log']['intervals'][number]) => number | undefined): Series[] {
-  return runs.map((run) => ({ name: run.name, points: run.log.intervals.map((r) => [r.iteration, value(r) ?? NaN] as const) }));
+function intervalSeries(
+  runs: readonly RunReport[],
+  value: (r: RunReport['log']['intervals'][number]) => number | undefined,
+): Series[] {
+  return runs.map((run) => ({
+    name: run.name,
+    points: run.log.intervals.map((r) => [r.iteration, value(r) ?? NaN] as const),
+  }));
 }
 
-function epochSeries(runs: readonly RunReport[], value: (r: RunReport['log']['epochs'][number]) => number | undefined): Series[] {
-  return runs.map((run) => ({ name: run.name, points: run.log.epochs.map((r) => [r.epoch + 1, value(r) ?? NaN] as const) }));
+function epochSeries(
+  runs: readonly RunReport[],
+  value: (r: RunReport['log']['epochs'][number]) => number | undefined,
+): Series[] {
+  return runs.map((run) => ({
+    name: run.name,
+    points: run.log.epochs.map((r) => [r.epoch + 1, value(r) ?? NaN] as const),
+  }));
 }
 
 /** Size bins on a log2 scale: 0, 1, 2-3, 4-7, ... up to the largest size. */
 export function sizeBins(max: number): Array<{ label: string; lo: number; hi: number }> {
   const bins = [{ label: '0', lo: 0, hi: 0 }];
-  for (let lo = 1; lo <= Math.max(1, max); lo *= 2) bins.push({ label: lo === 1 ? '1' : `${lo}-${2 * lo - 1}`, lo, hi: 2 * lo - 1 });
+  for (let lo = 1; lo <= Math.max(1, max); lo *= 2)
+    bins.push({ label: lo === 1 ? '1' : `${lo}-${2 * lo - 1}`, lo, hi: 2 * lo - 1 });
   return bins;
 }
 
@@ -41,28 +54,67 @@ function histogram(sizes: readonly number[], bins: ReturnType<typeof sizeBins>):
 
 function curvesSection(runs: readonly RunReport[]): string {
   const min = intervalSeries(runs, (r) => r.minCluster).map((s, i) => ({ ...s, name: `${s.name} min`, color: i }));
-  const max = intervalSeries(runs, (r) => r.maxCluster).map((s, i) => ({ ...s, name: `${s.name} max`, dashed: true, color: i }));
+  const max = intervalSeries(runs, (r) => r.maxCluster).map((s, i) => ({
+    ...s,
+    name: `${s.name} max`,
+    dashed: true,
+    color: i,
+  }));
   const charts = [
-    lineChart('loss', 'iteration', intervalSeries(runs, (r) => r.loss)),
-    lineChart('head accuracy', 'iteration', intervalSeries(runs, (r) => r.headAccuracy)),
-    lineChart('label change ratio', 'iteration', intervalSeries(runs, (r) => r.changeRatio)),
-    lineChart('small clusters', 'iteration', intervalSeries(runs, (r) => r.smallClusters)),
+    lineChart(
+      'loss',
+      'iteration',
+      intervalSeries(runs, (r) => r.loss),
+    ),
+    lineChart(
+      'head accuracy',
+      'iteration',
+      intervalSeries(runs, (r) => r.headAccuracy),
+    ),
+    lineChart(
+      'label change ratio',
+      'iteration',
+      intervalSeries(runs, (r) => r.changeRatio),
+    ),
+    lineChart(
+      'small clusters',
+      'iteration',
+      intervalSeries(runs, (r) => r.smallClusters),
+    ),
     lineChart('min / max cluster size (log)', 'iteration', [...min, ...max], { logY: true }),
-    lineChart('learning rate', 'iteration', intervalSeries(runs, (r) => r.lr)),
-    lineChart('images / s', 'iteration', intervalSeries(runs, (r) => r.imagesPerSecond)),
+    lineChart(
+      'learning rate',
+      'iteration',
+      intervalSeries(runs, (r) => r.lr),
+    ),
+    lineChart(
+      'images / s',
+      'iteration',
+      intervalSeries(runs, (r) => r.imagesPerSecond),
+    ),
   ];
   return `<h2>Training curves</h2><div class="charts">${charts.join('')}</div>`;
 }
 
 function epochSection(runs: readonly RunReport[]): string {
-  const withInit = (run: RunReport, s: Series): Series => (run.log.init?.nmi !== undefined ? { ...s, points: [[0, run.log.init.nmi], ...s.points] } : s);
+  const withInit = (run: RunReport, s: Series): Series =>
+    run.log.init?.nmi !== undefined ? { ...s, points: [[0, run.log.init.nmi], ...s.points] } : s;
   const nmiSeries = epochSeries(runs, (r) => r.nmi).map((s, i) => withInit(runs[i], s));
   const hasLabels = nmiSeries.some((s) => s.points.some(([, y]) => Number.isFinite(y)));
-  const churn = epochSeries(runs, (r) => r.labelChurnNmi).map((s, i) => ({ ...s, name: `${runs[i].name} (${runs[i].mode === 'odc' ? 'ODC' : 'DeepCluster'})` }));
+  const churn = epochSeries(runs, (r) => r.labelChurnNmi).map((s, i) => ({
+    ...s,
+    name: `${runs[i].name} (${runs[i].mode === 'odc' ? 'ODC' : 'DeepCluster'})`,
+  }));
   const charts = [
     lineChart('label stability: NMI of consecutive epochs\u2019 labels', 'epoch', churn),
-    ...(hasLabels ? [lineChart('NMI of the labels against the true classes', 'epoch (0 = initial clustering)', nmiSeries)] : []),
-    lineChart('loss per epoch', 'epoch', epochSeries(runs, (r) => r.loss)),
+    ...(hasLabels
+      ? [lineChart('NMI of the labels against the true classes', 'epoch (0 = initial clustering)', nmiSeries)]
+      : []),
+    lineChart(
+      'loss per epoch',
+      'epoch',
+      epochSeries(runs, (r) => r.loss),
+    ),
   ];
   return (
     `<h2>Per epoch</h2><div class="charts">${charts.join('')}</div>` +
@@ -77,16 +129,32 @@ function sizesSection(run: RunReport): string {
   const final = run.sizes;
   if (!initial && !final) return '';
   const bins = sizeBins(Math.max(0, ...(initial ?? []), ...(final ?? [])));
-  const series = [...(initial ? [{ name: 'initial clustering', values: histogram(initial, bins) }] : []), ...(final ? [{ name: 'now', values: histogram(final, bins) }] : [])];
-  return barChart('clusters per size (log scale)', 'images in the cluster', bins.map((b) => b.label), series);
+  const series = [
+    ...(initial ? [{ name: 'initial clustering', values: histogram(initial, bins) }] : []),
+    ...(final ? [{ name: 'now', values: histogram(final, bins) }] : []),
+  ];
+  return barChart(
+    'clusters per size (log scale)',
+    'images in the cluster',
+    bins.map((b) => b.label),
+    series,
+  );
 }
 
 function gallerySection(run: RunReport): string {
   if (run.galleries.length === 0) return '';
   const body = run.galleries
     .map((g) => {
-      const classes = g.majority !== undefined && g.majority >= 0 ? `, class ${g.majority} (purity ${(100 * (g.purity ?? 0)).toFixed(0)}%)` : '';
-      const images = g.images.map((im) => `<img src="${im.src}" alt="${escapeXml(im.id)}" title="${escapeXml(im.id)} (similarity ${im.similarity.toFixed(3)})">`).join('');
+      const classes =
+        g.majority !== undefined && g.majority >= 0
+          ? `, class ${g.majority} (purity ${(100 * (g.purity ?? 0)).toFixed(0)}%)`
+          : '';
+      const images = g.images
+        .map(
+          (im) =>
+            `<img src="${im.src}" alt="${escapeXml(im.id)}" title="${escapeXml(im.id)} (similarity ${im.similarity.toFixed(3)})">`,
+        )
+        .join('');
       return `<div class="gallery" data-cluster="${g.cluster}" data-size="${g.size}"><h3>cluster ${g.cluster}: ${g.size} images${classes}</h3>${images}</div>`;
     })
     .join('');
@@ -110,10 +178,21 @@ function evalSection(run: RunReport): string {
   if (!run.eval) return '';
   const rows = run.eval.rows;
   const columns = [...new Set(rows.flatMap((r) => Object.keys(r.values)))];
-  const cell = (v: unknown): string => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v === null || v === undefined ? '-' : escapeXml(String(v)));
+  const cell = (v: unknown): string =>
+    typeof v === 'number'
+      ? Number.isInteger(v)
+        ? String(v)
+        : v.toFixed(4)
+      : v === null || v === undefined
+        ? '-'
+        : escapeXml(String(v));
   const table =
     `<table class="eval"><tr><th>model</th>${columns.map((c) => `<th>${escapeXml(c)}</th>`).join('')}</tr>` +
-    rows.map((r) => `<tr><td>${escapeXml(r.name)}</td>${columns.map((c) => `<td>${cell(r.values[c])}</td>`).join('')}</tr>`).join('') +
+    rows
+      .map(
+        (r) => `<tr><td>${escapeXml(r.name)}</td>${columns.map((c) => `<td>${cell(r.values[c])}</td>`).join('')}</tr>`,
+      )
+      .join('') +
     '</table>';
   return `<h2>Evaluation</h2>${table}${run.eval.test ? `<p class="note">test split: ${escapeXml(run.eval.test)}</p>` : ''}<!--\n${formatEvalTable(rows).replace(/--/g, '- -')}\n-->`;
 }
@@ -121,8 +200,13 @@ function evalSection(run: RunReport): string {
 /** The whole report of `run`, with the curves of `compared` runs overlaid. */
 export function renderReport(run: RunReport, compared: readonly RunReport[] = [], generated = new Date()): string {
   const runs = [run, ...compared];
-  const progress = run.log.epochs.length < run.epochsPlanned ? ` (in progress: ${run.log.epochs.length} of ${run.epochsPlanned} epochs)` : '';
-  const comparing = compared.length ? `<p class="sub">compared with: ${compared.map((c) => `${escapeXml(c.name)} (${escapeXml(c.summary)})`).join('; ')}</p>` : '';
+  const progress =
+    run.log.epochs.length < run.epochsPlanned
+      ? ` (in progress: ${run.log.epochs.length} of ${run.epochsPlanned} epochs)`
+      : '';
+  const comparing = compared.length
+    ? `<p class="sub">compared with: ${compared.map((c) => `${escapeXml(c.name)} (${escapeXml(c.summary)})`).join('; ')}</p>`
+    : '';
   return (
     `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">` +
     `<title>odc report: ${escapeXml(run.name)}</title><style>${CSS}</style></head><body>` +

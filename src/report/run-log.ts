@@ -66,7 +66,8 @@ export function parseRunLog(text: string): RunLog {
       continue;
     }
     if (!isObject(r)) continue;
-    if (r.event === undefined && typeof r.iteration === 'number' && typeof r.loss === 'number') intervals.set(r.iteration, r as unknown as IntervalRecord);
+    if (r.event === undefined && typeof r.iteration === 'number' && typeof r.loss === 'number')
+      intervals.set(r.iteration, r as unknown as IntervalRecord);
     else if (r.event === 'epoch' && typeof r.epoch === 'number') epochs.set(r.epoch, r as unknown as EpochRecord);
     else if (r.event === 'init') init = r as unknown as InitRecord;
   }
@@ -77,6 +78,9 @@ export function parseRunLog(text: string): RunLog {
 /** Reads DIR/log.jsonl; a clear error when the folder holds none. */
 export function readRunLog(runDir: string): RunLog {
   const path = join(runDir, 'log.jsonl');
-  if (!existsSync(path)) throw new Error(`${path} does not exist: point --run (or --compare) at a training output folder (odc train --out DIR writes it)`);
+  if (!existsSync(path))
+    throw new Error(
+      `${path} does not exist: point --run (or --compare) at a training output folder (odc train --out DIR writes it)`,
+    );
   return parseRunLog(readFileSync(path, 'utf8'));
 }

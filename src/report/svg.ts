@@ -53,10 +53,16 @@ function frame(title: string, xLabel: string, body: string, points: number, kind
   );
 }
 
-function legend(entries: ReadonlyArray<{ name: string; color: string; dashed?: boolean }>, side: 'left' | 'right' = 'right'): string {
+function legend(
+  entries: ReadonlyArray<{ name: string; color: string; dashed?: boolean }>,
+  side: 'left' | 'right' = 'right',
+): string {
   if (entries.length < 2) return '';
   // about 5.6 px per character of the 10 px legend font, plus the line sample
-  const width = Math.min(W - PAD.left - PAD.right, 28 + Math.ceil(5.6 * Math.max(...entries.map((e) => e.name.length))));
+  const width = Math.min(
+    W - PAD.left - PAD.right,
+    28 + Math.ceil(5.6 * Math.max(...entries.map((e) => e.name.length))),
+  );
   const x = side === 'right' ? W - PAD.right - width : PAD.left + 8;
   const box = `<rect x="${x - 4}" y="${PAD.top + 2}" width="${width}" height="${entries.length * 13 + 4}" class="legend-box"/>`;
   return (
@@ -89,11 +95,25 @@ export function thinPoints<T>(points: readonly T[], max = MAX_SERIES_POINTS): T[
  * A line chart of the series (points with a non-finite value, or a non-positive one on a log scale, are
  * left out); "no data" when none has a point.
  */
-export function lineChart(title: string, xLabel: string, series: readonly Series[], opts: { logY?: boolean } = {}): string {
+export function lineChart(
+  title: string,
+  xLabel: string,
+  series: readonly Series[],
+  opts: { logY?: boolean } = {},
+): string {
   const logY = opts.logY === true;
-  const kept = series.map((s) => thinPoints(s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0))));
+  const kept = series.map((s) =>
+    thinPoints(s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0))),
+  );
   const all = kept.flat();
-  if (all.length === 0) return frame(title, xLabel, `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="axis">no data</text>`, 0, 'line');
+  if (all.length === 0)
+    return frame(
+      title,
+      xLabel,
+      `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="axis">no data</text>`,
+      0,
+      'line',
+    );
   const fy = logY ? Math.log10 : (v: number) => v;
   let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
   let [y0, y1] = [Math.min(...all.map((p) => fy(p[1]))), Math.max(...all.map((p) => fy(p[1])))];
@@ -101,7 +121,11 @@ export function lineChart(title: string, xLabel: string, series: readonly Series
   if (y1 === y0) [y0, y1] = [y0 - (Math.abs(y0) || 1) * 0.1, y1 + (Math.abs(y1) || 1) * 0.1];
   const sx = (x: number) => PAD.left + ((x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
   const sy = (y: number) => H - PAD.bottom - ((fy(y) - y0) / (y1 - y0)) * (H - PAD.top - PAD.bottom);
-  const yTicks = logY ? niceTicks(Math.floor(y0), Math.ceil(y1), 4).filter((t) => Number.isInteger(t)).map((t) => 10 ** t) : niceTicks(y0, y1, 4);
+  const yTicks = logY
+    ? niceTicks(Math.floor(y0), Math.ceil(y1), 4)
+        .filter((t) => Number.isInteger(t))
+        .map((t) => 10 ** t)
+    : niceTicks(y0, y1, 4);
   let body = `<rect x="${PAD.left}" y="${PAD.top}" width="${W - PAD.left - PAD.right}" height="${H - PAD.top - PAD.bottom}" class="plot"/>`;
   for (const t of yTicks) {
     const y = sy(t);
@@ -109,23 +133,39 @@ export function lineChart(title: string, xLabel: string, series: readonly Series
     body += `<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" class="grid"/><text x="${PAD.left - 4}" y="${(y + 3).toFixed(1)}" text-anchor="end" class="tick">${tickLabel(t)}</text>`;
   }
   const integerX = all.every(([x]) => Number.isInteger(x));
-  for (const t of niceTicks(x0, x1, 5).filter((t) => !integerX || Number.isInteger(t))) body += `<text x="${sx(t).toFixed(1)}" y="${H - PAD.bottom + 12}" text-anchor="middle" class="tick">${tickLabel(t)}</text>`;
+  for (const t of niceTicks(x0, x1, 5).filter((t) => !integerX || Number.isInteger(t)))
+    body += `<text x="${sx(t).toFixed(1)}" y="${H - PAD.bottom + 12}" text-anchor="middle" class="tick">${tickLabel(t)}</text>`;
   kept.forEach((pts, i) => {
     if (pts.length === 0) return;
     const color = colorOf(series[i], i);
     const d = pts.map(([x, y], j) => `${j === 0 ? 'M' : 'L'}${sx(x).toFixed(1)} ${sy(y).toFixed(1)}`).join('');
     const dash = series[i].dashed ? ' stroke-dasharray="4 3"' : '';
     body += `<path class="series" data-series="${escapeXml(series[i].name)}" data-n="${pts.length}" d="${d}" stroke="${color}"${dash}/>`;
-    if (pts.length <= 40) body += pts.map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.2" fill="${color}"/>`).join('');
+    if (pts.length <= 40)
+      body += pts
+        .map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.2" fill="${color}"/>`)
+        .join('');
   });
   body += legend(series.map((s, i) => ({ name: s.name, color: colorOf(s, i), dashed: s.dashed })));
   return frame(title, xLabel, body, all.length, 'line');
 }
 
 /** Grouped bars: one group per bin label, one bar per series; the y axis on a log scale (log1p of counts). */
-export function barChart(title: string, xLabel: string, bins: readonly string[], series: ReadonlyArray<{ name: string; values: readonly number[] }>): string {
+export function barChart(
+  title: string,
+  xLabel: string,
+  bins: readonly string[],
+  series: ReadonlyArray<{ name: string; values: readonly number[] }>,
+): string {
   const points = bins.length * series.length;
-  if (points === 0) return frame(title, xLabel, `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="axis">no data</text>`, 0, 'bars');
+  if (points === 0)
+    return frame(
+      title,
+      xLabel,
+      `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="axis">no data</text>`,
+      0,
+      'bars',
+    );
   const top = Math.log10(1 + Math.max(1, ...series.flatMap((s) => s.values)));
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
@@ -148,7 +188,10 @@ export function barChart(title: string, xLabel: string, bins: readonly string[],
       body += `<text x="${(gx + groupW * 0.4).toFixed(1)}" y="${H - PAD.bottom + 12}" text-anchor="middle" class="tick">${escapeXml(label)}</text>`;
     }
   });
-  body += legend(series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length] })), 'left');
+  body += legend(
+    series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length] })),
+    'left',
+  );
   return frame(title, xLabel, body, points, 'bars');
 }
 
@@ -156,7 +199,13 @@ export function barChart(title: string, xLabel: string, bins: readonly string[],
  * The cluster-vs-class heat map: one row (g.heat-row) per cluster in `order`, one cell per class, shaded by
  * the share of the cluster's images in that class.
  */
-export function heatMap(matrix: Uint32Array, k: number, numClasses: number, order: readonly number[], classNames: readonly string[]): string {
+export function heatMap(
+  matrix: Uint32Array,
+  k: number,
+  numClasses: number,
+  order: readonly number[],
+  classNames: readonly string[],
+): string {
   const cell = Math.max(6, Math.min(24, Math.floor(480 / numClasses)));
   const rowH = Math.max(2, Math.min(14, Math.floor(600 / k)));
   const left = 48;
@@ -178,7 +227,8 @@ export function heatMap(matrix: Uint32Array, k: number, numClasses: number, orde
       const shade = Math.round(255 * (1 - share));
       cells += `<rect x="${left + y * cell}" y="${ry}" width="${cell}" height="${rowH}" fill="rgb(${shade},${shade},255)"><title>cluster ${c}, class ${escapeXml(classNames[y] ?? String(y))}: ${v} of ${total}</title></rect>`;
     }
-    const label = rowH >= 9 ? `<text x="${left - 4}" y="${ry + rowH - 2}" text-anchor="end" class="tick">${c}</text>` : '';
+    const label =
+      rowH >= 9 ? `<text x="${left - 4}" y="${ry + rowH - 2}" text-anchor="end" class="tick">${c}</text>` : '';
     body += `<g class="heat-row" data-cluster="${c}">${label}${cells}</g>`;
   });
   return `<svg class="heatmap" data-rows="${k}" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-label="clusters (rows) against classes (columns)">${body}</svg>`;

@@ -40,6 +40,9 @@ export async function writeLiveReport(session: TrainingSession): Promise<string>
     dataset: session.dataset,
   });
   const out = join(session.outDir, REPORT_FILE);
-  writeReportFile(out, renderReport(buildRunReport(session.outDir, clusters ? { space: clusters.space, dataset: session.dataset } : null)));
+  writeReportFile(
+    out,
+    renderReport(buildRunReport(session.outDir, clusters ? { space: clusters.space, dataset: session.dataset } : null)),
+  );
   return out;
 }

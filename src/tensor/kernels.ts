@@ -19,7 +19,8 @@ export function perElement(n: number): [number, number] {
 export function checkSameShape(a: Tensor, b: Tensor, op: string): void {
   expectDType(a, 'f32', op);
   expectDType(b, 'f32', op);
-  if (!shapesEqual(a.shape, b.shape)) throw new RangeError(`${op}: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
+  if (!shapesEqual(a.shape, b.shape))
+    throw new RangeError(`${op}: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
 }
 
 /** A new f32 tensor with every element `value`. */
@@ -31,7 +32,11 @@ export function fill(shape: Shape, value: number): Tensor<'f32'> {
 
 /** Writes `value` into every element of an existing tensor. */
 export function fillInPlace(t: Tensor<'f32'>, value: number): void {
-  dispatchKernel(elementwise.fill, { params: { n: t.size, value }, bindings: { out: t.buffer }, workgroups: perElement(t.size) });
+  dispatchKernel(elementwise.fill, {
+    params: { n: t.size, value },
+    bindings: { out: t.buffer },
+    workgroups: perElement(t.size),
+  });
 }
 
 /** A copy with its own storage (not recorded for autograd). */
@@ -56,5 +61,9 @@ export function axpbyNoGrad(alpha: number, a: Tensor<'f32'>, beta: number, b: Te
 /** a += alpha * b, in place, not recorded (gradient accumulation, optimiser updates). */
 export function addInPlace(a: Tensor<'f32'>, b: Tensor<'f32'>, alpha = 1): void {
   checkSameShape(a, b, 'addInPlace');
-  dispatchKernel(elementwise.accumulate, { params: { n: a.size, alpha }, bindings: { acc: a.buffer, b: b.buffer }, workgroups: perElement(a.size) });
+  dispatchKernel(elementwise.accumulate, {
+    params: { n: a.size, alpha },
+    bindings: { acc: a.buffer, b: b.buffer },
+    workgroups: perElement(a.size),
+  });
 }

@@ -5,8 +5,20 @@
 import { gpu } from '../gpu/device.ts';
 import { trackTensor } from './scope.ts';
 
-export type DType = 'f32' | 'i32' | 'u32';
-export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
+/** f16 tensors are the working-precision copies of `--precision f16` (made on the GPU; read back as raw bits). */
+export type DType = 'f32' | 'i32' | 'u32' | 'f16';
+export type TypedArrayFor<D extends DType> = D extends 'f32'
+  ? Float32Array
+  : D extends 'i32'
+    ? Int32Array
+    : D extends 'f16'
+      ? Uint16Array
+      : Uint32Array;
+
+/** Bytes per element of a dtype. */
+export function dtypeBytes(dtype: DType): number {
+  return dtype === 'f16' ? 2 : 4;
+}
 export type Shape = readonly number[];
 
 /**
@@ -36,7 +48,9 @@ export function checkShape(shape: Shape, what = 'shape'): void {
   if (!Array.isArray(shape)) throw new TypeError(`${what} must be an array of dimensions, got ${String(shape)}`);
   for (const d of shape) {
     if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
-      throw new RangeError(`${what} [${shape.join(', ')}] has an invalid dimension ${String(d)}: dimensions must be non-negative integers`);
+      throw new RangeError(
+        `${what} [${shape.join(', ')}] has an invalid dimension ${String(d)}: dimensions must be non-negative integers`,
+      );
     }
   }
 }
@@ -59,7 +73,11 @@ export class Tensor<D extends DType = DType> {
   node: GradNode | null = null;
   private storage: Storage | null;
 
-  private constructor(readonly shape: Shape, readonly dtype: D, storage: Storage) {
+  private constructor(
+    readonly shape: Shape,
+    readonly dtype: D,
+    storage: Storage,
+  ) {
     this.size = sizeOf(shape);
     this.storage = storage;
     trackTensor(this);
@@ -68,7 +86,7 @@ export class Tensor<D extends DType = DType> {
   /** An uninitialised tensor (kernels write every element before anyone reads it). */
   static empty<D extends DType = 'f32'>(shape: Shape, dtype: D = 'f32' as D): Tensor<D> {
     checkShape(shape);
-    const bytes = sizeOf(shape) * 4;
+    const bytes = sizeOf(shape) * dtypeBytes(dtype);
     gpu().checkBindingSize(bytes, `A tensor of shape ${fmtShape(shape)}`);
     return new Tensor(shape.slice(), dtype, new Storage(gpu().pool.acquire(bytes)));
   }
@@ -77,8 +95,12 @@ export class Tensor<D extends DType = DType> {
   static from<D extends DType = 'f32'>(data: ArrayLike<number>, shape: Shape, dtype: D = 'f32' as D): Tensor<D> {
     checkShape(shape);
     if (data.length !== sizeOf(shape)) {
-      throw new RangeError(`Tensor.from: ${data.length} values do not fill shape ${fmtShape(shape)} (${sizeOf(shape)} elements)`);
+      throw new RangeError(
+        `Tensor.from: ${data.length} values do not fill shape ${fmtShape(shape)} (${sizeOf(shape)} elements)`,
+      );
     }
+    if (dtype === 'f16')
+      throw new TypeError('Tensor.from: f16 tensors are made on the GPU from f32 ones (toWorkingPrecision)');
     const t = Tensor.empty(shape, dtype);
     const Ctor = dtype === 'f32' ? Float32Array : dtype === 'i32' ? Int32Array : Uint32Array;
     const host = data instanceof Ctor ? data : Ctor.from(data);
@@ -107,7 +129,8 @@ export class Tensor<D extends DType = DType> {
   /** A new tensor object over the same storage with another shape of the same size (no copy). */
   view(shape: Shape = this.shape): Tensor<D> {
     checkShape(shape);
-    if (sizeOf(shape) !== this.size) throw new RangeError(`cannot view ${fmtShape(this.shape)} as ${fmtShape(shape)}: sizes differ`);
+    if (sizeOf(shape) !== this.size)
+      throw new RangeError(`cannot view ${fmtShape(this.shape)} as ${fmtShape(shape)}: sizes differ`);
     const storage = this.storage;
     if (!storage) throw new Error(`Tensor #${this.id} was used after dispose()`);
     storage.refs++;
@@ -125,8 +148,15 @@ export class Tensor<D extends DType = DType> {
 
   /** Copies the values to the host (waits for the GPU). */
   async data(): Promise<TypedArrayFor<D>> {
-    const bytes = await gpu().read(this.buffer, this.size * 4);
-    const out = this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
+    const bytes = await gpu().read(this.buffer, Math.ceil((this.size * dtypeBytes(this.dtype)) / 4) * 4);
+    const out =
+      this.dtype === 'f32'
+        ? new Float32Array(bytes)
+        : this.dtype === 'i32'
+          ? new Int32Array(bytes)
+          : this.dtype === 'f16'
+            ? new Uint16Array(bytes, 0, this.size)
+            : new Uint32Array(bytes);
     return out as TypedArrayFor<D>;
   }
 
@@ -137,12 +167,18 @@ export class Tensor<D extends DType = DType> {
 
 /** Throws unless `t` has dtype `dtype`. */
 export function expectDType(t: Tensor, dtype: DType, what: string): void {
-  if (t.dtype !== dtype) throw new TypeError(`${what}: expected a ${dtype} tensor, got ${t.dtype} ${fmtShape(t.shape)}`);
+  if (t.dtype !== dtype)
+    throw new TypeError(`${what}: expected a ${dtype} tensor, got ${t.dtype} ${fmtShape(t.shape)}`);
 }
 
 /** Throws unless `t` has exactly `shape` (-1 matches any size). */
 export function expectShape(t: Tensor, shape: Shape, what: string): void {
   const ok = t.shape.length === shape.length && shape.every((d, i) => d === -1 || d === t.shape[i]);
-  if (!ok) throw new RangeError(`${what}: expected shape ${fmtShape(shape.map((d) => (d === -1 ? Number.NaN : d)))
-    .replace(/NaN/g, '*')}, got ${fmtShape(t.shape)}`);
+  if (!ok)
+    throw new RangeError(
+      `${what}: expected shape ${fmtShape(shape.map((d) => (d === -1 ? Number.NaN : d))).replace(
+        /NaN/g,
+        '*',
+      )}, got ${fmtShape(t.shape)}`,
+    );
 }

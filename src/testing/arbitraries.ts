@@ -35,7 +35,9 @@ function gridMatrix(o: Required<FeatureMatrixOptions>): fc.Arbitrary<FeatureMatr
   return fc
     .record({ n: fc.integer({ min: o.minRows, max: o.maxRows }), d: fc.integer({ min: o.minDim, max: o.maxDim }) })
     .chain(({ n, d }) =>
-      fc.array(fc.integer({ min: -2, max: 2 }), { minLength: n * d, maxLength: n * d }).map((v) => ({ n, d, data: Float32Array.from(v, (x) => x / 2) })),
+      fc
+        .array(fc.integer({ min: -2, max: 2 }), { minLength: n * d, maxLength: n * d })
+        .map((v) => ({ n, d, data: Float32Array.from(v, (x) => x / 2) })),
     );
 }
 
@@ -83,9 +85,13 @@ export function featureMatrix(options: FeatureMatrixOptions = {}): fc.Arbitrary<
 }
 
 /** A feature matrix with a cluster count k in [1, min(n, maxK)]. */
-export function clusteringProblem(options: FeatureMatrixOptions & { maxK?: number } = {}): fc.Arbitrary<ClusteringProblem> {
+export function clusteringProblem(
+  options: FeatureMatrixOptions & { maxK?: number } = {},
+): fc.Arbitrary<ClusteringProblem> {
   const maxK = options.maxK ?? 8;
-  return featureMatrix(options).chain((m) => fc.integer({ min: 1, max: Math.min(m.n, maxK) }).map((k) => ({ ...m, k })));
+  return featureMatrix(options).chain((m) =>
+    fc.integer({ min: 1, max: Math.min(m.n, maxK) }).map((k) => ({ ...m, k })),
+  );
 }
 
 /** Feature rows L2-normalised (x / (||x|| + 1e-10)), as the ODC memory holds them; zero rows stay zero. */
@@ -102,7 +108,9 @@ export function normalizedRows(m: FeatureMatrix): Float32Array {
 export function batchIndices(n: number, options: { maxSize?: number } = {}): fc.Arbitrary<number[]> {
   const maxLength = options.maxSize ?? 64;
   const any = fc.array(fc.integer({ min: 0, max: n - 1 }), { minLength: 1, maxLength });
-  const few = fc.integer({ min: 0, max: n - 1 }).chain((hi) => fc.array(fc.integer({ min: 0, max: hi }), { minLength: 1, maxLength }));
+  const few = fc
+    .integer({ min: 0, max: n - 1 })
+    .chain((hi) => fc.array(fc.integer({ min: 0, max: hi }), { minLength: 1, maxLength }));
   return fc.oneof(any, few);
 }
 
@@ -110,7 +118,11 @@ export function batchIndices(n: number, options: { maxSize?: number } = {}): fc.
  * Labels of n rows in [0, k): uniform, or skewed so that some clusters are small (< minCluster) or empty
  * and one is huge.
  */
-export function labelAssignment(n: number, k: number, options: { minCluster?: number } = {}): fc.Arbitrary<Uint32Array> {
+export function labelAssignment(
+  n: number,
+  k: number,
+  options: { minCluster?: number } = {},
+): fc.Arbitrary<Uint32Array> {
   const minCluster = options.minCluster ?? 1;
   return fc.record({ seed: fc.nat(), skewed: fc.boolean() }).map(({ seed, skewed }) => {
     const rng = new Rng(seed);
@@ -160,7 +172,12 @@ export interface MemoryState {
  * Random unit rows, non-negative like a post-ReLU neck unless `signed`; with `zeros`, about 3% all-zero rows.
  * Seeded, for building states inside a property.
  */
-export function unitRows(rng: Rng, n: number, d: number, opts: { signed?: boolean; zeros?: boolean } = {}): Float32Array {
+export function unitRows(
+  rng: Rng,
+  n: number,
+  d: number,
+  opts: { signed?: boolean; zeros?: boolean } = {},
+): Float32Array {
   const out = new Float32Array(n * d);
   for (let i = 0; i < n; i++) {
     if (opts.zeros && rng.uniform() < 0.03) continue;
@@ -171,7 +188,14 @@ export function unitRows(rng: Rng, n: number, d: number, opts: { signed?: boolea
 }
 
 /** A memory state of n rows from a seed, with the given labels (default uniform): centroids are member means. */
-export function memoryStateFrom(seed: number, n: number, d: number, k: number, minCluster: number, labels?: Uint32Array): MemoryState {
+export function memoryStateFrom(
+  seed: number,
+  n: number,
+  d: number,
+  k: number,
+  minCluster: number,
+  labels?: Uint32Array,
+): MemoryState {
   const rng = new Rng(seed);
   const features = unitRows(rng, n, d, { zeros: true });
   const lab = labels ?? Uint32Array.from({ length: n }, () => rng.int(k));

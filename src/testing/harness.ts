@@ -5,7 +5,14 @@
  * shrunk counterexample (the smallest problem found), the seed to replay it, and the invariant's message.
  */
 import fc from 'fast-check';
-import { batchIndices, clusteringProblem, memoryState, normalizedRows, type ClusteringProblem, type MemoryState } from './arbitraries.ts';
+import {
+  batchIndices,
+  clusteringProblem,
+  memoryState,
+  normalizedRows,
+  type ClusteringProblem,
+  type MemoryState,
+} from './arbitraries.ts';
 import {
   centroidsAreMeans,
   expectHolds,
@@ -63,7 +70,10 @@ export interface ClusteringCheckOptions {
  * cluster (5.8), and determinism (the same seed twice gives identical labels and bit-identical centroids).
  * Resolves when every run passes; rejects with fast-check's report (shrunk counterexample + invariant) otherwise.
  */
-export async function checkClusteringImplementation(impl: ClusteringImplementation, options: ClusteringCheckOptions = {}): Promise<void> {
+export async function checkClusteringImplementation(
+  impl: ClusteringImplementation,
+  options: ClusteringCheckOptions = {},
+): Promise<void> {
   const problems = options.problems ?? clusteringProblem();
   const tieTolerance = options.tieTolerance ?? 1e-5;
   const property = fc.asyncProperty(problems, fc.nat(), async (problem, seed) => {
@@ -71,22 +81,32 @@ export async function checkClusteringImplementation(impl: ClusteringImplementati
     const x = options.normalize ? normalizedRows(problem) : Float32Array.from(problem.data);
     const first = await impl.cluster(Float32Array.from(x), n, d, k, seed);
     const rangeError = labelsInRange(first.labels, k, n);
-    if (first.centroids.length !== k * d) expectHolds(`centroids: ${first.centroids.length} values, expected k * d = ${k * d}`);
+    if (first.centroids.length !== k * d)
+      expectHolds(`centroids: ${first.centroids.length} values, expected k * d = ${k * d}`);
     expectHolds(rangeError);
     expectHolds(
       histogramSumsTo(first.labels, k, n),
       options.assignment === 'dot'
         ? labelsAreArgmax(x, first.labels, first.centroids, k, d, { tieTolerance })
         : labelsAreNearest(x, first.labels, first.centroids, k, d, { tieTolerance }),
-      options.centroidsAreMeans ? centroidsAreMeans(x, first.labels, first.centroids, k, d, { tolerance: options.meansTolerance }) : null,
+      options.centroidsAreMeans
+        ? centroidsAreMeans(x, first.labels, first.centroids, k, d, { tolerance: options.meansTolerance })
+        : null,
       options.noEmptyCluster ? noEmptyCluster(first.labels, k) : null,
     );
     const second = await impl.cluster(Float32Array.from(x), n, d, k, seed);
-    expectHolds(identical('labels', first.labels, second.labels), identical('centroids', first.centroids, second.centroids));
+    expectHolds(
+      identical('labels', first.labels, second.labels),
+      identical('centroids', first.centroids, second.centroids),
+    );
   });
   const name = impl.name ?? 'clustering implementation';
   try {
-    await fc.assert(property, { numRuns: options.numRuns ?? 50, includeErrorInReport: true, ...(options.seed !== undefined ? { seed: options.seed } : {}) });
+    await fc.assert(property, {
+      numRuns: options.numRuns ?? 50,
+      includeErrorInReport: true,
+      ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     throw new Error(`${name} breaks an invariant:\n${message}`, { cause: err });
@@ -151,17 +171,28 @@ export async function checkMemoryImplementation(
         labelsInRange(after.labels, k, n),
         histogramSumsTo(after.labels, k, n),
         memoryUpdateRows(state, after, indices, fresh, momentum, d),
-        labelsAreArgmax(after.features, after.labels, state.centroids, k, d, { rows: indices, tieTolerance: options.tieTolerance }),
+        labelsAreArgmax(after.features, after.labels, state.centroids, k, d, {
+          rows: indices,
+          tieTolerance: options.tieTolerance,
+        }),
       );
       await memory.recomputeCentroids();
       const recomputed = await memory.read();
-      expectHolds(centroidsAreMeans(recomputed.features, recomputed.labels, recomputed.centroids, k, d, { previous: after.centroids }));
+      expectHolds(
+        centroidsAreMeans(recomputed.features, recomputed.labels, recomputed.centroids, k, d, {
+          previous: after.centroids,
+        }),
+      );
     } finally {
       memory.dispose?.();
     }
   });
   try {
-    await fc.assert(property, { numRuns: options.numRuns ?? 30, includeErrorInReport: true, ...(options.seed !== undefined ? { seed: options.seed } : {}) });
+    await fc.assert(property, {
+      numRuns: options.numRuns ?? 30,
+      includeErrorInReport: true,
+      ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     throw new Error(`${impl.name ?? 'memory implementation'} breaks an invariant:\n${message}`, { cause: err });

@@ -15,7 +15,13 @@ export {
   memoryStateFrom,
   unitRows,
 } from './arbitraries.ts';
-export type { FeatureMatrix, ClusteringProblem, FeatureMatrixOptions, MemoryState, MemoryStateOptions } from './arbitraries.ts';
+export type {
+  FeatureMatrix,
+  ClusteringProblem,
+  FeatureMatrixOptions,
+  MemoryState,
+  MemoryStateOptions,
+} from './arbitraries.ts';
 export {
   expectHolds,
   labelsInRange,
@@ -32,4 +38,11 @@ export {
 } from './invariants.ts';
 export type { Violation, Tolerance, MemoryRows } from './invariants.ts';
 export { checkClusteringImplementation, checkMemoryImplementation } from './harness.ts';
-export type { ClusteringImplementation, ClusteringOutput, ClusteringCheckOptions, MemoryImplementation, MemoryHandle, MemoryContents } from './harness.ts';
+export type {
+  ClusteringImplementation,
+  ClusteringOutput,
+  ClusteringCheckOptions,
+  MemoryImplementation,
+  MemoryHandle,
+  MemoryContents,
+} from './harness.ts';

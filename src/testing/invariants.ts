@@ -5,7 +5,15 @@
  * turns messages into a thrown Error, for node:test, fast-check properties or any test runner.
  * Comparisons are against float64 recomputations (src/odc/reference.ts), with stated tolerances.
  */
-import { refArgmax, refDistances, refHistogram, refMeans, refNormalize, refScores, refWeights } from '../odc/reference.ts';
+import {
+  refArgmax,
+  refDistances,
+  refHistogram,
+  refMeans,
+  refNormalize,
+  refScores,
+  refWeights,
+} from '../odc/reference.ts';
 
 /** null when the invariant holds, else a message saying which one failed and how. */
 export type Violation = string | null;
@@ -42,7 +50,8 @@ export function labelsInRange(labels: ArrayLike<number>, k: number, n = labels.l
   if (labels.length !== n) return `5.1 labels in range: ${labels.length} labels for ${n} rows`;
   for (let i = 0; i < labels.length; i++) {
     const l = labels[i];
-    if (!Number.isInteger(l) || l < 0 || l >= k) return `5.1 labels in range: label of row ${i} is ${l}, not an integer in [0, ${k})`;
+    if (!Number.isInteger(l) || l < 0 || l >= k)
+      return `5.1 labels in range: label of row ${i} is ${l}, not an integer in [0, ${k})`;
   }
   return null;
 }
@@ -62,27 +71,35 @@ export function histogramSumsTo(labels: ArrayLike<number>, k: number, n: number)
 export function noEmptyCluster(labels: ArrayLike<number>, k: number): Violation {
   const hist = refHistogram(labels, k);
   const empty = hist.flatMap((h, c) => (h === 0 ? [c] : []));
-  return empty.length === 0 ? null : `5.8 no empty cluster: cluster${empty.length > 1 ? 's' : ''} ${empty.slice(0, 8).join(', ')} ha${empty.length > 1 ? 've' : 's'} no member (histogram [${hist.join(', ')}])`;
+  return empty.length === 0
+    ? null
+    : `5.8 no empty cluster: cluster${empty.length > 1 ? 's' : ''} ${empty.slice(0, 8).join(', ')} ha${empty.length > 1 ? 've' : 's'} no member (histogram [${hist.join(', ')}])`;
 }
 
 /**
  * 5.2 (and the rows 5.4 writes): every row has L2 norm 1 within `tolerance`, except all-zero rows, which
  * must stay exactly zero. With `raw`, a row must be zero exactly when its raw feature was.
  */
-export function unitNormRows(features: ArrayLike<number>, d: number, options: { tolerance?: number; raw?: ArrayLike<number> } = {}): Violation {
+export function unitNormRows(
+  features: ArrayLike<number>,
+  d: number,
+  options: { tolerance?: number; raw?: ArrayLike<number> } = {},
+): Violation {
   const tolerance = options.tolerance ?? 2e-6;
   const n = Math.floor(features.length / d);
   for (let i = 0; i < n; i++) {
     const norm = rowNorm(features, i, d);
     const rawZero = options.raw ? rowNorm(options.raw, i, d) === 0 : norm === 0;
     if (rawZero) {
-      if (norm !== 0) return `5.2 unit rows: row ${i} comes from an all-zero feature but has norm ${norm}, expected the zero vector`;
+      if (norm !== 0)
+        return `5.2 unit rows: row ${i} comes from an all-zero feature but has norm ${norm}, expected the zero vector`;
       continue;
     }
     // the spec's x / (||x|| + 1e-10) shows on rows of tiny raw norm
     const rawNorm = options.raw ? rowNorm(options.raw, i, d) : 1;
     const expected = options.raw ? rawNorm / (rawNorm + 1e-10) : 1;
-    if (!(Math.abs(norm - expected) <= tolerance)) return `5.2 unit rows: row ${i} has norm ${norm}, expected ${expected} (tolerance ${tolerance})`;
+    if (!(Math.abs(norm - expected) <= tolerance))
+      return `5.2 unit rows: row ${i} has norm ${norm}, expected ${expected} (tolerance ${tolerance})`;
   }
   return null;
 }
@@ -141,7 +158,12 @@ export function labelsAreArgmax(
   const tie = options.tieTolerance ?? 1e-5;
   const rows = options.rows ?? Array.from({ length: labels.length }, (_, i) => i);
   for (const i of rows) {
-    const scores = refScores(Array.from({ length: d }, (_, j) => features[i * d + j]), centroids, k, d);
+    const scores = refScores(
+      Array.from({ length: d }, (_, j) => features[i * d + j]),
+      centroids,
+      k,
+      d,
+    );
     const best = refArgmax(scores);
     const l = labels[i];
     if (l !== best && !(tie > 0 && scores[l] >= scores[best] - tie)) {
@@ -216,9 +238,11 @@ export function memoryUpdateRows(
   const n = Math.floor(before.features.length / d);
   for (let i = 0; i < n; i++) {
     if (last.has(i)) continue;
-    if (after.labels[i] !== before.labels[i]) return `5.5 memory update: label of row ${i}, outside the batch, changed from ${before.labels[i]} to ${after.labels[i]}`;
+    if (after.labels[i] !== before.labels[i])
+      return `5.5 memory update: label of row ${i}, outside the batch, changed from ${before.labels[i]} to ${after.labels[i]}`;
     for (let j = 0; j < d; j++) {
-      if (bitsOf(after.features, i * d + j) !== bitsOf(before.features, i * d + j)) return `5.4 memory update: row ${i}, outside the batch, changed`;
+      if (bitsOf(after.features, i * d + j) !== bitsOf(before.features, i * d + j))
+        return `5.4 memory update: row ${i}, outside the batch, changed`;
     }
   }
   return null;
@@ -228,13 +252,19 @@ export function memoryUpdateRows(
  * 5.10 (first half): rows of clusters that were small (< minCluster) at the start of small-cluster handling
  * moved only to clusters that were not small then; rows of other clusters did not move.
  */
-export function movedOnlyToKeptClusters(labelsBefore: ArrayLike<number>, labelsAfterMoves: ArrayLike<number>, k: number, minCluster: number): Violation {
+export function movedOnlyToKeptClusters(
+  labelsBefore: ArrayLike<number>,
+  labelsAfterMoves: ArrayLike<number>,
+  k: number,
+  minCluster: number,
+): Violation {
   const hist = refHistogram(labelsBefore, k);
   for (let i = 0; i < labelsBefore.length; i++) {
     const from = labelsBefore[i];
     const to = labelsAfterMoves[i];
     if (hist[from] >= minCluster) {
-      if (to !== from) return `5.10 moves: row ${i} of cluster ${from} (${hist[from]} members, not small) moved to ${to}`;
+      if (to !== from)
+        return `5.10 moves: row ${i} of cluster ${from} (${hist[from]} members, not small) moved to ${to}`;
     } else if (hist[to] < minCluster) {
       return `5.10 moves: row ${i} of small cluster ${from} moved to cluster ${to}, which was small too (${hist[to]} < minCluster ${minCluster})`;
     }
@@ -246,7 +276,12 @@ export function movedOnlyToKeptClusters(labelsBefore: ArrayLike<number>, labelsA
  * 5.12: loss weights are >= 0, sum to 1 and are proportional to (n_c + 1e-5)^-power (ODC: power 0.5), so a
  * cluster with more members never weighs more than one with fewer.
  */
-export function lossWeights(weights: ArrayLike<number>, hist: ArrayLike<number>, power = 0.5, tolerance: Tolerance = { rtol: 3e-5, atol: 1e-9 }): Violation {
+export function lossWeights(
+  weights: ArrayLike<number>,
+  hist: ArrayLike<number>,
+  power = 0.5,
+  tolerance: Tolerance = { rtol: 3e-5, atol: 1e-9 },
+): Violation {
   if (weights.length !== hist.length) return `5.12 loss weights: ${weights.length} weights for ${hist.length} clusters`;
   const expected = refWeights(hist, power, 1e-5);
   let total = 0;
@@ -260,7 +295,8 @@ export function lossWeights(weights: ArrayLike<number>, hist: ArrayLike<number>,
   if (!(Math.abs(total - 1) <= 1e-5)) return `5.12 loss weights: they sum to ${total}, expected 1`;
   for (let a = 0; a < weights.length; a++) {
     for (let c = 0; c < weights.length; c++) {
-      if (hist[a] > hist[c] && weights[a] > weights[c] * (1 + 1e-6)) return `5.12 loss weights: cluster ${a} (${hist[a]} members) weighs ${weights[a]} > cluster ${c} (${hist[c]} members, ${weights[c]})`;
+      if (hist[a] > hist[c] && weights[a] > weights[c] * (1 + 1e-6))
+        return `5.12 loss weights: cluster ${a} (${hist[a]} members) weighs ${weights[a]} > cluster ${c} (${hist[c]} members, ${weights[c]})`;
     }
   }
   return null;
@@ -268,7 +304,8 @@ export function lossWeights(weights: ArrayLike<number>, hist: ArrayLike<number>,
 
 /** Determinism: two runs with the same seed give bit-identical values (Object.is: -0 differs from 0, NaN equals NaN). */
 export function identical(what: string, first: ArrayLike<number>, second: ArrayLike<number>): Violation {
-  if (first.length !== second.length) return `determinism: ${what} has ${first.length} values in the first run, ${second.length} in the second`;
+  if (first.length !== second.length)
+    return `determinism: ${what} has ${first.length} values in the first run, ${second.length} in the second`;
   for (let i = 0; i < first.length; i++) {
     if (!Object.is(first[i], second[i])) {
       return `determinism: ${what}[${i}] is ${first[i]} in the first run and ${second[i]} in the second (same seed)`;

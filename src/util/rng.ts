@@ -30,7 +30,8 @@ export class Rng {
 
   /** Restores a state from state(). */
   setState(state: readonly number[]): void {
-    if (state.length !== 4 || state.every((w) => w === 0)) throw new RangeError('Rng.setState: expected 4 words, not all zero');
+    if (state.length !== 4 || state.every((w) => w === 0))
+      throw new RangeError('Rng.setState: expected 4 words, not all zero');
     this.s.set(state);
   }
 
