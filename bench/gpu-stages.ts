@@ -29,7 +29,7 @@ import { refMap, type RefArray } from '../src/ref/array.ts';
 import { Rng } from '../src/util/rng.ts';
 import { loadDataset } from '../src/data/registry.ts';
 import { timeGpu, type BenchRow } from './common.ts';
-import { prepareStep, convnetCase, type Case } from './train-step.ts';
+import { prepareStep, convnetCase, RESNET18_CIFAR_CASE, RESNET50_IMAGENET_CASE, type Case } from './train-step.ts';
 import { run as runMemory } from './odc.ts';
 
 const U = 2 ** -24;
@@ -253,28 +253,7 @@ async function gemm(g: Gpu): Promise<void> {
 
 async function steps(g: Gpu): Promise<void> {
   console.log(await applyTuneMode(g, tuneMode(g), () => []));
-  const cases: Case[] = dry
-    ? [{ ...convnetCase(16), n: 256 }]
-    : [
-        {
-          name: 'ODC step resnet18 cifar 32x32 b512',
-          preset: 'cifar',
-          size: 32,
-          channels: 3,
-          batch: 512,
-          k: 1000,
-          n: 50000,
-        },
-        {
-          name: 'ODC step resnet50 224x224 b256',
-          preset: 'imagenet',
-          size: 224,
-          channels: 3,
-          batch: 256,
-          k: 10000,
-          n: 20000,
-        },
-      ];
+  const cases: Case[] = dry ? [{ ...convnetCase(16), n: 256 }] : [RESNET18_CIFAR_CASE, RESNET50_IMAGENET_CASE];
   const rows: BenchRow[] = [];
   for (const c of cases) {
     const { step, dispose } = await prepareStep(c);

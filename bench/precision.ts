@@ -11,7 +11,7 @@ import { matmul } from '../src/ops/matmul.ts';
 import { setWorkingPrecision } from '../src/ops/precision.ts';
 import { checkTensorCores, resetTensorCores } from '../src/ops/tensor-cores.ts';
 import type { Precision } from '../src/gpu/kernel.ts';
-import { convnetCase, prepareStep, type Case } from './train-step.ts';
+import { convnetCase, prepareStep, RESNET18_CIFAR_CASE, RESNET50_IMAGENET_CASE, type Case } from './train-step.ts';
 import { randomTensor, runIfMain, timeGpu, type BenchOptions, type BenchRow } from './common.ts';
 
 /** Runs `fn` in a working precision (and with the tensor-core path on or off), restoring f32 after. */
@@ -55,26 +55,7 @@ export async function run(options: BenchOptions): Promise<BenchRow[]> {
   }
   const cases: Case[] = [convnetCase(64)];
   if (!options.quick) {
-    cases.push(
-      {
-        name: 'ODC step resnet18 cifar 32x32 b512',
-        preset: 'cifar',
-        size: 32,
-        channels: 3,
-        batch: 512,
-        k: 1000,
-        n: 50000,
-      },
-      {
-        name: 'ODC step resnet50 224x224 b256',
-        preset: 'imagenet',
-        size: 224,
-        channels: 3,
-        batch: 256,
-        k: 10000,
-        n: 20000,
-      },
-    );
+    cases.push(RESNET18_CIFAR_CASE, RESNET50_IMAGENET_CASE);
   }
   for (const c of cases) {
     for (const [label, precision, tc] of paths) {

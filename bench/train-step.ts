@@ -40,9 +40,7 @@ function randomDataset(n: number, size: number, channels: 1 | 3): ImageDataset {
  * iteration's small-cluster decision open while the next is recorded (the training loop's run-ahead); `settle`
  * makes the open decisions.
  */
-export async function prepareStep(
-  c: Case,
-): Promise<{
+export async function prepareStep(c: Case): Promise<{
   step: (keepOpen?: number) => Promise<void>;
   settle: () => Promise<number>;
   dispose: () => void;
@@ -108,29 +106,30 @@ export const convnetCase = (batch: number): Case => ({
   n: 2048,
 });
 
+/** The two GPU-scale steps the issues compare with PyTorch (resnet18 CIFAR b512, resnet50 224² b256). */
+export const RESNET18_CIFAR_CASE: Case = {
+  name: 'ODC step resnet18 cifar 32x32 b512',
+  preset: 'cifar',
+  size: 32,
+  channels: 3,
+  batch: 512,
+  k: 1000,
+  n: 50000,
+};
+export const RESNET50_IMAGENET_CASE: Case = {
+  name: 'ODC step resnet50 224x224 b256',
+  preset: 'imagenet',
+  size: 224,
+  channels: 3,
+  batch: 256,
+  k: 10000,
+  n: 20000,
+};
+
 export async function run(options: BenchOptions): Promise<BenchRow[]> {
   const cases: Case[] = [convnetCase(64), convnetCase(256)];
   if (!options.quick) {
-    cases.push(
-      {
-        name: 'ODC step resnet18 cifar 32x32 b512',
-        preset: 'cifar',
-        size: 32,
-        channels: 3,
-        batch: 512,
-        k: 1000,
-        n: 50000,
-      },
-      {
-        name: 'ODC step resnet50 224x224 b256',
-        preset: 'imagenet',
-        size: 224,
-        channels: 3,
-        batch: 256,
-        k: 10000,
-        n: 20000,
-      },
-    );
+    cases.push(RESNET18_CIFAR_CASE, RESNET50_IMAGENET_CASE);
   }
   const rows: BenchRow[] = [];
   for (const c of cases) rows.push(await benchCase(c));

@@ -258,6 +258,19 @@ fn gather_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   out[t] = src[idx[r] * p.d + j];
 }
 
+// gather_rows_range: as gather_rows from one shard holding rows [row0, row0 + row_count) of a sharded matrix;
+// rows of other shards are left alone (each shard's launch writes its own).
+
+@compute @workgroup_size(256)
+fn gather_rows_range(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = linear_index(wid, nwg, lid);
+  if (t >= p.n * p.d) { return; }
+  let r = t / p.d;
+  let i = idx[r];
+  if (i < p.row0 || i - p.row0 >= p.row_count) { return; }
+  out[t] = src[(i - p.row0) * p.d + t % p.d];
+}
+
 // fill_u32: out[i] = value for i < n.
 
 @compute @workgroup_size(256)
@@ -303,7 +316,7 @@ fn acc_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   let r = t / p.d;
   let dd = t % p.d;
   let row = select(r, idx[r], p.gather != 0u);
-  let c = labels[r];
+  let c = labels[p.label_offset + r];
   if (c >= p.k) { return; }
   let v = i32(round(x[row * p.d + dd] * FIX_SCALE));
   let lo = bitcast<u32>(v);

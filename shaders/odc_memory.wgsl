@@ -15,7 +15,8 @@
 const EPS_NORM: f32 = 1e-10;
 
 // ---------------------------------------------------------------------------------------------------
-// momentum: one thread per batch row b (n = batch, bank_rows = memory rows, m = momentum).
+// momentum: one thread per batch row b (n = batch, bank_rows = memory rows, m = momentum); bank is the shard of
+// memory rows [row0, row0 + row_count) (sharded memory, src/odc/memory.ts): one launch per shard.
 //   fresh = f[b] / (||f[b]|| + eps); mix = (1 - m) * bank[idx[b]] + m * fresh; out[b] = mix / (||mix|| + eps)
 //   winner[b] = 1 iff b is the LAST occurrence of idx[b] in the batch (duplicate rule: last one wins).
 // Out-of-range indices: winner 0, out row 0, and status[0] counts them.
@@ -27,11 +28,13 @@ fn momentum(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   let i = idx[b];
   let ob = b * p.d;
   if (i >= p.bank_rows) {
+    if (p.row0 != 0u) { return; } // counted once, by the first shard's launch
     atomicAdd(&status[0], 1u);
     winner[b] = 0u;
     for (var j = 0u; j < p.d; j++) { out[ob + j] = 0.0; }
     return;
   }
+  if (i < p.row0 || i - p.row0 >= p.row_count) { return; } // another shard's row
   var last = 1u;
   for (var q = b + 1u; q < p.n; q++) {
     if (idx[q] == i) { last = 0u; break; }
@@ -41,7 +44,7 @@ fn momentum(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   for (var j = 0u; j < p.d; j++) { let v = features[ob + j]; sf += v * v; }
   let invf = 1.0 / (sqrt(sf) + EPS_NORM);
   let m = p.momentum;
-  let ib = i * p.d;
+  let ib = (i - p.row0) * p.d;
   var sm = 0.0;
   for (var j = 0u; j < p.d; j++) {
     let v = (1.0 - m) * bank[ib + j] + m * (features[ob + j] * invf);
@@ -69,8 +72,9 @@ fn scatter_update(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
   let b = linear_index(wid, nwg, lid);
   if (b >= p.n || winner[b] == 0u) { return; }
   let i = idx[b];
-  if (i >= p.bank_rows) { return; }
-  for (var j = 0u; j < p.d; j++) { bank[i * p.d + j] = rows[b * p.d + j]; }
+  if (i >= p.bank_rows || i < p.row0 || i - p.row0 >= p.row_count) { return; }
+  let ib = (i - p.row0) * p.d;
+  for (var j = 0u; j < p.d; j++) { bank[ib + j] = rows[b * p.d + j]; }
   labels[i] = new_labels[b];
 }
 

@@ -19,8 +19,9 @@ import { fromF16, setWorkingPrecision, toF16, workingPrecision } from '../src/op
 import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
-import { gpu } from '../src/gpu/device.ts';
-import { declareKernels, kernelSource } from '../src/gpu/kernel.ts';
+import { gpu, grid } from '../src/gpu/device.ts';
+import { declareKernels, dispatchKernel, kernelSource } from '../src/gpu/kernel.ts';
+import { readFloat, writeF32 } from '../src/kernels/common.ts';
 import { kernelKey } from '../src/gpu/pipelines.ts';
 import { refLinear, refLinearBackward, refMatmul, refMatmulBackward } from '../src/ref/matmul.ts';
 import { refConv2d, refConv2dBackward } from '../src/ref/conv.ts';
@@ -273,15 +274,50 @@ f16Test('f16 conv2d forward, dgrad and wgrad match the f64 reference (every vari
   }
 });
 
+f16Test(
+  "an entry launched in f32 and in f16 in one process runs each precision's module, in either order",
+  async () => {
+    // Values exact in f16, so both precisions must give them back bit-exactly.
+    const values = Float32Array.from({ length: 300 }, (_, i) => (i - 150) * 0.25);
+    const asF32 = Tensor.from(values, [values.length]);
+    const asF16 = toF16(asF32);
+    const sources = { f32: asF32, f16: asF16 };
+    for (const order of [
+      ['f32', 'f16'],
+      ['f16', 'f32'],
+    ] as const) {
+      // A fresh declaration of from_float: no pipeline of it exists yet, so the first launch compiles it.
+      const fresh = declareKernels('precision', {
+        from_float: { params: { n: 'u32' }, bindings: { src: readFloat, dst: writeF32 } },
+      }).from_float;
+      for (const precision of order) {
+        const out = Tensor.empty([values.length], 'f32');
+        dispatchKernel(fresh, {
+          params: { n: values.length },
+          bindings: { src: sources[precision].buffer, dst: out.buffer },
+          precision,
+          workgroups: grid(Math.ceil(values.length / 256)),
+        });
+        assert.deepEqual(await out.data(), values, `${precision} launched after ${order[0]}: widened values`);
+        out.dispose();
+      }
+    }
+    for (const t of [asF32, asF16]) t.dispose();
+  },
+);
+
 f16Test('f16 GEMMs leak no buffers, and precision f32 is restored to the plain kernels', async () => {
   const base = gpu().pool.liveCount;
-  const a = randomPair(21, [16, 24]).gpu;
-  const b = randomPair(22, [24, 8]).gpu;
+  const [ap, bp] = [randomPair(21, [16, 24]), randomPair(22, [24, 8])];
+  const [a, b] = [ap.gpu, bp.gpu];
   const c16 = tidy(() => matmul(a, b));
   setWorkingPrecision('f32');
   assert.equal(workingPrecision(), 'f32');
   const c32 = tidy(() => matmul(a, b));
   const [h, f] = [await c16.data(), await c32.data()];
+  // The same GEMM entry ran in f16 first: the f32 launch must still run the f32 module.
+  const [absA, absB] = [absOf(ap.ref), absOf(bp.ref)];
+  assertWithinSumBound(f, refMatmul(ap.ref, bp.ref), refMatmul(absA, absB), 24, 'f32 C after the f16 GEMM');
   assert.ok(
     h.some((v, i) => v !== f[i]),
     'the f16 result differs from the f32 one somewhere (the copies were used)',

@@ -125,9 +125,9 @@ export function typeChecks(buffer: GPUBuffer, decl: KernelDecl): void {
   dispatchKernel(k, { params: { n: 1, relu: 1, mode: 'b' }, bindings: { src: buffer }, workgroups: [1] });
   // @ts-expect-error an enum value the declaration does not list
   dispatchKernel(k, { params: { n: 1, relu: true, mode: 'c' }, bindings: { src: buffer }, workgroups: [1] });
-  // @ts-expect-error an extra binding
   dispatchKernel(k, {
     params: { n: 1, relu: true, mode: 'b' },
+    // @ts-expect-error an extra binding
     bindings: { src: buffer, dst: buffer },
     workgroups: [1],
   });

@@ -27,6 +27,7 @@ import { commandFromArgv, type PrepareCommand } from './args.ts';
 import { abandonPendingWrites } from '../odc/checkpoint-io.ts';
 import { CHECKPOINT_FILE } from '../odc/checkpoint.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError } from '../gpu/errors.ts';
+import type { TrainingSession } from '../odc/session.ts';
 
 /** Exit codes of a run stopped by a signal (128 + its number, as a shell reports a process it killed). */
 const SIGNAL_EXIT_CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
@@ -110,7 +111,7 @@ async function main(argv: string[]): Promise<number> {
       const stop = new AbortController();
       const removeHandlers = installStopHandlers(stop, outDir);
       const afterEpoch = report
-        ? async (session: import('../odc/session.ts').TrainingSession) => {
+        ? async (session: TrainingSession) => {
             const { writeLiveReport } = await import('../report/write.ts');
             const path = await writeLiveReport(session);
             session.progress.message(`report: ${path}`);

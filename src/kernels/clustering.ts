@@ -46,14 +46,19 @@ export const clustering = declareKernels('clustering', {
   fill_u32: { params: { n: 'u32', value: 'u32' }, bindings: { out: writeU32 } },
   /** out[r, :] = src[idx[r], :] for r < n */
   gather_rows: { params: { n: 'u32', d: 'u32' }, bindings: { idx: readU32, src: readF32, out: writeF32 } },
+  /** out[r, :] = src[idx[r] - row0, :] for the r < n whose idx[r] lies in [row0, row0 + row_count) (one shard of a sharded matrix) */
+  gather_rows_range: {
+    params: { n: 'u32', d: 'u32', row0: 'u32', row_count: 'u32' },
+    bindings: { idx: readU32, src: readF32, out: writeF32 },
+  },
   /** Centroid means, pass 1: zero the fixed-point sums and counts of n clusters (list[j] when listed, else j). */
   acc_zero: {
     params: { n: 'u32', d: 'u32', listed: 'bool' },
     bindings: { list: readU32, acc: writeU32, counts: writeU32 },
   },
-  /** Pass 2: acc[labels[r]] += x[row r] as 64-bit fixed point (row r = idx[r] when gather), counts += 1. */
+  /** Pass 2: acc[labels[label_offset + r]] += x[row r] as 64-bit fixed point (row r = idx[r] when gather), counts += 1. */
   acc_rows: {
-    params: { n: 'u32', d: 'u32', k: 'u32', gather: 'bool' },
+    params: { n: 'u32', d: 'u32', k: 'u32', gather: 'bool', label_offset: 'u32' },
     bindings: { x: readF32, idx: readU32, labels: readU32, acc: atomicU32, counts: atomicU32 },
   },
   /** Pass 3: out[c] = acc[c] / counts[c] for the n clusters (listed or all) with members; others keep out[c]. */

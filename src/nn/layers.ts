@@ -11,7 +11,7 @@ import { batchNorm, type BatchNormState } from '../ops/batchnorm.ts';
 import { dropout } from '../ops/dropout.ts';
 import { globalAvgPool, maxPool2d } from '../ops/pool.ts';
 import { relu } from '../ops/elementwise.ts';
-import { Tensor } from '../tensor/tensor.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
 
 /** Conv2d without bias (every conv in these models is followed by BN), Kaiming-normal fan_in init. */

@@ -17,7 +17,7 @@
  * crash never leaves a half-written checkpoint under the real name. A process that must exit at once (a
  * second Ctrl-C) calls `abandonPendingWrites()` first, so no temporary file outlives it either.
  */
-import { closeSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { crc32 as crc32Range } from '../util/crc32.ts';
 
@@ -30,15 +30,38 @@ export interface TensorRecord {
   shape?: readonly number[];
 }
 
+/**
+ * A record written from pieces produced on demand (a large GPU tensor read one shard at a time), so the writer
+ * never holds it whole: its values in order, the pieces' lengths summing to the shape's size.
+ */
+export interface StreamedRecord {
+  dtype: RecordDType;
+  shape: readonly number[];
+  chunks: () => AsyncIterable<RecordArray>;
+}
+
 export interface ReadRecord {
   dtype: RecordDType;
   shape: number[];
   data: RecordArray;
 }
 
+/**
+ * A record left in the file by `readRecords`' `stream` option: read piece by piece (synchronous positional
+ * reads), its CRC-32 checked once the last piece is read (a mismatch throws a CheckpointError then).
+ */
+export interface StreamedReadRecord {
+  dtype: RecordDType;
+  shape: number[];
+  /** The values in order, in pieces of at most maxElements (each a fresh array). */
+  pieces(maxElements: number): Iterable<RecordArray>;
+}
+
 export interface RecordFile {
   meta: unknown;
   records: Map<string, ReadRecord>;
+  /** The records named by readRecords' `stream` option (empty without it). */
+  streamed: Map<string, StreamedReadRecord>;
 }
 
 interface HeaderEntry {
@@ -106,25 +129,34 @@ function normalise(
   });
 }
 
-function buildHeader(
-  items: Array<{ name: string; data: RecordArray; shape: number[] }>,
-  meta: unknown,
-): { prefix: Uint8Array; header: Header } {
+/** A record's header facts before its offset is known (crc32 of a streamed record: a placeholder until written). */
+type EntryFacts = Omit<HeaderEntry, 'offset'>;
+
+function factsOf(it: { name: string; data: RecordArray; shape: number[] }): EntryFacts {
+  return {
+    name: it.name,
+    dtype: dtypeOf(it.data),
+    shape: it.shape,
+    bytes: it.data.byteLength,
+    crc32: crc32(bytesOf(it.data)),
+  };
+}
+
+/**
+ * The preamble + header bytes. `jsonLength` pads the JSON with spaces to that length (a header rewritten once
+ * the CRCs of streamed records are known keeps the length reserved for it).
+ */
+function buildHeader(facts: EntryFacts[], meta: unknown, jsonLength = 0): { prefix: Uint8Array; header: Header } {
   let offset = 0;
-  const entries: HeaderEntry[] = items.map((it) => {
-    const e: HeaderEntry = {
-      name: it.name,
-      dtype: dtypeOf(it.data),
-      shape: it.shape,
-      offset,
-      bytes: it.data.byteLength,
-      crc32: crc32(bytesOf(it.data)),
-    };
-    offset = align8(offset + it.data.byteLength);
+  const entries: HeaderEntry[] = facts.map((f) => {
+    const e: HeaderEntry = { ...f, offset };
+    offset = align8(offset + f.bytes);
     return e;
   });
   const header: Header = { meta: meta ?? null, records: entries, dataBytes: offset };
-  const json = new TextEncoder().encode(JSON.stringify(header));
+  const encoded = new TextEncoder().encode(JSON.stringify(header));
+  const json = encoded.length < jsonLength ? new Uint8Array(jsonLength).fill(0x20) : encoded; // 0x20: JSON whitespace
+  if (json !== encoded) json.set(encoded, 0);
   const prefix = new Uint8Array(align8(16 + json.length));
   prefix.set(new TextEncoder().encode(MAGIC), 0);
   const view = new DataView(prefix.buffer);
@@ -137,7 +169,7 @@ function buildHeader(
 /** Encodes records + metadata into one byte array (see the layout above). */
 export function encodeRecords(records: Record<string, RecordArray | TensorRecord>, meta: unknown = null): Uint8Array {
   const items = normalise(records);
-  const { prefix, header } = buildHeader(items, meta);
+  const { prefix, header } = buildHeader(items.map(factsOf), meta);
   const out = new Uint8Array(prefix.length + header.dataBytes + TRAILER.length);
   out.set(prefix, 0);
   items.forEach((it, i) => out.set(bytesOf(it.data), prefix.length + header.records[i].offset));
@@ -145,25 +177,59 @@ export function encodeRecords(records: Record<string, RecordArray | TensorRecord
   return out;
 }
 
+/** Bytes read by position: a whole file's bytes in memory, or an open file. */
+interface ByteSource {
+  length: number;
+  read(pos: number, length: number): Uint8Array;
+}
+
+/** Positional reads from an open file descriptor (synchronous: a checkpoint restore reads them in order). */
+function fileSource(fd: number): ByteSource {
+  return {
+    length: fstatSync(fd).size,
+    read(pos, length) {
+      const out = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const got = readSync(fd, out, done, length - done, pos + done);
+        if (got === 0) break;
+        done += got;
+      }
+      return out.subarray(0, done);
+    },
+  };
+}
+
 /** Decodes and verifies a record file's bytes; `where` names the source in errors. */
 export function decodeRecords(bytes: Uint8Array, where = 'checkpoint'): RecordFile {
-  if (bytes.length < 16)
-    throw new CheckpointError(where, `truncated: ${bytes.length} bytes, shorter than the 16-byte preamble`);
-  const magic = new TextDecoder().decode(bytes.subarray(0, 8));
+  return decodeFrom(
+    { length: bytes.length, read: (pos, length) => bytes.subarray(pos, pos + length) },
+    where,
+    () => false,
+    '',
+  );
+}
+
+/** decodeRecords over any byte source; records `stream` names stay in the file at `path`, read later by pieces. */
+function decodeFrom(src: ByteSource, where: string, stream: (name: string) => boolean, path: string): RecordFile {
+  if (src.length < 16)
+    throw new CheckpointError(where, `truncated: ${src.length} bytes, shorter than the 16-byte preamble`);
+  const preamble = src.read(0, 16);
+  const magic = new TextDecoder().decode(preamble.subarray(0, 8));
   if (magic !== MAGIC)
     throw new CheckpointError(
       where,
       `not an ODC record file (magic "${magic.replace(/[^\x20-\x7e]/g, '?')}", expected "${MAGIC}")`,
     );
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = new DataView(preamble.buffer, preamble.byteOffset, preamble.byteLength);
   const headerLength = view.getUint32(8, true);
   const headerCrc = view.getUint32(12, true);
-  if (16 + headerLength > bytes.length)
+  if (16 + headerLength > src.length)
     throw new CheckpointError(
       where,
-      `truncated: header needs ${headerLength} bytes, file has ${bytes.length - 16} after the preamble`,
+      `truncated: header needs ${headerLength} bytes, file has ${src.length - 16} after the preamble`,
     );
-  const json = bytes.subarray(16, 16 + headerLength);
+  const json = src.read(16, headerLength);
   if (crc32(json) !== headerCrc) throw new CheckpointError(where, 'corrupt header (CRC-32 mismatch)');
   let header: Header;
   try {
@@ -173,35 +239,77 @@ export function decodeRecords(bytes: Uint8Array, where = 'checkpoint'): RecordFi
   }
   const dataStart = align8(16 + headerLength);
   const expected = dataStart + header.dataBytes + TRAILER.length;
-  if (bytes.length < expected)
-    throw new CheckpointError(where, `truncated: ${bytes.length} bytes, expected ${expected}`);
-  if (bytes.length > expected)
-    throw new CheckpointError(where, `${bytes.length - expected} unexpected bytes after the end of the data`);
-  const trailer = new TextDecoder().decode(bytes.subarray(expected - TRAILER.length, expected));
+  if (src.length < expected) throw new CheckpointError(where, `truncated: ${src.length} bytes, expected ${expected}`);
+  if (src.length > expected)
+    throw new CheckpointError(where, `${src.length - expected} unexpected bytes after the end of the data`);
+  const trailer = new TextDecoder().decode(src.read(expected - TRAILER.length, TRAILER.length));
   if (trailer !== TRAILER) throw new CheckpointError(where, 'corrupt: end marker missing');
   const records = new Map<string, ReadRecord>();
+  const streamed = new Map<string, StreamedReadRecord>();
   for (const e of header.records) {
     const per = ELEMENT_BYTES[e.dtype];
     if (per === undefined) throw new CheckpointError(where, `record "${e.name}" has unknown dtype ${String(e.dtype)}`);
     const size = e.shape.reduce((a, b) => a * b, 1);
     if (size * per !== e.bytes || e.offset + e.bytes > header.dataBytes)
       throw new CheckpointError(where, `record "${e.name}" has an inconsistent size or offset`);
-    const raw = bytes.subarray(dataStart + e.offset, dataStart + e.offset + e.bytes);
+    if (stream(e.name)) {
+      streamed.set(e.name, {
+        dtype: e.dtype,
+        shape: e.shape,
+        pieces: (maxElements) => readPieces(path, where, e, dataStart, maxElements),
+      });
+      continue;
+    }
+    const raw = src.read(dataStart + e.offset, e.bytes);
     if (crc32(raw) !== e.crc32) throw new CheckpointError(where, `record "${e.name}" is corrupt (CRC-32 mismatch)`);
     const copy = new Uint8Array(raw).buffer; // aligned private copy (Buffer#slice would share memory)
-    const data: RecordArray =
-      e.dtype === 'f32'
-        ? new Float32Array(copy)
-        : e.dtype === 'f64'
-          ? new Float64Array(copy)
-          : e.dtype === 'i32'
-            ? new Int32Array(copy)
-            : e.dtype === 'u32'
-              ? new Uint32Array(copy)
-              : new Uint8Array(copy);
-    records.set(e.name, { dtype: e.dtype, shape: e.shape, data });
+    records.set(e.name, { dtype: e.dtype, shape: e.shape, data: typedArray(e.dtype, copy) });
   }
-  return { meta: header.meta, records };
+  return { meta: header.meta, records, streamed };
+}
+
+function typedArray(dtype: RecordDType, copy: ArrayBuffer): RecordArray {
+  return dtype === 'f32'
+    ? new Float32Array(copy)
+    : dtype === 'f64'
+      ? new Float64Array(copy)
+      : dtype === 'i32'
+        ? new Int32Array(copy)
+        : dtype === 'u32'
+          ? new Uint32Array(copy)
+          : new Uint8Array(copy);
+}
+
+/** A streamed record's pieces, read from the file again by position; its CRC-32 is checked after the last one. */
+function* readPieces(
+  path: string,
+  where: string,
+  e: HeaderEntry,
+  dataStart: number,
+  maxElements: number,
+): Generator<RecordArray> {
+  const per = ELEMENT_BYTES[e.dtype];
+  const step = Math.max(1, Math.floor(maxElements)) * per;
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new CheckpointError(where, `cannot read: ${(err as Error).message}`);
+  }
+  try {
+    const src = fileSource(fd);
+    let crc = 0;
+    for (let done = 0; done < e.bytes; done += step) {
+      const raw = src.read(dataStart + e.offset + done, Math.min(step, e.bytes - done));
+      if (raw.length < Math.min(step, e.bytes - done))
+        throw new CheckpointError(where, `truncated while reading record "${e.name}"`);
+      crc = crc32(raw, crc);
+      yield typedArray(e.dtype, new Uint8Array(raw).buffer);
+    }
+    if (crc !== e.crc32) throw new CheckpointError(where, `record "${e.name}" is corrupt (CRC-32 mismatch)`);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Temporary files of the writes in progress (created, not yet renamed over their target). */
@@ -225,14 +333,44 @@ export function abandonPendingWrites(): string[] {
   return removed;
 }
 
-/** Writes records + metadata to `path` atomically (temp file, fsync, rename). */
+function isStreamed(r: RecordArray | TensorRecord | StreamedRecord): r is StreamedRecord {
+  return !ArrayBuffer.isView(r) && 'chunks' in r;
+}
+
+/**
+ * Writes records + metadata to `path` atomically (temp file, fsync, rename). A StreamedRecord is written piece by
+ * piece as its chunks come, and its CRC-32 goes into the header, rewritten in place once all data is written.
+ */
 export async function writeRecords(
   path: string,
-  records: Record<string, RecordArray | TensorRecord>,
+  records: Record<string, RecordArray | TensorRecord | StreamedRecord>,
   meta: unknown = null,
 ): Promise<void> {
-  const items = normalise(records);
-  const { prefix } = buildHeader(items, meta);
+  const plain: Record<string, RecordArray | TensorRecord> = {};
+  for (const [name, r] of Object.entries(records)) if (!isStreamed(r)) plain[name] = r;
+  const arrays = new Map(normalise(plain).map((it) => [it.name, it]));
+  const facts: EntryFacts[] = [];
+  const streamed = new Map<number, StreamedRecord>();
+  for (const [name, r] of Object.entries(records)) {
+    if (!isStreamed(r)) {
+      facts.push(factsOf(arrays.get(name)!));
+      continue;
+    }
+    const per = ELEMENT_BYTES[r.dtype];
+    if (per === undefined) throw new TypeError(`checkpoint record "${name}": unknown dtype ${String(r.dtype)}`);
+    streamed.set(facts.length, r);
+    // 0xffffffff: the widest CRC in JSON, so the final header is never longer than the reserved one
+    facts.push({
+      name,
+      dtype: r.dtype,
+      shape: [...r.shape],
+      bytes: r.shape.reduce((a, b) => a * b, 1) * per,
+      crc32: 0xffffffff,
+    });
+  }
+  const reserved = buildHeader(facts, meta);
+  const jsonLength = new DataView(reserved.prefix.buffer).getUint32(8, true);
+  const prefix = reserved.prefix;
   const tmp = `${path}.tmp-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
   // Created synchronously and registered at once: abandonPendingWrites() never misses a file being created.
   closeSync(openSync(tmp, 'wx'));
@@ -257,13 +395,41 @@ export async function writeRecords(
     };
     await put(prefix);
     const zeros = new Uint8Array(8);
-    for (let i = 0; i < items.length; i++) {
-      const b = bytesOf(items[i].data);
-      await put(b);
-      const pad = align8(b.length) - b.length;
+    for (let i = 0; i < facts.length; i++) {
+      const stream = streamed.get(i);
+      let length = 0;
+      if (stream) {
+        let crc = 0;
+        for await (const piece of stream.chunks()) {
+          if (dtypeOf(piece) !== facts[i].dtype)
+            throw new TypeError(
+              `checkpoint record "${facts[i].name}": a ${dtypeOf(piece)} piece in a ${facts[i].dtype} record`,
+            );
+          const b = bytesOf(piece);
+          crc = crc32(b, crc);
+          await put(b);
+          length += b.length;
+        }
+        if (length !== facts[i].bytes)
+          throw new RangeError(
+            `checkpoint record "${facts[i].name}": its pieces hold ${length} bytes, its shape ${facts[i].bytes}`,
+          );
+        facts[i] = { ...facts[i], crc32: crc };
+      } else {
+        const b = bytesOf(arrays.get(facts[i].name)!.data);
+        await put(b);
+        length = b.length;
+      }
+      const pad = align8(length) - length;
       if (pad > 0) await put(zeros.subarray(0, pad));
     }
     await put(new TextEncoder().encode(TRAILER));
+    if (streamed.size > 0) {
+      const end = pos;
+      pos = 0;
+      await put(buildHeader(facts, meta, jsonLength).prefix);
+      pos = end;
+    }
     await fh.sync();
   } catch (err) {
     await fh.close();
@@ -282,8 +448,27 @@ export async function writeRecords(
   }
 }
 
-/** Reads and verifies a file written by `writeRecords`. */
-export async function readRecords(path: string): Promise<RecordFile> {
+/**
+ * Reads and verifies a file written by `writeRecords`. Records that `options.stream` names are not read now:
+ * they come back in `streamed`, to be read piece by piece (the ODC memory's features on a resume).
+ */
+export async function readRecords(
+  path: string,
+  options: { stream?: (name: string) => boolean } = {},
+): Promise<RecordFile> {
+  if (options.stream) {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (err) {
+      throw new CheckpointError(path, `cannot read: ${(err as Error).message}`);
+    }
+    try {
+      return decodeFrom(fileSource(fd), path, options.stream, path);
+    } finally {
+      closeSync(fd);
+    }
+  }
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);

@@ -17,12 +17,14 @@ import {
   writeRecords,
   type ReadRecord,
   type RecordArray,
+  type StreamedReadRecord,
+  type StreamedRecord,
   type TensorRecord,
 } from './checkpoint-io.ts';
 import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
 import type { OdcMemory } from './memory.ts';
-import { exportMemoryState, memoryFromState } from './memory-records.ts';
+import { memoryFromState, memoryRecords } from './memory-records.ts';
 import { completeConfig, validateConfig, type TrainConfig } from './config.ts';
 import { batchCount } from '../data/sampler.ts';
 
@@ -102,7 +104,7 @@ export async function saveCheckpoint(
   state: TrainState,
   meta: Omit<CheckpointMeta, 'format' | 'version' | 'momentumBuffers' | 'memoryMeta' | 'sgdLr'>,
 ): Promise<string> {
-  const records: Record<string, RecordArray | TensorRecord> = {};
+  const records: Record<string, RecordArray | TensorRecord | StreamedRecord> = {};
   for (const [name, p] of state.model.namedParameters())
     records[`param.${name}`] = { data: await p.data(), shape: p.shape };
   for (const [name, b] of state.model.namedBuffers())
@@ -113,8 +115,9 @@ export async function saveCheckpoint(
   });
   let memoryMeta: Record<string, unknown> | null = null;
   if (state.memory) {
-    const m = await exportMemoryState(state.memory);
+    const m = await memoryRecords(state.memory);
     memoryMeta = m.meta;
+    records['memory.features'] = m.features; // streamed: read one shard at a time while the file is written
     Object.assign(records, m.records);
   }
   if (state.pseudoLabels) records[PSEUDO_LABELS] = { data: state.pseudoLabels, shape: [state.pseudoLabels.length] };
@@ -155,11 +158,11 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
     throw new Error(
       `No checkpoint at ${path}: train first (odc train --out ${dir}), or point --run at a training output folder.`,
     );
-  const file = await readRecords(path);
+  const file = await readRecords(path, { stream: (name) => name === 'memory.features' }); // read on restore, by pieces
   const meta = file.meta as CheckpointMeta;
   if (!meta || meta.format !== 'odc-train' || meta.version !== 1)
     throw new Error(`${path} is not an odc-webgpu training checkpoint (format ${String(meta?.format)})`);
-  checkCheckpointMeaning(path, meta, file.records);
+  checkCheckpointMeaning(path, meta, file.records, file.streamed);
   const take = (name: string, size: number): RecordArray => {
     const r = file.records.get(name);
     if (!r)
@@ -180,7 +183,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
         );
         sgd.loadState({ lr: meta.sgdLr, momentumBuffers: buffers });
       }
-      return meta.memoryMeta ? memoryFromState(meta.memoryMeta, file.records) : null;
+      return meta.memoryMeta ? memoryFromState(meta.memoryMeta, file.records, { streamed: file.streamed }) : null;
     },
     pseudoLabels: (file.records.get(PSEUDO_LABELS)?.data as Uint32Array | undefined) ?? null,
   };
@@ -228,6 +231,7 @@ export function checkCheckpointMeaning(
   path: string,
   meta: CheckpointMeta,
   records: ReadonlyMap<string, ReadRecord>,
+  streamed: ReadonlyMap<string, StreamedReadRecord> = new Map(),
 ): void {
   try {
     meta.config = validateConfig(completeConfig(meta.config, 'config'));
@@ -263,6 +267,17 @@ export function checkCheckpointMeaning(
             `record "${name}" holds the negative variance ${r.data[negative]} (value ${negative} of ${r.data.length})`,
           );
       }
+    }
+  }
+  // streamed records (the memory features) are read here in pieces, so a bad value is found before any slow step
+  for (const [name, r] of streamed) {
+    if (r.dtype !== 'f32' && r.dtype !== 'f64') continue;
+    const total = r.shape.reduce((a, b) => a * b, 1);
+    let at = 0;
+    for (const piece of r.pieces(1 << 22)) {
+      const bad = firstNonFinite(piece);
+      if (bad >= 0) refuse(path, `record "${name}" holds ${piece[bad]} (value ${at + bad} of ${total})`);
+      at += piece.length;
     }
   }
   for (const name of ['memory.labels', PSEUDO_LABELS]) {

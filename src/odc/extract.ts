@@ -11,7 +11,8 @@ import type { Module } from '../nn/module.ts';
 
 /**
  * Runs `featuresOf` (e.g. backbone, or backbone + neck) on every image in index order and returns
- * [N, dim]. The module tree `model` is put in eval mode for the pass and restored afterwards.
+ * [N, dim], or only images [rows.start, rows.start + rows.count) as [rows.count, dim] (one shard of the ODC
+ * memory). The module tree `model` is put in eval mode for the pass and restored afterwards.
  */
 export function extractFeatures(
   model: Module,
@@ -19,8 +20,10 @@ export function extractFeatures(
   augmenter: GpuAugmenter,
   dim: number,
   batchSize: number,
+  rows: { start: number; count: number } = { start: 0, count: augmenter.n },
 ): Tensor<'f32'> {
-  const n = augmenter.n;
+  const first = rows.start;
+  const n = rows.count;
   const out = Tensor.empty([n, dim], 'f32');
   const wasTraining = model.training;
   model.eval();
@@ -28,7 +31,7 @@ export function extractFeatures(
     for (let start = 0; start < n; start += batchSize) {
       const count = Math.min(batchSize, n - start);
       const idx = new Uint32Array(count);
-      for (let i = 0; i < count; i++) idx[i] = start + i;
+      for (let i = 0; i < count; i++) idx[i] = first + start + i;
       tidy(() =>
         noGrad(() => {
           const f = featuresOf(augmenter.extract(idx));

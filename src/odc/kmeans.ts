@@ -8,7 +8,18 @@
 import { gpu } from '../gpu/device.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { kmeans as kernels } from '../kernels/kmeans.ts';
-import { centroidMeans, copyRows, l2Bias, nearest, rowSquaredNorms, sumInto, threads } from '../ops/clustering.ts';
+import {
+  centroidMeans,
+  copyRows,
+  gatherShardRows,
+  l2Bias,
+  nearest,
+  perShardRows,
+  rowSquaredNorms,
+  sumInto,
+  threads,
+  type RowShards,
+} from '../ops/clustering.ts';
 import { normalizeRows } from '../ops/rows.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
@@ -60,12 +71,25 @@ export interface KMeansResult {
  * Init: k distinct random rows (or k-means++, see `init`). Each iteration: L2 assignment (fused GEMM + argmax), inertia, plain
  * means (empty clusters keep their centroid), then faiss-style repair of empty clusters (split a
  * cluster drawn with probability ~ size - 1, +-1/1024 perturbation). Finally one more assignment.
- * Nothing is read back; results are reproducible for a given seed.
+ * Nothing is read back; results are reproducible for a given seed. A sharded x (RowShards, random seeding only)
+ * gives the same results as one buffer: every row's assignment is its own, the means are integer sums.
  */
-export function kmeans(x: Tensor<'f32'>, n: number, d: number, k: number, options: KMeansOptions = {}): KMeansResult {
+export function kmeans(
+  input: Tensor<'f32'> | RowShards,
+  n: number,
+  d: number,
+  k: number,
+  options: KMeansOptions = {},
+): KMeansResult {
+  const sharded = input instanceof Tensor || input.parts.length === 1 ? null : input;
+  const x = input instanceof Tensor ? input : input.parts[0];
   expectDType(x, 'f32', 'kmeans');
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`kmeans: k must be a positive integer, got ${k}`);
-  if (x.size < n * d)
+  if (sharded && options.init === 'kmeans++')
+    throw new RangeError(
+      'kmeans: k-means++ seeding needs the rows in one buffer; use the default random seeding (odc.kmeansInit random) for a sharded memory',
+    );
+  if (!sharded && x.size < n * d)
     throw new RangeError(`kmeans: features ${fmtShape(x.shape)} hold fewer than n*d = ${n}*${d} values`);
   if (k > n) throw new RangeError(`kmeans: k = ${k} clusters need at least k points, got n = ${n}`);
   const iterations = options.iterations ?? 20;
@@ -73,7 +97,8 @@ export function kmeans(x: Tensor<'f32'>, n: number, d: number, k: number, option
   const centroids = Tensor.empty([k, d], 'f32');
   if ((options.init ?? 'random') === 'random') {
     const seeds = Tensor.from(distinctIndices(rng, n, k), [k], 'u32');
-    copyRows(x, seeds, centroids, k, d);
+    if (sharded) gatherShardRows(sharded, seeds, centroids, k);
+    else copyRows(x, seeds, centroids, k, d);
     seeds.dispose();
   } else {
     const first = Tensor.from([rng.int(n)], [1], 'u32');
@@ -121,15 +146,21 @@ export function kmeans(x: Tensor<'f32'>, n: number, d: number, k: number, option
   const counts = Tensor.empty([k], 'u32');
   const inertia = Tensor.empty([iterations + 1], 'f32');
   const emptyStats = Tensor.empty([Math.max(2 * iterations, 1)], 'u32');
-  rowSquaredNorms(x, n, d, norms);
+  if (sharded)
+    perShardRows(sharded, [norms], (part, rows, [out]) => rowSquaredNorms(part, rows, d, out as Tensor<'f32'>));
+  else rowSquaredNorms(x, n, d, norms);
   const assign = (slot: number) => {
     l2Bias(centroids, k, d, bias);
-    nearest({ x, n, d, centroids, k, bias, labels, scores: best });
+    if (sharded) {
+      perShardRows(sharded, [labels, best], (part, rows, [l, sc]) =>
+        nearest({ x: part, n: rows, d, centroids, k, bias, labels: l as Tensor<'u32'>, scores: sc as Tensor<'f32'> }),
+      );
+    } else nearest({ x, n, d, centroids, k, bias, labels, scores: best });
     sumInto(norms, n, inertia, slot, best);
   };
   for (let it = 0; it < iterations; it++) {
     assign(it);
-    centroidMeans({ x, n, d, labels, k, out: centroids, counts });
+    centroidMeans({ x: sharded ?? x, n, d, labels, k, out: centroids, counts });
     dispatchKernel(kernels.repair_empty, {
       params: { k, d, seed: rng.nextU32(), iteration: it },
       bindings: { counts: counts.buffer, centroids: centroids.buffer, stats: emptyStats.buffer },

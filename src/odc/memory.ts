@@ -26,6 +26,14 @@
  * - Centroid means are computed with 64-bit fixed-point integer atomics (scale 2^24), so they do not
  *   depend on the GPU's scheduling (WGSL has no float atomics).
  * - The 2-means of a split runs on the GPU (src/odc/split.ts); the recycled id gets 2-means side 1.
+ * - Sharding (memories past one storage binding): the feature rows live in S shards of rowsPerShard rows (the
+ *   largest multiple of 64 rows within min(maxStorageBufferBindingSize, maxBufferSize), and at most what one
+ *   nearest-centroid launch takes); S = 1 whenever the memory fits, and then every launch is the one-buffer launch. With S > 1 the momentum update and its scatter
+ *   run once per shard on the batch rows in its row range; k-means assigns and normalises shard by shard (each
+ *   row's result is its own); centroid sums add the shards in shard order into the same 64-bit integer
+ *   accumulators (exact, so order-free); the small-cluster policy gathers the rows it needs into one buffer.
+ *   Results are bit-identical to one buffer (test/odc-memory-shards.test.ts). Labels stay one [N] buffer
+ *   (4 bytes a row: 33M rows per 128 MiB). Checkpoints stream the features shard by shard (memory-records.ts).
  * - Out-of-range indices passed as host arrays throw before any GPU work; passed as GPU tensors they
  *   cannot be checked without a readback, so the kernels skip them and count them, and the next
  *   `stats()` / `checkErrors()` throws.
@@ -36,7 +44,17 @@ import { Rng } from '../util/rng.ts';
 import { readHistogram, readSizesLater, readStatusWord, type SizeCheck } from './host-reads.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { odcMemory } from '../kernels/odc_memory.ts';
-import { centroidMeans, fillU32, histogram, nearest, threads } from '../ops/clustering.ts';
+import {
+  centroidMeans,
+  fillU32,
+  forEachShard,
+  gatherShardRows,
+  histogram,
+  nearest,
+  rowsPerShard,
+  threads,
+  type RowShards,
+} from '../ops/clustering.ts';
 import { normalizeRows } from '../ops/rows.ts';
 import { kmeans } from './kmeans.ts';
 import { handleSmallClusters, type ClusterMemory, type SmallClusterReport } from './small-clusters.ts';
@@ -61,6 +79,11 @@ export interface OdcMemoryOptions {
   splitRestarts?: number;
   /** Lloyd steps per 2-means restart (ODC: 20). */
   splitMaxIter?: number;
+  /**
+   * Largest feature shard in bytes (default: the device's maxStorageBufferBindingSize / maxBufferSize, whichever
+   * is smaller); tests lower it to force several shards. Results do not depend on it.
+   */
+  maxShardBytes?: number;
 }
 
 export interface MemoryStats {
@@ -118,8 +141,11 @@ export class OdcMemory implements ClusterMemory {
   readonly kmeansInit: 'random' | 'kmeans++';
   readonly splitRestarts: number;
   readonly splitMaxIter: number;
-  /** [N, D] unit-norm memory features. */
-  readonly features: Tensor<'f32'>;
+  /**
+   * [N, D] unit-norm memory features as row shards, each within one storage binding: one shard (the whole
+   * memory) whenever it fits, else ceil(N / rowsPerShard). Per-step kernels run once per shard on its row range.
+   */
+  readonly featureShards: RowShards;
   /** [N] memory labels in [0, K). */
   readonly labels: Tensor<'u32'>;
   /** [K, D] centroids: plain means of member features (not normalised). */
@@ -137,7 +163,7 @@ export class OdcMemory implements ClusterMemory {
   /** Seeds k-means and the 2-means splits; its state is part of the checkpoint (memory-records.ts). */
   readonly rng: Rng;
 
-  private constructor(o: Required<OdcMemoryOptions>) {
+  private constructor(o: Required<Omit<OdcMemoryOptions, 'maxShardBytes'>>, shardRows: number) {
     this.n = o.n;
     this.dim = o.dim;
     this.k = o.k;
@@ -149,14 +175,17 @@ export class OdcMemory implements ClusterMemory {
     this.splitRestarts = o.splitRestarts;
     this.splitMaxIter = o.splitMaxIter;
     this.rng = new Rng(o.seed);
-    this.features = Tensor.empty([o.n, o.dim], 'f32');
+    const parts: Tensor<'f32'>[] = [];
+    for (let row0 = 0; row0 < o.n; row0 += shardRows)
+      parts.push(Tensor.empty([Math.min(shardRows, o.n - row0), o.dim], 'f32'));
+    this.featureShards = { parts, rowsPerShard: shardRows, n: o.n, d: o.dim };
     this.labels = Tensor.empty([o.n], 'u32');
     this.centroids = Tensor.empty([o.k, o.dim], 'f32');
     this.weights = Tensor.from(new Float32Array(o.k).fill(1 / o.k), [o.k], 'f32');
     this.changeCount = Tensor.empty([1], 'u32');
     this.status = Tensor.empty([4], 'u32');
     this.sizes = Tensor.empty([o.k], 'u32');
-    fillU32(this.features, 0);
+    for (const part of parts) fillU32(part, 0);
     fillU32(this.labels, 0);
     fillU32(this.centroids, 0);
     fillU32(this.changeCount, 0);
@@ -183,7 +212,7 @@ export class OdcMemory implements ClusterMemory {
       );
     }
     const seed = options.seed ?? 0;
-    const o: Required<OdcMemoryOptions> = {
+    const o: Required<Omit<OdcMemoryOptions, 'maxShardBytes'>> = {
       n,
       dim,
       k,
@@ -195,8 +224,42 @@ export class OdcMemory implements ClusterMemory {
       splitRestarts: checkInt('splitRestarts', options.splitRestarts ?? 3, 1),
       splitMaxIter: checkInt('splitMaxIter', options.splitMaxIter ?? 20, 0),
     };
-    gpu().checkBindingSize(n * dim * 4, `The ODC feature memory [${n}, ${dim}]`);
-    return new OdcMemory(o);
+    const { maxStorageBufferBindingSize, maxBufferSize, maxComputeWorkgroupsPerDimension } = gpu().limits;
+    const maxShardBytes = Math.min(options.maxShardBytes ?? Infinity, maxStorageBufferBindingSize, maxBufferSize);
+    // and at most the rows one nearest-centroid launch takes (64 rows per workgroup in its tiled variant)
+    return new OdcMemory(o, Math.min(rowsPerShard(n, dim, maxShardBytes), 64 * maxComputeWorkgroupsPerDimension));
+  }
+
+  /** The [N, D] features as one tensor; only a memory held in one shard has one (else use featureShards / featuresData). */
+  get features(): Tensor<'f32'> {
+    const { parts } = this.featureShards;
+    if (parts.length !== 1)
+      throw new Error(
+        `OdcMemory: the features [${this.n}, ${this.dim}] are held in ${parts.length} shards, not one tensor`,
+      );
+    return parts[0];
+  }
+
+  /** Host copy of all the features (read shard by shard; for small memories and tests: checkpoints stream instead). */
+  async featuresData(): Promise<Float32Array> {
+    const out = new Float32Array(this.n * this.dim);
+    for (let s = 0; s < this.featureShards.parts.length; s++)
+      out.set(await this.featureShards.parts[s].data(), s * this.featureShards.rowsPerShard * this.dim);
+    return out;
+  }
+
+  /** ClusterMemory.indexedRows: the memory and idx itself when it is one shard, else the gathered rows and 0..count-1. */
+  indexedRows(idx: Tensor<'u32'>, count: number): { x: Tensor<'f32'>; rowIdx: Tensor<'u32'>; release(): void } {
+    if (this.featureShards.parts.length === 1)
+      return { x: this.featureShards.parts[0], rowIdx: idx, release: () => {} };
+    const x = Tensor.empty([Math.max(count, 1), this.dim], 'f32');
+    gatherShardRows(this.featureShards, idx, x, count);
+    const rowIdx = Tensor.from(
+      Uint32Array.from({ length: Math.max(count, 1) }, (_, i) => i),
+      [Math.max(count, 1)],
+      'u32',
+    );
+    return { x, rowIdx, release: () => (x.dispose(), rowIdx.dispose()) };
   }
 
   private checkFeatures(features: Tensor<'f32'>, rows: number | null, what: string): number {
@@ -228,12 +291,32 @@ export class OdcMemory implements ClusterMemory {
    * Initial clustering (spec 2.2 + the port's fix from section 6): L2-normalise the raw features into
    * the memory, k-means (seeded, GPU), labels = final nearest-centroid assignment, centroids = plain
    * means, one small-cluster pass (so no cluster starts empty), centroids recomputed, weights (power 0.5).
+   * The raw features come as one [N, D] tensor, or as one block per feature shard ([rows of shard s, D] each,
+   * see featureShards) when N x D does not fit one tensor.
    */
-  async init(rawFeatures: Tensor<'f32'>): Promise<InitReport> {
-    this.checkFeatures(rawFeatures, this.n, 'OdcMemory.init');
-    // ODC-SPEC's rule (||x|| + 1e-10), summed in order over each row as the momentum update sums.
-    normalizeRows(rawFeatures, { epsilon: 'add', summation: 'serial', out: this.features });
-    const km = kmeans(this.features, this.n, this.dim, this.k, {
+  async init(rawFeatures: Tensor<'f32'> | readonly Tensor<'f32'>[]): Promise<InitReport> {
+    const { parts } = this.featureShards;
+    if (rawFeatures instanceof Tensor) this.checkFeatures(rawFeatures, this.n, 'OdcMemory.init');
+    else {
+      if (rawFeatures.length !== parts.length)
+        throw new RangeError(
+          `OdcMemory.init: ${rawFeatures.length} feature blocks for a memory of ${parts.length} shards`,
+        );
+      rawFeatures.forEach((raw, s) => this.checkFeatures(raw, parts[s].shape[0], `OdcMemory.init (block ${s})`));
+    }
+    // ODC-SPEC's rule (||x|| + 1e-10), summed in order over each row as the momentum update sums (row by row:
+    // normalising a block or the whole gives the same bits).
+    if (!(rawFeatures instanceof Tensor))
+      rawFeatures.forEach((raw, s) => normalizeRows(raw, { epsilon: 'add', summation: 'serial', out: parts[s] }));
+    else if (parts.length === 1) normalizeRows(rawFeatures, { epsilon: 'add', summation: 'serial', out: parts[0] });
+    else {
+      const all = normalizeRows(rawFeatures, { epsilon: 'add', summation: 'serial' });
+      forEachShard(this.featureShards, (part, row0, rows) =>
+        gpu().copy(all.buffer, row0 * this.dim * 4, part.buffer, 0, rows * this.dim * 4),
+      );
+      all.dispose();
+    }
+    const km = kmeans(this.featureShards, this.n, this.dim, this.k, {
       iterations: this.kmeansIterations,
       seed: this.rng.nextU32(),
       init: this.kmeansInit,
@@ -279,18 +362,21 @@ export class OdcMemory implements ClusterMemory {
     const fresh = Tensor.empty([b, d], 'f32');
     const winner = Tensor.empty([b], 'u32');
     const newLabels = Tensor.empty([b], 'u32');
-    dispatchKernel(odcMemory.momentum, {
-      params: { n: b, d, bank_rows: this.n, momentum: this.momentum },
-      bindings: {
-        idx: idx.t.buffer,
-        features: features.buffer,
-        bank: this.features.buffer,
-        out: fresh.buffer,
-        winner: winner.buffer,
-        status: this.status.buffer,
-      },
-      workgroups: threads(b),
-    });
+    // one launch per shard, each on the batch rows in its row range (one shard: the whole memory, as before sharding)
+    forEachShard(this.featureShards, (bank, row0, rows) =>
+      dispatchKernel(odcMemory.momentum, {
+        params: { n: b, d, bank_rows: this.n, momentum: this.momentum, row0, row_count: rows },
+        bindings: {
+          idx: idx.t.buffer,
+          features: features.buffer,
+          bank: bank.buffer,
+          out: fresh.buffer,
+          winner: winner.buffer,
+          status: this.status.buffer,
+        },
+        workgroups: threads(b),
+      }),
+    );
     nearest({ x: fresh, n: b, d, centroids: this.centroids, k: this.k, labels: newLabels });
     dispatchKernel(odcMemory.count_changes, {
       params: { n: b, bank_rows: this.n },
@@ -302,18 +388,20 @@ export class OdcMemory implements ClusterMemory {
       },
       workgroups: threads(b),
     });
-    dispatchKernel(odcMemory.scatter_update, {
-      params: { n: b, d, bank_rows: this.n },
-      bindings: {
-        idx: idx.t.buffer,
-        rows: fresh.buffer,
-        new_labels: newLabels.buffer,
-        winner: winner.buffer,
-        bank: this.features.buffer,
-        labels: this.labels.buffer,
-      },
-      workgroups: threads(b),
-    });
+    forEachShard(this.featureShards, (bank, row0, rows) =>
+      dispatchKernel(odcMemory.scatter_update, {
+        params: { n: b, d, bank_rows: this.n, row0, row_count: rows },
+        bindings: {
+          idx: idx.t.buffer,
+          rows: fresh.buffer,
+          new_labels: newLabels.buffer,
+          winner: winner.buffer,
+          bank: bank.buffer,
+          labels: this.labels.buffer,
+        },
+        workgroups: threads(b),
+      }),
+    );
     for (const t of [fresh, winner, newLabels]) t.dispose();
     if (idx.owned) idx.t.dispose();
   }
@@ -335,7 +423,15 @@ export class OdcMemory implements ClusterMemory {
 
   /** Spec 2.4: every non-empty centroid = plain mean of its members' features; empty ones keep theirs. */
   recomputeCentroids(): void {
-    centroidMeans({ x: this.features, n: this.n, d: this.dim, labels: this.labels, k: this.k, out: this.centroids });
+    const { parts } = this.featureShards;
+    centroidMeans({
+      x: parts.length === 1 ? parts[0] : this.featureShards,
+      n: this.n,
+      d: this.dim,
+      labels: this.labels,
+      k: this.k,
+      out: this.centroids,
+    });
   }
 
   /** A new [K] u32 tensor with the label histogram. */
@@ -395,7 +491,7 @@ export class OdcMemory implements ClusterMemory {
   /** Releases every GPU buffer of this memory. */
   dispose(): void {
     for (const t of [
-      this.features,
+      ...this.featureShards.parts,
       this.labels,
       this.centroids,
       this.weights,

@@ -89,16 +89,10 @@ export async function freshMode(
   if (ctx.config.mode !== 'odc') return { mode: new DeepClusterMode(ctx, n, null) };
   const { config, model, augmenter } = ctx;
   const t0 = performance.now();
-  const raw = extractFeatures(
-    model,
-    (x) => model.features(x),
-    augmenter,
-    config.model.featureDim,
-    config.optim.batchSize,
-  );
   let memory: OdcMemory | null = null;
+  // one block of raw features per memory shard (the whole set in one when it fits one binding)
+  const raw: Tensor<'f32'>[] = [];
   try {
-    await checkFinite(raw, "the random-init network's features");
     memory = OdcMemory.create({
       n,
       dim: config.model.featureDim,
@@ -111,8 +105,23 @@ export async function freshMode(
       splitRestarts: config.odc.splitRestarts,
       splitMaxIter: config.odc.splitMaxIter,
     });
+    const { rowsPerShard } = memory.featureShards;
+    for (const part of memory.featureShards.parts) {
+      const rows = { start: raw.length * rowsPerShard, count: part.shape[0] };
+      raw.push(
+        extractFeatures(
+          model,
+          (x) => model.features(x),
+          augmenter,
+          config.model.featureDim,
+          config.optim.batchSize,
+          rows,
+        ),
+      );
+    }
+    for (const block of raw) await checkFinite(block, "the random-init network's features");
     const report = await memory.init(raw);
-    raw.dispose();
+    for (const block of raw.splice(0)) block.dispose();
     model.head.reset();
     const initialLabels = await memory.labels.data();
     const initialNmi = trueLabels ? nmi(initialLabels, trueLabels) : undefined;
@@ -133,7 +142,7 @@ export async function freshMode(
     });
     return { mode: new OdcMode(config, memory), initialNmi, initialLabels };
   } catch (err) {
-    raw.dispose();
+    for (const block of raw) block.dispose();
     memory?.dispose();
     throw err;
   }

@@ -115,12 +115,6 @@ export class TrainingSession implements StepParts {
     const dataset = options.dataset ? asSource(options.dataset) : await loadTrainingData(config);
     checkTrainingData(dataset, config);
     if (ckpt) checkDataSize(ckpt, dataset.n, outDir);
-    // the ODC memory is one buffer (not yet sharded): refuse a set it cannot hold before any slow step
-    if (config.mode === 'odc')
-      gpu().checkBindingSize(
-        dataset.n * config.model.featureDim * 4,
-        `The ODC feature memory [${dataset.n}, ${config.model.featureDim}] of data set "${dataset.name}"`,
-      );
     const augmenter = new GpuAugmenter(dataset, augmentConfig(config, dataset));
     const modelRng = new Rng(config.seed);
     const model = buildModel(config, dataset.channels, modelRng);

@@ -48,11 +48,15 @@ export interface ClusterMemory {
   readonly minCluster: number;
   readonly splitRestarts: number;
   readonly splitMaxIter: number;
-  readonly features: Tensor<'f32'>;
   readonly labels: Tensor<'u32'>;
   readonly centroids: Tensor<'f32'>;
   /** Seeds the 2-means restarts. */
   readonly rng: Rng;
+  /**
+   * The memory rows idx[0..count) as rows x[rowIdx[r]] of one buffer: the memory itself and idx when it is one
+   * buffer, else a gathered copy and 0..count-1 (release() frees what was made).
+   */
+  indexedRows(idx: Tensor<'u32'>, count: number): { x: Tensor<'f32'>; rowIdx: Tensor<'u32'>; release(): void };
   /** A new [K] u32 label histogram. */
   histogram(): Tensor<'u32'>;
   /** Labels of the given samples (a new u32 tensor). */
@@ -85,7 +89,7 @@ export async function resolveSmallClusters(
   sizes: Uint32Array,
   options: { trace?: boolean } = {},
 ): Promise<SmallClusterReport> {
-  const { n, dim, k, minCluster, features, labels, centroids } = memory;
+  const { n, dim, k, minCluster, labels, centroids } = memory;
   let h = sizes;
   const small: number[] = [];
   for (let c = 0; c < k; c++) if (h[c] < minCluster) small.push(c);
@@ -107,7 +111,9 @@ export async function resolveSmallClusters(
     const bias = Tensor.empty([k], 'f32');
     maskBias(mask, k, bias);
     const dest = Tensor.empty([members], 'u32');
-    nearest({ x: features, n: members, d: dim, idx, centroids, k, bias, labels: dest });
+    const rows = memory.indexedRows(idx, members);
+    nearest({ x: rows.x, n: members, d: dim, idx: rows.rowIdx, centroids, k, bias, labels: dest });
+    rows.release();
     dispatchKernel(odcMemory.scatter_labels, {
       params: { n: members },
       bindings: { idx: idx.buffer, values: dest.buffer, labels: labels.buffer },
@@ -125,7 +131,8 @@ export async function resolveSmallClusters(
     if (size < 2)
       throw new Error(`OdcMemory: cannot refill cluster ${dead}: the largest cluster ${big} has ${size} member(s)`);
     const idx = compactIndices(labels, n, k, size, { value: big });
-    const { side, count1 } = twoMeansSplit(features, dim, idx, size, memory.rng, {
+    const rows = memory.indexedRows(idx, size);
+    const { side, count1 } = twoMeansSplit(rows.x, dim, rows.rowIdx, size, memory.rng, {
       restarts: memory.splitRestarts,
       maxIter: memory.splitMaxIter,
     });
@@ -136,7 +143,18 @@ export async function resolveSmallClusters(
     });
     const lab = memory.labelsOf(idx);
     const list = Tensor.from([big, dead], [2], 'u32');
-    centroidMeans({ x: features, n: size, d: dim, idx, labels: lab, k, out: centroids, list, listLength: 2 });
+    centroidMeans({
+      x: rows.x,
+      n: size,
+      d: dim,
+      idx: rows.rowIdx,
+      labels: lab,
+      k,
+      out: centroids,
+      list,
+      listLength: 2,
+    });
+    rows.release();
     const moved = await readSplitCount(count1);
     for (const t of [idx, side, count1, lab, list]) t.dispose();
     h[dead] = moved;

@@ -49,6 +49,65 @@ export function copyRows(src: Tensor<'f32'>, idx: Tensor<'u32'>, out: Tensor<'f3
   });
 }
 
+/**
+ * An [n, d] f32 matrix kept as row shards, each within one storage binding (the ODC memory past
+ * maxStorageBufferBindingSize): parts[s] holds rows [s * rowsPerShard, min(n, (s + 1) * rowsPerShard)).
+ */
+export interface RowShards {
+  parts: Tensor<'f32'>[];
+  rowsPerShard: number;
+  n: number;
+  d: number;
+}
+
+/** Rows per shard of an [n, d] f32 matrix whose shards hold at most maxBytes each (a multiple of 64 rows when over 64). */
+export function rowsPerShard(n: number, d: number, maxBytes: number): number {
+  const fit = Math.floor(maxBytes / (4 * d));
+  if (fit < 1)
+    throw new RangeError(
+      `A row of ${d} f32 values (${4 * d} bytes) is larger than one buffer binding (${maxBytes} bytes)`,
+    );
+  if (fit >= n) return n;
+  return fit >= 64 ? fit - (fit % 64) : fit;
+}
+
+/** Calls fn for each shard, in shard order, with the shard, its first row and its row count. */
+export function forEachShard(x: RowShards, fn: (part: Tensor<'f32'>, row0: number, rows: number) => void): void {
+  x.parts.forEach((part, s) => fn(part, s * x.rowsPerShard, Math.min(x.rowsPerShard, x.n - s * x.rowsPerShard)));
+}
+
+/** out[r, :] = x[idx[r], :] for r < count rows gathered from a sharded matrix (one launch per shard; one plain gather for one shard). */
+export function gatherShardRows(x: RowShards, idx: Tensor<'u32'>, out: Tensor<'f32'>, count: number): void {
+  if (count === 0) return;
+  if (x.parts.length === 1) return copyRows(x.parts[0], idx, out, count, x.d);
+  forEachShard(x, (part, row0, rows) =>
+    dispatchKernel(clustering.gather_rows_range, {
+      params: { n: count, d: x.d, row0, row_count: rows },
+      bindings: { idx: idx.buffer, src: part.buffer, out: out.buffer },
+      workgroups: threads(count * x.d),
+    }),
+  );
+}
+
+/**
+ * Per-row results of a sharded matrix: fn computes shard rows [0, rows) into fresh outputs, which are copied
+ * to rows [row0, row0 + rows) of `outs` (u32 or f32 per row; row results do not depend on the other rows).
+ */
+export function perShardRows(
+  x: RowShards,
+  outs: Tensor[],
+  fn: (part: Tensor<'f32'>, rows: number, partOuts: Tensor[]) => void,
+): void {
+  forEachShard(x, (part, row0, rows) => {
+    const partOuts = outs.map((o) => Tensor.empty([rows], o.dtype));
+    fn(part, rows, partOuts);
+    partOuts.forEach((po, i) => {
+      gpu().copy(po.buffer, 0, outs[i].buffer, row0 * 4, rows * 4);
+      po.dispose();
+    });
+  });
+}
+
 /** out[r] = ||x[r]||^2 for n rows of d (summed in order over the row). */
 export function rowSquaredNorms(x: Tensor<'f32'>, n: number, d: number, out: Tensor<'f32'>): void {
   dispatchKernel(clustering.row_norm2, {
@@ -196,8 +255,8 @@ export function histogram(labels: Tensor<'u32'>, n: number, k: number, hist: Ten
 }
 
 export interface MeansArgs {
-  /** Rows [*, d]; row r is x[idx[r]] when idx is given. */
-  x: Tensor<'f32'>;
+  /** Rows [*, d]; row r is x[idx[r]] when idx is given. A sharded x (no idx) is summed shard by shard. */
+  x: Tensor<'f32'> | RowShards;
   n: number;
   d: number;
   idx?: Tensor<'u32'>;
@@ -230,17 +289,25 @@ export function centroidMeans(a: MeansArgs): void {
     bindings: { list, acc: acc.buffer, counts: cnt.buffer },
     workgroups: threads(m * a.d),
   });
-  dispatchKernel(clustering.acc_rows, {
-    params: { n: a.n, d: a.d, k: a.k, gather: a.idx !== undefined },
-    bindings: {
-      x: a.x.buffer,
-      idx: (a.idx ?? tmp).buffer,
-      labels: a.labels.buffer,
-      acc: acc.buffer,
-      counts: cnt.buffer,
-    },
-    workgroups: threads(a.n * a.d),
-  });
+  // The sums are integers, so adding the shards one after another (in shard order) gives the one-pass result exactly.
+  const parts: Array<[Tensor<'f32'>, number, number]> = [];
+  if (a.x instanceof Tensor) parts.push([a.x, 0, a.n]);
+  else if (a.idx)
+    throw new RangeError('centroidMeans: gathered rows (idx) of a sharded matrix: gather them first (gatherShardRows)');
+  else forEachShard(a.x, (part, row0, rows) => parts.push([part, row0, rows]));
+  for (const [x, row0, rows] of parts) {
+    dispatchKernel(clustering.acc_rows, {
+      params: { n: rows, d: a.d, k: a.k, gather: a.idx !== undefined, label_offset: row0 },
+      bindings: {
+        x: x.buffer,
+        idx: (a.idx ?? tmp).buffer,
+        labels: a.labels.buffer,
+        acc: acc.buffer,
+        counts: cnt.buffer,
+      },
+      workgroups: threads(rows * a.d),
+    });
+  }
   dispatchKernel(clustering.acc_finalize, {
     params: { n: m, d: a.d, listed },
     bindings: { list, acc: acc.buffer, counts: cnt.buffer, out: a.out.buffer },

@@ -2,7 +2,8 @@
  * Shape ops: views over the same storage (no copy, no kernel). Differentiable: the gradient of a
  * reshape is the incoming gradient viewed back in the input's shape.
  */
-import { Tensor, checkShape, fmtShape, sizeOf, type DType, type Shape } from '../tensor/tensor.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { checkShape, fmtShape, sizeOf, type DType, type Shape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 
 /**

@@ -77,7 +77,7 @@ export async function clusterSpaceOf(state: {
       n: memory.n,
       dim: memory.dim,
       k: memory.k,
-      features: await memory.features.data(),
+      features: await memory.featuresData(),
       labels: await memory.labels.data(),
     };
     return { space, layer: 'neck' };

@@ -4,7 +4,8 @@
  * input gradients. backward() visits nodes in reverse topological order (not recursion), so a tensor
  * used twice (a residual connection) receives the sum of both gradients before it propagates.
  */
-import { Tensor, fmtShape, shapesEqual, type GradNode } from './tensor.ts';
+import type { Tensor } from './tensor.ts';
+import { fmtShape, shapesEqual, type GradNode } from './tensor.ts';
 import { keep, tidy } from './scope.ts';
 import { addInPlace, axpbyNoGrad, clone, fill } from './kernels.ts';
 
