@@ -213,6 +213,7 @@ export function sampleParams(
 ): SampleParams[] {
   const out: SampleParams[] = [];
   const j = config.jitter;
+  const enabled = j ? [j.brightness > 0, j.contrast > 0, j.saturation > 0, j.hue > 0] : [];
   for (let i = 0; i < count; i++) {
     const geometry = config.crop ? sampleCrop(rng, height, width, config.crop) : evalGeometry(height, width, config);
     const flip = config.flipP > 0 ? rng.uniform() < config.flipP : false;
@@ -228,7 +229,6 @@ export function sampleParams(
       if (j.contrast > 0) contrast = rng.range(Math.max(0, 1 - j.contrast), 1 + j.contrast);
       if (j.saturation > 0) saturation = rng.range(Math.max(0, 1 - j.saturation), 1 + j.saturation);
       if (j.hue > 0) hue = rng.range(-j.hue, j.hue);
-      const enabled = [j.brightness > 0, j.contrast > 0, j.saturation > 0, j.hue > 0];
       order = perm.filter((op) => enabled[op]);
     }
     const grayscale = config.grayscaleP > 0 ? rng.uniform() < config.grayscaleP : false;
@@ -263,30 +263,50 @@ export function encodeParams(
   outH: number,
   outW: number,
 ): Float32Array {
+  // written field by field: no temporary arrays for a batch of hundreds of samples (host cost per step)
   const out = new Float32Array(samples.length * PARAM_STRIDE);
-  samples.forEach((s, b) => {
+  for (let b = 0; b < samples.length; b++) {
+    const s = samples[b];
     const o = b * PARAM_STRIDE;
     const g = s.geometry;
     if (g.kind === 'crop') {
       // source row of output row y: top + (y + 0.5) * h / outH - 0.5, clamped to the crop's rows
       const sy = g.height / outH;
       const sx = g.width / outW;
-      out.set([sy, g.top + 0.5 * sy - 0.5, g.top, g.top + g.height - 1], o);
-      out.set([sx, g.left + 0.5 * sx - 0.5, g.left, g.left + g.width - 1], o + 4);
+      out[o] = sy;
+      out[o + 1] = g.top + 0.5 * sy - 0.5;
+      out[o + 2] = g.top;
+      out[o + 3] = g.top + g.height - 1;
+      out[o + 4] = sx;
+      out[o + 5] = g.left + 0.5 * sx - 0.5;
+      out[o + 6] = g.left;
+      out[o + 7] = g.left + g.width - 1;
     } else {
       // resized row y + top maps to source row (y + top + 0.5) * srcH / height - 0.5
       const sy = srcH / g.height;
       const sx = srcW / g.width;
-      out.set([sy, (g.top + 0.5) * sy - 0.5, 0, srcH - 1], o);
-      out.set([sx, (g.left + 0.5) * sx - 0.5, 0, srcW - 1], o + 4);
+      out[o] = sy;
+      out[o + 1] = (g.top + 0.5) * sy - 0.5;
+      out[o + 2] = 0;
+      out[o + 3] = srcH - 1;
+      out[o + 4] = sx;
+      out[o + 5] = (g.left + 0.5) * sx - 0.5;
+      out[o + 6] = 0;
+      out[o + 7] = srcW - 1;
     }
     const rad = (s.angle * Math.PI) / 180;
-    out.set([s.flip ? 1 : 0, s.angle !== 0 ? 1 : 0, Math.cos(rad), Math.sin(rad)], o + 8);
-    out.set([s.brightness, s.contrast, s.saturation, s.hue], o + 12);
+    out[o + 8] = s.flip ? 1 : 0;
+    out[o + 9] = s.angle !== 0 ? 1 : 0;
+    out[o + 10] = Math.cos(rad);
+    out[o + 11] = Math.sin(rad);
+    out[o + 12] = s.brightness;
+    out[o + 13] = s.contrast;
+    out[o + 14] = s.saturation;
+    out[o + 15] = s.hue;
     for (let k = 0; k < 4; k++) out[o + 16 + k] = s.order[k] ?? OP_NONE;
     out[o + 20] = s.grayscale ? 1 : 0;
     out[o + 21] = Math.min(s.order.length, 4);
-  });
+  }
   return out;
 }
 

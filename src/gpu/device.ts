@@ -6,7 +6,7 @@
 import { findGpu, withNativeStderrSilenced, type WebGpuImplementation } from './runtime.ts';
 import { BufferPool, sizeClass } from './pool.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError, isOutOfMemory, mib } from './errors.ts';
-import { PipelineCache, type Access, type KernelSource, type LayoutSpec } from './pipelines.ts';
+import { PipelineCache, kernelKey, type Access, type KernelSource, type LayoutSpec } from './pipelines.ts';
 import type { Params } from './params.ts';
 
 export { GpuDeviceLostError, GpuOutOfMemoryError } from './errors.ts';
@@ -24,6 +24,16 @@ export interface DispatchArgs {
   params?: Params;
   /** Workgroup counts; x may exceed the per-dimension limit only through `grid`. */
   workgroups: readonly [number, number?, number?];
+}
+
+/**
+ * A kernel launch resolved ahead of its dispatches (src/gpu/kernel.ts keeps one per declaration and template
+ * values): its pipeline, whether @binding(0) is a uniform block, and its name for errors and profiles.
+ */
+export interface ResolvedKernel {
+  readonly pipeline: GPUComputePipeline;
+  readonly uniforms: boolean;
+  readonly label: string;
 }
 
 /** One subgroup-matrix shape the adapter runs (Dawn's GPUSubgroupMatrixConfig): left M×K, right K×N, result M×N. */
@@ -71,6 +81,7 @@ export interface KernelTime {
 const PROFILE_PAIRS_PER_SET = 2048;
 
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment on every adapter we know
+const UNIFORM_SLOT_WORDS = UNIFORM_SLOT / 4;
 const UNIFORM_SLOTS_PER_SUBMIT = 256;
 /** Dispatches per submit: small enough that the GPU starts early, large enough to amortise the submit. */
 const DISPATCHES_PER_SUBMIT = 64;
@@ -141,6 +152,41 @@ const MAX_CACHED_STAGING_BYTES = 1 << 20;
 /** How long a failed GPU wait gives `device.lost` to settle before the failure is reported as it is. */
 const LOSS_SETTLE_MS = 2000;
 
+/** Limits read into the snapshot even where the runtime's limits object does not enumerate its fields. */
+const LIMIT_NAMES = [
+  'maxTextureDimension1D',
+  'maxTextureDimension2D',
+  'maxTextureDimension3D',
+  'maxTextureArrayLayers',
+  'maxBindGroups',
+  'maxBindGroupsPlusVertexBuffers',
+  'maxBindingsPerBindGroup',
+  'maxDynamicUniformBuffersPerPipelineLayout',
+  'maxDynamicStorageBuffersPerPipelineLayout',
+  'maxSampledTexturesPerShaderStage',
+  'maxSamplersPerShaderStage',
+  'maxStorageBuffersPerShaderStage',
+  'maxStorageTexturesPerShaderStage',
+  'maxUniformBuffersPerShaderStage',
+  'maxUniformBufferBindingSize',
+  'maxStorageBufferBindingSize',
+  'minUniformBufferOffsetAlignment',
+  'minStorageBufferOffsetAlignment',
+  'maxVertexBuffers',
+  'maxBufferSize',
+  'maxVertexAttributes',
+  'maxVertexBufferArrayStride',
+  'maxInterStageShaderVariables',
+  'maxColorAttachments',
+  'maxColorAttachmentBytesPerSample',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+] as const satisfies ReadonlyArray<keyof GPUSupportedLimits>;
+
 /** The WebGPU defaults of the limits the kernels may need more of (the WebGPU spec's "default" column). */
 const DEFAULT_LIMITS = {
   maxStorageBufferBindingSize: 134217728,
@@ -173,10 +219,15 @@ export class Gpu {
   /** While set (between `hold` and `endHold`), the queue operations of what is recorded, in order. */
   private held: Array<() => void> | null = null;
   private readonly uniformStaging = new Uint8Array(UNIFORM_SLOT * UNIFORM_SLOTS_PER_SUBMIT);
-  private readonly uniformStagingWords = new Uint32Array(this.uniformStaging.buffer);
+  /** The uniform staging of this submit as words: `reserveUniforms` hands out a block's place in them. */
+  readonly uniformU32 = new Uint32Array(this.uniformStaging.buffer);
+  readonly uniformI32 = new Int32Array(this.uniformStaging.buffer);
+  readonly uniformF32 = new Float32Array(this.uniformStaging.buffer);
   /** The uniform block's offset for setBindGroup, reused by every dispatch. */
   private readonly dynamicOffset = new Uint32Array(1);
-  private readonly pipelineByKey = new Map<string, GPUComputePipeline>();
+  private readonly pipelineByKey = new Map<string, ResolvedKernel>();
+  /** The pipeline last set on the open compute pass (setPipeline is skipped when the next launch uses it too). */
+  private passPipeline: GPUComputePipeline | null = null;
   private bindGroups = new Map<GPUComputePipeline, BindGroupNode>();
   private cachedBindGroups = 0;
   private readonly maxWorkgroupsPerDimension: number;
@@ -293,9 +344,19 @@ export class Gpu {
     );
   }
 
-  /** The device's limits, read once: Dawn builds a new object on every `device.limits`, which matmul, grid and every tensor allocation ask for. */
+  /**
+   * The device's limits as a plain object, read once: Dawn builds a new object on every `device.limits` and
+   * each of its fields is a native getter (~0.2 µs), asked by matmul, grid and every tensor allocation.
+   */
   get limits(): GPUSupportedLimits {
-    return (this.cachedLimits ??= this.device.limits);
+    if (!this.cachedLimits) {
+      const native = this.device.limits;
+      const plain: Record<string, number> = {};
+      for (const name in native) plain[name] = native[name as keyof GPUSupportedLimits] as number;
+      for (const name of LIMIT_NAMES) plain[name] ??= native[name] as number;
+      this.cachedLimits = plain as unknown as GPUSupportedLimits;
+    }
+    return this.cachedLimits;
   }
 
   /** True on CPU adapters (lavapipe/llvmpipe/SwiftShader), where kernel variants differ. */
@@ -366,7 +427,10 @@ export class Gpu {
 
   private ensurePass(): GPUComputePassEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    if (!this.pass) {
+      this.pass = this.encoder.beginComputePass();
+      this.passPipeline = null;
+    }
     return this.pass;
   }
 
@@ -375,12 +439,17 @@ export class Gpu {
     if (this.pass) {
       this.pass.end();
       this.pass = null;
+      this.passPipeline = null;
     }
     return this.encoder;
   }
 
-  /** Copies a uniform block into this submit's staging; returns its offset in the uniform buffer. */
-  private uniformOffset(params: Params): number {
+  /**
+   * The word index in `uniformU32` / `uniformI32` / `uniformF32` where the next launch's uniform block goes
+   * (submitting first if this submit's staging is full). Write the block's fields from there, then pass their
+   * count to `dispatchResolved` right away: nothing else may be recorded in between.
+   */
+  reserveUniforms(): number {
     if (this.uniformSlots === UNIFORM_SLOTS_PER_SUBMIT) this.flush();
     if (!this.uniformBuffer) {
       this.uniformBuffer =
@@ -390,28 +459,24 @@ export class Gpu {
           usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
         });
     }
-    params.copyInto(this.uniformStagingWords, this.uniformSlots * (UNIFORM_SLOT / 4));
-    this.stats.uniformBytes += params.byteLength;
-    return this.uniformSlots++ * UNIFORM_SLOT;
+    return this.uniformSlots * UNIFORM_SLOT_WORDS;
   }
 
   /**
-   * The pipeline of a launch, by a key built without sorting or allocating arrays (the pipeline cache's own
-   * key is canonical but costs a JSON round per call); a miss falls through to the canonical cache.
+   * A kernel's pipeline and layout resolved for `dispatchResolved`, under the pipeline cache's own key (one key
+   * builder, so nothing it tells apart, the precision included, can be missed here); a miss falls through to the
+   * canonical cache, compiling the kernel if warm-up did not. Declared launches reach it only once per
+   * declaration, precision and template values (src/gpu/kernel.ts keeps what it returns).
    */
-  private pipelineFor(kernel: KernelSource, uniforms: boolean, bindings: readonly Binding[]): GPUComputePipeline {
-    // Everything kernelKey tells apart must be here too: the f16 module of an entry is another pipeline.
-    let key = kernel.family + '.' + kernel.entry + '#' + kernel.declarationId + (uniforms ? '|u' : '|-');
-    if (kernel.precision) key += '@' + kernel.precision;
-    for (let i = 0; i < bindings.length; i++) key += bindings[i].access === 'read' ? 'r' : 'w';
-    const defines = kernel.defines;
-    if (defines) for (const name in defines) key += ';' + name + '=' + String(defines[name]);
-    let pipeline = this.pipelineByKey.get(key);
-    if (!pipeline) {
-      pipeline = this.pipelines.get(kernel, { uniforms, access: bindings.map((b) => b.access) });
-      this.pipelineByKey.set(key, pipeline);
+  resolve(kernel: KernelSource, uniforms: boolean, access: readonly Access[]): ResolvedKernel {
+    const layout = { uniforms, access };
+    const key = kernelKey(kernel, layout);
+    let resolved = this.pipelineByKey.get(key);
+    if (!resolved) {
+      resolved = { pipeline: this.pipelines.get(kernel, layout), uniforms, label: `${kernel.family}.${kernel.entry}` };
+      this.pipelineByKey.set(key, resolved);
     }
-    return pipeline;
+    return resolved;
   }
 
   /**
@@ -423,16 +488,17 @@ export class Gpu {
   private bindGroupFor(
     pipeline: GPUComputePipeline,
     uniforms: GPUBuffer | null,
-    bindings: readonly Binding[],
+    buffers: readonly GPUBuffer[],
+    count: number,
   ): GPUBindGroup {
     let node = this.bindGroups.get(pipeline);
     if (!node) this.bindGroups.set(pipeline, (node = new BindGroupNode()));
     if (uniforms) node = node.child(uniforms);
-    for (let i = 0; i < bindings.length; i++) node = node.child(bindings[i].buffer);
+    for (let i = 0; i < count; i++) node = node.child(buffers[i]);
     if (node.group) return node.group;
     const entries: GPUBindGroupEntry[] = [];
     if (uniforms) entries.push({ binding: 0, resource: { buffer: uniforms, offset: 0, size: UNIFORM_SLOT } });
-    bindings.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b.buffer } }));
+    for (let i = 0; i < count; i++) entries.push({ binding: i + 1, resource: { buffer: buffers[i] } });
     node.group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     this.stats.bindGroups++;
     if (++this.cachedBindGroups > MAX_CACHED_BIND_GROUPS) {
@@ -442,34 +508,82 @@ export class Gpu {
     return node.group;
   }
 
-  /** Records one kernel launch into the shared compute pass. */
+  /** True inside `compileAll`, where launches are only collected: `dispatch` takes them, `dispatchResolved` must not. */
+  get collectingKernels(): boolean {
+    return this.collecting !== null;
+  }
+
+  /** Records one kernel launch into the shared compute pass (the general form of `dispatchResolved`). */
   dispatch(args: DispatchArgs): void {
     this.checkHealthy();
-    const workgroups = args.workgroups;
-    const x = workgroups[0];
-    const y = workgroups[1] ?? 1;
-    const z = workgroups[2] ?? 1;
-    if (x === 0 || y === 0 || z === 0) return;
-    const maxDim = this.maxWorkgroupsPerDimension;
-    if (x > maxDim || y > maxDim || z > maxDim) {
-      throw new RangeError(
-        `${args.kernel.family}.${args.kernel.entry}: ${x}x${y}x${z} workgroups exceed ${maxDim} per dimension`,
-      );
-    }
     const bindings = args.bindings;
+    const access = bindings.map((b) => b.access);
     if (this.collecting) {
-      this.collecting.push({
-        source: args.kernel,
-        layout: { uniforms: args.params !== undefined, access: bindings.map((b) => b.access) },
-      });
+      const [x, y = 1, z = 1] = args.workgroups;
+      if (x !== 0 && y !== 0 && z !== 0)
+        this.collecting.push({ source: args.kernel, layout: { uniforms: args.params !== undefined, access } });
       return;
     }
-    const pipeline = this.pipelineFor(args.kernel, args.params !== undefined, bindings);
-    const offset = args.params ? this.uniformOffset(args.params) : -1;
-    const bindGroup = this.bindGroupFor(pipeline, offset >= 0 ? this.uniformBuffer : null, bindings);
-    for (let i = 0; i < bindings.length; i++) this.usedInEncoder.add(bindings[i].buffer);
-    const pass = this.profiling ? this.timedPass(`${args.kernel.family}.${args.kernel.entry}`) : this.ensurePass();
-    pass.setPipeline(pipeline);
+    const kernel = this.resolve(args.kernel, args.params !== undefined, access);
+    let words = -1;
+    if (args.params) {
+      const at = this.reserveUniforms();
+      args.params.copyInto(this.uniformU32, at);
+      words = args.params.byteLength / 4;
+    }
+    const [x, y, z] = args.workgroups;
+    this.dispatchResolved(
+      kernel,
+      words,
+      bindings.map((b) => b.buffer),
+      bindings.length,
+      x,
+      y,
+      z,
+    );
+  }
+
+  /**
+   * Records one launch of a resolved kernel: `uniformWords` fields written at `reserveUniforms()` (-1 for a
+   * kernel without a uniform block), storage buffers `buffers[0..count)` at @binding(1), @binding(2), ...
+   * The hot path of every dispatch: no allocation once its bind group exists.
+   */
+  dispatchResolved(
+    kernel: ResolvedKernel,
+    uniformWords: number,
+    buffers: readonly GPUBuffer[],
+    count: number,
+    x: number,
+    y = 1,
+    z = 1,
+  ): void {
+    this.checkHealthy();
+    if (x === 0 || y === 0 || z === 0) return;
+    const maxDim = this.maxWorkgroupsPerDimension;
+    if (x > maxDim || y > maxDim || z > maxDim)
+      throw new RangeError(`${kernel.label}: ${x}x${y}x${z} workgroups exceed ${maxDim} per dimension`);
+    if (this.collecting) throw new Error(`${kernel.label}: a resolved launch inside compileAll() (use dispatch)`);
+    if (kernel.uniforms !== uniformWords >= 0)
+      throw new Error(`${kernel.label}: the uniform block is ${kernel.uniforms ? 'missing' : 'not declared'}`);
+    let offset = -1;
+    if (uniformWords >= 0) {
+      if (uniformWords > UNIFORM_SLOT_WORDS)
+        throw new RangeError(`${kernel.label}: uniform block over ${UNIFORM_SLOT} bytes`);
+      // zero the padding to 16 bytes (at least 16), as WGSL lays the struct out
+      const at = this.uniformSlots * UNIFORM_SLOT_WORDS;
+      const padded = Math.max(4, (uniformWords + 3) & ~3);
+      for (let i = uniformWords; i < padded; i++) this.uniformU32[at + i] = 0;
+      this.stats.uniformBytes += padded * 4;
+      offset = this.uniformSlots++ * UNIFORM_SLOT;
+    }
+    const pipeline = kernel.pipeline;
+    const bindGroup = this.bindGroupFor(pipeline, offset >= 0 ? this.uniformBuffer : null, buffers, count);
+    for (let i = 0; i < count; i++) this.usedInEncoder.add(buffers[i]);
+    const pass = this.profiling ? this.timedPass(kernel.label) : this.ensurePass();
+    if (pipeline !== this.passPipeline) {
+      pass.setPipeline(pipeline);
+      this.passPipeline = pipeline;
+    }
     if (offset >= 0) {
       this.dynamicOffset[0] = offset;
       pass.setBindGroup(0, bindGroup, this.dynamicOffset, 0, 1);

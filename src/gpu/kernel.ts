@@ -13,7 +13,7 @@
  * missing or misspelt parameter or binding name, a number for a boolean or an unknown enum value does
  * not type-check. The uniform bytes are packed by the Params builder in the declaration's order.
  */
-import { gpu, type Binding } from './device.ts';
+import { gpu, type Gpu, type ResolvedKernel } from './device.ts';
 import { Params } from './params.ts';
 import type { Access, KernelSource } from './pipelines.ts';
 
@@ -199,21 +199,132 @@ export function declareKernels<const F extends Readonly<Record<string, EntrySpec
   return out as { readonly [E in keyof F & string]: KernelDecl<ParamsOf<F[E]>, F[E]['bindings'], DefinesOf<F[E]>> };
 }
 
+/** How a parameter's value becomes its uniform word (constants, not a TypeScript enum, which some runtimes do not strip). */
+const FIELD_U32 = 0;
+const FIELD_I32 = 1;
+const FIELD_F32 = 2;
+const FIELD_BOOL = 3;
+const FIELD_ENUM = 4;
+type Field = typeof FIELD_U32 | typeof FIELD_I32 | typeof FIELD_F32 | typeof FIELD_BOOL | typeof FIELD_ENUM;
+
+/**
+ * What a dispatch of one declaration needs, worked out once per declaration instead of walking it per launch:
+ * the uniform fields in order with their kinds, the binding names and accesses in slot order, the template
+ * constants, and the resolved kernels by template values (a trie of maps keyed by the values themselves).
+ */
+interface DispatchPlan {
+  readonly fieldNames: readonly string[];
+  readonly fieldKinds: readonly Field[];
+  readonly enumValues: ReadonlyArray<readonly string[] | null>;
+  readonly bindingNames: readonly string[];
+  readonly access: readonly Access[];
+  readonly defineNames: readonly string[];
+  /** The storage buffers of the launch being recorded, in slot order (reused by every launch). */
+  readonly buffers: GPUBuffer[];
+  /** The device the resolved kernels belong to (a new device starts new tries). */
+  gpu: Gpu | null;
+  /** Resolved kernels by precision: an entry's f16 module is another pipeline. */
+  f32: ResolvedTrie;
+  f16: ResolvedTrie;
+}
+
+/** A declaration's resolved kernels in one precision: the one without template constants, or a trie by their values. */
+interface ResolvedTrie {
+  resolved: ResolvedKernel | null;
+  byDefine: Map<unknown, unknown> | null;
+}
+
+const plans: DispatchPlan[] = [];
+
+function planOf(decl: KernelDecl): DispatchPlan {
+  let plan = plans[decl.id];
+  if (plan) return plan;
+  const fields = Object.entries(decl.params);
+  const bindingNames = Object.keys(decl.bindings);
+  plan = {
+    fieldNames: fields.map(([name]) => name),
+    fieldKinds: fields.map(([, type]) =>
+      type === 'u32'
+        ? FIELD_U32
+        : type === 'i32'
+          ? FIELD_I32
+          : type === 'f32'
+            ? FIELD_F32
+            : type === 'bool'
+              ? FIELD_BOOL
+              : FIELD_ENUM,
+    ),
+    enumValues: fields.map(([, type]) => (typeof type === 'string' ? null : type)),
+    bindingNames,
+    access: bindingNames.map((name) => (decl.bindings[name].access === 'read' ? 'read' : 'rw')),
+    defineNames: Object.keys(decl.defines),
+    buffers: new Array<GPUBuffer>(bindingNames.length),
+    gpu: null,
+    f32: { resolved: null, byDefine: null },
+    f16: { resolved: null, byDefine: null },
+  };
+  plans[decl.id] = plan;
+  return plan;
+}
+
+/**
+ * Writes an entry's uniform fields in declaration order from word `at` of the three views of one buffer
+ * (booleans as 0/1, enums as their index); returns the number of words written.
+ */
+function packFields(
+  decl: KernelDecl,
+  plan: DispatchPlan,
+  values: Readonly<Record<string, unknown>>,
+  u32: Uint32Array,
+  i32: Int32Array,
+  f32: Float32Array,
+  at: number,
+): number {
+  const names = plan.fieldNames;
+  const kinds = plan.fieldKinds;
+  for (let i = 0; i < names.length; i++) {
+    const v = values[names[i]];
+    if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: parameter ${names[i]} is missing`);
+    switch (kinds[i]) {
+      case FIELD_U32:
+        if ((v as number) >>> 0 !== v)
+          throw new RangeError(
+            `uniform u32 out of range: ${String(v)} (${decl.family}.${decl.entry} parameter ${names[i]})`,
+          );
+        u32[at + i] = v as number;
+        break;
+      case FIELD_I32:
+        if (((v as number) | 0) !== v)
+          throw new RangeError(
+            `uniform i32 out of range: ${String(v)} (${decl.family}.${decl.entry} parameter ${names[i]})`,
+          );
+        i32[at + i] = v as number;
+        break;
+      case FIELD_F32:
+        f32[at + i] = v as number;
+        break;
+      case FIELD_BOOL:
+        u32[at + i] = v ? 1 : 0;
+        break;
+      default: {
+        const index = plan.enumValues[i]!.indexOf(v as string);
+        if (index < 0)
+          throw new RangeError(
+            `${decl.family}.${decl.entry}: ${names[i]} is ${String(v)}, not one of ${plan.enumValues[i]!.join(', ')}`,
+          );
+        u32[at + i] = index;
+      }
+    }
+  }
+  return names.length;
+}
+
 /** Packs an entry's uniform block in declaration order (booleans as 0/1, enums as their index). */
 export function packParams(decl: KernelDecl, values: Readonly<Record<string, unknown>>): Params {
-  const block = new Params();
-  for (const [name, type] of Object.entries(decl.params)) {
-    const v = values[name];
-    if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: parameter ${name} is missing`);
-    if (type === 'bool') block.u32(v ? 1 : 0);
-    else if (typeof type !== 'string') {
-      const index = type.indexOf(v as string);
-      if (index < 0)
-        throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not one of ${type.join(', ')}`);
-      block.u32(index);
-    } else block[type](v as number);
-  }
-  return block;
+  const plan = planOf(decl);
+  return new Params().pack(plan.fieldNames.length, (u32, i32, f32, at) =>
+    packFields(decl, plan, values, u32, i32, f32, at),
+  );
 }
 
 /** The pipeline identity of a declared entry with template values (shared by dispatch and compile-all). */
@@ -248,23 +359,82 @@ export function kernelSource(
   return { ...base, header: decl.headerF16, ...directives([...new Set(['f16', ...decl.enables])]), precision };
 }
 
-function bindingList(decl: KernelDecl, buffers: Readonly<Record<string, GPUBuffer>>): Binding[] {
-  return Object.entries(decl.bindings).map(([name, b]) => {
-    const buffer = buffers[name];
-    if (buffer === undefined) throw new TypeError(`${decl.family}.${decl.entry}: binding ${name} is missing`);
-    return { buffer, access: (b.access === 'read' ? 'read' : 'rw') satisfies Access };
-  });
+/**
+ * The resolved kernel of a declaration with these template values in this precision, found in the plan's trie
+ * or resolved once. Everything `kernelKey` tells apart is here: the declaration (family, entry, id, layout) by
+ * the plan, the precision by the trie, the template values along it.
+ */
+function resolvedKernel(
+  g: Gpu,
+  decl: KernelDecl,
+  plan: DispatchPlan,
+  defines: Readonly<Record<string, unknown>> | undefined,
+  precision: Precision,
+): ResolvedKernel {
+  if (plan.gpu !== g) {
+    plan.gpu = g;
+    plan.f32 = { resolved: null, byDefine: null };
+    plan.f16 = { resolved: null, byDefine: null };
+  }
+  const trie = precision === 'f16' ? plan.f16 : plan.f32;
+  const names = plan.defineNames;
+  if (names.length === 0) return (trie.resolved ??= resolveNow(g, decl, plan, defines, precision));
+  if (defines === undefined) return resolveNow(g, decl, plan, defines, precision); // throws: the template constants are missing
+  let node = (trie.byDefine ??= new Map());
+  for (let i = 0; i < names.length - 1; i++) {
+    const value = defines[names[i]];
+    let next = node.get(value) as Map<unknown, unknown> | undefined;
+    if (!next) node.set(value, (next = new Map()));
+    node = next;
+  }
+  const last = defines[names[names.length - 1]];
+  let kernel = node.get(last) as ResolvedKernel | undefined;
+  if (!kernel) node.set(last, (kernel = resolveNow(g, decl, plan, defines, precision)));
+  return kernel;
 }
 
-/** Records one launch of a declared entry point (through `gpu().dispatch`, the single low-level call). */
+function resolveNow(
+  g: Gpu,
+  decl: KernelDecl,
+  plan: DispatchPlan,
+  defines: Readonly<Record<string, unknown>> | undefined,
+  precision: Precision,
+): ResolvedKernel {
+  return g.resolve(kernelSource(decl, defines, precision), plan.fieldNames.length > 0, plan.access);
+}
+
+/**
+ * Records one launch of a declared entry point. Its uniform fields go straight into the recorder's staging and
+ * its buffers into the declaration's reused list (no Params block, binding list or key string per launch);
+ * inside `compileAll` it goes through `gpu().dispatch`, the general low-level call.
+ */
 export function dispatchKernel<K extends KernelDecl>(decl: K, args: DispatchOf<K>): void {
-  const hasParams = Object.keys(decl.params).length > 0;
-  gpu().dispatch({
-    kernel: kernelSource(decl, args.defines, args.precision ?? 'f32'),
-    params: hasParams ? packParams(decl, args.params ?? {}) : undefined,
-    bindings: bindingList(decl, args.bindings),
-    workgroups: args.workgroups,
-  });
+  const g = gpu();
+  const plan = planOf(decl);
+  const names = plan.bindingNames;
+  const values = args.bindings as Readonly<Record<string, GPUBuffer | undefined>>;
+  const buffers = plan.buffers;
+  for (let i = 0; i < names.length; i++) {
+    const buffer = values[names[i]];
+    if (buffer === undefined) throw new TypeError(`${decl.family}.${decl.entry}: binding ${names[i]} is missing`);
+    buffers[i] = buffer;
+  }
+  const hasParams = plan.fieldNames.length > 0;
+  if (g.collectingKernels) {
+    g.dispatch({
+      kernel: kernelSource(decl, args.defines, args.precision ?? 'f32'),
+      params: hasParams ? packParams(decl, args.params ?? {}) : undefined,
+      bindings: buffers.map((buffer, i) => ({ buffer, access: plan.access[i] })),
+      workgroups: args.workgroups,
+    });
+    return;
+  }
+  const kernel = resolvedKernel(g, decl, plan, args.defines, args.precision ?? 'f32');
+  const words = hasParams
+    ? packFields(decl, plan, args.params ?? {}, g.uniformU32, g.uniformI32, g.uniformF32, g.reserveUniforms())
+    : -1;
+  const wg = args.workgroups;
+  g.dispatchResolved(kernel, words, buffers, names.length, wg[0], wg[1], wg[2]);
 }
 
 /**

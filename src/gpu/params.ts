@@ -64,6 +64,16 @@ export class Params {
     return this;
   }
 
+  /** Appends `words` words, which `write` puts at word `at` and after in the arena's three views of one buffer. */
+  pack(words: number, write: (u32: Uint32Array, i32: Int32Array, f32: Float32Array, at: number) => void): this {
+    if (owner[this.slot] !== this.serial) throw this.stale();
+    if (this.words + words > this.capacityWords)
+      throw new RangeError(`uniform block over ${this.capacityWords * 4} bytes`);
+    write(arenaU32, arenaI32, arenaF32, this.slot * SLOT_WORDS + this.words);
+    this.words += words;
+    return this;
+  }
+
   /** Size of the packed block in bytes: the fields, padded to a multiple of 16 (at least 16). */
   get byteLength(): number {
     return Math.max(16, Math.ceil(this.words / 4) * 16);

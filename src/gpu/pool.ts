@@ -23,6 +23,8 @@ export class BufferPool {
   /** Per size class, sorted by creation order, newest first: `acquire` takes the oldest (see `afterSubmit`). */
   private readonly free = new Map<number, GPUBuffer[]>();
   private readonly serials = new WeakMap<GPUBuffer, number>();
+  /** Each created buffer's size: `GPUBuffer.size` is a native getter, slow beside a map lookup on this path. */
+  private readonly sizes = new WeakMap<GPUBuffer, number>();
   private created = 0;
   private pending: GPUBuffer[] = [];
   /** While work is held back (Gpu.hold): the buffers acquired since, and those from before released since. */
@@ -64,6 +66,7 @@ export class BufferPool {
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
     this.counts.buffersCreated++;
     this.serials.set(buffer, ++this.created);
+    this.sizes.set(buffer, size);
     const report = (error: GPUError | null) => {
       if (error)
         this.onAllocationError(
@@ -79,7 +82,7 @@ export class BufferPool {
   /** Returns a buffer; it becomes reusable after the next submit. */
   release(buffer: GPUBuffer): void {
     this.live--;
-    this.liveBytes -= buffer.size;
+    this.liveBytes -= this.sizeOf(buffer);
     if (this.hold && !this.hold.acquired.has(buffer)) this.hold.released.push(buffer);
     else this.pending.push(buffer);
   }
@@ -114,18 +117,23 @@ export class BufferPool {
    */
   afterSubmit(): void {
     for (const buffer of this.pending) {
-      const list = this.free.get(buffer.size) ?? [];
+      const size = this.sizeOf(buffer);
+      const list = this.free.get(size) ?? [];
       if (list.length < MAX_FREE_PER_CLASS) {
         const serial = this.serials.get(buffer) ?? 0;
         let at = list.length;
         while (at > 0 && (this.serials.get(list[at - 1]) ?? 0) < serial) at--;
         list.splice(at, 0, buffer);
-        this.free.set(buffer.size, list);
+        this.free.set(size, list);
       } else {
         buffer.destroy();
       }
     }
     this.pending = [];
+  }
+
+  private sizeOf(buffer: GPUBuffer): number {
+    return this.sizes.get(buffer) ?? buffer.size;
   }
 
   /** Buffers handed out and not yet released (tests check this for leaks). */
