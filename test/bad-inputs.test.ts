@@ -42,7 +42,7 @@ import {
   type BackboneName,
   type Stem,
 } from '../src/models/backbones.ts';
-import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
+import { applyOverride, type TrainConfig } from '../src/config/settings.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const g = globalThis as { Deno?: unknown; Bun?: unknown };

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride } from '../src/odc/config.ts';
+import { applyOverride } from '../src/config/settings.ts';
 import { loadCheckpoint, type CheckpointMeta } from '../src/odc/checkpoint.ts';
 import { readRecords, writeRecords, type ReadRecord } from '../src/odc/checkpoint-io.ts';
 import { evaluateRun, exportBackbone, extractToFile } from '../src/eval/run-eval.ts';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride } from '../src/odc/config.ts';
+import { applyOverride } from '../src/config/settings.ts';
 import { readRecords } from '../src/odc/checkpoint-io.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { assertSameCheckpoint, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError, gpu, initGpu } from '../src/gpu/device.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
-import { applyOverride } from '../src/odc/config.ts';
+import { applyOverride } from '../src/config/settings.ts';
 import { train } from '../src/odc/trainer.ts';
 import { syntheticDataset, tinyConfig } from './train-fixtures.ts';
 import { runCli as cli, type ChildResult } from './cli-child.ts';

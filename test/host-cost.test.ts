@@ -15,7 +15,7 @@ import { fillInPlace } from '../src/tensor/kernels.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { LateSmallClusterChecks } from '../src/odc/small-clusters.ts';
-import { applyOverride } from '../src/odc/config.ts';
+import { applyOverride } from '../src/config/settings.ts';
 import { train } from '../src/odc/trainer.ts';
 import { assertSameCheckpoint, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 

@@ -19,7 +19,7 @@ import {
   writeIdxDataset,
 } from './train-fixtures.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
+import { applyOverride, type TrainConfig } from '../src/config/settings.ts';
 import { nmi } from '../src/metrics/nmi.ts';
 import { encodePng } from '../src/data/png.ts';
 import { writeLiveReport, writeReport } from '../src/report/write.ts';

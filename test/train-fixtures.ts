@@ -9,7 +9,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assert } from './helpers.ts';
-import { presetConfig, applyOverride, type TrainConfig } from '../src/odc/config.ts';
+import { presetConfig, applyOverride, type TrainConfig } from '../src/config/settings.ts';
 import { readRecords } from '../src/odc/checkpoint-io.ts';
 import { Rng } from '../src/util/rng.ts';
 import type { ImageDataset } from '../src/data/dataset.ts';

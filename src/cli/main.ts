@@ -12,7 +12,7 @@
  *   odc prepare --data SOURCE[:PATH] --out FILE.odcpack [--size N] [--skip-bad] ...   (no GPU)
  *   odc info
  *   odc tune [--repeats N]
- * Shortcuts map to settings (--epochs, --batch-size, --lr, --k, ...: declared in src/odc/config.ts beside
+ * Shortcuts map to settings (--epochs, --batch-size, --lr, --k, ...: declared in src/config/settings.ts beside
  * the key each sets); flags are parsed and checked in ./args.ts before the GPU starts.
  * A resumed run starts from its own config.json, with only the flags given on that command applied.
  * The first SIGINT/SIGTERM stops training after the current iteration with a checkpoint; a second one

@@ -30,7 +30,7 @@ import { checkDataSize, loadCheckpoint } from '../odc/checkpoint.ts';
 import { extractFeatures } from '../odc/extract.ts';
 import { kmeansLabels } from '../odc/kmeans.ts';
 import type { OdcModel } from '../models/odc-model.ts';
-import type { TrainConfig } from '../odc/config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 import { knnAccuracy } from './knn.ts';
 import { linearProbe } from './linear-probe.ts';
 import { ari, clusteringAccuracy, labelHistogram } from '../metrics/metrics.ts';
@@ -38,7 +38,7 @@ import { nmi } from '../metrics/nmi.ts';
 import { formatEvalTable, type EvalRow } from './report.ts';
 import { exportMetadata, saveWeights } from '../io/weights.ts';
 import { writeSafetensors, type SafeTensor } from '../io/safetensors.ts';
-import { readRunLog } from '../report/run-log.ts';
+import { readRunLog } from '../odc/run-log.ts';
 import { gatherRows } from '../ops/rows.ts';
 
 /** A progress line of the evaluation, with the seconds since it started (eval runs for minutes). */

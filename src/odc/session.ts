@@ -32,7 +32,7 @@ import {
   type LoadedCheckpoint,
   type TrainPosition,
 } from './checkpoint.ts';
-import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from './config.ts';
+import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from '../config/settings.ts';
 import { buildModel, buildOptimizer } from './build.ts';
 import { loadWeights } from '../io/weights.ts';
 import { prepareRunVariants, recordRunVariants } from './tuning.ts';
