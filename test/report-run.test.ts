@@ -91,7 +91,7 @@ test("the loop logs the initial sizes and each epoch's label churn and sizes; --
       config,
       outDir: withReport,
       quiet: true,
-      afterEpoch: async (session) => {
+      onEpoch: async (_, session) => {
         initial ??= session.initialLabels;
         epochLabels.push(Uint32Array.from((await session.mode.epochLabels()).labels));
         await writeLiveReport(session);
@@ -160,7 +160,7 @@ test('DeepCluster: the live report (backbone features extracted each epoch) leav
       config,
       outDir: withReport,
       quiet: true,
-      afterEpoch: async (session) => {
+      onEpoch: async (_, session) => {
         await writeLiveReport(session);
         reports++;
       },

@@ -25,7 +25,7 @@ import { ensureWritableFolder } from '../data/files.ts';
 import { closeGpu, initGpu } from '../gpu/device.ts';
 import { commandFromArgv, type PrepareCommand } from './args.ts';
 import { abandonPendingWrites } from '../odc/checkpoint-io.ts';
-import { CHECKPOINT_FILE } from '../odc/checkpoint.ts';
+import { CHECKPOINT_FILE, type EpochSummary } from '../odc/checkpoint.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError } from '../gpu/errors.ts';
 import type { TrainingSession } from '../odc/session.ts';
 
@@ -110,15 +110,15 @@ async function main(argv: string[]): Promise<number> {
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
       const stop = new AbortController();
       const removeHandlers = installStopHandlers(stop, outDir);
-      const afterEpoch = report
-        ? async (session: TrainingSession) => {
+      const onEpoch = report
+        ? async (_: EpochSummary, session: TrainingSession) => {
             const { writeLiveReport } = await import('../report/write.ts');
             const path = await writeLiveReport(session);
             session.progress.message(`report: ${path}`);
           }
         : undefined;
       try {
-        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal, afterEpoch }).catch(
+        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal, onEpoch }).catch(
           (err: unknown) => {
             throw withCheckpointNote(err, outDir);
           },

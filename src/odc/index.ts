@@ -10,6 +10,7 @@ export { train } from './trainer.ts';
 export type { TrainResult, TrainOptions, TrainCallOptions, EpochSummary } from './trainer.ts';
 export { NonFiniteLossError } from './trainer.ts';
 export type { TrainPosition } from './checkpoint.ts';
+export type { TrainingSession } from './session.ts';
 export { CHECKPOINT_FILE } from './checkpoint.ts';
 
 export {
