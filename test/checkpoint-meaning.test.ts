@@ -17,7 +17,7 @@ import { evaluateRun, exportBackbone, extractToFile } from '../src/eval/run-eval
 import { syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 const ds = syntheticDataset();
-const config = applyOverride(tinyConfig(), 'optim.epochs=1');
+const config = tinyConfig('optim.epochs=1');
 let good: string; // a run trained for one epoch (6 batches of 16, K = 8)
 let goodDc: string; // the same in DeepCluster mode (pseudo-labels instead of a memory)
 const scratch: string[] = [];

@@ -19,7 +19,7 @@ import {
   writeIdxDataset,
 } from './train-fixtures.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride, type TrainConfig } from '../src/config/settings.ts';
+import type { TrainConfig } from '../src/config/settings.ts';
 import { nmi } from '../src/metrics/nmi.ts';
 import { encodePng } from '../src/data/png.ts';
 import { writeLiveReport, writeReport } from '../src/report/write.ts';
@@ -198,13 +198,13 @@ test('an unlabelled folder run: eval without labels, the report, clusters with f
     const run = join(root, 'run');
     writeImageFolder(images, 48, 1);
     writeImageFolder(fresh, 7, 2);
-    const config: TrainConfig = [
+    const config = tinyConfig(
       'data.source=folder',
       `data.path=${images}`,
       'optim.epochs=2',
       'odc.k=4',
       'odc.minCluster=3',
-    ].reduce((c, o) => applyOverride(c, o), tinyConfig());
+    );
     await train({ config, outDir: run, quiet: true });
 
     const rows = await evaluateRun({ runDir: run, baseline: true, probeEpochs: 2 });
