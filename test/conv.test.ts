@@ -8,16 +8,14 @@ import { tidy } from '../src/tensor/scope.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { refConv2d, refConv2dBackward } from '../src/ref/conv.ts';
-import { finiteDifference, refDot, refMap, type RefArray } from '../src/ref/array.ts';
-import { assertWithinSumBound, VARIANTS } from './gemm-bound.ts';
+import { finiteDifference, refDot, type RefArray } from '../src/ref/array.ts';
+import { absOf, assertWithinSumBound, convWithGrads, VARIANTS } from './gemm-bound.ts';
 
 before(async () => {
   await setupGpu();
 });
 
 after(() => gemmChoice.force(null));
-
-const absOf = (a: RefArray): RefArray => refMap(a, Math.abs);
 
 interface ConvCase {
   batch: number;
@@ -96,17 +94,8 @@ test('conv2d forward, dgrad and wgrad match the f64 reference (all variants)', a
     fc.asyncProperty(caseArb(9, 12), fc.constantFrom(...VARIANTS), fc.integer(), async (c, variant, seed) => {
       gemmChoice.force(variant.v);
       const opts = { stride: c.stride, padding: c.pad };
-      const x = randomPair(seed, [c.batch, c.H, c.W, c.Cin]);
-      const w = randomPair(seed + 1, [c.k, c.k, c.Cin, c.Cout]);
+      const { x, w, g, y } = convWithGrads(seed, [c.batch, c.H, c.W, c.Cin], [c.k, c.k, c.Cin, c.Cout], opts);
       const expected = refConv2d(x.ref, w.ref, opts);
-      const g = randomPair(seed + 2, expected.shape);
-      x.gpu.requiresGrad = true;
-      w.gpu.requiresGrad = true;
-      const y = tidy(() => {
-        const out = conv2d(x.gpu, w.gpu, opts);
-        backward(out, g.gpu);
-        return out;
-      });
       const what = `${variant.name} ${describe(c)}`;
       assert.deepEqual(y.shape, expected.shape, `${what}: output shape`);
       const kk = c.k * c.k;

@@ -1,8 +1,10 @@
 /**
  * Training configuration: presets, JSON config files and command-line overrides all produce one
- * TrainConfig. Every setting is declared once, in SETTINGS (src/config/schema.ts): its default, what it
+ * TrainConfig. Every setting is declared once, in SETTINGS (built with ./schema.ts): its default, what it
  * allows, what it means and its command-line shortcut; the type, the checks, `odc train --help` and the
- * README's settings table (`npm run docs:config`) all come from that declaration.
+ * README's settings table (`npm run docs:config`) all come from that declaration. It sits in src/config,
+ * below src/data and src/odc, because both read TrainConfig (one schema: the odc group is one of its
+ * branches, not a module of src/odc).
  */
 import {
   ascendingInts,
@@ -20,7 +22,7 @@ import {
   show,
   str,
   type Infer,
-} from '../config/schema.ts';
+} from './schema.ts';
 import type { BackboneName, Stem } from '../models/backbones.ts';
 
 /** Every name of a string union, checked both ways at compile time (a new member must be listed here). */
