@@ -25,6 +25,9 @@ import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { gpu } from '../src/gpu/device.ts';
+import { declareKernels, kernelSource } from '../src/gpu/kernel.ts';
+import { kernelKey } from '../src/gpu/pipelines.ts';
+import { readF32 } from '../src/kernels/common.ts';
 import { ConvNetS, ResNet } from '../src/models/backbones.ts';
 import { refConv2d, refConv2dBackward } from '../src/ref/conv.ts';
 import { refMatmul } from '../src/ref/matmul.ts';
@@ -85,6 +88,34 @@ function assertRoundedOnce(got: ArrayLike<number>, exact: RefArray, e32: (i: num
       );
   }
 }
+
+test("a 'storage' template constant types a binding per dispatch: an alias after the header, f16 enabled when f16", () => {
+  const decl = declareKernels('gemm', {
+    sum_splits: {
+      params: { M: 'u32', N: 'u32', splits: 'u32' },
+      bindings: { parts: readF32, bias: readF32, out: { access: 'read_write', type: 'OUT_T' } },
+      defines: { HAS_BIAS: 'bool', OUT_T: 'storage' },
+      sample: { HAS_BIAS: false, OUT_T: 'f32' },
+    },
+  }).sum_splits;
+  assert.match(decl.header, /var<storage, read_write> out: array<OUT_T>;/);
+  const f32 = kernelSource(decl, { HAS_BIAS: false, OUT_T: 'f32' });
+  const f16 = kernelSource(decl, { HAS_BIAS: false, OUT_T: 'f16' });
+  assert.match(f32.header, /^alias OUT_T = f32;$/m);
+  assert.equal(f32.directives, undefined, 'an f32 storage constant enables nothing');
+  assert.match(f16.header, /^alias OUT_T = f16;$/m);
+  assert.equal(f16.directives, 'enable f16; ');
+  const layout = { uniforms: true, access: ['read', 'read', 'rw'] as const };
+  assert.notEqual(
+    kernelKey(f32, { ...layout, access: [...layout.access] }),
+    kernelKey(f16, { ...layout, access: [...layout.access] }),
+  );
+  assert.throws(() => kernelSource(decl, { HAS_BIAS: false, OUT_T: 'u32' as 'f32' }), /OUT_T is u32, not f32 or f16/);
+  assert.throws(
+    () => declareKernels('gemm', { sum_splits: { bindings: { out: { access: 'read_write', type: 'OUT_T' } } } }),
+    /binding out has type OUT_T, which is no element type and no 'storage' constant/,
+  );
+});
 
 /** A test that runs under --precision f16, and says it was skipped (and why) without shader-f16. */
 function f16Test(name: string, fn: () => Promise<void>): void {
