@@ -16,7 +16,7 @@ import fc from 'fast-check';
 import { assert, assertClose, randomPair, randomValues, setupGpu, RUNS } from './helpers.ts';
 import { gemmChoice } from '../src/ops/gemm-variants.ts';
 import { conv2d } from '../src/ops/conv.ts';
-import { runGemm } from '../src/ops/matmul.ts';
+import { runGemm, setTensorCoreGemm, type PlainGemm } from '../src/ops/matmul.ts';
 import { batchNorm } from '../src/ops/batchnorm.ts';
 import { add, relu } from '../src/ops/elementwise.ts';
 import { avgPool2d, globalAvgPool, maxPool2d } from '../src/ops/pool.ts';
@@ -358,6 +358,56 @@ f16Test('ReLU, residual add and pooling keep f16 activations f16; the global ave
     ),
     { numRuns: RUNS },
   );
+});
+
+f16Test('with the tensor-core path on, f16 outputs are rounded from its f32 result (a stand-in runner)', async () => {
+  // The subgroup-matrix kernel cannot compile on lavapipe; a stand-in with its contract (f16 A and B, f32 C)
+  // takes its place, so the matmul and im2col-conv branches that round its output to f16 run here.
+  let calls = 0;
+  const standIn: PlainGemm = (a, b, out, M, N, K) => {
+    calls++;
+    setTensorCoreGemm(null);
+    runGemm({ mode: 'matmul', M, N, K, a, b, out, precision: 'f16' });
+    setTensorCoreGemm(standIn);
+  };
+  setTensorCoreGemm(standIn);
+  try {
+    const opts = { stride: 1, padding: 1 };
+    const x = halfPair(11, [2, 5, 6, 3]);
+    const w = randomPair(12, [3, 3, 3, 8]);
+    const rw = refRoundF16(w.ref);
+    const y = conv2d(x.gpu, w.gpu, { ...opts, dtype: 'f16' });
+    const exact = refConv2d(x.ref, rw, opts);
+    const absSum = refConv2d(absOf(x.ref), absOf(rw), opts);
+    assertRoundedOnce(await halfValues(y), exact, (i) => (27 + 4) * U * absSum.data[i], 'im2col conv');
+    const [M, N, K] = [9, 12, 20];
+    const a = halfPair(13, [M, K]);
+    const b = halfPair(14, [N, K]);
+    const out = Tensor.empty([M, N], 'f16');
+    runGemm({
+      mode: 'matmul',
+      M,
+      N,
+      K,
+      transB: true,
+      a: a.gpu.buffer,
+      b: b.gpu.buffer,
+      out: out.buffer,
+      precision: 'f16',
+      outPrecision: 'f16',
+    });
+    const bt = refArray(
+      [K, N],
+      Array.from({ length: K * N }, (_, i) => b.ref.data[(i % N) * K + Math.floor(i / N)]),
+    );
+    const mm = refMatmul(a.ref, bt);
+    const mmAbs = refMatmul(absOf(a.ref), absOf(bt));
+    assertRoundedOnce(await halfValues(out), mm, (i) => (K + 4) * U * mmAbs.data[i], 'matmul A·Bᵀ');
+    assert.equal(calls, 2, 'both went through the tensor-core runner');
+    for (const t of [x.gpu, w.gpu, y, a.gpu, b.gpu, out]) t.dispose();
+  } finally {
+    setTensorCoreGemm(null);
+  }
 });
 
 /** Bytes live after a training-mode forward (the activations the backward pass keeps), and the features. */
