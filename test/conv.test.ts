@@ -183,7 +183,7 @@ test('conv2d rejects bad inputs with clear errors', () => {
   assert.throws(() => conv2d(x, w), /conv2d: x \[2, 4, 4, 3\] has Cin = 3 but weight \[3, 3, 2, 5\] expects Cin = 2/);
   assert.throws(() => conv2d(flat, w3), /conv2d: x must be NHWC \[N, H, W, Cin\], got shape \[16, 3\]/);
   assert.throws(() => conv2d(x, flat), /conv2d: weight must be \[KH, KW, Cin, Cout\], got shape \[16, 3\]/);
-  assert.throws(() => conv2d(xi as unknown as Tensor<'f32'>, w3), /conv2d: x: expected a f32 tensor, got i32/);
+  assert.throws(() => conv2d(xi as unknown as Tensor<'f32'>, w3), /conv2d: x: expected an f32 or f16 tensor, got i32/);
   assert.throws(() => conv2d(x, w3, { stride: 0 }), /stride must be a positive integer/);
   const w7 = Tensor.from(new Float32Array(7 * 7 * 3), [7, 7, 3, 1]);
   assert.throws(() => conv2d(x, w7), /does not fit input 4x4/);

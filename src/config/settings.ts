@@ -120,8 +120,9 @@ export const SETTINGS = group({
     nesterov: bool(false, { doc: 'Nesterov momentum.' }),
     precision: oneOf(['f32', 'f16'], 'f32', {
       doc:
-        "Working precision of the conv/linear GEMMs: 'f16' reads f16 copies of activations, weights and gradients and accumulates in f32 " +
-        '(needs shader-f16); master weights, SGD state, batch-norm statistics, the loss and the ODC memory stay f32.',
+        "Working precision: 'f16' keeps the backbone's activations in f16 between ops and runs the conv/linear GEMMs on f16 " +
+        'operands with f32 accumulation (needs shader-f16); gradients, master weights, SGD state, batch-norm statistics, ' +
+        'the features, the loss and the ODC memory stay f32.',
       shortcut: { name: 'precision', arg: 'f32|f16' },
     }),
     lrSteps: ascendingInts([], {
