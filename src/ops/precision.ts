@@ -13,6 +13,7 @@ import { precision as precisionKernels } from '../kernels/precision.ts';
 import { Tensor, expectDType } from '../tensor/tensor.ts';
 
 let working: Precision = 'f32';
+let copyObserver: ((sources: ReadonlyArray<Tensor<'f32'>>) => void) | null = null;
 
 /** The precision GEMM operands are read in; f32 unless a run asked for f16. */
 export function workingPrecision(): Precision {
@@ -68,6 +69,14 @@ export function fromF16(t: Tensor<'f16'>): Tensor<'f32'> {
 }
 
 /**
+ * Calls `observer` with the f32 tensors of every `inWorkingPrecision` under f16, before they are copied
+ * (bench/f16-underflow.ts counts which gradient values the copies flush to zero); null stops it.
+ */
+export function observeF16Copies(observer: ((sources: ReadonlyArray<Tensor<'f32'>>) => void) | null): void {
+  copyObserver = observer;
+}
+
+/**
  * Runs `run` with the buffers a GEMM reads for `tensors` in the working precision: the tensors' own
  * buffers in f32, else f16 copies made here and released when `run` returns (the GEMMs it records keep
  * the buffers alive until they have run).
@@ -81,6 +90,7 @@ export function inWorkingPrecision<T>(
       tensors.map((t) => t.buffer),
       'f32',
     );
+  copyObserver?.(tensors);
   const copies = tensors.map(toF16);
   try {
     return run(
