@@ -13,7 +13,8 @@ import { gpu, grid } from '../gpu/device.ts';
 import type { Precision } from '../gpu/kernel.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { precision as precisionKernels } from '../kernels/precision.ts';
-import { runGemm, tensorCoreRunner, transpose, type ConvParams, type PlainGemm } from './matmul.ts';
+import { runGemm, transpose, type ConvParams, type PlainGemm } from './matmul.ts';
+import { tensorCoreGemmFor } from './tensor-core-choice.ts';
 import { elementBytes, inWorkingPrecision } from './precision.ts';
 
 export interface Conv2dOptions {
@@ -58,10 +59,20 @@ function isPointwise(g: ConvGeometry): boolean {
   return g.KH === 1 && g.KW === 1 && g.stride === 1 && g.pad === 0;
 }
 
-function forward(x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, precision: Precision): void {
+/** The conv forward's GEMM(s) into `out`: a plain matmul (pointwise), the tensor cores (f16, where chosen) or implicit GEMM. */
+export function convForwardGemm(
+  x: GPUBuffer,
+  w: GPUBuffer,
+  out: GPUBuffer,
+  g: ConvGeometry,
+  precision: Precision,
+): void {
   const M = g.batch * g.OH * g.OW;
   const K = g.KH * g.KW * g.Cin;
-  const tensorCores = precision === 'f16' ? tensorCoreRunner() : null;
+  const tensorCores =
+    precision === 'f16' && !isPointwise(g) && M > 0 && K > 0 && g.Cout > 0
+      ? tensorCoreGemmFor('conv_forward', M, g.Cout, K)
+      : null;
   if (isPointwise(g)) runGemm({ mode: 'matmul', M, N: g.Cout, K: g.Cin, a: x, b: w, out, precision });
   else if (tensorCores && M * K * 2 <= gpu().limits.maxStorageBufferBindingSize) im2colGemm(tensorCores, x, w, out, g);
   else runGemm({ mode: 'conv_forward', M, N: g.Cout, K, a: x, b: w, out, conv: g, precision });
@@ -142,7 +153,7 @@ function wgrad(x: GPUBuffer, dy: GPUBuffer, out: GPUBuffer, g: ConvGeometry, pre
 export function conv2d(x: Tensor<'f32'>, weight: Tensor<'f32'>, opts: Conv2dOptions = {}): Tensor<'f32'> {
   const g = geometry(x, weight, opts);
   const out = Tensor.empty([g.batch, g.OH, g.OW, g.Cout], 'f32');
-  inWorkingPrecision([x, weight], ([xb, wb], precision) => forward(xb, wb, out.buffer, g, precision));
+  inWorkingPrecision([x, weight], ([xb, wb], precision) => convForwardGemm(xb, wb, out.buffer, g, precision));
   return record(out, 'conv2d', [x, weight], (dy) => {
     let dx: Tensor<'f32'> | null = null;
     let dw: Tensor<'f32'> | null = null;
