@@ -51,11 +51,15 @@ test('f16 GEMMs are shape classes of their own: every GEMM variant is checked an
     'matmul/small',
     'f32 classes keep their names (cached tables stay valid)',
   );
-  const cases = tuneCases(gpu(), 'smoke');
+  const cases = tuneCases(gpu(), 'small');
   const f16 = cases.filter((c) => c.kernel === 'gemm' && c.shapeClass.endsWith('/f16'));
   assert.deepEqual(
     f16.map((c) => c.shapeClass),
-    ['matmul/small/f16', 'conv-fwd/small/f16', 'conv-dgrad/small/f16', 'conv-wgrad/small/f16'],
+    [
+      'matmul/small/f16',
+      'matmul/medium/f16',
+      ...['fwd', 'dgrad', 'wgrad'].flatMap((m) => [`conv-${m}/small/f16`, `conv-${m}/medium/f16`]),
+    ],
   );
   try {
     const report = await tuneCase(gpu(), f16[0], 1);
