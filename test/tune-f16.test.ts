@@ -53,13 +53,10 @@ test('f16 GEMMs are shape classes of their own: every GEMM variant is checked an
   );
   const cases = tuneCases(gpu(), 'small');
   const f16 = cases.filter((c) => c.kernel === 'gemm' && c.shapeClass.endsWith('/f16'));
+  // The conv passes' f16 classes are tuned on GPUs only ('full'), as their timings on a CPU adapter mean little.
   assert.deepEqual(
     f16.map((c) => c.shapeClass),
-    [
-      'matmul/small/f16',
-      'matmul/medium/f16',
-      ...['fwd', 'dgrad', 'wgrad'].flatMap((m) => [`conv-${m}/small/f16`, `conv-${m}/medium/f16`]),
-    ],
+    ['matmul/small/f16', 'matmul/medium/f16'],
   );
   try {
     const report = await tuneCase(gpu(), f16[0], 1);
