@@ -1,9 +1,14 @@
 /**
  * The stages of bench/gpu.sh, one per process call, each writing <out>/<stage>.json as it ends:
  *   check    every GEMM and nearest-centroid variant against the float64 reference on odd shapes
- *   tune     the autotuner on this adapter (its table cached in $ODC_CACHE_DIR for the later stages)
+ *   tune     the autotuner on this adapter (its table cached in $ODC_CACHE_DIR for the later stages; the f32
+ *            cases first and saved, then the f16 and tensor-core ones, so a cut-off keeps the f32 table)
  *   gemm     f32 GEMM n^3, tuned variant and the fixed default (PyTorch's torch.mm rows come from bench/torch_baseline.py)
+ *   gemm16   f16 GEMM n^3 on f16 operands: the f16 kernels without tensor cores, and the tensor cores where their
+ *            self-check passes (PyTorch's bf16 and f16 torch.mm rows and its tf32 ones go beside them)
  *   steps    the ODC training step (src/odc/step.ts): resnet18 CIFAR b512, resnet50 224^2 b256
+ *   steps16  the same steps with `--precision f16` (dynamic loss scaling included), without and with tensor
+ *            cores (beside PyTorch's tf32, bf16 autocast and f16 autocast + GradScaler steps)
  *   memory   the ODC memory ops (bench/odc.ts) at ImageNet scale: N 1,281,167, D 256, K 10,000
  *   dry-data 600 MNIST digits (every class) as IDX files in <out>/dry-data (the dry run's quality stage: its evaluation stays small)
  *   table    one table of every stage's rows (and PyTorch's, quality's) -> <out>/table.md
@@ -15,8 +20,11 @@ import { join } from 'node:path';
 import { gpu, initGpu, closeGpu, type Gpu } from '../src/gpu/device.ts';
 import { tuneAll, saveCachedTable, adapterKey, tuneMode, applyTuneMode } from '../src/gpu/tuner.ts';
 import { usedVariants, resetUsedVariants } from '../src/gpu/variants.ts';
-import { GEMM_VARIANTS, gemmChoice, gemmUnsupported, gemmDefault } from '../src/ops/gemm-variants.ts';
-import { matmul } from '../src/ops/matmul.ts';
+import { GEMM_VARIANTS, gemmChoice, gemmUnsupported, gemmDefault, gemmShapeClass } from '../src/ops/gemm-variants.ts';
+import { matmul, runGemm } from '../src/ops/matmul.ts';
+import { setWorkingPrecision, toF16 } from '../src/ops/precision.ts';
+import { TENSOR_CORE_DEFAULT, tensorCoreChoice } from '../src/ops/tensor-core-choice.ts';
+import { checkTensorCores } from '../src/ops/tensor-cores.ts';
 import { conv2d } from '../src/ops/conv.ts';
 import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
@@ -182,11 +190,20 @@ async function check(g: Gpu): Promise<void> {
 }
 
 async function tune(g: Gpu): Promise<void> {
+  if (g.features.f16) await checkTensorCores(); // the tensor-core candidates run only once it passed
   const cases = tuneCases(g, dry ? 'smoke' : 'full');
   try {
     const t0 = performance.now();
-    const { table, reports } = await tuneAll(g, cases, dry ? 2 : 5);
-    const file = saveCachedTable(g, table, reports);
+    const isF16 = (c: (typeof cases)[number]): boolean => c.shapeClass.endsWith('/f16');
+    let { table, reports } = await tuneAll(
+      g,
+      cases.filter((c) => !isF16(c)),
+      dry ? 2 : 5,
+    );
+    let file = saveCachedTable(g, table, reports);
+    const half = await tuneAll(g, cases.filter(isF16), dry ? 2 : 5);
+    ({ table, reports } = { table: { ...table, ...half.table }, reports: [...reports, ...half.reports] });
+    file = saveCachedTable(g, table, reports);
     const rows = reports.map((r) => ({
       name: `tune ${r.key}`,
       ms: r.medians[r.choice] ?? 0,
@@ -251,6 +268,91 @@ async function gemm(g: Gpu): Promise<void> {
   write({ stage: 'gemm', rows }, g);
 }
 
+/** Why the f16 stages cannot run here, or null. */
+function noF16(g: Gpu): string | null {
+  return g.features.f16 ? null : `${g.adapterName} lacks shader-f16`;
+}
+
+async function gemm16(g: Gpu): Promise<void> {
+  console.log(await applyTuneMode(g, tuneMode(g), () => []));
+  const rows: BenchRow[] = [];
+  const missing = noF16(g);
+  if (missing) return write({ stage: 'gemm16', rows: [{ name: 'gemm f16', ms: 0, note: `skipped: ${missing}` }] }, g);
+  const tc = await checkTensorCores();
+  for (const n of dry ? [64, 128, 256] : [1024, 2048, 4096, 8192]) {
+    // f16 operands made once, outside the timing (PyTorch's rows time torch.mm on bf16/f16 tensors too).
+    const [a, b] = [7919, 104729].map((p) => {
+      const f32 = Tensor.from(
+        new Float32Array(n * n).map((_, i) => ((i * p) % 1000) / 1000 - 0.5),
+        [n, n],
+      );
+      const f16 = toF16(f32);
+      f32.dispose();
+      return f16;
+    });
+    const out = Tensor.empty([n, n]);
+    const record = (): void =>
+      runGemm({ mode: 'matmul', M: n, N: n, K: n, a: a.buffer, b: b.buffer, out: out.buffer, precision: 'f16' });
+    const timeRow = async (name: string, note: (used: string) => string): Promise<void> => {
+      record(); // compile
+      resetUsedVariants();
+      const ms = await gpuMedianMs(g, record, dry ? 3 : 7);
+      const used = Object.entries(usedVariants())
+        .map(([k, v]) => `${k.split('/')[0]} ${v}`)
+        .join(', ');
+      rows.push({ name, ms, value: (2 * n ** 3) / ms / 1e9, unit: 'TFLOP/s', note: note(used) });
+    };
+    tensorCoreChoice.force('off');
+    await timeRow(`gemm f16 ${n}^3`, (used) => `${used}; f32 accumulation`);
+    if (tc.state === 'passed') {
+      // The tuned tiling, or the default one where the tuned table keeps this size off the tensor cores.
+      tensorCoreChoice.force(null);
+      const tuned = tensorCoreChoice.choose(g, gemmShapeClass('matmul', n, n, n, 'f16'), TENSOR_CORE_DEFAULT);
+      if (!tuned.tiles) tensorCoreChoice.force(TENSOR_CORE_DEFAULT);
+      await timeRow(
+        `gemm f16 ${n}^3 tensor cores`,
+        (used) => `${used}; ${tc.config.M}x${tc.config.N}x${tc.config.K} f16->f32`,
+      );
+    }
+    tensorCoreChoice.force(null);
+    for (const t of [a, b, out]) t.dispose();
+  }
+  if (tc.state !== 'passed')
+    rows.push({ name: 'gemm f16 tensor cores', ms: 0, note: `skipped: ${'reason' in tc ? tc.reason : tc.state}` });
+  write({ stage: 'gemm16', rows, tensorCores: tc }, g);
+}
+
+async function steps16(g: Gpu): Promise<void> {
+  console.log(await applyTuneMode(g, tuneMode(g), () => []));
+  const rows: BenchRow[] = [];
+  const missing = noF16(g);
+  if (missing)
+    return write({ stage: 'steps16', rows: [{ name: 'ODC step f16', ms: 0, note: `skipped: ${missing}` }] }, g);
+  const tc = await checkTensorCores();
+  const cases: Case[] = dry ? [{ ...convnetCase(16), n: 256 }] : [RESNET18_CIFAR_CASE, RESNET50_IMAGENET_CASE];
+  const note = 'f16 GEMM operands, f32 accumulation and master weights, dynamic loss scaling';
+  for (const c of cases) {
+    for (const tensorCores of tc.state === 'passed' ? [false, true] : [false]) {
+      setWorkingPrecision('f16');
+      tensorCoreChoice.force(tensorCores ? null : 'off'); // with tensor cores: where the tuned table has them
+      const { step, dispose } = await prepareStep(c);
+      try {
+        await step(); // compile
+        const ms = await timeGpu(c.name, step, { iterations: dry ? 2 : 5 });
+        const name = `${c.name} f16${tensorCores ? ' tensor cores' : ''}`;
+        rows.push({ name, ms, value: (c.batch * 1000) / ms, unit: 'img/s', note });
+      } finally {
+        dispose();
+        tensorCoreChoice.force(null);
+        setWorkingPrecision('f32');
+      }
+    }
+  }
+  if (tc.state !== 'passed')
+    rows.push({ name: 'ODC step f16 tensor cores', ms: 0, note: `skipped: ${'reason' in tc ? tc.reason : tc.state}` });
+  write({ stage: 'steps16', rows }, g);
+}
+
 async function steps(g: Gpu): Promise<void> {
   console.log(await applyTuneMode(g, tuneMode(g), () => []));
   const cases: Case[] = dry ? [{ ...convnetCase(16), n: 256 }] : [RESNET18_CIFAR_CASE, RESNET50_IMAGENET_CASE];
@@ -292,20 +394,44 @@ function table(): void {
   }
   const fmt = (r: BenchRow | undefined): string =>
     r ? `${r.ms.toFixed(3)} ms${r.value !== undefined ? `, ${r.value.toFixed(2)} ${r.unit ?? ''}` : ''}` : '';
-  for (const s of ['check', 'tune', 'gemm', 'steps', 'memory']) {
+  /** PyTorch's rows beside one of ours, labelled; the first one present is the percentage's base. */
+  const peers = (key: string): Array<[string, BenchRow | undefined]> => {
+    const gemm16 = /^gemm f16 (\S+)/.exec(key);
+    if (gemm16) {
+      const n = gemm16[1];
+      const [f16, bf16, tf32] = [`gemm f16 ${n}`, `gemm bf16 ${n}`, `gemm f32 ${n} tf32 on`].map((k) => torch.get(k));
+      return [
+        ['f16', f16],
+        ['bf16', bf16],
+        ['tf32', tf32],
+      ];
+    }
+    const step16 = /^(ODC step .*) f16( tensor cores)?$/.exec(key);
+    if (step16) {
+      const base = step16[1];
+      return [
+        ['tf32', torch.get(`${base} tf32`)],
+        ['bf16 autocast', torch.get(`${base} bf16 autocast`)],
+        ['f16 autocast', torch.get(`${base} f16 autocast`)],
+      ];
+    }
+    return [
+      ['', torch.get(key) ?? torch.get(`${key} tf32 off`)],
+      ['tf32', torch.get(`${key} tf32 on`) ?? torch.get(`${key} tf32`)],
+    ];
+  };
+  for (const s of ['check', 'tune', 'gemm', 'gemm16', 'steps', 'steps16', 'memory']) {
     const j = readJson(join(out, `${s}.json`));
     if (!j) {
       lines.push(`| ${s} | (not run: see stages.log) | | | |`);
       continue;
     }
     for (const r of (j.rows as BenchRow[]) ?? []) {
-      const key = r.name.replace(/ (tuned|default)$/, '');
-      const theirs = torch.get(key) ?? torch.get(`${key} tf32 off`);
-      const tf32 = torch.get(`${key} tf32 on`);
-      const pct = theirs?.value && r.value ? ` (${((r.value / theirs.value) * 100).toFixed(0)}%)` : '';
-      lines.push(
-        `| ${s} | ${r.name} | ${fmt(r)}${pct} | ${fmt(theirs)}${tf32 ? `; tf32 ${fmt(tf32)}` : ''} | ${r.note ?? ''} |`,
-      );
+      const present = peers(r.name.replace(/ (tuned|default)$/, '')).filter(([, row]) => row !== undefined);
+      const base = present[0]?.[1];
+      const pct = base?.value && r.value ? ` (${((r.value / base.value) * 100).toFixed(0)}%)` : '';
+      const theirs = present.map(([label, row]) => `${label ? `${label} ` : ''}${fmt(row)}`).join('; ');
+      lines.push(`| ${s} | ${r.name} | ${fmt(r)}${pct} | ${theirs} | ${r.note ?? ''} |`);
     }
   }
   for (const f of (existsSync(out) ? readdirSync(out) : []).filter((f) => /^quality-.*\.json$/.test(f)).sort()) {
@@ -330,7 +456,7 @@ function table(): void {
   console.log(text);
 }
 
-const STAGES: Record<string, (g: Gpu) => Promise<void>> = { check, tune, gemm, steps, memory };
+const STAGES: Record<string, (g: Gpu) => Promise<void>> = { check, tune, gemm, gemm16, steps, steps16, memory };
 
 /** Writes 600 digits spread over the default MNIST source as IDX files and prints the `idx:` spec that loads them. */
 async function dryData(): Promise<void> {
@@ -361,7 +487,7 @@ if (stage === 'table') {
   await dryData();
 } else {
   const run = STAGES[stage];
-  if (!run) throw new Error(`unknown stage "${stage}" (check, tune, gemm, steps, memory, table)`);
+  if (!run) throw new Error(`unknown stage "${stage}" (${[...Object.keys(STAGES), 'table', 'dry-data'].join(', ')})`);
   const g = await initGpu();
   console.log(`${stage}: ${adapterKey(gpu())}${dry ? ' (dry run)' : ''}`);
   await run(g);

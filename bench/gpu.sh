@@ -7,11 +7,14 @@
 #   there: bash .gpu/remote.sh bash bench/gpu.sh --budget 540    # results under $OUT
 #   CPU:   bash bench/gpu.sh --dry-run                           # lavapipe: small sizes, every stage, no PyTorch
 #
-# Stages: 1 check (every variant against the float64 reference), 2 tune (the autotuner; its table is
-# cached in <out>/cache and used by the later stages), 3 gemm (f32 n^3, beside torch.mm with tf32 off and
-# on), 4 steps (the resnet18 CIFAR b512 and resnet50 224^2 b256 ODC steps, beside PyTorch's), 5 memory
-# (ImageNet-scale memory ops, beside PyTorch's), 6 quality (`--preset mnist`, 80 epochs, `odc eval`, for as
-# many seeds as fit, up to 3; skipped, and says so, when the budget is spent). A stage is only started
+# Stages: 1 check (every variant against the float64 reference), 2 tune (the autotuner, f32 then f16 and
+# tensor-core cases; its table is cached in <out>/cache and used by the later stages), 3 gemm (f32 n^3,
+# beside torch.mm with tf32 off and on, and in bf16 and f16), 4 gemm16 (f16 n^3 without and with tensor
+# cores, beside torch.mm's f16, bf16 and tf32), 5 steps (the resnet18 CIFAR b512 and resnet50 224^2 b256 ODC
+# steps, beside PyTorch's f32, tf32, bf16 autocast and f16 autocast + GradScaler steps), 6 steps16 (the same
+# steps with --precision f16, without and with tensor cores), 7 memory (ImageNet-scale memory ops, beside
+# PyTorch's), 8 quality (`--preset mnist`, 80 epochs, `odc eval`, for as many seeds as fit, up to 3;
+# skipped, and says so, when the budget is spent). A stage is only started
 # when the budget leaves it its minimum, and is stopped at the budget's end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -77,8 +80,10 @@ stage check 30 "${run[@]}" bench/gpu-stages.ts check --out "$out" "${dryflag[@]}
 stage tune 30 "${run[@]}" bench/gpu-stages.ts tune --out "$out" "${dryflag[@]}"
 stage gemm 30 "${run[@]}" bench/gpu-stages.ts gemm --out "$out" "${dryflag[@]}"
 torch gemm gemm --sizes 1024,2048,4096,8192
+stage gemm16 30 "${run[@]}" bench/gpu-stages.ts gemm16 --out "$out" "${dryflag[@]}"
 stage steps 45 "${run[@]}" bench/gpu-stages.ts steps --out "$out" "${dryflag[@]}"
 torch steps steps
+stage steps16 45 "${run[@]}" bench/gpu-stages.ts steps16 --out "$out" "${dryflag[@]}"
 stage memory 45 "${run[@]}" bench/gpu-stages.ts memory --out "$out" "${dryflag[@]}"
 torch memory memory
 

@@ -1,5 +1,6 @@
 """PyTorch baselines for bench/gpu.sh, on the same GPU in the same call: rows named as ours so the table
-lines them up. Strict f32 unless a row says tf32. Synthetic data already on the GPU.
+lines them up. Strict f32 unless a row says tf32, bf16 or f16 (half-precision operands for torch.mm; autocast
+for the steps, f16 with a GradScaler as our `--precision f16` scales its loss). Synthetic data already on the GPU.
 
   python3 bench/torch_baseline.py gemm --sizes 1024,2048,4096,8192 --out torch-gemm.json
   python3 bench/torch_baseline.py steps --out torch-steps.json     # ODC step: resnet18 CIFAR b512, resnet50 224^2 b256
@@ -39,7 +40,12 @@ def gemm(args):
             torch.backends.cuda.matmul.allow_tf32 = tf32
             ms = timed(lambda: torch.mm(a, b))
             rows.append({"name": f"gemm f32 {n}^3 tf32 {'on' if tf32 else 'off'}", "ms": ms, "value": 2 * n**3 / ms / 1e9, "unit": "TFLOP/s", "note": "torch.mm"})
-    torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        for label, dtype in (("bf16", torch.bfloat16), ("f16", torch.float16)):
+            ah, bh = a.to(dtype), b.to(dtype)
+            ms = timed(lambda: torch.mm(ah, bh))
+            rows.append({"name": f"gemm {label} {n}^3", "ms": ms, "value": 2 * n**3 / ms / 1e9, "unit": "TFLOP/s", "note": f"torch.mm {label} operands"})
+            del ah, bh
     return rows
 
 
@@ -65,37 +71,60 @@ class OdcNet(nn.Module):
         return f, self.head(f)
 
 
+# The step in each precision: (row suffix, tf32 on, autocast dtype or None, GradScaler, channels_last).
+PRECISIONS = [
+    ("", False, None, False, False),
+    (" tf32", True, None, False, False),
+    (" bf16 autocast", False, torch.bfloat16, False, True),
+    (" f16 autocast", False, torch.float16, True, True),
+]
+
+
 def steps(args):
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     rows = []
-    for name, arch, cifar, size, batch, k, n in [
+    cases = [
         ("ODC step resnet18 cifar 32x32 b512", "resnet18", True, 32, 512, 1000, 50000),
         ("ODC step resnet50 224x224 b256", "resnet50", False, 224, 256, 10000, 20000),
+    ]
+    for (name, arch, cifar, size, batch, k, n), (suffix, tf32, autocast, scaled, channels_last) in [
+        (c, p) for c in cases for p in PRECISIONS
     ]:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
         model = OdcNet(arch, cifar, k).cuda()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
         feats = F.normalize(torch.randn(n, 128, device="cuda"), dim=1)
         labels = torch.randint(0, k, (n,), device="cuda")
         centroids = F.normalize(torch.randn(k, 128, device="cuda"), dim=1)
         weights = torch.ones(k, device="cuda") / k
         images = torch.randn(batch, 3, size, size, device="cuda")
+        if channels_last:
+            images = images.to(memory_format=torch.channels_last)
+        scaler = torch.amp.GradScaler("cuda", enabled=scaled)
 
         def step():
             idx = torch.randint(0, n, (batch,), device="cuda")
-            f, logits = model(images)
-            loss = F.cross_entropy(logits, labels[idx], weight=weights)
+            with torch.autocast("cuda", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                f, logits = model(images)
+                loss = F.cross_entropy(logits, labels[idx], weight=weights)
+            f = f.float()
             with torch.no_grad():  # ODC memory update (spec 2.3): momentum, renormalise, relabel
                 feats[idx] = F.normalize(0.5 * feats[idx] + 0.5 * f.detach(), dim=1)
                 labels[idx] = (feats[idx] @ centroids.t()).argmax(dim=1)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
 
         ms = timed(step, repeats=5)
-        rows.append({"name": name, "ms": ms, "value": batch * 1000 / ms, "unit": "img/s", "note": "PyTorch f32, torchvision"})
+        what = {"": "f32", " tf32": "tf32", " bf16 autocast": "bf16 autocast, channels_last", " f16 autocast": "f16 autocast + GradScaler, channels_last"}[suffix]
+        rows.append({"name": name + suffix, "ms": ms, "value": batch * 1000 / ms, "unit": "img/s", "note": f"PyTorch {what}, torchvision"})
         del model, opt, feats
         torch.cuda.empty_cache()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     return rows
 
 

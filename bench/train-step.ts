@@ -9,7 +9,8 @@
 import { Tensor } from '../src/tensor/tensor.ts';
 import { GpuAugmenter } from '../src/data/augment.ts';
 import { augmentConfig } from '../src/data/training-data.ts';
-import { buildModel, buildOptimizer } from '../src/odc/build.ts';
+import { buildLossScaler, buildModel, buildOptimizer } from '../src/odc/build.ts';
+import { workingPrecision } from '../src/ops/precision.ts';
 import { OdcMode } from '../src/odc/modes.ts';
 import { trainingStep } from '../src/odc/step.ts';
 import { applyOverride, presetConfig, type TrainConfig } from '../src/config/settings.ts';
@@ -50,10 +51,12 @@ export async function prepareStep(c: Case): Promise<{
   config = applyOverride(config, `odc.k=${c.k}`);
   config = applyOverride(config, `odc.minCluster=2`);
   config = applyOverride(config, `data.imageSize=${c.size}`);
+  config = applyOverride(config, `optim.precision=${workingPrecision()}`); // f16 steps scale the loss as training does
   const ds = randomDataset(c.n, c.size, c.channels);
   const augmenter = new GpuAugmenter(ds, augmentConfig(config, ds));
   const model = buildModel(config, c.channels, new Rng(0));
   const sgd = buildOptimizer(model, config);
+  const scaler = buildLossScaler(config);
   const memory = OdcMemory.create({
     n: c.n,
     dim: config.model.featureDim,
@@ -70,7 +73,7 @@ export async function prepareStep(c: Case): Promise<{
   feats.dispose();
   const mode = new OdcMode(config, memory);
   const rng = new Rng(2);
-  const parts = { config, model, sgd, augmenter, augmentRng: rng, mode };
+  const parts = { config, model, sgd, scaler, augmentRng: rng, augmenter, mode };
   let iteration = 0;
   const step = async (keepOpen = 0) => {
     const idx = new Uint32Array(c.batch).map(() => rng.int(c.n));
@@ -79,6 +82,7 @@ export async function prepareStep(c: Case): Promise<{
   const dispose = () => {
     mode.dispose();
     sgd.dispose();
+    scaler?.dispose();
     model.dispose();
     augmenter.dispose();
   };

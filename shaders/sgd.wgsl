@@ -4,6 +4,7 @@
 //   else:           b = g' on the first step, else b = momentum * b + g'
 //                   d = g' + momentum * b if nesterov, else d = b
 //                   p = p - lr * d                                    (sgd_momentum)
+// Both leave everything untouched when skip[0] != 0 (dynamic loss scaling found an inf/NaN gradient).
 
 // Parameters and bindings: src/kernels/sgd.ts.
 
@@ -12,7 +13,7 @@
 @compute @workgroup_size(256)
 fn sgd_plain(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
-  if (i >= p.n) { return; }
+  if (i >= p.n || skip[0] != 0u) { return; }
   let w = param[i];
   let g = grad[i] + p.wd * w;
   param[i] = w - p.lr * g;
@@ -21,7 +22,7 @@ fn sgd_plain(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(256)
 fn sgd_momentum(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
-  if (i >= p.n) { return; }
+  if (i >= p.n || skip[0] != 0u) { return; }
   let w = param[i];
   let g = grad[i] + p.wd * w;
   var b = g;

@@ -173,7 +173,7 @@ test('a position outside the schedule or the data is refused', async () => {
   for (const [edit, expected] of cases) await assertRefused(await crafted(good, (_, m) => edit(m)), expected);
 });
 
-test('an invalid configuration, RNG state or learning rate in the checkpoint is refused', async () => {
+test('an invalid configuration, RNG state, learning rate or loss scale in the checkpoint is refused', async () => {
   await assertRefused(
     await crafted(good, (_, m) => {
       m.config.optim.batchSize = 0;
@@ -203,6 +203,18 @@ test('an invalid configuration, RNG state or learning rate in the checkpoint is 
       m.sgdLr = -0.1;
     }),
     /sgdLr is -0.1, not a positive number/,
+  );
+  await assertRefused(
+    await crafted(good, (_, m) => {
+      m.lossScale = { scale: 3, cleanSteps: 0, skippedSteps: 0 };
+    }),
+    /lossScale\.scale is 3, not a power of two in \[2\^-64, 2\^64\]/,
+  );
+  await assertRefused(
+    await crafted(good, (_, m) => {
+      m.lossScale = { scale: 1024, cleanSteps: -1, skippedSteps: 0 };
+    }),
+    /lossScale's step counts \[-1,0\] are not counts/,
   );
 });
 

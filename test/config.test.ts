@@ -52,9 +52,11 @@ const MEMORY_KNOBS = { kmeansInit: 'random', splitRestarts: 3, splitMaxIter: 20 
 function expected(preset: string, edit: (c: TrainConfig) => void = () => {}): TrainConfig {
   const c = structuredClone(snapshot[preset]);
   Object.assign(c.odc, MEMORY_KNOBS);
-  // optim.precision (issue 10) sits after optim.nesterov, at f32: the precision every run had before.
+  // optim.precision (issue 10) sits after optim.nesterov, at f32: the precision every run had before; then the
+  // loss-scaling knobs, which only f16 runs use.
   const { lrSteps, lrGamma, ...optimHead } = c.optim;
-  c.optim = { ...optimHead, precision: 'f32', lrSteps, lrGamma };
+  const lossScaling = { lossScale: 'dynamic', lossScaleLog2: 16, lossScaleInterval: 2000 } as const;
+  c.optim = { ...optimHead, precision: 'f32', ...lossScaling, lrSteps, lrGamma };
   edit(c);
   return c;
 }

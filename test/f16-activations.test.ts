@@ -16,7 +16,8 @@ import fc from 'fast-check';
 import { assert, assertClose, randomPair, randomValues, setupGpu, RUNS } from './helpers.ts';
 import { gemmChoice } from '../src/ops/gemm-variants.ts';
 import { conv2d } from '../src/ops/conv.ts';
-import { runGemm, setTensorCoreGemm, type PlainGemm } from '../src/ops/matmul.ts';
+import { runGemm, type PlainGemm } from '../src/ops/matmul.ts';
+import { setTensorCoreGemm } from '../src/ops/tensor-core-choice.ts';
 import { batchNorm } from '../src/ops/batchnorm.ts';
 import { add, relu } from '../src/ops/elementwise.ts';
 import { avgPool2d, globalAvgPool, maxPool2d } from '../src/ops/pool.ts';
@@ -368,9 +369,9 @@ f16Test('with the tensor-core path on, f16 outputs are rounded from its f32 resu
     calls++;
     setTensorCoreGemm(null);
     runGemm({ mode: 'matmul', M, N, K, a, b, out, precision: 'f16' });
-    setTensorCoreGemm(standIn);
+    setTensorCoreGemm(() => standIn);
   };
-  setTensorCoreGemm(standIn);
+  setTensorCoreGemm(() => standIn);
   try {
     const opts = { stride: 1, padding: 1 };
     const x = halfPair(11, [2, 5, 6, 3]);

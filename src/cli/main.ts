@@ -90,10 +90,11 @@ async function main(argv: string[]): Promise<number> {
       console.log(
         `maxStorageBufferBindingSize ${l.maxStorageBufferBindingSize}, maxBufferSize ${l.maxBufferSize}, storage buffers/stage ${l.maxStorageBuffersPerShaderStage}`,
       );
-      const { variantsInfo } = await import('../odc/tuning.ts');
-      console.log(variantsInfo(gpu));
+      // Precision paths first: they run the tensor-core self-check, whose verdict the variant list reports.
       const { precisionPaths } = await import('../ops/tensor-cores-info.ts');
       for (const line of await precisionPaths()) console.log(line);
+      const { variantsInfo } = await import('../odc/tuning.ts');
+      console.log(variantsInfo(gpu));
       return 0;
     }
     case 'tune': {

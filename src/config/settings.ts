@@ -125,6 +125,17 @@ export const SETTINGS = group({
         'the features, the loss and the ODC memory stay f32.',
       shortcut: { name: 'precision', arg: 'f32|f16' },
     }),
+    lossScale: oneOf(['dynamic', 'off'], 'dynamic', {
+      doc:
+        "Loss scaling under precision f16 (ignored under f32): 'dynamic' as PyTorch's GradScaler (the backward pass starts from a power-of-two " +
+        'scale, gradients are unscaled in f32, a step with an inf/NaN gradient is skipped and halves the scale, lossScaleInterval clean steps ' +
+        "double it; all on the GPU), 'off' for none.",
+    }),
+    lossScaleLog2: int(16, { min: 0, max: 64, doc: 'Initial loss scale 2^N under precision f16 (GradScaler: 2^16).' }),
+    lossScaleInterval: int(2000, {
+      min: 1,
+      doc: 'Clean steps in a row after which the loss scale doubles (GradScaler: 2000).',
+    }),
     lrSteps: ascendingInts([], {
       min: 1,
       resumable: true,

@@ -12,6 +12,7 @@ import { gemm } from './gemm.ts';
 import { kmeans } from './kmeans.ts';
 import { knn } from './knn.ts';
 import { loss } from './loss.ts';
+import { lossScale } from './loss_scale.ts';
 import { odcMemory } from './odc_memory.ts';
 import { pool } from './pool.ts';
 import { precision } from './precision.ts';
@@ -31,6 +32,7 @@ export const KERNEL_FAMILIES: Readonly<Record<string, Readonly<Record<string, Ke
   kmeans,
   knn,
   loss,
+  loss_scale: lossScale,
   odc_memory: odcMemory,
   pool,
   precision,

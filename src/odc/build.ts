@@ -1,5 +1,6 @@
 /** The model and optimiser of a configuration (training, evaluation and the benches build them here). */
 import { SGD } from '../optim/sgd.ts';
+import { LossScaler } from '../optim/loss-scale.ts';
 import { OdcModel } from '../models/odc-model.ts';
 import type { Rng } from '../util/rng.ts';
 import type { TrainConfig } from '../config/settings.ts';
@@ -32,4 +33,12 @@ export function buildOptimizer(model: OdcModel, config: TrainConfig): SGD {
     weightDecay: o.weightDecay,
     nesterov: o.nesterov,
   });
+}
+
+/** The run's dynamic loss scaler: under precision f16 unless optim.lossScale is 'off'; null otherwise. */
+export function buildLossScaler(config: TrainConfig): LossScaler | null {
+  const o = config.optim;
+  return o.precision === 'f16' && o.lossScale === 'dynamic'
+    ? new LossScaler(2 ** o.lossScaleLog2, o.lossScaleInterval)
+    : null;
 }

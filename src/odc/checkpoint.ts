@@ -23,6 +23,7 @@ import {
 } from './checkpoint-io.ts';
 import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
+import type { LossScaleState } from '../optim/loss-scale.ts';
 import type { OdcMemory } from './memory.ts';
 import { memoryFromState, memoryRecords } from './memory-records.ts';
 import { completeConfig, validateConfig, type TrainConfig } from '../config/settings.ts';
@@ -86,6 +87,8 @@ export interface CheckpointMeta {
   batchesPerEpoch?: number;
   /** Mid-epoch checkpoints: the epoch's metrics so far (null or absent at an epoch boundary). */
   epochProgress?: EpochProgress | null;
+  /** Dynamic loss scaling's state (precision f16; null or absent without it). */
+  lossScale?: LossScaleState | null;
 }
 
 export interface TrainState {
@@ -253,6 +256,11 @@ export function checkCheckpointMeaning(
   }
   if (!(Number.isFinite(meta.sgdLr) && meta.sgdLr > 0)) refuse(path, `sgdLr is ${meta.sgdLr}, not a positive number`);
   if (!Array.isArray(meta.history)) refuse(path, 'history is not a list of epoch summaries');
+  const ls = meta.lossScale;
+  if (ls && !(Number.isInteger(Math.log2(ls.scale)) && Math.abs(Math.log2(ls.scale)) <= 64))
+    refuse(path, `lossScale.scale is ${JSON.stringify(ls.scale)}, not a power of two in [2^-64, 2^64]`);
+  if (ls && !(isCount(ls.cleanSteps) && isCount(ls.skippedSteps)))
+    refuse(path, `lossScale's step counts ${JSON.stringify([ls.cleanSteps, ls.skippedSteps])} are not counts`);
 
   // Records: every float finite, BN variances non-negative, labels in [0, K).
   for (const [name, r] of records) {

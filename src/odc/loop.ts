@@ -135,9 +135,16 @@ export class TrainingLoop {
         lr: sgd.lr,
         ...(stats ? { smallClusters: stats.small, minCluster: stats.min, maxCluster: stats.max } : {}),
       },
-      { splits: this.splitsSinceLog },
+      { splits: this.splitsSinceLog, ...(await this.lossScaleFields()) },
     );
     this.splitsSinceLog = 0;
+  }
+
+  /** The loss scale and the steps it skipped so far (precision f16), for the log record. */
+  private async lossScaleFields(): Promise<Record<string, number>> {
+    if (!this.s.scaler) return {};
+    const st = await this.s.scaler.read();
+    return { lossScale: st.scale, skippedSteps: st.skippedSteps };
   }
 
   /** The epoch's summary (with the NMI of the current labels against the truth) into the history and the log; returns it. */

@@ -13,6 +13,7 @@ import { tidy } from '../tensor/scope.ts';
 import { backward, noGrad } from '../tensor/autograd.ts';
 import { weightedCrossEntropy } from '../ops/loss.ts';
 import type { SGD } from '../optim/sgd.ts';
+import type { LossScaler } from '../optim/loss-scale.ts';
 import type { OdcModel } from '../models/odc-model.ts';
 import { GpuAugmenter } from '../data/augment.ts';
 import type { ImageDataset } from '../data/dataset.ts';
@@ -33,7 +34,7 @@ import {
   type TrainPosition,
 } from './checkpoint.ts';
 import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from '../config/settings.ts';
-import { buildModel, buildOptimizer } from './build.ts';
+import { buildLossScaler, buildModel, buildOptimizer } from './build.ts';
 import { loadWeights } from '../io/weights.ts';
 import { prepareRunVariants, recordRunVariants } from './tuning.ts';
 import { freshMode, resumedMode, type TrainingMode } from './modes.ts';
@@ -96,6 +97,7 @@ export class TrainingSession implements StepParts {
     readonly modelRng: Rng,
     readonly model: OdcModel,
     readonly sgd: SGD,
+    readonly scaler: LossScaler | null,
     readonly augmentRng: Rng,
     readonly clusterRng: Rng,
   ) {
@@ -129,6 +131,7 @@ export class TrainingSession implements StepParts {
       }
     }
     const sgd = buildOptimizer(model, config);
+    const scaler = buildLossScaler(config);
     const augmentRng = new Rng(config.seed + 1);
     const clusterRng = new Rng(config.seed + 2);
     return new TrainingSession(
@@ -142,6 +145,7 @@ export class TrainingSession implements StepParts {
       modelRng,
       model,
       sgd,
+      scaler,
       augmentRng,
       clusterRng,
     );
@@ -177,6 +181,7 @@ export class TrainingSession implements StepParts {
     const ckpt = this.ckpt;
     if (ckpt) {
       const memory = ckpt.restore(this.model, this.sgd);
+      if (this.scaler && ckpt.meta.lossScale) this.scaler.load(ckpt.meta.lossScale);
       this.currentMode = resumedMode(this, { memory, pseudoLabels: ckpt.pseudoLabels }, this.n);
       this.position = ckpt.meta.position;
       this.history = ckpt.meta.history;
@@ -208,7 +213,7 @@ export class TrainingSession implements StepParts {
   }
 
   /** Writes the checkpoint of the current state (`epochProgress`: the epoch's metrics so far, mid-epoch only). */
-  save(epochProgress: EpochProgress | null): Promise<string> {
+  async save(epochProgress: EpochProgress | null): Promise<string> {
     recordRunVariants(gpu(), this.outDir);
     return saveCheckpoint(
       this.outDir,
@@ -222,6 +227,7 @@ export class TrainingSession implements StepParts {
         dataSize: this.n,
         batchesPerEpoch: this.iterationsPerEpoch,
         epochProgress,
+        lossScale: this.scaler ? await this.scaler.read() : null,
       },
     );
   }
@@ -231,6 +237,7 @@ export class TrainingSession implements StepParts {
     this.augmenter.dispose();
     if (!this.options.dataset) this.dataset.close(); // a source the session opened (a pack file)
     this.sgd.dispose();
+    this.scaler?.dispose();
     this.model.dispose();
   }
 

@@ -5,7 +5,8 @@
  *   3. y := the mode's labels of the batch BEFORE this step's update
  *   4. loss := (weighted) cross-entropy of logits against y
  *   5. the mode takes in f (ODC: memory momentum update + relabel)
- *   6. backward, SGD step
+ *   6. backward, SGD step (under f16 loss scaling: backward from the scale, unscale, an SGD step the GPU
+ *      skips on an inf/NaN gradient, the scale's update; src/optim/loss-scale.ts)
  *   7. the mode's work after the step (ODC: centroid recompute every centroidInterval iterations,
  *      small-cluster handling, re-weighting), whose host decisions may stay open (`keepOpen`)
  * Loss, head accuracy and change count stay on the GPU; `record` copies them into the metric slots.
@@ -16,6 +17,7 @@ import { backward } from '../tensor/autograd.ts';
 import { weightedCrossEntropy } from '../ops/loss.ts';
 import { argmaxRows, countEqual } from '../ops/rows.ts';
 import type { SGD } from '../optim/sgd.ts';
+import type { LossScaler } from '../optim/loss-scale.ts';
 import type { OdcModel } from '../models/odc-model.ts';
 import type { GpuAugmenter } from '../data/augment.ts';
 import type { Rng } from '../util/rng.ts';
@@ -31,6 +33,8 @@ export interface StepParts {
   /** Draws the random augmentations (advanced by every step). */
   augmentRng: Rng;
   mode: TrainingMode;
+  /** Dynamic loss scaling (precision f16), or null. */
+  scaler: LossScaler | null;
 }
 
 /** Receives an iteration's GPU scalars (loss, correct predictions, labels changed) and its batch size. */
@@ -54,7 +58,7 @@ export async function trainingStep(
   record?: StepRecorder,
   keepOpen = 0,
 ): Promise<number> {
-  const { model, sgd, mode } = parts;
+  const { model, sgd, mode, scaler } = parts;
   mode.beginStep();
   try {
     tidy(() => {
@@ -66,8 +70,15 @@ export async function trainingStep(
       const loss = weightedCrossEntropy(logits, y, mode.weights, { chunks: parts.config.odc.lossChunks });
       const correct = countEqual(argmaxRows(logits), y);
       mode.observe(idxT, f);
-      backward(loss);
-      sgd.step();
+      if (scaler) {
+        backward(loss, scaler.seed);
+        scaler.unscale(model.parameters());
+        sgd.step(scaler.skipFlag);
+        scaler.update();
+      } else {
+        backward(loss);
+        sgd.step();
+      }
       record?.(loss, correct, mode.changeCount, idx.length);
     });
     sgd.zeroGrad();

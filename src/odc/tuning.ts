@@ -31,6 +31,11 @@ import {
 } from '../gpu/variants.ts';
 import { gemmDefault, gemmShapeClass } from '../ops/gemm-variants.ts';
 import { runGemm, type ConvParams, type GemmMode } from '../ops/matmul.ts';
+import { convForwardGemm } from '../ops/conv.ts';
+import { toF16 } from '../ops/precision.ts';
+import { TENSOR_CORE_DEFAULT, tensorCoresEnabled } from '../ops/tensor-core-choice.ts';
+import { checkTensorCores } from '../ops/tensor-cores.ts';
+import type { Precision } from '../gpu/kernel.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { Rng } from '../util/rng.ts';
 import { nearest, nearestShapeClass } from '../ops/clustering.ts';
@@ -58,7 +63,21 @@ function conv3x3(batch: number, hw: number, cin: number, cout: number): ConvPara
   return { batch, H: hw, W: hw, Cin: cin, OH: hw, OW: hw, Cout: cout, KH: 3, KW: 3, stride: 1, pad: 1 };
 }
 
-function gemmCase(g: Gpu, mode: GemmMode, conv: ConvParams | null, size: number): TuneCase {
+/**
+ * One GEMM tuning case. `precision` f16 reads f16 copies of the same positive operands (its own shape
+ * class, `.../f16`); `kernel` 'tensor-cores' times the tensor-core choices of an f16 plain matmul or conv
+ * forward (src/ops/tensor-core-choice.ts) instead of the GEMM variants. Every candidate of a case reads the
+ * same operands and accumulates in f32, so the f32 sum bound holds between any two; the tensor cores'
+ * accumulation order is the hardware's, so they get the self-check's per-term tolerance.
+ */
+function gemmCase(
+  g: Gpu,
+  mode: GemmMode,
+  conv: ConvParams | null,
+  size: number,
+  precision: Precision = 'f32',
+  kernel: 'gemm' | 'tensor-cores' = 'gemm',
+): TuneCase {
   const c = conv ?? conv3x3(0, 0, 0, 0);
   const positions = c.batch * c.OH * c.OW;
   const [M, N, K] =
@@ -72,31 +91,41 @@ function gemmCase(g: Gpu, mode: GemmMode, conv: ConvParams | null, size: number)
   const rng = new Rng(M + N + K);
   const aSize = mode === 'matmul' ? M * K : mode === 'conv_dgrad' ? positions * c.Cout : c.batch * c.H * c.W * c.Cin;
   const bSize = mode === 'matmul' ? K * N : mode === 'conv_wgrad' ? positions * c.Cout : 9 * c.Cin * c.Cout;
-  const a = positive(rng, aSize);
-  const b = positive(rng, bSize);
+  const sources = [positive(rng, aSize), positive(rng, bSize)];
+  const copies = precision === 'f16' ? sources.map(toF16) : [];
+  const [a, b] = precision === 'f16' ? copies : sources;
   const out = Tensor.empty([M * N], 'f32');
   const phase = { ph: 0, pw: 0, t0h: 1, t0w: 1, Ht: c.H, Wt: c.W, KHp: 3, KWp: 3 }; // stride 1: one phase
+  const tensorCores = kernel === 'tensor-cores';
   return {
-    kernel: 'gemm',
-    shapeClass: gemmShapeClass(mode, M, N, K),
-    fallback: gemmDefault(g, N, M),
+    kernel,
+    shapeClass: gemmShapeClass(mode, M, N, K, precision),
+    fallback: tensorCores ? (tensorCoresEnabled() ? TENSOR_CORE_DEFAULT : 'off') : gemmDefault(g, N, M),
     record: () =>
-      runGemm({
-        mode,
-        M,
-        N,
-        K,
-        a: a.buffer,
-        b: b.buffer,
-        out: out.buffer,
-        conv: conv ? (mode === 'conv_dgrad' ? { ...c, phase } : c) : undefined,
-      }),
+      tensorCores && conv
+        ? convForwardGemm(a.buffer, b.buffer, out.buffer, c, 'f16')
+        : runGemm({
+            mode,
+            M,
+            N,
+            K,
+            a: a.buffer,
+            b: b.buffer,
+            out: out.buffer,
+            conv: conv ? (mode === 'conv_dgrad' ? { ...c, phase } : c) : undefined,
+            precision,
+          }),
     result: () => out.data(),
-    agrees: withinSumBound(K),
+    agrees: tensorCores ? withinTensorCoreTolerance(K) : withinSumBound(K),
     dispose: () => {
-      for (const t of [a, b, out]) t.dispose();
+      for (const t of [...sources, ...copies, out]) t.dispose();
     },
   };
+}
+
+/** |c - r| <= K·2^-12 (the tensor-core self-check's tolerance, relative to the result here). */
+function withinTensorCoreTolerance(k: number): (c: Float32Array, r: Float32Array) => boolean {
+  return (c, r) => c.length === r.length && c.every((v, i) => Math.abs(v - r[i]) <= k * 2 ** -12 * Math.abs(r[i]));
 }
 
 function nearestCase(g: Gpu, n: number, d: number, k: number): TuneCase {
@@ -140,7 +169,27 @@ export function tuneCases(g: Gpu, scale: 'smoke' | 'small' | 'full' = g.isCpuAda
       cases.push(gemmCase(g, mode, conv3x3(32, 28, 128, 128), 0));
     cases.push(nearestCase(g, 65536, 256, 10000));
   }
-  return cases;
+  return g.features.f16 ? [...cases, ...f16Cases(g, scale)] : cases;
+}
+
+/**
+ * Where the adapter has shader-f16: the GEMM cases again on f16 operands (the conv passes on GPUs only), and the tensor-core choice of the
+ * f16 plain matmul and conv forward (its candidates run only where the self-check passed: elsewhere each is
+ * reported skipped with the reason, and `off` is the one timed).
+ */
+function f16Cases(g: Gpu, scale: 'smoke' | 'small' | 'full'): TuneCase[] {
+  const sizes = scale === 'smoke' ? [128] : scale === 'small' ? [128, 512] : [128, 512, 2048];
+  const convs = [conv3x3(2, 8, 16, 16), ...(scale === 'smoke' ? [] : [conv3x3(8, 16, 64, 64)])];
+  if (scale === 'full') convs.push(conv3x3(32, 28, 128, 128));
+  // The f16 conv passes are tuned on GPUs only: on lavapipe their four smallest cases alone took bench/gpu.sh
+  // --dry-run's tune stage from ~20 s to ~5 min (2 shared cores), for CPU timings that move 2x anyway.
+  const convModes = scale === 'full' ? (['conv_forward', 'conv_dgrad', 'conv_wgrad'] as const) : [];
+  return [
+    ...sizes.map((n) => gemmCase(g, 'matmul', null, n, 'f16')),
+    ...convModes.flatMap((mode) => convs.map((c) => gemmCase(g, mode, c, 0, 'f16'))),
+    ...sizes.map((n) => gemmCase(g, 'matmul', null, n, 'f16', 'tensor-cores')),
+    ...convs.map((c) => gemmCase(g, 'conv_forward', c, 0, 'f16', 'tensor-cores')),
+  ];
 }
 
 interface RunVariants {
@@ -212,7 +261,9 @@ export function variantsInfo(g: Gpu): string {
     lines.push(
       `  ${kernel}: ${choice.family.variants.size} variants, ${choice.family.variants.size - skipped.length} run here`,
     );
-    for (const [name, reason] of skipped) lines.push(`    cannot run ${name}: ${reason}`);
+    const byReason = new Map<string, string[]>();
+    for (const [name, reason] of skipped) byReason.set(reason!, [...(byReason.get(reason!) ?? []), name]);
+    for (const [reason, names] of byReason) lines.push(`    cannot run ${names.join(', ')}: ${reason}`);
   }
   const table = mode === 'off' ? {} : (cached?.table ?? {});
   lines.push('  table (kernel/shape class: variant; every other class uses the fixed default):');
@@ -224,6 +275,7 @@ export function variantsInfo(g: Gpu): string {
 
 /** `odc tune`: tunes every case on this adapter, caches the table, and returns the report as text. */
 export async function tuneAndSave(g: Gpu, repeats: number): Promise<string> {
+  if (g.features.f16) await checkTensorCores(); // the tensor-core candidates run only once it passed
   const cases = tuneCases(g);
   try {
     const { table, reports } = await tuneAll(g, cases, repeats);
@@ -238,6 +290,10 @@ export async function tuneAndSave(g: Gpu, repeats: number): Promise<string> {
         .map(([name, ms]) => `${name} ${ms.toFixed(3)} ms`)
         .join(', ');
       lines.push(`  ${r.key.padEnd(24)} ${r.choice.padEnd(28)} ${r.reason}; fastest: ${fastest}`);
+      // Reasons that repeat across cases (an adapter limit, a missing feature) are said once per case, grouped.
+      const byReason = new Map<string, string[]>();
+      for (const [name, why] of Object.entries(r.skipped)) byReason.set(why, [...(byReason.get(why) ?? []), name]);
+      for (const [why, names] of byReason) lines.push(`    skipped ${names.join(', ')}: ${why}`);
     }
     lines.push(`saved to ${file}; ODC_TUNE=cached (the default on GPUs) uses it`);
     return lines.join('\n');

@@ -14,7 +14,8 @@ import { gpu, grid } from '../gpu/device.ts';
 import type { Precision } from '../gpu/kernel.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { precision as precisionKernels } from '../kernels/precision.ts';
-import { runGemm, tensorCoreRunner, transpose, type ConvParams, type PlainGemm } from './matmul.ts';
+import { runGemm, transpose, type ConvParams, type PlainGemm } from './matmul.ts';
+import { tensorCoreGemmFor } from './tensor-core-choice.ts';
 import { elementBytes, inWorkingPrecision, roundToF16 } from './precision.ts';
 
 export interface Conv2dOptions<D extends FloatDType = FloatDType> {
@@ -61,17 +62,21 @@ function isPointwise(g: ConvGeometry): boolean {
   return g.KH === 1 && g.KW === 1 && g.stride === 1 && g.pad === 0;
 }
 
-function forward(
+/** The conv forward's GEMM(s) into `out` (f32, or f16 rounded on store): a plain matmul (pointwise), the tensor cores (f16, where chosen) or implicit GEMM. */
+export function convForwardGemm(
   x: GPUBuffer,
   w: GPUBuffer,
   out: GPUBuffer,
   g: ConvGeometry,
   precision: Precision,
-  outPrecision: Precision,
+  outPrecision: Precision = 'f32',
 ): void {
   const M = g.batch * g.OH * g.OW;
   const K = g.KH * g.KW * g.Cin;
-  const tensorCores = precision === 'f16' ? tensorCoreRunner() : null;
+  const tensorCores =
+    precision === 'f16' && !isPointwise(g) && M > 0 && K > 0 && g.Cout > 0
+      ? tensorCoreGemmFor('conv_forward', M, g.Cout, K)
+      : null;
   if (isPointwise(g)) runGemm({ mode: 'matmul', M, N: g.Cout, K: g.Cin, a: x, b: w, out, precision, outPrecision });
   else if (tensorCores && M * K * 2 <= gpu().limits.maxStorageBufferBindingSize) {
     // The tensor-core GEMM writes f32: an f16 output is rounded from an f32 temporary.
@@ -167,7 +172,7 @@ export function conv2d<D extends FloatDType = 'f32'>(
   if (outType !== 'f32' && outType !== 'f16')
     throw new TypeError(`conv2d: dtype must be f32 or f16, got ${String(outType)}`);
   const out = Tensor.empty([g.batch, g.OH, g.OW, g.Cout], outType as D);
-  inWorkingPrecision([x, weight], ([xb, wb], precision) => forward(xb, wb, out.buffer, g, precision, outType));
+  inWorkingPrecision([x, weight], ([xb, wb], precision) => convForwardGemm(xb, wb, out.buffer, g, precision, outType));
   return record(out, 'conv2d', [x, weight], (dy) => {
     let dx: Tensor<'f32'> | null = null;
     let dw: Tensor<'f32'> | null = null;

@@ -11,6 +11,7 @@
 import type { Gpu } from '../gpu/device.ts';
 import { VariantChoice } from '../gpu/variants.ts';
 import type { GEMM_MODES } from '../kernels/gemm.ts';
+import type { Precision } from '../gpu/kernel.ts';
 
 /** A GEMM kernel variant: tile shape and body. */
 export interface GemmVariant {
@@ -182,11 +183,18 @@ const MODE_NAMES = {
 
 /**
  * The shape class an M×N×K GEMM of `mode` is tuned for: the mode and the work, in three sizes (under
- * 2^24 multiply-adds, under 2^30, larger), e.g. `conv-wgrad/medium`.
+ * 2^24 multiply-adds, under 2^30, larger), e.g. `conv-wgrad/medium`; f16 operands are classes of their own
+ * (`conv-wgrad/medium/f16`: half the bytes per operand move the best tile).
  */
-export function gemmShapeClass(mode: (typeof GEMM_MODES)[number], M: number, N: number, K: number): string {
+export function gemmShapeClass(
+  mode: (typeof GEMM_MODES)[number],
+  M: number,
+  N: number,
+  K: number,
+  precision: Precision = 'f32',
+): string {
   const work = Math.log2(Math.max(1, M) * Math.max(1, N) * Math.max(1, K));
-  return `${MODE_NAMES[mode]}/${work < 24 ? 'small' : work < 30 ? 'medium' : 'large'}`;
+  return `${MODE_NAMES[mode]}/${work < 24 ? 'small' : work < 30 ? 'medium' : 'large'}${precision === 'f16' ? '/f16' : ''}`;
 }
 
 /** Output elements computed for an M×N GEMM once both sides are rounded up to the variant's tile. */

@@ -14,16 +14,25 @@ import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 import { fixedSubgroupSize, gemmChoice, gemmDefault, gemmShapeClass, type GemmVariant } from './gemm-variants.ts';
 import { elementBytes, inWorkingPrecision, roundToF16 } from './precision.ts';
+import { tensorCoreGemmFor } from './tensor-core-choice.ts';
+
+export type { PlainGemm } from './tensor-core-choice.ts';
 
 export type GemmMode = (typeof GEMM_MODES)[number];
 
 /**
  * The variant an M×N×K GEMM of `mode` runs with: the one per-adapter choice (src/gpu/variants.ts) for its
- * shape class, today's fixed table (gemmDefault) unless tuned, pinned or forced.
+ * shape class (f16 operands have classes of their own), today's fixed table (gemmDefault) unless tuned, pinned or forced.
  */
-export function gemmVariant(mode: GemmMode, M: number, N: number, K: number): GemmVariant {
+export function gemmVariant(
+  mode: GemmMode,
+  M: number,
+  N: number,
+  K: number,
+  precision: Precision = 'f32',
+): GemmVariant {
   const g = gpu();
-  return gemmChoice.choose(g, gemmShapeClass(mode, M, N, K), gemmDefault(g, N, M));
+  return gemmChoice.choose(g, gemmShapeClass(mode, M, N, K, precision), gemmDefault(g, N, M));
 }
 
 /** Convolution geometry for the conv modes; phase fields only for dgrad (MODE 2). */
@@ -93,30 +102,12 @@ function kernelDefines(
   };
 }
 
-/** C[M, N] (f32) = A[M, K]·B[K, N] over row-major f16 buffers: the shape of GEMM the tensor-core path serves. */
-export type PlainGemm = (a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, M: number, N: number, K: number) => void;
-
-let tensorCoreGemm: PlainGemm | null = null;
-
-/**
- * Routes the f16 plain GEMMs (matmul mode, A not transposed, no bias, default split) through `runner`:
- * set by src/ops/tensor-cores.ts once its self-check passed, null to stop. Kept here so that module can
- * call runGemm for its reference without an import circle.
- */
-export function setTensorCoreGemm(runner: PlainGemm | null): void {
-  tensorCoreGemm = runner;
-}
-
-/** The tensor-core GEMM while it serves f16 GEMMs (its self-check passed), else null. */
-export function tensorCoreRunner(): PlainGemm | null {
-  return tensorCoreGemm;
-}
-
 /** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();
-  if (
-    tensorCoreGemm &&
+  // The tensor cores serve f16 plain GEMMs (matmul mode, A not transposed, no bias, default split) once their
+  // self-check passed, where the per-shape choice (src/ops/tensor-core-choice.ts) does not say `off`.
+  const tensorCoreGemm =
     spec.precision === 'f16' &&
     spec.mode === 'matmul' &&
     !spec.transA &&
@@ -125,7 +116,9 @@ export function runGemm(spec: GemmSpec): void {
     spec.M > 0 &&
     spec.N > 0 &&
     spec.K > 0
-  ) {
+      ? tensorCoreGemmFor('matmul', spec.M, spec.N, spec.K)
+      : null;
+  if (tensorCoreGemm) {
     // The tensor-core kernel writes f32: an f16 output goes through an f32 temporary, rounded after.
     const out = spec.outPrecision === 'f16' ? g.pool.acquire(spec.M * spec.N * 4) : spec.out;
     const bt = spec.transB ? g.pool.acquire(spec.N * spec.K * 2) : null;
@@ -138,7 +131,7 @@ export function runGemm(spec: GemmSpec): void {
     }
     return;
   }
-  const v = gemmVariant(spec.mode, spec.M, spec.N, spec.K);
+  const v = gemmVariant(spec.mode, spec.M, spec.N, spec.K, spec.precision);
   if (spec.mode === 'matmul' && spec.transB && spec.M >= 64 && spec.K > 0 && v.body === 'regs') {
     // On lavapipe, reading Bᵀ per invocation ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core);
     // transposing B first costs ~25 ns per element of B, which M >= 64 rows amortise.

@@ -15,6 +15,7 @@ import { precision as precisionKernels } from '../kernels/precision.ts';
 import { Tensor, expectDType, type FloatDType } from '../tensor/tensor.ts';
 
 let working: Precision = 'f32';
+let copyObserver: ((sources: ReadonlyArray<Tensor<'f32'>>) => void) | null = null;
 
 /** The precision GEMM operands are read in; f32 unless a run asked for f16. */
 export function workingPrecision(): Precision {
@@ -79,6 +80,14 @@ export function fromF16(t: Tensor<'f16'>): Tensor<'f32'> {
 }
 
 /**
+ * Calls `observer` with the f32 tensors of every `inWorkingPrecision` under f16, before they are copied
+ * (bench/f16-underflow.ts counts which gradient values the copies flush to zero); null stops it.
+ */
+export function observeF16Copies(observer: ((sources: ReadonlyArray<Tensor<'f32'>>) => void) | null): void {
+  copyObserver = observer;
+}
+
+/**
  * Runs `run` with the buffers a GEMM reads for `tensors` in the working precision: the buffers of tensors
  * already in it, else copies (f16 roundings, or f32 widenings of f16 activations under f32) made here and
  * released when `run` returns (the GEMMs it records keep the buffers alive until they have run).
@@ -93,6 +102,7 @@ export function inWorkingPrecision<T>(
       tensors.map((t) => t.buffer),
       precision,
     );
+  if (precision === 'f16') copyObserver?.(tensors.filter((t): t is Tensor<'f32'> => t.dtype === 'f32'));
   const copies = tensors.map((t) =>
     t.dtype === precision ? null : t.dtype === 'f32' ? toF16(t as Tensor<'f32'>) : fromF16(t as Tensor<'f16'>),
   );

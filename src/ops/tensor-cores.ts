@@ -20,7 +20,8 @@ import { precision as precisionKernels } from '../kernels/precision.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { tidy } from '../tensor/scope.ts';
 import { Rng } from '../util/rng.ts';
-import { runGemm, setTensorCoreGemm, type PlainGemm } from './matmul.ts';
+import { runGemm, type PlainGemm } from './matmul.ts';
+import { setTensorCoreGemm, TENSOR_CORE_DEFAULT, TENSOR_CORE_VARIANTS } from './tensor-core-choice.ts';
 import { toF16 } from './precision.ts';
 import { im2colGemm } from './conv.ts';
 
@@ -33,8 +34,8 @@ export type TensorCoreStatus =
   | { state: 'passed'; config: SubgroupMatrixConfig; subgroupSize: number; maxError: number }
   | { state: 'failed'; reason: string };
 
-/** Result matrices per subgroup along M and N (a tuner's knob; 2×2 amortises each loaded left/right matrix twice). */
-const TILES = { TR: 2, TC: 2 } as const;
+/** Result matrices per subgroup along M and N of the tiling the self-check runs (the default; 2×2 amortises each loaded left/right matrix twice). */
+const CHECKED_TILES = TENSOR_CORE_VARIANTS.get(TENSOR_CORE_DEFAULT)!.tiles!;
 
 let decided: TensorCoreStatus | null = null;
 let warned = false;
@@ -113,17 +114,35 @@ export function paddedGemm(inner: PlainGemm, blocks: GemmBlocks): PlainGemm {
   };
 }
 
-/** C = A·B on the subgroup-matrix kernel, through paddedGemm (the kernel needs whole blocks). */
-function subgroupMatrixGemm(config: SubgroupMatrixConfig, subgroupSize: number): PlainGemm {
-  const [bm, bn] = [TILES.TR * config.M, TILES.TC * config.N];
+/** C = A·B on the subgroup-matrix kernel with `tiles` result matrices per subgroup, through paddedGemm (the kernel needs whole blocks). */
+function subgroupMatrixGemm(
+  config: SubgroupMatrixConfig,
+  subgroupSize: number,
+  tiles: { TR: number; TC: number },
+): PlainGemm {
+  const [bm, bn] = [tiles.TR * config.M, tiles.TC * config.N];
   const kernel: PlainGemm = (a, b, out, M, N, K) =>
     dispatchKernel(gemmSgmat.gemm_sgmat, {
       params: { M, N, K },
       bindings: { A: a, B: b, C: out },
-      defines: { CM: config.M, CN: config.N, CK: config.K, ...TILES, SG: subgroupSize },
+      defines: { CM: config.M, CN: config.N, CK: config.K, TR: tiles.TR, TC: tiles.TC, SG: subgroupSize },
       workgroups: [M / bm, N / bn],
     });
   return paddedGemm(kernel, { rows: bm, cols: bn, depth: config.K });
+}
+
+/** The tensor-core GEMM of each tiling, made once (the tuner's other tilings are checked against the default's result before they are timed). */
+function gemmPerTiling(
+  config: SubgroupMatrixConfig,
+  subgroupSize: number,
+): (tiles: { TR: number; TC: number }) => PlainGemm {
+  const made = new Map<string, PlainGemm>();
+  return (tiles) => {
+    const key = `${tiles.TR}x${tiles.TC}`;
+    let gemm = made.get(key);
+    if (!gemm) made.set(key, (gemm = subgroupMatrixGemm(config, subgroupSize, tiles)));
+    return gemm;
+  };
 }
 
 /** The self-check's cases: a GEMM with ragged sides (exercises the padding) and a 3x3 stride-2 conv (im2col). */
@@ -210,16 +229,20 @@ async function compareWithF16Gemm(candidate: PlainGemm): Promise<{ maxError: num
  */
 export async function checkTensorCores(candidate?: PlainGemm): Promise<TensorCoreStatus> {
   if (decided && !candidate) return decided;
-  let runner = candidate;
+  let perTiling: (tiles: { TR: number; TC: number }) => PlainGemm = () => candidate!;
   let found: { config: SubgroupMatrixConfig; subgroupSize: number } | null = null;
-  if (!runner) {
+  if (!candidate) {
     const status = tensorCoreStatus();
-    if (status.state === 'unavailable') return status; // nothing to check, and nothing decided: still unavailable
+    if (status.state === 'unavailable') {
+      setTensorCoreGemm(null, status.reason); // nothing to check, and nothing decided: still unavailable
+      return status;
+    }
     if (status.state !== 'unchecked') return status;
     found = { config: status.config, subgroupSize: status.subgroupSize };
-    runner = subgroupMatrixGemm(found.config, found.subgroupSize);
+    perTiling = gemmPerTiling(found.config, found.subgroupSize);
   }
-  setTensorCoreGemm(null);
+  const runner = perTiling(CHECKED_TILES);
+  setTensorCoreGemm(null, 'the tensor-core self-check is running');
   let outcome: { maxError: number } | { reason: string };
   try {
     outcome = await compareWithF16Gemm(runner);
@@ -228,6 +251,7 @@ export async function checkTensorCores(candidate?: PlainGemm): Promise<TensorCor
   }
   if ('reason' in outcome) {
     decided = { state: 'failed', reason: outcome.reason };
+    setTensorCoreGemm(null, `the tensor-core self-check failed (${outcome.reason})`);
     if (!warned) {
       warned = true;
       console.warn(
@@ -241,7 +265,7 @@ export async function checkTensorCores(candidate?: PlainGemm): Promise<TensorCor
     subgroupSize: 0,
   };
   decided = { state: 'passed', ...shape, maxError: outcome.maxError };
-  setTensorCoreGemm(runner);
+  setTensorCoreGemm(perTiling);
   return decided;
 }
 

@@ -10,6 +10,11 @@
  * Learning rate: `setLr(lr)` sets the base learning rate (the defaults' lr); a group that gave its own
  * lr keeps its ratio to the base (as PyTorch's LR schedulers scale every group's initial lr).
  *
+ * Dynamic loss scaling (src/optim/loss-scale.ts) gates the update on the GPU: `step(skip)` leaves every
+ * parameter and momentum buffer untouched when skip[0] != 0, without the host knowing which steps ran. So
+ * under a gate a new momentum buffer starts at zero and the kernel's first-step rule is not used
+ * (momentum · 0 + g' = g' exactly: the same first step, whichever step that turns out to be).
+ *
  * Checkpoints: `exportState()` is async (the momentum buffers are read back to host Float32Arrays);
  * `loadState()` is synchronous (it uploads). Buffers are listed in parameter order, groups in order.
  */
@@ -18,6 +23,7 @@ import { dispatchKernel } from '../gpu/kernel.ts';
 import { sgd as kernels } from '../kernels/sgd.ts';
 import { Tensor, fmtShape, shapesEqual } from '../tensor/tensor.ts';
 import { keep } from '../tensor/scope.ts';
+import { fill } from '../tensor/kernels.ts';
 
 export interface ParamGroup {
   params: Tensor<'f32'>[];
@@ -61,6 +67,8 @@ function checkNumber(value: number, what: string): void {
 export class SGD {
   private baseLr: number;
   private readonly groups: Group[];
+  /** A [1] zero word bound as the skip flag of ungated steps. */
+  private noSkip: Tensor<'u32'> | null = null;
 
   constructor(groups: ParamGroup[], defaults: SgdDefaults) {
     checkNumber(defaults.lr, 'lr');
@@ -112,8 +120,12 @@ export class SGD {
     return g.fixedLr ?? this.baseLr;
   }
 
-  /** Applies one update to every parameter that has a gradient. */
-  step(): void {
+  /**
+   * Applies one update to every parameter that has a gradient; with `skip`, only where skip[0] is 0 when
+   * the update runs on the GPU (loss scaling's found-inf word).
+   */
+  step(skip?: Tensor<'u32'>): void {
+    const gate = skip ?? (this.noSkip ??= keep(Tensor.from(new Uint32Array(1), [1], 'u32')));
     this.groups.forEach((g, gi) => {
       const lr = this.groupLr(gi);
       g.params.forEach((p, pi) => {
@@ -130,20 +142,20 @@ export class SGD {
         if (g.momentum === 0) {
           dispatchKernel(kernels.sgd_plain, {
             params: { n, lr, wd: g.weightDecay },
-            bindings: { param: p.buffer, grad: grad.buffer },
+            bindings: { param: p.buffer, grad: grad.buffer, skip: gate.buffer },
             workgroups,
           });
           return;
         }
         let buf = g.buffers[pi];
-        const first = buf === null;
+        const first = buf === null && !skip;
         if (!buf) {
-          buf = keep(Tensor.empty(p.shape, 'f32'));
+          buf = keep(skip ? fill(p.shape, 0) : Tensor.empty(p.shape, 'f32'));
           g.buffers[pi] = buf;
         }
         dispatchKernel(kernels.sgd_momentum, {
           params: { n, lr, momentum: g.momentum, wd: g.weightDecay, nesterov: g.nesterov, first },
-          bindings: { param: p.buffer, grad: grad.buffer, buf: buf.buffer },
+          bindings: { param: p.buffer, grad: grad.buffer, buf: buf.buffer, skip: gate.buffer },
           workgroups,
         });
       });
@@ -208,6 +220,8 @@ export class SGD {
 
   /** Frees the momentum buffers (the parameters and their grads are not touched). */
   dispose(): void {
+    this.noSkip?.dispose();
+    this.noSkip = null;
     for (const g of this.groups) {
       g.buffers.forEach((b, i) => {
         b?.dispose();

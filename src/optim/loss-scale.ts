@@ -1,0 +1,105 @@
+/**
+ * Dynamic loss scaling for `--precision f16`, as PyTorch's torch.amp.GradScaler does it, with no host
+ * read in the step. Without it most backward GEMM operands (dY) are subnormal in f16 and a third flush to
+ * zero for resnet18 CIFAR at batch 512 (bench/f16-underflow.ts; numbers in bench/RESULTS.md).
+ *
+ * Per step: backward starts from `seed` (the scale, instead of 1), `unscale` multiplies every f32 gradient
+ * by 1/scale and raises a found-inf word on the GPU when one is inf or NaN, `sgd.step(skipFlag)` skips the
+ * whole update when the word is set, and `update` halves the scale after an overflow or doubles it after
+ * `growthInterval` clean steps, then clears the word. Scales are powers of two, so unscaling is exact:
+ * with no overflow the unscaled gradients are those of the unscaled loss, bit for bit, whenever the scaled
+ * values stay within f32's normal range. The state is read only by `read` (log records, checkpoints).
+ */
+import { gpu, grid } from '../gpu/device.ts';
+import { dispatchKernel } from '../gpu/kernel.ts';
+import { lossScale as kernels } from '../kernels/loss_scale.ts';
+import { Tensor } from '../tensor/tensor.ts';
+import { keep } from '../tensor/scope.ts';
+
+/** The scaler's state as a checkpoint holds it. */
+export interface LossScaleState {
+  /** The current scale (a power of two). */
+  scale: number;
+  /** Clean steps in a row since the last change of scale. */
+  cleanSteps: number;
+  /** Steps skipped (inf/NaN gradients) since the run began. */
+  skippedSteps: number;
+}
+
+const STATE_WORDS = 4; // found inf, clean steps, skipped steps, unused (16-byte buffer)
+
+export class LossScaler {
+  private readonly scaleT: Tensor<'f32'>;
+  private readonly inverseT: Tensor<'f32'>;
+  private readonly stateT: Tensor<'u32'>;
+
+  /** `initialScale` must be a power of two (exact unscaling); `growthInterval` clean steps double it. */
+  constructor(
+    initialScale: number,
+    readonly growthInterval: number,
+  ) {
+    checkScale(initialScale, 'the initial loss scale');
+    if (!Number.isInteger(growthInterval) || growthInterval < 1)
+      throw new RangeError(`loss scaling: the growth interval must be a positive integer, got ${growthInterval}`);
+    this.scaleT = keep(Tensor.from(Float32Array.of(initialScale), [1]));
+    this.inverseT = keep(Tensor.from(Float32Array.of(1 / initialScale), [1]));
+    this.stateT = keep(Tensor.from(new Uint32Array(STATE_WORDS), [STATE_WORDS], 'u32'));
+  }
+
+  /** The gradient backward() starts from: [1] holding the scale. */
+  get seed(): Tensor<'f32'> {
+    return this.scaleT;
+  }
+
+  /** The word SGD.step reads: nonzero when this step's gradients held an inf or NaN. */
+  get skipFlag(): Tensor<'u32'> {
+    return this.stateT;
+  }
+
+  /** Divides each gradient by the scale in place and records whether any is inf or NaN. */
+  unscale(params: Iterable<Tensor<'f32'>>): void {
+    for (const p of params) {
+      const grad = p.grad;
+      if (!grad || grad.size === 0) continue;
+      dispatchKernel(kernels.unscale_check, {
+        params: { n: grad.size },
+        bindings: { grad: grad.buffer, inverse: this.inverseT.buffer, state: this.stateT.buffer },
+        workgroups: grid(Math.ceil(grad.size / 256)),
+      });
+    }
+  }
+
+  /** After the (gated) SGD step: backs off or grows the scale, and clears the found-inf word. */
+  update(): void {
+    dispatchKernel(kernels.update_scale, {
+      params: { growth_interval: this.growthInterval },
+      bindings: { scale: this.scaleT.buffer, inverse: this.inverseT.buffer, state: this.stateT.buffer },
+      workgroups: [1],
+    });
+  }
+
+  /** The state, read from the GPU (blocking: log records and checkpoints only). */
+  async read(): Promise<LossScaleState> {
+    const [scale, words] = [await this.scaleT.data(), await this.stateT.data()];
+    return { scale: scale[0], cleanSteps: words[1], skippedSteps: words[2] };
+  }
+
+  /** Restores a state from `read` (a resume). */
+  load(s: LossScaleState): void {
+    checkScale(s.scale, "the checkpoint's loss scale");
+    gpu().write(this.scaleT.buffer, Float32Array.of(s.scale));
+    gpu().write(this.inverseT.buffer, Float32Array.of(1 / s.scale));
+    gpu().write(this.stateT.buffer, Uint32Array.of(0, s.cleanSteps, s.skippedSteps, 0));
+  }
+
+  dispose(): void {
+    for (const t of [this.scaleT, this.inverseT, this.stateT]) t.dispose();
+  }
+}
+
+/** Scales are powers of two in [2^-64, 2^64] (the kernel's bounds), so 1/scale is exact in f32. */
+function checkScale(scale: number, what: string): void {
+  const e = Math.log2(scale);
+  if (!Number.isInteger(e) || e < -64 || e > 64)
+    throw new RangeError(`loss scaling: ${what} must be a power of two in [2^-64, 2^64], got ${scale}`);
+}
