@@ -56,18 +56,17 @@ function mainThreadCpuMs(): number | null {
 }
 
 /**
- * Counts garbage collections while it is on (Node's and Deno's `gc` performance entries; Bun has none, and then
- * every step counts as collection-free, so a step's heap growth may be an underestimate there).
+ * Counts garbage collections while it is on, where the runtime reports them as `gc` performance entries (Node);
+ * null elsewhere (Bun's and Deno's heapUsed does not follow each allocation either), and then no heap column.
  */
-function gcCounter(): { count: () => number; stop: () => void } {
+function gcCounter(): { count: () => number; stop: () => void } | null {
+  // a static property Node has and the DOM typings lack
+  const supported = (PerformanceObserver as { supportedEntryTypes?: readonly string[] }).supportedEntryTypes;
+  if (!supported?.includes('gc')) return null;
   let count = 0;
-  try {
-    const observer = new PerformanceObserver((list) => (count += list.getEntries().length));
-    observer.observe({ entryTypes: ['gc'] });
-    return { count: () => count, stop: () => observer.disconnect() };
-  } catch {
-    return { count: () => 0, stop: () => {} };
-  }
+  const observer = new PerformanceObserver((list) => (count += list.getEntries().length));
+  observer.observe({ entryTypes: ['gc'] });
+  return { count: () => count, stop: () => observer.disconnect() };
 }
 
 /** Answers a read by its size: a [4] status word is 0 (no error), anything else is the memory's real histogram (and status) bytes. */
@@ -116,7 +115,7 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
       const before = { ...g.stats };
       // Let pending collections run first: the steps then start from the same place (a step waits on no timer).
       await new Promise((resolve) => setTimeout(resolve, 0));
-      const gcBefore = gcs.count();
+      const gcBefore = gcs?.count();
       const heapBefore = process.memoryUsage().heapUsed;
       const start = performance.now();
       const cpuStart = process.cpuUsage();
@@ -139,10 +138,10 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
         hostMs,
         cpuMs: (cpu.user + cpu.system) / 1000,
         mainCpuMs: mainStart === null || mainEnd === null ? null : mainEnd - mainStart,
-        heapBytes: gcs.count() === gcBefore ? heapBytes : -1,
+        heapBytes: gcs && gcs.count() === gcBefore ? heapBytes : -1,
       });
     }
-    gcs.stop();
+    gcs?.stop();
     const pick = (f: (r: (typeof rows)[number]) => number) => median(rows.map(f));
     const cpuMs = pick((r) => r.cpuMs);
     const mainCpuMs = rows[0].mainCpuMs === null ? null : pick((r) => r.mainCpuMs!);
