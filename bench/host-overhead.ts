@@ -5,14 +5,17 @@
  * the real state (the status word 0, the memory's real histogram: a common-path iteration, nothing small).
  *   npx tsx bench/host-overhead.ts [--steps 7] [--warmup 3] [--only convnet|resnet18]
  * Prints per step, after warm-up (medians over the timed steps): dispatches, bind groups created, buffers
- * created, uniform bytes (the parameter blocks packed), blocking reads, host ms per step (wall, and the process's CPU
- * time, which other jobs on the cores do not inflate) and CPU µs per dispatch; then the cost of the smallest
- * dispatch (a one-binding fill) through the project's path against raw Dawn calls (median of 7 rounds of 2,000).
+ * created, uniform bytes (the parameter blocks packed), blocking reads, host ms per step (wall; the process's CPU
+ * time, all threads; the main thread's CPU time, Linux only), µs per dispatch (main thread where known, else
+ * process), and the JavaScript heap bytes allocated per step (steps during which no garbage collection ran); then
+ * the cost of the smallest dispatch (a one-binding fill) through the project's path against raw Dawn calls
+ * (median of 7 rounds of 2,000).
  *   npx tsx bench/host-overhead.ts --run-ahead [--rounds 3] [--steps 4]
  * instead runs real convnet-s b256 steps (executed) in interleaved rounds, deciding each iteration at once
  * (keepOpen 0) or leaving its decision open while the next is recorded (keepOpen 1, the training loop), and
  * prints wall ms per step for each round.
  */
+import { readFileSync } from 'node:fs';
 import { gpu, initGpu, type Gpu } from '../src/gpu/device.ts';
 import { entryModule } from '../src/gpu/shaders.ts';
 import { elementwise } from '../src/kernels/elementwise.ts';
@@ -38,6 +41,33 @@ const median = (xs: number[]): number => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
+
+/**
+ * CPU time of the calling (main) thread in ms, from Linux's /proc/thread-self/schedstat (nanoseconds on the CPU):
+ * unlike the process's CPU time, it leaves out Dawn's and the garbage collector's helper threads, and unlike wall
+ * time, the time other jobs hold the cores. Null where there is no such file.
+ */
+function mainThreadCpuMs(): number | null {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Counts garbage collections while it is on, where the runtime reports them as `gc` performance entries (Node);
+ * null elsewhere (Bun's and Deno's heapUsed does not follow each allocation either), and then no heap column.
+ */
+function gcCounter(): { count: () => number; stop: () => void } | null {
+  // a static property Node has and the DOM typings lack
+  const supported = (PerformanceObserver as { supportedEntryTypes?: readonly string[] }).supportedEntryTypes;
+  if (!supported?.includes('gc')) return null;
+  let count = 0;
+  const observer = new PerformanceObserver((list) => (count += list.getEntries().length));
+  observer.observe({ entryTypes: ['gc'] });
+  return { count: () => count, stop: () => observer.disconnect() };
+}
 
 /** Answers a read by its size: a [4] status word is 0 (no error), anything else is the memory's real histogram (and status) bytes. */
 async function readAnswers(memory: OdcMemory): Promise<(bytes: number) => ArrayBuffer> {
@@ -66,8 +96,12 @@ export interface StepCost {
   hostMs: number;
   /** Process CPU milliseconds (user + system, all threads) of recording one step: unlike wall time, not inflated while other jobs hold the cores. */
   cpuMs: number;
-  /** cpuMs per dispatch, in µs. */
+  /** The main thread's CPU milliseconds of recording one step (null where unknown). */
+  mainCpuMs: number | null;
+  /** mainCpuMs (else cpuMs) per dispatch, in µs. */
   usPerDispatch: number;
+  /** JavaScript heap bytes allocated per step (median over the steps with no garbage collection; null if none). */
+  heapBytes: number | null;
 }
 
 async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Promise<StepCost> {
@@ -75,14 +109,24 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
   try {
     const answer = await readAnswers(memory);
     for (let i = 0; i < warmup; i++) await g.recordOnly(step, answer);
-    const rows: Array<Omit<StepCost, 'name' | 'usPerDispatch'>> = [];
+    const rows: Array<Omit<StepCost, 'name' | 'usPerDispatch' | 'heapBytes'> & { heapBytes: number }> = [];
+    const gcs = gcCounter();
     for (let i = 0; i < steps; i++) {
       const before = { ...g.stats };
+      // Let pending collections run first: the steps then start from the same place (a step waits on no timer).
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const gcBefore = gcs?.count();
+      const heapBefore = process.memoryUsage().heapUsed;
       const start = performance.now();
       const cpuStart = process.cpuUsage();
+      const mainStart = mainThreadCpuMs();
       await g.recordOnly(step, answer);
+      const mainEnd = mainThreadCpuMs();
       const hostMs = performance.now() - start;
       const cpu = process.cpuUsage(cpuStart);
+      const heapBytes = process.memoryUsage().heapUsed - heapBefore;
+      // The gc entries of this step arrive asynchronously: wait for them before asking.
+      await new Promise((resolve) => setTimeout(resolve, 0));
       const s = g.stats;
       rows.push({
         dispatches: s.dispatches - before.dispatches,
@@ -93,11 +137,16 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
         lateReads: s.lateReads - before.lateReads,
         hostMs,
         cpuMs: (cpu.user + cpu.system) / 1000,
+        mainCpuMs: mainStart === null || mainEnd === null ? null : mainEnd - mainStart,
+        heapBytes: gcs && gcs.count() === gcBefore ? heapBytes : -1,
       });
     }
+    gcs?.stop();
     const pick = (f: (r: (typeof rows)[number]) => number) => median(rows.map(f));
     const cpuMs = pick((r) => r.cpuMs);
+    const mainCpuMs = rows[0].mainCpuMs === null ? null : pick((r) => r.mainCpuMs!);
     const dispatches = pick((r) => r.dispatches);
+    const collectionFree = rows.filter((r) => r.heapBytes >= 0).map((r) => r.heapBytes);
     return {
       name: c.name,
       dispatches,
@@ -108,7 +157,9 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
       lateReads: pick((r) => r.lateReads),
       hostMs: pick((r) => r.hostMs),
       cpuMs,
-      usPerDispatch: (1000 * cpuMs) / dispatches,
+      mainCpuMs,
+      usPerDispatch: (1000 * (mainCpuMs ?? cpuMs)) / dispatches,
+      heapBytes: collectionFree.length > 0 ? median(collectionFree) : null,
     };
   } finally {
     dispose();
@@ -214,12 +265,12 @@ const results: StepCost[] = [];
 for (const c of CASES) if (!only || c.name.startsWith(only)) results.push(await measureCase(g, c, warmup, steps));
 console.log(`per step, recorded and not submitted; medians of ${steps} steps after ${warmup} warm-up steps`);
 console.log(
-  '| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | µs/dispatch (CPU) |',
+  '| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | host ms/step (main thread CPU) | µs/dispatch (CPU) | heap KB/step |',
 );
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
   console.log(
-    `| ${r.name} | ${r.dispatches} | ${r.bindGroups} | ${r.buffersCreated} | ${r.uniformBytes} | ${r.blockingReads} | ${r.lateReads} | ${r.hostMs.toFixed(2)} | ${r.cpuMs.toFixed(2)} | ${r.usPerDispatch.toFixed(1)} |`,
+    `| ${r.name} | ${r.dispatches} | ${r.bindGroups} | ${r.buffersCreated} | ${r.uniformBytes} | ${r.blockingReads} | ${r.lateReads} | ${r.hostMs.toFixed(2)} | ${r.cpuMs.toFixed(2)} | ${r.mainCpuMs?.toFixed(2) ?? 'n/a'} | ${r.usPerDispatch.toFixed(1)} | ${r.heapBytes === null ? 'n/a' : (r.heapBytes / 1024).toFixed(0)} |`,
   );
 }
 const small = await smallestDispatch(gpu());

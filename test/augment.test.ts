@@ -331,3 +331,36 @@ test('presets follow spec 3.1', () => {
   );
   samples.dispose();
 });
+
+test('augment draws what sample() draws: the same batch bits and generator state as augmentWith(sample(...)), batch after batch', async () => {
+  const rgb = randomDataset(7, 9, 12, 10, 3);
+  const gray = randomDataset(8, 9, 9, 9, 1);
+  const configs: Array<[string, ImageDataset, AugmentConfig]> = [
+    ['imagenet', rgb, imagenetPreset({ outHeight: 8, outWidth: 8, rotationDeg: 30 })],
+    ['cifar', rgb, cifarPreset({ outHeight: 6, outWidth: 7 })],
+    ['mnist', gray, mnistPreset({ outHeight: 9, outWidth: 9 })],
+    ['eval geometry in training', rgb, cifarPreset({ outHeight: 8, outWidth: 8, crop: null, evalResize: 9 })],
+    ['no jitter', gray, mnistPreset({ outHeight: 5, outWidth: 5, jitter: null, flipP: 0.5 })],
+  ];
+  for (const [name, ds, cfg] of configs) {
+    const aug = new GpuAugmenter(ds, cfg);
+    const fast = new Rng(21);
+    const objects = new Rng(21);
+    // batch sizes change, so the reused parameter block is regrown and reused
+    for (const size of [5, 3, 5, 5]) {
+      const indices = Uint32Array.from({ length: size }, (_, i) => (i * 4 + size) % ds.n);
+      const a = aug.augment(indices, fast);
+      const b = aug.augmentWith(indices, aug.sample(size, objects));
+      const [va, vb] = [await a.data(), await b.data()];
+      a.dispose();
+      b.dispose();
+      assert.deepEqual(
+        new Uint32Array(va.buffer),
+        new Uint32Array(vb.buffer),
+        `${name}, batch of ${size}: batches differ`,
+      );
+      assert.deepEqual(fast.state(), objects.state(), `${name}, batch of ${size}: generator states differ`);
+    }
+    aug.dispose();
+  }
+});

@@ -11,7 +11,7 @@ import { assert, setupGpu } from './helpers.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { InFlightWindow } from '../src/gpu/inflight.ts';
 import { Params } from '../src/gpu/params.ts';
-import { fillInPlace } from '../src/tensor/kernels.ts';
+import { clone, fillInPlace } from '../src/tensor/kernels.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { LateSmallClusterChecks } from '../src/odc/small-clusters.ts';
@@ -62,6 +62,30 @@ test('a recurring (pipeline, buffers) combination reuses its bind group, and eve
   );
   a.dispose();
   b.dispose();
+});
+
+test('a host write to a buffer the open encoder binds or copies waits for that work; one to another buffer does not submit', async () => {
+  const g = gpu();
+  const bound = Tensor.empty([64], 'f32');
+  const source = Tensor.from(new Float32Array(64).fill(7), [64]);
+  const other = Tensor.empty([64], 'f32');
+  g.flush();
+  fillInPlace(bound, 1); // recorded, not submitted: a write submitted ahead of it would be overwritten
+  const copied = clone(source); // likewise: the copy must read the old values
+  const submits = g.stats.submits;
+  g.write(other.buffer, new Float32Array([4]));
+  assert.equal(g.stats.submits, submits, 'a buffer the encoder does not use is written without a submit');
+  g.write(bound.buffer, new Float32Array([5]));
+  assert.equal(g.stats.submits, submits + 1, 'a buffer the encoder binds: the encoder is submitted first');
+  copied.dispose();
+  const again = clone(source);
+  g.write(source.buffer, new Float32Array([9]));
+  assert.equal(g.stats.submits, submits + 2, 'a buffer the encoder copies from: the encoder is submitted first');
+  const [b, c, o] = [await bound.data(), await again.data(), await other.data()];
+  assert.deepEqual([b[0], b[1]], [5, 1], 'the write landed after the fill');
+  assert.deepEqual([c[0], c[1]], [7, 7], 'the copy read the values from before the write');
+  assert.equal(o[0], 4);
+  for (const t of [bound, source, other, again]) t.dispose();
 });
 
 test('held work runs after work submitted later, with its data writes and late reads in their recorded order', async () => {

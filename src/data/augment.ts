@@ -147,8 +147,88 @@ export function roundHalfEven(x: number): number {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+/**
+ * One sample's random choices as plain numbers, in a record reused from sample to sample: the training path draws
+ * a batch through one record straight into the kernel's parameter block, with no object per sample (issue 9: the
+ * objects were a third of a resnet18 step's allocations); `sampleParams` turns records into SampleParams.
+ */
+class SampleDraw {
+  /** The geometry: a crop (RandomResizedCrop) or a resize + crop (eval), with Geometry's fields. */
+  crop = true;
+  top = 0;
+  left = 0;
+  height = 0;
+  width = 0;
+  flip = false;
+  angle = 0;
+  brightness = 1;
+  contrast = 1;
+  saturation = 1;
+  hue = 0;
+  /** The jitter ops to apply, order[0..ops). */
+  readonly order = [OP_NONE, OP_NONE, OP_NONE, OP_NONE];
+  ops = 0;
+  grayscale = false;
+  /** Scratch for the shuffle of the jitter order. */
+  readonly perm = [OP_BRIGHTNESS, OP_CONTRAST, OP_SATURATION, OP_HUE];
+
+  setGeometry(g: Geometry): void {
+    this.crop = g.kind === 'crop';
+    this.top = g.top;
+    this.left = g.left;
+    this.height = g.height;
+    this.width = g.width;
+  }
+
+  geometry(): Geometry {
+    const { top, left, height, width } = this;
+    return this.crop ? { kind: 'crop', top, left, height, width } : { kind: 'resize-crop', height, width, top, left };
+  }
+
+  /** The record of given parameters (a jitter order beyond 4 ops is cut, as the kernel reads 4). */
+  setParams(s: SampleParams): void {
+    this.setGeometry(s.geometry);
+    this.flip = s.flip;
+    this.angle = s.angle;
+    this.brightness = s.brightness;
+    this.contrast = s.contrast;
+    this.saturation = s.saturation;
+    this.hue = s.hue;
+    this.ops = Math.min(s.order.length, 4);
+    for (let k = 0; k < this.ops; k++) this.order[k] = s.order[k];
+    this.grayscale = s.grayscale;
+  }
+
+  params(): SampleParams {
+    return {
+      geometry: this.geometry(),
+      flip: this.flip,
+      angle: this.angle,
+      brightness: this.brightness,
+      contrast: this.contrast,
+      saturation: this.saturation,
+      hue: this.hue,
+      order: this.order.slice(0, this.ops),
+      grayscale: this.grayscale,
+    };
+  }
+
+  get hasContrast(): boolean {
+    for (let k = 0; k < this.ops; k++) if (this.order[k] === OP_CONTRAST) return true;
+    return false;
+  }
+}
+
 /** torchvision RandomResizedCrop.get_params: 10 attempts, then a center crop within the ratio range. */
 export function sampleCrop(rng: Rng, height: number, width: number, crop: CropConfig): Geometry {
+  const d = new SampleDraw();
+  drawCrop(rng, height, width, crop, d);
+  return d.geometry();
+}
+
+/** sampleCrop into a record. */
+function drawCrop(rng: Rng, height: number, width: number, crop: CropConfig, d: SampleDraw): void {
+  d.crop = true;
   const area = height * width;
   const logLo = Math.log(crop.ratio[0]);
   const logHi = Math.log(crop.ratio[1]);
@@ -158,9 +238,11 @@ export function sampleCrop(rng: Rng, height: number, width: number, crop: CropCo
     const w = roundHalfEven(Math.sqrt(target * aspect));
     const h = roundHalfEven(Math.sqrt(target / aspect));
     if (w > 0 && w <= width && h > 0 && h <= height) {
-      const top = rng.int(height - h + 1);
-      const left = rng.int(width - w + 1);
-      return { kind: 'crop', top, left, height: h, width: w };
+      d.top = rng.int(height - h + 1);
+      d.left = rng.int(width - w + 1);
+      d.height = h;
+      d.width = w;
+      return;
     }
   }
   const inRatio = width / height;
@@ -170,7 +252,10 @@ export function sampleCrop(rng: Rng, height: number, width: number, crop: CropCo
   let h = height;
   if (inRatio < lo) h = roundHalfEven(w / lo);
   else if (inRatio > hi) w = roundHalfEven(h * hi);
-  return { kind: 'crop', top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), height: h, width: w };
+  d.top = Math.floor((height - h) / 2);
+  d.left = Math.floor((width - w) / 2);
+  d.height = h;
+  d.width = w;
 }
 
 /** Eval geometry: torchvision Resize(size) on the shorter side, then CenterCrop(outH, outW). */
@@ -199,11 +284,59 @@ export function evalGeometry(height: number, width: number, config: AugmentConfi
   };
 }
 
+/** Whether jitter op `op` (OP_*) is enabled. */
+function jitterEnabled(j: JitterConfig, op: number): boolean {
+  return (
+    (op === OP_BRIGHTNESS
+      ? j.brightness
+      : op === OP_CONTRAST
+        ? j.contrast
+        : op === OP_SATURATION
+          ? j.saturation
+          : j.hue) > 0
+  );
+}
+
 /**
- * The random parameters of `count` samples, drawn from rng in a fixed order per sample: crop (2
- * uniforms per attempt, 2 integers when one fits), flip (1 if flipP > 0), angle (1 if rotationDeg > 0),
- * jitter order (a Fisher-Yates shuffle of 4) and factors (1 per enabled op), grayscale (1 if p > 0).
+ * Draws one sample's random parameters from rng into `d`, in a fixed order: crop (2 uniforms per attempt, 2
+ * integers when one fits; `fixed`, the eval geometry, without a crop config), flip (1 if flipP > 0), angle (1 if
+ * rotationDeg > 0), jitter order (a Fisher-Yates shuffle of 4) and factors (1 per enabled op), grayscale (1 if p > 0).
  */
+function drawSample(
+  rng: Rng,
+  height: number,
+  width: number,
+  config: AugmentConfig,
+  fixed: Geometry | null,
+  d: SampleDraw,
+): void {
+  if (config.crop) drawCrop(rng, height, width, config.crop, d);
+  else d.setGeometry(fixed!);
+  d.flip = config.flipP > 0 ? rng.uniform() < config.flipP : false;
+  d.angle = config.rotationDeg > 0 ? rng.range(-config.rotationDeg, config.rotationDeg) : 0;
+  d.brightness = 1;
+  d.contrast = 1;
+  d.saturation = 1;
+  d.hue = 0;
+  d.ops = 0;
+  const j = config.jitter;
+  if (j) {
+    const perm = d.perm;
+    perm[0] = OP_BRIGHTNESS;
+    perm[1] = OP_CONTRAST;
+    perm[2] = OP_SATURATION;
+    perm[3] = OP_HUE;
+    rng.shuffle(perm);
+    if (j.brightness > 0) d.brightness = rng.range(Math.max(0, 1 - j.brightness), 1 + j.brightness);
+    if (j.contrast > 0) d.contrast = rng.range(Math.max(0, 1 - j.contrast), 1 + j.contrast);
+    if (j.saturation > 0) d.saturation = rng.range(Math.max(0, 1 - j.saturation), 1 + j.saturation);
+    if (j.hue > 0) d.hue = rng.range(-j.hue, j.hue);
+    for (let k = 0; k < 4; k++) if (jitterEnabled(j, perm[k])) d.order[d.ops++] = perm[k];
+  }
+  d.grayscale = config.grayscaleP > 0 ? rng.uniform() < config.grayscaleP : false;
+}
+
+/** The random parameters of `count` samples (drawn as `drawSample` says). */
 export function sampleParams(
   rng: Rng,
   count: number,
@@ -211,28 +344,12 @@ export function sampleParams(
   width: number,
   config: AugmentConfig,
 ): SampleParams[] {
+  const fixed = config.crop ? null : evalGeometry(height, width, config);
+  const d = new SampleDraw();
   const out: SampleParams[] = [];
-  const j = config.jitter;
-  const enabled = j ? [j.brightness > 0, j.contrast > 0, j.saturation > 0, j.hue > 0] : [];
   for (let i = 0; i < count; i++) {
-    const geometry = config.crop ? sampleCrop(rng, height, width, config.crop) : evalGeometry(height, width, config);
-    const flip = config.flipP > 0 ? rng.uniform() < config.flipP : false;
-    const angle = config.rotationDeg > 0 ? rng.range(-config.rotationDeg, config.rotationDeg) : 0;
-    let brightness = 1;
-    let contrast = 1;
-    let saturation = 1;
-    let hue = 0;
-    let order: number[] = [];
-    if (j) {
-      const perm = rng.shuffle([OP_BRIGHTNESS, OP_CONTRAST, OP_SATURATION, OP_HUE]);
-      if (j.brightness > 0) brightness = rng.range(Math.max(0, 1 - j.brightness), 1 + j.brightness);
-      if (j.contrast > 0) contrast = rng.range(Math.max(0, 1 - j.contrast), 1 + j.contrast);
-      if (j.saturation > 0) saturation = rng.range(Math.max(0, 1 - j.saturation), 1 + j.saturation);
-      if (j.hue > 0) hue = rng.range(-j.hue, j.hue);
-      order = perm.filter((op) => enabled[op]);
-    }
-    const grayscale = config.grayscaleP > 0 ? rng.uniform() < config.grayscaleP : false;
-    out.push({ geometry, flip, angle, brightness, contrast, saturation, hue, order, grayscale });
+    drawSample(rng, height, width, config, fixed, d);
+    out.push(d.params());
   }
   return out;
 }
@@ -263,51 +380,62 @@ export function encodeParams(
   outH: number,
   outW: number,
 ): Float32Array {
-  // written field by field: no temporary arrays for a batch of hundreds of samples (host cost per step)
   const out = new Float32Array(samples.length * PARAM_STRIDE);
+  const d = new SampleDraw();
   for (let b = 0; b < samples.length; b++) {
-    const s = samples[b];
-    const o = b * PARAM_STRIDE;
-    const g = s.geometry;
-    if (g.kind === 'crop') {
-      // source row of output row y: top + (y + 0.5) * h / outH - 0.5, clamped to the crop's rows
-      const sy = g.height / outH;
-      const sx = g.width / outW;
-      out[o] = sy;
-      out[o + 1] = g.top + 0.5 * sy - 0.5;
-      out[o + 2] = g.top;
-      out[o + 3] = g.top + g.height - 1;
-      out[o + 4] = sx;
-      out[o + 5] = g.left + 0.5 * sx - 0.5;
-      out[o + 6] = g.left;
-      out[o + 7] = g.left + g.width - 1;
-    } else {
-      // resized row y + top maps to source row (y + top + 0.5) * srcH / height - 0.5
-      const sy = srcH / g.height;
-      const sx = srcW / g.width;
-      out[o] = sy;
-      out[o + 1] = (g.top + 0.5) * sy - 0.5;
-      out[o + 2] = 0;
-      out[o + 3] = srcH - 1;
-      out[o + 4] = sx;
-      out[o + 5] = (g.left + 0.5) * sx - 0.5;
-      out[o + 6] = 0;
-      out[o + 7] = srcW - 1;
-    }
-    const rad = (s.angle * Math.PI) / 180;
-    out[o + 8] = s.flip ? 1 : 0;
-    out[o + 9] = s.angle !== 0 ? 1 : 0;
-    out[o + 10] = Math.cos(rad);
-    out[o + 11] = Math.sin(rad);
-    out[o + 12] = s.brightness;
-    out[o + 13] = s.contrast;
-    out[o + 14] = s.saturation;
-    out[o + 15] = s.hue;
-    for (let k = 0; k < 4; k++) out[o + 16 + k] = s.order[k] ?? OP_NONE;
-    out[o + 20] = s.grayscale ? 1 : 0;
-    out[o + 21] = Math.min(s.order.length, 4);
+    d.setParams(samples[b]);
+    encodeSample(d, srcH, srcW, outH, outW, out, b * PARAM_STRIDE);
   }
   return out;
+}
+
+/** Writes one sample's block at out[o..o + PARAM_STRIDE), field by field. */
+function encodeSample(
+  d: SampleDraw,
+  srcH: number,
+  srcW: number,
+  outH: number,
+  outW: number,
+  out: Float32Array,
+  o: number,
+): void {
+  if (d.crop) {
+    // source row of output row y: top + (y + 0.5) * h / outH - 0.5, clamped to the crop's rows
+    const sy = d.height / outH;
+    const sx = d.width / outW;
+    out[o] = sy;
+    out[o + 1] = d.top + 0.5 * sy - 0.5;
+    out[o + 2] = d.top;
+    out[o + 3] = d.top + d.height - 1;
+    out[o + 4] = sx;
+    out[o + 5] = d.left + 0.5 * sx - 0.5;
+    out[o + 6] = d.left;
+    out[o + 7] = d.left + d.width - 1;
+  } else {
+    // resized row y + top maps to source row (y + top + 0.5) * srcH / height - 0.5
+    const sy = srcH / d.height;
+    const sx = srcW / d.width;
+    out[o] = sy;
+    out[o + 1] = (d.top + 0.5) * sy - 0.5;
+    out[o + 2] = 0;
+    out[o + 3] = srcH - 1;
+    out[o + 4] = sx;
+    out[o + 5] = (d.left + 0.5) * sx - 0.5;
+    out[o + 6] = 0;
+    out[o + 7] = srcW - 1;
+  }
+  const rad = (d.angle * Math.PI) / 180;
+  out[o + 8] = d.flip ? 1 : 0;
+  out[o + 9] = d.angle !== 0 ? 1 : 0;
+  out[o + 10] = Math.cos(rad);
+  out[o + 11] = Math.sin(rad);
+  out[o + 12] = d.brightness;
+  out[o + 13] = d.contrast;
+  out[o + 14] = d.saturation;
+  out[o + 15] = d.hue;
+  for (let k = 0; k < 4; k++) out[o + 16 + k] = k < d.ops ? d.order[k] : OP_NONE;
+  out[o + 20] = d.grayscale ? 1 : 0;
+  out[o + 21] = d.ops;
 }
 
 export interface AugmenterOptions {
@@ -366,6 +494,9 @@ export class GpuAugmenter {
   /** Streaming batches served by a finished prefetch, and read when asked for (tests check the prefetch works). */
   readonly reads = { prefetched: 0, direct: 0 };
   private freeHost: Uint8Array[] = [];
+  /** The record samples are drawn through, and the parameter block of the last batch size (reused per batch). */
+  private readonly draw = new SampleDraw();
+  private block = new Float32Array(0);
 
   constructor(
     images: ImageDataset | ImageSource,
@@ -421,16 +552,34 @@ export class GpuAugmenter {
     return sampleParams(rng, count, this.height, this.width, this.config);
   }
 
-  /** An augmented batch [B, outH, outW, C] for these image indices, parameters drawn from rng. */
+  /**
+   * An augmented batch [B, outH, outW, C] for these image indices, parameters drawn from rng: the same draws as
+   * `augmentWith(indices, sample(B, rng))`, written through one reused record into a reused block.
+   */
   augment(indices: Tensor<'u32'> | Uint32Array, rng: Rng): Tensor<'f32'> {
     const count = indices instanceof Tensor ? indices.size : indices.length;
-    return this.augmentWith(indices, this.sample(count, rng));
+    const block = this.paramBlock(count);
+    const fixed = this.config.crop ? null : evalGeometry(this.height, this.width, this.config);
+    const d = this.draw;
+    let contrast = false;
+    // Drawn geometries fit by construction (drawCrop keeps crops inside the image; evalGeometry throws otherwise).
+    for (let i = 0; i < count; i++) {
+      drawSample(rng, this.height, this.width, this.config, fixed, d);
+      encodeSample(d, this.height, this.width, this.config.outHeight, this.config.outWidth, block, i * PARAM_STRIDE);
+      contrast ||= d.hasContrast;
+    }
+    return this.launch(indices, block, count, contrast);
   }
 
   /** The eval batch (resize + center crop + normalise) for feature extraction. */
   extract(indices: Tensor<'u32'> | Uint32Array): Tensor<'f32'> {
     const count = indices instanceof Tensor ? indices.size : indices.length;
-    return this.augmentWith(indices, evalParams(count, this.height, this.width, this.config), false);
+    const block = this.paramBlock(count);
+    const d = this.draw;
+    d.setParams(evalParams(1, this.height, this.width, this.config)[0]);
+    for (let i = 0; i < count; i++)
+      encodeSample(d, this.height, this.width, this.config.outHeight, this.config.outWidth, block, i * PARAM_STRIDE);
+    return this.launch(indices, block, count, false);
   }
 
   /**
@@ -463,6 +612,39 @@ export class GpuAugmenter {
 
   /** A batch with the given per-sample parameters (tests pass fixed ones). */
   augmentWith(indices: Tensor<'u32'> | Uint32Array, samples: readonly SampleParams[], needMean = true): Tensor<'f32'> {
+    const batch = indices instanceof Tensor ? indices.size : indices.length;
+    if (samples.length !== batch)
+      throw new RangeError(`GpuAugmenter: ${samples.length} parameter sets for ${batch} indices`);
+    const block = this.paramBlock(batch);
+    const d = this.draw;
+    let contrast = false;
+    samples.forEach((s, i) => {
+      if (s.order.length > 4 || s.order.some((op) => !(op >= OP_BRIGHTNESS && op <= OP_HUE)))
+        throw new RangeError(`GpuAugmenter: sample ${i}: bad jitter order [${s.order.join(', ')}]`);
+      d.setParams(s);
+      this.checkGeometry(d, i);
+      encodeSample(d, this.height, this.width, this.config.outHeight, this.config.outWidth, block, i * PARAM_STRIDE);
+      contrast ||= d.hasContrast;
+    });
+    return this.launch(indices, block, batch, needMean && contrast);
+  }
+
+  /**
+   * The kernel's parameter block for `count` samples: one Float32Array reused while the batch size stays (the
+   * upload copies it before the next batch writes it).
+   */
+  private paramBlock(count: number): Float32Array {
+    if (this.block.length !== count * PARAM_STRIDE) this.block = new Float32Array(count * PARAM_STRIDE);
+    return this.block;
+  }
+
+  /** Launches the batch of `indices` with its encoded parameters (`means`: contrast jitter needs image means). */
+  private launch(
+    indices: Tensor<'u32'> | Uint32Array,
+    block: Float32Array,
+    batch: number,
+    needMean: boolean,
+  ): Tensor<'f32'> {
     if (this.disposed) throw new Error('GpuAugmenter: used after dispose()');
     // validate everything before allocating anything
     if (indices instanceof Tensor) {
@@ -481,10 +663,6 @@ export class GpuAugmenter {
           );
       }
     }
-    const batch = indices instanceof Tensor ? indices.size : indices.length;
-    if (samples.length !== batch)
-      throw new RangeError(`GpuAugmenter: ${samples.length} parameter sets for ${batch} indices`);
-    samples.forEach((s, i) => this.checkSample(s, i));
     const { outHeight: oh, outWidth: ow } = this.config;
     const out = Tensor.empty([batch, oh, ow, this.channels], 'f32');
     if (batch === 0) return out;
@@ -496,9 +674,8 @@ export class GpuAugmenter {
       : indices instanceof Tensor
         ? indices
         : Tensor.from(indices, [indices.length], 'u32');
-    const block = encodeParams(samples, this.height, this.width, oh, ow);
     const sp = Tensor.from(block, [block.length], 'f32');
-    const means = needMean && samples.some((s) => s.order.includes(OP_CONTRAST)) ? Tensor.empty([batch], 'f32') : null;
+    const means = needMean ? Tensor.empty([batch], 'f32') : null;
     const geometry = (shard: number) => ({
       batch,
       channels: this.channels,
@@ -601,26 +778,22 @@ export class GpuAugmenter {
     return buf ?? new Uint8Array(need);
   }
 
-  private checkSample(s: SampleParams, i: number): void {
-    const g = s.geometry;
-    const ok =
-      g.kind === 'crop'
-        ? g.top >= 0 &&
-          g.left >= 0 &&
-          g.height >= 1 &&
-          g.width >= 1 &&
-          g.top + g.height <= this.height &&
-          g.left + g.width <= this.width
-        : g.top >= 0 &&
-          g.left >= 0 &&
-          g.top + this.config.outHeight <= g.height &&
-          g.left + this.config.outWidth <= g.width;
+  private checkGeometry(d: SampleDraw, i: number): void {
+    const ok = d.crop
+      ? d.top >= 0 &&
+        d.left >= 0 &&
+        d.height >= 1 &&
+        d.width >= 1 &&
+        d.top + d.height <= this.height &&
+        d.left + d.width <= this.width
+      : d.top >= 0 &&
+        d.left >= 0 &&
+        d.top + this.config.outHeight <= d.height &&
+        d.left + this.config.outWidth <= d.width;
     if (!ok)
       throw new RangeError(
-        `GpuAugmenter: sample ${i}: geometry ${JSON.stringify(g)} does not fit a ${this.width}x${this.height} image / ${this.config.outWidth}x${this.config.outHeight} output`,
+        `GpuAugmenter: sample ${i}: geometry ${JSON.stringify(d.geometry())} does not fit a ${this.width}x${this.height} image / ${this.config.outWidth}x${this.config.outHeight} output`,
       );
-    if (s.order.length > 4 || s.order.some((op) => !(op >= OP_BRIGHTNESS && op <= OP_HUE)))
-      throw new RangeError(`GpuAugmenter: sample ${i}: bad jitter order [${s.order.join(', ')}]`);
   }
 
   /** Frees the GPU copy of the images (or the staging buffers); pending reads are left to finish. */

@@ -118,20 +118,27 @@ export class BufferPool {
    * recorder's bind groups are reused instead of made anew (a LIFO list permuted them from step to step).
    */
   afterSubmit(): void {
-    for (const buffer of this.pending) {
+    const pending = this.pending;
+    for (let i = 0; i < pending.length; i++) {
+      const buffer = pending[i];
       const size = this.sizeOf(buffer);
       const list = this.free.get(size) ?? [];
       if (list.length < MAX_FREE_PER_CLASS) {
+        // insertion by shifting the older ones up (splice made an array of the removed items per call)
         const serial = this.serials.get(buffer) ?? 0;
         let at = list.length;
-        while (at > 0 && (this.serials.get(list[at - 1]) ?? 0) < serial) at--;
-        list.splice(at, 0, buffer);
+        list.push(buffer);
+        while (at > 0 && (this.serials.get(list[at - 1]) ?? 0) < serial) {
+          list[at] = list[at - 1];
+          at--;
+        }
+        list[at] = buffer;
         this.free.set(size, list);
       } else {
         buffer.destroy();
       }
     }
-    this.pending = [];
+    pending.length = 0;
   }
 
   private sizeOf(buffer: GPUBuffer): number {

@@ -67,16 +67,19 @@ export class VariantChoice<V> {
   choose(g: Gpu, shapeClass: string, fallback: string): V {
     if (this.forced !== null) return this.forced;
     const key = tableKey(this.family.kernel, shapeClass);
-    for (const table of [pinned, tuned]) {
-      const name = table[key];
-      const v = name === undefined ? undefined : this.family.variants.get(name);
-      if (v !== undefined && this.family.unsupported(v, g) === null) {
-        used[key] = name!;
-        return v;
-      }
-    }
+    const v = this.fromTable(pinned, key, g) ?? this.fromTable(tuned, key, g);
+    if (v !== undefined) return v;
     used[key] = fallback;
     return this.named(fallback);
+  }
+
+  /** The variant `table` names for `key`, if this family knows it and `g` can run it (remembered as used). */
+  private fromTable(table: VariantTable, key: string, g: Gpu): V | undefined {
+    const name = table[key];
+    const v = name === undefined ? undefined : this.family.variants.get(name);
+    if (v === undefined || this.family.unsupported(v, g) !== null) return undefined;
+    used[key] = name!;
+    return v;
   }
 }
 

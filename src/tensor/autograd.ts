@@ -33,9 +33,13 @@ export function record<T extends Tensor>(
   inputs: readonly Tensor[],
   backward: GradNode['backward'],
 ): T {
-  if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
-    output.requiresGrad = true;
-    output.node = { op, inputs, backward };
+  if (!gradEnabled) return output;
+  for (let i = 0; i < inputs.length; i++) {
+    if (inputs[i].requiresGrad) {
+      output.requiresGrad = true;
+      output.node = { op, inputs, backward };
+      break;
+    }
   }
   return output;
 }
@@ -43,18 +47,28 @@ export function record<T extends Tensor>(
 function topologicalOrder(root: Tensor): Tensor[] {
   const order: Tensor[] = [];
   const visited = new Set<Tensor>();
-  const stack: Array<{ t: Tensor; expanded: boolean }> = [{ t: root, expanded: false }];
+  // a stack of (tensor, expanded) pairs as two parallel arrays: no object per entry
+  const stack: Tensor[] = [root];
+  const expanded: boolean[] = [false];
   while (stack.length > 0) {
-    const top = stack.pop()!;
-    if (top.expanded) {
-      order.push(top.t);
+    const t = stack.pop()!;
+    if (expanded.pop()) {
+      order.push(t);
       continue;
     }
-    if (visited.has(top.t)) continue;
-    visited.add(top.t);
-    stack.push({ t: top.t, expanded: true });
-    for (const input of top.t.node?.inputs ?? [])
-      if (input.requiresGrad && !visited.has(input)) stack.push({ t: input, expanded: false });
+    if (visited.has(t)) continue;
+    visited.add(t);
+    stack.push(t);
+    expanded.push(true);
+    const inputs = t.node?.inputs;
+    if (!inputs) continue;
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i];
+      if (input.requiresGrad && !visited.has(input)) {
+        stack.push(input);
+        expanded.push(false);
+      }
+    }
   }
   return order;
 }
@@ -93,11 +107,13 @@ export function backward(output: Tensor, gradOutput?: Tensor<'f32'>): void {
         }
         const inputGrads = node.backward(g);
         g.dispose();
-        node.inputs.forEach((input, k) => {
+        const inputs = node.inputs;
+        for (let k = 0; k < inputs.length; k++) {
+          const input = inputs[k];
           const gi = inputGrads[k];
           if (!gi || !input.requiresGrad) {
             gi?.dispose();
-            return;
+            continue;
           }
           if (!shapesEqual(gi.shape, input.shape)) {
             throw new Error(
@@ -113,7 +129,7 @@ export function backward(output: Tensor, gradOutput?: Tensor<'f32'>): void {
           } else {
             grads.set(input, gi);
           }
-        });
+        }
         t.node = null; // release the closure and its saved tensors' references
       }
     }),

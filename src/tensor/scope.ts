@@ -15,7 +15,7 @@ export function trackTensor(t: Disposable): void {
 
 /** Removes a tensor from every open scope so it outlives them; returns it. */
 export function keep<T extends Disposable>(t: T): T {
-  for (const scope of scopes) scope.delete(t);
+  for (let i = 0; i < scopes.length; i++) scopes[i].delete(t);
   return t;
 }
 

@@ -45,13 +45,16 @@ class Storage {
 let nextId = 1;
 
 export function sizeOf(shape: Shape): number {
-  return shape.reduce((a, b) => a * b, 1);
+  let size = 1;
+  for (let i = 0; i < shape.length; i++) size *= shape[i];
+  return size;
 }
 
 /** Throws a clear error unless every dimension is a non-negative integer. */
 export function checkShape(shape: Shape, what = 'shape'): void {
   if (!Array.isArray(shape)) throw new TypeError(`${what} must be an array of dimensions, got ${String(shape)}`);
-  for (const d of shape) {
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i];
     if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
       throw new RangeError(
         `${what} [${shape.join(', ')}] has an invalid dimension ${String(d)}: dimensions must be non-negative integers`,
@@ -92,8 +95,10 @@ export class Tensor<D extends DType = DType> {
   static empty<D extends DType = 'f32'>(shape: Shape, dtype: D = 'f32' as D): Tensor<D> {
     checkShape(shape);
     const bytes = sizeOf(shape) * dtypeBytes(dtype);
-    gpu().checkBindingSize(bytes, `A tensor of shape ${fmtShape(shape)}`);
-    return new Tensor(shape.slice(), dtype, new Storage(gpu().pool.acquire(bytes)));
+    const g = gpu();
+    // the message is built only when the check fails (this runs for every tensor an op makes)
+    if (bytes > g.maxBindingBytes) g.checkBindingSize(bytes, `A tensor of shape ${fmtShape(shape)}`);
+    return new Tensor(shape.slice(), dtype, new Storage(g.pool.acquire(bytes)));
   }
 
   /** A tensor holding `data` (row-major); length must match the shape. */

@@ -75,7 +75,9 @@ export class Rng {
   shuffle<T>(items: T[]): T[] {
     for (let i = items.length - 1; i > 0; i--) {
       const j = this.int(i + 1);
-      [items[i], items[j]] = [items[j], items[i]];
+      const item = items[i]; // a swap through a temporary: no array per step (augmentation shuffles per sample)
+      items[i] = items[j];
+      items[j] = item;
     }
     return items;
   }
