@@ -13,6 +13,7 @@ import { gpu } from '../src/gpu/device.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { Rng } from '../src/util/rng.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
+import { kmeans } from '../src/odc/kmeans.ts';
 import { exportMemoryState, memoryFromState, memoryRecords } from '../src/odc/memory-records.ts';
 import { CheckpointError, encodeRecords, readRecords, writeRecords } from '../src/odc/checkpoint-io.ts';
 import {
@@ -139,6 +140,44 @@ test('a memory forced into shards gives the bits of one buffer: init (k-means, s
     rmSync(dir, { recursive: true, force: true });
   }
   for (const mem of [one, sharded]) mem.dispose();
+});
+
+test('k-means++ seeding over row shards (the last partial) gives the bits of one buffer', async () => {
+  const n = 2000;
+  const d = 16;
+  const k = 9;
+  const rng = new Rng(21);
+  const rows = blobs(rng, n, d, 6);
+  const whole = Tensor.from(rows, [n, d], 'f32');
+  const rowsPerShard = 448; // 5 shards: 4 of 448 rows, the last of 208
+  const parts: Tensor<'f32'>[] = [];
+  for (let row0 = 0; row0 < n; row0 += rowsPerShard)
+    parts.push(
+      Tensor.from(
+        rows.subarray(row0 * d, Math.min(n, row0 + rowsPerShard) * d),
+        [Math.min(rowsPerShard, n - row0), d],
+        'f32',
+      ),
+    );
+  const options = { iterations: 3, seed: 4, init: 'kmeans++' as const };
+  const a = kmeans(whole, n, d, k, options);
+  const b = kmeans({ parts, rowsPerShard, n, d }, n, d, k, options);
+  sameBits(await b.centroids.data(), await a.centroids.data(), 'centroids');
+  assert.deepEqual(await b.labels.data(), await a.labels.data());
+  sameBits(await b.inertia.data(), await a.inertia.data(), 'inertia');
+  for (const t of [
+    whole,
+    ...parts,
+    a.centroids,
+    a.labels,
+    a.inertia,
+    a.emptyStats,
+    b.centroids,
+    b.labels,
+    b.inertia,
+    b.emptyStats,
+  ])
+    t.dispose();
 });
 
 test('a 300,000 x 128 memory (over one 128 MiB binding) initialises, updates, recomputes centroids and checkpoints', async () => {

@@ -29,8 +29,8 @@
  * - Sharding (memories past one storage binding): the feature rows live in S shards of rowsPerShard rows (the
  *   largest multiple of 64 rows within min(maxStorageBufferBindingSize, maxBufferSize), and at most what one
  *   nearest-centroid launch takes); S = 1 whenever the memory fits, and then every launch is the one-buffer launch. With S > 1 the momentum update and its scatter
- *   run once per shard on the batch rows in its row range; k-means assigns and normalises shard by shard (each
- *   row's result is its own); centroid sums add the shards in shard order into the same 64-bit integer
+ *   run once per shard on the batch rows in its row range; k-means (and its k-means++ seeding) assigns and
+ *   normalises shard by shard (each row's result is its own); centroid sums add the shards in shard order into the same 64-bit integer
  *   accumulators (exact, so order-free); the small-cluster policy gathers the rows it needs into one buffer.
  *   Results are bit-identical to one buffer (test/odc-memory-shards.test.ts). Labels stay one [N] buffer
  *   (4 bytes a row: 33M rows per 128 MiB). Checkpoints stream the features shard by shard (memory-records.ts).

@@ -67,6 +67,11 @@ export interface TrainOptions {
   afterIteration?: (iteration: number) => void | Promise<void>;
   /** Called at every epoch end, after its log record and checkpoint (`odc train --report` rewrites the report here). */
   afterEpoch?: (session: TrainingSession) => void | Promise<void>;
+  /**
+   * Largest ODC memory feature shard in bytes (default: the device's binding limit). Tests lower it to train with
+   * the memory in several shards; results do not depend on it.
+   */
+  maxMemoryShardBytes?: number;
 }
 
 export class TrainingSession implements StepParts {
@@ -149,6 +154,11 @@ export class TrainingSession implements StepParts {
     return this.options.outDir;
   }
 
+  /** ModeContext.maxMemoryShardBytes: the option's value. */
+  get maxMemoryShardBytes(): number | undefined {
+    return this.options.maxMemoryShardBytes;
+  }
+
   /** The mode's labels, memory and rules (set by `begin`). */
   get mode(): TrainingMode {
     if (!this.currentMode) throw new Error('TrainingSession: begin() has not run');
@@ -174,7 +184,7 @@ export class TrainingSession implements StepParts {
     );
     const ckpt = this.ckpt;
     if (ckpt) {
-      const memory = ckpt.restore(this.model, this.sgd);
+      const memory = ckpt.restore(this.model, this.sgd, { maxShardBytes: this.options.maxMemoryShardBytes });
       this.currentMode = resumedMode(this, { memory, pseudoLabels: ckpt.pseudoLabels }, this.n);
       this.position = ckpt.meta.position;
       this.history = ckpt.meta.history;
