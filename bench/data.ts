@@ -121,11 +121,18 @@ try {
           progress: false,
         });
         const rate = r.n / r.seconds;
-        const steady = r.n / Math.max(r.seconds - (startup.get(workers) ?? 0), 1e-3);
+        // the rate after the threads' start-up, when the run outlasted the start-up measured alone (a loaded
+        // machine's start-up varies by more than a short run lasts)
+        const afterStartup = r.seconds - (startup.get(workers) ?? 0);
+        const steady = afterStartup > 0.2 * r.seconds ? r.n / afterStartup : NaN;
         report(
           `prepare ${kind} 500x375 -> 256, ${decoder}, ${workers === 0 ? 'main thread' : `${workers} workers`}`,
           `${rate.toFixed(1)} img/s` +
-            (workers > 0 ? `, ${steady.toFixed(1)} after start-up (${(steady / workers).toFixed(1)} per thread)` : ''),
+            (workers === 0
+              ? ''
+              : Number.isNaN(steady)
+                ? ', start-up not separable from this run'
+                : `, ${steady.toFixed(1)} after start-up (${(steady / workers).toFixed(1)} per thread)`),
         );
       }
     }

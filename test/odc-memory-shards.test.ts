@@ -2,7 +2,8 @@
  * The ODC memory past one storage binding (src/odc/memory.ts, feature rows in shards): a small memory forced
  * into several shards gives the same bits as one buffer, and a synthetic 300,000 x 128 memory (153.6 MB, over
  * the 128 MiB binding) initialises, updates, recomputes centroids and round-trips a checkpoint, checked
- * against host computations (ODC-SPEC section 5 invariants). Node only: not a CORE_TEST_FILES member.
+ * against host computations (ODC-SPEC section 5 invariants); k-means++ over shards and the report's chunked
+ * read of the memory give what one buffer gives. Node only: not a CORE_TEST_FILES member.
  */
 import { test, before } from 'node:test';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,8 @@ import { Tensor } from '../src/tensor/tensor.ts';
 import { Rng } from '../src/util/rng.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { kmeans } from '../src/odc/kmeans.ts';
+import { clusterRanking } from '../src/report/clusters.ts';
+import { memoryRanking } from '../src/report/assignments.ts';
 import { exportMemoryState, memoryFromState, memoryRecords } from '../src/odc/memory-records.ts';
 import { CheckpointError, encodeRecords, readRecords, writeRecords } from '../src/odc/checkpoint-io.ts';
 import {
@@ -140,6 +143,37 @@ test('a memory forced into shards gives the bits of one buffer: init (k-means, s
     rmSync(dir, { recursive: true, force: true });
   }
   for (const mem of [one, sharded]) mem.dispose();
+});
+
+test("the report's ranking read from a sharded memory in chunks equals the one of its whole host copy", async () => {
+  const n = 3000;
+  const d = 24;
+  const k = 12;
+  const memory = OdcMemory.create({
+    n,
+    dim: d,
+    k,
+    minCluster: 20,
+    seed: 2,
+    kmeansIterations: 2,
+    maxShardBytes: 704 * d * 4,
+  });
+  const raw = Tensor.from(blobs(new Rng(9), n, d, 5), [n, d], 'f32');
+  await memory.init(raw);
+  raw.dispose();
+  const whole = clusterRanking({
+    n,
+    dim: d,
+    k,
+    features: await memory.featuresData(),
+    labels: await memory.labels.data(),
+  });
+  const chunked = await memoryRanking(memory, 500 * d * 4); // chunks of 500 rows, across the 704-row shards
+  assert.deepEqual(chunked.labels, whole.labels);
+  sameBits(chunked.similarity, whole.similarity, 'similarities');
+  assert.equal(chunked.n, n);
+  assert.equal(chunked.k, k);
+  memory.dispose();
 });
 
 test('k-means++ seeding over row shards (the last partial) gives the bits of one buffer', async () => {
