@@ -10,7 +10,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gpu, initGpu } from '../src/gpu/device.ts';
-import { applyOverride, presetConfig } from '../src/odc/config.ts';
+import { applyOverride, presetConfig } from '../src/config/settings.ts';
 import { loadTrainingData } from '../src/data/training-data.ts';
 import { train } from '../src/odc/trainer.ts';
 

@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gpu, initGpu } from '../src/gpu/device.ts';
-import { applyOverride, presetConfig } from '../src/odc/config.ts';
+import { applyOverride, presetConfig } from '../src/config/settings.ts';
 import { PackWriter } from '../src/data/pack.ts';
 import { train } from '../src/odc/trainer.ts';
 import { Rng } from '../src/util/rng.ts';

@@ -12,7 +12,7 @@ import { augmentConfig } from '../src/data/training-data.ts';
 import { buildModel, buildOptimizer } from '../src/odc/build.ts';
 import { OdcMode } from '../src/odc/modes.ts';
 import { trainingStep } from '../src/odc/step.ts';
-import { applyOverride, presetConfig, type TrainConfig } from '../src/odc/config.ts';
+import { applyOverride, presetConfig, type TrainConfig } from '../src/config/settings.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { Rng } from '../src/util/rng.ts';
 import type { ImageDataset } from '../src/data/dataset.ts';

@@ -1,4 +1,4 @@
-/** Rewrites the settings table in README.md from the settings schema (src/odc/config.ts). */
+/** Rewrites the settings table in README.md from the settings schema (src/config/settings.ts). */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { withSettingsTable } from '../src/config/readme-table.ts';

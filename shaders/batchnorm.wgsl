@@ -5,6 +5,7 @@
 // in lane order. A finalize pass (one thread per channel) folds the blocks in block order.
 //
 // Per-channel stats buffer (4·C floats): [mean | invstd | scale = weight·invstd | bias].
+// x, out and y are activations of the working precision (`float`: f16 under --precision f16), read as f32.
 // Partial buffers hold two rows of C floats per block: block b at [2·b·C, 2·b·C + 2·C).
 //
 // Parameters and bindings (named per entry point): src/kernels/batchnorm.ts.
@@ -51,9 +52,9 @@ fn stats_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
   var shift = 0.0;
   if (c < p.channels) {
     let r0 = start + lid.y;
-    if (r0 < end) { shift = x[r0 * p.channels + c]; }
+    if (r0 < end) { shift = f32(x[r0 * p.channels + c]); }
     for (var r = r0; r < end; r += RL) {
-      let d = x[r * p.channels + c] - shift;
+      let d = f32(x[r * p.channels + c]) - shift;
       s1 += d;
       s2 += d * d;
       cnt += 1.0;
@@ -133,8 +134,8 @@ fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let clamp = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * C + c;
-    let y = (x[i] - mean) * scale + shift;
-    out[i] = select(y, max(y, 0.0), clamp);
+    let y = (f32(x[i]) - mean) * scale + shift;
+    out[i] = float(select(y, max(y, 0.0), clamp));
   }
 }
 
@@ -156,7 +157,7 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
       var g = dy[i];
       if (relu && !(y[i] > 0.0)) { g = 0.0; }
       sdy += g;
-      sdx += g * (x[i] - mean);
+      sdx += g * (f32(x[i]) - mean);
     }
   }
   let slot = lid.y * CT + lid.x;
@@ -204,7 +205,7 @@ fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   let relu = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * C + c;
-    let xhat = (x[i] - mean) * invstd;
+    let xhat = (f32(x[i]) - mean) * invstd;
     var g = dy[i];
     if (relu && !(y[i] > 0.0)) { g = 0.0; }
     dx[i] = scale * (g - (sum_dy + xhat * sum_dy_xhat) / f32(p.rows));

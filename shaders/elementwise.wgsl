@@ -24,11 +24,11 @@ fn relu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (i < p.n) { out[i] = max(a[i], 0.0); }
 }
 
-// out2 = alpha * a + beta * b  (add, sub, axpby)
+// out = alpha * a + beta * b  (add, sub, axpby), computed in f32 (rounded once for f16 activations)
 @compute @workgroup_size(256)
 fn axpby(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
-  if (i < p.n) { out[i] = p.alpha * a[i] + p.beta * b[i]; }
+  if (i < p.n) { out[i] = float(p.alpha * f32(a[i]) + p.beta * f32(b[i])); }
 }
 
 @compute @workgroup_size(256)

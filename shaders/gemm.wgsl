@@ -205,7 +205,7 @@ fn write_c(r: Row, n: u32, split: u32, v: f32) {
   if (r.ok && n < p.N) {
     var o = v;
     if (HAS_BIAS && p.splits == 1u) { o = o + bias[n]; }
-    C[split * p.M * p.N + r.out * p.N + n] = o;
+    C[split * p.M * p.N + r.out * p.N + n] = C_T(o);
   }
 }
 
@@ -375,7 +375,7 @@ fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   var s = 0.0;
   for (var q = 0u; q < p.splits; q++) { s += parts[q * mn + i]; }
   if (HAS_BIAS) { s += bias[i % p.N]; }
-  out[i] = s;
+  out[i] = float(s);
 }
 
 // dst = each of the `batches` matrices of src [batches, rows, cols] transposed ([batches, cols, rows]). One invocation per element.

@@ -47,7 +47,7 @@ fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     for (var kx = 0u; kx < p.kernel; kx++) {
       let at = window_pixel(o.z, o.y, ky, kx);
       if (at < 0) { continue; }
-      let v = src[(base + u32(at)) * p.c + o.x];
+      let v = f32(src[(base + u32(at)) * p.c + o.x]);
       if (!found || v > best) {
         best = v;
         best_at = u32(at);
@@ -55,7 +55,7 @@ fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
       }
     }
   }
-  dst[i] = best;
+  dst[i] = float(best);
   argmax[i] = best_at;
 }
 
@@ -114,10 +114,10 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   for (var ky = 0u; ky < p.kernel; ky++) {
     for (var kx = 0u; kx < p.kernel; kx++) {
       let at = window_pixel(o.z, o.y, ky, kx);
-      if (at >= 0) { acc += src[(base + u32(at)) * p.c + o.x]; }
+      if (at >= 0) { acc += f32(src[(base + u32(at)) * p.c + o.x]); }
     }
   }
-  dst[i] = acc * p.inv_area;
+  dst[i] = float(acc * p.inv_area);
 }
 
 // Average pooling backward. src = dy, dst = dx.
@@ -150,7 +150,7 @@ fn gap_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   let hw = p.h * p.w;
   var acc = 0.0;
   for (var s = 0u; s < hw; s++) {
-    acc += src[(b * hw + s) * p.c + ch];
+    acc += f32(src[(b * hw + s) * p.c + ch]);
   }
   dst[i] = acc * p.inv_area;
 }

@@ -42,7 +42,7 @@ import {
   type BackboneName,
   type Stem,
 } from '../src/models/backbones.ts';
-import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
+import type { TrainConfig } from '../src/config/settings.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const g = globalThis as { Deno?: unknown; Bun?: unknown };
@@ -350,7 +350,7 @@ add('empty', 'a zero-byte .png in an image folder', 'error', 'zero.png', () =>
 
 /** tinyConfig (K 8) with a minCluster small enough for 16 images, then `overrides`. */
 function configWith(...overrides: string[]): TrainConfig {
-  return ['odc.minCluster=2', ...overrides].reduce((c, o) => applyOverride(c, o), tinyConfig());
+  return tinyConfig('odc.minCluster=2', ...overrides);
 }
 function tinyImages(side: number, n = 16): ImageDataset {
   return {

@@ -434,7 +434,7 @@ test('rejects bad inputs with clear errors', () => {
   );
   assert.throws(
     () => batchNorm(xi as unknown as Tensor<'f32'>, st(), null, null, true),
-    /batchNorm x: expected a f32 tensor, got u32/,
+    /batchNorm x: expected an f32 or f16 tensor, got u32/,
   );
   assert.throws(
     () => batchNorm(x, st({ runningMean: rm4 }), null, null, true),

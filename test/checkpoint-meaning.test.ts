@@ -10,14 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride } from '../src/odc/config.ts';
+import { applyOverride } from '../src/config/settings.ts';
 import { loadCheckpoint, type CheckpointMeta } from '../src/odc/checkpoint.ts';
 import { readRecords, writeRecords, type ReadRecord } from '../src/odc/checkpoint-io.ts';
 import { evaluateRun, exportBackbone, extractToFile } from '../src/eval/run-eval.ts';
 import { syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 const ds = syntheticDataset();
-const config = applyOverride(tinyConfig(), 'optim.epochs=1');
+const config = tinyConfig('optim.epochs=1');
 let good: string; // a run trained for one epoch (6 batches of 16, K = 8)
 let goodDc: string; // the same in DeepCluster mode (pseudo-labels instead of a memory)
 const scratch: string[] = [];

@@ -22,7 +22,7 @@ import {
   shortcuts,
   validateConfig,
   type TrainConfig,
-} from '../src/odc/config.ts';
+} from '../src/config/settings.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'odc-config-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));

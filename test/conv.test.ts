@@ -8,16 +8,14 @@ import { tidy } from '../src/tensor/scope.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { refConv2d, refConv2dBackward } from '../src/ref/conv.ts';
-import { finiteDifference, refDot, refMap, type RefArray } from '../src/ref/array.ts';
-import { assertWithinSumBound, VARIANTS } from './gemm-bound.ts';
+import { finiteDifference, refDot, type RefArray } from '../src/ref/array.ts';
+import { absOf, assertWithinSumBound, convWithGrads, VARIANTS } from './gemm-bound.ts';
 
 before(async () => {
   await setupGpu();
 });
 
 after(() => gemmChoice.force(null));
-
-const absOf = (a: RefArray): RefArray => refMap(a, Math.abs);
 
 interface ConvCase {
   batch: number;
@@ -96,17 +94,8 @@ test('conv2d forward, dgrad and wgrad match the f64 reference (all variants)', a
     fc.asyncProperty(caseArb(9, 12), fc.constantFrom(...VARIANTS), fc.integer(), async (c, variant, seed) => {
       gemmChoice.force(variant.v);
       const opts = { stride: c.stride, padding: c.pad };
-      const x = randomPair(seed, [c.batch, c.H, c.W, c.Cin]);
-      const w = randomPair(seed + 1, [c.k, c.k, c.Cin, c.Cout]);
+      const { x, w, g, y } = convWithGrads(seed, [c.batch, c.H, c.W, c.Cin], [c.k, c.k, c.Cin, c.Cout], opts);
       const expected = refConv2d(x.ref, w.ref, opts);
-      const g = randomPair(seed + 2, expected.shape);
-      x.gpu.requiresGrad = true;
-      w.gpu.requiresGrad = true;
-      const y = tidy(() => {
-        const out = conv2d(x.gpu, w.gpu, opts);
-        backward(out, g.gpu);
-        return out;
-      });
       const what = `${variant.name} ${describe(c)}`;
       assert.deepEqual(y.shape, expected.shape, `${what}: output shape`);
       const kk = c.k * c.k;
@@ -194,7 +183,7 @@ test('conv2d rejects bad inputs with clear errors', () => {
   assert.throws(() => conv2d(x, w), /conv2d: x \[2, 4, 4, 3\] has Cin = 3 but weight \[3, 3, 2, 5\] expects Cin = 2/);
   assert.throws(() => conv2d(flat, w3), /conv2d: x must be NHWC \[N, H, W, Cin\], got shape \[16, 3\]/);
   assert.throws(() => conv2d(x, flat), /conv2d: weight must be \[KH, KW, Cin, Cout\], got shape \[16, 3\]/);
-  assert.throws(() => conv2d(xi as unknown as Tensor<'f32'>, w3), /conv2d: x: expected a f32 tensor, got i32/);
+  assert.throws(() => conv2d(xi as unknown as Tensor<'f32'>, w3), /conv2d: x: expected an f32 or f16 tensor, got i32/);
   assert.throws(() => conv2d(x, w3, { stride: 0 }), /stride must be a positive integer/);
   const w7 = Tensor.from(new Float32Array(7 * 7 * 3), [7, 7, 3, 1]);
   assert.throws(() => conv2d(x, w7), /does not fit input 4x4/);

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride } from '../src/odc/config.ts';
 import { readRecords } from '../src/odc/checkpoint-io.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { assertSameCheckpoint, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';
@@ -23,7 +22,7 @@ test('the DeepCluster baseline trains end to end and resumes mid-epoch bit-exact
   const resumed = mkdtempSync(join(tmpdir(), 'odc-dc-resumed-'));
   try {
     const ds = syntheticDataset();
-    const config = applyOverride(tinyConfig(), 'mode=deepcluster');
+    const config = tinyConfig('mode=deepcluster');
     const base = gpu().pool.liveCount;
     const result = await train({ config, outDir: straight, dataset: ds, quiet: true });
     assert.equal(gpu().pool.liveCount, base, 'train() releases every buffer it allocated');

@@ -10,25 +10,12 @@ import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError, gpu, initGpu } from '../src/gpu/device.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
-import { applyOverride } from '../src/odc/config.ts';
 import { train } from '../src/odc/trainer.ts';
-import { syntheticDataset, tinyConfig } from './train-fixtures.ts';
+import { syntheticDataset, tinyConfig, TINY_DIGITS_FLAGS } from './train-fixtures.ts';
 import { runCli as cli, type ChildResult } from './cli-child.ts';
 
 /** A tiny real run through the CLI: 96 digits, batch 16, so 6 iterations per epoch. */
-const TINY = [
-  '--preset',
-  'demo',
-  '--limit',
-  '96',
-  '--batch-size',
-  '16',
-  '--k',
-  '4',
-  '--min-cluster',
-  '2',
-  '--quiet',
-].concat(['--set', 'model.neckHidden=32', '--set', 'model.featureDim=16']);
+const TINY = [...TINY_DIGITS_FLAGS, '--quiet'];
 
 /** Exit status 1 and exactly one message line on stderr, `odc: ...`, with no stack trace. */
 function assertOneMessage(result: ChildResult, pattern: RegExp): void {
@@ -43,7 +30,7 @@ test('a device lost mid-run: train() rejects with GpuDeviceLostError and the las
   await setupGpu();
   const dir = mkdtempSync(join(tmpdir(), 'odc-lost-'));
   try {
-    const config = applyOverride(tinyConfig(), 'optim.epochs=3'); // 6 iterations per epoch, a checkpoint after each
+    const config = tinyConfig('optim.epochs=3'); // 6 iterations per epoch, a checkpoint after each
     let before: Buffer | null = null;
     const run = train({
       config,

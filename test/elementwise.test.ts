@@ -88,7 +88,7 @@ test('rejects mismatched shapes and wrong dtypes with a clear error', () => {
   const b = Tensor.from([1, 2], [2]);
   const i = Tensor.from([1, 2, 3], [3], 'u32');
   assert.throws(() => add(a, b), /shapes \[3\] and \[2\] differ/);
-  assert.throws(() => relu(i as unknown as Tensor<'f32'>), /expected a f32 tensor, got u32/);
+  assert.throws(() => relu(i as unknown as Tensor<'f32'>), /expected an f32 or f16 tensor, got u32/);
   assert.throws(() => Tensor.empty([2, Number.NaN]), /invalid dimension NaN/);
   assert.throws(() => Tensor.empty([1 << 16, 1 << 16]), /maxStorageBufferBindingSize/);
   for (const t of [a, b, i]) t.dispose();

@@ -14,7 +14,6 @@ import fc from 'fast-check';
 import { assert, randomPair, randomValues, setupGpu, RUNS } from './helpers.ts';
 import { linear, matmul } from '../src/ops/matmul.ts';
 import { gemmChoice } from '../src/ops/gemm-variants.ts';
-import { conv2d } from '../src/ops/conv.ts';
 import { fromF16, setWorkingPrecision, toF16, workingPrecision } from '../src/ops/precision.ts';
 import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
@@ -25,9 +24,9 @@ import { readFloat, writeF32 } from '../src/kernels/common.ts';
 import { kernelKey } from '../src/gpu/pipelines.ts';
 import { refLinear, refLinearBackward, refMatmul, refMatmulBackward } from '../src/ref/matmul.ts';
 import { refConv2d, refConv2dBackward } from '../src/ref/conv.ts';
-import { refMap, type RefArray } from '../src/ref/array.ts';
+import type { RefArray } from '../src/ref/array.ts';
 import { refRoundF16, roundF16 } from '../src/ref/precision.ts';
-import { assertWithinSumBound, VARIANTS } from './gemm-bound.ts';
+import { absOf, assertWithinSumBound, convWithGrads, matmulWithGrads, VARIANTS } from './gemm-bound.ts';
 
 let hasF16 = false;
 before(async () => {
@@ -38,7 +37,6 @@ after(() => {
   if (hasF16) setWorkingPrecision('f32');
 });
 
-const absOf = (a: RefArray): RefArray => refMap(a, Math.abs);
 const NO_F16 = 'the adapter has no shader-f16';
 
 /** The stated f16 tolerance of a k-term GEMM result (see the file comment). */
@@ -146,16 +144,7 @@ f16Test('f16 matmul and its gradients match the f64 reference (every variant, tr
         fc.integer(),
         async (M, N, K, tA, tB, seed) => {
           gemmChoice.force(variant.v);
-          const a = randomPair(seed, tA ? [K, M] : [M, K]);
-          const b = randomPair(seed + 1, tB ? [N, K] : [K, N]);
-          const g = randomPair(seed + 2, [M, N]);
-          a.gpu.requiresGrad = true;
-          b.gpu.requiresGrad = true;
-          const c = tidy(() => {
-            const out = matmul(a.gpu, b.gpu, { transA: tA, transB: tB });
-            backward(out, g.gpu);
-            return out;
-          });
+          const { a, b, g, c } = matmulWithGrads(seed, M, N, K, tA, tB);
           const what = `${variant.name} M${M} N${N} K${K} tA${tA} tB${tB}`;
           const [ra, rb, rg] = [refRoundF16(a.ref), refRoundF16(b.ref), refRoundF16(g.ref)];
           const got = await c.data();
@@ -232,19 +221,10 @@ f16Test('f16 conv2d forward, dgrad and wgrad match the f64 reference (every vari
       fc.asyncProperty(caseArb, fc.integer(), async (c, seed) => {
         gemmChoice.force(variant.v);
         const opts = { stride: c.stride, padding: c.pad };
-        const x = randomPair(seed, [c.batch, c.H, c.W, c.Cin]);
-        const w = randomPair(seed + 1, [c.k, c.k, c.Cin, c.Cout]);
+        const { x, w, g, y } = convWithGrads(seed, [c.batch, c.H, c.W, c.Cin], [c.k, c.k, c.Cin, c.Cout], opts);
         const [rx, rw] = [refRoundF16(x.ref), refRoundF16(w.ref)];
         const expected = refConv2d(rx, rw, opts);
-        const g = randomPair(seed + 2, expected.shape);
         const rg = refRoundF16(g.ref);
-        x.gpu.requiresGrad = true;
-        w.gpu.requiresGrad = true;
-        const y = tidy(() => {
-          const out = conv2d(x.gpu, w.gpu, opts);
-          backward(out, g.gpu);
-          return out;
-        });
         const what = `${variant.name} x [${c.batch}, ${c.H}, ${c.W}, ${c.Cin}] k${c.k} s${c.stride} p${c.pad} Cout ${c.Cout}`;
         const kk = c.k * c.k;
         const got = await y.data();

@@ -9,22 +9,17 @@ import { test, before, after } from 'node:test';
 import { assert, randomPair, setupGpu } from './helpers.ts';
 import { GEMM_VARIANTS, gemmChoice, gemmUnsupported, GPU_VARIANT } from '../src/ops/gemm-variants.ts';
 import { linear, matmul } from '../src/ops/matmul.ts';
-import { conv2d } from '../src/ops/conv.ts';
-import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { refLinear, refMatmul } from '../src/ref/matmul.ts';
 import { refConv2d, refConv2dBackward } from '../src/ref/conv.ts';
-import { refMap, type RefArray } from '../src/ref/array.ts';
-import { assertWithinSumBound } from './gemm-bound.ts';
+import { absOf, assertWithinSumBound, convWithGrads } from './gemm-bound.ts';
 
 before(async () => {
   await setupGpu();
 });
 
 after(() => gemmChoice.force(null));
-
-const absOf = (a: RefArray): RefArray => refMap(a, Math.abs);
 
 /** C = op(A)·op(B) forward only: matmul's backward is the same kernel with other transposes, which the four combinations cover. */
 async function checkMatmul(
@@ -79,17 +74,8 @@ async function checkConv(
   seed: number,
 ): Promise<void> {
   const opts = { stride, padding: pad };
-  const x = randomPair(seed, [batch, H, W, Cin]);
-  const w = randomPair(seed + 1, [k, k, Cin, Cout]);
+  const { x, w, g, y } = convWithGrads(seed, [batch, H, W, Cin], [k, k, Cin, Cout], opts);
   const expected = refConv2d(x.ref, w.ref, opts);
-  const g = randomPair(seed + 2, expected.shape);
-  x.gpu.requiresGrad = true;
-  w.gpu.requiresGrad = true;
-  const y = tidy(() => {
-    const out = conv2d(x.gpu, w.gpu, opts);
-    backward(out, g.gpu);
-    return out;
-  });
   const what = `${name} conv ${batch}x${H}x${W}x${Cin} -> ${Cout} k${k} s${stride} p${pad}`;
   const positions = batch * expected.shape[1] * expected.shape[2];
   assertWithinSumBound(await y.data(), expected, refConv2d(absOf(x.ref), absOf(w.ref), opts), k * k * Cin, `${what} y`);

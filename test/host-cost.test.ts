@@ -15,7 +15,6 @@ import { fillInPlace } from '../src/tensor/kernels.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { LateSmallClusterChecks } from '../src/odc/small-clusters.ts';
-import { applyOverride } from '../src/odc/config.ts';
 import { train } from '../src/odc/trainer.ts';
 import { assertSameCheckpoint, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
@@ -147,7 +146,7 @@ test('ODC training: no blocking read on common-path iterations, and the same che
   const dirs = [0, 1, 2].map((i) => mkdtempSync(join(tmpdir(), `odc-hostcost-${i}-`)));
   try {
     // minCluster 1: no cluster is ever small here, so every iteration but the log and epoch-end ones is common-path.
-    const calm = applyOverride(tinyConfig(), 'odc.minCluster=1');
+    const calm = tinyConfig('odc.minCluster=1');
     const perIteration: number[] = [];
     let last = gpu().stats.reads;
     const result = await train({

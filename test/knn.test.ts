@@ -168,6 +168,43 @@ test('knnSearch matches the float64 reference (random shapes, chunked and not)',
   assert.equal(gpu().pool.liveCount, base, 'knnSearch leaked buffers');
 });
 
+test('knnSearch onProgress: a call at each fifth of the test rows and at the end, rows done, the same neighbours', async () => {
+  const [ntr, nte, d, k, chunkRows] = [60, 37, 8, 5, 3];
+  const a = blobs(7, ntr, d, 3, 1);
+  const b = blobs(8, nte, d, 3, 1);
+  const train = Tensor.from(a.x, [ntr, d]);
+  const testT = Tensor.from(b.x, [nte, d]);
+  try {
+    const calls: number[] = [];
+    const watched = await knnSearch(train, testT, {
+      k,
+      chunkRows,
+      onProgress: (done, rows) => {
+        assert.equal(rows, nte);
+        calls.push(done);
+      },
+    });
+    const plain = await knnSearch(train, testT, { k, chunkRows });
+    assert.deepEqual(watched, plain, 'reporting progress changed the neighbours');
+    // Counts rise, end at every row, fall on chunk ends, and pass each fifth of the rows once.
+    assert.equal(calls.at(-1), nte);
+    calls.forEach((done, i) => {
+      assert.ok(i === 0 || done > calls[i - 1], `counts rise: ${calls.join(', ')}`);
+      assert.ok(done % chunkRows === 0 || done === nte, `${done} is not a chunk end`);
+    });
+    const fifth = Math.ceil(nte / 5);
+    for (let j = 1; j * fifth < nte; j++)
+      assert.equal(calls.filter((done) => done >= j * fifth && done < j * fifth + chunkRows).length, 1, `fifth ${j}`);
+    assert.ok(calls.length <= 6, `${calls.length} calls: ${calls.join(', ')}`);
+    const single: number[] = [];
+    await knnSearch(train, testT, { k, onProgress: (done) => single.push(done) });
+    assert.deepEqual(single, [nte], 'one chunk: one call, at the end');
+  } finally {
+    train.dispose();
+    testT.dispose();
+  }
+});
+
 test('knnAccuracy: weighted vote matches the reference on Gaussian blobs; k = 20, T = 0.07', async () => {
   const d = 32;
   const numClasses = 6;

@@ -8,8 +8,8 @@ import { tidy } from '../src/tensor/scope.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { refLinear, refLinearBackward, refMatmul, refMatmulBackward } from '../src/ref/matmul.ts';
-import { finiteDifference, refDot, refMap, type RefArray } from '../src/ref/array.ts';
-import { assertWithinSumBound, VARIANTS } from './gemm-bound.ts';
+import { finiteDifference, refDot, type RefArray } from '../src/ref/array.ts';
+import { absOf, assertWithinSumBound, matmulWithGrads, VARIANTS } from './gemm-bound.ts';
 
 before(async () => {
   await setupGpu();
@@ -17,7 +17,6 @@ before(async () => {
 
 after(() => gemmChoice.force(null));
 
-const absOf = (a: RefArray): RefArray => refMap(a, Math.abs);
 const EXACT_FD = { rtol: 1e-6, atol: 1e-7 };
 
 function assertFd(analytic: RefArray, numeric: RefArray, what: string): void {
@@ -97,16 +96,7 @@ test('matmul forward and gradients match the f64 reference (all transposes, all 
       fc.integer(),
       async (M, N, K, tA, tB, variant, seed) => {
         gemmChoice.force(variant.v);
-        const a = randomPair(seed, tA ? [K, M] : [M, K]);
-        const b = randomPair(seed + 1, tB ? [N, K] : [K, N]);
-        const g = randomPair(seed + 2, [M, N]);
-        a.gpu.requiresGrad = true;
-        b.gpu.requiresGrad = true;
-        const c = tidy(() => {
-          const out = matmul(a.gpu, b.gpu, { transA: tA, transB: tB });
-          backward(out, g.gpu);
-          return out;
-        });
+        const { a, b, g, c } = matmulWithGrads(seed, M, N, K, tA, tB);
         const what = `${variant.name} M=${M} N=${N} K=${K} tA=${tA} tB=${tB}`;
         assertWithinSumBound(
           await c.data(),

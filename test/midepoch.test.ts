@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride } from '../src/odc/config.ts';
 import { assertSameCheckpoint, loggedResults, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 before(async () => {
@@ -22,7 +21,7 @@ test('checkpoints written mid-epoch (by time, then at a stop between log records
   try {
     const ds = syntheticDataset();
     // A checkpoint interval far below one iteration's time: one checkpoint at every iteration boundary.
-    const everyIteration = applyOverride(tinyConfig(), 'log.checkpointMinutes=1e-9');
+    const everyIteration = tinyConfig('log.checkpointMinutes=1e-9');
     await train({ config: tinyConfig(), outDir: straight, dataset: ds, quiet: true });
     // Stop at iteration 7: mid-way through epoch 2 (6 batches per epoch), 3 iterations after its last log record.
     const partial = await train({
@@ -57,7 +56,7 @@ test('a stop request (AbortSignal) ends training at an iteration boundary with a
   const aborted = mkdtempSync(join(tmpdir(), 'odc-abort-'));
   try {
     const ds = syntheticDataset();
-    const config = applyOverride(tinyConfig(), 'mode=deepcluster');
+    const config = tinyConfig('mode=deepcluster');
     await train({ config, outDir: straight, dataset: ds, quiet: true });
     const stop = new AbortController();
     stop.abort('SIGTERM'); // already requested: training stops at the first boundary, with nothing trained yet

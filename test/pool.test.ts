@@ -272,7 +272,7 @@ test('rejects bad pooling inputs with clear errors', () => {
   assert.throws(() => globalAvgPool(x3), /globalAvgPool: expected x of shape \[N, H, W, C\], got \[4, 3, 1\]/);
   assert.throws(
     () => avgPool2d(xi as unknown as Tensor<'f32'>, { kernel: 2 }),
-    /avgPool2d: expected a f32 tensor, got u32/,
+    /avgPool2d: expected an f32 or f16 tensor, got u32/,
   );
   assert.throws(() => maxPool2d(x, { kernel: 0 }), /kernel must be a positive integer, got 0/);
   assert.throws(() => maxPool2d(x, { kernel: 2.5 }), /kernel must be a positive integer, got 2.5/);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert } from './helpers.ts';
 import { builtinWebGpu, runCli } from './cli-child.ts';
+import { TINY_DIGITS_FLAGS } from './train-fixtures.ts';
 
 /** The Vulkan loader pointed at a driver manifest that does not exist: no adapter (as no-adapter.test.ts). */
 const NO_DRIVER = {
@@ -22,30 +23,7 @@ const noAdapterSkip = builtinWebGpu ? "Deno's built-in WebGPU may fall back to a
 test('a normal odc train prints nothing on stderr', () => {
   const dir = mkdtempSync(join(tmpdir(), 'odc-quiet-'));
   try {
-    const args = [
-      'train',
-      '--preset',
-      'demo',
-      '--limit',
-      '96',
-      '--batch-size',
-      '16',
-      '--k',
-      '4',
-      '--min-cluster',
-      '2',
-      '--epochs',
-      '1',
-    ];
-    const result = runCli('src/cli/main.ts', [
-      ...args,
-      '--set',
-      'model.neckHidden=32',
-      '--set',
-      'model.featureDim=16',
-      '--out',
-      dir,
-    ]);
+    const result = runCli('src/cli/main.ts', ['train', ...TINY_DIGITS_FLAGS, '--epochs', '1', '--out', dir]);
     assert.equal(result.status, 0, result.stderr);
     assert.match(result.stdout, /done: 6 iterations/);
     const noisy = result.stderr.split('\n').filter((l) => NATIVE_NOISE.test(l));

@@ -23,7 +23,7 @@ import {
   type ClusterSpace,
 } from '../src/report/clusters.ts';
 import { labelHistogram } from '../src/metrics/metrics.ts';
-import { parseRunLog } from '../src/report/run-log.ts';
+import { parseRunLog } from '../src/odc/run-log.ts';
 import { writeAssignments } from '../src/report/assignments.ts';
 import { renderReport, sizeBins } from '../src/report/html.ts';
 import { buildGalleries, imageDataUri, shrinkBox, type RunReport } from '../src/report/build.ts';

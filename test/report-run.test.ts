@@ -19,7 +19,7 @@ import {
   writeIdxDataset,
 } from './train-fixtures.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
+import type { TrainConfig } from '../src/config/settings.ts';
 import { nmi } from '../src/metrics/nmi.ts';
 import { encodePng } from '../src/data/png.ts';
 import { writeLiveReport, writeReport } from '../src/report/write.ts';
@@ -91,7 +91,7 @@ test("the loop logs the initial sizes and each epoch's label churn and sizes; --
       config,
       outDir: withReport,
       quiet: true,
-      afterEpoch: async (session) => {
+      onEpoch: async (_, session) => {
         initial ??= session.initialLabels;
         epochLabels.push(Uint32Array.from((await session.mode.epochLabels()).labels));
         await writeLiveReport(session);
@@ -160,7 +160,7 @@ test('DeepCluster: the live report (backbone features extracted each epoch) leav
       config,
       outDir: withReport,
       quiet: true,
-      afterEpoch: async (session) => {
+      onEpoch: async (_, session) => {
         await writeLiveReport(session);
         reports++;
       },
@@ -198,13 +198,13 @@ test('an unlabelled folder run: eval without labels, the report, clusters with f
     const run = join(root, 'run');
     writeImageFolder(images, 48, 1);
     writeImageFolder(fresh, 7, 2);
-    const config: TrainConfig = [
+    const config = tinyConfig(
       'data.source=folder',
       `data.path=${images}`,
       'optim.epochs=2',
       'odc.k=4',
       'odc.minCluster=3',
-    ].reduce((c, o) => applyOverride(c, o), tinyConfig());
+    );
     await train({ config, outDir: run, quiet: true });
 
     const rows = await evaluateRun({ runDir: run, baseline: true, probeEpochs: 2 });

@@ -9,16 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
-import { assertSameCheckpoint, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';
+import type { TrainConfig } from '../src/config/settings.ts';
+import { assertSameCheckpoint, readLog, syntheticDataset, tinyConfig, withOverrides } from './train-fixtures.ts';
 
 before(async () => {
   await setupGpu();
 });
-
-function withOverrides(config: TrainConfig, ...overrides: string[]): TrainConfig {
-  return overrides.reduce((c, o) => applyOverride(c, o), config);
-}
 
 test('a resume that changes the seed, K, the batch size, the data or the model is refused, naming each key with both values', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'odc-resume-refused-'));

@@ -27,7 +27,7 @@ import { conv2d } from '../src/ops/conv.ts';
 import { refMap } from '../src/ref/array.ts';
 import { refRoundF16 } from '../src/ref/precision.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride } from '../src/odc/config.ts';
+import { applyOverride } from '../src/config/settings.ts';
 import { syntheticDataset, tinyConfig } from './train-fixtures.ts';
 import { assertWithinSumBound } from './gemm-bound.ts';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
+import type { TrainConfig } from '../src/config/settings.ts';
 import { workingPrecision } from '../src/ops/precision.ts';
 import { assertSameCheckpoint, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
@@ -21,7 +21,7 @@ before(async () => {
 const NO_F16 = 'the adapter has no shader-f16';
 
 function config(precision: 'f32' | 'f16', epochs: number): TrainConfig {
-  return applyOverride(applyOverride(tinyConfig(), `optim.precision=${precision}`), `optim.epochs=${epochs}`);
+  return tinyConfig(`optim.precision=${precision}`, `optim.epochs=${epochs}`);
 }
 
 /** The band an f16 run must stay within of the f32 run: stated here, measured in the report. */

@@ -1,15 +1,16 @@
 /**
  * Shared by the end-to-end training tests (train, deepcluster, resume, midepoch, checkpoint-meaning,
- * interrupt*): a tiny synthetic data set (also as IDX files for the command line), a configuration small
- * enough for lavapipe and the flags that give it, a byte-level checkpoint comparison, the clock-free part
- * of a run's log, and the command line in a child process.
+ * interrupt*, device-faults, quiet, report-run, ...): a tiny synthetic data set (also as IDX files for the
+ * command line), a configuration small enough for lavapipe (with overrides) and the flags that give it, the
+ * flags of a tiny run on the embedded digits, a byte-level checkpoint comparison, the clock-free part of a
+ * run's log, and the command line in a child process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assert } from './helpers.ts';
-import { presetConfig, applyOverride, type TrainConfig } from '../src/odc/config.ts';
+import { presetConfig, applyOverride, type TrainConfig } from '../src/config/settings.ts';
 import { readRecords } from '../src/odc/checkpoint-io.ts';
 import { Rng } from '../src/util/rng.ts';
 import type { ImageDataset } from '../src/data/dataset.ts';
@@ -32,9 +33,15 @@ export function syntheticDataset(n = 96): ImageDataset {
   return { name: 'synthetic-bars', n, height: 8, width: 8, channels: 1, images, labels, numClasses: 4 };
 }
 
-export function tinyConfig(): TrainConfig {
-  let c = presetConfig('demo');
-  for (const o of [
+/** `config` with `key=value` overrides applied in order (as `--set` applies them). */
+export function withOverrides(config: TrainConfig, ...overrides: string[]): TrainConfig {
+  return overrides.reduce((c, o) => applyOverride(c, o), config);
+}
+
+/** The demo preset made small enough for lavapipe (batch 16, 2 epochs, K 8, a narrow neck), then `overrides`. */
+export function tinyConfig(...overrides: string[]): TrainConfig {
+  return withOverrides(
+    presetConfig('demo'),
     'optim.batchSize=16',
     'optim.epochs=2',
     'odc.k=8',
@@ -44,10 +51,8 @@ export function tinyConfig(): TrainConfig {
     'model.neckHidden=32',
     'model.featureDim=16',
     'log.interval=4',
-  ]) {
-    c = applyOverride(c, o);
-  }
-  return c;
+    ...overrides,
+  );
 }
 
 /**
@@ -90,12 +95,34 @@ export const TINY_FLAGS = [
   'log.interval=4',
 ];
 
+/**
+ * `odc train` flags of a tiny run on the embedded digits (no data files to write): the demo preset on 96 of
+ * them, batch 16 (so 6 iterations an epoch), K 4, a narrow neck.
+ */
+export const TINY_DIGITS_FLAGS = [
+  '--preset',
+  'demo',
+  '--limit',
+  '96',
+  '--batch-size',
+  '16',
+  '--k',
+  '4',
+  '--min-cluster',
+  '2',
+  '--set',
+  'model.neckHidden=32',
+  '--set',
+  'model.featureDim=16',
+];
+
 /** A tinyConfig() whose data are the IDX files of `writeIdxDataset` (so the command line and train() load the same). */
 export function tinyIdxConfig(spec: string, epochs: number): TrainConfig {
   const colon = spec.indexOf(':');
-  return [`data.source=${spec.slice(0, colon)}`, `data.path=${spec.slice(colon + 1)}`, `optim.epochs=${epochs}`].reduce(
-    (c, o) => applyOverride(c, o),
-    tinyConfig(),
+  return tinyConfig(
+    `data.source=${spec.slice(0, colon)}`,
+    `data.path=${spec.slice(colon + 1)}`,
+    `optim.epochs=${epochs}`,
   );
 }
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { applyOverride, type TrainConfig } from '../src/odc/config.ts';
+import { applyOverride, type TrainConfig } from '../src/config/settings.ts';
 import { assertSameCheckpoint, loggedResults, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 before(async () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { train } from '../src/odc/trainer.ts';
-import { presetConfig, applyOverride } from '../src/odc/config.ts';
+import { presetConfig, applyOverride } from '../src/config/settings.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { assertSameCheckpoint, readLog, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 

@@ -25,7 +25,7 @@ import { gemmVariant } from '../src/ops/matmul.ts';
 import { tuneCases, VARIANTS_FILE } from '../src/odc/tuning.ts';
 import { train } from '../src/odc/trainer.ts';
 import { commandFromArgv } from '../src/cli/args.ts';
-import { applyOverride } from '../src/odc/config.ts';
+import { applyOverride } from '../src/config/settings.ts';
 import { assertSameCheckpoint, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 const cacheRoot = mkdtempSync(join(tmpdir(), 'odc-tune-cache-'));

@@ -2,7 +2,7 @@
  * The command line, parsed: which flags each command takes, the usage text, and the training
  * configuration that a `train` command line resolves to. No GPU and no training here, so tests run the
  * exact parsing the CLI runs. The settings, their shortcuts and their help come from SETTINGS
- * (src/odc/config.ts); an unknown or misspelt flag is an error naming the nearest one.
+ * (src/config/settings.ts); an unknown or misspelt flag is an error naming the nearest one.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import {
   settingsHelp,
   shortcuts,
   type TrainConfig,
-} from '../odc/config.ts';
+} from '../config/settings.ts';
 
 export interface Args {
   command: string;

@@ -12,7 +12,7 @@
  *   odc prepare --data SOURCE[:PATH] --out FILE.odcpack [--size N] [--skip-bad] ...   (no GPU)
  *   odc info
  *   odc tune [--repeats N]
- * Shortcuts map to settings (--epochs, --batch-size, --lr, --k, ...: declared in src/odc/config.ts beside
+ * Shortcuts map to settings (--epochs, --batch-size, --lr, --k, ...: declared in src/config/settings.ts beside
  * the key each sets); flags are parsed and checked in ./args.ts before the GPU starts.
  * A resumed run starts from its own config.json, with only the flags given on that command applied.
  * The first SIGINT/SIGTERM stops training after the current iteration with a checkpoint; a second one
@@ -25,7 +25,7 @@ import { ensureWritableFolder } from '../data/files.ts';
 import { closeGpu, initGpu } from '../gpu/device.ts';
 import { commandFromArgv, type PrepareCommand } from './args.ts';
 import { abandonPendingWrites } from '../odc/checkpoint-io.ts';
-import { CHECKPOINT_FILE } from '../odc/checkpoint.ts';
+import { CHECKPOINT_FILE, type EpochSummary } from '../odc/checkpoint.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError } from '../gpu/errors.ts';
 import type { TrainingSession } from '../odc/session.ts';
 
@@ -110,15 +110,15 @@ async function main(argv: string[]): Promise<number> {
       console.log(`GPU: ${gpu.adapterName} (${gpu.implementation} under ${gpu.runtime})`);
       const stop = new AbortController();
       const removeHandlers = installStopHandlers(stop, outDir);
-      const afterEpoch = report
-        ? async (session: TrainingSession) => {
+      const onEpoch = report
+        ? async (_: EpochSummary, session: TrainingSession) => {
             const { writeLiveReport } = await import('../report/write.ts');
             const path = await writeLiveReport(session);
             session.progress.message(`report: ${path}`);
           }
         : undefined;
       try {
-        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal, afterEpoch }).catch(
+        const result = await train({ config, outDir, resume, quiet, initFrom, signal: stop.signal, onEpoch }).catch(
           (err: unknown) => {
             throw withCheckpointNote(err, outDir);
           },

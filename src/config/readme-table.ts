@@ -2,10 +2,10 @@
  * The README's "Settings" section is generated from SETTINGS: this module knows where it sits between
  * two marker comments, so `npm run docs:config` can rewrite it and a test can fail when it is stale.
  */
-import { settingsTable } from '../odc/config.ts';
+import { settingsTable } from '../config/settings.ts';
 
 export const BEGIN_MARKER =
-  '<!-- settings table: generated from src/odc/config.ts by `npm run docs:config`; do not edit -->';
+  '<!-- settings table: generated from src/config/settings.ts by `npm run docs:config`; do not edit -->';
 export const END_MARKER = '<!-- end of settings table -->';
 
 /** The README text with its settings table replaced by the one SETTINGS gives. */

@@ -4,7 +4,7 @@
  * error naming the data set, the problem and the setting that fixes it.
  */
 import { minInputSize, downsamplingLayers } from '../models/backbones.ts';
-import type { TrainConfig } from '../odc/config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 import type { ImageInfo } from './source.ts';
 
 /** The side of the square images the network sees: data.imageSize when set, else the data set's height. */

@@ -3,7 +3,7 @@
  * train/test splits an evaluation uses, and the augmentation preset at the data set's resolution.
  * Training, evaluation and the benches all load through here, so they see the same images.
  */
-import type { TrainConfig } from '../odc/config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 import { cifarPreset, imagenetPreset, mnistPreset, type AugmentConfig } from './augment.ts';
 import { imageId, type ImageDataset } from './dataset.ts';
 import { openPack } from './pack.ts';

@@ -41,6 +41,11 @@ export interface KnnSearchOptions {
   normalized?: boolean;
   /** Top-k kernel: 'workgroup' (one workgroup per row) or 'rows' (one invocation per row); default per adapter. */
   variant?: 'workgroup' | 'rows';
+  /**
+   * Called as the search goes, with the test rows searched so far: at the chunk ends that pass each fifth of
+   * the rows, and after the last. Each call first waits for the GPU to finish those rows, so the count is true.
+   */
+  onProgress?: (rowsDone: number, rows: number) => void;
 }
 
 export interface KnnNeighbours {
@@ -103,6 +108,7 @@ export async function knnSearch(
       owned.push(block);
     }
     const perRow = (opts.variant ?? (g.isCpuAdapter ? 'rows' : 'workgroup')) === 'rows';
+    const fifth = Math.ceil(nte / 5);
     for (let row0 = 0; row0 < nte; row0 += chunk) {
       const rows = Math.min(chunk, nte - row0);
       let a = testN.buffer;
@@ -117,6 +123,11 @@ export async function knnSearch(
         defines: { KMAX: kBucket(k) },
         workgroups: grid(perRow ? Math.ceil(rows / 64) : rows),
       });
+      const done = row0 + rows;
+      if (opts.onProgress && (Math.floor(done / fifth) > Math.floor(row0 / fifth) || done === nte)) {
+        await g.sync();
+        opts.onProgress(done, nte);
+      }
     }
     const [similarities, indices] = await Promise.all([topVal.data(), topIdx.data()]);
     return { k, indices, similarities };
@@ -175,6 +186,8 @@ export interface KnnOptions {
   temperature?: number;
   excludeSelf?: boolean;
   chunkRows?: number;
+  /** As knnSearch's: the test rows searched so far, a few times during the search. */
+  onProgress?: (rowsDone: number, rows: number) => void;
 }
 
 export interface KnnResult {
@@ -216,6 +229,7 @@ export async function knnAccuracy(
     k,
     excludeSelf: opts.excludeSelf,
     chunkRows: opts.chunkRows,
+    onProgress: opts.onProgress,
   });
   const { predictions, top5Hits } = knnVote(neighbours, trainLabels, numClasses, temperature, testLabels);
   const n = testLabels.length;

@@ -30,20 +30,26 @@ import { checkDataSize, loadCheckpoint } from '../odc/checkpoint.ts';
 import { extractFeatures } from '../odc/extract.ts';
 import { kmeansLabels } from '../odc/kmeans.ts';
 import type { OdcModel } from '../models/odc-model.ts';
-import type { TrainConfig } from '../odc/config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 import { knnAccuracy } from './knn.ts';
+import { gpu } from '../gpu/device.ts';
 import { linearProbe } from './linear-probe.ts';
 import { ari, clusteringAccuracy, labelHistogram } from '../metrics/metrics.ts';
 import { nmi } from '../metrics/nmi.ts';
 import { formatEvalTable, type EvalRow } from './report.ts';
 import { exportMetadata, saveWeights } from '../io/weights.ts';
 import { writeSafetensors, type SafeTensor } from '../io/safetensors.ts';
-import { readRunLog } from '../report/run-log.ts';
+import { readRunLog } from '../odc/run-log.ts';
 import { gatherRows } from '../ops/rows.ts';
 
 /** A progress line of the evaluation, with the seconds since it started (eval runs for minutes). */
 function progressLine(start: number): (text: string) => void {
   return (text) => console.log(`  [${((performance.now() - start) / 1000).toFixed(0).padStart(4)} s] ${text}`);
+}
+
+/** The kNN search's progress as lines (a few per search: it is one long GPU stage on large sets). */
+function knnProgress(say: (text: string) => void): (rowsDone: number, rows: number) => void {
+  return (rowsDone, rows) => say(`kNN: ${rowsDone}/${rows} test images searched`);
 }
 
 function backboneFeatures(model: OdcModel, ds: ImageSource, config: TrainConfig): Tensor<'f32'> {
@@ -82,7 +88,14 @@ async function evaluateModel(
   try {
     const trainLabels = splits.train.labels!;
     const testLabels = splits.test.labels!;
-    const knn = await knnAccuracy(train, trainLabels, test, testLabels, { numClasses, k: 20, temperature: 0.07 });
+    await gpu().sync(); // the features are done here, so the lines' times tell the two stages apart
+    say(`kNN (k 20, cosine) of the ${splits.test.n} test images against the ${splits.train.n} train images`);
+    const knn = await knnAccuracy(train, trainLabels, test, testLabels, {
+      numClasses,
+      k: 20,
+      temperature: 0.07,
+      onProgress: knnProgress(say),
+    });
     say(`kNN top-1 ${(100 * knn.top1).toFixed(2)}%; linear probe, ${probeEpochs} epochs`);
     const every = Math.max(1, Math.round(probeEpochs / 5));
     const probe = await linearProbe(train, trainLabels, test, testLabels, {
@@ -191,6 +204,7 @@ async function knnAgreement(
   config: TrainConfig,
   labels: Uint32Array,
   k: number,
+  say: (text: string) => void,
 ): Promise<number> {
   const order = new Rng(config.seed + 11).shuffle(Array.from({ length: ds.n }, (_, i) => i));
   const cut = Math.floor(ds.n * 0.8);
@@ -204,8 +218,8 @@ async function knnAgreement(
     const test = gatherRows(all, testIndex);
     try {
       const of = (idx: Uint32Array) => Int32Array.from(idx, (i) => labels[i]);
-      return (await knnAccuracy(train, of(trainRows), test, of(testRows), { numClasses: k, k: 20, temperature: 0.07 }))
-        .top1;
+      const options = { numClasses: k, k: 20, temperature: 0.07, onProgress: knnProgress(say) };
+      return (await knnAccuracy(train, of(trainRows), test, of(testRows), options)).top1;
     } finally {
       for (const t of [train, test, trainIndex, testIndex]) t.dispose();
     }
@@ -248,7 +262,7 @@ async function evaluateUnlabelled(
         'largest cluster': Math.max(...sizes),
         'size balance': sizeBalance(sizes),
         'label churn NMI': churn ?? null,
-        'kNN agreement': await knnAgreement(trained, training, config, labels, k),
+        'kNN agreement': await knnAgreement(trained, training, config, labels, k, say),
       },
     });
   } finally {
@@ -260,7 +274,7 @@ async function evaluateUnlabelled(
       say('kNN agreement of the random-init features with the same clusters (the baseline)');
       rows.push({
         name: 'random init',
-        values: { 'kNN agreement': await knnAgreement(random, training, config, labels, k) },
+        values: { 'kNN agreement': await knnAgreement(random, training, config, labels, k, say) },
       });
     } finally {
       random.dispose();

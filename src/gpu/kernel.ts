@@ -28,18 +28,24 @@ export type ParamType = 'u32' | 'i32' | 'f32' | 'bool' | readonly [string, ...st
 export type ElementType = 'f32' | 'u32' | 'i32' | 'vec4<f32>' | 'atomic<u32>' | 'float' | 'vec4<float>' | 'f16';
 /** The working precision of a precision-following entry's `float` bindings. */
 export type Precision = 'f32' | 'f16';
-/** A storage binding: how the entry accesses it, and what the array holds. */
+/**
+ * A storage binding: how the entry accesses it, and what the array holds. `type` may also name a template
+ * constant of type 'storage' (written in capitals): the array then holds that constant's element type, chosen
+ * per dispatch independently of the working precision (the GEMM's C: f16 activations or f32 gradients).
+ */
 export interface BindingDecl {
   readonly access: 'read' | 'read_write';
-  readonly type: ElementType;
+  readonly type: ElementType | Uppercase<string>;
 }
 /**
  * A template constant written `{{NAME}}` in the body: a u32 (number), a bool, an enum (its index; the
- * header declares a constant NAME_VALUE per value so the body compares against names, not numbers), or
+ * header declares a constant NAME_VALUE per value so the body compares against names, not numbers),
  * 'wgsl': a piece of WGSL text, for what a constant cannot express (the subgroup builtin call of the GEMM's
- * subgroup variants, which must not appear where the feature is off).
+ * subgroup variants, which must not appear where the feature is off), or 'storage': an element type, 'f32'
+ * or 'f16', declared as `alias NAME = f16;` for the bindings whose type names it (the body converts with
+ * `NAME(v)` on store, a no-op in f32).
  */
-export type DefineType = 'u32' | 'bool' | 'wgsl' | readonly [string, ...string[]];
+export type DefineType = 'u32' | 'bool' | 'wgsl' | 'storage' | readonly [string, ...string[]];
 
 export type ParamsDecl = Readonly<Record<string, ParamType>>;
 export type BindingsDecl = Readonly<Record<string, BindingDecl>>;
@@ -96,9 +102,11 @@ export type DefineValues<D extends DefinesDecl> = {
     ? boolean
     : D[K] extends 'wgsl'
       ? string
-      : D[K] extends readonly string[]
-        ? D[K][number]
-        : number;
+      : D[K] extends 'storage'
+        ? Precision
+        : D[K] extends readonly string[]
+          ? D[K][number]
+          : number;
 };
 
 /** True when some binding of B holds the working precision (`float`, `vec4<float>`). */
@@ -165,7 +173,25 @@ function checkSpec(family: string, entry: string, spec: EntrySpec): void {
   for (const name of Object.keys(spec.defines ?? {})) {
     if (spec.sample?.[name] === undefined) throw new Error(`${where}: template constant ${name} needs a sample value`);
   }
+  for (const [name, b] of Object.entries(spec.bindings)) {
+    if (!ELEMENT_TYPES.has(b.type) && spec.defines?.[b.type] !== 'storage') {
+      throw new Error(
+        `${where}: binding ${name} has type ${b.type}, which is no element type and no 'storage' constant`,
+      );
+    }
+  }
 }
+
+const ELEMENT_TYPES = new Set<string>([
+  'f32',
+  'u32',
+  'i32',
+  'vec4<f32>',
+  'atomic<u32>',
+  'float',
+  'vec4<float>',
+  'f16',
+] satisfies ElementType[]);
 
 /**
  * Declares the entry points of shaders/<family>.wgsl. Write the entries `as const`-free: the `const`
@@ -336,6 +362,8 @@ export function kernelSource(
   const entries = Object.entries(decl.defines).map(([name, type]) => {
     const v = defines[name];
     if (v === undefined) throw new TypeError(`${decl.family}.${decl.entry}: template constant ${name} is missing`);
+    if (type === 'storage' && v !== 'f32' && v !== 'f16')
+      throw new RangeError(`${decl.family}.${decl.entry}: ${name} is ${String(v)}, not f32 or f16`);
     if (typeof type !== 'string') {
       const index = type.indexOf(v as string);
       if (index < 0)
@@ -353,10 +381,20 @@ export function kernelSource(
   // `enable` must open the module; the directives share the first line so compile errors keep the file's line numbers.
   const directives = (enables: readonly string[]) =>
     enables.length > 0 ? { directives: enables.map((e) => `enable ${e}; `).join('') } : {};
-  if (precision === 'f32') return { ...base, header: decl.header, ...directives(decl.enables) };
+  // Storage constants become aliases after the declaration's header (an f16 one enables f16).
+  const storage = entries.filter(([name]) => decl.defines[name] === 'storage');
+  const aliases = storage.map(([name, v]) => `alias ${name} = ${String(v)};\n`).join('');
+  const storageF16 = storage.some(([, v]) => v === 'f16') ? ['f16'] : [];
+  if (precision === 'f32')
+    return { ...base, header: decl.header + aliases, ...directives([...new Set([...storageF16, ...decl.enables])]) };
   if (decl.headerF16 === null)
     throw new TypeError(`${decl.family}.${decl.entry} has no float bindings, so it cannot run in ${precision}`);
-  return { ...base, header: decl.headerF16, ...directives([...new Set(['f16', ...decl.enables])]), precision };
+  return {
+    ...base,
+    header: decl.headerF16 + aliases,
+    ...directives([...new Set(['f16', ...decl.enables])]),
+    precision,
+  };
 }
 
 /**

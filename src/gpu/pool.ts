@@ -31,6 +31,7 @@ export class BufferPool {
   private hold: { acquired: Set<GPUBuffer>; released: GPUBuffer[] } | null = null;
   private live = 0;
   private liveBytes = 0;
+  private peakBytes = 0;
 
   /**
    * `onAllocationError` hears of a buffer the device could not create (out of memory, or too large): WebGPU
@@ -51,6 +52,7 @@ export class BufferPool {
     this.hold?.acquired.add(buffer);
     this.live++;
     this.liveBytes += size;
+    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
     return buffer;
   }
 
@@ -143,6 +145,16 @@ export class BufferPool {
 
   get liveByteCount(): number {
     return this.liveBytes;
+  }
+
+  /** The most bytes live at once since the last `resetPeak()` (what a step's activations cost, bench/precision.ts). */
+  get peakLiveBytes(): number {
+    return this.peakBytes;
+  }
+
+  /** Starts a new high-water mark at the bytes live now. */
+  resetPeak(): void {
+    this.peakBytes = this.liveBytes;
   }
 
   /** Released buffers kept for reuse (free lists and those waiting for the next submit), and their bytes. */

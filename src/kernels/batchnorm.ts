@@ -3,10 +3,11 @@
  * [rows, channels]. Template constants CT (channels per workgroup) and RL (row lanes, CT·RL = 256) size
  * the reduction tiles. stats: per channel [mean | invstd | scale = weight·invstd | bias] (4·C floats);
  * partial: two rows of C floats per block of rows_per_block rows. relu: a ReLU is fused after the BN (y,
- * the saved output, masks the gradient; it is a placeholder and not read otherwise).
+ * the saved output, masks the gradient; it is a placeholder and not read otherwise). x, out and y are
+ * activations, in the working precision (f16 under `--precision f16`); statistics, dy and dx are f32.
  */
 import { declareKernels } from '../gpu/kernel.ts';
-import { readF32, writeF32 } from './common.ts';
+import { readF32, readFloat, writeF32, writeFloat } from './common.ts';
 
 const tiles = { CT: 'u32', RL: 'u32' } as const;
 const sample = { CT: 16, RL: 16 };
@@ -14,7 +15,7 @@ const sample = { CT: 16, RL: 16 };
 export const batchnorm = declareKernels('batchnorm', {
   stats_partial: {
     params: { rows: 'u32', channels: 'u32', rows_per_block: 'u32' },
-    bindings: { x: readF32, partial: writeF32 },
+    bindings: { x: readFloat, partial: writeF32 },
     defines: tiles,
     sample,
   },
@@ -50,13 +51,13 @@ export const batchnorm = declareKernels('batchnorm', {
   },
   apply: {
     params: { rows: 'u32', channels: 'u32', relu: 'bool' },
-    bindings: { x: readF32, stats: readF32, out: writeF32 },
+    bindings: { x: readFloat, stats: readF32, out: writeFloat },
     defines: tiles,
     sample,
   },
   grad_partial: {
     params: { rows: 'u32', channels: 'u32', rows_per_block: 'u32', relu: 'bool' },
-    bindings: { dy: readF32, x: readF32, stats: readF32, partial: writeF32, y: readF32 },
+    bindings: { dy: readF32, x: readFloat, stats: readF32, partial: writeF32, y: readFloat },
     defines: tiles,
     sample,
   },
@@ -70,19 +71,19 @@ export const batchnorm = declareKernels('batchnorm', {
     params: { rows: 'u32', channels: 'u32', relu: 'bool' },
     bindings: {
       dy: readF32,
-      x: readF32,
+      x: readFloat,
       stats: readF32,
       dy_sum: readF32,
       dy_xhat_sum: readF32,
       dx: writeF32,
-      y: readF32,
+      y: readFloat,
     },
     defines: tiles,
     sample,
   },
   dx_eval: {
     params: { rows: 'u32', channels: 'u32', relu: 'bool' },
-    bindings: { dy: readF32, stats: readF32, dx: writeF32, y: readF32 },
+    bindings: { dy: readF32, stats: readF32, dx: writeF32, y: readFloat },
     defines: tiles,
     sample,
   },

@@ -35,12 +35,15 @@ const geometry = {
   Wt: 'u32',
   KWp: 'u32',
 } as const;
-/** A and B in the working precision (f16 copies under `--precision f16`); accumulation, bias and C stay f32. */
+/**
+ * A and B in the working precision (f16 under `--precision f16`); accumulation and bias are f32; C holds
+ * C_T: f16 for an f16 activation output (rounded on store), else f32 (gradients, split-K partials).
+ */
 const operands = {
   A: { access: 'read', type: 'float' },
   B: { access: 'read', type: 'vec4<float>' },
   bias: readF32,
-  C: writeF32,
+  C: { access: 'read_write', type: 'C_T' },
 } as const;
 const template = {
   MODE: GEMM_MODES,
@@ -65,6 +68,8 @@ const template = {
   SG_SIZE: 'u32',
   /** the shuffle of lane_shuffle: `subgroupShuffle(v, lane)`, or `v` where subgroups are off (entryModule then adds `enable subgroups;`) */
   SG_SHUFFLE: 'wgsl',
+  /** the element type of C */
+  C_T: 'storage',
 } as const;
 const sample = {
   MODE: 'conv_dgrad',
@@ -83,6 +88,7 @@ const sample = {
   SUBGROUP: false,
   SG_SIZE: 1,
   SG_SHUFFLE: 'v',
+  C_T: 'f32',
 };
 
 export const gemm = declareKernels('gemm', {
@@ -93,7 +99,8 @@ export const gemm = declareKernels('gemm', {
   /** out = Σ over splits of the split-K partials (+ bias), in split order */
   sum_splits: {
     params: { M: 'u32', N: 'u32', splits: 'u32' },
-    bindings: { parts: readF32, bias: readF32, out: writeF32 },
+    /** out in the working precision: an f16 activation output of a split GEMM is rounded here */
+    bindings: { parts: readF32, bias: readF32, out: writeFloat },
     defines: { HAS_BIAS: 'bool' },
     sample: { HAS_BIAS: true },
   },

@@ -6,14 +6,16 @@
 import { Module } from '../nn/module.ts';
 import { BatchNorm, Conv2d, GlobalAvgPool, MaxPool2d, ReLU, Sequential, runLayers } from '../nn/layers.ts';
 import { add, relu } from '../ops/elementwise.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+import { expectDType, type FloatDType, type Tensor } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
 
 export type BackboneName = 'convnet-s' | 'resnet18' | 'resnet50';
 export type Stem = 'cifar' | 'imagenet';
 
+/** Activations inside may be f16 (`--precision f16`); the pooled features are f32. */
 export abstract class Backbone extends Module {
   abstract readonly featureDim: number;
+  abstract override forward(x: Tensor<FloatDType>): Tensor<'f32'>;
 }
 
 /** Four conv3x3-BN-ReLU blocks (32/64/128/256 channels), max-pool 2 after the first three, global pool. */
@@ -35,8 +37,10 @@ export class ConvNetS extends Backbone {
     this.body = this.addModule('features', new Sequential(...layers));
   }
 
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
-    return this.body.forward(x);
+  forward(x: Tensor<FloatDType>): Tensor<'f32'> {
+    const features = this.body.forward(x); // ends in the global average pool, which writes f32
+    expectDType(features, 'f32', 'ConvNetS features');
+    return features as Tensor<'f32'>;
   }
 }
 
@@ -63,7 +67,7 @@ class BasicBlock extends Module {
         : null;
   }
 
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+  forward(x: Tensor<FloatDType>): Tensor<FloatDType> {
     const h = this.bn2.forward(this.conv2.forward(this.bn1.forwardRelu(this.conv1.forward(x))));
     return relu(add(h, this.downsample ? this.downsample.forward(x) : x));
   }
@@ -94,7 +98,7 @@ class Bottleneck extends Module {
         : null;
   }
 
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+  forward(x: Tensor<FloatDType>): Tensor<FloatDType> {
     let h = this.bn1.forwardRelu(this.conv1.forward(x));
     h = this.bn2.forwardRelu(this.conv2.forward(h));
     h = this.bn3.forward(this.conv3.forward(h));
@@ -130,7 +134,7 @@ export class ResNet extends Backbone {
     this.featureDim = inC;
   }
 
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+  forward(x: Tensor<FloatDType>): Tensor<'f32'> {
     let h = runLayers(this.stem, x);
     for (const stage of this.stages) h = stage.forward(h);
     return this.pool.forward(h);

@@ -11,10 +11,14 @@ import { batchNorm, type BatchNormState } from '../ops/batchnorm.ts';
 import { dropout } from '../ops/dropout.ts';
 import { globalAvgPool, maxPool2d } from '../ops/pool.ts';
 import { relu } from '../ops/elementwise.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+import { activationDType } from '../ops/precision.ts';
+import type { FloatDType, Tensor } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
 
-/** Conv2d without bias (every conv in these models is followed by BN), Kaiming-normal fan_in init. */
+/**
+ * Conv2d without bias (every conv in these models is followed by BN), Kaiming-normal fan_in init. Its output
+ * is an activation of the working precision's dtype (f16 under `--precision f16`).
+ */
 export class Conv2d extends Module {
   readonly weight: Tensor<'f32'>;
 
@@ -33,8 +37,8 @@ export class Conv2d extends Module {
     );
   }
 
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
-    return conv2d(x, this.weight, { stride: this.stride, padding: this.padding });
+  forward(x: Tensor<FloatDType>): Tensor<FloatDType> {
+    return conv2d(x, this.weight, { stride: this.stride, padding: this.padding, dtype: activationDType() });
   }
 }
 
@@ -66,12 +70,13 @@ export class BatchNorm extends Module {
     };
   }
 
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+  /** The output has x's dtype (f32, or f16 for an f16 activation). */
+  forward<D extends FloatDType>(x: Tensor<D>): Tensor<D> {
     return batchNorm(x, this.state, this.weight, this.bias, this.training);
   }
 
   /** relu(forward(x)) in the BN's own kernels (no separate ReLU pass forward or backward). */
-  forwardRelu(x: Tensor<'f32'>): Tensor<'f32'> {
+  forwardRelu<D extends FloatDType>(x: Tensor<D>): Tensor<D> {
     return batchNorm(x, this.state, this.weight, this.bias, this.training, { relu: true });
   }
 }
@@ -135,7 +140,7 @@ export class Dropout extends Module {
 }
 
 export class ReLU extends Module {
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+  forward<D extends FloatDType>(x: Tensor<D>): Tensor<D> {
     return relu(x);
   }
 }
@@ -149,13 +154,13 @@ export class MaxPool2d extends Module {
     super();
   }
 
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+  forward<D extends FloatDType>(x: Tensor<D>): Tensor<D> {
     return maxPool2d(x, { kernel: this.kernel, stride: this.stride, padding: this.padding });
   }
 }
 
 export class GlobalAvgPool extends Module {
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+  forward(x: Tensor<FloatDType>): Tensor<'f32'> {
     return globalAvgPool(x);
   }
 }
@@ -163,7 +168,7 @@ export class GlobalAvgPool extends Module {
 /**
  * Runs `layers` in order on x. A BatchNorm directly followed by a ReLU runs as one fused kernel.
  */
-export function runLayers(layers: readonly Module[], x: Tensor<'f32'>): Tensor<'f32'> {
+export function runLayers(layers: readonly Module[], x: Tensor<FloatDType>): Tensor<FloatDType> {
   let h = x;
   for (let i = 0; i < layers.length; i++) {
     const layer = layers[i];
@@ -190,7 +195,7 @@ export class Sequential extends Module {
     layers.forEach((layer, i) => this.addModule(String(i), layer));
   }
 
-  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+  forward(x: Tensor<FloatDType>): Tensor<FloatDType> {
     return runLayers(this.layers, x);
   }
 }

@@ -3,7 +3,7 @@
  * export under the keys a PyTorch model expects). Parameters and buffers live outside any tidy() scope
  * and are freed by dispose().
  */
-import type { Tensor } from '../tensor/tensor.ts';
+import type { FloatDType, Tensor } from '../tensor/tensor.ts';
 
 export abstract class Module {
   /** Training mode (batch statistics, dropout) or evaluation mode. */
@@ -12,7 +12,8 @@ export abstract class Module {
   private readonly params = new Map<string, Tensor<'f32'>>();
   private readonly buffers = new Map<string, Tensor<'f32'>>();
 
-  abstract forward(x: Tensor<'f32'>): Tensor<'f32'>;
+  /** Activations between layers are f32, or f16 under `--precision f16` (src/ops/precision.ts). */
+  abstract forward(x: Tensor<FloatDType>): Tensor<FloatDType>;
 
   protected addModule<M extends Module>(name: string, module: M): M {
     this.childModules.set(name, module);

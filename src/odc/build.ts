@@ -2,7 +2,7 @@
 import { SGD } from '../optim/sgd.ts';
 import { OdcModel } from '../models/odc-model.ts';
 import type { Rng } from '../util/rng.ts';
-import type { TrainConfig } from './config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 
 /** The configured network; the neck exists only in ODC mode (DeepCluster clusters backbone features). */
 export function buildModel(config: TrainConfig, inChannels: number, rng: Rng): OdcModel {

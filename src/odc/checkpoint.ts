@@ -25,7 +25,7 @@ import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
 import type { OdcMemory } from './memory.ts';
 import { memoryFromState, memoryRecords } from './memory-records.ts';
-import { completeConfig, validateConfig, type TrainConfig } from './config.ts';
+import { completeConfig, validateConfig, type TrainConfig } from '../config/settings.ts';
 import { batchCount } from '../data/sampler.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint.odc';

@@ -10,10 +10,19 @@ export { train } from './trainer.ts';
 export type { TrainResult, TrainOptions, TrainCallOptions, EpochSummary } from './trainer.ts';
 export { NonFiniteLossError } from './trainer.ts';
 export type { TrainPosition } from './checkpoint.ts';
+export type { TrainingSession } from './session.ts';
 export { CHECKPOINT_FILE } from './checkpoint.ts';
 
-export { SETTINGS, PRESETS, presetConfig, mergeConfig, applyOverride, validateConfig, settingsHelp } from './config.ts';
-export type { TrainConfig } from './config.ts';
+export {
+  SETTINGS,
+  PRESETS,
+  presetConfig,
+  mergeConfig,
+  applyOverride,
+  validateConfig,
+  settingsHelp,
+} from '../config/settings.ts';
+export type { TrainConfig } from '../config/settings.ts';
 export { buildModel } from './build.ts';
 
 export { OdcMemory, summarizeHistogram } from './memory.ts';

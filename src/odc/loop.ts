@@ -94,13 +94,14 @@ export class TrainingLoop {
         if (this.stopRequested()) return true;
       }
     }
-    await this.endEpoch(epoch, sums, order.length, epochStart);
-    const stopped = this.stopRequested();
+    const summary = await this.endEpoch(epoch, sums, order.length, epochStart);
     const every = config.log.checkpointEvery;
-    if ((epoch + 1) % every === 0 || epoch + 1 === config.optim.epochs || stopped || this.checkpointDue())
+    if ((epoch + 1) % every === 0 || epoch + 1 === config.optim.epochs || this.stopRequested() || this.checkpointDue())
       await this.checkpoint(null);
-    await this.s.options.afterEpoch?.(this.s);
-    return stopped;
+    await this.s.options.onEpoch?.({ ...summary }, this.s);
+    if (!this.stopRequested()) return false;
+    await this.checkpoint(null); // a stop asked for by onEpoch: keep this epoch end (no-op when just written)
+    return true;
   }
 
   private countSplits(splits: number): void {
@@ -139,8 +140,8 @@ export class TrainingLoop {
     this.splitsSinceLog = 0;
   }
 
-  /** The epoch's summary (with the NMI of the current labels against the truth) into the history and the log. */
-  private async endEpoch(epoch: number, sums: EpochSums, images: number, epochStart: number): Promise<void> {
+  /** The epoch's summary (with the NMI of the current labels against the truth) into the history and the log; returns it. */
+  private async endEpoch(epoch: number, sums: EpochSums, images: number, epochStart: number): Promise<EpochSummary> {
     const { labels, stats } = await this.s.mode.epochLabels();
     const trueLabels = this.s.dataset.labels;
     const seconds = (performance.now() - epochStart) / 1000;
@@ -175,7 +176,7 @@ export class TrainingLoop {
       ...churn,
       sizes: Array.from(labelHistogram(labels, this.s.config.odc.k)),
     });
-    await this.s.options.onEpoch?.({ ...summary });
+    return summary;
   }
 
   /** Writes a checkpoint unless one of this very position exists. */

@@ -21,7 +21,7 @@ import { kmeansLabels } from './kmeans.ts';
 import { extractFeatures } from './extract.ts';
 import type { TrainState } from './checkpoint.ts';
 import type { Progress } from './progress.ts';
-import type { TrainConfig } from './config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 
 /** What a mode needs from the session to cluster: the network, the images and the clustering RNG. */
 export interface ModeContext {

@@ -32,7 +32,7 @@ import {
   type LoadedCheckpoint,
   type TrainPosition,
 } from './checkpoint.ts';
-import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from './config.ts';
+import { checkResumeConfig, validateConfig, type ConfigChange, type TrainConfig } from '../config/settings.ts';
 import { buildModel, buildOptimizer } from './build.ts';
 import { loadWeights } from '../io/weights.ts';
 import { prepareRunVariants, recordRunVariants } from './tuning.ts';
@@ -61,12 +61,14 @@ export interface TrainOptions {
    */
   signal?: AbortSignal;
   quiet?: boolean;
-  /** Called after every epoch with its summary (NMI of the memory labels when the data has labels); awaited. */
-  onEpoch?: (summary: EpochSummary) => void | Promise<void>;
+  /**
+   * Called at every epoch end, after its log record and checkpoint, with the epoch's summary (NMI of the memory
+   * labels when the data has labels) and the session (the run's state: `odc train --report` rewrites the report
+   * from it); awaited. A stop requested here ends the run at this epoch end.
+   */
+  onEpoch?: (summary: EpochSummary, session: TrainingSession) => void | Promise<void>;
   /** Called after every iteration with the iteration count so far (soak bench, fault-injection tests). */
   afterIteration?: (iteration: number) => void | Promise<void>;
-  /** Called at every epoch end, after its log record and checkpoint (`odc train --report` rewrites the report here). */
-  afterEpoch?: (session: TrainingSession) => void | Promise<void>;
   /**
    * Largest ODC memory feature shard in bytes (default: the device's binding limit). Tests lower it to train with
    * the memory in several shards; results do not depend on it.

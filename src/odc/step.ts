@@ -20,7 +20,7 @@ import type { OdcModel } from '../models/odc-model.ts';
 import type { GpuAugmenter } from '../data/augment.ts';
 import type { Rng } from '../util/rng.ts';
 import type { TrainingMode } from './modes.ts';
-import type { TrainConfig } from './config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 
 /** What one iteration works on. */
 export interface StepParts {

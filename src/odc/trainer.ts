@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { CHECKPOINT_FILE, type TrainPosition } from './checkpoint.ts';
 import { TrainingLoop, type EpochSummary } from './loop.ts';
 import { TrainingSession, type TrainOptions } from './session.ts';
-import type { TrainConfig } from './config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 import { setWorkingPrecision } from '../ops/precision.ts';
 import { checkTensorCores } from '../ops/tensor-cores.ts';
 

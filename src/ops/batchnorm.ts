@@ -9,11 +9,13 @@
  * Eval: statistics are the running stats; dx is dy times the per-channel scale.
  * `relu: true` fuses a ReLU after the normalisation (conv-BN-ReLU blocks): the apply pass clamps, and the
  * backward passes mask dy by the saved output, so no separate ReLU kernels or tensors are needed.
+ * x may be an f16 activation (`--precision f16`): statistics are accumulated in f32, the output is f16 like x,
+ * and the gradients are f32.
  */
 import { gpu } from '../gpu/device.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { batchnorm } from '../kernels/batchnorm.ts';
-import { Tensor, expectDType, expectShape, fmtShape } from '../tensor/tensor.ts';
+import { Tensor, expectDType, expectFloat, expectShape, fmtShape, type FloatDType } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 
 export interface BatchNormOptions {
@@ -71,13 +73,13 @@ function checkNumber(value: number, ok: boolean, what: string): void {
 }
 
 function validate(
-  x: Tensor<'f32'>,
+  x: Tensor<FloatDType>,
   state: BatchNormState,
   weight: Tensor<'f32'> | null,
   bias: Tensor<'f32'> | null,
   training: boolean,
 ): number {
-  expectDType(x, 'f32', 'batchNorm x');
+  expectFloat(x, 'batchNorm x');
   if (x.rank !== 2 && x.rank !== 4) {
     throw new RangeError(`batchNorm: expected x of shape [B, C] or [N, H, W, C], got ${fmtShape(x.shape)}`);
   }
@@ -127,16 +129,16 @@ function validate(
  * updates `state.runningMean`/`runningVar` in place (running = (1 - momentum)·running + momentum·stat,
  * with the unbiased variance); eval uses the running stats. `weight`/`bias` ([C]) may each be null.
  * With `options.relu` the result is relu(batchNorm(x)), in the same kernels. Differentiable in x, weight
- * and bias.
+ * and bias. The output has x's dtype (f32, or f16 for an f16 activation).
  */
-export function batchNorm(
-  x: Tensor<'f32'>,
+export function batchNorm<D extends FloatDType>(
+  x: Tensor<D>,
   state: BatchNormState,
   weight: Tensor<'f32'> | null,
   bias: Tensor<'f32'> | null,
   training: boolean,
   options: BatchNormOptions = {},
-): Tensor<'f32'> {
+): Tensor<D> {
   const channels = validate(x, state, weight, bias, training);
   const relu = Boolean(options.relu);
   const g = geometry(x.size / channels, channels);
@@ -150,6 +152,7 @@ export function batchNorm(
       params: shapeParams(g),
       bindings: { x: x.buffer, partial: partial.buffer },
       defines: tiles(g),
+      precision: x.dtype,
       workgroups: [Math.ceil(channels / g.ct), g.nblocks],
     });
     dispatchKernel(batchnorm.stats_finalize, {
@@ -181,11 +184,12 @@ export function batchNorm(
     });
   }
 
-  const out = Tensor.empty(x.shape, 'f32');
+  const out = Tensor.empty(x.shape, x.dtype);
   dispatchKernel(batchnorm.apply, {
     params: { rows: g.rows, channels, relu },
     bindings: { x: x.buffer, stats: stats.buffer, out: out.buffer },
     defines: tiles(g),
+    precision: x.dtype,
     workgroups: tileGrid(g),
   });
 
@@ -216,11 +220,11 @@ interface BatchNormGrads {
 
 function batchNormBackward(
   dy: Tensor<'f32'>,
-  x: Tensor<'f32'>,
+  x: Tensor<FloatDType>,
   stats: Tensor<'f32'>,
   g: Geometry,
   training: boolean,
-  reluOut: Tensor<'f32'> | null,
+  reluOut: Tensor<FloatDType> | null,
   need: { x: boolean; weight: boolean; bias: boolean },
 ): BatchNormGrads {
   const relu = reluOut !== null;
@@ -236,6 +240,7 @@ function batchNormBackward(
       params: { ...shapeParams(g), relu },
       bindings: { dy: dy.buffer, x: x.buffer, stats: stats.buffer, partial: partial.buffer, y: maskBuffer },
       defines: tiles(g),
+      precision: x.dtype,
       workgroups: [Math.ceil(g.channels / g.ct), g.nblocks],
     });
     dispatchKernel(batchnorm.grad_finalize, {
@@ -247,7 +252,7 @@ function batchNormBackward(
     partial.dispose();
   }
   if (need.x) {
-    const dx = Tensor.empty(x.shape, 'f32');
+    const dx = Tensor.empty(x.shape, 'f32'); // gradients are f32 whatever x's dtype
     if (training) {
       dispatchKernel(batchnorm.dx_train, {
         params: { rows: g.rows, channels: g.channels, relu },
@@ -261,6 +266,7 @@ function batchNormBackward(
           y: maskBuffer,
         },
         defines: tiles(g),
+        precision: x.dtype,
         workgroups: tileGrid(g),
       });
     } else {
@@ -268,6 +274,7 @@ function batchNormBackward(
         params: { rows: g.rows, channels: g.channels, relu },
         bindings: { dy: dy.buffer, stats: stats.buffer, dx: dx.buffer, y: maskBuffer },
         defines: tiles(g),
+        precision: x.dtype,
         workgroups: tileGrid(g),
       });
     }

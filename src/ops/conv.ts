@@ -5,27 +5,30 @@
  *   dgrad    dx[N·H·W, Cin]       = dy gathered · W flipped/ᵀ          (MODE 2, one GEMM per stride phase)
  *   wgrad    dW[KH·KW·Cin, Cout]  = im2col(x)ᵀ · dy, K = N·OH·OW      (MODE 3, split-K + ordered sum)
  * 1×1 stride-1 unpadded convs are plain matmuls (MODE 0). Under the f16 working precision
- * (src/ops/precision.ts) each pass reads f16 copies of its operands and accumulates in f32.
+ * (src/ops/precision.ts) each pass reads f16 operands and accumulates in f32; the forward writes an f16
+ * activation, the backward f32 gradients.
  */
-import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
+import { Tensor, expectDType, expectFloat, fmtShape, type FloatDType } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 import { gpu, grid } from '../gpu/device.ts';
 import type { Precision } from '../gpu/kernel.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { precision as precisionKernels } from '../kernels/precision.ts';
 import { runGemm, tensorCoreRunner, transpose, type ConvParams, type PlainGemm } from './matmul.ts';
-import { elementBytes, inWorkingPrecision } from './precision.ts';
+import { elementBytes, inWorkingPrecision, roundToF16 } from './precision.ts';
 
-export interface Conv2dOptions {
+export interface Conv2dOptions<D extends FloatDType = FloatDType> {
   stride?: number;
   padding?: number;
+  /** The output's dtype: f32 (default), or f16 for an activation under `--precision f16` (rounded on store). */
+  dtype?: D;
 }
 
 /** The convolution's geometry: ConvParams without the dgrad phase fields. */
 export type ConvGeometry = Omit<ConvParams, 'phase'>;
 
 function geometry(x: Tensor, weight: Tensor, opts: Conv2dOptions): ConvGeometry {
-  expectDType(x, 'f32', 'conv2d: x');
+  expectFloat(x, 'conv2d: x');
   expectDType(weight, 'f32', 'conv2d: weight');
   if (x.rank !== 4) throw new RangeError(`conv2d: x must be NHWC [N, H, W, Cin], got shape ${fmtShape(x.shape)}`);
   if (weight.rank !== 4)
@@ -58,13 +61,27 @@ function isPointwise(g: ConvGeometry): boolean {
   return g.KH === 1 && g.KW === 1 && g.stride === 1 && g.pad === 0;
 }
 
-function forward(x: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, precision: Precision): void {
+function forward(
+  x: GPUBuffer,
+  w: GPUBuffer,
+  out: GPUBuffer,
+  g: ConvGeometry,
+  precision: Precision,
+  outPrecision: Precision,
+): void {
   const M = g.batch * g.OH * g.OW;
   const K = g.KH * g.KW * g.Cin;
   const tensorCores = precision === 'f16' ? tensorCoreRunner() : null;
-  if (isPointwise(g)) runGemm({ mode: 'matmul', M, N: g.Cout, K: g.Cin, a: x, b: w, out, precision });
-  else if (tensorCores && M * K * 2 <= gpu().limits.maxStorageBufferBindingSize) im2colGemm(tensorCores, x, w, out, g);
-  else runGemm({ mode: 'conv_forward', M, N: g.Cout, K, a: x, b: w, out, conv: g, precision });
+  if (isPointwise(g)) runGemm({ mode: 'matmul', M, N: g.Cout, K: g.Cin, a: x, b: w, out, precision, outPrecision });
+  else if (tensorCores && M * K * 2 <= gpu().limits.maxStorageBufferBindingSize) {
+    // The tensor-core GEMM writes f32: an f16 output is rounded from an f32 temporary.
+    const out32 = outPrecision === 'f16' ? gpu().pool.acquire(M * g.Cout * 4) : out;
+    im2colGemm(tensorCores, x, w, out32, g);
+    if (out32 !== out) {
+      roundToF16(out32, out, M * g.Cout);
+      gpu().pool.release(out32);
+    }
+  } else runGemm({ mode: 'conv_forward', M, N: g.Cout, K, a: x, b: w, out, conv: g, precision, outPrecision });
 }
 
 /**
@@ -137,12 +154,20 @@ function wgrad(x: GPUBuffer, dy: GPUBuffer, out: GPUBuffer, g: ConvGeometry, pre
 
 /**
  * 2-D convolution: x NHWC [N, H, W, Cin], weight [KH, KW, Cin, Cout] → [N, OH, OW, Cout] with
- * OH = floor((H + 2·padding - KH) / stride) + 1. Differentiable in x and weight.
+ * OH = floor((H + 2·padding - KH) / stride) + 1. Differentiable in x and weight (the gradients are f32).
+ * x may be f32 or f16; the output has `opts.dtype` (f32 unless asked).
  */
-export function conv2d(x: Tensor<'f32'>, weight: Tensor<'f32'>, opts: Conv2dOptions = {}): Tensor<'f32'> {
+export function conv2d<D extends FloatDType = 'f32'>(
+  x: Tensor<FloatDType>,
+  weight: Tensor<'f32'>,
+  opts: Conv2dOptions<D> = {},
+): Tensor<D> {
   const g = geometry(x, weight, opts);
-  const out = Tensor.empty([g.batch, g.OH, g.OW, g.Cout], 'f32');
-  inWorkingPrecision([x, weight], ([xb, wb], precision) => forward(xb, wb, out.buffer, g, precision));
+  const outType = opts.dtype ?? 'f32';
+  if (outType !== 'f32' && outType !== 'f16')
+    throw new TypeError(`conv2d: dtype must be f32 or f16, got ${String(outType)}`);
+  const out = Tensor.empty([g.batch, g.OH, g.OW, g.Cout], outType as D);
+  inWorkingPrecision([x, weight], ([xb, wb], precision) => forward(xb, wb, out.buffer, g, precision, outType));
   return record(out, 'conv2d', [x, weight], (dy) => {
     let dx: Tensor<'f32'> | null = null;
     let dw: Tensor<'f32'> | null = null;

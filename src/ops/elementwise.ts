@@ -1,12 +1,21 @@
 /**
- * Elementwise ops over same-shape f32 tensors: fill, copy/scale/shift, add/sub/mul, ReLU.
+ * Elementwise ops over same-shape f32 tensors: fill, copy/scale/shift, add/sub/mul, ReLU; relu and add also
+ * over f16 activations (`--precision f16`: f16 out, computed in f32; their gradients are f32).
  * One WGSL family (shaders/elementwise.wgsl), one thread per element, launched through the kernel layer
  * src/tensor/kernels.ts, which also holds the unrecorded primitives (fill, clone, addInPlace) re-exported here.
  */
 import { gpu } from '../gpu/device.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { elementwise } from '../kernels/elementwise.ts';
-import { Tensor, expectDType, fmtShape, type Shape } from '../tensor/tensor.ts';
+import {
+  Tensor,
+  expectDType,
+  expectFloat,
+  fmtShape,
+  shapesEqual,
+  type FloatDType,
+  type Shape,
+} from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 import { axpbyNoGrad, checkSameShape, fill, perElement } from '../tensor/kernels.ts';
 
@@ -49,8 +58,21 @@ export function axpby(alpha: number, a: Tensor<'f32'>, beta: number, b: Tensor<'
   ]);
 }
 
-export function add(a: Tensor<'f32'>, b: Tensor<'f32'>): Tensor<'f32'> {
-  return axpby(1, a, 1, b);
+/** a + b, differentiable; two f16 activations (a residual connection) give an f16 sum. */
+export function add<D extends FloatDType>(a: Tensor<D>, b: Tensor<D>): Tensor<D> {
+  if (a.dtype === 'f32' && b.dtype === 'f32') return axpby(1, a as Tensor<'f32'>, 1, b as Tensor<'f32'>) as Tensor<D>;
+  expectDType(a, 'f16', 'add');
+  expectDType(b, 'f16', 'add');
+  if (!shapesEqual(a.shape, b.shape))
+    throw new RangeError(`add: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
+  const out = Tensor.empty(a.shape, a.dtype);
+  dispatchKernel(elementwise.axpby, {
+    params: { n: a.size, alpha: 1, beta: 1 },
+    bindings: { a: a.buffer, b: b.buffer, out: out.buffer },
+    precision: 'f16',
+    workgroups: perElement(a.size),
+  });
+  return record(out, 'add', [a, b], (g) => [a.requiresGrad ? g.view() : null, b.requiresGrad ? g.view() : null]);
 }
 
 export function sub(a: Tensor<'f32'>, b: Tensor<'f32'>): Tensor<'f32'> {
@@ -68,24 +90,30 @@ export function mul(a: Tensor<'f32'>, b: Tensor<'f32'>): Tensor<'f32'> {
   return record(out, 'mul', [a, b], (g) => [a.requiresGrad ? mul(g, b) : null, b.requiresGrad ? mul(g, a) : null]);
 }
 
-export function relu(x: Tensor<'f32'>): Tensor<'f32'> {
-  expectDType(x, 'f32', 'relu');
-  const out = Tensor.empty(x.shape, 'f32');
+/** max(x, 0), differentiable; an f16 activation gives an f16 output. */
+export function relu<D extends FloatDType>(x: Tensor<D>): Tensor<D> {
+  expectFloat(x, 'relu');
+  const out = Tensor.empty(x.shape, x.dtype);
   dispatchKernel(elementwise.relu, {
     params: { n: x.size },
     bindings: { a: x.buffer, out: out.buffer },
+    precision: x.dtype,
     workgroups: perElement(x.size),
   });
   return record(out, 'relu', [x], (g) => [reluBackward(g, out)]);
 }
 
-/** g where the ReLU output is positive, else 0. */
-export function reluBackward(g: Tensor<'f32'>, output: Tensor<'f32'>): Tensor<'f32'> {
-  checkSameShape(g, output, 'reluBackward');
+/** g where the ReLU output (f32 or f16) is positive, else 0. */
+export function reluBackward(g: Tensor<'f32'>, output: Tensor<FloatDType>): Tensor<'f32'> {
+  expectDType(g, 'f32', 'reluBackward');
+  expectFloat(output, 'reluBackward');
+  if (!shapesEqual(g.shape, output.shape))
+    throw new RangeError(`reluBackward: shapes ${fmtShape(g.shape)} and ${fmtShape(output.shape)} differ`);
   const out = Tensor.empty(g.shape, 'f32');
   dispatchKernel(elementwise.relu_backward, {
     params: { n: g.size },
     bindings: { grad: g.buffer, output: output.buffer, out: out.buffer },
+    precision: output.dtype,
     workgroups: perElement(g.size),
   });
   return out;

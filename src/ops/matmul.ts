@@ -13,7 +13,7 @@ import { gemm, type GEMM_MODES } from '../kernels/gemm.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 import { fixedSubgroupSize, gemmChoice, gemmDefault, gemmShapeClass, type GemmVariant } from './gemm-variants.ts';
-import { elementBytes, inWorkingPrecision } from './precision.ts';
+import { elementBytes, inWorkingPrecision, roundToF16 } from './precision.ts';
 
 export type GemmMode = (typeof GEMM_MODES)[number];
 
@@ -55,8 +55,10 @@ export interface GemmSpec {
   bias?: GPUBuffer | null;
   out: GPUBuffer;
   conv?: ConvParams;
-  /** The element type of a and b (f16 copies under `--precision f16`); accumulation and out are f32. */
+  /** The element type of a and b (f16 under `--precision f16`); accumulation is f32. */
   precision?: Precision;
+  /** The element type of out: f16 for an activation under `--precision f16` (rounded on store), else f32. */
+  outPrecision?: Precision;
   /** Force a split count (tests); default chosen from the variant's occupancy target. */
   splits?: number;
 }
@@ -68,8 +70,10 @@ function kernelDefines(
   transB: boolean,
   hasBias: boolean,
   vecB: boolean,
+  outType: Precision,
 ): DefineValues<typeof gemm.gemm_regs.defines> {
   return {
+    C_T: outType,
     VEC_B: vecB,
     MODE: mode,
     TRANS_A: transA,
@@ -122,11 +126,16 @@ export function runGemm(spec: GemmSpec): void {
     spec.N > 0 &&
     spec.K > 0
   ) {
-    if (!spec.transB) return tensorCoreGemm(spec.a, spec.b, spec.out, spec.M, spec.N, spec.K);
-    const bt = g.pool.acquire(spec.N * spec.K * 2);
-    transpose(spec.b, spec.N, spec.K, bt, 1, 'f16');
-    tensorCoreGemm(spec.a, bt, spec.out, spec.M, spec.N, spec.K);
-    g.pool.release(bt);
+    // The tensor-core kernel writes f32: an f16 output goes through an f32 temporary, rounded after.
+    const out = spec.outPrecision === 'f16' ? g.pool.acquire(spec.M * spec.N * 4) : spec.out;
+    const bt = spec.transB ? g.pool.acquire(spec.N * spec.K * 2) : null;
+    if (bt) transpose(spec.b, spec.N, spec.K, bt, 1, 'f16');
+    tensorCoreGemm(spec.a, bt ?? spec.b, out, spec.M, spec.N, spec.K);
+    if (bt) g.pool.release(bt);
+    if (out !== spec.out) {
+      roundToF16(out, spec.out, spec.M * spec.N);
+      g.pool.release(out);
+    }
     return;
   }
   const v = gemmVariant(spec.mode, spec.M, spec.N, spec.K);
@@ -143,7 +152,7 @@ export function runGemm(spec: GemmSpec): void {
   if (M === 0 || N === 0) return;
   const hasBias = !!spec.bias;
   const vecB = N % 4 === 0 && !(spec.mode === 'matmul' && spec.transB);
-  const defines = kernelDefines(v, spec.mode, !!spec.transA, !!spec.transB, hasBias, vecB);
+  const outType = spec.outPrecision ?? 'f32';
   const bm = v.wgm * v.tm;
   const bn = v.wgn * v.tn;
   const tilesM = Math.ceil(M / bm);
@@ -187,6 +196,8 @@ export function runGemm(spec: GemmSpec): void {
   const [gx, gy] = grid(tilesM);
   const partial = splits > 1 ? g.pool.acquire(splits * M * N * 4) : null;
   const dummyBias = spec.bias ?? spec.a;
+  // Split-K partials are f32; sum_splits rounds an f16 output.
+  const defines = kernelDefines(v, spec.mode, !!spec.transA, !!spec.transB, hasBias, vecB, partial ? 'f32' : outType);
   dispatchKernel(v.body === 'regs' ? gemm.gemm_regs : gemm.gemm_tiled, {
     params: geometry,
     bindings: { A: spec.a, B: spec.b, bias: dummyBias, C: partial ?? spec.out },
@@ -199,6 +210,7 @@ export function runGemm(spec: GemmSpec): void {
       params: { M, N, splits },
       bindings: { parts: partial, bias: dummyBias, out: spec.out },
       defines: { HAS_BIAS: hasBias },
+      precision: outType,
       workgroups: grid(Math.ceil((M * N) / 256)),
     });
     g.pool.release(partial);

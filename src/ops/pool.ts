@@ -3,12 +3,13 @@
  * padding; no ceil mode, no dilation) and global average pooling to [N, C]. One WGSL family
  * (shaders/pool.wgsl). Backward passes gather from the windows covering each input element, or, for max
  * pooling with disjoint windows, scatter from each window: no atomics, deterministic. Max pooling saves
- * the argmax (u32) during the forward pass.
+ * the argmax (u32) during the forward pass. x may be an f16 activation (`--precision f16`): max and average
+ * pooling then give f16, the global average pool f32 features (summed in f32); gradients are f32.
  */
 import { grid } from '../gpu/device.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { pool } from '../kernels/pool.ts';
-import { Tensor, expectDType, fmtShape, type Shape } from '../tensor/tensor.ts';
+import { Tensor, expectFloat, fmtShape, type FloatDType, type Shape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 import { fillInPlace } from './elementwise.ts';
 
@@ -32,13 +33,13 @@ interface PoolGeometry {
   pad: number;
 }
 
-function expectNhwc(x: Tensor<'f32'>, op: string): void {
-  expectDType(x, 'f32', op);
+function expectNhwc(x: Tensor<FloatDType>, op: string): void {
+  expectFloat(x, op);
   if (x.rank !== 4) throw new RangeError(`${op}: expected x of shape [N, H, W, C], got ${fmtShape(x.shape)}`);
   if (x.size === 0) throw new RangeError(`${op}: x ${fmtShape(x.shape)} is empty`);
 }
 
-function poolGeometry(x: Tensor<'f32'>, opts: PoolOptions, op: string): PoolGeometry {
+function poolGeometry(x: Tensor<FloatDType>, opts: PoolOptions, op: string): PoolGeometry {
   expectNhwc(x, op);
   if (!opts || typeof opts !== 'object')
     throw new TypeError(`${op}: options { kernel, stride?, padding? } are required`);
@@ -74,13 +75,14 @@ function outShape(geo: PoolGeometry): Shape {
  * Max pooling, [N, H, W, C] -> [N, OH, OW, C] with OH = floor((H + 2·padding - kernel) / stride) + 1.
  * The gradient goes to the maximum of each window (the first in row-major window order on ties).
  */
-export function maxPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
+export function maxPool2d<D extends FloatDType>(x: Tensor<D>, opts: PoolOptions): Tensor<D> {
   const geo = poolGeometry(x, opts, 'maxPool2d');
-  const out = Tensor.empty(outShape(geo), 'f32');
+  const out = Tensor.empty(outShape(geo), x.dtype);
   const argmax = Tensor.empty(outShape(geo), 'u32');
   dispatchKernel(pool.max_forward, {
     params: { total: out.size, ...geo },
     bindings: { src: x.buffer, dst: out.buffer, argmax: argmax.buffer },
+    precision: x.dtype,
     workgroups: threads(out.size),
   });
   record(out, 'maxPool2d', [x], (g) => {
@@ -110,13 +112,14 @@ export function maxPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
 }
 
 /** Average pooling (count_include_pad: every window divides by kernel²), same geometry as maxPool2d. */
-export function avgPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
+export function avgPool2d<D extends FloatDType>(x: Tensor<D>, opts: PoolOptions): Tensor<D> {
   const geo = poolGeometry(x, opts, 'avgPool2d');
   const invArea = 1 / (geo.kernel * geo.kernel);
-  const out = Tensor.empty(outShape(geo), 'f32');
+  const out = Tensor.empty(outShape(geo), x.dtype);
   dispatchKernel(pool.avg_forward, {
     params: { total: out.size, ...geo, inv_area: invArea },
     bindings: { src: x.buffer, dst: out.buffer },
+    precision: x.dtype,
     workgroups: threads(out.size),
   });
   return record(out, 'avgPool2d', [x], (g) => {
@@ -130,8 +133,8 @@ export function avgPool2d(x: Tensor<'f32'>, opts: PoolOptions): Tensor<'f32'> {
   });
 }
 
-/** Mean over H and W: [N, H, W, C] -> [N, C]. */
-export function globalAvgPool(x: Tensor<'f32'>): Tensor<'f32'> {
+/** Mean over H and W: [N, H, W, C] -> [N, C], f32 (also for an f16 x). */
+export function globalAvgPool(x: Tensor<FloatDType>): Tensor<'f32'> {
   expectNhwc(x, 'globalAvgPool');
   const [n, h, w, c] = x.shape;
   const invArea = 1 / (h * w);
@@ -139,6 +142,7 @@ export function globalAvgPool(x: Tensor<'f32'>): Tensor<'f32'> {
   dispatchKernel(pool.gap_forward, {
     params: { total: out.size, h, w, c, inv_area: invArea },
     bindings: { src: x.buffer, dst: out.buffer },
+    precision: x.dtype,
     workgroups: threads(out.size),
   });
   return record(out, 'globalAvgPool', [x], (g) => {

@@ -1,16 +1,18 @@
 /**
- * The working precision of GEMM operands (`--precision f32|f16`), and the f16 copies it needs.
+ * The working precision (`--precision f32|f16`), and the f16 copies it needs.
  *
- * Under f16, conv2d, linear and matmul read f16 copies of their operands (activations, weights and, in
- * the backward pass, output gradients) and accumulate in f32; their outputs, the f32 master weights, the
- * SGD state, batch-norm statistics, the loss and the ODC memory stay f32. The f16 copies of the inputs are
- * what the backward pass keeps (half the bytes of the saved GEMM inputs). Under f32 nothing is copied and
- * every kernel is the one that ran before this setting existed.
+ * Under f16, conv2d, linear and matmul read f16 operands (activations, weights and, in the backward pass,
+ * output gradients; f32 ones are copied here) and accumulate in f32. conv2d writes its output in f16
+ * (rounded on store), and batch norm, ReLU, residual adds and pooling keep f16 activations f16 from there
+ * (batch-norm statistics in f32), so the activations the backward pass saves are f16: half the bytes.
+ * Gradients stay f32; the global average pool writes f32 features, so the neck, the head, the loss and
+ * the ODC memory stay f32, as do the master weights and the SGD state. Under f32 nothing is copied and
+ * every kernel computes what it did before this setting existed.
  */
 import { gpu, grid } from '../gpu/device.ts';
 import { dispatchKernel, type Precision } from '../gpu/kernel.ts';
 import { precision as precisionKernels } from '../kernels/precision.ts';
-import { Tensor, expectDType } from '../tensor/tensor.ts';
+import { Tensor, expectDType, type FloatDType } from '../tensor/tensor.ts';
 
 let working: Precision = 'f32';
 
@@ -32,6 +34,11 @@ export function setWorkingPrecision(p: Precision): void {
   working = p;
 }
 
+/** The dtype conv2d writes activations in: f16 under the f16 working precision, else f32. */
+export function activationDType(): FloatDType {
+  return working;
+}
+
 /** Bytes per element of a precision. */
 export function elementBytes(p: Precision = 'f32'): number {
   return p === 'f16' ? 2 : 4;
@@ -41,15 +48,19 @@ export function elementBytes(p: Precision = 'f32'): number {
 export function toF16(t: Tensor<'f32'>): Tensor<'f16'> {
   expectDType(t, 'f32', 'toF16');
   const out = Tensor.empty(t.shape, 'f16');
-  if (t.size > 0) {
-    dispatchKernel(precisionKernels.to_float, {
-      params: { n: t.size },
-      bindings: { src: t.buffer, dst: out.buffer },
-      precision: 'f16',
-      workgroups: grid(Math.ceil(t.size / 256)),
-    });
-  }
+  roundToF16(t.buffer, out.buffer, t.size);
   return out;
+}
+
+/** dst (f16) = the first n values of src (f32) rounded to nearest even. */
+export function roundToF16(src: GPUBuffer, dst: GPUBuffer, n: number): void {
+  if (n === 0) return;
+  dispatchKernel(precisionKernels.to_float, {
+    params: { n },
+    bindings: { src, dst },
+    precision: 'f16',
+    workgroups: grid(Math.ceil(n / 256)),
+  });
 }
 
 /** The f32 values of an f16 tensor (exact; not recorded by autograd). */
@@ -68,26 +79,29 @@ export function fromF16(t: Tensor<'f16'>): Tensor<'f32'> {
 }
 
 /**
- * Runs `run` with the buffers a GEMM reads for `tensors` in the working precision: the tensors' own
- * buffers in f32, else f16 copies made here and released when `run` returns (the GEMMs it records keep
- * the buffers alive until they have run).
+ * Runs `run` with the buffers a GEMM reads for `tensors` in the working precision: the buffers of tensors
+ * already in it, else copies (f16 roundings, or f32 widenings of f16 activations under f32) made here and
+ * released when `run` returns (the GEMMs it records keep the buffers alive until they have run).
  */
 export function inWorkingPrecision<T>(
-  tensors: ReadonlyArray<Tensor<'f32'>>,
+  tensors: ReadonlyArray<Tensor<FloatDType>>,
   run: (buffers: GPUBuffer[], precision: Precision) => T,
 ): T {
-  if (working === 'f32')
+  const precision = working;
+  if (tensors.every((t) => t.dtype === precision))
     return run(
       tensors.map((t) => t.buffer),
-      'f32',
+      precision,
     );
-  const copies = tensors.map(toF16);
+  const copies = tensors.map((t) =>
+    t.dtype === precision ? null : t.dtype === 'f32' ? toF16(t as Tensor<'f32'>) : fromF16(t as Tensor<'f16'>),
+  );
   try {
     return run(
-      copies.map((c) => c.buffer),
-      'f16',
+      tensors.map((t, i) => (copies[i] ?? t).buffer),
+      precision,
     );
   } finally {
-    for (const c of copies) c.dispose();
+    for (const c of copies) c?.dispose();
   }
 }

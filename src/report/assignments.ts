@@ -15,7 +15,7 @@ import { loadDataset } from '../data/registry.ts';
 import { augmentConfig, loadTrainingData } from '../data/training-data.ts';
 import { buildModel } from '../odc/build.ts';
 import { checkDataSize, loadCheckpoint, type LoadedCheckpoint } from '../odc/checkpoint.ts';
-import type { TrainConfig } from '../odc/config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 import { extractFeatures } from '../odc/extract.ts';
 import type { OdcMemory } from '../odc/memory.ts';
 import { forEachRowChunk } from '../odc/memory-shards.ts';

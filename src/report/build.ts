@@ -9,7 +9,7 @@ import { basename, join, resolve } from 'node:path';
 import { encodePng } from '../data/png.ts';
 import { imageId, type ImageDataset } from '../data/dataset.ts';
 import { asSource, readImages, type ImageSource } from '../data/source.ts';
-import type { TrainConfig } from '../odc/config.ts';
+import type { TrainConfig } from '../config/settings.ts';
 import type { EvalRow } from '../eval/report.ts';
 import { labelHistogram } from '../metrics/metrics.ts';
 import {
@@ -21,7 +21,7 @@ import {
   type ClusterRanking,
   type ClusterSpace,
 } from './clusters.ts';
-import { readRunLog, type RunLog } from './run-log.ts';
+import { readRunLog, type RunLog } from '../odc/run-log.ts';
 
 /** Gallery images are shown at most this many pixels wide and high (larger ones are scaled down: the report stays small). */
 const GALLERY_PIXELS = 64;

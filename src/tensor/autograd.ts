@@ -64,7 +64,7 @@ function topologicalOrder(root: Tensor): Tensor[] {
  * get `.grad` (accumulated if already set); intermediate gradients are freed as soon as they are used,
  * and the graph is released.
  */
-export function backward(output: Tensor<'f32'>, gradOutput?: Tensor<'f32'>): void {
+export function backward(output: Tensor, gradOutput?: Tensor<'f32'>): void {
   if (!output.requiresGrad)
     throw new Error('backward(): the output does not require grad (no parameter with requiresGrad was used)');
   if (!gradOutput && output.size !== 1)

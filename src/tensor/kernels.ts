@@ -53,6 +53,7 @@ export function axpbyNoGrad(alpha: number, a: Tensor<'f32'>, beta: number, b: Te
   dispatchKernel(elementwise.axpby, {
     params: { n: a.size, alpha, beta },
     bindings: { a: a.buffer, b: b.buffer, out: out.buffer },
+    precision: 'f32',
     workgroups: perElement(a.size),
   });
   return out;

@@ -5,8 +5,13 @@
 import { gpu } from '../gpu/device.ts';
 import { trackTensor } from './scope.ts';
 
-/** f16 tensors are the working-precision copies of `--precision f16` (made on the GPU; read back as raw bits). */
+/**
+ * f16 tensors are the activations and operand copies of `--precision f16` (made on the GPU; read back as raw
+ * bits).
+ */
 export type DType = 'f32' | 'i32' | 'u32' | 'f16';
+/** The dtypes an activation may have: f32, or f16 between ops under `--precision f16`. */
+export type FloatDType = 'f32' | 'f16';
 export type TypedArrayFor<D extends DType> = D extends 'f32'
   ? Float32Array
   : D extends 'i32'
@@ -166,6 +171,12 @@ export class Tensor<D extends DType = DType> {
 }
 
 /** Throws unless `t` has dtype `dtype`. */
+/** Throws unless t holds f32 or f16 values (an activation); `what` names the caller in the error. */
+export function expectFloat(t: Tensor, what: string): asserts t is Tensor<FloatDType> {
+  if (t.dtype !== 'f32' && t.dtype !== 'f16')
+    throw new TypeError(`${what}: expected an f32 or f16 tensor, got ${t.dtype} ${fmtShape(t.shape)}`);
+}
+
 export function expectDType(t: Tensor, dtype: DType, what: string): void {
   if (t.dtype !== dtype)
     throw new TypeError(`${what}: expected a ${dtype} tensor, got ${t.dtype} ${fmtShape(t.shape)}`);

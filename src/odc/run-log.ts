@@ -1,5 +1,5 @@
 /**
- * A run's log.jsonl as the report reads it: the records of each logging interval, the epoch summaries (with
+ * A run's log.jsonl read back (by the report and by `odc eval`; written by ./progress.ts and ./loop.ts): the records of each logging interval, the epoch summaries (with
  * the label churn and cluster sizes the loop adds) and the initial clustering. A record logged twice (a run
  * killed after a log line and resumed from an earlier checkpoint) counts once: the later one wins.
  */

@@ -1,8 +1,10 @@
 /**
  * Training configuration: presets, JSON config files and command-line overrides all produce one
- * TrainConfig. Every setting is declared once, in SETTINGS (src/config/schema.ts): its default, what it
+ * TrainConfig. Every setting is declared once, in SETTINGS (built with ./schema.ts): its default, what it
  * allows, what it means and its command-line shortcut; the type, the checks, `odc train --help` and the
- * README's settings table (`npm run docs:config`) all come from that declaration.
+ * README's settings table (`npm run docs:config`) all come from that declaration. It sits in src/config,
+ * below src/data and src/odc, because both read TrainConfig (one schema: the odc group is one of its
+ * branches, not a module of src/odc).
  */
 import {
   ascendingInts,
@@ -20,7 +22,7 @@ import {
   show,
   str,
   type Infer,
-} from '../config/schema.ts';
+} from './schema.ts';
 import type { BackboneName, Stem } from '../models/backbones.ts';
 
 /** Every name of a string union, checked both ways at compile time (a new member must be listed here). */
@@ -118,8 +120,9 @@ export const SETTINGS = group({
     nesterov: bool(false, { doc: 'Nesterov momentum.' }),
     precision: oneOf(['f32', 'f16'], 'f32', {
       doc:
-        "Working precision of the conv/linear GEMMs: 'f16' reads f16 copies of activations, weights and gradients and accumulates in f32 " +
-        '(needs shader-f16); master weights, SGD state, batch-norm statistics, the loss and the ODC memory stay f32.',
+        "Working precision: 'f16' keeps the backbone's activations in f16 between ops and runs the conv/linear GEMMs on f16 " +
+        'operands with f32 accumulation (needs shader-f16); gradients, master weights, SGD state, batch-norm statistics, ' +
+        'the features, the loss and the ODC memory stay f32.',
       shortcut: { name: 'precision', arg: 'f32|f16' },
     }),
     lrSteps: ascendingInts([], {
