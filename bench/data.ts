@@ -1,12 +1,13 @@
 /**
  * Data pipeline bench (issue 12): prepare throughput and the streaming loader.
- *   npx tsx bench/data.ts [--images 200] [--pack-images 20000] [--pack-size 64] [--batches 40] [--workers N]
+ *   npx tsx bench/data.ts [--images 200] [--pack-images 20000] [--pack-size 64] [--batches 40] [--workers N[,M...]]
+ *     [--no-stream]
  * 1. Makes --images JPEG photos of 500x375 (smooth gradients + noise, as photos compress) and as many
  *    PNGs, then times `prepare` (--size 256, centre crop) with sharp and with the pure-JS decoders, on one
- *    thread and on N worker threads; and Python PIL (decode + resize + crop + tobytes, one process) on the
+ *    thread and on N (each of the --workers counts) worker threads; and Python PIL (decode + resize + crop + tobytes, one process) on the
  *    same files when python3 can import PIL.
  * 2. PNG decoding: this project's decoder (src/data/png.ts) against fast-png on the same files.
- * 3. Streaming: a packed set of --pack-images images of --pack-size squared x 3; batches of 256 random indices read by
+ * 3. Streaming (not with --no-stream): a packed set of --pack-images images of --pack-size squared x 3; batches of 256 random indices read by
  *    offset (readAsync), alone and with the GPU augmentation of each batch running (prefetch of the next).
  * The reference rate a GPU step needs: PyTorch's resnet50 on an H100, ~860 img/s.
  */
@@ -33,7 +34,14 @@ const images = flag('--images', 200);
 const packImages = flag('--pack-images', 20000);
 const batches = flag('--batches', 40);
 const side = flag('--pack-size', 64);
-const cores = flag('--workers', availableParallelism());
+const workerCounts = (
+  process.argv.includes('--workers')
+    ? process.argv[process.argv.indexOf('--workers') + 1]
+    : String(availableParallelism())
+)
+  .split(',')
+  .map(Number);
+const cores = Math.max(...workerCounts);
 const root = mkdtempSync(join(tmpdir(), 'odc-bench-data-'));
 const rows: Array<[string, string]> = [];
 const report = (name: string, value: string): void => {
@@ -74,30 +82,36 @@ try {
     writeFileSync(join(jpegDir, `${i}.jpg`), jpeg.encode({ data: rgba, width: 500, height: 375 }, 90).data);
     writeFileSync(join(pngDir, `${i}.png`), encodePng(500, 375, px));
   }
-  console.log(`${images} JPEG and ${images} PNG photos of 500x375 in ${root}; ${cores} worker threads`);
+  console.log(
+    `${images} JPEG and ${images} PNG photos of 500x375 in ${root}; ${workerCounts.join(', ')} worker threads`,
+  );
   const sharp = await loadSharp();
   sharp?.concurrency(1); // one libvips thread on the main thread too: per-core numbers (workers set their own)
   // the threads' start-up (Node: tsx transpiles the worker's modules in each), timed on one image per worker
   const startDir = join(root, 'start', 'photos');
   mkdirSync(startDir, { recursive: true });
   for (let i = 0; i < cores; i++) writeFileSync(join(startDir, `${i}.png`), encodePng(8, 8, new Uint8Array(192)));
-  const startup = (
-    await prepare({
-      data: `folder:${join(root, 'start')}`,
-      out: join(root, 's.odcpack'),
-      size: 8,
-      decoder: 'js',
-      workers: cores,
-      progress: false,
-    })
-  ).seconds;
-  report(`worker thread start-up (${cores} threads)`, `${startup.toFixed(1)} s`);
+  const startup = new Map<number, number>();
+  for (const workers of workerCounts) {
+    const seconds = (
+      await prepare({
+        data: `folder:${join(root, 'start')}`,
+        out: join(root, 's.odcpack'),
+        size: 8,
+        decoder: 'js',
+        workers,
+        progress: false,
+      })
+    ).seconds;
+    startup.set(workers, seconds);
+    report(`worker thread start-up (${workers} threads)`, `${seconds.toFixed(1)} s`);
+  }
   for (const [kind, dir] of [
     ['JPEG', join(root, 'jpeg')],
     ['PNG', join(root, 'png')],
   ] as const) {
     for (const decoder of sharp ? (['sharp', 'js'] as const) : (['js'] as const)) {
-      for (const workers of [0, cores]) {
+      for (const workers of [0, ...workerCounts]) {
         const r = await prepare({
           data: `folder:${dir}`,
           out: join(root, 'x.odcpack'),
@@ -107,11 +121,18 @@ try {
           progress: false,
         });
         const rate = r.n / r.seconds;
-        const steady = r.n / Math.max(r.seconds - (workers > 0 ? startup : 0), 1e-3);
+        // the rate after the threads' start-up, when the run outlasted the start-up measured alone (a loaded
+        // machine's start-up varies by more than a short run lasts)
+        const afterStartup = r.seconds - (startup.get(workers) ?? 0);
+        const steady = afterStartup > 0.2 * r.seconds ? r.n / afterStartup : NaN;
         report(
           `prepare ${kind} 500x375 -> 256, ${decoder}, ${workers === 0 ? 'main thread' : `${workers} workers`}`,
           `${rate.toFixed(1)} img/s` +
-            (workers > 0 ? `, ${steady.toFixed(1)} after start-up (${(steady / workers).toFixed(1)} per thread)` : ''),
+            (workers === 0
+              ? ''
+              : Number.isNaN(steady)
+                ? ', start-up not separable from this run'
+                : `, ${steady.toFixed(1)} after start-up (${(steady / workers).toFixed(1)} per thread)`),
         );
       }
     }
@@ -159,43 +180,48 @@ print(len(files) / (time.time() - t))
   }
 
   // 3. streaming from a pack
-  const packPath = join(root, 'stream.odcpack');
-  const t0 = performance.now();
-  const writer = new PackWriter(packPath, { height: side, width: side, channels: 3 });
-  const img = new Uint8Array(side * side * 3);
-  for (let i = 0; i < packImages; i++) {
-    img.fill(i & 255);
-    writer.append(img, i % 10, `#${i}`);
+  if (!process.argv.includes('--no-stream')) {
+    const packPath = join(root, 'stream.odcpack');
+    const t0 = performance.now();
+    const writer = new PackWriter(packPath, { height: side, width: side, channels: 3 });
+    const img = new Uint8Array(side * side * 3);
+    for (let i = 0; i < packImages; i++) {
+      img.fill(i & 255);
+      writer.append(img, i % 10, `#${i}`);
+    }
+    writer.finish({ numClasses: 10, source: 'bench', stored: 'synthetic' });
+    report(
+      `write a pack of ${packImages} ${side}x${side}x3 images`,
+      `${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    const pack = openPack(packPath);
+    const rng = new Rng(3);
+    const batch = (): Uint32Array => Uint32Array.from({ length: 256 }, () => rng.int(packImages));
+    const buf = new Uint8Array(256 * side * side * 3);
+    let t = performance.now();
+    for (let b = 0; b < batches; b++) await pack.readAsync(batch(), buf);
+    report(
+      `streaming read of ${side}x${side}x3, batch 256 random, no GPU work`,
+      `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s`,
+    );
+    await initGpu();
+    const aug = new GpuAugmenter(pack, imagenetPreset({ outHeight: 56, outWidth: 56, evalResize: side }));
+    const order = Array.from({ length: batches + 1 }, batch);
+    t = performance.now();
+    for (let b = 0; b < batches; b++) {
+      await aug.stage(order[b]);
+      aug.prefetch(order[b + 1]);
+      aug.augment(order[b], rng).dispose();
+      if (b % 4 === 3) await gpu().sync();
+    }
+    await gpu().sync();
+    report(
+      `streaming + GPU augmentation (${gpu().adapterName}), batch 256`,
+      `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s (a resnet50 step on an H100 needs ~860)`,
+    );
+    aug.dispose();
+    pack.close();
   }
-  writer.finish({ numClasses: 10, source: 'bench', stored: 'synthetic' });
-  report(`write a pack of ${packImages} ${side}x${side}x3 images`, `${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const pack = openPack(packPath);
-  const rng = new Rng(3);
-  const batch = (): Uint32Array => Uint32Array.from({ length: 256 }, () => rng.int(packImages));
-  const buf = new Uint8Array(256 * side * side * 3);
-  let t = performance.now();
-  for (let b = 0; b < batches; b++) await pack.readAsync(batch(), buf);
-  report(
-    `streaming read of ${side}x${side}x3, batch 256 random, no GPU work`,
-    `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s`,
-  );
-  await initGpu();
-  const aug = new GpuAugmenter(pack, imagenetPreset({ outHeight: 56, outWidth: 56, evalResize: side }));
-  const order = Array.from({ length: batches + 1 }, batch);
-  t = performance.now();
-  for (let b = 0; b < batches; b++) {
-    await aug.stage(order[b]);
-    aug.prefetch(order[b + 1]);
-    aug.augment(order[b], rng).dispose();
-    if (b % 4 === 3) await gpu().sync();
-  }
-  await gpu().sync();
-  report(
-    `streaming + GPU augmentation (${gpu().adapterName}), batch 256`,
-    `${((batches * 256) / ((performance.now() - t) / 1000)).toFixed(0)} img/s (a resnet50 step on an H100 needs ~860)`,
-  );
-  aug.dispose();
-  pack.close();
 } finally {
   rmSync(root, { recursive: true, force: true });
 }

@@ -77,8 +77,8 @@ fn tm_center_from_row(@builtin(local_invocation_index) lid: u32) {
   for (var j = lid; j < p.d; j += 256u) { centers[p.center * p.d + j] = x[row * p.d + j]; }
 }
 
-// tm_dist: d2[r] = ||x[row r] - centers[center]||^2 (row r = idx[r] when gather, else r); with
-// running_min d2[r] = min(d2[r], that) (k-means++ running minimum).
+// tm_dist: d2[d2_row0 + r] = ||x[row r] - centers[center]||^2 (row r = idx[r] when gather, else r); with
+// running_min the minimum of that and the d2 entry (k-means++ running minimum). d2_row0: a shard's first row.
 
 @compute @workgroup_size(256)
 fn tm_dist(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -87,13 +87,15 @@ fn tm_dist(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   let row = select(r, idx[r], p.gather != 0u);
   var s = 0.0;
   for (var j = 0u; j < p.d; j++) { let v = x[row * p.d + j] - centers[p.center * p.d + j]; s += v * v; }
-  if (p.running_min != 0u) { s = min(s, d2[r]); }
-  d2[r] = s;
+  let slot = p.d2_row0 + r;
+  if (p.running_min != 0u) { s = min(s, d2[slot]); }
+  d2[slot] = s;
 }
 
 // tm_pick (one workgroup): k-means++ seeding. Draws r with probability d2[r] / sum(d2) using the
-// uniform `draw` in [0, 1), then centers[center] = x[row r] (row r = idx[r] when gather, else r). Chunk
-// sums in fixed order, so it is deterministic.
+// uniform `draw` in [0, 1), then centers[center] = x[row r] (row r = idx[r] when gather, else r) when row r is
+// in [row0, row0 + row_count), x holding those rows (one shard of a sharded matrix: one launch per shard, each
+// draws the same r). Chunk sums in fixed order, so it is deterministic.
 
 var<workgroup> tp_sums: array<f32, 256>;
 var<workgroup> tp_choice: u32;
@@ -141,7 +143,9 @@ fn tm_pick(@builtin(local_invocation_index) lid: u32) {
   workgroupBarrier();
   let chosen = workgroupUniformLoad(&tp_choice);
   let row = select(chosen, idx[chosen], p.gather != 0u);
-  for (var j = lid; j < p.d; j += 256u) { centers[p.center * p.d + j] = x[row * p.d + j]; }
+  if (row < p.row0 || row - p.row0 >= p.row_count) { return; }
+  let shard_row = row - p.row0;
+  for (var j = lid; j < p.d; j += 256u) { centers[p.center * p.d + j] = x[shard_row * p.d + j]; }
 }
 
 // tm_assign: side[r] = 1 if ||x - c1||^2 < ||x - c0||^2 else 0 (ties to 0); dmin[r] = the smaller one.

@@ -2,7 +2,8 @@
  * The ODC memory past one storage binding (src/odc/memory.ts, feature rows in shards): a small memory forced
  * into several shards gives the same bits as one buffer, and a synthetic 300,000 x 128 memory (153.6 MB, over
  * the 128 MiB binding) initialises, updates, recomputes centroids and round-trips a checkpoint, checked
- * against host computations (ODC-SPEC section 5 invariants). Node only: not a CORE_TEST_FILES member.
+ * against host computations (ODC-SPEC section 5 invariants); k-means++ over shards and the report's chunked
+ * read of the memory give what one buffer gives. Node only: not a CORE_TEST_FILES member.
  */
 import { test, before } from 'node:test';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +14,9 @@ import { gpu } from '../src/gpu/device.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { Rng } from '../src/util/rng.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
+import { kmeans } from '../src/odc/kmeans.ts';
+import { clusterRanking } from '../src/report/clusters.ts';
+import { memoryRanking } from '../src/report/assignments.ts';
 import { exportMemoryState, memoryFromState, memoryRecords } from '../src/odc/memory-records.ts';
 import { CheckpointError, encodeRecords, readRecords, writeRecords } from '../src/odc/checkpoint-io.ts';
 import {
@@ -139,6 +143,75 @@ test('a memory forced into shards gives the bits of one buffer: init (k-means, s
     rmSync(dir, { recursive: true, force: true });
   }
   for (const mem of [one, sharded]) mem.dispose();
+});
+
+test("the report's ranking read from a sharded memory in chunks equals the one of its whole host copy", async () => {
+  const n = 3000;
+  const d = 24;
+  const k = 12;
+  const memory = OdcMemory.create({
+    n,
+    dim: d,
+    k,
+    minCluster: 20,
+    seed: 2,
+    kmeansIterations: 2,
+    maxShardBytes: 704 * d * 4,
+  });
+  const raw = Tensor.from(blobs(new Rng(9), n, d, 5), [n, d], 'f32');
+  await memory.init(raw);
+  raw.dispose();
+  const whole = clusterRanking({
+    n,
+    dim: d,
+    k,
+    features: await memory.featuresData(),
+    labels: await memory.labels.data(),
+  });
+  const chunked = await memoryRanking(memory, 500 * d * 4); // chunks of 500 rows, across the 704-row shards
+  assert.deepEqual(chunked.labels, whole.labels);
+  sameBits(chunked.similarity, whole.similarity, 'similarities');
+  assert.equal(chunked.n, n);
+  assert.equal(chunked.k, k);
+  memory.dispose();
+});
+
+test('k-means++ seeding over row shards (the last partial) gives the bits of one buffer', async () => {
+  const n = 2000;
+  const d = 16;
+  const k = 9;
+  const rng = new Rng(21);
+  const rows = blobs(rng, n, d, 6);
+  const whole = Tensor.from(rows, [n, d], 'f32');
+  const rowsPerShard = 448; // 5 shards: 4 of 448 rows, the last of 208
+  const parts: Tensor<'f32'>[] = [];
+  for (let row0 = 0; row0 < n; row0 += rowsPerShard)
+    parts.push(
+      Tensor.from(
+        rows.subarray(row0 * d, Math.min(n, row0 + rowsPerShard) * d),
+        [Math.min(rowsPerShard, n - row0), d],
+        'f32',
+      ),
+    );
+  const options = { iterations: 3, seed: 4, init: 'kmeans++' as const };
+  const a = kmeans(whole, n, d, k, options);
+  const b = kmeans({ parts, rowsPerShard, n, d }, n, d, k, options);
+  sameBits(await b.centroids.data(), await a.centroids.data(), 'centroids');
+  assert.deepEqual(await b.labels.data(), await a.labels.data());
+  sameBits(await b.inertia.data(), await a.inertia.data(), 'inertia');
+  for (const t of [
+    whole,
+    ...parts,
+    a.centroids,
+    a.labels,
+    a.inertia,
+    a.emptyStats,
+    b.centroids,
+    b.labels,
+    b.inertia,
+    b.emptyStats,
+  ])
+    t.dispose();
 });
 
 test('a 300,000 x 128 memory (over one 128 MiB binding) initialises, updates, recomputes centroids and checkpoints', async () => {

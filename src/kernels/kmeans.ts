@@ -17,14 +17,21 @@ export const kmeans = declareKernels('kmeans', {
     params: { d: 'u32', member: 'u32', center: 'u32' },
     bindings: { x: readF32, idx: readU32, centers: writeF32 },
   },
-  /** d2[r] = ||x[row r] - centers[center]||² (or its minimum with d2[r] when running_min) */
+  /**
+   * d2[d2_row0 + r] = ||x[row r] - centers[center]||² (or its minimum with that d2 entry when running_min); d2_row0
+   * places the rows of one shard of a sharded matrix in a d2 of all rows
+   */
   tm_dist: {
-    params: { n: 'u32', d: 'u32', center: 'u32', gather: 'bool', running_min: 'bool' },
+    params: { n: 'u32', d: 'u32', center: 'u32', gather: 'bool', running_min: 'bool', d2_row0: 'u32' },
     bindings: { x: readF32, idx: readU32, centers: readF32, d2: writeF32 },
   },
-  /** k-means++ draw (one workgroup): row r with probability d2[r] / Σ d2 at the uniform `draw` in [0, 1) becomes centers[center] */
+  /**
+   * k-means++ draw (one workgroup): row r with probability d2[r] / Σ d2 at the uniform `draw` in [0, 1) becomes
+   * centers[center] when it lies in [row0, row0 + row_count), read from x's row r - row0 (x: one shard of a sharded
+   * matrix; the whole matrix with row0 0)
+   */
   tm_pick: {
-    params: { n: 'u32', d: 'u32', center: 'u32', draw: 'f32', gather: 'bool' },
+    params: { n: 'u32', d: 'u32', center: 'u32', draw: 'f32', gather: 'bool', row0: 'u32', row_count: 'u32' },
     bindings: { x: readF32, idx: readU32, d2: readF32, centers: writeF32 },
   },
   /** side[r] = 1 when center 1 is nearer than center 0 (ties to 0), dmin[r] = the smaller squared distance */

@@ -148,8 +148,11 @@ export async function saveCheckpoint(
 
 export interface LoadedCheckpoint {
   meta: CheckpointMeta;
-  /** Applies the saved tensors to a freshly built model/optimiser and returns the restored memory. */
-  restore(model: Module, sgd: SGD | null): OdcMemory | null;
+  /**
+   * Applies the saved tensors to a freshly built model/optimiser and returns the restored memory (its features in
+   * shards of at most `maxShardBytes`, default the device's binding limit).
+   */
+  restore(model: Module, sgd: SGD | null, options?: { maxShardBytes?: number }): OdcMemory | null;
   /** DeepCluster's pseudo-labels of the epoch in progress, if the checkpoint holds them. */
   pseudoLabels: Uint32Array | null;
 }
@@ -176,7 +179,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   };
   return {
     meta,
-    restore(model, sgd) {
+    restore(model, sgd, options = {}) {
       for (const [name, p] of model.namedParameters()) gpu().write(p.buffer, take(`param.${name}`, p.size));
       for (const [name, b] of model.namedBuffers()) gpu().write(b.buffer, take(`buffer.${name}`, b.size));
       if (sgd) {
@@ -186,7 +189,12 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
         );
         sgd.loadState({ lr: meta.sgdLr, momentumBuffers: buffers });
       }
-      return meta.memoryMeta ? memoryFromState(meta.memoryMeta, file.records, { streamed: file.streamed }) : null;
+      return meta.memoryMeta
+        ? memoryFromState(meta.memoryMeta, file.records, {
+            streamed: file.streamed,
+            maxShardBytes: options.maxShardBytes,
+          })
+        : null;
     },
     pseudoLabels: (file.records.get(PSEUDO_LABELS)?.data as Uint32Array | undefined) ?? null,
   };

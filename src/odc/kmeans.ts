@@ -11,6 +11,7 @@ import { kmeans as kernels } from '../kernels/kmeans.ts';
 import {
   centroidMeans,
   copyRows,
+  forEachShard,
   gatherShardRows,
   l2Bias,
   nearest,
@@ -71,8 +72,8 @@ export interface KMeansResult {
  * Init: k distinct random rows (or k-means++, see `init`). Each iteration: L2 assignment (fused GEMM + argmax), inertia, plain
  * means (empty clusters keep their centroid), then faiss-style repair of empty clusters (split a
  * cluster drawn with probability ~ size - 1, +-1/1024 perturbation). Finally one more assignment.
- * Nothing is read back; results are reproducible for a given seed. A sharded x (RowShards, random seeding only)
- * gives the same results as one buffer: every row's assignment is its own, the means are integer sums.
+ * Nothing is read back; results are reproducible for a given seed. A sharded x (RowShards) gives the same results
+ * as one buffer, with either seeding: every row's assignment and distance is its own, the means are integer sums.
  */
 export function kmeans(
   input: Tensor<'f32'> | RowShards,
@@ -85,10 +86,6 @@ export function kmeans(
   const x = input instanceof Tensor ? input : input.parts[0];
   expectDType(x, 'f32', 'kmeans');
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`kmeans: k must be a positive integer, got ${k}`);
-  if (sharded && options.init === 'kmeans++')
-    throw new RangeError(
-      'kmeans: k-means++ seeding needs the rows in one buffer; use the default random seeding (odc.kmeansInit random) for a sharded memory',
-    );
   if (!sharded && x.size < n * d)
     throw new RangeError(`kmeans: features ${fmtShape(x.shape)} hold fewer than n*d = ${n}*${d} values`);
   if (k > n) throw new RangeError(`kmeans: k = ${k} clusters need at least k points, got n = ${n}`);
@@ -101,8 +98,15 @@ export function kmeans(
     else copyRows(x, seeds, centroids, k, d);
     seeds.dispose();
   } else {
+    // a sharded x: the distances of each shard's rows land at their rows of the one d2 [n] (4 bytes a row fits one
+    // binding far past what the features do), and each draw launches once per shard, the shard holding the drawn row
+    // writing it: every d2 entry and every draw is that of one buffer, so the centers are too
+    const shards: Array<[Tensor<'f32'>, number, number]> = [];
+    if (sharded) forEachShard(sharded, (part, row0, rows) => shards.push([part, row0, rows]));
+    else shards.push([x, 0, n]);
     const first = Tensor.from([rng.int(n)], [1], 'u32');
-    copyRows(x, first, centroids, 1, d);
+    if (sharded) gatherShardRows(sharded, first, centroids, 1);
+    else copyRows(x, first, centroids, 1, d);
     // greedy k-means++ (as scikit-learn): 2 + floor(ln k) D^2-weighted candidates per center, keep the
     // one that lowers the potential sum_x min_c ||x - c||^2 most
     const trials = 2 + Math.floor(Math.log(k));
@@ -112,20 +116,24 @@ export function kmeans(
     const pot = Tensor.empty([trials], 'f32');
     const none = Tensor.empty([1], 'u32'); // idx placeholder: the rows are x's own
     // d2[r] = min over the centers chosen so far of ||x[r] - center||^2 (running_min after the first)
-    const distances = (center: number, centers: Tensor<'f32'>, out: Tensor<'f32'>, runningMin: boolean) =>
-      dispatchKernel(kernels.tm_dist, {
-        params: { n, d, center, gather: false, running_min: runningMin },
-        bindings: { x: x.buffer, idx: none.buffer, centers: centers.buffer, d2: out.buffer },
-        workgroups: threads(n),
-      });
+    const distances = (center: number, centers: Tensor<'f32'>, out: Tensor<'f32'>, runningMin: boolean) => {
+      for (const [part, row0, rows] of shards)
+        dispatchKernel(kernels.tm_dist, {
+          params: { n: rows, d, center, gather: false, running_min: runningMin, d2_row0: row0 },
+          bindings: { x: part.buffer, idx: none.buffer, centers: centers.buffer, d2: out.buffer },
+          workgroups: threads(rows),
+        });
+    };
     distances(0, centroids, d2, false);
     for (let j = 1; j < k; j++) {
       for (let l = 0; l < trials; l++) {
-        dispatchKernel(kernels.tm_pick, {
-          params: { n, d, center: l, draw: rng.uniform(), gather: false },
-          bindings: { x: x.buffer, idx: none.buffer, d2: d2.buffer, centers: cands.buffer },
-          workgroups: [1],
-        });
+        const draw = rng.uniform();
+        for (const [part, row0, rows] of shards)
+          dispatchKernel(kernels.tm_pick, {
+            params: { n, d, center: l, draw, gather: false, row0, row_count: rows },
+            bindings: { x: part.buffer, idx: none.buffer, d2: d2.buffer, centers: cands.buffer },
+            workgroups: [1],
+          });
         gpu().copy(d2.buffer, 0, trial.buffer, 0, n * 4);
         distances(l, cands, trial, true);
         sumInto(trial, n, pot, l);

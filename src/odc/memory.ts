@@ -27,13 +27,14 @@
  *   depend on the GPU's scheduling (WGSL has no float atomics).
  * - The 2-means of a split runs on the GPU (src/odc/split.ts); the recycled id gets 2-means side 1.
  * - Sharding (memories past one storage binding): the feature rows live in S shards of rowsPerShard rows (the
- *   largest multiple of 64 rows within min(maxStorageBufferBindingSize, maxBufferSize), and at most what one
- *   nearest-centroid launch takes); S = 1 whenever the memory fits, and then every launch is the one-buffer launch. With S > 1 the momentum update and its scatter
- *   run once per shard on the batch rows in its row range; k-means assigns and normalises shard by shard (each
- *   row's result is its own); centroid sums add the shards in shard order into the same 64-bit integer
- *   accumulators (exact, so order-free); the small-cluster policy gathers the rows it needs into one buffer.
- *   Results are bit-identical to one buffer (test/odc-memory-shards.test.ts). Labels stay one [N] buffer
- *   (4 bytes a row: 33M rows per 128 MiB). Checkpoints stream the features shard by shard (memory-records.ts).
+ *   largest multiple of 64 rows within one binding, and at most what one nearest-centroid launch takes; the
+ *   bookkeeping is memory-shards.ts); S = 1 whenever the memory fits, and then every launch is the one-buffer
+ *   launch. With S > 1 the momentum update and its scatter run once per shard on the batch rows in its row range;
+ *   k-means (and its k-means++ seeding) assigns and normalises shard by shard (each row's result is its own);
+ *   centroid sums add the shards in shard order into the same 64-bit integer accumulators (exact, so order-free);
+ *   the small-cluster policy gathers the rows it needs into one buffer. Results are bit-identical to one buffer
+ *   (test/odc-memory-shards.test.ts, test/train-shards.test.ts). Labels stay one [N] buffer (4 bytes a row: 33M
+ *   rows per 128 MiB). Checkpoints stream the features shard by shard (memory-records.ts).
  * - Out-of-range indices passed as host arrays throw before any GPU work; passed as GPU tensors they
  *   cannot be checked without a readback, so the kernels skip them and count them, and the next
  *   `stats()` / `checkErrors()` throws.
@@ -48,14 +49,19 @@ import {
   centroidMeans,
   fillU32,
   forEachShard,
-  gatherShardRows,
   histogram,
   nearest,
-  rowsPerShard,
   threads,
   type RowShards,
 } from '../ops/clustering.ts';
-import { normalizeRows } from '../ops/rows.ts';
+import {
+  allocateFeatureShards,
+  featureShardRows,
+  gatheredRows,
+  normalizeIntoShards,
+  shardsData,
+  singleShard,
+} from './memory-shards.ts';
 import { kmeans } from './kmeans.ts';
 import { handleSmallClusters, type ClusterMemory, type SmallClusterReport } from './small-clusters.ts';
 
@@ -175,17 +181,13 @@ export class OdcMemory implements ClusterMemory {
     this.splitRestarts = o.splitRestarts;
     this.splitMaxIter = o.splitMaxIter;
     this.rng = new Rng(o.seed);
-    const parts: Tensor<'f32'>[] = [];
-    for (let row0 = 0; row0 < o.n; row0 += shardRows)
-      parts.push(Tensor.empty([Math.min(shardRows, o.n - row0), o.dim], 'f32'));
-    this.featureShards = { parts, rowsPerShard: shardRows, n: o.n, d: o.dim };
+    this.featureShards = allocateFeatureShards(o.n, o.dim, shardRows);
     this.labels = Tensor.empty([o.n], 'u32');
     this.centroids = Tensor.empty([o.k, o.dim], 'f32');
     this.weights = Tensor.from(new Float32Array(o.k).fill(1 / o.k), [o.k], 'f32');
     this.changeCount = Tensor.empty([1], 'u32');
     this.status = Tensor.empty([4], 'u32');
     this.sizes = Tensor.empty([o.k], 'u32');
-    for (const part of parts) fillU32(part, 0);
     fillU32(this.labels, 0);
     fillU32(this.centroids, 0);
     fillU32(this.changeCount, 0);
@@ -224,42 +226,22 @@ export class OdcMemory implements ClusterMemory {
       splitRestarts: checkInt('splitRestarts', options.splitRestarts ?? 3, 1),
       splitMaxIter: checkInt('splitMaxIter', options.splitMaxIter ?? 20, 0),
     };
-    const { maxStorageBufferBindingSize, maxBufferSize, maxComputeWorkgroupsPerDimension } = gpu().limits;
-    const maxShardBytes = Math.min(options.maxShardBytes ?? Infinity, maxStorageBufferBindingSize, maxBufferSize);
-    // and at most the rows one nearest-centroid launch takes (64 rows per workgroup in its tiled variant)
-    return new OdcMemory(o, Math.min(rowsPerShard(n, dim, maxShardBytes), 64 * maxComputeWorkgroupsPerDimension));
+    return new OdcMemory(o, featureShardRows(n, dim, options.maxShardBytes));
   }
 
   /** The [N, D] features as one tensor; only a memory held in one shard has one (else use featureShards / featuresData). */
   get features(): Tensor<'f32'> {
-    const { parts } = this.featureShards;
-    if (parts.length !== 1)
-      throw new Error(
-        `OdcMemory: the features [${this.n}, ${this.dim}] are held in ${parts.length} shards, not one tensor`,
-      );
-    return parts[0];
+    return singleShard(this.featureShards);
   }
 
   /** Host copy of all the features (read shard by shard; for small memories and tests: checkpoints stream instead). */
-  async featuresData(): Promise<Float32Array> {
-    const out = new Float32Array(this.n * this.dim);
-    for (let s = 0; s < this.featureShards.parts.length; s++)
-      out.set(await this.featureShards.parts[s].data(), s * this.featureShards.rowsPerShard * this.dim);
-    return out;
+  featuresData(): Promise<Float32Array> {
+    return shardsData(this.featureShards);
   }
 
   /** ClusterMemory.indexedRows: the memory and idx itself when it is one shard, else the gathered rows and 0..count-1. */
   indexedRows(idx: Tensor<'u32'>, count: number): { x: Tensor<'f32'>; rowIdx: Tensor<'u32'>; release(): void } {
-    if (this.featureShards.parts.length === 1)
-      return { x: this.featureShards.parts[0], rowIdx: idx, release: () => {} };
-    const x = Tensor.empty([Math.max(count, 1), this.dim], 'f32');
-    gatherShardRows(this.featureShards, idx, x, count);
-    const rowIdx = Tensor.from(
-      Uint32Array.from({ length: Math.max(count, 1) }, (_, i) => i),
-      [Math.max(count, 1)],
-      'u32',
-    );
-    return { x, rowIdx, release: () => (x.dispose(), rowIdx.dispose()) };
+    return gatheredRows(this.featureShards, idx, count);
   }
 
   private checkFeatures(features: Tensor<'f32'>, rows: number | null, what: string): number {
@@ -304,18 +286,7 @@ export class OdcMemory implements ClusterMemory {
         );
       rawFeatures.forEach((raw, s) => this.checkFeatures(raw, parts[s].shape[0], `OdcMemory.init (block ${s})`));
     }
-    // ODC-SPEC's rule (||x|| + 1e-10), summed in order over each row as the momentum update sums (row by row:
-    // normalising a block or the whole gives the same bits).
-    if (!(rawFeatures instanceof Tensor))
-      rawFeatures.forEach((raw, s) => normalizeRows(raw, { epsilon: 'add', summation: 'serial', out: parts[s] }));
-    else if (parts.length === 1) normalizeRows(rawFeatures, { epsilon: 'add', summation: 'serial', out: parts[0] });
-    else {
-      const all = normalizeRows(rawFeatures, { epsilon: 'add', summation: 'serial' });
-      forEachShard(this.featureShards, (part, row0, rows) =>
-        gpu().copy(all.buffer, row0 * this.dim * 4, part.buffer, 0, rows * this.dim * 4),
-      );
-      all.dispose();
-    }
+    normalizeIntoShards(rawFeatures, this.featureShards);
     const km = kmeans(this.featureShards, this.n, this.dim, this.k, {
       iterations: this.kmeansIterations,
       seed: this.rng.nextU32(),

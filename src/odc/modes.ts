@@ -29,6 +29,8 @@ export interface ModeContext {
   model: OdcModel;
   augmenter: GpuAugmenter;
   clusterRng: Rng;
+  /** Largest ODC memory feature shard in bytes, below the device's binding limit (tests force S > 1 with it). */
+  maxMemoryShardBytes?: number;
 }
 
 export interface TrainingMode {
@@ -104,6 +106,7 @@ export async function freshMode(
       kmeansInit: config.odc.kmeansInit,
       splitRestarts: config.odc.splitRestarts,
       splitMaxIter: config.odc.splitMaxIter,
+      maxShardBytes: ctx.maxMemoryShardBytes,
     });
     const { rowsPerShard } = memory.featureShards;
     for (const part of memory.featureShards.parts) {
@@ -137,6 +140,7 @@ export async function freshMode(
       event: 'init',
       inertia: report.inertia,
       nmi: initialNmi,
+      memoryShards: memory.featureShards.parts.length,
       ...stats,
       sizes: Array.from(labelHistogram(initialLabels, config.odc.k)),
     });

@@ -70,6 +70,11 @@ export interface TrainOptions {
   onEpoch?: (summary: EpochSummary, session: TrainingSession) => void | Promise<void>;
   /** Called after every iteration with the iteration count so far (soak bench, fault-injection tests). */
   afterIteration?: (iteration: number) => void | Promise<void>;
+  /**
+   * Largest ODC memory feature shard in bytes (default: the device's binding limit). Tests lower it to train with
+   * the memory in several shards; results do not depend on it.
+   */
+  maxMemoryShardBytes?: number;
 }
 
 export class TrainingSession implements StepParts {
@@ -155,6 +160,11 @@ export class TrainingSession implements StepParts {
     return this.options.outDir;
   }
 
+  /** ModeContext.maxMemoryShardBytes: the option's value. */
+  get maxMemoryShardBytes(): number | undefined {
+    return this.options.maxMemoryShardBytes;
+  }
+
   /** The mode's labels, memory and rules (set by `begin`). */
   get mode(): TrainingMode {
     if (!this.currentMode) throw new Error('TrainingSession: begin() has not run');
@@ -180,7 +190,7 @@ export class TrainingSession implements StepParts {
     );
     const ckpt = this.ckpt;
     if (ckpt) {
-      const memory = ckpt.restore(this.model, this.sgd);
+      const memory = ckpt.restore(this.model, this.sgd, { maxShardBytes: this.options.maxMemoryShardBytes });
       if (this.scaler && ckpt.meta.lossScale) this.scaler.load(ckpt.meta.lossScale);
       this.currentMode = resumedMode(this, { memory, pseudoLabels: ckpt.pseudoLabels }, this.n);
       this.position = ckpt.meta.position;

@@ -63,12 +63,12 @@ export function twoMeansSplit(
       workgroups: [1],
     });
     dispatchKernel(kernels.tm_dist, {
-      params: { n, d, center: 0, gather: true, running_min: false },
+      params: { n, d, center: 0, gather: true, running_min: false, d2_row0: 0 },
       bindings: { x: bank.buffer, idx: idx.buffer, centers: centers.buffer, d2: dmin.buffer },
       workgroups: threads(n),
     });
     dispatchKernel(kernels.tm_pick, {
-      params: { n, d, center: 1, draw: rng.uniform(), gather: true },
+      params: { n, d, center: 1, draw: rng.uniform(), gather: true, row0: 0, row_count: bank.shape[0] },
       bindings: { x: bank.buffer, idx: idx.buffer, d2: dmin.buffer, centers: centers.buffer },
       workgroups: [1],
     });

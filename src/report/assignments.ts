@@ -18,9 +18,14 @@ import { checkDataSize, loadCheckpoint, type LoadedCheckpoint } from '../odc/che
 import type { TrainConfig } from '../config/settings.ts';
 import { extractFeatures } from '../odc/extract.ts';
 import type { OdcMemory } from '../odc/memory.ts';
+import { forEachRowChunk } from '../odc/memory-shards.ts';
 import type { OdcModel } from '../models/odc-model.ts';
 import { labelHistogram } from '../metrics/metrics.ts';
 import {
+  addClusterSums,
+  centroidsFromSums,
+  similaritiesInto,
+  type ClusterRanking,
   centroidSimilarities,
   clusterCentroids,
   nearestCentroids,
@@ -88,6 +93,26 @@ export async function clusterSpaceOf(state: {
     space: { n: dataset.n, dim: model.backbone.featureDim, k: config.odc.k, features, labels: pseudoLabels },
     layer: 'backbone',
   };
+}
+
+/**
+ * The ranking (labels, each image's similarity to its centroid) of an ODC memory's clusters, as `clusterRanking`
+ * of its host copy gives it, with the features read to the host in chunks of at most `chunkBytes` (twice: the
+ * cluster sums, then the similarities), so the host never holds the N x D memory: what `train --report` reads at
+ * every epoch end.
+ */
+export async function memoryRanking(memory: OdcMemory, chunkBytes = 16 * 2 ** 20): Promise<ClusterRanking> {
+  const { n, k, dim } = memory;
+  const labels = await memory.labels.data();
+  const chunkRows = Math.max(1, Math.floor(chunkBytes / (4 * dim)));
+  const sums = new Float64Array(k * dim);
+  await forEachRowChunk(memory.featureShards, chunkRows, (rows, row0) => addClusterSums(sums, rows, labels, row0, dim));
+  const centroids = centroidsFromSums(sums, dim);
+  const similarity = new Float32Array(n);
+  await forEachRowChunk(memory.featureShards, chunkRows, (rows, row0) =>
+    similaritiesInto(similarity, rows, labels, row0, centroids, dim),
+  );
+  return { n, k, labels, similarity };
 }
 
 /** A run's trained network, its training data and its cluster space; `dispose` frees the GPU side. */

@@ -13,12 +13,12 @@ import type { TrainConfig } from '../config/settings.ts';
 import type { EvalRow } from '../eval/report.ts';
 import { labelHistogram } from '../metrics/metrics.ts';
 import {
-  centroidSimilarities,
-  clusterCentroids,
+  clusterRanking,
   clusterClasses,
   clusterClassMatrix,
   galleryClusters,
   membersByRank,
+  type ClusterRanking,
   type ClusterSpace,
 } from './clusters.ts';
 import { readRunLog, type RunLog } from '../odc/run-log.ts';
@@ -132,13 +132,14 @@ export function imageDataUri(ds: ImageDataset | ImageSource, i: number): string 
  * with size, and majority class and purity when `ds` has labels.
  */
 export function buildGalleries(
-  space: ClusterSpace,
+  clusters: ClusterSpace | ClusterRanking,
   ds: ImageDataset | ImageSource,
   opts: ReportOptions = {},
 ): Gallery[] {
   const perCluster = opts.perCluster ?? 12;
+  const space = 'similarity' in clusters ? clusters : clusterRanking(clusters);
   const sizes = labelHistogram(space.labels, space.k);
-  const similarity = centroidSimilarities(space, clusterCentroids(space));
+  const similarity = space.similarity;
   const ranked = membersByRank(space.labels, similarity, space.k);
   const classes =
     ds.labels && ds.numClasses
@@ -162,7 +163,7 @@ export function buildGalleries(
  */
 export function buildRunReport(
   runDir: string,
-  clusters: { space: ClusterSpace; dataset: ImageDataset | ImageSource } | null,
+  clusters: { space: ClusterSpace | ClusterRanking; dataset: ImageDataset | ImageSource } | null,
   opts: ReportOptions = {},
 ): RunReport {
   const log = readRunLog(runDir);

@@ -27,18 +27,46 @@ export function unitRows(x: Float32Array, dim: number): Float32Array {
   return out;
 }
 
+/** What the report's galleries and tables need of a cluster space: the labels and each image's similarity. */
+export interface ClusterRanking {
+  n: number;
+  k: number;
+  labels: Uint32Array;
+  /** [n] cosine similarity of each image to its cluster's centroid (centroidSimilarities). */
+  similarity: Float32Array;
+}
+
+/**
+ * Adds the rows [row0, row0 + x.length / dim) of a space (x holds only those rows) to per-cluster sums [k, dim]:
+ * called on consecutive chunks, the sums are those of the whole space.
+ */
+export function addClusterSums(
+  sums: Float64Array,
+  x: Float32Array,
+  labels: ArrayLike<number>,
+  row0: number,
+  dim: number,
+): void {
+  const rows = x.length / dim;
+  for (let r = 0; r < rows; r++) {
+    const c = labels[row0 + r];
+    for (let j = 0; j < dim; j++) sums[c * dim + j] += x[r * dim + j];
+  }
+}
+
+/** [k, dim] unit-length centroids from per-cluster sums (an empty cluster's row is zero). */
+export function centroidsFromSums(sums: Float64Array, dim: number): Float32Array {
+  return unitRows(Float32Array.from(sums), dim);
+}
+
 /**
  * [k, dim] unit-length centroids: the mean of each cluster's members (as ODC's centroid recompute, spec 2.4),
  * normalised so a dot product is the cosine; an empty cluster's row is zero.
  */
 export function clusterCentroids(space: ClusterSpace): Float32Array {
-  const { n, dim, k, features, labels } = space;
-  const sums = new Float64Array(k * dim);
-  for (let i = 0; i < n; i++) {
-    const c = labels[i];
-    for (let j = 0; j < dim; j++) sums[c * dim + j] += features[i * dim + j];
-  }
-  return unitRows(Float32Array.from(sums), dim);
+  const sums = new Float64Array(space.k * space.dim);
+  addClusterSums(sums, space.features.subarray(0, space.n * space.dim), space.labels, 0, space.dim);
+  return centroidsFromSums(sums, space.dim);
 }
 
 function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, dim: number): number {
@@ -49,10 +77,28 @@ function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, dim: numb
 
 /** Each image's cosine similarity to the centroid of its own cluster. */
 export function centroidSimilarities(space: ClusterSpace, centroids: Float32Array): Float32Array {
-  const { n, dim, features, labels } = space;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = dot(features, i * dim, centroids, labels[i] * dim, dim);
+  const out = new Float32Array(space.n);
+  similaritiesInto(out, space.features.subarray(0, space.n * space.dim), space.labels, 0, centroids, space.dim);
   return out;
+}
+
+/** out[row0 + r] = the similarity of row r of x (rows row0.. of a space) to its cluster's centroid. */
+export function similaritiesInto(
+  out: Float32Array,
+  x: Float32Array,
+  labels: ArrayLike<number>,
+  row0: number,
+  centroids: Float32Array,
+  dim: number,
+): void {
+  const rows = x.length / dim;
+  for (let r = 0; r < rows; r++) out[row0 + r] = dot(x, r * dim, centroids, labels[row0 + r] * dim, dim);
+}
+
+/** The ranking of a space held on the host. */
+export function clusterRanking(space: ClusterSpace): ClusterRanking {
+  const { n, k, labels } = space;
+  return { n, k, labels, similarity: centroidSimilarities(space, clusterCentroids(space)) };
 }
 
 /** Each cluster's members, most similar to the centroid first (ties by index). */

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { TrainingSession } from '../odc/session.ts';
 import { OdcMode } from '../odc/modes.ts';
-import { clusterSpaceOf, openRun } from './assignments.ts';
+import { clusterSpaceOf, memoryRanking, openRun } from './assignments.ts';
 import { buildRunReport } from './build.ts';
 import { renderReport, writeReportFile } from './html.ts';
 
@@ -31,18 +31,23 @@ export async function writeReport(opts: { runDir: string; compare: readonly stri
  */
 export async function writeLiveReport(session: TrainingSession): Promise<string> {
   const mode = session.mode;
-  const state = mode.checkpointState();
-  const clusters = await clusterSpaceOf({
-    memory: mode instanceof OdcMode ? mode.memory : null,
-    pseudoLabels: state.pseudoLabels,
-    model: session.model,
-    config: session.config,
-    dataset: session.dataset,
-  });
+  // ODC: the memory's ranking, its features read in chunks (never the N x D memory on the host at once)
+  const space =
+    mode instanceof OdcMode
+      ? await memoryRanking(mode.memory)
+      : (
+          await clusterSpaceOf({
+            memory: null,
+            pseudoLabels: mode.checkpointState().pseudoLabels,
+            model: session.model,
+            config: session.config,
+            dataset: session.dataset,
+          })
+        )?.space;
   const out = join(session.outDir, REPORT_FILE);
   writeReportFile(
     out,
-    renderReport(buildRunReport(session.outDir, clusters ? { space: clusters.space, dataset: session.dataset } : null)),
+    renderReport(buildRunReport(session.outDir, space ? { space, dataset: session.dataset } : null)),
   );
   return out;
 }
