@@ -77,9 +77,16 @@ interface MultiKernel {
 const WIDE: MultiKernel = { wide: true, slots: 5 };
 const PAIR: MultiKernel = { wide: false, slots: 2 };
 
+let forcedKernel: MultiKernel | null = null;
+
+/** Tests run the 2-slot kernel where the adapter would take the 5-slot one: `forceSgdSlots(2)`; null restores the choice. */
+export function forceSgdSlots(slots: 2 | 5 | null): void {
+  forcedKernel = slots === null ? null : slots === 5 ? WIDE : PAIR;
+}
+
 function multiKernel(): MultiKernel {
   // Three storage buffers per slot and one kept free (src/kernels/sgd.ts).
-  return gpu().limits.maxStorageBuffersPerShaderStage >= 3 * WIDE.slots + 1 ? WIDE : PAIR;
+  return forcedKernel ?? (gpu().limits.maxStorageBuffersPerShaderStage >= 3 * WIDE.slots + 1 ? WIDE : PAIR);
 }
 
 /** The first workgroup of an unused slot: past every workgroup of the launch. */
