@@ -10,6 +10,9 @@
  * process), and the JavaScript heap bytes allocated per step (steps during which no garbage collection ran); then
  * the cost of the smallest dispatch (a one-binding fill) through the project's path against raw Dawn calls
  * (median of 7 rounds of 2,000).
+ *   npx tsx bench/host-overhead.ts --by-kernel [--only resnet18]
+ * instead records one step per case after warm-up and prints its dispatches per kernel (family.entry and template
+ * values), most first: where fusion would cut dispatches.
  *   npx tsx bench/host-overhead.ts --run-ahead [--rounds 3] [--steps 4]
  * instead runs real convnet-s b256 steps (executed) in interleaved rounds, deciding each iteration at once
  * (keepOpen 0) or leaving its decision open while the next is recorded (keepOpen 1, the training loop), and
@@ -252,8 +255,40 @@ async function runAhead(g: Gpu, rounds: number, steps: number): Promise<void> {
   }
 }
 
+/** Dispatches of one recorded step per kernel label, counted by wrapping the recorder's one launch call. */
+async function dispatchesByKernel(g: Gpu, c: Case, warmup: number): Promise<Map<string, number>> {
+  const { step, dispose, memory } = await prepareStep(c);
+  const counts = new Map<string, number>();
+  const launch = g.dispatchResolved;
+  try {
+    const answer = await readAnswers(memory);
+    for (let i = 0; i < warmup; i++) await g.recordOnly(step, answer);
+    g.dispatchResolved = function (this: Gpu, kernel, ...rest) {
+      counts.set(kernel.label, (counts.get(kernel.label) ?? 0) + 1);
+      return launch.call(this, kernel, ...rest);
+    };
+    await g.recordOnly(step, answer);
+  } finally {
+    g.dispatchResolved = launch;
+    dispose();
+  }
+  return counts;
+}
+
 const g = await initGpu();
 console.log(adapterLine(g, false));
+if (process.argv.includes('--by-kernel')) {
+  const only = argValue('--only', '');
+  for (const c of CASES) {
+    if (only && !c.name.startsWith(only)) continue;
+    const counts = await dispatchesByKernel(g, c, Number(argValue('--warmup', '2')));
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    console.log(`${c.name}: ${total} dispatches in one recorded step`);
+    for (const [label, n] of [...counts].sort((a, b) => b[1] - a[1]))
+      console.log(`  ${String(n).padStart(4)}  ${label}`);
+  }
+  process.exit(0);
+}
 if (process.argv.includes('--run-ahead')) {
   await runAhead(g, Number(argValue('--rounds', '3')), Number(argValue('--steps', '4')));
   process.exit(0);

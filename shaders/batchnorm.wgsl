@@ -2,7 +2,8 @@
 //
 // Reductions are deterministic: no atomics. A partial pass gives each workgroup one block of rows and a
 // tile of {{CT}} channels; {{RL}} row lanes stride through the block, and lane 0 folds the lanes together
-// in lane order. A finalize pass (one thread per channel) folds the blocks in block order.
+// in lane order. The blocks are then folded in block order per channel, inside the elementwise pass that
+// needs the result (stats_apply, dx_train), so a batch norm is two dispatches forward and two backward.
 //
 // Per-channel stats buffer (4·C floats): [mean | invstd | scale = weight·invstd | bias].
 // x, out and y are activations of the working precision (`float`: f16 under --precision f16), read as f32.
@@ -76,30 +77,13 @@ fn stats_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
   }
 }
 
-// Forward statistics, pass 2 (training). weight and bias are placeholders when absent; the running mean
-// and var are updated in place (PyTorch's rule, unbiased variance).
-@compute @workgroup_size(64)
-fn stats_finalize(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
-  if (c >= p.channels) { return; }
+// Forward statistics, pass 2 (training): the blocks of channel c merged in block order.
+fn fold_stats(c: u32) -> vec3f {
   var acc = vec3f(0.0);
   for (var b = 0u; b < p.nblocks; b++) {
     acc = merge(acc, vec3f(block_rows(b), partial[2u * b * p.channels + c], partial[(2u * b + 1u) * p.channels + c]));
   }
-  let mean = acc.y;
-  let invstd = 1.0 / sqrt(acc.z / acc.x + p.eps);
-  let wt = select(1.0, weight[c], p.has_weight != 0u);
-  let bs = select(0.0, bias[c], p.has_bias != 0u);
-  let C = p.channels;
-  stats[c] = mean;
-  stats[C + c] = invstd;
-  stats[2u * C + c] = wt * invstd;
-  stats[3u * C + c] = bs;
-  if (p.update_running != 0u) {
-    let unbiased = acc.z / (acc.x - 1.0);
-    running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
-    running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
-  }
+  return acc;
 }
 
 // Eval statistics from the running stats.
@@ -131,6 +115,49 @@ fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let mean = stats[c];
   let scale = stats[2u * C + c];
   let shift = stats[3u * C + c];
+  let clamp = fused_relu();
+  for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
+    let i = r * C + c;
+    let y = (f32(x[i]) - mean) * scale + shift;
+    out[i] = float(select(y, max(y, 0.0), clamp));
+  }
+}
+
+// Training forward with the statistics' pass 2 folded in (one dispatch fewer per batch norm): lane row 0 of
+// every workgroup folds the partials of its CT channels (the same fold, in the same order, as a finalize pass
+// would), shares (mean, scale, bias) through workgroup memory, and workgroups of row 0 also write the saved
+// stats and update the running mean and var in place (PyTorch's rule, unbiased variance). weight and bias
+// are placeholders when absent. The host keeps the row groups few (src/ops/batchnorm.ts) so the repeated
+// fold stays a small part of the pass.
+@compute @workgroup_size({{CT}}, {{RL}})
+fn stats_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c = wid.x * CT + lid.x;
+  let C = p.channels;
+  if (lid.y == 0u && c < C) {
+    let acc = fold_stats(c);
+    let mean = acc.y;
+    let invstd = 1.0 / sqrt(acc.z / acc.x + p.eps);
+    let wt = select(1.0, weight[c], p.has_weight != 0u);
+    let bs = select(0.0, bias[c], p.has_bias != 0u);
+    let scale = wt * invstd;
+    sh_a[lid.x] = mean;
+    sh_b[lid.x] = scale;
+    sh_c[lid.x] = bs;
+    if (wid.y == 0u) {
+      stats[c] = mean;
+      stats[C + c] = invstd;
+      stats[2u * C + c] = scale;
+      stats[3u * C + c] = bs;
+      let unbiased = acc.z / (acc.x - 1.0);
+      running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
+      running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+    }
+  }
+  workgroupBarrier();
+  if (c >= C) { return; }
+  let mean = sh_a[lid.x];
+  let scale = sh_b[lid.x];
+  let shift = sh_c[lid.x];
   let clamp = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * C + c;
@@ -176,32 +203,50 @@ fn grad_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
   }
 }
 
-// Backward sums, pass 2: dy_sum = Σ dy (= d bias), dy_xhat_sum = Σ dy·x̂ (= d weight).
-@compute @workgroup_size(64)
-fn grad_finalize(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
-  if (c >= p.channels) { return; }
+// Backward sums, pass 2: (Σ dy, Σ dy·x̂) of channel c, the blocks added in block order.
+fn fold_grads(c: u32) -> vec2f {
   var a = 0.0;
   var d = 0.0;
   for (var b = 0u; b < p.nblocks; b++) {
     a += partial[2u * b * p.channels + c];
     d += partial[(2u * b + 1u) * p.channels + c];
   }
-  dy_sum[c] = a;
-  dy_xhat_sum[c] = d * stats[p.channels + c];
+  return vec2f(a, d * stats[p.channels + c]);
 }
 
-// Training dx = scale · (dy - (Σdy + x̂ · Σdy·x̂) / rows); y (the output) is read only with a fused ReLU.
+// Backward sums, pass 2, alone (when dx is not needed): dy_sum = Σ dy (= d bias), dy_xhat_sum = Σ dy·x̂ (= d weight).
+@compute @workgroup_size(64)
+fn grad_finalize(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= p.channels) { return; }
+  let sums = fold_grads(c);
+  dy_sum[c] = sums.x;
+  dy_xhat_sum[c] = sums.y;
+}
+
+// Training dx = scale · (dy - (Σdy + x̂ · Σdy·x̂) / rows), with the backward's pass 2 folded in as in stats_apply:
+// lane row 0 folds the partials of its channels, workgroups of row 0 write dy_sum (= d bias) and dy_xhat_sum
+// (= d weight). y (the output) is read only with a fused ReLU.
 @compute @workgroup_size({{CT}}, {{RL}})
 fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let c = wid.x * CT + lid.x;
-  if (c >= p.channels) { return; }
   let C = p.channels;
+  if (lid.y == 0u && c < C) {
+    let sums = fold_grads(c);
+    sh_a[lid.x] = sums.x;
+    sh_b[lid.x] = sums.y;
+    if (wid.y == 0u) {
+      dy_sum[c] = sums.x;
+      dy_xhat_sum[c] = sums.y;
+    }
+  }
+  workgroupBarrier();
+  if (c >= C) { return; }
   let mean = stats[c];
   let invstd = stats[C + c];
   let scale = stats[2u * C + c];
-  let sum_dy = dy_sum[c];
-  let sum_dy_xhat = dy_xhat_sum[c];
+  let sum_dy = sh_a[lid.x];
+  let sum_dy_xhat = sh_b[lid.x];
   let relu = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * C + c;

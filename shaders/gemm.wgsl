@@ -9,7 +9,12 @@
 //                        the input pixels ih = s·t + ph - pad only meet kernel taps kh = ph + s·jh, at
 //                        oh = t - jh, so A = dy gathered at (t - jh, u - jw) [N·Ht·Wt, KHp·KWp·Cout] and
 //                        B = the weight with each tap transposed, wt[kh, kw, co, ci], seen as
-//                        [KHp·KWp·Cout, Cin]: no stride waste, and B rows are contiguous (vec4 loads).
+//                        [KHp·KWp·Cout, Cin]: no stride waste, and B rows are contiguous (vec4 loads);
+//                        with TRANS_B, B is the weight itself, w[kh, kw, ci, co], read transposed per tap.
+// TRANS_B in gemm_regs: B[k, n] is contiguous along k, so the K loop reads 4 k of each of its columns with one
+// vec4 load (where the k are 4-aligned and K, or dgrad's Cout, is a multiple of 4) and transposes them in
+// registers: as many loads as the plain layout's, and the same fma order, so the result is bit-identical to
+// transposing B with transpose2d first.
 //   conv_wgrad:    A = im2col(x)ᵀ [KH·KW·Cin, N·OH·OW], B = dy [N·OH·OW, Cout]
 // Branches on MODE/TRANS_* are on constants and vanish at compile time.
 //
@@ -182,13 +187,25 @@ fn b_row(q: KPos) -> u32 {
   return u32(q.k);
 }
 
+// The index of B[k, n] when TRANS_B: matmul's bᵀ, or dgrad's weight w[tap, n, co] (q.k = tap, q.c = co).
+fn b_index_t(q: KPos, n: u32) -> u32 {
+  if (MODE == MODE_CONV_DGRAD) { return (u32(q.k) * p.N + n) * p.Cout + u32(q.c); }
+  return n * p.K + u32(q.k);
+}
+
 // B[k, n], zero for n >= N.
 fn read_b(q: KPos, n: u32) -> f32 {
   let ok = n < p.N;
   let ni = select(0u, n, ok);
   var u = b_row(q) * p.N + ni;
-  if (MODE == MODE_MATMUL && TRANS_B) { u = ni * p.K + u32(q.k); }
+  if (TRANS_B) { u = b_index_t(q, ni); }
   return select(0.0, f32(B[u >> 2u][u & 3u]), ok);
+}
+
+// TRANS_B: B[k .. k + 3, n] with one vector load (k 4-aligned; K, or dgrad's Cout, a multiple of 4), zero for n >= N.
+fn read_bt4(q: KPos, n: u32) -> vec4<f32> {
+  let ok = n < p.N;
+  return select(vec4<f32>(0.0), vec4<f32>(B[b_index_t(q, select(0u, n, ok)) >> 2u]), ok);
 }
 
 // B[k, n .. n + 3] when VEC_B (n % 4 == 0): one vector load.
@@ -240,7 +257,32 @@ fn gemm_regs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   for (var i = 0u; i < TM; i++) { rows[i] = row_info(m0 + i); }
   var acc: array<vec4<f32>, TM * TN4>;
   var q = k_first(kb);
-  for (var k = kb; k < ke; k++) {
+  var k = kb;
+  if (TRANS_B && p.bt_vec4 != 0u) {
+    for (; k < ke && k % 4u != 0u; k++) { // to the first 4-aligned k
+      var b: array<vec4<f32>, TN4>;
+      for (var j = 0u; j < TN4; j++) {
+        b[j] = read_b4(q, n0 + nstep * j);
+      }
+      k_step(&acc, &rows, q, b);
+      q = k_next(q);
+    }
+    for (; k + 4u <= ke; k += 4u) {
+      var cols: array<vec4<f32>, TN>; // cols[4j + e] = B[k .. k + 3, column e of the j-th vec4]
+      for (var j = 0u; j < TN4; j++) {
+        for (var e = 0u; e < 4u; e++) { cols[4u * j + e] = read_bt4(q, n0 + nstep * j + e); }
+      }
+      for (var kk = 0u; kk < 4u; kk++) {
+        var b: array<vec4<f32>, TN4>;
+        for (var j = 0u; j < TN4; j++) {
+          b[j] = vec4<f32>(cols[4u * j][kk], cols[4u * j + 1u][kk], cols[4u * j + 2u][kk], cols[4u * j + 3u][kk]);
+        }
+        k_step(&acc, &rows, q, b);
+        q = k_next(q);
+      }
+    }
+  }
+  for (; k < ke; k++) {
     var b: array<vec4<f32>, TN4>;
     for (var j = 0u; j < TN4; j++) {
       b[j] = read_b4(q, n0 + nstep * j);

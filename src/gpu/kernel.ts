@@ -486,6 +486,8 @@ export async function compileDeclared(decls: readonly KernelDecl[]): Promise<num
   try {
     const compiled = await g.compileAll(() => {
       for (const decl of decls) {
+        // An entry with more storage bindings than the adapter offers is never launched there (sgd_wide).
+        if (Object.keys(decl.bindings).length > g.limits.maxStorageBuffersPerShaderStage) continue;
         const params = Object.keys(decl.params).length > 0 ? new Params() : undefined;
         const precisions: Precision[] = decl.headerF16 !== null && g.features.f16 ? ['f32', 'f16'] : ['f32'];
         for (const precision of precisions) {

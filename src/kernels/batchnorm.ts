@@ -2,7 +2,8 @@
  * Entry points of shaders/batchnorm.wgsl: batch normalisation over the last axis of x viewed as
  * [rows, channels]. Template constants CT (channels per workgroup) and RL (row lanes, CT·RL = 256) size
  * the reduction tiles. stats: per channel [mean | invstd | scale = weight·invstd | bias] (4·C floats);
- * partial: two rows of C floats per block of rows_per_block rows. relu: a ReLU is fused after the BN (y,
+ * partial: two rows of C floats per block of rows_per_block rows, folded per channel inside the elementwise
+ * pass that needs them (stats_apply, dx_train), or by grad_finalize alone. relu: a ReLU is fused after the BN (y,
  * the saved output, masks the gradient; it is a placeholder and not read otherwise). x, out and y are
  * activations, in the working precision (f16 under `--precision f16`); statistics, dy and dx are f32.
  */
@@ -19,30 +20,6 @@ export const batchnorm = declareKernels('batchnorm', {
     defines: tiles,
     sample,
   },
-  /** Training statistics; weight and bias are placeholders when has_weight / has_bias are false. */
-  stats_finalize: {
-    params: {
-      rows: 'u32',
-      channels: 'u32',
-      nblocks: 'u32',
-      rows_per_block: 'u32',
-      eps: 'f32',
-      momentum: 'f32',
-      has_weight: 'bool',
-      has_bias: 'bool',
-      update_running: 'bool',
-    },
-    bindings: {
-      partial: readF32,
-      weight: readF32,
-      bias: readF32,
-      stats: writeF32,
-      running_mean: writeF32,
-      running_var: writeF32,
-    },
-    defines: tiles,
-    sample,
-  },
   stats_eval: {
     params: { channels: 'u32', eps: 'f32', has_weight: 'bool', has_bias: 'bool' },
     bindings: { running_mean: readF32, running_var: readF32, weight: readF32, bias: readF32, stats: writeF32 },
@@ -52,6 +29,35 @@ export const batchnorm = declareKernels('batchnorm', {
   apply: {
     params: { rows: 'u32', channels: 'u32', relu: 'bool' },
     bindings: { x: readFloat, stats: readF32, out: writeFloat },
+    defines: tiles,
+    sample,
+  },
+  /**
+   * Training forward: the statistics' second pass (partials folded per channel) inside the apply; it also writes
+   * stats and updates the running stats. weight and bias are placeholders when has_weight / has_bias are false.
+   */
+  stats_apply: {
+    params: {
+      rows: 'u32',
+      channels: 'u32',
+      nblocks: 'u32',
+      rows_per_block: 'u32',
+      eps: 'f32',
+      momentum: 'f32',
+      has_weight: 'bool',
+      has_bias: 'bool',
+      relu: 'bool',
+    },
+    bindings: {
+      x: readFloat,
+      partial: readF32,
+      weight: readF32,
+      bias: readF32,
+      stats: writeF32,
+      running_mean: writeF32,
+      running_var: writeF32,
+      out: writeFloat,
+    },
     defines: tiles,
     sample,
   },
@@ -67,14 +73,16 @@ export const batchnorm = declareKernels('batchnorm', {
     defines: tiles,
     sample,
   },
+  /** Training dx, with the backward sums' second pass folded in (it writes dy_sum and dy_xhat_sum too). */
   dx_train: {
-    params: { rows: 'u32', channels: 'u32', relu: 'bool' },
+    params: { rows: 'u32', channels: 'u32', nblocks: 'u32', relu: 'bool' },
     bindings: {
       dy: readF32,
       x: readFloat,
       stats: readF32,
-      dy_sum: readF32,
-      dy_xhat_sum: readF32,
+      partial: readF32,
+      dy_sum: writeF32,
+      dy_xhat_sum: writeF32,
       dx: writeF32,
       y: readFloat,
     },

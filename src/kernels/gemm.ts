@@ -34,6 +34,8 @@ const geometry = {
   Ht: 'u32',
   Wt: 'u32',
   KWp: 'u32',
+  /** TRANS_B in gemm_regs: B's k-runs are 4-aligned (K, or dgrad's Cout, a multiple of 4), so 4 k load as one vec4 */
+  bt_vec4: 'bool',
 } as const;
 /**
  * A and B in the working precision (f16 under `--precision f16`); accumulation and bias are f32; C holds

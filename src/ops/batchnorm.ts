@@ -3,9 +3,10 @@
  * [N, H, W, C]. One WGSL family (shaders/batchnorm.wgsl).
  *
  * Training: statistics come from a deterministic two-pass reduction (partial (mean, M2) per block of rows
- * and tile of channels, then a per-channel finalize that also updates the running stats in place), then one
- * elementwise apply. The backward is the full batch-norm gradient: the same two-pass reduction gives
- * Σdy and Σdy·x̂ per channel (which are also d bias and d weight), then one elementwise pass gives dx.
+ * and tile of channels, then a per-channel fold in block order that also updates the running stats in place);
+ * the fold runs inside the elementwise apply (two dispatches, not three). The backward is the full batch-norm
+ * gradient: the same two-pass reduction gives Σdy and Σdy·x̂ per channel (which are also d bias and d weight),
+ * its fold inside the elementwise pass that gives dx.
  * Eval: statistics are the running stats; dx is dy times the per-channel scale.
  * `relu: true` fuses a ReLU after the normalisation (conv-BN-ReLU blocks): the apply pass clamps, and the
  * backward passes mask dy by the saved output, so no separate ReLU kernels or tensors are needed.
@@ -61,6 +62,16 @@ function tileGrid(g: Geometry): [number, number] {
     Math.ceil(g.channels / g.ct),
     Math.min(gpu().limits.maxComputeWorkgroupsPerDimension, Math.ceil(g.rows / g.rl)),
   ];
+}
+
+/**
+ * Workgroups of the elementwise passes that fold the partials first (stats_apply, dx_train): each workgroup
+ * folds nblocks partials for its channels, so the row groups are limited to about one per nblocks · RL rows:
+ * then the fold costs about one merge per RL elements of the pass.
+ */
+function foldingGrid(g: Geometry): [number, number] {
+  const [tilesC, rowGroups] = tileGrid(g);
+  return [tilesC, Math.max(1, Math.min(rowGroups, Math.ceil(g.rows / (g.rl * g.nblocks))))];
 }
 
 /** The template constants: the tile of CT channels × RL row lanes. */
@@ -146,6 +157,7 @@ export function batchNorm<D extends FloatDType>(
 
   // Per-channel [mean | invstd | scale | bias], saved for the backward pass.
   const stats = Tensor.empty([4 * channels], 'f32');
+  const out = Tensor.empty(x.shape, x.dtype);
   if (training) {
     const partial = Tensor.empty([g.nblocks * 2 * channels], 'f32');
     dispatchKernel(batchnorm.stats_partial, {
@@ -155,18 +167,21 @@ export function batchNorm<D extends FloatDType>(
       precision: x.dtype,
       workgroups: [Math.ceil(channels / g.ct), g.nblocks],
     });
-    dispatchKernel(batchnorm.stats_finalize, {
-      params: { ...shapeParams(g), eps: state.eps, momentum: state.momentum, ...affine, update_running: true },
+    dispatchKernel(batchnorm.stats_apply, {
+      params: { ...shapeParams(g), eps: state.eps, momentum: state.momentum, ...affine, relu },
       bindings: {
+        x: x.buffer,
         partial: partial.buffer,
         weight: (weight ?? partial).buffer,
         bias: (bias ?? partial).buffer,
         stats: stats.buffer,
         running_mean: state.runningMean.buffer,
         running_var: state.runningVar.buffer,
+        out: out.buffer,
       },
       defines: tiles(g),
-      workgroups: [Math.ceil(channels / 64)],
+      precision: x.dtype,
+      workgroups: foldingGrid(g),
     });
     partial.dispose();
   } else {
@@ -182,16 +197,14 @@ export function batchNorm<D extends FloatDType>(
       defines: tiles(g),
       workgroups: [Math.ceil(channels / 64)],
     });
+    dispatchKernel(batchnorm.apply, {
+      params: { rows: g.rows, channels, relu },
+      bindings: { x: x.buffer, stats: stats.buffer, out: out.buffer },
+      defines: tiles(g),
+      precision: x.dtype,
+      workgroups: tileGrid(g),
+    });
   }
-
-  const out = Tensor.empty(x.shape, x.dtype);
-  dispatchKernel(batchnorm.apply, {
-    params: { rows: g.rows, channels, relu },
-    bindings: { x: x.buffer, stats: stats.buffer, out: out.buffer },
-    defines: tiles(g),
-    precision: x.dtype,
-    workgroups: tileGrid(g),
-  });
 
   const inputs: Tensor[] = [x];
   if (weight) inputs.push(weight);
@@ -243,41 +256,50 @@ function batchNormBackward(
       precision: x.dtype,
       workgroups: [Math.ceil(g.channels / g.ct), g.nblocks],
     });
-    dispatchKernel(batchnorm.grad_finalize, {
-      params: shapeParams(g),
-      bindings: { partial: partial.buffer, stats: stats.buffer, dy_sum: sumDy.buffer, dy_xhat_sum: sumDyXhat.buffer },
-      defines: tiles(g),
-      workgroups: [Math.ceil(g.channels / 64)],
-    });
-    partial.dispose();
-  }
-  if (need.x) {
-    const dx = Tensor.empty(x.shape, 'f32'); // gradients are f32 whatever x's dtype
-    if (training) {
+    if (need.x && training) {
+      // The sums' second pass runs inside dx_train, which also writes them (d bias, d weight).
+      const dx = Tensor.empty(x.shape, 'f32'); // gradients are f32 whatever x's dtype
       dispatchKernel(batchnorm.dx_train, {
-        params: { rows: g.rows, channels: g.channels, relu },
+        params: { rows: g.rows, channels: g.channels, nblocks: g.nblocks, relu },
         bindings: {
           dy: dy.buffer,
           x: x.buffer,
           stats: stats.buffer,
-          dy_sum: sumDy!.buffer,
-          dy_xhat_sum: sumDyXhat!.buffer,
+          partial: partial.buffer,
+          dy_sum: sumDy.buffer,
+          dy_xhat_sum: sumDyXhat.buffer,
           dx: dx.buffer,
           y: maskBuffer,
         },
         defines: tiles(g),
         precision: x.dtype,
-        workgroups: tileGrid(g),
+        workgroups: foldingGrid(g),
       });
+      result.dx = dx;
     } else {
-      dispatchKernel(batchnorm.dx_eval, {
-        params: { rows: g.rows, channels: g.channels, relu },
-        bindings: { dy: dy.buffer, stats: stats.buffer, dx: dx.buffer, y: maskBuffer },
+      dispatchKernel(batchnorm.grad_finalize, {
+        params: shapeParams(g),
+        bindings: {
+          partial: partial.buffer,
+          stats: stats.buffer,
+          dy_sum: sumDy.buffer,
+          dy_xhat_sum: sumDyXhat.buffer,
+        },
         defines: tiles(g),
-        precision: x.dtype,
-        workgroups: tileGrid(g),
+        workgroups: [Math.ceil(g.channels / 64)],
       });
     }
+    partial.dispose();
+  }
+  if (need.x && !training) {
+    const dx = Tensor.empty(x.shape, 'f32');
+    dispatchKernel(batchnorm.dx_eval, {
+      params: { rows: g.rows, channels: g.channels, relu },
+      bindings: { dy: dy.buffer, stats: stats.buffer, dx: dx.buffer, y: maskBuffer },
+      defines: tiles(g),
+      precision: x.dtype,
+      workgroups: tileGrid(g),
+    });
     result.dx = dx;
   }
   if (need.bias) result.dbias = sumDy;

@@ -14,9 +14,9 @@ import { gpu, grid } from '../gpu/device.ts';
 import type { Precision } from '../gpu/kernel.ts';
 import { dispatchKernel } from '../gpu/kernel.ts';
 import { precision as precisionKernels } from '../kernels/precision.ts';
-import { runGemm, transpose, type ConvParams, type PlainGemm } from './matmul.ts';
+import { runGemm, type ConvParams, type PlainGemm } from './matmul.ts';
 import { tensorCoreGemmFor } from './tensor-core-choice.ts';
-import { elementBytes, inWorkingPrecision, roundToF16 } from './precision.ts';
+import { inWorkingPrecision, roundToF16 } from './precision.ts';
 
 export interface Conv2dOptions<D extends FloatDType = FloatDType> {
   stride?: number;
@@ -112,17 +112,14 @@ export function im2colGemm(gemm: PlainGemm, x: GPUBuffer, w: GPUBuffer, out: GPU
  * dx from dy: out[N·H·W, Cin], one GEMM per stride phase (ph, pw) — the input pixels with
  * (ih + pad) mod s = ph only meet kernel taps kh ≡ ph (mod s) — so no multiply is wasted on the zeros a
  * stride-s transposed convolution would otherwise insert. Phases no tap reaches are written as zeros.
- * The weight is transposed per tap first ([KH, KW, Cout, Cin]) so the GEMM reads contiguous B rows
- * (strided reads ran dgrad at a third of the forward's speed on lavapipe); weights are small.
+ * The GEMM reads the weight transposed per tap (transB), with vec4 loads along Cout where Cout % 4 == 0 (strided
+ * reads ran dgrad at a third of the forward's speed on lavapipe; runGemm transposes first where it cannot).
  */
 function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, precision: Precision): void {
   if (isPointwise(g)) {
     runGemm({ mode: 'matmul', M: g.batch * g.H * g.W, N: g.Cin, K: g.Cout, transB: true, a: dy, b: w, out, precision });
     return;
   }
-  const pool = gpu().pool;
-  const wt = pool.acquire(g.KH * g.KW * g.Cin * g.Cout * elementBytes(precision));
-  transpose(w, g.Cin, g.Cout, wt, g.KH * g.KW, precision);
   const s = g.stride;
   for (let ph = 0; ph < s; ph++) {
     for (let pw = 0; pw < s; pw++) {
@@ -139,15 +136,15 @@ function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, pre
         M: g.batch * Ht * Wt,
         N: g.Cin,
         K: KHp * KWp * g.Cout,
+        transB: true,
         a: dy,
-        b: wt,
+        b: w,
         out,
         conv: { ...g, phase },
         precision,
       });
     }
   }
-  pool.release(wt);
 }
 
 /** dW from x and dy: out[KH·KW·Cin, Cout], split over the huge K = N·OH·OW. */

@@ -49,12 +49,17 @@ export function scale(x: Tensor<'f32'>, alpha: number): Tensor<'f32'> {
   return affine(x, alpha, 0);
 }
 
+/** g scaled by alpha for a backward pass: a view of g itself when alpha is 1 (no copy dispatch; autograd allows views). */
+function scaledGrad(g: Tensor<'f32'>, alpha: number): Tensor<'f32'> {
+  return alpha === 1 ? g.view() : affine(g, alpha);
+}
+
 /** alpha * a + beta * b, differentiable. */
 export function axpby(alpha: number, a: Tensor<'f32'>, beta: number, b: Tensor<'f32'>): Tensor<'f32'> {
   const out = axpbyNoGrad(alpha, a, beta, b);
   return record(out, 'axpby', [a, b], (g) => [
-    a.requiresGrad ? affine(g, alpha) : null,
-    b.requiresGrad ? affine(g, beta) : null,
+    a.requiresGrad ? scaledGrad(g, alpha) : null,
+    b.requiresGrad ? scaledGrad(g, beta) : null,
   ]);
 }
 

@@ -58,6 +58,7 @@ export interface GemmSpec {
   N: number;
   K: number;
   transA?: boolean;
+  /** B is stored transposed: matmul's b as [N, K]; conv_dgrad's b as the weight itself [KH, KW, Cin, Cout] (else per tap [Cout, Cin]). */
   transB?: boolean;
   a: GPUBuffer;
   b: GPUBuffer;
@@ -132,11 +133,16 @@ export function runGemm(spec: GemmSpec): void {
     return;
   }
   const v = gemmVariant(spec.mode, spec.M, spec.N, spec.K, spec.precision);
-  if (spec.mode === 'matmul' && spec.transB && spec.M >= 64 && spec.K > 0 && v.body === 'regs') {
-    // On lavapipe, reading Bᵀ per invocation ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core);
+  // B read transposed (matmul's bᵀ, dgrad's untransposed weight): gemm_regs loads 4 k of a column as one vec4
+  // where the k-runs are 4-aligned, as fast as the plain layout and bit-identical to transposing first.
+  const btVec4 = !!spec.transB && (spec.mode === 'conv_dgrad' ? spec.conv!.Cout : spec.K) % 4 === 0;
+  if (spec.transB && !btVec4 && v.body === 'regs' && (spec.mode === 'conv_dgrad' || (spec.M >= 64 && spec.K > 0))) {
+    // Otherwise lavapipe's scalar Bᵀ reads ran at ~40% of the plain GEMM (2.6 vs 7 GFLOP/s per core):
     // transposing B first costs ~25 ns per element of B, which M >= 64 rows amortise.
-    const bt = g.pool.acquire(spec.N * spec.K * elementBytes(spec.precision));
-    transpose(spec.b, spec.N, spec.K, bt, 1, spec.precision);
+    const taps = spec.mode === 'conv_dgrad' ? spec.conv!.KH * spec.conv!.KW : 1;
+    const cols = spec.mode === 'conv_dgrad' ? spec.conv!.Cout : spec.K;
+    const bt = g.pool.acquire(taps * spec.N * cols * elementBytes(spec.precision));
+    transpose(spec.b, spec.N, cols, bt, taps, spec.precision);
     runGemm({ ...spec, transB: false, b: bt });
     g.pool.release(bt);
     return;
@@ -144,7 +150,7 @@ export function runGemm(spec: GemmSpec): void {
   const { M, N, K } = spec;
   if (M === 0 || N === 0) return;
   const hasBias = !!spec.bias;
-  const vecB = N % 4 === 0 && !(spec.mode === 'matmul' && spec.transB);
+  const vecB = N % 4 === 0 && !spec.transB;
   const outType = spec.outPrecision ?? 'f32';
   const bm = v.wgm * v.tm;
   const bn = v.wgn * v.tn;
@@ -182,6 +188,7 @@ export function runGemm(spec: GemmSpec): void {
     stride,
     pad,
     ...ph,
+    bt_vec4: btVec4,
   };
   const maxDim = g.limits.maxComputeWorkgroupsPerDimension;
   if (tilesN * splits > maxDim)

@@ -4,8 +4,9 @@
  *   momentum 0:  p -= lr * g'
  *   otherwise:   b = g' on a parameter's first step, later b = momentum * b + g'
  *                d = g' + momentum * b (nesterov) or d = b;  p -= lr * d
- * One fused WGSL kernel per parameter (shaders/sgd.wgsl). Parameters whose grad is null are skipped
- * (and their momentum buffer is neither created nor decayed, like PyTorch).
+ * One fused multi-tensor WGSL kernel (shaders/sgd.wgsl) updates up to 5 parameters of a group per dispatch.
+ * Parameters whose grad is null are skipped (and their momentum buffer is neither created nor decayed, like
+ * PyTorch).
  *
  * Learning rate: `setLr(lr)` sets the base learning rate (the defaults' lr); a group that gave its own
  * lr keeps its ratio to the base (as PyTorch's LR schedulers scale every group's initial lr).
@@ -18,8 +19,8 @@
  * Checkpoints: `exportState()` is async (the momentum buffers are read back to host Float32Arrays);
  * `loadState()` is synchronous (it uploads). Buffers are listed in parameter order, groups in order.
  */
-import { grid } from '../gpu/device.ts';
-import { dispatchKernel } from '../gpu/kernel.ts';
+import { gpu, grid } from '../gpu/device.ts';
+import { dispatchKernel, type DispatchOf } from '../gpu/kernel.ts';
 import { sgd as kernels } from '../kernels/sgd.ts';
 import { Tensor, fmtShape, shapesEqual } from '../tensor/tensor.ts';
 import { keep } from '../tensor/scope.ts';
@@ -64,11 +65,91 @@ function checkNumber(value: number, what: string): void {
     throw new RangeError(`SGD: ${what} must be a finite number >= 0, got ${String(value)}`);
 }
 
+/** One parameter of a multi-tensor dispatch: its buffers (buf: the momentum buffer, null without momentum), size, first step. */
+interface SlotEntry {
+  param: GPUBuffer;
+  grad: GPUBuffer;
+  buf: GPUBuffer | null;
+  n: number;
+  first: boolean;
+}
+
+/** The multi-tensor entry the adapter can bind: 5 parameters per dispatch, or 2 within WebGPU's default limits. */
+interface MultiKernel {
+  wide: boolean;
+  slots: number;
+}
+
+const WIDE: MultiKernel = { wide: true, slots: 5 };
+const PAIR: MultiKernel = { wide: false, slots: 2 };
+
+let forcedKernel: MultiKernel | null = null;
+
+/** Tests run the 2-slot kernel where the adapter would take the 5-slot one: `forceSgdSlots(2)`; null restores the choice. */
+export function forceSgdSlots(slots: 2 | 5 | null): void {
+  forcedKernel = slots === null ? null : slots === 5 ? WIDE : PAIR;
+}
+
+function multiKernel(): MultiKernel {
+  // Three storage buffers per slot and one kept free (src/kernels/sgd.ts).
+  return forcedKernel ?? (gpu().limits.maxStorageBuffersPerShaderStage >= 3 * WIDE.slots + 1 ? WIDE : PAIR);
+}
+
+/** The first workgroup of an unused slot: past every workgroup of the launch. */
+const UNUSED_SLOT = 0xffffffff;
+
+/**
+ * Records one multi-tensor update of `entries` (at most kernel.slots) of group `g` with learning rate `lr`.
+ * `placeholders` (2 per slot, 16 bytes each) stand in for the writable bindings nothing reads or writes: an unused
+ * slot's param and buf, and a used slot's buf without momentum. `skip`: the step's gate word (zero: update).
+ */
+function launch(
+  kernel: MultiKernel,
+  g: Group,
+  lr: number,
+  entries: readonly SlotEntry[],
+  placeholders: readonly GPUBuffer[],
+  skip: GPUBuffer,
+): void {
+  const params: Record<string, number | boolean> = {
+    lr,
+    momentum: g.momentum,
+    wd: g.weightDecay,
+    nesterov: g.nesterov,
+    use_momentum: g.momentum !== 0,
+  };
+  const bindings: Record<string, GPUBuffer> = { skip };
+  let workgroups = 0;
+  for (let s = 0; s < kernel.slots; s++) {
+    // No workgroup reaches an unused slot: it reads slot 0's grad (a read binding may repeat).
+    const e = entries[s];
+    if (s > 0) params[`start_${s}`] = e ? workgroups : UNUSED_SLOT;
+    params[`n_${s}`] = e ? e.n : 0;
+    params[`first_${s}`] = e ? e.first : false;
+    bindings[`param_${s}`] = e ? e.param : placeholders[2 * s];
+    bindings[`grad_${s}`] = (e ?? entries[0]).grad;
+    bindings[`buf_${s}`] = e?.buf ?? placeholders[2 * s + 1];
+    if (e) workgroups += Math.ceil(e.n / 256);
+  }
+  // The slot names are built here; the kernel's declaration lists them (checked when it compiles).
+  if (kernel.wide) {
+    const args = { params, bindings, workgroups: grid(workgroups) } as unknown as DispatchOf<typeof kernels.sgd_wide>;
+    dispatchKernel(kernels.sgd_wide, args);
+  } else {
+    const args = { params, bindings, workgroups: grid(workgroups) } as unknown as DispatchOf<typeof kernels.sgd_pair>;
+    dispatchKernel(kernels.sgd_pair, args);
+  }
+}
+
 export class SGD {
   private baseLr: number;
   private readonly groups: Group[];
   /** A [1] zero word bound as the skip flag of ungated steps. */
   private noSkip: Tensor<'u32'> | null = null;
+  /** The parameters of the dispatch being gathered (reused by every step). */
+  private readonly batch: SlotEntry[] = [];
+  /** Stand-ins for unused writable bindings of the multi-tensor kernel (see `launch`), made at the first step. */
+  private readonly placeholders: GPUBuffer[] = [];
 
   constructor(groups: ParamGroup[], defaults: SgdDefaults) {
     checkNumber(defaults.lr, 'lr');
@@ -121,13 +202,20 @@ export class SGD {
   }
 
   /**
-   * Applies one update to every parameter that has a gradient; with `skip`, only where skip[0] is 0 when
-   * the update runs on the GPU (loss scaling's found-inf word).
+   * Applies one update to every parameter that has a gradient: the parameters of a group go to the multi-tensor
+   * kernel (shaders/sgd.wgsl) several per dispatch, in order, with the same per-element arithmetic as one
+   * parameter at a time; with `skip`, only where skip[0] is 0 when the update runs on the GPU (loss scaling's
+   * found-inf word).
    */
   step(skip?: Tensor<'u32'>): void {
-    const gate = skip ?? (this.noSkip ??= keep(Tensor.from(new Uint32Array(1), [1], 'u32')));
+    const gate = (skip ?? (this.noSkip ??= keep(Tensor.from(new Uint32Array(1), [1], 'u32')))).buffer;
+    const kernel = multiKernel();
+    const batch = this.batch;
+    while (this.placeholders.length < 2 * kernel.slots) this.placeholders.push(gpu().pool.acquire(16));
+    const placeholders = this.placeholders;
     this.groups.forEach((g, gi) => {
       const lr = this.groupLr(gi);
+      batch.length = 0;
       g.params.forEach((p, pi) => {
         const grad = p.grad;
         if (!grad) return;
@@ -137,28 +225,20 @@ export class SGD {
           );
         }
         if (p.size === 0) return;
-        const n = p.size;
-        const workgroups = grid(Math.ceil(n / 256));
-        if (g.momentum === 0) {
-          dispatchKernel(kernels.sgd_plain, {
-            params: { n, lr, wd: g.weightDecay },
-            bindings: { param: p.buffer, grad: grad.buffer, skip: gate.buffer },
-            workgroups,
-          });
-          return;
-        }
         let buf = g.buffers[pi];
         const first = buf === null && !skip;
-        if (!buf) {
+        if (g.momentum !== 0 && !buf) {
           buf = keep(skip ? fill(p.shape, 0) : Tensor.empty(p.shape, 'f32'));
           g.buffers[pi] = buf;
         }
-        dispatchKernel(kernels.sgd_momentum, {
-          params: { n, lr, momentum: g.momentum, wd: g.weightDecay, nesterov: g.nesterov, first },
-          bindings: { param: p.buffer, grad: grad.buffer, buf: buf.buffer, skip: gate.buffer },
-          workgroups,
-        });
+        // Two parameters viewing one storage are updated one after the other, as before, never in one dispatch.
+        if (batch.length === kernel.slots || batch.some((e) => e.param === p.buffer)) {
+          launch(kernel, g, lr, batch, placeholders, gate);
+          batch.length = 0;
+        }
+        batch.push({ param: p.buffer, grad: grad.buffer, buf: buf?.buffer ?? null, n: p.size, first });
       });
+      if (batch.length > 0) launch(kernel, g, lr, batch, placeholders, gate);
     });
   }
 
@@ -218,10 +298,12 @@ export class SGD {
     }
   }
 
-  /** Frees the momentum buffers (the parameters and their grads are not touched). */
+  /** Frees the momentum buffers and the kernel's placeholders (the parameters and their grads are not touched). */
   dispose(): void {
     this.noSkip?.dispose();
     this.noSkip = null;
+    for (const b of this.placeholders) gpu().pool.release(b);
+    this.placeholders.length = 0;
     for (const g of this.groups) {
       g.buffers.forEach((b, i) => {
         b?.dispose();
