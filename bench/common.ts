@@ -104,3 +104,17 @@ export async function runIfMain(moduleUrl: string, run: (o: BenchOptions) => Pro
   printTable(await run({ quick }));
   process.exit(0);
 }
+
+/** Least-squares slope of y against x. */
+export function slope(xs: readonly number[], ys: readonly number[]): number {
+  const n = xs.length;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i] - mx) * (ys[i] - my);
+    den += (xs[i] - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
+}

@@ -13,6 +13,7 @@ import { gpu, initGpu } from '../src/gpu/device.ts';
 import { applyOverride, presetConfig } from '../src/config/settings.ts';
 import { loadTrainingData } from '../src/data/training-data.ts';
 import { train } from '../src/odc/trainer.ts';
+import { slope } from './common.ts';
 
 /** What "flat" means, judged over the steps after the warm-up (the first `WARMUP_STEPS`). */
 const WARMUP_STEPS = 100;
@@ -50,20 +51,6 @@ function flag(name: string, fallback: number): number {
 }
 
 const MiB = 1024 * 1024;
-
-/** Least-squares slope of y against x. */
-function slope(xs: readonly number[], ys: readonly number[]): number {
-  const n = xs.length;
-  const mx = xs.reduce((a, b) => a + b, 0) / n;
-  const my = ys.reduce((a, b) => a + b, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < n; i++) {
-    num += (xs[i] - mx) * (ys[i] - my);
-    den += (xs[i] - mx) ** 2;
-  }
-  return den === 0 ? 0 : num / den;
-}
 
 function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);

@@ -18,6 +18,7 @@ import { applyOverride, presetConfig } from '../src/config/settings.ts';
 import { PackWriter } from '../src/data/pack.ts';
 import { train } from '../src/odc/trainer.ts';
 import { Rng } from '../src/util/rng.ts';
+import { slope } from './common.ts';
 
 function flag(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -34,20 +35,6 @@ function textFlag(name: string): string | undefined {
 }
 
 const MiB = 1024 * 1024;
-
-/** Least-squares slope of y against x. */
-function slope(xs: readonly number[], ys: readonly number[]): number {
-  const n = xs.length;
-  const mx = xs.reduce((a, b) => a + b, 0) / n;
-  const my = ys.reduce((a, b) => a + b, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < n; i++) {
-    num += (xs[i] - mx) * (ys[i] - my);
-    den += (xs[i] - mx) ** 2;
-  }
-  return den === 0 ? 0 : num / den;
-}
 
 /**
  * Writes n images of side x side x 3: kind i % 10 is a filled square or disc of one of 5 colours at a random
