@@ -118,3 +118,18 @@ export function slope(xs: readonly number[], ys: readonly number[]): number {
   }
   return den === 0 ? 0 : num / den;
 }
+
+/** The value after `--name` on the command line, or undefined when the flag is absent. */
+export function flagValue(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** The positive integer after `--name`, or `fallback` when the flag is absent; anything else is an error naming the flag. */
+export function positiveIntFlag(name: string, fallback: number): number {
+  const text = flagValue(name);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} needs a positive integer, got ${text}`);
+  return value;
+}

@@ -36,19 +36,14 @@ import { refConv2d, refConv2dBackward } from '../src/ref/conv.ts';
 import { refMap, type RefArray } from '../src/ref/array.ts';
 import { Rng } from '../src/util/rng.ts';
 import { loadDataset } from '../src/data/registry.ts';
-import { timeGpu, type BenchRow } from './common.ts';
+import { flagValue, timeGpu, type BenchRow } from './common.ts';
 import { prepareStep, convnetCase, RESNET18_CIFAR_CASE, RESNET50_IMAGENET_CASE, type Case } from './train-step.ts';
 import { run as runMemory } from './odc.ts';
 
 const U = 2 ** -24;
 
-function flag(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
 const stage = process.argv[2] ?? '';
-const out = flag('--out') ?? 'bench/out/gpu';
+const out = flagValue('out') ?? 'bench/out/gpu';
 const dry = process.argv.includes('--dry-run');
 
 /** What a stage writes to <out>/<stage>.json (besides the adapter and whether it was a dry run). */

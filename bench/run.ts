@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { initGpu } from '../src/gpu/device.ts';
-import { adapterLine, printTable, quickSizes, type BenchOptions, type BenchRow } from './common.ts';
+import { adapterLine, flagValue, printTable, quickSizes, type BenchOptions, type BenchRow } from './common.ts';
 
 const MODULES: Record<string, () => Promise<{ run(o: BenchOptions): Promise<BenchRow[]> }>> = {
   gemm: () => import('./gemm.ts'),
@@ -16,15 +16,10 @@ const MODULES: Record<string, () => Promise<{ run(o: BenchOptions): Promise<Benc
   precision: () => import('./precision.ts'),
 };
 
-function flag(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
 const gpu = await initGpu();
 const quick = quickSizes(gpu);
-const only = (flag('--only') ?? Object.keys(MODULES).join(',')).split(',');
-const out = flag('--out') ?? 'bench/out/results.json';
+const only = (flagValue('only') ?? Object.keys(MODULES).join(',')).split(',');
+const out = flagValue('out') ?? 'bench/out/results.json';
 console.log(adapterLine(gpu, quick));
 const rows: BenchRow[] = [];
 for (const name of only) {

@@ -13,7 +13,7 @@ import { gpu, initGpu } from '../src/gpu/device.ts';
 import { applyOverride, presetConfig } from '../src/config/settings.ts';
 import { loadTrainingData } from '../src/data/training-data.ts';
 import { train } from '../src/odc/trainer.ts';
-import { slope } from './common.ts';
+import { positiveIntFlag, slope } from './common.ts';
 
 /** What "flat" means, judged over the steps after the warm-up (the first `WARMUP_STEPS`). */
 const WARMUP_STEPS = 100;
@@ -39,15 +39,6 @@ interface Sample {
   heapMiB: number;
   /** Mean milliseconds per iteration since the previous sample. */
   stepMs: number;
-}
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isInteger(value) || value <= 0)
-    throw new Error(`--${name} needs a positive integer, got ${process.argv[i + 1]}`);
-  return value;
 }
 
 const MiB = 1024 * 1024;
@@ -133,11 +124,11 @@ function writeResults(section: string): void {
 }
 
 async function main(): Promise<void> {
-  const steps = flag('steps', 1000);
-  const batch = flag('batch', 16);
-  const every = flag('every', 50);
-  const limit = flag('limit', 2000);
-  const k = flag('k', 40);
+  const steps = positiveIntFlag('steps', 1000);
+  const batch = positiveIntFlag('batch', 16);
+  const every = positiveIntFlag('every', 50);
+  const limit = positiveIntFlag('limit', 2000);
+  const k = positiveIntFlag('k', 40);
   const write = !process.argv.includes('--no-write');
   const command = `npx tsx bench/soak.ts --steps ${steps} --batch ${batch} --every ${every} --limit ${limit} --k ${k}`;
   await initGpu();

@@ -18,21 +18,7 @@ import { applyOverride, presetConfig } from '../src/config/settings.ts';
 import { PackWriter } from '../src/data/pack.ts';
 import { train } from '../src/odc/trainer.ts';
 import { Rng } from '../src/util/rng.ts';
-import { slope } from './common.ts';
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isInteger(value) || value <= 0)
-    throw new Error(`--${name} needs a positive integer, got ${process.argv[i + 1]}`);
-  return value;
-}
-
-function textFlag(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
+import { flagValue, positiveIntFlag, slope } from './common.ts';
 
 const MiB = 1024 * 1024;
 
@@ -87,14 +73,14 @@ interface Sample {
 }
 
 async function main(): Promise<void> {
-  const images = flag('images', 200_000);
-  const side = flag('side', 32);
-  const size = flag('size', 16);
-  const batch = flag('batch', 256);
-  const k = flag('k', 100);
-  const every = flag('every', 25);
-  const warmup = flag('warmup', 50);
-  const given = textFlag('pack');
+  const images = positiveIntFlag('images', 200_000);
+  const side = positiveIntFlag('side', 32);
+  const size = positiveIntFlag('size', 16);
+  const batch = positiveIntFlag('batch', 256);
+  const k = positiveIntFlag('k', 100);
+  const every = positiveIntFlag('every', 25);
+  const warmup = positiveIntFlag('warmup', 50);
+  const given = flagValue('pack');
   const keep = process.argv.includes('--keep');
   const dir = mkdtempSync(join(tmpdir(), 'odc-stream-epoch-'));
   const packPath = given ?? join(dir, 'synthetic.odcpack');
@@ -125,7 +111,7 @@ async function main(): Promise<void> {
     ])
       config = applyOverride(config, o);
     const perEpoch = Math.ceil(images / batch);
-    const iterations = flag('iterations', perEpoch);
+    const iterations = positiveIntFlag('iterations', perEpoch);
     const outDir = join(dir, 'run');
     const samples: Sample[] = [];
     const startRss = process.memoryUsage().rss / MiB;
