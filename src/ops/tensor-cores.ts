@@ -176,32 +176,20 @@ async function compareWithF16Gemm(candidate: PlainGemm): Promise<{ maxError: num
       const [a16, b16] = [toF16(a), toF16(b)];
       const ref = Tensor.empty([c.M, c.N]);
       const out = Tensor.empty([c.M, c.N]);
-      if (c.conv) {
-        runGemm({
-          mode: 'conv_forward',
-          M: c.M,
-          N: c.N,
-          K: c.K,
-          a: a16.buffer,
-          b: b16.buffer,
-          out: ref.buffer,
-          conv: c.conv,
-          precision: 'f16',
-        });
-        im2colGemm(candidate, a16.buffer, b16.buffer, out.buffer, c.conv);
-      } else {
-        runGemm({
-          mode: 'matmul',
-          M: c.M,
-          N: c.N,
-          K: c.K,
-          a: a16.buffer,
-          b: b16.buffer,
-          out: ref.buffer,
-          precision: 'f16',
-        });
-        candidate(a16.buffer, b16.buffer, out.buffer, c.M, c.N, c.K);
-      }
+      // The reference: the same f16 GEMM without tensor cores.
+      runGemm({
+        mode: c.conv ? 'conv_forward' : 'matmul',
+        M: c.M,
+        N: c.N,
+        K: c.K,
+        a: a16.buffer,
+        b: b16.buffer,
+        out: ref.buffer,
+        conv: c.conv ?? undefined,
+        precision: 'f16',
+      });
+      if (c.conv) im2colGemm(candidate, a16.buffer, b16.buffer, out.buffer, c.conv);
+      else candidate(a16.buffer, b16.buffer, out.buffer, c.M, c.N, c.K);
       return [ref, out];
     });
     try {
