@@ -16,7 +16,7 @@ import { dispatchKernel } from '../gpu/kernel.ts';
 import { precision as precisionKernels } from '../kernels/precision.ts';
 import { runGemm, type ConvParams, type PlainGemm } from './matmul.ts';
 import { tensorCoreGemmFor } from './tensor-core-choice.ts';
-import { inWorkingPrecision, roundToF16 } from './precision.ts';
+import { inWorkingPrecision, writeThroughF32 } from './precision.ts';
 
 export interface Conv2dOptions<D extends FloatDType = FloatDType> {
   stride?: number;
@@ -78,15 +78,9 @@ export function convForwardGemm(
       ? tensorCoreGemmFor('conv_forward', M, g.Cout, K)
       : null;
   if (isPointwise(g)) runGemm({ mode: 'matmul', M, N: g.Cout, K: g.Cin, a: x, b: w, out, precision, outPrecision });
-  else if (tensorCores && M * K * 2 <= gpu().limits.maxStorageBufferBindingSize) {
-    // The tensor-core GEMM writes f32: an f16 output is rounded from an f32 temporary.
-    const out32 = outPrecision === 'f16' ? gpu().pool.acquire(M * g.Cout * 4) : out;
-    im2colGemm(tensorCores, x, w, out32, g);
-    if (out32 !== out) {
-      roundToF16(out32, out, M * g.Cout);
-      gpu().pool.release(out32);
-    }
-  } else runGemm({ mode: 'conv_forward', M, N: g.Cout, K, a: x, b: w, out, conv: g, precision, outPrecision });
+  else if (tensorCores && M * K * 2 <= gpu().limits.maxStorageBufferBindingSize)
+    writeThroughF32(out, M * g.Cout, outPrecision, (out32) => im2colGemm(tensorCores, x, w, out32, g));
+  else runGemm({ mode: 'conv_forward', M, N: g.Cout, K, a: x, b: w, out, conv: g, precision, outPrecision });
 }
 
 /**

@@ -13,7 +13,7 @@ import { gemm, type GEMM_MODES } from '../kernels/gemm.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
 import { fixedSubgroupSize, gemmChoice, gemmDefault, gemmShapeClass, type GemmVariant } from './gemm-variants.ts';
-import { elementBytes, inWorkingPrecision, roundToF16 } from './precision.ts';
+import { elementBytes, inWorkingPrecision, writeThroughF32 } from './precision.ts';
 import { tensorCoreGemmFor } from './tensor-core-choice.ts';
 
 export type { PlainGemm } from './tensor-core-choice.ts';
@@ -120,16 +120,12 @@ export function runGemm(spec: GemmSpec): void {
       ? tensorCoreGemmFor('matmul', spec.M, spec.N, spec.K)
       : null;
   if (tensorCoreGemm) {
-    // The tensor-core kernel writes f32: an f16 output goes through an f32 temporary, rounded after.
-    const out = spec.outPrecision === 'f16' ? g.pool.acquire(spec.M * spec.N * 4) : spec.out;
     const bt = spec.transB ? g.pool.acquire(spec.N * spec.K * 2) : null;
     if (bt) transpose(spec.b, spec.N, spec.K, bt, 1, 'f16');
-    tensorCoreGemm(spec.a, bt ?? spec.b, out, spec.M, spec.N, spec.K);
+    writeThroughF32(spec.out, spec.M * spec.N, spec.outPrecision ?? 'f32', (out) =>
+      tensorCoreGemm(spec.a, bt ?? spec.b, out, spec.M, spec.N, spec.K),
+    );
     if (bt) g.pool.release(bt);
-    if (out !== spec.out) {
-      roundToF16(out, spec.out, spec.M * spec.N);
-      g.pool.release(out);
-    }
     return;
   }
   const v = gemmVariant(spec.mode, spec.M, spec.N, spec.K, spec.precision);

@@ -64,6 +64,24 @@ export function roundToF16(src: GPUBuffer, dst: GPUBuffer, n: number): void {
   });
 }
 
+/**
+ * Runs `write` into an f32 buffer of `n` elements standing for `out`: `out` itself when `outPrecision` is f32, else
+ * a pooled temporary rounded into the f16 `out` afterwards (for kernels that only write f32, as the tensor cores do).
+ */
+export function writeThroughF32(
+  out: GPUBuffer,
+  n: number,
+  outPrecision: Precision,
+  write: (out32: GPUBuffer) => void,
+): void {
+  if (outPrecision === 'f32') return write(out);
+  const g = gpu();
+  const out32 = g.pool.acquire(n * 4);
+  write(out32);
+  roundToF16(out32, out, n);
+  g.pool.release(out32);
+}
+
 /** The f32 values of an f16 tensor (exact; not recorded by autograd). */
 export function fromF16(t: Tensor<'f16'>): Tensor<'f32'> {
   expectDType(t, 'f16', 'fromF16');
