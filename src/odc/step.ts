@@ -205,6 +205,9 @@ export class StepReplay {
     y: Tensor<'u32'>,
     run: (x: Tensor<'f32'>, y: Tensor<'u32'>) => ModelPartOutputs,
   ): ModelPartOutputs {
+    // Buffers released earlier become free first, so the pool's state at the region's start, and with it the
+    // buffers the region binds, does not depend on where the last submit happened to fall.
+    g.flush();
     const tape = new Tape(g);
     const inputs: Tensor[] = [];
     const outputs = tape.capture(() => {
