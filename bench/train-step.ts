@@ -12,7 +12,7 @@ import { augmentConfig } from '../src/data/training-data.ts';
 import { buildLossScaler, buildModel, buildOptimizer } from '../src/odc/build.ts';
 import { workingPrecision } from '../src/ops/precision.ts';
 import { OdcMode } from '../src/odc/modes.ts';
-import { StepReplay, trainingStep } from '../src/odc/step.ts';
+import { StepReplay, trainingStep, type StepParts } from '../src/odc/step.ts';
 import { applyOverride, presetConfig, type TrainConfig } from '../src/config/settings.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { Rng } from '../src/util/rng.ts';
@@ -51,6 +51,8 @@ export async function prepareStep(
   dispose: () => void;
   memory: OdcMemory;
   replay: StepReplay | null;
+  /** The step's parts: a bench may set `parts.replay` to null and back between steps (the tape survives). */
+  parts: StepParts;
 }> {
   let config: TrainConfig = presetConfig(c.preset);
   config = applyOverride(config, `odc.k=${c.k}`);
@@ -79,7 +81,7 @@ export async function prepareStep(
   const mode = new OdcMode(config, memory);
   const rng = new Rng(2);
   const replay = options.replay ? new StepReplay() : null;
-  const parts = { config, model, sgd, scaler, augmentRng: rng, augmenter, mode, replay };
+  const parts: StepParts = { config, model, sgd, scaler, augmentRng: rng, augmenter, mode, replay };
   let iteration = 0;
   const step = async (keepOpen = 0) => {
     const idx = new Uint32Array(c.batch).map(() => rng.int(c.n));
@@ -93,7 +95,7 @@ export async function prepareStep(
     model.dispose();
     augmenter.dispose();
   };
-  return { step, settle: () => mode.settle(0), dispose, memory, replay };
+  return { step, settle: () => mode.settle(0), dispose, memory, replay, parts };
 }
 
 async function benchCase(c: Case): Promise<BenchRow> {

@@ -156,6 +156,11 @@ export class StepReplay {
   /** Runs of the model part by kind (tests and the bench read them). */
   readonly counts = { captured: 0, replayed: 0, eager: 0 };
 
+  /** Launches on the adopted tape (0 when none is adopted). */
+  get launches(): number {
+    return this.adopted?.tape.launches ?? 0;
+  }
+
   /** Runs `run(x, y)`, or replays its tape; see the class comment. */
   run(
     key: string,
