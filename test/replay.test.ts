@@ -292,6 +292,20 @@ test('DeepCluster with replay (a head re-initialised in place every epoch): the 
   }
 });
 
+test('precision f16 with dynamic loss scaling (unscale, a gated SGD step, the scale update): replay on equals off', async (t) => {
+  if (!gpu().features.f16) return t.skip('the adapter has no shader-f16');
+  const dirs = ['off', 'on'].map((n) => mkdtempSync(join(tmpdir(), `odc-replay-f16-${n}-`)));
+  try {
+    await trainTiny(dirs[0], false, ['optim.precision=f16']);
+    const counts = await trainTiny(dirs[1], true, ['optim.precision=f16']);
+    assert.ok(counts && counts.replayed > 0, `replayed ${counts?.replayed}`);
+    await assertSameRecords(dirs[0], dirs[1]);
+    assert.deepEqual(loggedResults(dirs[1]), loggedResults(dirs[0]));
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});
+
 test('resnet18 and convnet-s steps (scripts/step-hash.ts cases, 6 iterations) hash the same with replay on and off', async () => {
   const cases = [
     { name: 'resnet18', preset: 'cifar', size: 16, channels: 3 as const, batch: 16, k: 4, n: 128 },
