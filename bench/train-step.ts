@@ -39,8 +39,8 @@ function randomDataset(n: number, size: number, channels: 1 | 3): ImageDataset {
 /**
  * The model, memory and data of one case, and `step`, one full ODC iteration on them. `step(1)` leaves the
  * iteration's small-cluster decision open while the next is recorded (the training loop's run-ahead); `settle`
- * makes the open decisions. With `replay`, the step's model part is captured and replayed (optim.replay; `replay`
- * in the result counts its captured, replayed and eager runs).
+ * makes the open decisions. With `replay` (default: the preset's optim.replay), the step's model part is captured
+ * and replayed (`replay` in the result counts its captured, replayed and eager runs).
  */
 export async function prepareStep(
   c: Case,
@@ -80,7 +80,7 @@ export async function prepareStep(
   feats.dispose();
   const mode = new OdcMode(config, memory);
   const rng = new Rng(2);
-  const replay = options.replay ? new StepReplay() : null;
+  const replay = (options.replay ?? config.optim.replay) ? new StepReplay() : null;
   const parts: StepParts = { config, model, sgd, scaler, augmentRng: rng, augmenter, mode, replay };
   let iteration = 0;
   const step = async (keepOpen = 0) => {

@@ -57,7 +57,7 @@ function expected(preset: string, edit: (c: TrainConfig) => void = () => {}): Tr
   const { lrSteps, lrGamma, ...optimHead } = c.optim;
   const lossScaling = { lossScale: 'dynamic', lossScaleLog2: 16, lossScaleInterval: 2000 } as const;
   // optim.replay (issue 9) comes last: it changes how a step is recorded, never its numbers.
-  c.optim = { ...optimHead, precision: 'f32', ...lossScaling, lrSteps, lrGamma, replay: false };
+  c.optim = { ...optimHead, precision: 'f32', ...lossScaling, lrSteps, lrGamma, replay: true };
   edit(c);
   return c;
 }

@@ -142,7 +142,7 @@ export const SETTINGS = group({
       doc: 'Epochs at which the learning rate is multiplied by lrGamma.',
     }),
     lrGamma: num(0.4, { min: 0, minExclusive: true, resumable: true, doc: 'Learning-rate factor at each of lrSteps.' }),
-    replay: bool(false, {
+    replay: bool(true, {
       resumable: true,
       doc:
         "Record a training step's model part (forward, loss, backward, SGD) once and replay its GPU launches on later steps " +

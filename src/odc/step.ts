@@ -140,8 +140,9 @@ const MAX_UNEQUAL_CAPTURES = 3;
  * captured (and run eagerly); once a capture equals the one before it, its tape is adopted and later runs replay it
  * with x and y copied into the tape's own input buffers. The outputs (f, loss, correct) then live in the tape: the
  * same tensors every step, which the caller must not free (a copy would cost three more launches per step and the
- * caller only reads them before the next step). A key change, a stale tape (a parameter or optimiser buffer was
- * released: a rebuilt model or a loaded state) or `invalidate` drops the tape and captures again; a region that
+ * caller only reads them before the next step). A new key on two runs in a row (a new learning rate), a stale tape
+ * (a parameter or optimiser buffer was released: a rebuilt model or a loaded state) or `invalidate` drops the tape
+ * and captures again; another key on a single run (an epoch's short last batch) runs eagerly beside it; a region that
  * never records the same launches twice (a uniform word that changes every step), or reads from the GPU, stays
  * eager, said once under ODC_DEBUG.
  */
@@ -149,7 +150,9 @@ export class StepReplay {
   private key = '';
   private device: Gpu | null = null;
   private previous: Tape | null = null;
-  private adopted: { tape: Tape; kept: Tensor[]; outputs: ModelPartOutputs } | null = null;
+  private adopted: { key: string; tape: Tape; kept: Tensor[]; outputs: ModelPartOutputs } | null = null;
+  /** A key other than the adopted tape's, seen on the last run (see `run`). */
+  private otherKey: string | null = null;
   private unequalCaptures = 0;
   private eagerBecause: string | null = null;
   private readonly said = new Set<string>();
@@ -170,21 +173,37 @@ export class StepReplay {
   ): ModelPartOutputs {
     const g = gpu();
     if (g.collectingKernels) return run(x, y); // compileAll: nothing is recorded, nothing to capture
-    const fullKey = `${key}|${g.recordingOnly ? 'recordOnly' : 'real'}`;
-    if (fullKey !== this.key || g !== this.device) {
-      this.drop();
-      this.key = fullKey;
+    if (g !== this.device) {
+      this.forget(); // a tape of another (closed or lost) device: its buffers went with it
       this.device = g;
     }
+    const fullKey = `${key}|${g.recordingOnly ? 'recordOnly' : 'real'}`;
     const stale = this.adopted?.tape.stale;
     if (stale) {
       this.say(`the step's tape is dropped: ${stale}`);
       this.drop();
     }
     if (this.adopted) {
-      this.adopted.tape.replay([x.buffer, y.buffer]);
-      this.counts.replayed++;
-      return this.adopted.outputs;
+      if (this.adopted.key === fullKey) {
+        this.otherKey = null;
+        this.adopted.tape.replay([x.buffer, y.buffer]);
+        this.counts.replayed++;
+        return this.adopted.outputs;
+      }
+      // Another key once (an epoch's short last batch) runs eagerly beside the tape; twice in a row (a new
+      // learning rate) replaces it.
+      if (this.otherKey !== fullKey) {
+        this.otherKey = fullKey;
+        this.counts.eager++;
+        return run(x, y);
+      }
+      this.drop();
+    }
+    if (fullKey !== this.key) {
+      this.key = fullKey;
+      this.previous = null;
+      this.unequalCaptures = 0;
+      this.eagerBecause = null;
     }
     if (this.eagerBecause) {
       this.counts.eager++;
@@ -196,7 +215,6 @@ export class StepReplay {
   /** Drops the tape (say, after something replaced state the tape binds without releasing it). */
   invalidate(): void {
     this.drop();
-    this.key = '';
   }
 
   /** Gives the tape's buffers back. */
@@ -234,7 +252,7 @@ export class StepReplay {
         keep(t);
         t.node = null;
       }
-      this.adopted = { tape, kept, outputs };
+      this.adopted = { key: this.key, tape, kept, outputs };
       this.previous = null;
       this.unequalCaptures = 0;
       return outputs;
@@ -247,15 +265,23 @@ export class StepReplay {
     return outputs;
   }
 
+  /** Gives the adopted tape's buffers back to the pool and forgets every capture. */
   private drop(): void {
     if (this.adopted) {
       this.adopted.tape.release();
       for (const t of this.adopted.kept) t.dispose();
     }
+    this.forget();
+  }
+
+  /** Forgets the tape and every capture without touching the pool (whose device is gone). */
+  private forget(): void {
     this.adopted = null;
     this.previous = null;
+    this.otherKey = null;
     this.unequalCaptures = 0;
     this.eagerBecause = null;
+    this.key = '';
   }
 
   /** One ODC_DEBUG line per distinct reason. */
