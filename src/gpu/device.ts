@@ -148,6 +148,16 @@ export interface LaunchRecorder {
   refuse(reason: string): void;
 }
 
+/**
+ * A launch's bind group remembered by its caller (a tape's entry, src/gpu/tape.ts), so a launch repeated with the
+ * same uniform buffer skips the cache's lookup: `dispatchResolved` fills it and reuses it while `uniforms` matches.
+ */
+export interface BindGroupCache {
+  uniforms: GPUBuffer | null;
+  /** The cache's node for (pipeline, uniforms, buffers); opaque to the caller. */
+  node: object | null;
+}
+
 /** Bind groups kept for reuse before the cache starts afresh (a resnet18 step uses a few hundred). */
 const MAX_CACHED_BIND_GROUPS = 16384;
 
@@ -601,6 +611,7 @@ export class Gpu {
     x: number,
     y = 1,
     z = 1,
+    groupCache?: BindGroupCache,
   ): void {
     this.checkHealthy();
     if (x === 0 || y === 0 || z === 0) return;
@@ -625,7 +636,17 @@ export class Gpu {
       this.capture?.launch(kernel, null, buffers, count, x, y, z);
     }
     const pipeline = kernel.pipeline;
-    const cached = this.bindGroupFor(pipeline, offset >= 0 ? this.uniformBuffer : null, buffers, count);
+    const uniforms = offset >= 0 ? this.uniformBuffer : null;
+    let cached: BindGroupNode;
+    if (groupCache && groupCache.uniforms === uniforms && groupCache.node) {
+      cached = groupCache.node as BindGroupNode;
+    } else {
+      cached = this.bindGroupFor(pipeline, uniforms, buffers, count);
+      if (groupCache) {
+        groupCache.uniforms = uniforms;
+        groupCache.node = cached;
+      }
+    }
     const bindGroup = cached.group!;
     if (cached.encoderSerial !== this.encoderSerial) {
       cached.encoderSerial = this.encoderSerial;

@@ -21,7 +21,7 @@
  * - A tape is bound to the device it was captured on, and to recordOnly or real recording (`Gpu.recordingOnly`):
  *   its owner keys it by everything host-side that changes the recording and drops it when that key changes.
  */
-import type { Gpu, LaunchRecorder, ResolvedKernel } from './device.ts';
+import type { BindGroupCache, Gpu, LaunchRecorder, ResolvedKernel } from './device.ts';
 
 type Entry =
   | {
@@ -32,6 +32,8 @@ type Entry =
       x: number;
       y: number;
       z: number;
+      /** Its bind group from the last replay (see BindGroupCache). */
+      group: BindGroupCache;
     }
   | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; bytes: number }
   | { kind: 'write'; buffer: GPUBuffer; byteOffset: number; data: Uint8Array }
@@ -250,7 +252,7 @@ export class Tape implements LaunchRecorder {
             g.uniformU32.set(e.words, g.reserveUniforms());
             words = e.words.length;
           }
-          g.dispatchResolved(e.kernel, words, e.buffers, e.buffers.length, e.x, e.y, e.z);
+          g.dispatchResolved(e.kernel, words, e.buffers, e.buffers.length, e.x, e.y, e.z, e.group);
           break;
         }
         case 'copy':
@@ -288,7 +290,8 @@ export class Tape implements LaunchRecorder {
     y: number,
     z: number,
   ): void {
-    this.entries.push({ kind: 'launch', kernel, words, buffers: buffers.slice(0, count), x, y, z });
+    const group = { uniforms: null, node: null };
+    this.entries.push({ kind: 'launch', kernel, words, buffers: buffers.slice(0, count), x, y, z, group });
   }
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
