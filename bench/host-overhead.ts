@@ -30,6 +30,7 @@ import type { OdcMemory } from '../src/odc/memory.ts';
 import { adapterLine } from './common.ts';
 import { prepareStep, type Case } from './train-step.ts';
 import type { StepReplay } from '../src/odc/step.ts';
+import type { Tape } from '../src/gpu/tape.ts';
 
 const argValue = (name: string, fallback: string): string => {
   const at = process.argv.indexOf(name);
@@ -216,17 +217,71 @@ async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Prom
       replay!.run = run;
     }
     const results = modes.map((m) => summarize(m.name, m.rows));
-    const launches = replay!.launches;
+    const launches = replay!.tape!.launches;
+    const floor = rawLaunchesMs(g, replay!.tape!, steps);
+    const perLaunch = (ms: number) => ((1000 * ms) / launches).toFixed(1);
     console.log(
-      `${c.name}: the replay of the model part (${launches} launches, ${replay!.counts.replayed} replays) takes ` +
-        `${median(replayMs).toFixed(2)} ms wall per step (median), ${((1000 * median(replayMs)) / launches).toFixed(1)} µs per launch` +
-        ` (${g.stats.dispatches - launchesBefore} dispatches in all measured steps)`,
+      `${c.name}: the replay of the model part (${launches} launches, ${replay!.counts.replayed} replays, ` +
+        `${g.stats.dispatches - launchesBefore} dispatches in all measured steps) takes ${median(replayMs).toFixed(2)} ms ` +
+        `wall per step (median), ${perLaunch(median(replayMs))} µs per launch; the same launches as raw Dawn calls ` +
+        `(bind groups made once): ${floor.toFixed(2)} ms, ${perLaunch(floor)} µs per launch`,
     );
     return results;
   } finally {
     parts.replay = replay;
     dispose();
   }
+}
+
+/**
+ * Wall ms (median of `rounds`) of issuing a tape's launches as raw WebGPU calls (setPipeline when it changes,
+ * setBindGroup with groups made beforehand, dispatchWorkgroups, a new encoder every 64 launches, never submitted):
+ * the floor for replaying them.
+ */
+function rawLaunchesMs(g: Gpu, tape: Tape, rounds: number): number {
+  const device = g.device;
+  const uniform = device.createBuffer({ size: 65536, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  const launches = tape.launchList().map((l) => ({
+    ...l,
+    group: device.createBindGroup({
+      layout: l.pipeline.getBindGroupLayout(0),
+      entries: [
+        ...(l.uniforms ? [{ binding: 0, resource: { buffer: uniform, offset: 0, size: 256 } }] : []),
+        ...l.buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
+    }),
+  }));
+  const offsets = [0];
+  const times: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const start = performance.now();
+    let encoder = device.createCommandEncoder();
+    let pass = encoder.beginComputePass();
+    let pipeline: GPUComputePipeline | null = null;
+    for (let i = 0; i < launches.length; i++) {
+      const l = launches[i];
+      if (l.pipeline !== pipeline) pass.setPipeline((pipeline = l.pipeline));
+      if (l.uniforms) {
+        offsets[0] = (i % 256) * 256;
+        pass.setBindGroup(0, l.group, offsets);
+      } else {
+        pass.setBindGroup(0, l.group);
+      }
+      pass.dispatchWorkgroups(...l.workgroups);
+      if (i % 64 === 63) {
+        pass.end();
+        encoder.finish();
+        encoder = device.createCommandEncoder();
+        pass = encoder.beginComputePass();
+        pipeline = null;
+      }
+    }
+    pass.end();
+    encoder.finish();
+    times.push(performance.now() - start);
+  }
+  uniform.destroy();
+  return median(times);
 }
 
 /** µs per dispatch of the smallest kernel: the project's path, raw Dawn calls with one bind group, and with a bind group per dispatch. */

@@ -140,6 +140,29 @@ export class Tape implements LaunchRecorder {
     return n;
   }
 
+  /**
+   * The launches on the tape, in order: pipeline, storage buffers, whether it has a uniform block, workgroups (for
+   * bench/host-overhead.ts, which issues the same launches as raw WebGPU calls: the floor a replay is measured against).
+   */
+  launchList(): Array<{
+    pipeline: GPUComputePipeline;
+    buffers: readonly GPUBuffer[];
+    uniforms: boolean;
+    workgroups: [number, number, number];
+  }> {
+    const out = [];
+    for (const e of this.entries) {
+      if (e.kind !== 'launch') continue;
+      out.push({
+        pipeline: e.kernel.pipeline,
+        buffers: e.buffers,
+        uniforms: e.words !== null,
+        workgroups: [e.x, e.y, e.z] as [number, number, number],
+      });
+    }
+    return out;
+  }
+
   /** The buffers this adopted tape owns (taken out of the pool). */
   get ownedBuffers(): readonly GPUBuffer[] {
     return this.owned;

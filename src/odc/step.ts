@@ -159,9 +159,9 @@ export class StepReplay {
   /** Runs of the model part by kind (tests and the bench read them). */
   readonly counts = { captured: 0, replayed: 0, eager: 0 };
 
-  /** Launches on the adopted tape (0 when none is adopted). */
-  get launches(): number {
-    return this.adopted?.tape.launches ?? 0;
+  /** The adopted tape, or null (benches measure it). */
+  get tape(): Tape | null {
+    return this.adopted?.tape ?? null;
   }
 
   /** Runs `run(x, y)`, or replays its tape; see the class comment. */
