@@ -20,6 +20,9 @@
  *   (Gpu.hold/endHold), a profile or a compileAll. Such a capture is refused (`refusal`) and never replays.
  * - A tape is bound to the device it was captured on, and to recordOnly or real recording (`Gpu.recordingOnly`):
  *   its owner keys it by everything host-side that changes the recording and drops it when that key changes.
+ * - A replay is recorded like any other work: inside Gpu.hold it is held too, and work recorded after it (a rare
+ *   path) runs before it, exactly as for the eager region; the tape's own buffers are out of the pool, so that work
+ *   cannot be handed one. `BufferPool.trim` destroys only idle buffers: never a tape's, nor one it pins (live).
  */
 import type { BindGroupCache, Gpu, LaunchRecorder, ResolvedKernel } from './device.ts';
 

@@ -141,7 +141,7 @@ const MAX_UNEQUAL_CAPTURES = 3;
  * with x and y copied into the tape's own input buffers. The outputs (f, loss, correct) then live in the tape: the
  * same tensors every step, which the caller must not free (a copy would cost three more launches per step and the
  * caller only reads them before the next step). A new key on two runs in a row (a new learning rate), a stale tape
- * (a parameter or optimiser buffer was released: a rebuilt model or a loaded state) or `invalidate` drops the tape
+ * (a parameter or optimiser buffer was released: a rebuilt model, a loaded optimiser state) or `dispose` drops the tape
  * and captures again; another key on a single run (an epoch's short last batch) runs eagerly beside it; a region that
  * never records the same launches twice (a uniform word that changes every step), or reads from the GPU, stays
  * eager, said once under ODC_DEBUG.
@@ -212,14 +212,9 @@ export class StepReplay {
     return this.capture(g, x, y, run);
   }
 
-  /** Drops the tape (say, after something replaced state the tape binds without releasing it). */
-  invalidate(): void {
-    this.drop();
-  }
-
-  /** Gives the tape's buffers back. */
+  /** Gives the tape's buffers back (and forgets every capture: a later run captures afresh). */
   dispose(): void {
-    this.invalidate();
+    this.drop();
   }
 
   private capture(
