@@ -1,20 +1,19 @@
 /**
  * One training iteration (ODC-SPEC 2.8), the same for both modes and for the training-step bench:
  *   1. augment the batch on the GPU
- *   2. forward: backbone -> (neck) -> f -> head -> logits
- *   3. y := the mode's labels of the batch BEFORE this step's update
- *   4. loss := (weighted) cross-entropy of logits against y
- *   5. the mode takes in f (ODC: memory momentum update + relabel)
- *   6. backward, SGD step (under f16 loss scaling: backward from the scale, unscale, an SGD step the GPU
- *      skips on an inf/NaN gradient, the scale's update; src/optim/loss-scale.ts)
- *   7. the mode's work after the step (ODC: centroid recompute every centroidInterval iterations,
+ *   2. y := the mode's labels of the batch BEFORE this step's update
+ *   3. the model part: forward (backbone -> (neck) -> f -> head -> logits), loss := (weighted) cross-entropy of
+ *      logits against y, backward, SGD step (under f16 loss scaling: backward from the scale, unscale, an SGD step
+ *      the GPU skips on an inf/NaN gradient, the scale's update; src/optim/loss-scale.ts), gradients zeroed
+ *   4. the mode takes in f (ODC: memory momentum update + relabel): after the model part, which neither reads nor
+ *      writes the memory (the spec's order puts it before backward; the results are the same bit for bit)
+ *   5. the mode's work after the step (ODC: centroid recompute every centroidInterval iterations,
  *      small-cluster handling, re-weighting), whose host decisions may stay open (`keepOpen`)
  * Loss, head accuracy and change count stay on the GPU; `record` copies them into the metric slots.
  *
- * Steps 2, 4 and 6 (the model part: forward, loss, backward, unscale, SGD, the scale's update, zeroGrad) run as one
- * function of (x, y); with `replay` (optim.replay) it is captured on a tape and later steps replay its launches
- * (src/gpu/tape.ts, `StepReplay` below). The mode's part (targets, observe, afterStep, the late decisions) stays
- * eager; observe runs after the model part, which neither reads nor writes the memory (only f, which observe reads).
+ * The model part is one function of (x, y); with `replay` (optim.replay) it is captured on a tape and later steps
+ * replay its launches (src/gpu/tape.ts, `StepReplay` below). The mode's part (targets, observe, afterStep, the
+ * late decisions) stays eager.
  */
 import { Tensor, dtypeBytes } from '../tensor/tensor.ts';
 import { keep, tidy } from '../tensor/scope.ts';
