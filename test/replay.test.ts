@@ -184,6 +184,44 @@ test('a key seen on one run only (the short last batch of an epoch) runs eagerly
   wReplay.dispose();
 });
 
+test('a tape captured under recordOnly never replays for real (nor the reverse)', async () => {
+  const w = weights();
+  const replay = new StepReplay();
+  const fn = region(w);
+  const oneStep = async (s: number): Promise<void> => {
+    tidy(() => {
+      const { x, y } = batch(s);
+      replay.run('k', x, y, fn);
+    });
+    await Promise.resolve();
+  };
+  // recorded, never submitted: a few runs adopt a tape there and replay it
+  await gpu().recordOnly(
+    async () => {
+      for (let s = 0; s < 6 && replay.counts.replayed === 0; s++) await oneStep(s);
+    },
+    () => new ArrayBuffer(0),
+  );
+  const { captured, replayed } = replay.counts;
+  assert.ok(replayed === 1, JSON.stringify(replay.counts));
+  // for real: the recordOnly tape is another key, seen once (eager beside it), then dropped and captured anew
+  for (let s = 0; s < 3; s++) await oneStep(s);
+  assert.deepEqual(replay.counts, { captured: captured + 2, replayed, eager: 1 });
+  // and a tape adopted for real refuses to replay under recordOnly
+  for (let s = 3; s < 8 && replay.counts.replayed === replayed; s++) await oneStep(s);
+  const tape = replay.tape;
+  assert.ok(tape, JSON.stringify(replay.counts));
+  await assert.rejects(
+    gpu().recordOnly(
+      () => Promise.resolve(tape.replay([])),
+      () => new ArrayBuffer(0),
+    ),
+    /captured under recordOnly and replayed for real, or the reverse/,
+  );
+  replay.dispose();
+  w.dispose();
+});
+
 test('the buffers a tape adopted are not handed out by the pool until it is released', async () => {
   const pool = gpu().pool;
   const base = pool.liveCount;
