@@ -174,22 +174,19 @@ export function conv2d<D extends FloatDType = 'f32'>(
   const out = Tensor.empty([g.batch, g.OH, g.OW, g.Cout], outType as D);
   inWorkingPrecision([x, weight], ([xb, wb], precision) => convForwardGemm(xb, wb, out.buffer, g, precision, outType));
   return record(out, 'conv2d', [x, weight], (dy, pending) => {
-    let dx: Tensor<'f32'> | null = null;
-    let dw: Tensor<'f32'> | null = null;
-    if (x.requiresGrad) {
-      // x's gradient collected so far (a block input that also feeds the shortcut): dgrad adds into it in its epilogue.
-      const collected = pending?.[0] ?? null;
-      dx = collected ?? Tensor.empty(x.shape, 'f32');
-      const dxBuffer = dx.buffer;
-      inWorkingPrecision([dy, weight], ([dyb, wb], precision) =>
-        dgrad(dyb, wb, dxBuffer, g, precision, collected !== null),
-      );
-    }
-    if (weight.requiresGrad) {
-      dw = Tensor.empty(weight.shape, 'f32');
-      const dwBuffer = dw.buffer;
-      inWorkingPrecision([x, dy], ([xb, dyb], precision) => wgrad(xb, dyb, dwBuffer, g, precision));
-    }
+    // x's gradient collected so far (a block input that also feeds the shortcut): dgrad adds into it in its epilogue.
+    const collected = x.requiresGrad ? (pending?.[0] ?? null) : null;
+    const dx = x.requiresGrad ? (collected ?? Tensor.empty(x.shape, 'f32')) : null;
+    const dw = weight.requiresGrad ? Tensor.empty(weight.shape, 'f32') : null;
+    // One working-precision copy of dy serves both GEMMs (under f16: one rounding dispatch fewer); the weight is
+    // needed only for dx, x (last) only for dW.
+    const operands: Array<Tensor<FloatDType>> = [dy];
+    if (dx) operands.push(weight);
+    if (dw) operands.push(x);
+    inWorkingPrecision(operands, (buffers, precision) => {
+      if (dx) dgrad(buffers[0], buffers[1], dx.buffer, g, precision, collected !== null);
+      if (dw) wgrad(buffers[operands.length - 1], buffers[0], dw.buffer, g, precision);
+    });
     return [dx, dw];
   });
 }
