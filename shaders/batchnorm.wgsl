@@ -125,12 +125,11 @@ fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 
 // Training forward with the statistics' pass 2 folded in (one dispatch fewer per batch norm): lane row 0 of
 // every workgroup folds the partials of its CT channels (the same fold, in the same order, as a finalize pass
-// would), shares (mean, scale, bias) through workgroup memory, and workgroups of row 0 also write the saved
-// stats and update the running mean and var in place (PyTorch's rule, unbiased variance). weight and bias
-// are placeholders when absent. The host keeps the row groups few (src/ops/batchnorm.ts) so the repeated
-// fold stays a small part of the pass.
-@compute @workgroup_size({{CT}}, {{RL}})
-fn stats_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+// would), shares (mean, scale, bias) through workgroup memory (sh_a, sh_b, sh_c), and workgroups of row 0 also
+// write the saved stats and update the running mean and var in place (PyTorch's rule, unbiased variance). weight
+// and bias are placeholders when absent. The host keeps the row groups few (src/ops/batchnorm.ts) so the repeated
+// fold stays a small part of the pass. Shared by stats_apply and stats_apply_add_relu.
+fn fold_forward_stats(wid: vec3u, lid: vec3u) {
   let c = wid.x * CT + lid.x;
   let C = p.channels;
   if (lid.y == 0u && c < C) {
@@ -154,6 +153,13 @@ fn stats_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     }
   }
   workgroupBarrier();
+}
+
+@compute @workgroup_size({{CT}}, {{RL}})
+fn stats_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  fold_forward_stats(wid, lid);
+  let c = wid.x * CT + lid.x;
+  let C = p.channels;
   if (c >= C) { return; }
   let mean = sh_a[lid.x];
   let scale = sh_b[lid.x];
@@ -163,6 +169,26 @@ fn stats_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     let i = r * C + c;
     let y = (f32(x[i]) - mean) * scale + shift;
     out[i] = float(select(y, max(y, 0.0), clamp));
+  }
+}
+
+// A residual block's end, relu(bn(x) + res), in the training apply: the batch norm's output is rounded to the
+// activation type and added to res in that type (a correctly rounded sum, as the separate add kernel's), then
+// clamped: bit-identical to the separate BN, add and ReLU kernels, two dispatches fewer. Under f16, adding in f32
+// and rounding once did not match: the compiler may drop the f32 -> f16 -> f32 round trip of the BN output.
+@compute @workgroup_size({{CT}}, {{RL}})
+fn stats_apply_add_relu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  fold_forward_stats(wid, lid);
+  let c = wid.x * CT + lid.x;
+  let C = p.channels;
+  if (c >= C) { return; }
+  let mean = sh_a[lid.x];
+  let scale = sh_b[lid.x];
+  let shift = sh_c[lid.x];
+  for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
+    let i = r * C + c;
+    let h = float((f32(x[i]) - mean) * scale + shift);
+    out[i] = max(h + res[i], 0.0);
   }
 }
 
@@ -224,14 +250,12 @@ fn grad_finalize(@builtin(global_invocation_id) gid: vec3u) {
   dy_xhat_sum[c] = sums.y;
 }
 
-// Training dx = scale · (dy - (Σdy + x̂ · Σdy·x̂) / rows), with the backward's pass 2 folded in as in stats_apply:
-// lane row 0 folds the partials of its channels, workgroups of row 0 write dy_sum (= d bias) and dy_xhat_sum
-// (= d weight). y (the output) is read only with a fused ReLU.
-@compute @workgroup_size({{CT}}, {{RL}})
-fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+// The backward's pass 2 folded into the training dx pass, as in stats_apply: lane row 0 folds the partials of its
+// channels into (Σdy, Σdy·x̂) in sh_a, sh_b, and workgroups of row 0 write dy_sum (= d bias) and dy_xhat_sum
+// (= d weight). Shared by dx_train and dx_train_add_relu.
+fn fold_backward_sums(wid: vec3u, lid: vec3u) {
   let c = wid.x * CT + lid.x;
-  let C = p.channels;
-  if (lid.y == 0u && c < C) {
+  if (lid.y == 0u && c < p.channels) {
     let sums = fold_grads(c);
     sh_a[lid.x] = sums.x;
     sh_b[lid.x] = sums.y;
@@ -241,19 +265,59 @@ fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
     }
   }
   workgroupBarrier();
+}
+
+// What the training dx of one channel needs: its stats and the folded sums (after fold_backward_sums).
+struct DxChannel {
+  mean: f32,
+  invstd: f32,
+  scale: f32,
+  sum_dy: f32,
+  sum_dy_xhat: f32,
+}
+
+fn dx_channel(c: u32, lane: u32) -> DxChannel {
+  let C = p.channels;
+  return DxChannel(stats[c], stats[C + c], stats[2u * C + c], sh_a[lane], sh_b[lane]);
+}
+
+// Training dx = scale · (g - (Σdy + x̂ · Σdy·x̂) / rows) of an element xi whose BN output receives the gradient g.
+fn dx_element(k: DxChannel, xi: f32, g: f32) -> f32 {
+  let xhat = (xi - k.mean) * k.invstd;
+  return k.scale * (g - (k.sum_dy + xhat * k.sum_dy_xhat) / f32(p.rows));
+}
+
+// Training dx; y (the output) is read only with a fused ReLU.
+@compute @workgroup_size({{CT}}, {{RL}})
+fn dx_train(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  fold_backward_sums(wid, lid);
+  let c = wid.x * CT + lid.x;
+  let C = p.channels;
   if (c >= C) { return; }
-  let mean = stats[c];
-  let invstd = stats[C + c];
-  let scale = stats[2u * C + c];
-  let sum_dy = sh_a[lid.x];
-  let sum_dy_xhat = sh_b[lid.x];
+  let k = dx_channel(c, lid.x);
   let relu = fused_relu();
   for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
     let i = r * C + c;
-    let xhat = (f32(x[i]) - mean) * invstd;
     var g = dy[i];
     if (relu && !(y[i] > 0.0)) { g = 0.0; }
-    dx[i] = scale * (g - (sum_dy + xhat * sum_dy_xhat) / f32(p.rows));
+    dx[i] = dx_element(k, f32(x[i]), g);
+  }
+}
+
+// The backward of stats_apply_add_relu: dy masked where the block's output y is not positive (the ReLU) is both
+// the residual's gradient (dres, what the separate ReLU backward wrote) and the batch norm's output gradient.
+@compute @workgroup_size({{CT}}, {{RL}})
+fn dx_train_add_relu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  fold_backward_sums(wid, lid);
+  let c = wid.x * CT + lid.x;
+  let C = p.channels;
+  if (c >= C) { return; }
+  let k = dx_channel(c, lid.x);
+  for (var r = wid.y * RL + lid.y; r < p.rows; r += RL * nwg.y) {
+    let i = r * C + c;
+    let g = select(0.0, dy[i], y[i] > 0.0);
+    dres[i] = g;
+    dx[i] = dx_element(k, f32(x[i]), g);
   }
 }
 

@@ -34,6 +34,7 @@ const MODE: u32 = {{MODE}}u;
 const TRANS_A: bool = {{TRANS_A}};
 const TRANS_B: bool = {{TRANS_B}};
 const HAS_BIAS: bool = {{HAS_BIAS}};
+const ACCUMULATE: bool = {{ACCUMULATE}}; // add into C (the host sets it only on unsplit launches)
 const TM: u32 = {{TM}}u;   // output rows per invocation
 const TN: u32 = {{TN}}u;   // output columns per invocation (multiple of 4)
 const WGM: u32 = {{WGM}}u; // invocations along M in a workgroup
@@ -218,11 +219,15 @@ fn read_b4(q: KPos, n: u32) -> vec4<f32> {
   return vec4<f32>(read_b(q, n), read_b(q, n + 1u), read_b(q, n + 2u), read_b(q, n + 3u));
 }
 
+// The epilogue: + bias (unsplit), then + the value C already holds with ACCUMULATE (C := A·B + C, unsplit: a
+// gradient added into the one already collected, the same single rounding as adding the two afterwards).
 fn write_c(r: Row, n: u32, split: u32, v: f32) {
   if (r.ok && n < p.N) {
     var o = v;
     if (HAS_BIAS && p.splits == 1u) { o = o + bias[n]; }
-    C[split * p.M * p.N + r.out * p.N + n] = C_T(o);
+    let idx = split * p.M * p.N + r.out * p.N + n;
+    if (ACCUMULATE) { o = o + f32(C[idx]); }
+    C[idx] = C_T(o);
   }
 }
 
@@ -407,7 +412,7 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 // ---- small deterministic reductions ------------------------------------------------------------------
 
-// out[i] = Σ_s parts[s·M·N + i] (+ bias[i % N]), s in order. One invocation per element.
+// out[i] = Σ_s parts[s·M·N + i] (+ bias[i % N]) (+ out[i] with ACCUMULATE), s in order. One invocation per element.
 @compute @workgroup_size(256)
 fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) t: u32) {
@@ -417,6 +422,7 @@ fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   var s = 0.0;
   for (var q = 0u; q < p.splits; q++) { s += parts[q * mn + i]; }
   if (HAS_BIAS) { s += bias[i % p.N]; }
+  if (ACCUMULATE) { s += f32(out[i]); }
   out[i] = float(s);
 }
 

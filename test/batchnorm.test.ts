@@ -3,13 +3,14 @@ import fc from 'fast-check';
 import { assert, assertClose, randomPair, randomValues, setupGpu, RUNS } from './helpers.ts';
 import { batchNorm, type BatchNormState } from '../src/ops/batchnorm.ts';
 import { backward, noGrad } from '../src/tensor/autograd.ts';
-import { tidy } from '../src/tensor/scope.ts';
+import { keep, tidy } from '../src/tensor/scope.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { refBatchNorm, refBatchNormBackward, type RefBatchNormOptions } from '../src/ref/batchnorm.ts';
 import { finiteDifference, refArray, refDot, type RefArray } from '../src/ref/array.ts';
 import { refRelu } from '../src/ref/elementwise.ts';
-import { relu } from '../src/ops/elementwise.ts';
+import { add, relu } from '../src/ops/elementwise.ts';
+import { fromF16, toF16 } from '../src/ops/precision.ts';
 
 before(async () => {
   await setupGpu();
@@ -304,6 +305,125 @@ test('fused BN + ReLU: bit-identical to relu(batchNorm(x)) on the GPU, and match
   );
 });
 
+test('fused BN + residual add + ReLU: bit-identical to relu(batchNorm(x) + r), matches the f64 reference', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      shapeArb,
+      fc.integer(),
+      fc.constantFrom<'affine' | 'none' | 'weight'>('affine', 'none', 'weight'),
+      fc.boolean(),
+      fc.constantFrom<'both' | 'x' | 'residual'>('both', 'x', 'residual'),
+      async (shape, seed, affine, training, grads) => {
+        const gOut = randomPair(seed + 9, shape);
+        const run = async (fused: boolean) => {
+          const s = setup(shape, seed, affine, 0, 1e-5, 0.1, training);
+          const r = randomPair(seed + 5, shape);
+          s.x.gpu.requiresGrad = grads !== 'residual';
+          r.gpu.requiresGrad = grads !== 'x';
+          for (const t of [s.weight?.gpu, s.bias?.gpu]) if (t) t.requiresGrad = true;
+          const [w, b] = [s.weight?.gpu ?? null, s.bias?.gpu ?? null];
+          const y = tidy(() => {
+            const out = fused
+              ? batchNorm(s.x.gpu, s.state, w, b, training, { relu: true, residual: r.gpu })
+              : relu(add(batchNorm(s.x.gpu, s.state, w, b, training), r.gpu));
+            backward(out, gOut.gpu);
+            return out;
+          });
+          const result = {
+            out: await y.data(),
+            dx: s.x.gpu.grad ? await s.x.gpu.grad.data() : null,
+            dres: r.gpu.grad ? await r.gpu.grad.data() : null,
+            dweight: s.weight ? await s.weight.gpu.grad!.data() : null,
+            dbias: s.bias ? await s.bias.gpu.grad!.data() : null,
+            runningVar: await s.state.runningVar.data(),
+            s,
+            r,
+          };
+          y.dispose();
+          return result;
+        };
+        const fused = await run(true);
+        const plain = await run(false);
+        const what = `${training ? 'training' : 'eval'} ${JSON.stringify(shape)} ${affine} grads ${grads}`;
+        assertBitEqual(fused.out, plain.out, `out ${what}`);
+        if (grads !== 'residual') assertBitEqual(fused.dx!, plain.dx!, `dx ${what}`);
+        if (grads !== 'x') assertBitEqual(fused.dres!, plain.dres!, `dresidual ${what}`);
+        if (fused.dweight) assertBitEqual(fused.dweight, plain.dweight!, `dweight ${what}`);
+        if (fused.dbias) assertBitEqual(fused.dbias, plain.dbias!, `dbias ${what}`);
+        assertBitEqual(fused.runningVar, plain.runningVar, `runningVar ${what}`);
+        // the reference: relu(f64 batch norm + r); dy masked where the GPU output is 0 goes to r and into the BN
+        const s = fused.s;
+        const rb = refBatchNorm(s.x.ref, s.weight?.ref ?? null, s.bias?.ref ?? null, s.refOpts);
+        const rows = s.x.ref.data.length / shape[shape.length - 1];
+        const tol = tolerances(rb, s.weight?.ref ?? null, s.refOpts.eps, 0, rows);
+        const sum = refArray(
+          shape,
+          rb.out.data.map((v, i) => v + fused.r.ref.data[i]),
+        );
+        assertClose(
+          fused.out,
+          refRelu(sum).data,
+          { rtol: tol.out.rtol, atol: tol.out.atol + 4 * F32_EPS },
+          `out ${what}`,
+        );
+        const masked = refArray(
+          shape,
+          gOut.ref.data.map((g, i) => (fused.out[i] > 0 ? g : 0)),
+        );
+        if (fused.dres) assertClose(fused.dres, masked.data, { rtol: 0, atol: 0 }, `dresidual vs reference ${what}`);
+        const rg = refBatchNormBackward(masked, s.x.ref, s.weight?.ref ?? null, s.refOpts);
+        if (fused.dx) assertClose(fused.dx, rg.dx.data, tol.dx, `dx vs reference ${what}`);
+        if (fused.dweight) assertClose(fused.dweight, rg.dweight.data, tol.sums, `dweight vs reference ${what}`);
+        if (fused.dbias) assertClose(fused.dbias, rg.dbias.data, tol.sums, `dbias vs reference ${what}`);
+        for (const run of [fused, plain]) {
+          run.s.dispose();
+          run.r.gpu.grad?.dispose();
+          run.r.gpu.dispose();
+        }
+        gOut.gpu.dispose();
+      },
+    ),
+    { numRuns: RUNS },
+  );
+});
+
+test('fused BN + residual add + ReLU under f16 activations: bit-identical to the separate kernels', async (t) => {
+  if (!gpu().features.f16) return t.skip('no shader-f16 on this adapter');
+  for (const [shape, seed] of [
+    [[4, 8, 8, 64], 3],
+    [[2, 5, 3, 12], 4],
+    [[7, 3], 5],
+  ] as Array<[number[], number]>) {
+    const gOut = randomPair(seed + 9, shape);
+    const run = async (fused: boolean) => {
+      const s = setup(shape, seed, 'affine', 0, 1e-5, 0.1, true);
+      const r = randomPair(seed + 5, shape, -3, 3);
+      const x16 = toF16(s.x.gpu);
+      const r16 = toF16(r.gpu);
+      x16.requiresGrad = true;
+      r16.requiresGrad = true;
+      s.weight!.gpu.requiresGrad = true;
+      const y = tidy(() => {
+        const out = fused
+          ? batchNorm(x16, s.state, s.weight!.gpu, s.bias!.gpu, true, { relu: true, residual: r16 })
+          : relu(add(batchNorm(x16, s.state, s.weight!.gpu, s.bias!.gpu, true), r16));
+        backward(out, gOut.gpu);
+        return keep(fromF16(out));
+      });
+      const result = [await y.data(), await x16.grad!.data(), await r16.grad!.data(), await s.weight!.gpu.grad!.data()];
+      for (const d of [y, x16.grad!, r16.grad!, x16, r16, r.gpu]) d.dispose();
+      s.dispose();
+      return result;
+    };
+    const fused = await run(true);
+    const plain = await run(false);
+    ['out', 'dx', 'dresidual', 'dweight'].forEach((name, i) =>
+      assertBitEqual(fused[i], plain[i], `${name} f16 ${JSON.stringify(shape)}`),
+    );
+    gOut.gpu.dispose();
+  }
+});
+
 test('running stats after several training steps, then eval with them', async () => {
   const shape = [4, 3, 3, 5];
   const s = setup(shape, 77, 'affine', 0, 1e-5, 0.1, true);
@@ -407,6 +527,15 @@ test('no buffer is leaked by forward/backward (training and eval, with and witho
     // outside any scope: without grad nothing is saved; the output is the only new tensor
     const y = noGrad(() => batchNorm(s.x.gpu, s.state, s.weight!.gpu, null, training));
     y.dispose();
+    // the fused residual block end, the residual's gradient included
+    const r = Tensor.from(randomValues(2, s.x.gpu.size), s.x.gpu.shape);
+    r.requiresGrad = true;
+    tidy(() => {
+      const out = batchNorm(s.x.gpu, s.state, s.weight!.gpu, s.bias!.gpu, training, { relu: true, residual: r });
+      backward(out, Tensor.from(randomValues(3, out.size), out.shape));
+    });
+    r.grad?.dispose();
+    r.dispose();
     s.dispose();
   }
   await gpu().sync();
@@ -449,5 +578,15 @@ test('rejects bad inputs with clear errors', () => {
     /runningMean and runningVar must not share storage/,
   );
   assert.throws(() => batchNorm(x, st(), rm, null, true), /must not share storage with the running stats/);
+  const r2 = Tensor.from(randomValues(2, 6), [2, 3]);
+  assert.throws(
+    () => batchNorm(x, st(), null, null, true, { residual: x }),
+    /a residual is only fused with relu: true/,
+  );
+  assert.throws(
+    () => batchNorm(x, st(), null, null, true, { relu: true, residual: r2 }),
+    /batchNorm residual: expected shape \[4, 3\], got \[2, 3\]/,
+  );
+  r2.dispose();
   for (const t of [x, x3, xi, rm, rv, rm4, w2]) t.dispose();
 });

@@ -15,7 +15,9 @@ import { Linear } from '../src/nn/layers.ts';
 import { relu } from '../src/ops/elementwise.ts';
 import { weightedCrossEntropy } from '../src/ops/loss.ts';
 import { setWorkingPrecision } from '../src/ops/precision.ts';
-import { LossScaler } from '../src/optim/loss-scale.ts';
+import { LossScaler, forceUnscaleSlots } from '../src/optim/loss-scale.ts';
+import { NARROW_SLOTS, WIDE_SLOTS } from '../src/kernels/loss_scale.ts';
+import { gpu } from '../src/gpu/device.ts';
 import { SGD } from '../src/optim/sgd.ts';
 import { backward } from '../src/tensor/autograd.ts';
 import { tidy } from '../src/tensor/scope.ts';
@@ -96,6 +98,58 @@ test('a power-of-two scale unscales exactly: scaled f32 steps give bit-identical
     plain.dispose();
     scaled.dispose();
     scaler.dispose();
+  }
+});
+
+test('the multi-tensor unscale equals one gradient at a time, bit for bit (slots, found-inf word shared)', async () => {
+  // More gradients than a dispatch has slots, sizes around the 256-element workgroup and one over many; a null and
+  // an empty gradient; an inf (first dispatch) in one round and a NaN (last dispatch) in another.
+  const sizes = [1, 255, 256, 257, 3, 70_000, 9, 512, 0, 1000, 4, 33, 2, 5, 7, 300, 11, 6, 2];
+  const rng = new Rng(5);
+  const rounds = [0, 1, 2].map((round) =>
+    sizes.map((n, i) => {
+      if (i === 4 && round === 1) return null;
+      const g = Float32Array.from({ length: n }, () => rng.range(-(2 ** 20), 2 ** 20));
+      if (round === 1 && i === 3) g[100] = Infinity;
+      if (round === 2 && i === sizes.length - 1) g[1] = NaN;
+      return g;
+    }),
+  );
+  const wideFits = gpu().limits.maxStorageBuffersPerShaderStage >= WIDE_SLOTS + 2;
+  try {
+    for (const slots of wideFits ? ([WIDE_SLOTS, NARROW_SLOTS] as const) : ([NARROW_SLOTS] as const)) {
+      const run = async (perDispatch: 1 | typeof NARROW_SLOTS | typeof WIDE_SLOTS) => {
+        forceUnscaleSlots(perDispatch);
+        const scaler = new LossScaler(2 ** 12, 1000);
+        const params = sizes.map((n) => Tensor.from(new Float32Array(n), [n]));
+        const result: Array<{ grads: Array<Float32Array | null>; found: number }> = [];
+        for (const grads of rounds) {
+          params.forEach((p, i) => (p.grad = grads[i] ? Tensor.from(grads[i]!, [sizes[i]]) : null));
+          scaler.unscale(params);
+          const out = await Promise.all(params.map((p) => (p.grad ? p.grad.data() : null)));
+          result.push({ grads: out, found: (await scaler.skipFlag.data())[0] });
+          scaler.update(); // clears the found-inf word
+          for (const p of params) p.grad?.dispose();
+        }
+        for (const p of params) p.dispose();
+        scaler.dispose();
+        return result;
+      };
+      const together = await run(slots);
+      const alone = await run(1);
+      together.forEach((r, round) => {
+        assert.equal(r.found, alone[round].found, `found-inf word, round ${round}, ${slots} slots`);
+        assert.equal(r.found, round === 0 ? 0 : 1, `found-inf word, round ${round}`);
+        r.grads.forEach((g, i) => {
+          const what = `gradient ${i}, round ${round}, ${slots} slots`;
+          if (g === null) return assert.equal(alone[round].grads[i], null, what);
+          assert.deepEqual(bits([g]), bits([alone[round].grads[i]!]), what);
+          if (round === 0 && g.length > 0) assert.equal(g[0], Math.fround(rounds[0][i]![0] / 2 ** 12), what);
+        });
+      });
+    }
+  } finally {
+    forceUnscaleSlots(null);
   }
 });
 

@@ -61,6 +61,35 @@ export const batchnorm = declareKernels('batchnorm', {
     defines: tiles,
     sample,
   },
+  /**
+   * A residual block's end in the training apply: out = relu(bn(x) + res), res an activation like x (needs 9 storage
+   * bindings: src/ops/batchnorm.ts falls back to separate kernels where the adapter has fewer).
+   */
+  stats_apply_add_relu: {
+    params: {
+      rows: 'u32',
+      channels: 'u32',
+      nblocks: 'u32',
+      rows_per_block: 'u32',
+      eps: 'f32',
+      momentum: 'f32',
+      has_weight: 'bool',
+      has_bias: 'bool',
+    },
+    bindings: {
+      x: readFloat,
+      partial: readF32,
+      weight: readF32,
+      bias: readF32,
+      stats: writeF32,
+      running_mean: writeF32,
+      running_var: writeF32,
+      res: readFloat,
+      out: writeFloat,
+    },
+    defines: tiles,
+    sample,
+  },
   grad_partial: {
     params: { rows: 'u32', channels: 'u32', rows_per_block: 'u32', relu: 'bool' },
     bindings: { dy: readF32, x: readFloat, stats: readF32, partial: writeF32, y: readFloat },
@@ -85,6 +114,23 @@ export const batchnorm = declareKernels('batchnorm', {
       dy_xhat_sum: writeF32,
       dx: writeF32,
       y: readFloat,
+    },
+    defines: tiles,
+    sample,
+  },
+  /** The backward of stats_apply_add_relu: dy masked by y > 0 (y: the block's output) into dres, and the training dx. */
+  dx_train_add_relu: {
+    params: { rows: 'u32', channels: 'u32', nblocks: 'u32' },
+    bindings: {
+      dy: readF32,
+      x: readFloat,
+      stats: readF32,
+      partial: readF32,
+      dy_sum: writeF32,
+      dy_xhat_sum: writeF32,
+      dx: writeF32,
+      y: readFloat,
+      dres: writeF32,
     },
     defines: tiles,
     sample,

@@ -52,6 +52,8 @@ const template = {
   TRANS_A: 'bool',
   TRANS_B: 'bool',
   HAS_BIAS: 'bool',
+  /** C := A·B + C: add into what C holds (unsplit launches only; a split GEMM's sum_splits adds instead) */
+  ACCUMULATE: 'bool',
   /** B rows are vec4-aligned (N % 4 == 0, B index k·N + n): load 4 columns at once */
   VEC_B: 'bool',
   /** gemm_regs: an invocation's j-th vec4 of columns is at tn·4 + j·WGN·4 (else TN adjacent columns) */
@@ -78,6 +80,7 @@ const sample = {
   TRANS_A: false,
   TRANS_B: true,
   HAS_BIAS: true,
+  ACCUMULATE: true,
   VEC_B: true,
   COLS_STRIDED: true,
   TM: 4,
@@ -98,13 +101,13 @@ export const gemm = declareKernels('gemm', {
   gemm_regs: { params: geometry, bindings: operands, defines: template, sample },
   /** A/B tiles staged in workgroup memory (real GPUs) */
   gemm_tiled: { params: geometry, bindings: operands, defines: template, sample },
-  /** out = Σ over splits of the split-K partials (+ bias), in split order */
+  /** out = Σ over splits of the split-K partials (+ bias) (+ out with ACCUMULATE), in split order */
   sum_splits: {
     params: { M: 'u32', N: 'u32', splits: 'u32' },
     /** out in the working precision: an f16 activation output of a split GEMM is rounded here */
     bindings: { parts: readF32, bias: readF32, out: writeFloat },
-    defines: { HAS_BIAS: 'bool' },
-    sample: { HAS_BIAS: true },
+    defines: { HAS_BIAS: 'bool', ACCUMULATE: 'bool' },
+    sample: { HAS_BIAS: true, ACCUMULATE: true },
   },
   /** in the working precision: it transposes a GEMM's B operand, which may be an f16 copy */
   transpose2d: { params: { rows: 'u32', cols: 'u32', batches: 'u32' }, bindings: { src: readFloat, dst: writeFloat } },

@@ -5,7 +5,6 @@
  */
 import { Module } from '../nn/module.ts';
 import { BatchNorm, Conv2d, GlobalAvgPool, MaxPool2d, ReLU, Sequential, runLayers } from '../nn/layers.ts';
-import { add, relu } from '../ops/elementwise.ts';
 import { expectDType, type FloatDType, type Tensor } from '../tensor/tensor.ts';
 import type { Rng } from '../util/rng.ts';
 
@@ -68,8 +67,8 @@ class BasicBlock extends Module {
   }
 
   forward(x: Tensor<FloatDType>): Tensor<FloatDType> {
-    const h = this.bn2.forward(this.conv2.forward(this.bn1.forwardRelu(this.conv1.forward(x))));
-    return relu(add(h, this.downsample ? this.downsample.forward(x) : x));
+    const h = this.conv2.forward(this.bn1.forwardRelu(this.conv1.forward(x)));
+    return this.bn2.forwardAddRelu(h, this.downsample ? this.downsample.forward(x) : x);
   }
 }
 
@@ -101,8 +100,8 @@ class Bottleneck extends Module {
   forward(x: Tensor<FloatDType>): Tensor<FloatDType> {
     let h = this.bn1.forwardRelu(this.conv1.forward(x));
     h = this.bn2.forwardRelu(this.conv2.forward(h));
-    h = this.bn3.forward(this.conv3.forward(h));
-    return relu(add(h, this.downsample ? this.downsample.forward(x) : x));
+    h = this.conv3.forward(h);
+    return this.bn3.forwardAddRelu(h, this.downsample ? this.downsample.forward(x) : x);
   }
 }
 

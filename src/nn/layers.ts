@@ -80,6 +80,11 @@ export class BatchNorm extends Module {
   forwardRelu<D extends FloatDType>(x: Tensor<D>): Tensor<D> {
     return batchNorm(x, this.state, this.weight, this.bias, this.training, { relu: true });
   }
+
+  /** relu(forward(x) + residual): a residual block's end, the add and ReLU in the BN's own kernels when training. */
+  forwardAddRelu<D extends FloatDType>(x: Tensor<D>, residual: Tensor<D>): Tensor<D> {
+    return batchNorm(x, this.state, this.weight, this.bias, this.training, { relu: true, residual });
+  }
 }
 
 export interface LinearOptions {

@@ -9,7 +9,10 @@
  * its fold inside the elementwise pass that gives dx.
  * Eval: statistics are the running stats; dx is dy times the per-channel scale.
  * `relu: true` fuses a ReLU after the normalisation (conv-BN-ReLU blocks): the apply pass clamps, and the
- * backward passes mask dy by the saved output, so no separate ReLU kernels or tensors are needed.
+ * backward passes mask dy by the saved output, so no separate ReLU kernels or tensors are needed. With a
+ * `residual` as well (a residual block's relu(bn(x) + shortcut)), the training apply adds it before the clamp
+ * and the training dx pass also writes the shortcut's gradient (the masked dy): the add, the ReLU and its
+ * backward need no dispatch of their own, and every value is bit-identical to the separate kernels.
  * x may be an f16 activation (`--precision f16`): statistics are accumulated in f32, the output is f16 like x,
  * and the gradients are f32.
  */
@@ -18,11 +21,20 @@ import { dispatchKernel } from '../gpu/kernel.ts';
 import { batchnorm } from '../kernels/batchnorm.ts';
 import { Tensor, expectDType, expectFloat, expectShape, fmtShape, type FloatDType } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
+import { add, relu as reluOp, reluBackward } from './elementwise.ts';
 
 export interface BatchNormOptions {
   /** Apply max(·, 0) to the output in the same kernel (the gradient is masked where the output is 0). */
   relu?: boolean;
+  /**
+   * With `relu`: relu(batchNorm(x) + residual), residual of x's shape and dtype (a residual block's shortcut),
+   * differentiable in it too.
+   */
+  residual?: Tensor<FloatDType>;
 }
+
+/** Storage bindings of the fused residual kernels (stats_apply_add_relu, dx_train_add_relu). */
+const RESIDUAL_BINDINGS = 9;
 
 export interface BatchNormState {
   runningMean: Tensor<'f32'>;
@@ -152,6 +164,15 @@ export function batchNorm<D extends FloatDType>(
 ): Tensor<D> {
   const channels = validate(x, state, weight, bias, training);
   const relu = Boolean(options.relu);
+  const residual = options.residual ?? null;
+  if (residual) {
+    if (!relu) throw new RangeError('batchNorm: a residual is only fused with relu: true');
+    expectDType(residual, x.dtype, 'batchNorm residual');
+    expectShape(residual, x.shape, 'batchNorm residual');
+    // Eval (feature extraction) and adapters without 9 storage bindings: the separate kernels, same values.
+    if (!training || gpu().limits.maxStorageBuffersPerShaderStage < RESIDUAL_BINDINGS)
+      return reluOp(add(batchNorm(x, state, weight, bias, training), residual as Tensor<D>));
+  }
   const g = geometry(x.size / channels, channels);
   const affine = { has_weight: weight !== null, has_bias: bias !== null };
 
@@ -167,22 +188,25 @@ export function batchNorm<D extends FloatDType>(
       precision: x.dtype,
       workgroups: [Math.ceil(channels / g.ct), g.nblocks],
     });
-    dispatchKernel(batchnorm.stats_apply, {
-      params: { ...shapeParams(g), eps: state.eps, momentum: state.momentum, ...affine, relu },
-      bindings: {
-        x: x.buffer,
-        partial: partial.buffer,
-        weight: (weight ?? partial).buffer,
-        bias: (bias ?? partial).buffer,
-        stats: stats.buffer,
-        running_mean: state.runningMean.buffer,
-        running_var: state.runningVar.buffer,
-        out: out.buffer,
-      },
-      defines: tiles(g),
-      precision: x.dtype,
-      workgroups: foldingGrid(g),
-    });
+    const params = { ...shapeParams(g), eps: state.eps, momentum: state.momentum, ...affine };
+    const bindings = {
+      x: x.buffer,
+      partial: partial.buffer,
+      weight: (weight ?? partial).buffer,
+      bias: (bias ?? partial).buffer,
+      stats: stats.buffer,
+      running_mean: state.runningMean.buffer,
+      running_var: state.runningVar.buffer,
+      out: out.buffer,
+    };
+    const launch = { defines: tiles(g), precision: x.dtype, workgroups: foldingGrid(g) };
+    if (residual)
+      dispatchKernel(batchnorm.stats_apply_add_relu, {
+        params,
+        bindings: { ...bindings, res: residual.buffer },
+        ...launch,
+      });
+    else dispatchKernel(batchnorm.stats_apply, { params: { ...params, relu }, bindings, ...launch });
     partial.dispose();
   } else {
     dispatchKernel(batchnorm.stats_eval, {
@@ -207,16 +231,19 @@ export function batchNorm<D extends FloatDType>(
   }
 
   const inputs: Tensor[] = [x];
+  if (residual) inputs.push(residual);
   if (weight) inputs.push(weight);
   if (bias) inputs.push(bias);
-  record(out, 'batchNorm', inputs, (gradOut) => {
+  record(out, residual ? 'batchNormAddRelu' : 'batchNorm', inputs, (gradOut) => {
     const grads = batchNormBackward(gradOut, x, stats, g, training, relu ? out : null, {
       x: x.requiresGrad,
+      residual: residual?.requiresGrad ?? false,
       weight: weight?.requiresGrad ?? false,
       bias: bias?.requiresGrad ?? false,
     });
     stats.dispose(); // a node runs backward once
     const result: Array<Tensor<'f32'> | null> = [grads.dx];
+    if (residual) result.push(grads.dresidual);
     if (weight) result.push(grads.dweight);
     if (bias) result.push(grads.dbias);
     return result;
@@ -227,6 +254,8 @@ export function batchNorm<D extends FloatDType>(
 
 interface BatchNormGrads {
   dx: Tensor<'f32'> | null;
+  /** The residual's gradient (the fused residual op): dy masked by the ReLU. */
+  dresidual: Tensor<'f32'> | null;
   dweight: Tensor<'f32'> | null;
   dbias: Tensor<'f32'> | null;
 }
@@ -238,11 +267,11 @@ function batchNormBackward(
   g: Geometry,
   training: boolean,
   reluOut: Tensor<FloatDType> | null,
-  need: { x: boolean; weight: boolean; bias: boolean },
+  need: { x: boolean; residual: boolean; weight: boolean; bias: boolean },
 ): BatchNormGrads {
   const relu = reluOut !== null;
   const maskBuffer = (reluOut ?? dy).buffer; // a placeholder binding without a fused ReLU
-  const result: BatchNormGrads = { dx: null, dweight: null, dbias: null };
+  const result: BatchNormGrads = { dx: null, dresidual: null, dweight: null, dbias: null };
   let sumDy: Tensor<'f32'> | null = null;
   let sumDyXhat: Tensor<'f32'> | null = null;
   if (need.weight || need.bias || (need.x && training)) {
@@ -259,22 +288,24 @@ function batchNormBackward(
     if (need.x && training) {
       // The sums' second pass runs inside dx_train, which also writes them (d bias, d weight).
       const dx = Tensor.empty(x.shape, 'f32'); // gradients are f32 whatever x's dtype
-      dispatchKernel(batchnorm.dx_train, {
-        params: { rows: g.rows, channels: g.channels, nblocks: g.nblocks, relu },
-        bindings: {
-          dy: dy.buffer,
-          x: x.buffer,
-          stats: stats.buffer,
-          partial: partial.buffer,
-          dy_sum: sumDy.buffer,
-          dy_xhat_sum: sumDyXhat.buffer,
-          dx: dx.buffer,
-          y: maskBuffer,
-        },
-        defines: tiles(g),
-        precision: x.dtype,
-        workgroups: foldingGrid(g),
-      });
+      const params = { rows: g.rows, channels: g.channels, nblocks: g.nblocks };
+      const bindings = {
+        dy: dy.buffer,
+        x: x.buffer,
+        stats: stats.buffer,
+        partial: partial.buffer,
+        dy_sum: sumDy.buffer,
+        dy_xhat_sum: sumDyXhat.buffer,
+        dx: dx.buffer,
+        y: maskBuffer,
+      };
+      const launch = { defines: tiles(g), precision: x.dtype, workgroups: foldingGrid(g) };
+      if (need.residual) {
+        // The residual's gradient, dy masked by the ReLU, is written by the same pass.
+        result.dresidual = Tensor.empty(x.shape, 'f32');
+        const res = { ...bindings, dres: result.dresidual.buffer };
+        dispatchKernel(batchnorm.dx_train_add_relu, { params, bindings: res, ...launch });
+      } else dispatchKernel(batchnorm.dx_train, { params: { ...params, relu }, bindings, ...launch });
       result.dx = dx;
     } else {
       dispatchKernel(batchnorm.grad_finalize, {
@@ -302,6 +333,7 @@ function batchNormBackward(
     });
     result.dx = dx;
   }
+  if (need.residual && !result.dresidual) result.dresidual = reluBackward(dy, reluOut!);
   if (need.bias) result.dbias = sumDy;
   else sumDy?.dispose();
   if (need.weight) result.dweight = sumDyXhat;

@@ -103,15 +103,23 @@ export function im2colGemm(gemm: PlainGemm, x: GPUBuffer, w: GPUBuffer, out: GPU
 }
 
 /**
- * dx from dy: out[N·H·W, Cin], one GEMM per stride phase (ph, pw) — the input pixels with
+ * dx from dy: out[N·H·W, Cin] (added into what out holds with `accumulate`), one GEMM per stride phase (ph, pw) — the input pixels with
  * (ih + pad) mod s = ph only meet kernel taps kh ≡ ph (mod s) — so no multiply is wasted on the zeros a
  * stride-s transposed convolution would otherwise insert. Phases no tap reaches are written as zeros.
  * The GEMM reads the weight transposed per tap (transB), with vec4 loads along Cout where Cout % 4 == 0 (strided
  * reads ran dgrad at a third of the forward's speed on lavapipe; runGemm transposes first where it cannot).
  */
-function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, precision: Precision): void {
+function dgrad(
+  dy: GPUBuffer,
+  w: GPUBuffer,
+  out: GPUBuffer,
+  g: ConvGeometry,
+  precision: Precision,
+  accumulate: boolean,
+): void {
   if (isPointwise(g)) {
-    runGemm({ mode: 'matmul', M: g.batch * g.H * g.W, N: g.Cin, K: g.Cout, transB: true, a: dy, b: w, out, precision });
+    const M = g.batch * g.H * g.W;
+    runGemm({ mode: 'matmul', M, N: g.Cin, K: g.Cout, transB: true, a: dy, b: w, out, precision, accumulate });
     return;
   }
   const s = g.stride;
@@ -136,6 +144,7 @@ function dgrad(dy: GPUBuffer, w: GPUBuffer, out: GPUBuffer, g: ConvGeometry, pre
         out,
         conv: { ...g, phase },
         precision,
+        accumulate,
       });
     }
   }
@@ -164,19 +173,20 @@ export function conv2d<D extends FloatDType = 'f32'>(
     throw new TypeError(`conv2d: dtype must be f32 or f16, got ${String(outType)}`);
   const out = Tensor.empty([g.batch, g.OH, g.OW, g.Cout], outType as D);
   inWorkingPrecision([x, weight], ([xb, wb], precision) => convForwardGemm(xb, wb, out.buffer, g, precision, outType));
-  return record(out, 'conv2d', [x, weight], (dy) => {
-    let dx: Tensor<'f32'> | null = null;
-    let dw: Tensor<'f32'> | null = null;
-    if (x.requiresGrad) {
-      dx = Tensor.empty(x.shape, 'f32');
-      const dxBuffer = dx.buffer;
-      inWorkingPrecision([dy, weight], ([dyb, wb], precision) => dgrad(dyb, wb, dxBuffer, g, precision));
-    }
-    if (weight.requiresGrad) {
-      dw = Tensor.empty(weight.shape, 'f32');
-      const dwBuffer = dw.buffer;
-      inWorkingPrecision([x, dy], ([xb, dyb], precision) => wgrad(xb, dyb, dwBuffer, g, precision));
-    }
+  return record(out, 'conv2d', [x, weight], (dy, pending) => {
+    // x's gradient collected so far (a block input that also feeds the shortcut): dgrad adds into it in its epilogue.
+    const collected = x.requiresGrad ? (pending?.[0] ?? null) : null;
+    const dx = x.requiresGrad ? (collected ?? Tensor.empty(x.shape, 'f32')) : null;
+    const dw = weight.requiresGrad ? Tensor.empty(weight.shape, 'f32') : null;
+    // One working-precision copy of dy serves both GEMMs (under f16: one rounding dispatch fewer); the weight is
+    // needed only for dx, x (last) only for dW.
+    const operands: Array<Tensor<FloatDType>> = [dy];
+    if (dx) operands.push(weight);
+    if (dw) operands.push(x);
+    inWorkingPrecision(operands, (buffers, precision) => {
+      if (dx) dgrad(buffers[0], buffers[1], dx.buffer, g, precision, collected !== null);
+      if (dw) wgrad(buffers[operands.length - 1], buffers[0], dw.buffer, g, precision);
+    });
     return [dx, dw];
   });
 }

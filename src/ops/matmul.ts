@@ -9,6 +9,7 @@
  */
 import { gpu, grid } from '../gpu/device.ts';
 import { dispatchKernel, type DefineValues, type Precision } from '../gpu/kernel.ts';
+import { elementwise } from '../kernels/elementwise.ts';
 import { gemm, type GEMM_MODES } from '../kernels/gemm.ts';
 import { Tensor, expectDType, fmtShape } from '../tensor/tensor.ts';
 import { record } from '../tensor/autograd.ts';
@@ -69,6 +70,11 @@ export interface GemmSpec {
   precision?: Precision;
   /** The element type of out: f16 for an activation under `--precision f16` (rounded on store), else f32. */
   outPrecision?: Precision;
+  /**
+   * C := A·B + C: add the product into what out holds (f32 out; a gradient into the one already collected, as
+   * autograd's sum of the two would, bit for bit), instead of overwriting it.
+   */
+  accumulate?: boolean;
   /** Force a split count (tests); default chosen from the variant's occupancy target. */
   splits?: number;
 }
@@ -79,6 +85,7 @@ function kernelDefines(
   transA: boolean,
   transB: boolean,
   hasBias: boolean,
+  accumulate: boolean,
   vecB: boolean,
   outType: Precision,
 ): DefineValues<typeof gemm.gemm_regs.defines> {
@@ -89,6 +96,7 @@ function kernelDefines(
     TRANS_A: transA,
     TRANS_B: transB,
     HAS_BIAS: hasBias,
+    ACCUMULATE: accumulate,
     TM: v.tm,
     TN: v.tn,
     WGM: v.wgm,
@@ -103,9 +111,11 @@ function kernelDefines(
   };
 }
 
-/** Records C = A·B for a GemmSpec (writes every element of spec.out). Never reads back. */
+/** Records C = A·B for a GemmSpec (writes every element of spec.out; C += A·B with `accumulate`). Never reads back. */
 export function runGemm(spec: GemmSpec): void {
   const g = gpu();
+  if (spec.accumulate && (spec.outPrecision ?? 'f32') !== 'f32')
+    throw new RangeError('gemm: accumulate needs an f32 output (a gradient)');
   // The tensor cores serve f16 plain GEMMs (matmul mode, A not transposed, no bias, default split) once their
   // self-check passed, where the per-shape choice (src/ops/tensor-core-choice.ts) does not say `off`.
   const tensorCoreGemm =
@@ -122,9 +132,19 @@ export function runGemm(spec: GemmSpec): void {
   if (tensorCoreGemm) {
     const bt = spec.transB ? g.pool.acquire(spec.N * spec.K * 2) : null;
     if (bt) transpose(spec.b, spec.N, spec.K, bt, 1, 'f16');
-    writeThroughF32(spec.out, spec.M * spec.N, spec.outPrecision ?? 'f32', (out) =>
+    // The subgroup-matrix kernel has no epilogue: accumulating, it writes a temporary that is added afterwards.
+    const product = spec.accumulate ? g.pool.acquire(spec.M * spec.N * 4) : spec.out;
+    writeThroughF32(product, spec.M * spec.N, spec.outPrecision ?? 'f32', (out) =>
       tensorCoreGemm(spec.a, bt ?? spec.b, out, spec.M, spec.N, spec.K),
     );
+    if (spec.accumulate) {
+      dispatchKernel(elementwise.accumulate, {
+        params: { n: spec.M * spec.N, alpha: 1 },
+        bindings: { acc: spec.out, b: product },
+        workgroups: grid(Math.ceil((spec.M * spec.N) / 256)),
+      });
+      g.pool.release(product);
+    }
     if (bt) g.pool.release(bt);
     return;
   }
@@ -193,7 +213,17 @@ export function runGemm(spec: GemmSpec): void {
   const partial = splits > 1 ? g.pool.acquire(splits * M * N * 4) : null;
   const dummyBias = spec.bias ?? spec.a;
   // Split-K partials are f32; sum_splits rounds an f16 output.
-  const defines = kernelDefines(v, spec.mode, !!spec.transA, !!spec.transB, hasBias, vecB, partial ? 'f32' : outType);
+  const accumulate = !!spec.accumulate;
+  const defines = kernelDefines(
+    v,
+    spec.mode,
+    !!spec.transA,
+    !!spec.transB,
+    hasBias,
+    accumulate && !partial,
+    vecB,
+    partial ? 'f32' : outType,
+  );
   dispatchKernel(v.body === 'regs' ? gemm.gemm_regs : gemm.gemm_tiled, {
     params: geometry,
     bindings: { A: spec.a, B: spec.b, bias: dummyBias, C: partial ?? spec.out },
@@ -205,7 +235,7 @@ export function runGemm(spec: GemmSpec): void {
     dispatchKernel(gemm.sum_splits, {
       params: { M, N, splits },
       bindings: { parts: partial, bias: dummyBias, out: spec.out },
-      defines: { HAS_BIAS: hasBias },
+      defines: { HAS_BIAS: hasBias, ACCUMULATE: accumulate },
       precision: outType,
       workgroups: grid(Math.ceil((M * N) / 256)),
     });

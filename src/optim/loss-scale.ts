@@ -4,15 +4,15 @@
  * zero for resnet18 CIFAR at batch 512 (bench/f16-underflow.ts; numbers in bench/RESULTS.md).
  *
  * Per step: backward starts from `seed` (the scale, instead of 1), `unscale` multiplies every f32 gradient
- * by 1/scale and raises a found-inf word on the GPU when one is inf or NaN, `sgd.step(skipFlag)` skips the
+ * by 1/scale (several gradients per dispatch) and raises a found-inf word on the GPU when one is inf or NaN, `sgd.step(skipFlag)` skips the
  * whole update when the word is set, and `update` halves the scale after an overflow or doubles it after
  * `growthInterval` clean steps, then clears the word. Scales are powers of two, so unscaling is exact:
  * with no overflow the unscaled gradients are those of the unscaled loss, bit for bit, whenever the scaled
  * values stay within f32's normal range. The state is read only by `read` (log records, checkpoints).
  */
 import { gpu, grid } from '../gpu/device.ts';
-import { dispatchKernel } from '../gpu/kernel.ts';
-import { lossScale as kernels } from '../kernels/loss_scale.ts';
+import { dispatchKernel, type DispatchOf } from '../gpu/kernel.ts';
+import { NARROW_SLOTS, WIDE_SLOTS, lossScale as kernels } from '../kernels/loss_scale.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { keep } from '../tensor/scope.ts';
 
@@ -28,10 +28,29 @@ export interface LossScaleState {
 
 const STATE_WORDS = 4; // found inf, clean steps, skipped steps, unused (16-byte buffer)
 
+/** The first workgroup of an unused slot: past every workgroup of the launch. */
+const UNUSED_SLOT = 0xffffffff;
+
+let forcedSlots: number | null = null;
+
+/** Tests run the 6-slot entry where the adapter would take the 14-slot one, or 1 (one gradient per dispatch); null restores the choice. */
+export function forceUnscaleSlots(slots: 1 | typeof NARROW_SLOTS | typeof WIDE_SLOTS | null): void {
+  forcedSlots = slots;
+}
+
+/** Gradients per unscale dispatch: 14 where the adapter binds 16 storage buffers per stage, else 6 (WebGPU's default 8). */
+function unscaleSlots(): number {
+  return forcedSlots ?? (gpu().limits.maxStorageBuffersPerShaderStage >= WIDE_SLOTS + 2 ? WIDE_SLOTS : NARROW_SLOTS);
+}
+
 export class LossScaler {
   private readonly scaleT: Tensor<'f32'>;
   private readonly inverseT: Tensor<'f32'>;
   private readonly stateT: Tensor<'u32'>;
+  /** 16-byte stand-ins for the writable bindings of unused slots (made at the first unscale). */
+  private readonly placeholders: GPUBuffer[] = [];
+  /** The gradients of the dispatch being gathered (reused by every step). */
+  private readonly batch: Array<Tensor<'f32'>> = [];
 
   /** `initialScale` must be a power of two (exact unscaling); `growthInterval` clean steps double it. */
   constructor(
@@ -56,17 +75,46 @@ export class LossScaler {
     return this.stateT;
   }
 
-  /** Divides each gradient by the scale in place and records whether any is inf or NaN. */
+  /**
+   * Divides each gradient by the scale in place and records whether any is inf or NaN: several gradients per
+   * dispatch (shaders/loss_scale.wgsl's multi-tensor entries), each element as one gradient at a time would.
+   */
   unscale(params: Iterable<Tensor<'f32'>>): void {
+    const slots = unscaleSlots();
+    while (this.placeholders.length < WIDE_SLOTS) this.placeholders.push(gpu().pool.acquire(16));
+    const batch = this.batch;
+    batch.length = 0;
     for (const p of params) {
       const grad = p.grad;
       if (!grad || grad.size === 0) continue;
-      dispatchKernel(kernels.unscale_check, {
-        params: { n: grad.size },
-        bindings: { grad: grad.buffer, inverse: this.inverseT.buffer, state: this.stateT.buffer },
-        workgroups: grid(Math.ceil(grad.size / 256)),
-      });
+      // A gradient buffer seen twice in one dispatch would be bound writable twice: it goes to the next one (unscaled
+      // twice, as one gradient at a time did).
+      if (batch.length === slots || batch.some((g) => g.buffer === grad.buffer)) {
+        this.launchUnscale(slots, batch);
+        batch.length = 0;
+      }
+      batch.push(grad);
     }
+    if (batch.length > 0) this.launchUnscale(slots, batch);
+    batch.length = 0;
+  }
+
+  /** One multi-tensor unscale of `grads` (at most `slots`); unused slots start past every workgroup, on placeholders. */
+  private launchUnscale(slots: number, grads: ReadonlyArray<Tensor<'f32'>>): void {
+    const wide = slots > NARROW_SLOTS;
+    const params: Record<string, number> = {};
+    const bindings: Record<string, GPUBuffer> = { inverse: this.inverseT.buffer, state: this.stateT.buffer };
+    let workgroups = 0;
+    for (let s = 0; s < (wide ? WIDE_SLOTS : NARROW_SLOTS); s++) {
+      const grad = grads[s];
+      if (s > 0) params[`start_${s}`] = grad ? workgroups : UNUSED_SLOT;
+      params[`n_${s}`] = grad ? grad.size : 0;
+      bindings[`grad_${s}`] = grad ? grad.buffer : this.placeholders[s];
+      if (grad) workgroups += Math.ceil(grad.size / 256);
+    }
+    // The slot names are built here; the kernel's declaration lists them (checked when it compiles).
+    const kernel = wide ? kernels.unscale_wide : kernels.unscale_narrow;
+    dispatchKernel(kernel, { params, bindings, workgroups: grid(workgroups) } as DispatchOf<typeof kernel>);
   }
 
   /** After the (gated) SGD step: backs off or grows the scale, and clears the found-inf word. */
@@ -94,6 +142,8 @@ export class LossScaler {
 
   dispose(): void {
     for (const t of [this.scaleT, this.inverseT, this.stateT]) t.dispose();
+    for (const b of this.placeholders) gpu().pool.release(b);
+    this.placeholders.length = 0;
   }
 }
 

@@ -73,6 +73,32 @@ function topologicalOrder(root: Tensor): Tensor[] {
   return order;
 }
 
+/** Reused by collectedGrads: a node's backward reads it only during its call. */
+const pendingScratch: Array<Tensor<'f32'> | null> = [];
+
+/**
+ * The gradients `inputs` have collected so far that a node may add into in place (GradNode.backward's `pending`):
+ * those in storage of their own, of an input the node takes once. Undefined when there is none.
+ */
+function collectedGrads(
+  inputs: readonly Tensor[],
+  grads: Map<Tensor, Tensor<'f32'>>,
+): ReadonlyArray<Tensor<'f32'> | null> | undefined {
+  let any = false;
+  pendingScratch.length = inputs.length;
+  for (let k = 0; k < inputs.length; k++) {
+    const existing = grads.get(inputs[k]);
+    const usable =
+      existing !== undefined &&
+      !existing.isShared &&
+      inputs.indexOf(inputs[k]) === k &&
+      inputs.lastIndexOf(inputs[k]) === k;
+    pendingScratch[k] = usable ? existing : null;
+    any ||= usable;
+  }
+  return any ? pendingScratch : undefined;
+}
+
 /**
  * Back-propagates from `output` (a scalar unless `gradOutput` is given). Leaf tensors that require grad
  * get `.grad` (accumulated if already set); intermediate gradients are freed as soon as they are used,
@@ -105,9 +131,9 @@ export function backward(output: Tensor, gradOutput?: Tensor<'f32'>): void {
           g.dispose();
           continue;
         }
-        const inputGrads = node.backward(g);
-        g.dispose();
         const inputs = node.inputs;
+        const inputGrads = node.backward(g, collectedGrads(inputs, grads));
+        g.dispose();
         for (let k = 0; k < inputs.length; k++) {
           const input = inputs[k];
           const gi = inputGrads[k];
@@ -121,6 +147,7 @@ export function backward(output: Tensor, gradOutput?: Tensor<'f32'>): void {
             );
           }
           const existing = grads.get(input);
+          if (gi === existing) continue; // the node added its gradient into the collected one
           if (existing) {
             // Out of place: `existing` may share its buffer with another pending gradient.
             grads.set(input, axpbyNoGrad(1, existing, 1, gi));

@@ -33,8 +33,16 @@ export type Shape = readonly number[];
 export interface GradNode {
   op: string;
   inputs: readonly Tensor[];
-  /** Gradients for each input (null where not needed). Must return new tensors or views, never gradOutput itself. */
-  backward(gradOutput: Tensor<'f32'>): ReadonlyArray<Tensor<'f32'> | null>;
+  /**
+   * Gradients for each input (null where not needed). Must return new tensors or views, never gradOutput itself.
+   * `pending[k]`, where given, is the gradient input k has collected so far, in storage of its own: the closure
+   * may add its gradient into it in place and return pending[k] itself (a GEMM's epilogue, C := A·B + C), which
+   * saves the separate sum. pending is only valid during the call.
+   */
+  backward(
+    gradOutput: Tensor<'f32'>,
+    pending?: ReadonlyArray<Tensor<'f32'> | null>,
+  ): ReadonlyArray<Tensor<'f32'> | null>;
 }
 
 class Storage {
