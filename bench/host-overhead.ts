@@ -4,9 +4,11 @@
  * GPU's state does not move. Reads still count, and are answered at once with what the same read returns on
  * the real state (the status word 0, the memory's real histogram: a common-path iteration, nothing small).
  *   npx tsx bench/host-overhead.ts [--steps 7] [--warmup 3] [--only convnet|resnet18]
+ * Each case is measured twice in one process, its steps alternating: eager (every op's JavaScript runs) and
+ * replayed (optim.replay: the model part re-issued from its tape, src/gpu/tape.ts; the rest of the step eager).
  * Prints per step, after warm-up (medians over the timed steps): dispatches, bind groups created, buffers
  * created, uniform bytes (the parameter blocks packed), blocking reads, host ms per step (wall; the process's CPU
- * time, all threads; the main thread's CPU time, Linux only), µs per dispatch (main thread where known, else
+ * time, all threads; the main thread's CPU time, Linux only, the mean), µs per dispatch (main thread where known, else
  * process), and the JavaScript heap bytes allocated per step (steps during which no garbage collection ran); then
  * the cost of the smallest dispatch (a one-binding fill) through the project's path against raw Dawn calls
  * (median of 7 rounds of 2,000).
@@ -27,6 +29,8 @@ import { Tensor } from '../src/tensor/tensor.ts';
 import type { OdcMemory } from '../src/odc/memory.ts';
 import { adapterLine } from './common.ts';
 import { prepareStep, type Case } from './train-step.ts';
+import type { StepReplay } from '../src/odc/step.ts';
+import type { Tape } from '../src/gpu/tape.ts';
 
 const argValue = (name: string, fallback: string): string => {
   const at = process.argv.indexOf(name);
@@ -99,7 +103,7 @@ export interface StepCost {
   hostMs: number;
   /** Process CPU milliseconds (user + system, all threads) of recording one step: unlike wall time, not inflated while other jobs hold the cores. */
   cpuMs: number;
-  /** The main thread's CPU milliseconds of recording one step (null where unknown). */
+  /** The main thread's CPU milliseconds of recording one step, the mean over the steps (null where unknown). */
   mainCpuMs: number | null;
   /** mainCpuMs (else cpuMs) per dispatch, in µs. */
   usPerDispatch: number;
@@ -107,66 +111,177 @@ export interface StepCost {
   heapBytes: number | null;
 }
 
-async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Promise<StepCost> {
-  const { step, dispose, memory } = await prepareStep(c);
+/** What one recorded step cost (before the medians). */
+type StepRow = Omit<StepCost, 'name' | 'usPerDispatch' | 'heapBytes'> & { heapBytes: number };
+
+/** Records `step` once under recordOnly and measures it. */
+async function measureStep(
+  g: Gpu,
+  step: () => Promise<void>,
+  answer: (bytes: number) => ArrayBuffer,
+  gcs: ReturnType<typeof gcCounter>,
+): Promise<StepRow> {
+  const before = { ...g.stats };
+  // Let pending collections run first: the steps then start from the same place (a step waits on no timer).
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  const gcBefore = gcs?.count();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const start = performance.now();
+  const cpuStart = process.cpuUsage();
+  const mainStart = mainThreadCpuMs();
+  await g.recordOnly(step, answer);
+  const mainEnd = mainThreadCpuMs();
+  const hostMs = performance.now() - start;
+  const cpu = process.cpuUsage(cpuStart);
+  const heapBytes = process.memoryUsage().heapUsed - heapBefore;
+  // The gc entries of this step arrive asynchronously: wait for them before asking.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  const s = g.stats;
+  return {
+    dispatches: s.dispatches - before.dispatches,
+    bindGroups: s.bindGroups - before.bindGroups,
+    buffersCreated: s.buffersCreated - before.buffersCreated,
+    uniformBytes: s.uniformBytes - before.uniformBytes,
+    blockingReads: s.reads - before.reads,
+    lateReads: s.lateReads - before.lateReads,
+    hostMs,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    mainCpuMs: mainStart === null || mainEnd === null ? null : mainEnd - mainStart,
+    heapBytes: gcs && gcs.count() === gcBefore ? heapBytes : -1,
+  };
+}
+
+/** The medians of a case's measured steps. */
+function summarize(name: string, rows: StepRow[]): StepCost {
+  const pick = (f: (r: StepRow) => number) => median(rows.map(f));
+  const cpuMs = pick((r) => r.cpuMs);
+  // The mean, not the median: the kernel adds to a thread's CPU time at its ticks and switches, so one step's
+  // reading is off by up to a tick (4 ms at 250 Hz; a short step often reads 0), while the mean over steps is not.
+  const mainCpuMs = rows[0].mainCpuMs === null ? null : rows.reduce((a, r) => a + r.mainCpuMs!, 0) / rows.length;
+  const dispatches = pick((r) => r.dispatches);
+  const collectionFree = rows.filter((r) => r.heapBytes >= 0).map((r) => r.heapBytes);
+  return {
+    name,
+    dispatches,
+    bindGroups: pick((r) => r.bindGroups),
+    buffersCreated: pick((r) => r.buffersCreated),
+    uniformBytes: pick((r) => r.uniformBytes),
+    blockingReads: pick((r) => r.blockingReads),
+    lateReads: pick((r) => r.lateReads),
+    hostMs: pick((r) => r.hostMs),
+    cpuMs,
+    mainCpuMs,
+    usPerDispatch: (1000 * (mainCpuMs ?? cpuMs)) / dispatches,
+    heapBytes: collectionFree.length > 0 ? median(collectionFree) : null,
+  };
+}
+
+/**
+ * One case, its steps recorded alternately without and with replay (optim.replay: the model part replayed from its
+ * tape) in one process, so both see the same machine: a row for each.
+ */
+async function measureCase(g: Gpu, c: Case, warmup: number, steps: number): Promise<StepCost[]> {
+  const { step, dispose, memory, replay, parts } = await prepareStep(c, { replay: true });
+  const modes = [
+    { name: `${c.name} (eager)`, replay: null, rows: [] as StepRow[] },
+    { name: `${c.name} (replayed)`, replay, rows: [] as StepRow[] },
+  ];
   try {
     const answer = await readAnswers(memory);
+    parts.replay = null;
     for (let i = 0; i < warmup; i++) await g.recordOnly(step, answer);
-    const rows: Array<Omit<StepCost, 'name' | 'usPerDispatch' | 'heapBytes'> & { heapBytes: number }> = [];
-    const gcs = gcCounter();
-    for (let i = 0; i < steps; i++) {
-      const before = { ...g.stats };
-      // Let pending collections run first: the steps then start from the same place (a step waits on no timer).
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      const gcBefore = gcs?.count();
-      const heapBefore = process.memoryUsage().heapUsed;
+    // then replayed steps: the tape is adopted after two equal consecutive captures
+    parts.replay = replay;
+    for (let i = 0; i < warmup + 3 && replay!.counts.replayed < warmup; i++) await g.recordOnly(step, answer);
+    if (replay!.counts.replayed === 0) throw new Error(`${c.name}: the step never replayed (run with ODC_DEBUG=1)`);
+    // the replay itself (the model part's launches re-issued), timed by wrapping StepReplay.run
+    const run = replay!.run;
+    const replayMs: number[] = [];
+    replay!.run = function (this: StepReplay, ...args) {
       const start = performance.now();
-      const cpuStart = process.cpuUsage();
-      const mainStart = mainThreadCpuMs();
-      await g.recordOnly(step, answer);
-      const mainEnd = mainThreadCpuMs();
-      const hostMs = performance.now() - start;
-      const cpu = process.cpuUsage(cpuStart);
-      const heapBytes = process.memoryUsage().heapUsed - heapBefore;
-      // The gc entries of this step arrive asynchronously: wait for them before asking.
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      const s = g.stats;
-      rows.push({
-        dispatches: s.dispatches - before.dispatches,
-        bindGroups: s.bindGroups - before.bindGroups,
-        buffersCreated: s.buffersCreated - before.buffersCreated,
-        uniformBytes: s.uniformBytes - before.uniformBytes,
-        blockingReads: s.reads - before.reads,
-        lateReads: s.lateReads - before.lateReads,
-        hostMs,
-        cpuMs: (cpu.user + cpu.system) / 1000,
-        mainCpuMs: mainStart === null || mainEnd === null ? null : mainEnd - mainStart,
-        heapBytes: gcs && gcs.count() === gcBefore ? heapBytes : -1,
-      });
-    }
-    gcs?.stop();
-    const pick = (f: (r: (typeof rows)[number]) => number) => median(rows.map(f));
-    const cpuMs = pick((r) => r.cpuMs);
-    const mainCpuMs = rows[0].mainCpuMs === null ? null : pick((r) => r.mainCpuMs!);
-    const dispatches = pick((r) => r.dispatches);
-    const collectionFree = rows.filter((r) => r.heapBytes >= 0).map((r) => r.heapBytes);
-    return {
-      name: c.name,
-      dispatches,
-      bindGroups: pick((r) => r.bindGroups),
-      buffersCreated: pick((r) => r.buffersCreated),
-      uniformBytes: pick((r) => r.uniformBytes),
-      blockingReads: pick((r) => r.blockingReads),
-      lateReads: pick((r) => r.lateReads),
-      hostMs: pick((r) => r.hostMs),
-      cpuMs,
-      mainCpuMs,
-      usPerDispatch: (1000 * (mainCpuMs ?? cpuMs)) / dispatches,
-      heapBytes: collectionFree.length > 0 ? median(collectionFree) : null,
+      const out = run.apply(this, args);
+      replayMs.push(performance.now() - start);
+      return out;
     };
+    const gcs = gcCounter();
+    const launchesBefore = g.stats.dispatches;
+    try {
+      for (let i = 0; i < steps; i++) {
+        for (const m of modes) {
+          parts.replay = m.replay;
+          m.rows.push(await measureStep(g, step, answer, gcs));
+        }
+      }
+    } finally {
+      gcs?.stop();
+      replay!.run = run;
+    }
+    const results = modes.map((m) => summarize(m.name, m.rows));
+    const launches = replay!.tape!.launches;
+    const floor = rawLaunchesMs(g, replay!.tape!, steps);
+    const perLaunch = (ms: number) => ((1000 * ms) / launches).toFixed(1);
+    console.log(
+      `${c.name}: the replay of the model part (${launches} launches, ${replay!.counts.replayed} replays, ` +
+        `${g.stats.dispatches - launchesBefore} dispatches in all measured steps) takes ${median(replayMs).toFixed(2)} ms ` +
+        `wall per step (median), ${perLaunch(median(replayMs))} µs per launch; the same launches as raw Dawn calls ` +
+        `(bind groups made once): ${floor.toFixed(2)} ms, ${perLaunch(floor)} µs per launch`,
+    );
+    return results;
   } finally {
+    parts.replay = replay;
     dispose();
   }
+}
+
+/**
+ * Wall ms (median of `rounds`) of issuing a tape's launches as raw WebGPU calls (setPipeline when it changes,
+ * setBindGroup with groups made beforehand, dispatchWorkgroups, a new encoder every 64 launches, never submitted):
+ * the floor for replaying them.
+ */
+function rawLaunchesMs(g: Gpu, tape: Tape, rounds: number): number {
+  const device = g.device;
+  const uniform = device.createBuffer({ size: 65536, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  const launches = tape.launchList().map((l) => ({
+    ...l,
+    group: device.createBindGroup({
+      layout: l.pipeline.getBindGroupLayout(0),
+      entries: [
+        ...(l.uniforms ? [{ binding: 0, resource: { buffer: uniform, offset: 0, size: 256 } }] : []),
+        ...l.buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
+    }),
+  }));
+  const offsets = [0];
+  const times: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const start = performance.now();
+    let encoder = device.createCommandEncoder();
+    let pass = encoder.beginComputePass();
+    let pipeline: GPUComputePipeline | null = null;
+    for (let i = 0; i < launches.length; i++) {
+      const l = launches[i];
+      if (l.pipeline !== pipeline) pass.setPipeline((pipeline = l.pipeline));
+      if (l.uniforms) {
+        offsets[0] = (i % 256) * 256;
+        pass.setBindGroup(0, l.group, offsets);
+      } else {
+        pass.setBindGroup(0, l.group);
+      }
+      pass.dispatchWorkgroups(...l.workgroups);
+      if (i % 64 === 63) {
+        pass.end();
+        encoder.finish();
+        encoder = device.createCommandEncoder();
+        pass = encoder.beginComputePass();
+        pipeline = null;
+      }
+    }
+    pass.end();
+    encoder.finish();
+    times.push(performance.now() - start);
+  }
+  uniform.destroy();
+  return median(times);
 }
 
 /** µs per dispatch of the smallest kernel: the project's path, raw Dawn calls with one bind group, and with a bind group per dispatch. */
@@ -297,10 +412,12 @@ const steps = Number(argValue('--steps', '7'));
 const warmup = Number(argValue('--warmup', '3'));
 const only = argValue('--only', '');
 const results: StepCost[] = [];
-for (const c of CASES) if (!only || c.name.startsWith(only)) results.push(await measureCase(g, c, warmup, steps));
-console.log(`per step, recorded and not submitted; medians of ${steps} steps after ${warmup} warm-up steps`);
+for (const c of CASES) if (!only || c.name.startsWith(only)) results.push(...(await measureCase(g, c, warmup, steps)));
 console.log(
-  '| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | host ms/step (main thread CPU) | µs/dispatch (CPU) | heap KB/step |',
+  `per step, recorded and not submitted; medians of ${steps} steps of each kind, eager and replayed alternately, after ${warmup} warm-up steps of each`,
+);
+console.log(
+  '| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | host ms/step (main thread CPU, mean) | µs/dispatch (CPU) | heap KB/step |',
 );
 console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {

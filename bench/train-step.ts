@@ -12,7 +12,7 @@ import { augmentConfig } from '../src/data/training-data.ts';
 import { buildLossScaler, buildModel, buildOptimizer } from '../src/odc/build.ts';
 import { workingPrecision } from '../src/ops/precision.ts';
 import { OdcMode } from '../src/odc/modes.ts';
-import { trainingStep } from '../src/odc/step.ts';
+import { StepReplay, trainingStep, type StepParts } from '../src/odc/step.ts';
 import { applyOverride, presetConfig, type TrainConfig } from '../src/config/settings.ts';
 import { OdcMemory } from '../src/odc/memory.ts';
 import { Rng } from '../src/util/rng.ts';
@@ -39,13 +39,20 @@ function randomDataset(n: number, size: number, channels: 1 | 3): ImageDataset {
 /**
  * The model, memory and data of one case, and `step`, one full ODC iteration on them. `step(1)` leaves the
  * iteration's small-cluster decision open while the next is recorded (the training loop's run-ahead); `settle`
- * makes the open decisions.
+ * makes the open decisions. With `replay` (default: the preset's optim.replay), the step's model part is captured
+ * and replayed (`replay` in the result counts its captured, replayed and eager runs).
  */
-export async function prepareStep(c: Case): Promise<{
+export async function prepareStep(
+  c: Case,
+  options: { replay?: boolean } = {},
+): Promise<{
   step: (keepOpen?: number) => Promise<void>;
   settle: () => Promise<number>;
   dispose: () => void;
   memory: OdcMemory;
+  replay: StepReplay | null;
+  /** The step's parts: a bench may set `parts.replay` to null and back between steps (the tape survives). */
+  parts: StepParts;
 }> {
   let config: TrainConfig = presetConfig(c.preset);
   config = applyOverride(config, `odc.k=${c.k}`);
@@ -73,20 +80,22 @@ export async function prepareStep(c: Case): Promise<{
   feats.dispose();
   const mode = new OdcMode(config, memory);
   const rng = new Rng(2);
-  const parts = { config, model, sgd, scaler, augmentRng: rng, augmenter, mode };
+  const replay = (options.replay ?? config.optim.replay) ? new StepReplay() : null;
+  const parts: StepParts = { config, model, sgd, scaler, augmentRng: rng, augmenter, mode, replay };
   let iteration = 0;
   const step = async (keepOpen = 0) => {
     const idx = new Uint32Array(c.batch).map(() => rng.int(c.n));
     await trainingStep(parts, idx, iteration++, undefined, keepOpen);
   };
   const dispose = () => {
+    replay?.dispose();
     mode.dispose();
     sgd.dispose();
     scaler?.dispose();
     model.dispose();
     augmenter.dispose();
   };
-  return { step, settle: () => mode.settle(0), dispose, memory };
+  return { step, settle: () => mode.settle(0), dispose, memory, replay, parts };
 }
 
 async function benchCase(c: Case): Promise<BenchRow> {

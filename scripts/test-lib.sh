@@ -13,7 +13,7 @@ bin=node_modules/.bin
 # ODC_TEST_FILES (space-separated paths) replaces the list for every runtime.
 CORE_TEST_FILES='test/no-adapter.test.ts test/kernels.test.ts test/matmul.test.ts test/conv.test.ts test/loss.test.ts test/composed.test.ts
   test/odc_memory.test.ts test/train.test.ts test/interrupt.test.ts test/quiet.test.ts test/device-faults.test.ts
-  test/bad-inputs.test.ts test/host-cost.test.ts test/streaming.test.ts'
+  test/bad-inputs.test.ts test/host-cost.test.ts test/streaming.test.ts test/replay.test.ts'
 
 # suite_files RUNTIME: the test files RUNTIME runs, space-separated.
 suite_files() {

@@ -56,7 +56,8 @@ function expected(preset: string, edit: (c: TrainConfig) => void = () => {}): Tr
   // loss-scaling knobs, which only f16 runs use.
   const { lrSteps, lrGamma, ...optimHead } = c.optim;
   const lossScaling = { lossScale: 'dynamic', lossScaleLog2: 16, lossScaleInterval: 2000 } as const;
-  c.optim = { ...optimHead, precision: 'f32', ...lossScaling, lrSteps, lrGamma };
+  // optim.replay (issue 9) comes last: it changes how a step is recorded, never its numbers.
+  c.optim = { ...optimHead, precision: 'f32', ...lossScaling, lrSteps, lrGamma, replay: true };
   edit(c);
   return c;
 }
@@ -291,11 +292,11 @@ test('a resumed run starts from its config.json: keys added since are completed,
   );
 });
 
-test('a resume may change exactly what it could before the schema: optim.epochs, the LR schedule and log.*', () => {
+test('a resume may change exactly what it could before the schema (optim.epochs, the LR schedule, log.*) and optim.replay', () => {
   const resumable = leaves(SETTINGS)
     .map((l) => l.key)
     .filter(mayChangeOnResume);
-  const before = ['optim.epochs', 'optim.lr', 'optim.lrSteps', 'optim.lrGamma'];
+  const before = ['optim.epochs', 'optim.lr', 'optim.lrSteps', 'optim.lrGamma', 'optim.replay'];
   assert.deepEqual(
     resumable,
     leaves(SETTINGS)

@@ -142,6 +142,13 @@ export const SETTINGS = group({
       doc: 'Epochs at which the learning rate is multiplied by lrGamma.',
     }),
     lrGamma: num(0.4, { min: 0, minExclusive: true, resumable: true, doc: 'Learning-rate factor at each of lrSteps.' }),
+    replay: bool(true, {
+      resumable: true,
+      doc:
+        "Record a training step's model part (forward, loss, backward, SGD) once and replay its GPU launches on later steps " +
+        'without running the JavaScript that recorded them, once two consecutive steps recorded the same launches; the ' +
+        'results are bit-identical either way (src/gpu/tape.ts).',
+    }),
   }),
   odc: group({
     k: int(100, { min: 1, doc: 'Number of clusters K.', shortcut: { name: 'k', arg: 'N' } }),

@@ -129,6 +129,35 @@ export class HeldWork {
   }
 }
 
+/**
+ * What a capturing tape (src/gpu/tape.ts) hears from the recorder: every launch, copy and write as it is recorded,
+ * and `refuse` for anything a replay could not repeat (a read, a hold boundary, a profile).
+ */
+export interface LaunchRecorder {
+  launch(
+    kernel: ResolvedKernel,
+    words: Uint32Array | null,
+    buffers: readonly GPUBuffer[],
+    count: number,
+    x: number,
+    y: number,
+    z: number,
+  ): void;
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void;
+  write(buffer: GPUBuffer, data: Uint8Array, byteOffset: number): void;
+  refuse(reason: string): void;
+}
+
+/**
+ * A launch's bind group remembered by its caller (a tape's entry, src/gpu/tape.ts), so a launch repeated with the
+ * same uniform buffer skips the cache's lookup: `dispatchResolved` fills it and reuses it while `uniforms` matches.
+ */
+export interface BindGroupCache {
+  uniforms: GPUBuffer | null;
+  /** The cache's node for (pipeline, uniforms, buffers); opaque to the caller. */
+  node: object | null;
+}
+
 /** Bind groups kept for reuse before the cache starts afresh (a resnet18 step uses a few hundred). */
 const MAX_CACHED_BIND_GROUPS = 16384;
 
@@ -254,6 +283,8 @@ export class Gpu {
   private collecting: Array<{ source: KernelSource; layout: LayoutSpec }> | null = null;
   /** While set (inside `recordOnly`), command buffers are finished but never submitted, and reads are answered by it. */
   private answerRead: ((bytes: number) => ArrayBuffer) | null = null;
+  /** While set (a tape's capture), hears every launch, copy and write recorded. */
+  private capture: LaunchRecorder | null = null;
   /** While set (inside `profile`), each dispatch gets its own compute pass with timestamp writes. */
   private profiling: { sets: GPUQuerySet[]; kernels: string[] } | null = null;
   private firstError: string | null = null;
@@ -580,6 +611,7 @@ export class Gpu {
     x: number,
     y = 1,
     z = 1,
+    groupCache?: BindGroupCache,
   ): void {
     this.checkHealthy();
     if (x === 0 || y === 0 || z === 0) return;
@@ -599,9 +631,22 @@ export class Gpu {
       for (let i = uniformWords; i < padded; i++) this.uniformU32[at + i] = 0;
       this.stats.uniformBytes += padded * 4;
       offset = this.uniformSlots++ * UNIFORM_SLOT;
+      this.capture?.launch(kernel, this.uniformU32.slice(at, at + uniformWords), buffers, count, x, y, z);
+    } else {
+      this.capture?.launch(kernel, null, buffers, count, x, y, z);
     }
     const pipeline = kernel.pipeline;
-    const cached = this.bindGroupFor(pipeline, offset >= 0 ? this.uniformBuffer : null, buffers, count);
+    const uniforms = offset >= 0 ? this.uniformBuffer : null;
+    let cached: BindGroupNode;
+    if (groupCache && groupCache.uniforms === uniforms && groupCache.node) {
+      cached = groupCache.node as BindGroupNode;
+    } else {
+      cached = this.bindGroupFor(pipeline, uniforms, buffers, count);
+      if (groupCache) {
+        groupCache.uniforms = uniforms;
+        groupCache.node = cached;
+      }
+    }
     const bindGroup = cached.group!;
     if (cached.encoderSerial !== this.encoderSerial) {
       cached.encoderSerial = this.encoderSerial;
@@ -671,6 +716,7 @@ export class Gpu {
     if (!this.features.timestampQuery)
       throw new Error(`Profiling needs the "timestamp-query" feature, which ${this.adapterName} does not offer.`);
     if (this.profiling || this.collecting) throw new Error('profile() cannot nest or run inside compileAll()');
+    this.capture?.refuse('it is profiled');
     this.flush();
     const p: { sets: GPUQuerySet[]; kernels: string[] } = { sets: [], kernels: [] };
     this.profiling = p;
@@ -708,6 +754,7 @@ export class Gpu {
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.checkHealthy();
     if (bytes === 0) return;
+    this.capture?.copy(src, srcOffset, dst, dstOffset, bytes);
     this.endPass().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     this.encoderCopies.push(src, dst);
   }
@@ -715,6 +762,7 @@ export class Gpu {
   /** Writes host data into a buffer, flushing first if recorded work still uses that buffer. */
   write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
     this.checkHealthy();
+    this.capture?.write(buffer, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), byteOffset);
     if (this.usedInEncoder(buffer)) this.flush();
     if (this.held) {
       const copy = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
@@ -776,6 +824,7 @@ export class Gpu {
    */
   hold(): void {
     if (this.held) throw new Error('hold() calls cannot nest');
+    this.capture?.refuse('it holds recorded work back (Gpu.hold)');
     this.checkHealthy();
     this.flush();
     this.held = [];
@@ -785,6 +834,7 @@ export class Gpu {
   /** Ends holding: everything recorded since `hold`, flushed, as one HeldWork that `submit` sends to the queue. */
   endHold(): HeldWork {
     if (!this.held) throw new Error('endHold() without hold()');
+    this.capture?.refuse('it ends a hold of recorded work (Gpu.endHold)');
     this.flush();
     const ops = this.held;
     this.held = null;
@@ -798,6 +848,7 @@ export class Gpu {
    */
   readLater(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
     this.checkHealthy();
+    this.capture?.refuse('it reads from the GPU (readLater)');
     this.stats.lateReads++;
     const size = Math.ceil(bytes / 4) * 4;
     if (this.answerRead) {
@@ -839,6 +890,26 @@ export class Gpu {
   }
 
   /**
+   * Sends every launch, copy and write recorded from now on to `recorder` as well, until `endCapture` (a tape's
+   * capture, src/gpu/tape.ts). Nothing about the recording itself changes.
+   */
+  beginCapture(recorder: LaunchRecorder): void {
+    if (this.capture) throw new Error('beginCapture(): a capture is open already');
+    if (this.collecting || this.profiling) recorder.refuse('it runs inside compileAll() or profile()');
+    this.capture = recorder;
+  }
+
+  /** Ends what `beginCapture` started. */
+  endCapture(): void {
+    this.capture = null;
+  }
+
+  /** True inside `recordOnly` (command buffers are never submitted; a tape captured here must not run for real). */
+  get recordingOnly(): boolean {
+    return this.answerRead !== null;
+  }
+
+  /**
    * For measuring the host's cost of recording (bench/host-overhead.ts): runs `fn` with every command buffer
    * recorded and finished as usual but never submitted, so nothing executes and the GPU's state is left as it
    * was (results computed inside are garbage). Each `read` still counts, but returns `answerRead(bytes)` at once.
@@ -862,6 +933,7 @@ export class Gpu {
     this.checkHealthy();
     if (this.held)
       throw new Error('a blocking read while recorded work is held back (Gpu.hold): it would not see that work');
+    this.capture?.refuse('it reads from the GPU (read)');
     if (this.answerRead) {
       this.flush();
       this.stats.reads++;

@@ -29,6 +29,10 @@ export class BufferPool {
   private pending: GPUBuffer[] = [];
   /** While work is held back (Gpu.hold): the buffers acquired since, and those from before released since. */
   private hold: { acquired: Set<GPUBuffer>; released: GPUBuffer[] } | null = null;
+  /** While a tape captures (src/gpu/tape.ts): every buffer acquired since `beginCapture`. */
+  private captured: Set<GPUBuffer> | null = null;
+  /** Buffers a tape references but does not own: releasing one calls its callback (the tape is then stale). */
+  private readonly pinned = new Map<GPUBuffer, Set<() => void>>();
   private live = 0;
   private liveBytes = 0;
   private peakBytes = 0;
@@ -50,6 +54,7 @@ export class BufferPool {
     const list = this.free.get(size);
     const buffer = list?.pop() ?? this.create(size);
     this.hold?.acquired.add(buffer);
+    this.captured?.add(buffer);
     this.live++;
     this.liveBytes += size;
     if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
@@ -83,6 +88,7 @@ export class BufferPool {
 
   /** Returns a buffer; it becomes reusable after the next submit. */
   release(buffer: GPUBuffer): void {
+    if (this.pinned.size !== 0) this.pinned.get(buffer)?.forEach((onRelease) => onRelease());
     this.live--;
     this.liveBytes -= this.sizeOf(buffer);
     if (this.hold && !this.hold.acquired.has(buffer)) this.hold.released.push(buffer);
@@ -109,6 +115,72 @@ export class BufferPool {
   /** The held work using these buffers is submitted (or dropped): they become reusable after the next submit. */
   returnHeld(buffers: readonly GPUBuffer[]): void {
     this.pending.push(...buffers);
+  }
+
+  /** Starts collecting the buffers acquired from now on (a tape's capture). */
+  beginCapture(): void {
+    if (this.captured) throw new Error('BufferPool: captures cannot nest');
+    this.captured = new Set();
+  }
+
+  /** Ends the capture: the buffers acquired since `beginCapture`, in the order first acquired. */
+  endCapture(): Set<GPUBuffer> {
+    const captured = this.captured ?? new Set<GPUBuffer>();
+    this.captured = null;
+    return captured;
+  }
+
+  /**
+   * Takes the idle ones of `buffers` (released, waiting for a submit or free) out of the pool for good: they count as
+   * live and are never handed out again until given back with `release`. Returns those taken; the others are
+   * live elsewhere (a tape adopts what its capture acquired and released, src/gpu/tape.ts).
+   */
+  adopt(buffers: Iterable<GPUBuffer>): GPUBuffer[] {
+    const wanted = new Set(buffers);
+    const taken: GPUBuffer[] = [];
+    const keepUnwanted = (list: GPUBuffer[]): GPUBuffer[] => {
+      const kept: GPUBuffer[] = [];
+      for (const b of list) {
+        if (wanted.has(b)) taken.push(b);
+        else kept.push(b);
+      }
+      return kept;
+    };
+    this.pending = keepUnwanted(this.pending);
+    if (this.hold) this.hold.released = keepUnwanted(this.hold.released);
+    for (const [size, list] of this.free) this.free.set(size, keepUnwanted(list));
+    for (const b of taken) {
+      this.live++;
+      this.liveBytes += this.sizeOf(b);
+    }
+    return taken;
+  }
+
+  /**
+   * Calls `onRelease` if one of `buffers` is released (until `unpin`): a tape that binds buffers it does not own
+   * (parameters, optimiser state) learns that one was replaced and must not replay.
+   */
+  pin(buffers: Iterable<GPUBuffer>, onRelease: () => void): void {
+    for (const b of buffers) {
+      const callbacks = this.pinned.get(b);
+      if (callbacks) callbacks.add(onRelease);
+      else this.pinned.set(b, new Set([onRelease]));
+    }
+  }
+
+  /** Ends what `pin(buffers, onRelease)` started. */
+  unpin(buffers: Iterable<GPUBuffer>, onRelease: () => void): void {
+    for (const b of buffers) {
+      const callbacks = this.pinned.get(b);
+      callbacks?.delete(onRelease);
+      if (callbacks?.size === 0) this.pinned.delete(b);
+    }
+  }
+
+  /** Whether `buffer` is idle in the pool (released, not handed out): a tape may not bind such a buffer. */
+  isIdle(buffer: GPUBuffer): boolean {
+    if (this.pending.includes(buffer) || this.hold?.released.includes(buffer)) return true;
+    return this.free.get(this.sizeOf(buffer))?.includes(buffer) ?? false;
   }
 
   /**

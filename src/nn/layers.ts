@@ -5,6 +5,7 @@
 import { Module } from './module.ts';
 import { constantInit, kaimingNormal, normalInit } from './init.ts';
 import { gpu } from '../gpu/device.ts';
+import { drawForTape } from '../gpu/tape.ts';
 import { conv2d } from '../ops/conv.ts';
 import { linear } from '../ops/matmul.ts';
 import { batchNorm, type BatchNormState } from '../ops/batchnorm.ts';
@@ -140,7 +141,8 @@ export class Dropout extends Module {
   }
 
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
-    return dropout(x, this.p, this.training ? this.rng.nextU32() : 0, this.training);
+    // the seed is drawn through the tape, so that a replayed step draws its own (src/gpu/tape.ts)
+    return dropout(x, this.p, this.training ? drawForTape(() => this.rng.nextU32()) : 0, this.training);
   }
 }
 

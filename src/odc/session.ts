@@ -39,7 +39,7 @@ import { loadWeights } from '../io/weights.ts';
 import { prepareRunVariants, recordRunVariants } from './tuning.ts';
 import { freshMode, resumedMode, type TrainingMode } from './modes.ts';
 import { Progress } from './progress.ts';
-import type { StepParts } from './step.ts';
+import { StepReplay, type StepParts } from './step.ts';
 
 export interface TrainOptions {
   config: TrainConfig;
@@ -90,6 +90,8 @@ export class TrainingSession implements StepParts {
   readonly batchSize: number;
   readonly iterationsPerEpoch: number;
   private currentMode: TrainingMode | null = null;
+  /** The step's tape (optim.replay), or null. */
+  readonly replay: StepReplay | null;
 
   private constructor(
     readonly options: TrainOptions,
@@ -109,6 +111,7 @@ export class TrainingSession implements StepParts {
     this.n = dataset.n;
     this.batchSize = config.optim.batchSize;
     this.iterationsPerEpoch = trainingBatchCount(this.n, this.batchSize);
+    this.replay = config.optim.replay ? new StepReplay() : null;
   }
 
   /** Checks everything that can be checked cheaply (config, output folder, checkpoint, data), then builds the run. */
@@ -243,6 +246,7 @@ export class TrainingSession implements StepParts {
   }
 
   dispose(): void {
+    this.replay?.dispose();
     this.currentMode?.dispose();
     this.augmenter.dispose();
     if (!this.options.dataset) this.dataset.close(); // a source the session opened (a pack file)
