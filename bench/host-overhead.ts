@@ -8,7 +8,7 @@
  * replayed (optim.replay: the model part re-issued from its tape, src/gpu/tape.ts; the rest of the step eager).
  * Prints per step, after warm-up (medians over the timed steps): dispatches, bind groups created, buffers
  * created, uniform bytes (the parameter blocks packed), blocking reads, host ms per step (wall; the process's CPU
- * time, all threads; the main thread's CPU time, Linux only, the mean), µs per dispatch (main thread where known, else
+ * time, all threads; the main thread's CPU time, Linux only), µs per dispatch (main thread where known, else
  * process), and the JavaScript heap bytes allocated per step (steps during which no garbage collection ran); then
  * the cost of the smallest dispatch (a one-binding fill) through the project's path against raw Dawn calls
  * (median of 7 rounds of 2,000).
@@ -52,14 +52,30 @@ const median = (xs: number[]): number => {
 /**
  * CPU time of the calling (main) thread in ms, from Linux's /proc/thread-self/schedstat (nanoseconds on the CPU):
  * unlike the process's CPU time, it leaves out Dawn's and the garbage collector's helper threads, and unlike wall
- * time, the time other jobs hold the cores. Null where there is no such file.
+ * time, the time other jobs hold the cores. The kernel adds a running thread's time to that file only at its ticks
+ * and switches, so a bare read lags by up to a tick (4 ms at 250 Hz: a step that starts right after a sleep read
+ * about 1 ms low on average); `process.cpuUsage()` (getrusage) brings the calling thread's time up to date first.
+ * Null where there is no such file.
  */
 function mainThreadCpuMs(): number | null {
   try {
+    process.cpuUsage();
     return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
   } catch {
     return null;
   }
+}
+
+/** The main-thread CPU ms that a pair of `mainThreadCpuMs` reads costs by itself (median of 200 empty brackets). */
+function mainThreadBracketMs(): number {
+  const spans: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const a = mainThreadCpuMs();
+    const b = mainThreadCpuMs();
+    if (a === null || b === null) return 0;
+    spans.push(b - a);
+  }
+  return median(spans);
 }
 
 /**
@@ -103,7 +119,7 @@ export interface StepCost {
   hostMs: number;
   /** Process CPU milliseconds (user + system, all threads) of recording one step: unlike wall time, not inflated while other jobs hold the cores. */
   cpuMs: number;
-  /** The main thread's CPU milliseconds of recording one step, the mean over the steps (null where unknown). */
+  /** The main thread's CPU milliseconds of recording one step (null where unknown). */
   mainCpuMs: number | null;
   /** mainCpuMs (else cpuMs) per dispatch, in µs. */
   usPerDispatch: number;
@@ -146,7 +162,7 @@ async function measureStep(
     lateReads: s.lateReads - before.lateReads,
     hostMs,
     cpuMs: (cpu.user + cpu.system) / 1000,
-    mainCpuMs: mainStart === null || mainEnd === null ? null : mainEnd - mainStart,
+    mainCpuMs: mainStart === null || mainEnd === null ? null : mainEnd - mainStart - bracketMs,
     heapBytes: gcs && gcs.count() === gcBefore ? heapBytes : -1,
   };
 }
@@ -155,9 +171,7 @@ async function measureStep(
 function summarize(name: string, rows: StepRow[]): StepCost {
   const pick = (f: (r: StepRow) => number) => median(rows.map(f));
   const cpuMs = pick((r) => r.cpuMs);
-  // The mean, not the median: the kernel adds to a thread's CPU time at its ticks and switches, so one step's
-  // reading is off by up to a tick (4 ms at 250 Hz; a short step often reads 0), while the mean over steps is not.
-  const mainCpuMs = rows[0].mainCpuMs === null ? null : rows.reduce((a, r) => a + r.mainCpuMs!, 0) / rows.length;
+  const mainCpuMs = rows[0].mainCpuMs === null ? null : pick((r) => r.mainCpuMs!);
   const dispatches = pick((r) => r.dispatches);
   const collectionFree = rows.filter((r) => r.heapBytes >= 0).map((r) => r.heapBytes);
   return {
@@ -391,6 +405,8 @@ async function dispatchesByKernel(g: Gpu, c: Case, warmup: number): Promise<Map<
 }
 
 const g = await initGpu();
+/** What the main-thread clock's own reads cost, taken off every step's reading. */
+const bracketMs = mainThreadBracketMs();
 console.log(adapterLine(g, false));
 if (process.argv.includes('--by-kernel')) {
   const only = argValue('--only', '');
@@ -417,7 +433,7 @@ console.log(
   `per step, recorded and not submitted; medians of ${steps} steps of each kind, eager and replayed alternately, after ${warmup} warm-up steps of each`,
 );
 console.log(
-  '| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | host ms/step (main thread CPU, mean) | µs/dispatch (CPU) | heap KB/step |',
+  '| step | dispatches | bind groups created | buffers created | uniform bytes | blocking reads | late reads | host ms/step (wall) | host ms/step (CPU) | host ms/step (main thread CPU) | µs/dispatch (CPU) | heap KB/step |',
 );
 console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
