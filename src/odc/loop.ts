@@ -60,6 +60,9 @@ export class TrainingLoop {
     const { config, sgd, mode } = this.s;
     const epochStart = performance.now();
     sgd.setLr(stepLr(config.optim.lr, epoch, { steps: config.optim.lrSteps, gamma: config.optim.lrGamma }));
+    // The step's tape keeps the training step's buffers out of the pool: give them back for the extraction and
+    // k-means, which would otherwise add their own on top (the tape is captured again, bit-identically).
+    if (mode.extractsAtEpochStart) this.s.replay?.dispose();
     const order = await mode.epochOrder(epoch, this.s.position.batchInEpoch);
     const batches = trainingBatches(order, this.s.batchSize);
     const resumed = this.s.position.batchInEpoch > 0 ? this.s.carried : null;

@@ -36,6 +36,8 @@ export interface ModeContext {
 export interface TrainingMode {
   /** Whether labels change between iterations (ODC relabels every step), so change ratios are meaningful. */
   readonly tracksChange: boolean;
+  /** Whether `epochOrder` extracts the whole set's features and clusters them (DeepCluster), not just shuffles. */
+  readonly extractsAtEpochStart: boolean;
   /** The per-cluster loss weights of the next step, or null for an unweighted loss. */
   readonly weights: Tensor<'f32'> | null;
   /** How many labels the last `observe` changed (a GPU scalar), or null when labels never change mid-epoch. */
@@ -155,6 +157,7 @@ export async function freshMode(
 /** Online Deep Clustering: the memory's labels, updated every step. */
 export class OdcMode implements TrainingMode {
   readonly tracksChange = true;
+  readonly extractsAtEpochStart = false;
   private readonly sampler: UniformSampler;
   private readonly checks: LateSmallClusterChecks;
 
@@ -229,6 +232,7 @@ export class OdcMode implements TrainingMode {
 /** The DeepCluster baseline: k-means labels of backbone features, fixed for an epoch. */
 export class DeepClusterMode implements TrainingMode {
   readonly tracksChange = false;
+  readonly extractsAtEpochStart = true;
   readonly weights = null;
   readonly changeCount = null;
 
