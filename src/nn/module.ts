@@ -66,6 +66,18 @@ export abstract class Module {
     return this.train(false);
   }
 
+  /**
+   * Every training flag of the tree and every parameter's requiresGrad, in tree order, as '1'/'0' characters: what
+   * decides which kernels a training step records besides shapes (a submodule in eval mode, a frozen parameter), so
+   * a replayed step (src/odc/step.ts) keys its tape by it.
+   */
+  modeSignature(): string {
+    let signature = this.training ? '1' : '0';
+    for (const p of this.params.values()) signature += p.requiresGrad ? '1' : '0';
+    for (const child of this.childModules.values()) signature += child.modeSignature();
+    return signature;
+  }
+
   dispose(): void {
     for (const p of this.params.values()) {
       p.grad?.dispose();
