@@ -67,14 +67,15 @@ export abstract class Module {
   }
 
   /**
-   * Every training flag of the tree and every parameter's requiresGrad, in tree order, as '1'/'0' characters: what
-   * decides which kernels a training step records besides shapes (a submodule in eval mode, a frozen parameter), so
-   * a replayed step (src/odc/step.ts) keys its tape by it.
+   * What decides which kernels a training step records besides shapes, in tree order, one character each: every
+   * training flag ('1'/'0': a submodule in eval mode) and every parameter's requiresGrad and pending gradient ('0'-'3':
+   * a frozen parameter; a gradient left on it, which backward adds into), so a replayed step (src/odc/step.ts) keys
+   * its tape by it.
    */
-  modeSignature(): string {
+  recordingSignature(): string {
     let signature = this.training ? '1' : '0';
-    for (const p of this.params.values()) signature += p.requiresGrad ? '1' : '0';
-    for (const child of this.childModules.values()) signature += child.modeSignature();
+    for (const p of this.params.values()) signature += (p.requiresGrad ? 1 : 0) + (p.grad ? 2 : 0);
+    for (const child of this.childModules.values()) signature += child.recordingSignature();
     return signature;
   }
 
