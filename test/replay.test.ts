@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { assert, setupGpu } from './helpers.ts';
 import { gpu } from '../src/gpu/device.ts';
 import { Tape, drawForTape } from '../src/gpu/tape.ts';
+import { backward } from '../src/tensor/autograd.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { tidy } from '../src/tensor/scope.ts';
 import { affine, mul } from '../src/ops/elementwise.ts';
@@ -389,5 +390,58 @@ test('resnet18 and convnet-s steps (scripts/step-hash.ts cases, 6 iterations) ha
       }
     }
     assert.equal(hashes[1], hashes[0], `${c.name}: replay changed the numbers`);
+  }
+});
+
+test('a submodule switched to eval or a frozen parameter between steps (not the model flag): replay on equals off', async () => {
+  // A library user's hook freezes the backbone after epoch 1 and puts it in eval mode after epoch 2: both change
+  // what the model part records (no gradient, no SGD update of those parameters; BN with running statistics)
+  // while model.training stays true.
+  const dirs = ['off', 'on'].map((n) => mkdtempSync(join(tmpdir(), `odc-replay-freeze-${n}-`)));
+  try {
+    const counts: Array<StepReplay['counts']> = [];
+    for (const [i, dir] of dirs.entries()) {
+      await train({
+        config: tinyConfig(`optim.replay=${i === 1}`, 'optim.epochs=3'),
+        outDir: dir,
+        dataset: syntheticDataset(),
+        quiet: true,
+        onEpoch: (summary, session) => {
+          if (session.replay) counts.push({ ...session.replay.counts });
+          if (summary.epoch === 0) for (const p of session.model.backbone.parameters()) p.requiresGrad = false;
+          if (summary.epoch === 1) session.model.backbone.eval();
+        },
+      });
+    }
+    // replays ran after each change (0-based epochs: the summary of the first epoch is epoch 0)
+    assert.ok(counts.length === 3 && counts[2].replayed > counts[1].replayed, JSON.stringify(counts));
+    await assertSameRecords(dirs[0], dirs[1]);
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('gradients a hook leaves on the parameters (accumulated into the next step, as autograd does): replay on equals off', async () => {
+  // A library user's hook adds a gradient of its own (a hand-made penalty on the head) without zeroing it: the next
+  // step's backward accumulates into it and its SGD step applies the sum, which the eager step records (an add)
+  // and a tape captured without it does not.
+  const dirs = ['off', 'on'].map((n) => mkdtempSync(join(tmpdir(), `odc-replay-grads-${n}-`)));
+  try {
+    for (const [i, dir] of dirs.entries()) {
+      await train({
+        config: tinyConfig(`optim.replay=${i === 1}`),
+        outDir: dir,
+        dataset: syntheticDataset(),
+        quiet: true,
+        onEpoch: (summary, session) => {
+          if (summary.epoch !== 0) return;
+          const w = session.model.head.weight;
+          tidy(() => backward(sum(mul(w, w))));
+        },
+      });
+    }
+    await assertSameRecords(dirs[0], dirs[1]);
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
 });

@@ -66,6 +66,19 @@ export abstract class Module {
     return this.train(false);
   }
 
+  /**
+   * What decides which kernels a training step records besides shapes, in tree order, one character each: every
+   * training flag ('1'/'0': a submodule in eval mode) and every parameter's requiresGrad and pending gradient ('0'-'3':
+   * a frozen parameter; a gradient left on it, which backward adds into), so a replayed step (src/odc/step.ts) keys
+   * its tape by it.
+   */
+  recordingSignature(): string {
+    let signature = this.training ? '1' : '0';
+    for (const p of this.params.values()) signature += (p.requiresGrad ? 1 : 0) + (p.grad ? 2 : 0);
+    for (const child of this.childModules.values()) signature += child.recordingSignature();
+    return signature;
+  }
+
   dispose(): void {
     for (const p of this.params.values()) {
       p.grad?.dispose();

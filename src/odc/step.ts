@@ -123,7 +123,7 @@ function replayKey(parts: StepParts, rows: number): string {
   return [
     rows,
     sgd.lr, // setLr at epoch boundaries: every group's lr follows the base lr
-    model.training,
+    model.recordingSignature(), // train/eval flags, frozen parameters, gradients left on them (a hook may set any)
     config.optim.precision,
     scaler !== null,
     mode.weights !== null,
