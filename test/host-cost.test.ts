@@ -49,11 +49,16 @@ test('a recurring (pipeline, buffers) combination reuses its bind group, and eve
   const a = Tensor.empty([300], 'f32');
   const b = Tensor.empty([300], 'f32');
   const groups = g.stats.bindGroups;
-  for (let round = 0; round < 3; round++) {
+  fillInPlace(a, 10);
+  fillInPlace(b, 20);
+  // at most one new group per buffer (fewer when an earlier test in this process bound the same pooled buffer)
+  const firstRound = g.stats.bindGroups - groups;
+  assert.ok(firstRound <= 2, `${firstRound} bind groups for two combinations`);
+  for (let round = 1; round < 3; round++) {
     fillInPlace(a, 10 + round);
     fillInPlace(b, 20 + round);
   }
-  assert.equal(g.stats.bindGroups - groups, 2, 'one bind group per buffer, made once');
+  assert.equal(g.stats.bindGroups - groups, firstRound, 'the recurring combinations reuse their bind groups');
   fillInPlace(a, 5);
   const [va, vb] = [await a.data(), await b.data()];
   assert.ok(
