@@ -13,6 +13,39 @@ import { readF32, readFloat, writeF32, writeFloat } from './common.ts';
 const tiles = { CT: 'u32', RL: 'u32' } as const;
 const sample = { CT: 16, RL: 16 };
 
+/** The training apply with the statistics' second pass folded in: what stats_apply and its residual twin share. */
+const foldedApplyParams = {
+  rows: 'u32',
+  channels: 'u32',
+  nblocks: 'u32',
+  rows_per_block: 'u32',
+  eps: 'f32',
+  momentum: 'f32',
+  has_weight: 'bool',
+  has_bias: 'bool',
+} as const;
+const foldedApplyBindings = {
+  x: readFloat,
+  partial: readF32,
+  weight: readF32,
+  bias: readF32,
+  stats: writeF32,
+  running_mean: writeF32,
+  running_var: writeF32,
+} as const;
+/** The training dx with the backward sums' second pass folded in: what dx_train and its residual twin share. */
+const foldedDxParams = { rows: 'u32', channels: 'u32', nblocks: 'u32' } as const;
+const foldedDxBindings = {
+  dy: readF32,
+  x: readFloat,
+  stats: readF32,
+  partial: readF32,
+  dy_sum: writeF32,
+  dy_xhat_sum: writeF32,
+  dx: writeF32,
+  y: readFloat,
+} as const;
+
 export const batchnorm = declareKernels('batchnorm', {
   stats_partial: {
     params: { rows: 'u32', channels: 'u32', rows_per_block: 'u32' },
@@ -37,27 +70,8 @@ export const batchnorm = declareKernels('batchnorm', {
    * stats and updates the running stats. weight and bias are placeholders when has_weight / has_bias are false.
    */
   stats_apply: {
-    params: {
-      rows: 'u32',
-      channels: 'u32',
-      nblocks: 'u32',
-      rows_per_block: 'u32',
-      eps: 'f32',
-      momentum: 'f32',
-      has_weight: 'bool',
-      has_bias: 'bool',
-      relu: 'bool',
-    },
-    bindings: {
-      x: readFloat,
-      partial: readF32,
-      weight: readF32,
-      bias: readF32,
-      stats: writeF32,
-      running_mean: writeF32,
-      running_var: writeF32,
-      out: writeFloat,
-    },
+    params: { ...foldedApplyParams, relu: 'bool' },
+    bindings: { ...foldedApplyBindings, out: writeFloat },
     defines: tiles,
     sample,
   },
@@ -66,27 +80,8 @@ export const batchnorm = declareKernels('batchnorm', {
    * bindings: src/ops/batchnorm.ts falls back to separate kernels where the adapter has fewer).
    */
   stats_apply_add_relu: {
-    params: {
-      rows: 'u32',
-      channels: 'u32',
-      nblocks: 'u32',
-      rows_per_block: 'u32',
-      eps: 'f32',
-      momentum: 'f32',
-      has_weight: 'bool',
-      has_bias: 'bool',
-    },
-    bindings: {
-      x: readFloat,
-      partial: readF32,
-      weight: readF32,
-      bias: readF32,
-      stats: writeF32,
-      running_mean: writeF32,
-      running_var: writeF32,
-      res: readFloat,
-      out: writeFloat,
-    },
+    params: foldedApplyParams,
+    bindings: { ...foldedApplyBindings, res: readFloat, out: writeFloat },
     defines: tiles,
     sample,
   },
@@ -104,34 +99,15 @@ export const batchnorm = declareKernels('batchnorm', {
   },
   /** Training dx, with the backward sums' second pass folded in (it writes dy_sum and dy_xhat_sum too). */
   dx_train: {
-    params: { rows: 'u32', channels: 'u32', nblocks: 'u32', relu: 'bool' },
-    bindings: {
-      dy: readF32,
-      x: readFloat,
-      stats: readF32,
-      partial: readF32,
-      dy_sum: writeF32,
-      dy_xhat_sum: writeF32,
-      dx: writeF32,
-      y: readFloat,
-    },
+    params: { ...foldedDxParams, relu: 'bool' },
+    bindings: foldedDxBindings,
     defines: tiles,
     sample,
   },
   /** The backward of stats_apply_add_relu: dy masked by y > 0 (y: the block's output) into dres, and the training dx. */
   dx_train_add_relu: {
-    params: { rows: 'u32', channels: 'u32', nblocks: 'u32' },
-    bindings: {
-      dy: readF32,
-      x: readFloat,
-      stats: readF32,
-      partial: readF32,
-      dy_sum: writeF32,
-      dy_xhat_sum: writeF32,
-      dx: writeF32,
-      y: readFloat,
-      dres: writeF32,
-    },
+    params: foldedDxParams,
+    bindings: { ...foldedDxBindings, dres: writeF32 },
     defines: tiles,
     sample,
   },
