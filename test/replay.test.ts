@@ -21,10 +21,9 @@ import { dropout } from '../src/ops/dropout.ts';
 import { addInPlace, clone } from '../src/tensor/kernels.ts';
 import { StepReplay, type ModelPartOutputs } from '../src/odc/step.ts';
 import { train } from '../src/odc/trainer.ts';
-import { readRecords } from '../src/odc/checkpoint-io.ts';
 import { Rng } from '../src/util/rng.ts';
 import { prepareStep } from '../bench/train-step.ts';
-import { loggedResults, syntheticDataset, tinyConfig } from './train-fixtures.ts';
+import { assertSameCheckpoint, loggedResults, syntheticDataset, tinyConfig } from './train-fixtures.ts';
 
 before(async () => {
   await setupGpu();
@@ -262,15 +261,7 @@ test('a read inside the captured region refuses the tape', async () => {
 
 /** Checkpoint records of two runs, byte for byte, and their meta records. */
 async function assertSameRecords(dirA: string, dirB: string): Promise<void> {
-  const a = await readRecords(join(dirA, 'checkpoint.odc'));
-  const b = await readRecords(join(dirB, 'checkpoint.odc'));
-  assert.deepEqual([...a.records.keys()].sort(), [...b.records.keys()].sort());
-  for (const [name, ra] of a.records) {
-    const rb = b.records.get(name)!;
-    const bytesA = new Uint8Array(ra.data.buffer, ra.data.byteOffset, ra.data.byteLength);
-    const bytesB = new Uint8Array(rb.data.buffer, rb.data.byteOffset, rb.data.byteLength);
-    assert.ok(Buffer.compare(bytesA, bytesB) === 0, `record ${name} differs between replay on and off`);
-  }
+  const [metaA, metaB] = await assertSameCheckpoint(dirA, dirB, 'between replay on and off');
   // the meta record up to the setting itself and the clock (each epoch's seconds and images per second)
   const withoutReplay = (meta: unknown): string => {
     const m = meta as { config: { optim: Record<string, unknown> }; history: Array<Record<string, unknown>> };
@@ -280,7 +271,7 @@ async function assertSameRecords(dirA: string, dirB: string): Promise<void> {
       history: m.history.map((h) => ({ ...h, seconds: null, imagesPerSecond: null })),
     });
   };
-  assert.equal(withoutReplay(a.meta), withoutReplay(b.meta));
+  assert.equal(withoutReplay(metaA), withoutReplay(metaB));
 }
 
 /** Trains the tiny fixture with replay on or off; returns the step's replay counts at each epoch end (empty when off). */

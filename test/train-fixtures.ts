@@ -214,8 +214,15 @@ export function tempFiles(dir: string): string[] {
   return readdirSync(dir).filter((f) => f.includes('.tmp-'));
 }
 
-/** Byte-level comparison of two checkpoints, record by record. */
-export async function assertSameCheckpoint(dirA: string, dirB: string): Promise<void> {
+/**
+ * Byte-level comparison of two checkpoints, record by record (`between` names the two runs in a failure); returns
+ * both meta records for callers that compare them up to a setting.
+ */
+export async function assertSameCheckpoint(
+  dirA: string,
+  dirB: string,
+  between = 'after resume',
+): Promise<[unknown, unknown]> {
   const a = await readRecords(join(dirA, 'checkpoint.odc'));
   const b = await readRecords(join(dirB, 'checkpoint.odc'));
   assert.deepEqual([...a.records.keys()].sort(), [...b.records.keys()].sort());
@@ -223,6 +230,7 @@ export async function assertSameCheckpoint(dirA: string, dirB: string): Promise<
     const rb = b.records.get(name)!;
     const bytesA = new Uint8Array(ra.data.buffer, ra.data.byteOffset, ra.data.byteLength);
     const bytesB = new Uint8Array(rb.data.buffer, rb.data.byteOffset, rb.data.byteLength);
-    assert.ok(Buffer.compare(bytesA, bytesB) === 0, `record ${name} differs after resume`);
+    assert.ok(Buffer.compare(bytesA, bytesB) === 0, `record ${name} differs ${between}`);
   }
+  return [a.meta, b.meta];
 }
